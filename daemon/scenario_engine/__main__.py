@@ -1,0 +1,3 @@
+from scenario_engine.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""Connections and pools with the settings every engine session needs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+ENGINE_ORIGIN_SQL = "SELECT set_config('scenario_engine.origin', 'engine', true)"
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    # jsonb columns come back as Python objects, not strings.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str, *, application_name: str = "scenario-engine") -> asyncpg.Connection[Any]:
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(
+        dsn, server_settings={"application_name": application_name}
+    )
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    application_name: str = "scenario-engine",
+) -> asyncpg.Pool[Any]:
+    pool: asyncpg.Pool[Any] | None = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"application_name": application_name},
+    )
+    assert pool is not None  # create_pool only returns None when not awaited
+    return pool
+
+
+async def mark_engine_write(conn: asyncpg.Connection[Any]) -> None:
+    """Tag the current transaction as the engine's own so the triggers ignore it."""
+    await conn.execute(ENGINE_ORIGIN_SQL)
