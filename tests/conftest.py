@@ -11,8 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rules
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import migrate
+from scenario_engine.engine import Engine
 from tests.pg import TestServer, test_server
 
 TEMPLATE = f"scenario_template_{os.getpid()}"
@@ -88,3 +90,19 @@ async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
     c = await connect(db_url)
     yield c
     await c.close()
+
+
+@pytest.fixture
+def rules() -> Rules:
+    """Rules used by the scenario tests unless a test builds its own."""
+    return Rules(
+        daily_cap=3,
+        inactivity=[InactivityRule(name="inactive_21d", threshold_days=21, cooldown_days=7, max_reminders=2)],
+        milestone=[MilestoneRule(name="sessions_year", metric="sessions", thresholds=[2, 3, 5])],
+        certification_expiry=[CertificationExpiryRule(name="cert_expiry", tiers_days=[30, 7, 1])],
+    )
+
+
+@pytest.fixture
+async def engine(pool: asyncpg.Pool[Any], rules: Rules) -> Engine:
+    return Engine(pool, rules)

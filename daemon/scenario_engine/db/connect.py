@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeAlias, Union
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A plain connection or one borrowed from a pool: everything here accepts either.
+Conn: TypeAlias = Union["asyncpg.Connection[Any]", "PoolConnectionProxy[Any]"]
 
 ENGINE_ORIGIN_SQL = "SELECT set_config('scenario_engine.origin', 'engine', true)"
 
@@ -42,6 +46,6 @@ async def create_pool(
     return pool
 
 
-async def mark_engine_write(conn: asyncpg.Connection[Any]) -> None:
+async def mark_engine_write(conn: Conn) -> None:
     """Tag the current transaction as the engine's own so the triggers ignore it."""
     await conn.execute(ENGINE_ORIGIN_SQL)

@@ -1,0 +1,201 @@
+"""The evaluation pipeline shared by the sweep, the event drain and the single-mentor path.
+
+    candidates (set-based SQL, or pure Python for one mentor)
+      → policy (opt-out, cooldown, cap)  → write (enqueue / ledger / decision log)
+
+The set-based path runs a rule's candidate query once per batch of mentors; the
+single-mentor path fetches that mentor's raw rows and applies the pure evaluators. Both
+meet in ``decide_and_write`` so policy and persistence are one piece of code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+
+from scenario_engine.config import InactivityRule, MilestoneRule, Rule, Rules
+from scenario_engine.db.connect import Conn, mark_engine_write
+from scenario_engine.db.queries import query
+from scenario_engine.notifications import Outcome, write_outcomes
+from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
+from scenario_engine.scenarios import certification, inactivity, milestone
+from scenario_engine.scenarios.base import Candidate, epoch_micros
+
+
+def utc(as_of: dt.datetime | None) -> dt.datetime:
+    """Normalise an instant to UTC (wall-clock arithmetic across DST would be wrong)."""
+    if as_of is None:
+        return dt.datetime.now(dt.UTC)
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    return as_of.astimezone(dt.UTC)
+
+
+# --- set-based candidates ------------------------------------------------------------
+
+
+async def set_based_candidates(
+    conn: Conn, rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime
+) -> list[Candidate]:
+    if not mentors:
+        return []
+    if isinstance(rule, InactivityRule):
+        rows = await conn.fetch(query("inactivity_candidates"), *inactivity.query_args(rule, mentors, as_of))
+        return [inactivity.candidate_from_row(r, rule, as_of) for r in rows]
+    if isinstance(rule, MilestoneRule):
+        rows = await conn.fetch(query("milestone_candidates"), *milestone.query_args(rule, mentors, as_of))
+        return [milestone.candidate_from_row(r, rule) for r in rows]
+    rows = await conn.fetch(
+        query("certification_candidates"), *certification.query_args(rule, mentors, as_of)
+    )
+    return [certification.candidate_from_row(r, rule, as_of) for r in rows]
+
+
+# --- single-mentor candidates (pure evaluators over raw rows) ---------------------------
+
+
+async def single_mentor_candidates(
+    conn: Conn, rule: Rule, mentor_id: uuid.UUID, as_of: dt.datetime
+) -> list[Candidate]:
+    mentor = await conn.fetchrow(query("mentor_row"), mentor_id)
+    if mentor is None:
+        return []
+    if isinstance(rule, InactivityRule):
+        activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
+        last = max((a["occurred_at"] for a in activities), default=None)
+        start = last if last is not None else mentor["joined_at"]
+        spell = str(epoch_micros(start))
+        sent = [
+            n
+            for n in await conn.fetch(query("mentor_notifications"), mentor_id)
+            if n["rule_name"] == rule.name and n["subject"] == spell
+        ]
+        state = inactivity.InactivityState(
+            mentor_id=mentor_id,
+            status=mentor["status"],
+            joined_at=mentor["joined_at"],
+            last_activity_at=last,
+            reminders_sent=len(sent),
+            last_reminder_as_of=max((n["as_of"] for n in sent), default=None),
+        )
+        found = inactivity.decide_inactivity(state, rule, as_of)
+        return [found] if found else []
+    if isinstance(rule, MilestoneRule):
+        activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
+        achieved = await conn.fetch(query("mentor_achievements"), mentor_id)
+        mstate = milestone.MilestoneState(
+            mentor_id=mentor_id,
+            status=mentor["status"],
+            timezone=mentor["timezone"],
+            activities=tuple(
+                milestone.ActivityRow(a["kind"], a["occurred_at"], a["duration_minutes"], a["contacts"])
+                for a in activities
+            ),
+            achieved=frozenset((a["milestone"], float(a["threshold"]), a["period"]) for a in achieved),
+        )
+        found = milestone.decide_milestone(mstate, rule, as_of)
+        return [found] if found else []
+    certs = await conn.fetch(query("mentor_certifications"), mentor_id)
+    fired: dict[int, int] = {}
+    for n in await conn.fetch(query("mentor_notifications"), mentor_id):
+        if n["rule_name"] == rule.name:
+            cert_id = int(n["subject"])
+            fired[cert_id] = min(fired.get(cert_id, n["seq"]), n["seq"])
+    cstate = certification.CertificationState(
+        mentor_id=mentor_id,
+        status=mentor["status"],
+        timezone=mentor["timezone"],
+        certifications=tuple(
+            certification.CertificationRow(
+                c["id"], c["type"], c["issued_at"], c["expires_at"], c["revoked_at"]
+            )
+            for c in certs
+        ),
+        fired_tiers=fired,
+    )
+    return certification.decide_certifications(cstate, rule, as_of)
+
+
+# --- policy and persistence -------------------------------------------------------------
+
+
+async def policy_states(
+    conn: Conn, mentors: Sequence[uuid.UUID], scenario_type: str, as_of: dt.datetime
+) -> tuple[dict[uuid.UUID, PolicyState], dict[uuid.UUID, str | None]]:
+    rows = await conn.fetch(query("policy_inputs"), list(mentors), scenario_type, as_of)
+    return {r["mentor_id"]: state_from_row(r) for r in rows}, {
+        r["mentor_id"]: r["display_name"] for r in rows
+    }
+
+
+def apply_policy(
+    candidates: Sequence[Candidate],
+    states: dict[uuid.UUID, PolicyState],
+    rule: Rule,
+    rules: Rules,
+    as_of: dt.datetime,
+) -> list[tuple[Candidate, PolicyDecision]]:
+    """Pure: decide each candidate in order; earlier allowed ones count toward the cap."""
+    pending: Counter[uuid.UUID] = Counter()
+    out: list[tuple[Candidate, PolicyDecision]] = []
+    for cand in candidates:
+        state = states.get(cand.mentor_id)
+        if state is None:  # mentor deleted between the two reads
+            continue
+        decision = decide_policy(
+            state, cand.scenario_type, rule.cooldown, rules.daily_cap, as_of, pending[cand.mentor_id]
+        )
+        if decision.allowed:
+            pending[cand.mentor_id] += 1
+        out.append((cand, decision))
+    return out
+
+
+async def decide_and_write(
+    conn: Conn, candidates: list[Candidate], rule: Rule, rules: Rules, as_of: dt.datetime
+) -> list[Outcome]:
+    if not candidates:
+        return []
+    mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
+    states, names = await policy_states(conn, mentors, rule_scenario(rule), as_of)
+    decided = apply_policy(candidates, states, rule, rules, as_of)
+    return await write_outcomes(conn, rule, decided, as_of, names)
+
+
+def rule_scenario(rule: Rule) -> str:
+    return rule.scenario_type
+
+
+# --- milestone baselines ------------------------------------------------------------------
+
+
+async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, known: set[str]) -> None:
+    """Record each rule the first time any engine sees it; baseline milestone rules.
+
+    ``known`` caches names already recorded, so the common case costs nothing.
+    """
+    missing = [r for r in rules.enabled() if r.name not in known]
+    if not missing:
+        return
+    known.update(r["rule_name"] for r in await conn.fetch(query("known_rules")))
+    for rule in missing:
+        if rule.name in known:
+            continue
+        backfill = isinstance(rule, MilestoneRule) and rule.backfill
+        async with conn.transaction():
+            await mark_engine_write(conn)
+            claimed = await conn.fetchval(
+                query("claim_rule_first_seen"), rule.name, rule.scenario_type, as_of, backfill
+            )
+            if claimed and isinstance(rule, MilestoneRule) and not backfill:
+                await conn.execute(
+                    query("milestone_baseline"),
+                    as_of,
+                    rule.name,
+                    rule.metric,
+                    rule.period,
+                    list(rule.thresholds),
+                )
+        known.add(rule.name)

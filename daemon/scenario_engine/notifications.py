@@ -1,0 +1,134 @@
+"""enqueue_notification, record_last_triggered and the decision log.
+
+One transaction writes, for each allowed candidate, the scenario_notification (unique
+dedup key: a repeat is a no-op that returns the existing row), the cooldown state, a
+pending push_notification and a 'sent' decision row; milestone achievements go to the
+ledger whatever policy said; suppressed candidates leave one decision row each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import string
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from scenario_engine.config import Rule
+from scenario_engine.db.connect import Conn, mark_engine_write
+from scenario_engine.db.queries import query
+from scenario_engine.policy import PolicyDecision
+from scenario_engine.scenarios.base import Candidate
+
+
+@dataclass(frozen=True)
+class Outcome:
+    candidate: Candidate
+    decision: PolicyDecision
+    notification_id: int | None = None
+    duplicate: bool = False  # allowed, but the dedup key had already been enqueued
+
+
+class _Lenient(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def render(template: str, context: dict[str, Any]) -> str:
+    """Fill a rule's message template; an unknown placeholder stays visible, never fails."""
+    try:
+        return string.Formatter().vformat(template, (), _Lenient(context))
+    except (ValueError, TypeError):
+        return template
+
+
+async def write_outcomes(
+    conn: Conn,
+    rule: Rule,
+    decided: Sequence[tuple[Candidate, PolicyDecision]],
+    as_of: dt.datetime,
+    display_names: dict[uuid.UUID, str | None],
+) -> list[Outcome]:
+    """Persist one batch of decisions for one rule in one engine-marked transaction."""
+    allowed = [(c, d) for c, d in decided if d.allowed]
+    suppressed = [(c, d) for c, d in decided if not d.allowed]
+    achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
+    created: dict[str, int] = {}
+    existing: dict[str, int] = {}
+    async with conn.transaction():
+        await mark_engine_write(conn)
+        if achievements:
+            await conn.execute(
+                query("record_achievements"),
+                [m for m, _ in achievements],
+                [a.milestone for _, a in achievements],
+                [a.threshold for _, a in achievements],
+                [a.period for _, a in achievements],
+                as_of,
+            )
+        if allowed:
+            contexts = [
+                {**c.inputs, "rule": c.rule_name, "display_name": display_names.get(c.mentor_id) or "there"}
+                for c, _ in allowed
+            ]
+            rows = await conn.fetch(
+                query("enqueue_batch"),
+                [c.mentor_id for c, _ in allowed],
+                [c.scenario_type for c, _ in allowed],
+                [c.rule_name for c, _ in allowed],
+                [c.subject for c, _ in allowed],
+                [c.seq for c, _ in allowed],
+                [c.dedup_key for c, _ in allowed],
+                contexts,
+                [render(rule.title, ctx) for ctx in contexts],
+                [render(rule.body, ctx) for ctx in contexts],
+                as_of,
+            )
+            created = {r["dedup_key"]: r["id"] for r in rows}
+            missing = [c.dedup_key for c, _ in allowed if c.dedup_key not in created]
+            if missing:
+                rows = await conn.fetch(query("existing_notifications"), missing)
+                existing = {r["dedup_key"]: r["id"] for r in rows}
+        if suppressed:
+            await conn.execute(
+                query("log_suppressed_batch"),
+                [c.mentor_id for c, _ in suppressed],
+                [c.scenario_type for c, _ in suppressed],
+                [c.rule_name for c, _ in suppressed],
+                [c.dedup_key for c, _ in suppressed],
+                [d.outcome for _, d in suppressed],
+                [d.reason for _, d in suppressed],
+                [c.inputs for c, _ in suppressed],
+                as_of,
+            )
+    out: list[Outcome] = []
+    for c, d in decided:
+        if not d.allowed:
+            out.append(Outcome(c, d))
+        elif c.dedup_key in created:
+            out.append(Outcome(c, d, created[c.dedup_key]))
+        else:
+            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True))
+    return out
+
+
+async def record_last_triggered(
+    conn: Conn | asyncpg.Pool[Any],
+    mentor_id: uuid.UUID,
+    scenario_type: str,
+    triggered_at: dt.datetime,
+    rule_name: str,
+    notification_id: int | None = None,
+) -> None:
+    """Persist cooldown state (never moves it backwards)."""
+    await conn.execute(
+        query("record_last_triggered"), mentor_id, scenario_type, triggered_at, rule_name, notification_id
+    )
+
+
+def context_json(context: dict[str, Any]) -> str:
+    return json.dumps(context, sort_keys=True, default=str)

@@ -1,0 +1,80 @@
+"""should_notify: the checks between "the condition holds" and "a push is queued".
+
+Order matters for the explanation an operator sees: a paused mentor is reported as
+such, not as opted out; an opted-out mentor is not reported as capped. Returns a
+decision with its reason, never a bare bool.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Outcome = Literal["sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
+CAP_WINDOW = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    mentor_id: uuid.UUID
+    status: str
+    opted_out_scope: str | None  # 'all' or the scenario type the mentor opted out of
+    last_triggered_at: dt.datetime | None  # this scenario type
+    last_rule_name: str | None
+    sent_24h: int  # notifications (all scenarios) in (as_of - 24h, as_of]
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    outcome: Outcome
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome == "sent"
+
+
+def decide_policy(
+    state: PolicyState,
+    scenario_type: str,
+    cooldown: dt.timedelta,
+    daily_cap: int,
+    as_of: dt.datetime,
+    pending: int = 0,
+) -> PolicyDecision:
+    """``pending`` counts notifications already allowed for this mentor in the same batch."""
+    if state.status != "active":
+        return PolicyDecision("mentor_not_active", f"mentor status is {state.status!r}")
+    if state.opted_out_scope is not None:
+        scope = "all notifications" if state.opted_out_scope == "all" else f"{scenario_type} notifications"
+        return PolicyDecision("opted_out", f"mentor opted out of {scope}")
+    if state.last_triggered_at is not None and cooldown > dt.timedelta(0):
+        since = as_of - state.last_triggered_at
+        if since < cooldown:
+            return PolicyDecision(
+                "cooldown",
+                f"last {scenario_type} notification ({state.last_rule_name}) {_fmt(since)} ago, "
+                f"cooldown is {_fmt(cooldown)}",
+            )
+    used = state.sent_24h + pending
+    if used >= daily_cap:
+        return PolicyDecision("daily_cap", f"{used} notifications in the last 24 h, cap is {daily_cap}")
+    return PolicyDecision("sent", "all checks passed")
+
+
+def state_from_row(row: Any) -> PolicyState:
+    return PolicyState(
+        mentor_id=row["mentor_id"],
+        status=row["status"],
+        opted_out_scope=row["opted_out_scope"],
+        last_triggered_at=row["last_triggered_at"],
+        last_rule_name=row["last_rule_name"],
+        sent_24h=int(row["sent_24h"]),
+    )
+
+
+def _fmt(delta: dt.timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} h"

@@ -1,0 +1,162 @@
+-- Set-based scenario queries. Each takes the mentors to look at as an array ($1), so the
+-- sweep (batches of ids) and the event drain (the mentors a batch of events touched)
+-- run the very same statements. All instants are compared as absolute seconds
+-- (make_interval(secs => …)), never as calendar days in the session's time zone.
+
+-- name: active_mentor_batch
+-- Keyset pagination over active mentors, for the sweep.
+SELECT id FROM peer_mentor
+WHERE status = 'active' AND ($1::uuid IS NULL OR id > $1::uuid)
+ORDER BY id
+LIMIT $2::int;
+
+-- name: inactivity_candidates
+-- $1 mentors, $2 as_of, $3 rule name, $4 threshold seconds, $5 max reminders,
+-- $6 reminder spacing seconds (the rule's cooldown).
+WITH m AS (
+    SELECT p.id, p.joined_at, last.at AS last_activity_at_raw,
+           coalesce(last.at, p.joined_at) AS last_activity_at
+    FROM peer_mentor p
+    LEFT JOIN LATERAL (
+        SELECT max(a.occurred_at) AS at FROM activity a
+        WHERE a.mentor_id = p.id AND a.occurred_at <= $2::timestamptz
+    ) last ON true
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+), due AS (
+    SELECT m.*, (extract(epoch FROM m.last_activity_at) * 1000000)::bigint::text AS spell
+    FROM m
+    WHERE m.last_activity_at <= $2::timestamptz - make_interval(secs => $4::float8)
+)
+SELECT due.id AS mentor_id, due.joined_at, due.last_activity_at, due.last_activity_at_raw IS NULL AS never_active,
+       due.spell, coalesce(sent.n, 0)::int AS reminders_sent, sent.last_as_of
+FROM due
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n, max(sn.as_of) AS last_as_of FROM scenario_notification sn
+    WHERE sn.mentor_id = due.id AND sn.rule_name = $3::text AND sn.subject = due.spell
+) sent ON true
+WHERE coalesce(sent.n, 0) < $5::int
+  AND (sent.last_as_of IS NULL OR sent.last_as_of <= $2::timestamptz - make_interval(secs => $6::float8))
+ORDER BY due.id;
+
+-- name: milestone_candidates
+-- $1 mentors, $2 as_of, $3 rule name, $4 metric, $5 period ('year' | 'all_time'),
+-- $6 thresholds (ascending), $7 their labels (as the dedup key spells them).
+WITH m AS (
+    SELECT p.id,
+           CASE WHEN $5::text = 'year' THEN extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int::text
+                ELSE 'all_time' END AS period,
+           CASE WHEN $5::text = 'year'
+                THEN make_timestamptz(extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int,
+                                      1, 1, 0, 0, 0, p.timezone)
+                ELSE '-infinity'::timestamptz END AS period_start
+    FROM peer_mentor p
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+), agg AS (
+    SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
+    FROM m
+    LEFT JOIN LATERAL (
+        SELECT CASE $4::text
+                   WHEN 'sessions' THEN (count(*) FILTER (WHERE a.kind = 'session'))::float8
+                   WHEN 'hours' THEN sum(a.duration_minutes)::float8 / 60
+                   ELSE sum(a.contacts)::float8
+               END AS value
+        FROM activity a
+        WHERE a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz
+    ) v ON true
+), crossed AS (
+    SELECT agg.id, agg.period, agg.value, t.threshold, t.label
+    FROM agg
+    CROSS JOIN LATERAL unnest($6::float8[], $7::text[]) AS t(threshold, label)
+    WHERE agg.value >= t.threshold
+      AND NOT EXISTS (
+          SELECT 1 FROM achievement ac
+          WHERE ac.mentor_id = agg.id AND ac.milestone = $3::text
+            AND ac.threshold = t.threshold::numeric AND ac.period = agg.period)
+)
+SELECT id AS mentor_id, period, value,
+       array_agg(threshold ORDER BY threshold) AS new_thresholds,
+       array_agg(label ORDER BY threshold) AS new_labels
+FROM crossed
+GROUP BY id, period, value
+ORDER BY id;
+
+-- name: milestone_baseline
+-- Record, without any push, every threshold already crossed when a rule is first seen,
+-- so that enabling a rule on a live population does not flood. Whole population, one
+-- statement. $1 as_of, $2 rule name, $3 metric, $4 period, $5 thresholds.
+WITH m AS (
+    SELECT p.id,
+           CASE WHEN $4::text = 'year' THEN extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int::text
+                ELSE 'all_time' END AS period,
+           CASE WHEN $4::text = 'year'
+                THEN make_timestamptz(extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int,
+                                      1, 1, 0, 0, 0, p.timezone)
+                ELSE '-infinity'::timestamptz END AS period_start
+    FROM peer_mentor p
+), agg AS (
+    SELECT m.id, m.period,
+           CASE $3::text
+               WHEN 'sessions' THEN (count(*) FILTER (WHERE a.kind = 'session'))::float8
+               WHEN 'hours' THEN coalesce(sum(a.duration_minutes), 0)::float8 / 60
+               ELSE coalesce(sum(a.contacts), 0)::float8
+           END AS value
+    FROM m JOIN activity a ON a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $1::timestamptz
+    GROUP BY m.id, m.period
+)
+INSERT INTO achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
+SELECT agg.id, $2::text, t.threshold::numeric, agg.period, $1::timestamptz, 'engine-baseline'
+FROM agg CROSS JOIN unnest($5::float8[]) AS t(threshold)
+WHERE agg.value >= t.threshold
+ON CONFLICT ON CONSTRAINT achievement_once_per_period DO NOTHING;
+
+-- name: claim_rule_first_seen
+-- Exactly one engine records a rule as seen; concurrent callers wait for its commit.
+INSERT INTO scenario_rule_state (rule_name, scenario_type, first_seen_at, baseline_at, backfill)
+VALUES ($1::text, $2::text, $3::timestamptz, CASE WHEN $4::boolean THEN NULL ELSE $3::timestamptz END, $4::boolean)
+ON CONFLICT (rule_name) DO NOTHING
+RETURNING rule_name;
+
+-- name: known_rules
+SELECT rule_name FROM scenario_rule_state;
+
+-- name: certification_candidates
+-- $1 mentors, $2 as_of, $3 rule name, $4 tiers in days, $5 watched types (empty = all).
+WITH c AS (
+    SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, p.timezone,
+           (SELECT min(t) FROM unnest($4::int[]) AS t
+            WHERE c.expires_at <= $2::timestamptz + make_interval(secs => t * 86400.0)) AS tier
+    FROM certification c
+    JOIN peer_mentor p ON p.id = c.mentor_id AND p.status = 'active'
+    WHERE c.mentor_id = ANY($1::uuid[])
+      AND c.revoked_at IS NULL
+      AND c.expires_at > $2::timestamptz
+      AND c.expires_at <= $2::timestamptz + make_interval(secs => (SELECT max(t) FROM unnest($4::int[]) AS t) * 86400.0)
+      AND (cardinality($5::text[]) = 0 OR c.type = ANY($5::text[]))
+      AND NOT EXISTS (
+          SELECT 1 FROM certification n
+          WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
+            AND (n.issued_at, n.id) > (c.issued_at, c.id))
+)
+SELECT c.id AS certification_id, c.mentor_id, c.type, c.issued_at, c.expires_at, c.timezone, c.tier,
+       fired.min_tier
+FROM c
+LEFT JOIN LATERAL (
+    SELECT min(sn.seq) AS min_tier FROM scenario_notification sn
+    WHERE sn.mentor_id = c.mentor_id AND sn.rule_name = $3::text AND sn.subject = c.id::text
+) fired ON true
+WHERE fired.min_tier IS NULL OR c.tier < fired.min_tier
+ORDER BY c.mentor_id, c.id;
+
+-- name: policy_inputs
+-- What should_notify needs for one scenario type: status, opt-out, cooldown, cap usage.
+-- $1 mentors, $2 scenario type, $3 as_of.
+SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name,
+       (SELECT np.scenario_type FROM notification_preference np
+        WHERE np.mentor_id = p.id AND np.opted_out AND np.scenario_type IN ('all', $2::text)
+        ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
+       cd.last_triggered_at, cd.last_rule_name,
+       (SELECT count(*) FROM scenario_notification sn
+        WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int AS sent_24h
+FROM peer_mentor p
+LEFT JOIN scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
+WHERE p.id = ANY($1::uuid[]);

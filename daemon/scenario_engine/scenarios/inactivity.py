@@ -1,0 +1,94 @@
+"""Inactivity: a mentor who has logged nothing for the threshold gets a reminder.
+
+A *spell* starts at the last activity (or the join date). The first reminder is due
+once ``as_of - spell start >= threshold``; later ones in the same spell only after the
+rule's cooldown, up to ``max_reminders``. New activity starts a new spell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from scenario_engine.config import InactivityRule
+from scenario_engine.scenarios.base import Candidate, dedup_key, epoch_micros, iso
+
+
+@dataclass(frozen=True)
+class InactivityState:
+    mentor_id: uuid.UUID
+    status: str
+    joined_at: dt.datetime
+    last_activity_at: dt.datetime | None  # newest activity at or before as_of
+    reminders_sent: int  # in the spell that starts at the effective last activity
+    last_reminder_as_of: dt.datetime | None
+
+
+def spell_start(state: InactivityState) -> dt.datetime:
+    return state.last_activity_at if state.last_activity_at is not None else state.joined_at
+
+
+def decide_inactivity(state: InactivityState, rule: InactivityRule, as_of: dt.datetime) -> Candidate | None:
+    """The pure rule. Paused and inactive mentors get no inactivity nudges."""
+    if state.status != "active":
+        return None
+    start = spell_start(state)
+    threshold = dt.timedelta(days=rule.threshold_days)
+    if as_of - start < threshold:
+        return None
+    if state.reminders_sent >= rule.max_reminders:
+        return None
+    if state.last_reminder_as_of is not None and as_of - state.last_reminder_as_of < rule.cooldown:
+        return None
+    spell = str(epoch_micros(start))
+    number = state.reminders_sent + 1
+    return Candidate(
+        mentor_id=state.mentor_id,
+        scenario_type="inactivity",
+        rule_name=rule.name,
+        subject=spell,
+        seq=number,
+        dedup_key=dedup_key("inactivity", rule.name, state.mentor_id, spell, number),
+        inputs=inactivity_inputs(start, state.last_activity_at is None, rule, as_of, number),
+    )
+
+
+def inactivity_inputs(
+    start: dt.datetime, never_active: bool, rule: InactivityRule, as_of: dt.datetime, number: int
+) -> dict[str, Any]:
+    return {
+        "last_activity_at": iso(start),
+        "since": "joined" if never_active else "last_activity",
+        "days_inactive": (as_of - start).days,
+        "threshold_days": rule.threshold_days,
+        "reminder": number,
+        "max_reminders": rule.max_reminders,
+    }
+
+
+def candidate_from_row(row: Any, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
+    """Turn a row of the set-based query ``inactivity_candidates`` into a candidate."""
+    number = int(row["reminders_sent"]) + 1
+    mentor_id: uuid.UUID = row["mentor_id"]
+    return Candidate(
+        mentor_id=mentor_id,
+        scenario_type="inactivity",
+        rule_name=rule.name,
+        subject=row["spell"],
+        seq=number,
+        dedup_key=dedup_key("inactivity", rule.name, mentor_id, row["spell"], number),
+        inputs=inactivity_inputs(row["last_activity_at"], bool(row["never_active"]), rule, as_of, number),
+    )
+
+
+def query_args(rule: InactivityRule, mentors: list[uuid.UUID], as_of: dt.datetime) -> tuple[Any, ...]:
+    return (
+        mentors,
+        as_of,
+        rule.name,
+        rule.threshold_days * 86400.0,
+        rule.max_reminders,
+        rule.cooldown.total_seconds(),
+    )
