@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
-from scenario_engine.config import ConfigError, effective_config, load_rules, load_settings
-from scenario_engine.db.connect import connect
+from scenario_engine.config import ConfigError, Settings, effective_config, load_rules, load_settings
+from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
+from scenario_engine.engine import Engine, SweepResult
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+OUTCOME_COLUMNS = ("sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active", "duplicate")
 
 
 def _settings_from_args(args: argparse.Namespace) -> dict[str, object]:
@@ -35,6 +42,47 @@ def _print_config_error(exc: ConfigError) -> int:
     return EXIT_CONFIG
 
 
+def _iso_instant(text: str) -> dt.datetime:
+    """--as-of: an ISO date or instant; a date means midnight UTC, a naive time means UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+@contextlib.asynccontextmanager
+async def _engine(settings: Settings) -> AsyncIterator[Engine]:
+    rules = load_rules(settings.rules_file)
+    pool = await create_pool(
+        settings.require_database_url(), max_size=4, application_name="scenario-engine cli"
+    )
+    try:
+        yield Engine(pool, rules)
+    finally:
+        await pool.close()
+
+
+def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -> int:
+    """Load settings, run an async body, and turn the usual failures into exit codes."""
+    try:
+        settings = load_settings(**_settings_from_args(args))
+        settings.require_database_url()
+        load_rules(settings.rules_file)
+    except ConfigError as exc:
+        return _print_config_error(exc)
+    try:
+        result: int = anyio.run(body, settings)
+        return result
+    except MigrationError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"{args.command}: cannot reach the database: {exc}", file=sys.stderr)
+    except LookupError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(**_settings_from_args(args))
@@ -46,14 +94,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(**_settings_from_args(args))
-        url = settings.require_database_url()
-    except ConfigError as exc:
-        return _print_config_error(exc)
-
-    async def run() -> int:
-        conn = await connect(url, application_name="scenario-engine migrate")
+    async def run(settings: Settings) -> int:
+        conn = await connect(settings.require_database_url(), application_name="scenario-engine migrate")
         try:
             report = await migrate(conn)
         finally:
@@ -64,14 +106,115 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             print(f"database is up to date ({len(report.already_applied)} migrations applied)")
         return EXIT_OK
 
-    try:
-        return anyio.run(run)
-    except MigrationError as exc:
-        print(f"migrate: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except OSError as exc:
-        print(f"migrate: cannot reach the database: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    return _run_db_command(args, run)
+
+
+def _summary(result: SweepResult) -> str:
+    width = max([len("rule"), *(len(r) for r in result.per_rule)])
+    head = "would send" if result.dry_run else "sent"
+    cols = (head, *OUTCOME_COLUMNS[1:])
+    lines = ["  ".join([f"{'rule':<{width}}", *(f"{c:>17}" for c in cols)])]
+    for rule, counts in sorted(result.per_rule.items()):
+        lines.append("  ".join([f"{rule:<{width}}", *(f"{counts.get(c, 0):>17}" for c in OUTCOME_COLUMNS)]))
+    lines.append(
+        f"{result.mentors} active mentors evaluated as of {result.as_of.isoformat()}"
+        f" in {result.seconds:.2f} s" + (" — dry run, nothing was written" if result.dry_run else "")
+    )
+    return "\n".join(lines)
+
+
+def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
+    return [
+        {
+            "mentor_id": str(o.candidate.mentor_id),
+            "scenario_type": o.candidate.scenario_type,
+            "rule": o.candidate.rule_name,
+            "outcome": "duplicate" if o.duplicate else o.decision.outcome,
+            "reason": o.decision.reason,
+            "dedup_key": o.candidate.dedup_key,
+            "inputs": json.dumps(o.candidate.inputs, sort_keys=True),
+        }
+        for o in result.outcomes
+    ]
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    async def run(settings: Settings) -> int:
+        async with _engine(settings) as engine:
+            result = await engine.run_scheduled_evaluation(
+                args.as_of, dry_run=args.dry_run, collect=args.output != "table"
+            )
+        if args.output == "json":
+            print(
+                json.dumps(
+                    {
+                        "as_of": result.as_of.isoformat(),
+                        "dry_run": result.dry_run,
+                        "per_rule": result.per_rule,
+                        "decisions": _decision_rows(result),
+                    },
+                    indent=2,
+                )
+            )
+        elif args.output == "csv":
+            rows = _decision_rows(result)
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["mentor_id"])
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            print(_summary(result))
+        return EXIT_OK
+
+    return _run_db_command(args, run)
+
+
+def _format_explanation(expl: Any) -> str:
+    m = expl.mentor
+    out = [
+        f"mentor {m['id']} ({m.get('display_name') or 'no name'}), status {m['status']}, "
+        f"timezone {m['timezone']}, joined {m['joined_at']}",
+        f"as of {expl.as_of.isoformat()}",
+        "",
+    ]
+    for trace in expl.rules:
+        out.append(f"[{trace.rule}] ({trace.scenario_type}) → {trace.verdict}: {trace.reason}")
+        for key, value in trace.inputs.items():
+            out.append(f"    {key}: {json.dumps(value, default=str)}")
+    out.append("")
+    out.append("recent decisions:" if expl.history else "recent decisions: none")
+    for h in expl.history:
+        out.append(f"    {h['as_of']}  {h['rule_name']:<20} {h['outcome']:<12} {h['reason']}")
+    out.append("recent pushes:" if expl.pushes else "recent pushes: none")
+    for p in expl.pushes:
+        out.append(f"    {p['created_at']}  {p['scenario_type']:<20} {p['status']:<10} {p['title']}")
+    return "\n".join(out)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from scenario_engine.explain import explain_mentor
+
+    async def run(settings: Settings) -> int:
+        async with _engine(settings) as engine:
+            expl = await explain_mentor(engine, args.mentor_id, args.as_of)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "mentor": expl.mentor,
+                        "as_of": expl.as_of.isoformat(),
+                        "rules": [t.__dict__ for t in expl.rules],
+                        "history": expl.history,
+                        "pushes": expl.pushes,
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
+        else:
+            print(_format_explanation(expl))
+        return EXIT_OK
+
+    return _run_db_command(args, run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,14 +227,25 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
+        p.add_argument("--database-url", help="overrides SCENARIO_DATABASE_URL")
         return p
 
-    p = add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
-    p.add_argument("--database-url", help="overrides SCENARIO_DATABASE_URL")
+    add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
 
     p = add("check-config", cmd_check_config, "Validate and print the effective configuration.")
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
-    p.add_argument("--database-url", help="overrides SCENARIO_DATABASE_URL")
+
+    p = add("sweep", cmd_sweep, "Evaluate every active mentor once (what the daemon does on its interval).")
+    p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
+    p.add_argument("--dry-run", action="store_true", help="write nothing; report what would be sent")
+    p.add_argument("--as-of", type=_iso_instant, default=None, help="evaluate at this instant (ISO 8601)")
+    p.add_argument("--output", choices=("table", "csv", "json"), default="table")
+
+    p = add("explain", cmd_explain, "Show, per rule, a mentor's inputs, the decision and why.")
+    p.add_argument("mentor_id", type=uuid.UUID)
+    p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
+    p.add_argument("--as-of", type=_iso_instant, default=None)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL (postgresql://user:pass@host:port/db)."
     )
+    database_url_file: Path | None = Field(
+        default=None,
+        description="File holding the database URL (systemd LoadCredential), used if DATABASE_URL is unset.",
+    )
     rules_file: Path | None = Field(
         default=None, description="TOML file with the scenario rules; built-in rules if unset."
     )
@@ -96,9 +100,17 @@ class Settings(BaseSettings):
         return value
 
     def require_database_url(self) -> str:
-        if self.database_url is None:
-            raise ConfigError([(env_name("database_url"), "is required for this command")])
-        return self.database_url.get_secret_value()
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        if self.database_url_file is not None:
+            try:
+                url = self.database_url_file.read_text("utf-8").strip()
+            except OSError as exc:
+                raise ConfigError([(env_name("database_url_file"), f"cannot read: {exc.strerror}")]) from None
+            if not url.startswith(("postgres://", "postgresql://")):
+                raise ConfigError([(env_name("database_url_file"), "does not hold a postgresql:// URL")])
+            return url
+        raise ConfigError([(env_name("database_url"), "is required for this command")])
 
 
 def env_name(field: str) -> str:

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 
-from scenario_engine.config import InactivityRule, MilestoneRule, Rule, Rules
+from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rule, Rules
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import query
 from scenario_engine.notifications import Outcome, write_outcomes
@@ -56,23 +56,26 @@ async def set_based_candidates(
 # --- single-mentor candidates (pure evaluators over raw rows) ---------------------------
 
 
-async def single_mentor_candidates(
+MentorState = inactivity.InactivityState | milestone.MilestoneState | certification.CertificationState
+
+
+async def load_mentor_state(
     conn: Conn, rule: Rule, mentor_id: uuid.UUID, as_of: dt.datetime
-) -> list[Candidate]:
+) -> MentorState | None:
+    """The raw rows one rule needs for one mentor, or None if the mentor does not exist."""
     mentor = await conn.fetchrow(query("mentor_row"), mentor_id)
     if mentor is None:
-        return []
+        return None
     if isinstance(rule, InactivityRule):
         activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
         last = max((a["occurred_at"] for a in activities), default=None)
-        start = last if last is not None else mentor["joined_at"]
-        spell = str(epoch_micros(start))
+        spell = str(epoch_micros(last if last is not None else mentor["joined_at"]))
         sent = [
             n
             for n in await conn.fetch(query("mentor_notifications"), mentor_id)
             if n["rule_name"] == rule.name and n["subject"] == spell
         ]
-        state = inactivity.InactivityState(
+        return inactivity.InactivityState(
             mentor_id=mentor_id,
             status=mentor["status"],
             joined_at=mentor["joined_at"],
@@ -80,12 +83,10 @@ async def single_mentor_candidates(
             reminders_sent=len(sent),
             last_reminder_as_of=max((n["as_of"] for n in sent), default=None),
         )
-        found = inactivity.decide_inactivity(state, rule, as_of)
-        return [found] if found else []
     if isinstance(rule, MilestoneRule):
         activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
         achieved = await conn.fetch(query("mentor_achievements"), mentor_id)
-        mstate = milestone.MilestoneState(
+        return milestone.MilestoneState(
             mentor_id=mentor_id,
             status=mentor["status"],
             timezone=mentor["timezone"],
@@ -95,15 +96,13 @@ async def single_mentor_candidates(
             ),
             achieved=frozenset((a["milestone"], float(a["threshold"]), a["period"]) for a in achieved),
         )
-        found = milestone.decide_milestone(mstate, rule, as_of)
-        return [found] if found else []
     certs = await conn.fetch(query("mentor_certifications"), mentor_id)
     fired: dict[int, int] = {}
     for n in await conn.fetch(query("mentor_notifications"), mentor_id):
         if n["rule_name"] == rule.name:
             cert_id = int(n["subject"])
             fired[cert_id] = min(fired.get(cert_id, n["seq"]), n["seq"])
-    cstate = certification.CertificationState(
+    return certification.CertificationState(
         mentor_id=mentor_id,
         status=mentor["status"],
         timezone=mentor["timezone"],
@@ -115,7 +114,26 @@ async def single_mentor_candidates(
         ),
         fired_tiers=fired,
     )
-    return certification.decide_certifications(cstate, rule, as_of)
+
+
+def decide(state: MentorState, rule: Rule, as_of: dt.datetime) -> list[Candidate]:
+    """The pure evaluators, dispatched on the rule's type."""
+    if isinstance(rule, InactivityRule) and isinstance(state, inactivity.InactivityState):
+        found = inactivity.decide_inactivity(state, rule, as_of)
+        return [found] if found else []
+    if isinstance(rule, MilestoneRule) and isinstance(state, milestone.MilestoneState):
+        found_m = milestone.decide_milestone(state, rule, as_of)
+        return [found_m] if found_m else []
+    if isinstance(rule, CertificationExpiryRule) and isinstance(state, certification.CertificationState):
+        return certification.decide_certifications(state, rule, as_of)
+    raise TypeError(f"state {type(state).__name__} does not fit rule {rule.name!r}")
+
+
+async def single_mentor_candidates(
+    conn: Conn, rule: Rule, mentor_id: uuid.UUID, as_of: dt.datetime
+) -> list[Candidate]:
+    state = await load_mentor_state(conn, rule, mentor_id, as_of)
+    return [] if state is None else decide(state, rule, as_of)
 
 
 # --- policy and persistence -------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""`scenario-engine sweep` and `explain` as an operator runs them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from tests.cli import run_cli
+from tests.factories import add_activity, add_certification, add_mentor, opt_out
+
+AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+
+async def _population(pool: Any) -> list[Any]:
+    mentors = []
+    for i in range(6):
+        m = await add_mentor(pool, joined_at=AS_OF - 200 * DAY, name=f"Mentor {i}")
+        mentors.append(m)
+        if i % 2 == 0:
+            await add_activity(pool, m, AS_OF - (i + 1) * DAY)
+        await add_certification(pool, m, expires_at=AS_OF + (5 + i) * DAY)
+    await opt_out(pool, mentors[1])
+    return mentors
+
+
+async def test_dry_run_sweep_writes_nothing_and_predicts_the_real_sweep(db_url: str, pool: Any) -> None:
+    await _population(pool)
+    env = {"SCENARIO_DATABASE_URL": db_url}
+    tables = ["scenario_notification", "push_notification", "scenario_decision", "achievement"]
+    before = {t: await pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
+    dry = await run_cli("sweep", "--dry-run", "--as-of", AS_OF.isoformat(), "--output", "json", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert {t: await pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables} == before
+    predicted = json.loads(dry.stdout)
+    would_send = sorted(d["dedup_key"] for d in predicted["decisions"] if d["outcome"] == "sent")
+    assert any(d["outcome"] == "opted_out" for d in predicted["decisions"])
+
+    real = await run_cli("sweep", "--as-of", AS_OF.isoformat(), env=env)
+    assert real.returncode == 0, real.stderr
+    assert "certification_expiry" in real.stdout
+    sent = sorted(
+        r["idempotency_key"] for r in await pool.fetch("SELECT idempotency_key FROM push_notification")
+    )
+    assert sent == would_send
+
+
+async def test_sweep_csv_output_lists_every_decision(db_url: str, pool: Any) -> None:
+    await _population(pool)
+    out = await run_cli(
+        "sweep",
+        "--dry-run",
+        "--as-of",
+        "2026-03-01",
+        "--output",
+        "csv",
+        env={"SCENARIO_DATABASE_URL": db_url},
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].startswith("mentor_id,scenario_type,rule,outcome")
+    assert len(lines) > 1
+
+
+async def test_explain_shows_each_rule_with_inputs_and_reason(db_url: str, pool: Any) -> None:
+    mentors = await _population(pool)
+    out = await run_cli(
+        "explain", str(mentors[1]), "--as-of", AS_OF.isoformat(), env={"SCENARIO_DATABASE_URL": db_url}
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "[inactive_21d]" in text and "[sessions_year]" in text and "[certification_expiry]" in text
+    assert "suppressed: opted_out" in text
+    assert "threshold_days: 21" in text
+    js = await run_cli(
+        "explain",
+        str(mentors[0]),
+        "--as-of",
+        AS_OF.isoformat(),
+        "--json",
+        env={"SCENARIO_DATABASE_URL": db_url},
+    )
+    data = json.loads(js.stdout)
+    verdicts = {r["rule"]: r["verdict"] for r in data["rules"]}
+    assert verdicts["inactive_21d"] == "not due"
+    assert verdicts["certification_expiry"] == "would send"
+
+
+async def test_explain_unknown_mentor_is_a_clear_error(db_url: str) -> None:
+    out = await run_cli(
+        "explain", "00000000-0000-0000-0000-000000000001", env={"SCENARIO_DATABASE_URL": db_url}
+    )
+    assert out.returncode == 1
+    assert "no mentor with id" in out.stderr
+
+
+async def test_sweep_without_database_url_names_the_setting() -> None:
+    out = await run_cli("sweep")
+    assert out.returncode == 2
+    assert "SCENARIO_DATABASE_URL" in out.stderr
+
+
+async def test_bad_as_of_is_rejected_clearly(db_url: str) -> None:
+    out = await run_cli("sweep", "--as-of", "yesterday", env={"SCENARIO_DATABASE_URL": db_url})
+    assert out.returncode == 2
+    assert "not an ISO date" in out.stderr
