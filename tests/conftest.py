@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ from scenario_engine.config import CertificationExpiryRule, InactivityRule, Mile
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.engine import Engine
+from tests.daemon import DaemonProcess
 from tests.pg import TestServer, test_server
 
 TEMPLATE = f"scenario_template_{os.getpid()}"
@@ -106,3 +107,18 @@ def rules() -> Rules:
 @pytest.fixture
 async def engine(pool: asyncpg.Pool[Any], rules: Rules) -> Engine:
     return Engine(pool, rules)
+
+
+@pytest.fixture
+def daemons(db_url: str, tmp_path: Any) -> Iterator[Callable[..., DaemonProcess]]:
+    """Start real daemons on this test's database; all are killed at the end."""
+    started: list[DaemonProcess] = []
+
+    def start(name: str = "daemon", env: dict[str, str] | None = None, **settings: Any) -> DaemonProcess:
+        d = DaemonProcess(db_url, tmp_path, name, env, **settings).start()
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.kill()

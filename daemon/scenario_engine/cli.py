@@ -217,6 +217,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from scenario_engine.logs import configure_logging
+    from scenario_engine.runtime.app import run_daemon
+
+    try:
+        settings = load_settings(**_settings_from_args(args))
+        settings.require_database_url()
+        load_rules(settings.rules_file)
+    except ConfigError as exc:
+        return _print_config_error(exc)
+    configure_logging(settings.log_format, settings.log_level)
+    run_daemon(settings)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scenario-engine",
@@ -229,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         p.add_argument("--database-url", help="overrides SCENARIO_DATABASE_URL")
         return p
+
+    p = add("run", cmd_run, "Run the daemon: LISTEN, drain events, sweep on schedule, serve status.")
+    p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
 
     add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
 

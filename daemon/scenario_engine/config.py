@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     sweep_daily_at: dt.time | None = Field(
         default=None, description="Run the sweep once a day at this UTC time (HH:MM) instead."
     )
+    sweep_batch_size: int = Field(
+        default=20_000, ge=1, le=1_000_000, description="Mentors evaluated per sweep batch (memory vs round trips)."
+    )
     leader_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often a follower tries to become leader."
     )

@@ -12,7 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,7 @@ class SweepResult:
     seconds: float = 0.0
     per_rule: dict[str, Counter[str]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False  # stopped between batches; the period is not complete
 
     def count(self, outcomes: Iterable[Outcome]) -> None:
         for o in outcomes:
@@ -263,9 +264,18 @@ class Engine:
         return out
 
     async def run_scheduled_evaluation(
-        self, as_of: dt.datetime | None = None, *, dry_run: bool = False, collect: bool = False
+        self,
+        as_of: dt.datetime | None = None,
+        *,
+        dry_run: bool = False,
+        collect: bool = False,
+        stop: Callable[[], bool] | None = None,
     ) -> SweepResult:
-        """The sweep over all active mentors: batches of ids, a few statements per rule each."""
+        """The sweep over all active mentors: batches of ids, a few statements per rule each.
+
+        ``stop`` is polled between batches (a daemon shutting down); the result then says
+        ``interrupted`` and a later sweep of the same period finishes the job (idempotent).
+        """
         at = utc(as_of)
         result = SweepResult(as_of=at, dry_run=dry_run)
         started = time.perf_counter()
@@ -273,6 +283,9 @@ class Engine:
             await ensure_rules_seen(conn, self.rules, at, known)
             after: uuid.UUID | None = None
             while True:
+                if stop is not None and stop():
+                    result.interrupted = True
+                    break
                 rows = await conn.fetch(query("active_mentor_batch"), after, self.sweep_batch)
                 if not rows:
                     break

@@ -1,0 +1,82 @@
+-- Queries of the long-running daemon: event drain, leadership, sweep bookkeeping, status.
+
+-- name: claim_events
+-- Oldest pending events first; SKIP LOCKED lets several daemons drain side by side.
+SELECT id, table_name, operation, mentor_id, old_mentor_id, row_id, attempts, created_at
+FROM scenario_event
+WHERE processed_at IS NULL AND dead_at IS NULL
+ORDER BY id
+LIMIT $1::int
+FOR UPDATE SKIP LOCKED;
+
+-- name: mark_events_processed
+UPDATE scenario_event SET processed_at = clock_timestamp(), attempts = attempts + 1
+WHERE id = ANY($1::bigint[]);
+
+-- name: mark_event_failed
+-- A failed attempt; after the last allowed attempt the event is dead-lettered.
+UPDATE scenario_event
+SET attempts = attempts + 1,
+    last_error = left($2::text, 2000),
+    dead_at = CASE WHEN attempts + 1 >= $3::int THEN clock_timestamp() END
+WHERE id = $1::bigint
+RETURNING dead_at IS NOT NULL AS dead;
+
+-- name: dead_letter_event
+UPDATE scenario_event SET attempts = attempts + 1, last_error = left($2::text, 2000), dead_at = clock_timestamp()
+WHERE id = $1::bigint;
+
+-- name: prune_processed_events
+-- Bounded batches so the pruner never holds long locks or bloats one transaction.
+DELETE FROM scenario_event
+WHERE id IN (
+    SELECT id FROM scenario_event
+    WHERE processed_at IS NOT NULL AND processed_at < now() - make_interval(secs => $1::float8)
+    LIMIT $2::int
+);
+
+-- name: try_leader_lock
+SELECT pg_try_advisory_lock($1::bigint);
+
+-- name: holds_leader_lock
+-- The session lock vanishes silently with its connection: ask the server, not memory.
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+      AND ((classid::bigint << 32) | objid::bigint) = $1::bigint
+);
+
+-- name: release_leader_lock
+SELECT pg_advisory_unlock($1::bigint);
+
+-- name: claim_sweep
+-- Returns the row only if this period still needs a sweep (new, or left unfinished by a
+-- leader that died or was stopped mid-sweep).
+INSERT INTO scenario_sweep (sweep_key, as_of, instance_id, started_at)
+VALUES ($1::text, $2::timestamptz, $3::text, now())
+ON CONFLICT (sweep_key) DO UPDATE
+SET instance_id = excluded.instance_id, started_at = excluded.started_at
+WHERE scenario_sweep.finished_at IS NULL
+RETURNING sweep_key, as_of;
+
+-- name: finish_sweep
+UPDATE scenario_sweep SET finished_at = now(), stats = $2::jsonb WHERE sweep_key = $1::text;
+
+-- name: last_sweep
+SELECT sweep_key, as_of, instance_id, started_at, finished_at, stats
+FROM scenario_sweep ORDER BY started_at DESC LIMIT 1;
+
+-- name: backlogs
+SELECT
+    (SELECT count(*) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
+    (SELECT count(*) FROM scenario_event WHERE dead_at IS NOT NULL) AS events_dead,
+    (SELECT count(*) FROM push_notification WHERE status = 'pending') AS pushes_pending,
+    (SELECT min(created_at) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS oldest_event;
+
+-- name: heartbeat_instance
+INSERT INTO scenario_engine_instance (instance_id, hostname, pid, role, heartbeat_at)
+VALUES ($1::text, $2::text, $3::int, $4::text, now())
+ON CONFLICT (instance_id) DO UPDATE SET role = excluded.role, heartbeat_at = now();
+
+-- name: remove_instance
+DELETE FROM scenario_engine_instance WHERE instance_id = $1::text;

@@ -1,0 +1,183 @@
+"""``scenario-engine run``: one task group owns every long-running task.
+
+The status server listens before any work starts. Workers (drain, scheduler, pruner)
+stop claiming new work when a stop signal arrives and get ``shutdown_grace_seconds`` to
+finish the batch in hand; then they are cancelled. A task that dies unexpectedly takes the
+whole process down with a non-zero exit so that systemd restarts it, rather than leaving
+it half alive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from typing import Any
+
+import anyio
+import asyncpg
+
+from scenario_engine.config import ConfigError, Settings, load_rules
+from scenario_engine.db.connect import create_pool
+from scenario_engine.db.queries import query
+from scenario_engine.engine import Engine
+from scenario_engine.logs import get_logger
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
+from scenario_engine.runtime.drain import Drain, prune_loop
+from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
+from scenario_engine.runtime.listener import Listener
+from scenario_engine.runtime.scheduler import Scheduler
+from scenario_engine.runtime.state import RuntimeState, default_instance_id
+from scenario_engine.runtime.status import serve_status
+
+log = get_logger("scenario_engine.app")
+HEALTH_INTERVAL = 2.0
+GOODBYE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+
+
+class Daemon:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dsn = settings.require_database_url()
+        self.rules = load_rules(settings.rules_file)
+        self.state = RuntimeState(instance_id=settings.instance_id or default_instance_id())
+        self.notifier = SystemdNotifier()
+
+    async def run(self) -> None:
+        s = self.settings
+        pool = await self._open_pool()
+        engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
+        try:
+            async with anyio.create_task_group() as outer:
+                await outer.start(serve_status, self.state, s.status_host, s.status_port)
+                outer.start_soon(self._signals, engine)
+                listener = Listener(
+                    self.dsn,
+                    self.state,
+                    ping_interval=s.listen_ping_interval_seconds,
+                    ping_timeout=s.listen_ping_timeout_seconds,
+                )
+                await outer.start(listener.run)
+                outer.start_soon(self._health, engine)
+                async with anyio.create_task_group() as workers:
+                    outer.start_soon(self._grace_timer, workers.cancel_scope)
+                    drain = Drain(
+                        engine,
+                        self.state,
+                        batch_size=s.drain_batch_size,
+                        poll_interval=s.poll_interval_seconds,
+                        max_attempts=s.event_max_attempts,
+                    )
+                    workers.start_soon(drain.run)
+                    workers.start_soon(Scheduler(self.dsn, engine, self.state, s).run)
+                    workers.start_soon(
+                        lambda: prune_loop(
+                            engine, self.state, retention_seconds=s.event_retention_hours * 3600
+                        )
+                    )
+                log.info("workers_stopped")
+                outer.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._goodbye(pool)
+                with anyio.move_on_after(5):
+                    await pool.close()
+        log.info("daemon_stopped")
+
+    async def _open_pool(self) -> asyncpg.Pool[Any]:
+        """The pool opens lazily (min_size=0) so that a database that is down at start
+        makes the daemon unready, not dead."""
+        return await create_pool(self.dsn, min_size=0, max_size=self.settings.pool_size)
+
+    async def _grace_timer(self, workers: anyio.CancelScope) -> None:
+        await self.state.stopping.wait()
+        await anyio.sleep(self.settings.shutdown_grace_seconds)
+        if not workers.cancel_called:
+            log.warning("grace_period_over", seconds=self.settings.shutdown_grace_seconds)
+            workers.cancel()
+
+    async def _signals(self, engine: Engine) -> None:
+        with anyio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
+            async for signum in signals:
+                if signum == RELOAD_SIGNAL:
+                    self._reload(engine)
+                elif not self.state.stopping.is_set():
+                    log.info("stopping", signal=signum.name if hasattr(signum, "name") else signum)
+                    self.notifier.stopping()
+                    self.state.stopping.set()
+                    self.state.poke_drain()
+                else:
+                    log.warning("second_stop_signal_exiting_now")
+                    os._exit(1)
+
+    def _reload(self, engine: Engine) -> None:
+        self.notifier.reloading()
+        try:
+            rules = load_rules(self.settings.rules_file)
+        except ConfigError as exc:
+            self.state.metrics.rules_reloads.labels("rejected").inc()
+            log.error("rules_reload_rejected", errors=[f"{k}: {m}" for k, m in exc.problems])
+        else:
+            engine.replace_rules(rules)
+            self.state.metrics.rules_reloads.labels("applied").inc()
+            log.info("rules_reloaded", rules=[r.name for r in rules.enabled()])
+        self.notifier.ready()
+
+    async def _health(self, engine: Engine) -> None:
+        """Database probe, backlog gauges, instance heartbeat, readiness and the watchdog."""
+        announced = False
+        watchdog_due = 0.0
+        while True:
+            try:
+                with anyio.fail_after(self.settings.listen_ping_timeout_seconds):
+                    async with engine.pool.acquire() as conn:
+                        row = await conn.fetchrow(query("backlogs"))
+                        await conn.execute(
+                            query("heartbeat_instance"),
+                            self.state.instance_id,
+                            socket.gethostname(),
+                            os.getpid(),
+                            "leader" if self.state.leader else "follower",
+                        )
+                self.state.set_database(True)
+                self._publish_backlogs(row)
+            except TRANSIENT_DB_ERRORS as exc:
+                if self.state.database_ok:
+                    log.warning("database_unreachable", error=repr(exc))
+                self.state.set_database(False)
+            if self.state.ready and not announced:
+                announced = True
+                log.info("ready", instance=self.state.instance_id, port=self.state.status_port)
+                self.notifier.ready()
+            now = anyio.current_time()
+            if self.notifier.watchdog_interval and self.state.database_ok and now >= watchdog_due:
+                self.notifier.watchdog()
+                watchdog_due = now + self.notifier.watchdog_interval
+            await anyio.sleep(min(HEALTH_INTERVAL, self.notifier.watchdog_interval or HEALTH_INTERVAL))
+
+    def _publish_backlogs(self, row: Any) -> None:
+        m = self.state.metrics
+        oldest = row["oldest_event"]
+        age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
+        m.events_backlog.set(row["events_pending"])
+        m.events_dead_total.set(row["events_dead"])
+        m.push_backlog.set(row["pushes_pending"])
+        m.oldest_event_age.set(age)
+        self.state.backlogs = {
+            "events_pending": row["events_pending"],
+            "events_dead": row["events_dead"],
+            "pushes_pending": row["pushes_pending"],
+            "oldest_event_age_seconds": round(age, 3),
+        }
+
+    async def _goodbye(self, pool: asyncpg.Pool[Any]) -> None:
+        with anyio.move_on_after(2):
+            try:
+                async with pool.acquire() as conn:
+                    await conn.execute(query("remove_instance"), self.state.instance_id)
+            except GOODBYE_ERRORS:
+                pass
+
+
+def run_daemon(settings: Settings) -> None:
+    anyio.run(Daemon(settings).run)

@@ -1,0 +1,148 @@
+"""The event drain: claim pending event rows, evaluate the mentors they touch, mark them.
+
+Claiming, evaluating, enqueueing and marking happen in one transaction, so a crash at
+any point leaves the events pending and the notifications unwritten: they are simply
+done again. A batch is evaluated set-based; if it fails, its events are retried one by
+one (each in a savepoint) so that a poison event is isolated, retried a bounded number
+of times and dead-lettered with its error, never blocking the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import anyio
+from pydantic import ValidationError
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import query
+from scenario_engine.engine import Engine
+from scenario_engine.events import EventError, ScenarioEvent, scenarios_for
+from scenario_engine.logs import get_logger
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
+from scenario_engine.runtime.state import RuntimeState
+
+log = get_logger("scenario_engine.drain")
+
+
+class Drain:
+    def __init__(
+        self, engine: Engine, state: RuntimeState, *, batch_size: int, poll_interval: float, max_attempts: int
+    ):
+        self.engine = engine
+        self.state = state
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while not self.state.stopping.is_set():
+            # Swap in a fresh event before draining: a NOTIFY arriving mid-drain wakes the next round.
+            self.state.wake_drain = anyio.Event()
+            try:
+                while not self.state.stopping.is_set():
+                    claimed = await self.drain_once()
+                    if claimed < self.batch_size:
+                        break
+                backoff.reset()
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("drain_database_error", error=repr(exc))
+                with anyio.move_on_after(backoff.next_delay()):
+                    await self.state.stopping.wait()
+                continue
+            with anyio.move_on_after(self.poll_interval):
+                async with anyio.create_task_group() as tg:
+
+                    async def stop_wait() -> None:
+                        await self.state.stopping.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(stop_wait)
+                    await self.state.wake_drain.wait()
+                    tg.cancel_scope.cancel()
+
+    async def drain_once(self) -> int:
+        """Claim and process one batch; returns how many rows were claimed."""
+        async with self.engine.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(query("claim_events"), self.batch_size)
+            if not rows:
+                return 0
+            good: list[tuple[ScenarioEvent, dt.datetime]] = []
+            for row in rows:
+                try:
+                    event = ScenarioEvent.from_row(row)
+                    scenarios_for(event)
+                except (EventError, ValidationError) as exc:
+                    await self._dead_letter(conn, row["id"], str(exc), "invalid")
+                    continue
+                good.append((event, row["created_at"]))
+            if good:
+                await self._process(conn, good)
+            return len(rows)
+
+    async def _process(self, conn: Conn, batch: list[tuple[ScenarioEvent, dt.datetime]]) -> None:
+        events = [e for e, _ in batch]
+        try:
+            async with conn.transaction():
+                outcomes = await self.engine.handle_database_events(conn, events)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            log.warning("drain_batch_failed", error=repr(exc), events=len(events))
+            await self._one_by_one(conn, batch)
+            return
+        await conn.execute(query("mark_events_processed"), [e.id for e in events])
+        self.state.metrics.count_outcomes(outcomes)
+        self._observe(batch)
+
+    async def _one_by_one(self, conn: Conn, batch: list[tuple[ScenarioEvent, dt.datetime]]) -> None:
+        for event, created in batch:
+            try:
+                async with conn.transaction():
+                    outcomes = await self.engine.handle_database_events(conn, [event])
+            except TRANSIENT_DB_ERRORS:
+                raise
+            except Exception as exc:
+                self.state.metrics.events_failed.inc()
+                dead = await conn.fetchval(query("mark_event_failed"), event.id, repr(exc), self.max_attempts)
+                if dead:
+                    self.state.metrics.events_dead.labels("failed").inc()
+                    log.error(
+                        "event_dead_lettered", event_id=event.id, error=repr(exc), attempts=self.max_attempts
+                    )
+                else:
+                    log.warning("event_failed", event_id=event.id, error=repr(exc))
+                continue
+            await conn.execute(query("mark_events_processed"), [event.id])
+            self.state.metrics.count_outcomes(outcomes)
+            self._observe([(event, created)])
+
+    async def _dead_letter(self, conn: Conn, event_id: int, error: str, reason: str) -> None:
+        await conn.execute(query("dead_letter_event"), event_id, error)
+        self.state.metrics.events_dead.labels(reason).inc()
+        log.warning("event_dead_lettered", event_id=event_id, error=error)
+
+    def _observe(self, batch: list[tuple[ScenarioEvent, dt.datetime]]) -> None:
+        now = time.time()
+        for _event, created in batch:
+            self.state.metrics.drain_latency.observe(max(0.0, now - created.timestamp()))
+        self.state.metrics.events_processed.inc(len(batch))
+
+
+async def prune_loop(
+    engine: Engine, state: RuntimeState, *, retention_seconds: float, every: float = 60.0
+) -> None:
+    """Delete processed events past retention, in small batches, off the hot path."""
+    while not state.stopping.is_set():
+        try:
+            async with engine.pool.acquire() as conn:
+                while not state.stopping.is_set():
+                    status: str = await conn.execute(query("prune_processed_events"), retention_seconds, 5000)
+                    if int(status.split()[-1]) < 5000:
+                        break
+        except TRANSIENT_DB_ERRORS as exc:
+            log.debug("prune_failed", error=repr(exc))
+        with anyio.move_on_after(every):
+            await state.stopping.wait()

@@ -1,0 +1,76 @@
+"""Prometheus metrics of one daemon process, in a registry of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from scenario_engine.notifications import Outcome
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_received = Counter(
+            "scenario_events_received", "NOTIFY wake-ups received on scenario_events.", registry=r
+        )
+        self.events_malformed = Counter(
+            "scenario_events_malformed", "NOTIFY payloads that did not parse.", registry=r
+        )
+        self.events_processed = Counter(
+            "scenario_events_processed", "Event rows processed by the drain.", registry=r
+        )
+        self.events_failed = Counter(
+            "scenario_events_failed", "Failed attempts at processing an event row.", registry=r
+        )
+        self.events_dead = Counter(
+            "scenario_events_dead_lettered", "Event rows dead-lettered.", ["reason"], registry=r
+        )
+        self.drain_latency = Histogram(
+            "scenario_event_drain_latency_seconds",
+            "From the event row's insert to its processing.",
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
+        self.sweep_duration = Histogram(
+            "scenario_sweep_duration_seconds",
+            "Duration of scheduled sweeps.",
+            buckets=(0.1, 0.5, 1, 2, 3, 5, 10, 30, 60, 120, 300, 900),
+            registry=r,
+        )
+        self.sweeps = Counter("scenario_sweeps", "Sweeps run by this process.", ["result"], registry=r)
+        self.sweep_results = Counter(
+            "scenario_sweep_decisions", "Decisions made by sweeps.", ["rule", "outcome"], registry=r
+        )
+        self.notifications = Counter(
+            "scenario_notifications",
+            "Scenario decisions by scenario type and outcome (sent or why suppressed).",
+            ["scenario", "outcome"],
+            registry=r,
+        )
+        self.leader = Gauge("scenario_leader", "1 while this process holds the sweep leadership.", registry=r)
+        self.listener_up = Gauge(
+            "scenario_listener_up", "1 while the LISTEN connection is healthy.", registry=r
+        )
+        self.database_up = Gauge("scenario_database_up", "1 while the database answers.", registry=r)
+        self.events_backlog = Gauge(
+            "scenario_event_backlog", "Event rows waiting to be processed.", registry=r
+        )
+        self.events_dead_total = Gauge(
+            "scenario_event_dead", "Dead-lettered event rows in the table.", registry=r
+        )
+        self.push_backlog = Gauge("scenario_push_backlog", "Pushes pending delivery.", registry=r)
+        self.oldest_event_age = Gauge(
+            "scenario_event_oldest_pending_age_seconds", "Age of the oldest pending event row.", registry=r
+        )
+        self.rules_reloads = Counter("scenario_rules_reloads", "SIGHUP reloads.", ["result"], registry=r)
+
+    def count_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        for o in outcomes:
+            outcome = "duplicate" if o.duplicate else o.decision.outcome
+            self.notifications.labels(o.candidate.scenario_type, outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,67 @@
+"""What the running daemon knows about itself, for /readyz, /status and sd_notify."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from scenario_engine.runtime.metrics import Metrics
+
+
+@dataclass
+class RuntimeState:
+    instance_id: str
+    metrics: Metrics = field(default_factory=Metrics)
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    stopping: anyio.Event = field(default_factory=anyio.Event)
+    wake_drain: anyio.Event = field(default_factory=anyio.Event)
+    database_ok: bool = False
+    listener_ok: bool = False
+    leader: bool = False
+    last_sweep: dict[str, Any] | None = None
+    next_sweep_at: dt.datetime | None = None
+    backlogs: dict[str, Any] = field(default_factory=dict)
+    status_port: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.database_ok and self.listener_ok and not self.stopping.is_set()
+
+    def set_leader(self, value: bool) -> None:
+        self.leader = value
+        self.metrics.leader.set(1 if value else 0)
+
+    def set_database(self, ok: bool) -> None:
+        self.database_ok = ok
+        self.metrics.database_up.set(1 if ok else 0)
+
+    def set_listener(self, ok: bool) -> None:
+        self.listener_ok = ok
+        self.metrics.listener_up.set(1 if ok else 0)
+
+    def poke_drain(self) -> None:
+        """Wake the drain. anyio events cannot be cleared, so the drain swaps in a new one."""
+        self.wake_drain.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "role": "leader" if self.leader else "follower",
+            "ready": self.ready,
+            "database": "up" if self.database_ok else "down",
+            "listener": "up" if self.listener_ok else "down",
+            "stopping": self.stopping.is_set(),
+            "started_at": self.started_at.isoformat(),
+            "last_sweep": self.last_sweep,
+            "next_sweep_at": self.next_sweep_at.isoformat() if self.next_sweep_at else None,
+            "backlogs": self.backlogs,
+        }
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
