@@ -217,6 +217,36 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    from scenario_engine.push.factory import make_provider
+    from scenario_engine.runtime.dispatcher import Dispatcher, DispatchStats, requeue_dead
+    from scenario_engine.runtime.metrics import Metrics
+
+    async def run(settings: Settings) -> int:
+        pool = await create_pool(
+            settings.require_database_url(), max_size=4, application_name="scenario-engine dispatch"
+        )
+        try:
+            if args.retry_dead:
+                n = await requeue_dead(pool, args.since)
+                print(f"re-queued {n} dead-lettered pushes")
+                return EXIT_OK
+            total = DispatchStats()
+            async with Dispatcher(pool, make_provider(settings, pool), settings, Metrics()) as dispatcher:
+                while True:  # everything due now, then exit
+                    stats = await dispatcher.dispatch_once()
+                    for key, value in vars(stats).items():
+                        setattr(total, key, getattr(total, key) + value)
+                    if stats.claimed < settings.push_batch_size:
+                        break
+            print(" ".join(f"{k}={v}" for k, v in vars(total).items()))
+            return EXIT_OK
+        finally:
+            await pool.close()
+
+    return _run_db_command(args, run)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scenario_engine.logs import configure_logging
     from scenario_engine.runtime.app import run_daemon
@@ -258,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="write nothing; report what would be sent")
     p.add_argument("--as-of", type=_iso_instant, default=None, help="evaluate at this instant (ISO 8601)")
     p.add_argument("--output", choices=("table", "csv", "json"), default="table")
+
+    p = add("dispatch", cmd_dispatch, "Deliver due pushes once and exit, or re-queue dead letters.")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="send everything due now, then exit")
+    mode.add_argument("--retry-dead", action="store_true", help="re-queue dead-lettered pushes")
+    p.add_argument(
+        "--since", type=_iso_instant, default=None, help="with --retry-dead: only those created since"
+    )
 
     p = add("explain", cmd_explain, "Show, per rule, a mentor's inputs, the decision and why.")
     p.add_argument("mentor_id", type=uuid.UUID)

@@ -83,7 +83,10 @@ class Settings(BaseSettings):
         default=None, description="Run the sweep once a day at this UTC time (HH:MM) instead."
     )
     sweep_batch_size: int = Field(
-        default=20_000, ge=1, le=1_000_000, description="Mentors evaluated per sweep batch (memory vs round trips)."
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Mentors evaluated per sweep batch (memory vs round trips).",
     )
     leader_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often a follower tries to become leader."
@@ -91,6 +94,64 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, description="Time to finish the current batch after SIGTERM."
     )
+
+    # --- push dispatch ---
+    push_provider: Literal["log", "webhook", "fcm"] = Field(default="log", description="Where pushes go.")
+    push_webhook_url: str | None = Field(default=None, description="webhook: URL that receives the POST.")
+    push_webhook_token: SecretStr | None = Field(default=None, description="webhook: bearer token.")
+    push_webhook_hmac_secret: SecretStr | None = Field(
+        default=None, description="webhook: HMAC-SHA256 secret for X-Scenario-Signature."
+    )
+    push_fcm_project_id: str | None = Field(default=None, description="fcm: Firebase project id.")
+    push_fcm_credentials_file: Path | None = Field(
+        default=None, description="fcm: service-account JSON file (OAuth2 access tokens)."
+    )
+    push_fcm_base_url: str = Field(
+        default="https://fcm.googleapis.com", description="fcm: API base URL (tests point it elsewhere)."
+    )
+    push_concurrency: int = Field(default=16, ge=1, le=1000, description="Pushes in flight at once.")
+    push_rate_per_second: float = Field(default=50.0, gt=0, description="Provider rate limit (pushes/s).")
+    push_batch_size: int = Field(default=100, ge=1, le=10_000, description="Pushes claimed per batch.")
+    push_max_attempts: int = Field(default=8, ge=1, le=100, description="Attempts before dead-lettering.")
+    push_max_age_hours: float = Field(
+        default=24.0, gt=0, description="Age after which a push stops retrying."
+    )
+    push_backoff_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay (doubles).")
+    push_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    push_timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per push.")
+    push_lease_seconds: float = Field(
+        default=120.0, gt=0, description="A claimed push not finished within this is claimed again."
+    )
+    dispatch_poll_interval_seconds: float = Field(
+        default=5.0, gt=0, description="Outbox poll interval when no NOTIFY arrives."
+    )
+    quiet_hours: str | None = Field(
+        default=None,
+        description="Quiet window in the mentor's zone, e.g. 21:00-08:00: pushes wait until its end.",
+    )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_window(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parse_quiet_hours(value)
+        return value
+
+    @model_validator(mode="after")
+    def _provider_complete(self) -> Settings:
+        if self.push_provider == "webhook" and not self.push_webhook_url:
+            raise ValueError("SCENARIO_PUSH_WEBHOOK_URL is required when SCENARIO_PUSH_PROVIDER=webhook")
+        if self.push_provider == "fcm" and not (self.push_fcm_project_id and self.push_fcm_credentials_file):
+            raise ValueError(
+                "SCENARIO_PUSH_FCM_PROJECT_ID and SCENARIO_PUSH_FCM_CREDENTIALS_FILE are required "
+                "when SCENARIO_PUSH_PROVIDER=fcm"
+            )
+        return self
+
+    @property
+    def quiet_window(self) -> tuple[dt.time, dt.time] | None:
+        return parse_quiet_hours(self.quiet_hours) if self.quiet_hours else None
 
     @field_validator("database_url")
     @classmethod
@@ -114,6 +175,18 @@ class Settings(BaseSettings):
                 raise ConfigError([(env_name("database_url_file"), "does not hold a postgresql:// URL")])
             return url
         raise ConfigError([(env_name("database_url"), "is required for this command")])
+
+
+def parse_quiet_hours(text: str) -> tuple[dt.time, dt.time]:
+    """'21:00-08:00' → (21:00, 08:00). Equal ends would be a window of nothing or of all day."""
+    try:
+        start_s, end_s = text.split("-")
+        start, end = dt.time.fromisoformat(start_s.strip()), dt.time.fromisoformat(end_s.strip())
+    except ValueError:
+        raise ValueError("must look like HH:MM-HH:MM, e.g. 21:00-08:00") from None
+    if start == end:
+        raise ValueError("start and end must differ")
+    return start, end
 
 
 def env_name(field: str) -> str:
@@ -281,7 +354,13 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(
-            [(env_name(str(e["loc"][0])) if e["loc"] else "settings", e["msg"]) for e in exc.errors()]
+            [
+                (
+                    env_name(str(e["loc"][0])) if e["loc"] else "settings",
+                    e["msg"].removeprefix("Value error, "),
+                )
+                for e in exc.errors()
+            ]
         ) from None
 
 

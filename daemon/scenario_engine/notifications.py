@@ -89,6 +89,8 @@ async def write_outcomes(
                 as_of,
             )
             created = {r["dedup_key"]: r["id"] for r in rows}
+            if created:  # wake the dispatchers once per batch (delivered at commit)
+                await conn.execute("SELECT pg_notify('scenario_push', $1::text)", str(len(created)))
             missing = [c.dedup_key for c, _ in allowed if c.dedup_key not in created]
             if missing:
                 rows = await conn.fetch(query("existing_notifications"), missing)

@@ -70,7 +70,6 @@ FROM scenario_sweep ORDER BY started_at DESC LIMIT 1;
 SELECT
     (SELECT count(*) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
     (SELECT count(*) FROM scenario_event WHERE dead_at IS NOT NULL) AS events_dead,
-    (SELECT count(*) FROM push_notification WHERE status = 'pending') AS pushes_pending,
     (SELECT min(created_at) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS oldest_event;
 
 -- name: heartbeat_instance

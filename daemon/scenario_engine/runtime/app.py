@@ -22,7 +22,9 @@ from scenario_engine.db.connect import create_pool
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
 from scenario_engine.logs import get_logger
+from scenario_engine.push.factory import make_provider
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
+from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
 from scenario_engine.runtime.listener import Listener
@@ -59,7 +61,8 @@ class Daemon:
                 )
                 await outer.start(listener.run)
                 outer.start_soon(self._health, engine)
-                async with anyio.create_task_group() as workers:
+                dispatcher = Dispatcher(pool, make_provider(s, pool), s, self.state.metrics)
+                async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
                     drain = Drain(
                         engine,
@@ -70,6 +73,7 @@ class Daemon:
                     )
                     workers.start_soon(drain.run)
                     workers.start_soon(Scheduler(self.dsn, engine, self.state, s).run)
+                    workers.start_soon(dispatcher.run, self.state.stopping, self.state.dispatch_wakeup)
                     workers.start_soon(
                         lambda: prune_loop(
                             engine, self.state, retention_seconds=s.event_retention_hours * 3600
@@ -132,6 +136,7 @@ class Daemon:
                 with anyio.fail_after(self.settings.listen_ping_timeout_seconds):
                     async with engine.pool.acquire() as conn:
                         row = await conn.fetchrow(query("backlogs"))
+                        outbox = await conn.fetchrow(query("outbox_stats"))
                         await conn.execute(
                             query("heartbeat_instance"),
                             self.state.instance_id,
@@ -140,7 +145,7 @@ class Daemon:
                             "leader" if self.state.leader else "follower",
                         )
                 self.state.set_database(True)
-                self._publish_backlogs(row)
+                self._publish_backlogs(row, outbox)
             except TRANSIENT_DB_ERRORS as exc:
                 if self.state.database_ok:
                     log.warning("database_unreachable", error=repr(exc))
@@ -155,19 +160,23 @@ class Daemon:
                 watchdog_due = now + self.notifier.watchdog_interval
             await anyio.sleep(min(HEALTH_INTERVAL, self.notifier.watchdog_interval or HEALTH_INTERVAL))
 
-    def _publish_backlogs(self, row: Any) -> None:
+    def _publish_backlogs(self, row: Any, outbox: Any) -> None:
         m = self.state.metrics
-        oldest = row["oldest_event"]
-        age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
+        now = dt.datetime.now(dt.UTC)
+        age = (now - row["oldest_event"]).total_seconds() if row["oldest_event"] else 0.0
+        push_age = (now - outbox["oldest_pending"]).total_seconds() if outbox["oldest_pending"] else 0.0
         m.events_backlog.set(row["events_pending"])
         m.events_dead_total.set(row["events_dead"])
-        m.push_backlog.set(row["pushes_pending"])
+        m.push_backlog.set(outbox["pending"])
         m.oldest_event_age.set(age)
+        m.push_oldest_age.set(push_age)
         self.state.backlogs = {
             "events_pending": row["events_pending"],
             "events_dead": row["events_dead"],
-            "pushes_pending": row["pushes_pending"],
             "oldest_event_age_seconds": round(age, 3),
+            "pushes_pending": outbox["pending"],
+            "pushes_dead": outbox["dead"],
+            "oldest_push_age_seconds": round(push_age, 3),
         }
 
     async def _goodbye(self, pool: asyncpg.Pool[Any]) -> None:

@@ -21,7 +21,7 @@ from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, ScenarioEvent, scenarios_for
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
-from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.runtime.state import RuntimeState, wait_for_wakeup
 
 log = get_logger("scenario_engine.drain")
 
@@ -39,8 +39,7 @@ class Drain:
     async def run(self) -> None:
         backoff = Backoff()
         while not self.state.stopping.is_set():
-            # Swap in a fresh event before draining: a NOTIFY arriving mid-drain wakes the next round.
-            self.state.wake_drain = anyio.Event()
+            wakeup = self.state.drain_wakeup.renew()
             try:
                 while not self.state.stopping.is_set():
                     claimed = await self.drain_once()
@@ -52,16 +51,7 @@ class Drain:
                 with anyio.move_on_after(backoff.next_delay()):
                     await self.state.stopping.wait()
                 continue
-            with anyio.move_on_after(self.poll_interval):
-                async with anyio.create_task_group() as tg:
-
-                    async def stop_wait() -> None:
-                        await self.state.stopping.wait()
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(stop_wait)
-                    await self.state.wake_drain.wait()
-                    tg.cancel_scope.cancel()
+            await wait_for_wakeup(wakeup, self.state.stopping, self.poll_interval)
 
     async def drain_once(self) -> int:
         """Claim and process one batch; returns how many rows were claimed."""

@@ -22,6 +22,7 @@ from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
 from scenario_engine.runtime.state import RuntimeState
 
 CHANNEL = "scenario_events"
+PUSH_CHANNEL = "scenario_push"
 log = get_logger("scenario_engine.listener")
 
 
@@ -46,6 +47,9 @@ class Listener:
         self.state.metrics.events_received.inc()
         self.state.poke_drain()
 
+    def _on_push(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        self.state.dispatch_wakeup.poke()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         backoff = Backoff()
         task_status.started()
@@ -56,10 +60,13 @@ class Listener:
                 lost = anyio.Event()
                 conn.add_termination_listener(_setter(lost))
                 await conn.add_listener(CHANNEL, self._on_notify)
+                await conn.add_listener(PUSH_CHANNEL, self._on_push)
                 self.state.set_listener(True)
                 backoff.reset()
                 log.info("listener_connected")
-                self.state.poke_drain()  # catch up on what happened while we were not listening
+                # catch up on what happened while we were not listening
+                self.state.poke_drain()
+                self.state.dispatch_wakeup.poke()
                 await self._watch(conn, lost)
             except TRANSIENT_DB_ERRORS as exc:
                 if self.state.listener_ok:

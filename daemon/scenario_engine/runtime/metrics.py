@@ -65,6 +65,22 @@ class Metrics:
         self.oldest_event_age = Gauge(
             "scenario_event_oldest_pending_age_seconds", "Age of the oldest pending event row.", registry=r
         )
+        self.push_outcomes = Counter(
+            "scenario_push_outcomes",
+            "Push attempts by provider, scenario and outcome (sent/failed/retried/dead/cancelled/deferred).",
+            ["provider", "scenario", "outcome"],
+            registry=r,
+        )
+        self.push_latency = Histogram(
+            "scenario_push_send_latency_seconds",
+            "Time one provider call took.",
+            ["provider"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.push_oldest_age = Gauge(
+            "scenario_push_oldest_pending_age_seconds", "Age of the oldest undelivered push.", registry=r
+        )
         self.rules_reloads = Counter("scenario_rules_reloads", "SIGHUP reloads.", ["result"], registry=r)
 
     def count_outcomes(self, outcomes: Iterable[Outcome]) -> None:

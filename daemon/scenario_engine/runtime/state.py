@@ -13,13 +13,46 @@ import anyio
 from scenario_engine.runtime.metrics import Metrics
 
 
+class Wakeup:
+    """A re-armable wake-up: anyio events cannot be cleared, so each round takes a new one.
+
+    Renew *before* doing the work, so that a poke arriving during the work wakes the next
+    round instead of being lost.
+    """
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def poke(self) -> None:
+        self._event.set()
+
+    def renew(self) -> anyio.Event:
+        self._event = anyio.Event()
+        return self._event
+
+
+async def wait_for_wakeup(event: anyio.Event, stopping: anyio.Event, poll: float) -> None:
+    """Return on the wake-up, on stop, or after ``poll`` seconds, whichever is first."""
+    with anyio.move_on_after(poll):
+        async with anyio.create_task_group() as tg:
+
+            async def on_stop() -> None:
+                await stopping.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(on_stop)
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+
 @dataclass
 class RuntimeState:
     instance_id: str
     metrics: Metrics = field(default_factory=Metrics)
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     stopping: anyio.Event = field(default_factory=anyio.Event)
-    wake_drain: anyio.Event = field(default_factory=anyio.Event)
+    drain_wakeup: Wakeup = field(default_factory=Wakeup)
+    dispatch_wakeup: Wakeup = field(default_factory=Wakeup)
     database_ok: bool = False
     listener_ok: bool = False
     leader: bool = False
@@ -45,8 +78,7 @@ class RuntimeState:
         self.metrics.listener_up.set(1 if ok else 0)
 
     def poke_drain(self) -> None:
-        """Wake the drain. anyio events cannot be cleared, so the drain swaps in a new one."""
-        self.wake_drain.set()
+        self.drain_wakeup.poke()
 
     def status(self) -> dict[str, Any]:
         return {

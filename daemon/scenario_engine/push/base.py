@@ -1,0 +1,86 @@
+"""The push provider protocol: one small interface, three implementations.
+
+A provider turns one outbox row into one delivery attempt and says how it went; the
+dispatcher owns retries, backoff, dead letters and rate limits, so providers stay thin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import aiohttp
+
+Kind = Literal["delivered", "retry", "failed"]
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    id: int
+    mentor_id: uuid.UUID
+    scenario_type: str
+    title: str
+    body: str
+    data: dict[str, Any]
+    idempotency_key: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SendResult:
+    kind: Kind
+    provider_message_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None  # seconds the gateway asked us to wait (429)
+    invalid_tokens: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def delivered(cls, message_id: str | None) -> SendResult:
+        return cls("delivered", provider_message_id=message_id)
+
+    @classmethod
+    def retry(cls, error: str, retry_after: float | None = None) -> SendResult:
+        return cls("retry", error=error, retry_after=retry_after)
+
+    @classmethod
+    def failed(cls, error: str) -> SendResult:
+        return cls("failed", error=error)
+
+
+class PushProvider(Protocol):
+    name: str
+
+    async def send(self, message: PushMessage, session: aiohttp.ClientSession) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def classify_http(status: int, body: str, retry_after: str | None) -> SendResult | None:
+    """The shared retry policy for HTTP gateways; None means success."""
+    if 200 <= status < 300:
+        return None
+    detail = f"HTTP {status}: {body[:300]}".strip()
+    if status == 429:
+        return SendResult.retry(detail, parse_retry_after(retry_after))
+    if status >= 500 or status == 408:
+        return SendResult.retry(detail, parse_retry_after(retry_after))
+    return SendResult.failed(detail)

@@ -1,0 +1,39 @@
+"""Choose the configured push provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from scenario_engine.config import Settings
+from scenario_engine.push.base import PushProvider
+from scenario_engine.push.log import LogProvider
+from scenario_engine.push.webhook import WebhookProvider
+
+
+def make_provider(settings: Settings, pool: asyncpg.Pool[Any]) -> PushProvider:
+    if settings.push_provider == "webhook":
+        assert settings.push_webhook_url is not None  # enforced by Settings
+        return WebhookProvider(
+            settings.push_webhook_url,
+            token=settings.push_webhook_token.get_secret_value() if settings.push_webhook_token else None,
+            hmac_secret=(
+                settings.push_webhook_hmac_secret.get_secret_value()
+                if settings.push_webhook_hmac_secret
+                else None
+            ),
+            timeout=settings.push_timeout_seconds,
+        )
+    if settings.push_provider == "fcm":
+        from scenario_engine.push.fcm import FcmProvider
+
+        assert settings.push_fcm_project_id is not None and settings.push_fcm_credentials_file is not None
+        return FcmProvider(
+            settings.push_fcm_project_id,
+            settings.push_fcm_credentials_file,
+            pool,
+            base_url=settings.push_fcm_base_url,
+            timeout=settings.push_timeout_seconds,
+        )
+    return LogProvider()

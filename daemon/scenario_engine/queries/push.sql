@@ -1,0 +1,84 @@
+-- The push outbox. A claimed push is 'sending' with next_attempt_at as its lease, and
+-- attempts doubles as a fencing token: an outcome is recorded only by the claim that
+-- made it, so a slow sender whose lease ran out cannot overwrite a newer attempt.
+
+-- name: claim_pushes
+WITH due AS (
+    SELECT id FROM push_notification
+    WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+    ORDER BY next_attempt_at, id
+    LIMIT $1::int
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE push_notification p
+SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8)
+FROM due WHERE p.id = due.id
+RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempotency_key, p.attempts,
+          p.created_at;
+
+-- name: recheck_pushes
+-- Re-check at send time what may have changed since enqueue (DESIGN.md §3): opt-out,
+-- mentor status, a renewed/revoked certification, an inactive mentor active again.
+SELECT p.id, m.timezone,
+    CASE
+        WHEN m.id IS NULL THEN 'mentor no longer exists'
+        WHEN m.status <> 'active' THEN 'mentor is ' || m.status
+        WHEN EXISTS (
+            SELECT 1 FROM notification_preference np
+            WHERE np.mentor_id = p.mentor_id AND np.opted_out AND np.scenario_type IN ('all', p.scenario_type)
+        ) THEN 'mentor opted out'
+        WHEN p.scenario_type = 'certification_expiry' AND NOT EXISTS (
+            SELECT 1 FROM certification c
+            WHERE c.id = (p.data -> 'context' ->> 'certification_id')::bigint
+              AND c.revoked_at IS NULL AND c.expires_at > now()
+              AND NOT EXISTS (
+                  SELECT 1 FROM certification n
+                  WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
+                    AND (n.issued_at, n.id) > (c.issued_at, c.id))
+        ) THEN 'certification renewed, revoked or expired'
+        WHEN p.scenario_type = 'inactivity' AND EXISTS (
+            SELECT 1 FROM activity a
+            WHERE a.mentor_id = p.mentor_id
+              AND a.occurred_at > (p.data -> 'context' ->> 'last_activity_at')::timestamptz
+        ) THEN 'mentor active again'
+    END AS cancel_reason
+FROM push_notification p
+LEFT JOIN peer_mentor m ON m.id = p.mentor_id
+WHERE p.id = ANY($1::bigint[]);
+
+-- name: push_sent
+UPDATE push_notification
+SET status = 'sent', sent_at = now(), provider = $3::text, provider_message_id = $4::text, last_error = NULL
+WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+
+-- name: push_retry
+UPDATE push_notification
+SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8), provider = $4::text,
+    last_error = left($5::text, 2000)
+WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+
+-- name: push_finish
+-- Terminal outcomes: 'failed' (permanent error), 'dead' (retries exhausted), 'cancelled'.
+UPDATE push_notification
+SET status = $3::text, provider = $4::text, last_error = left($5::text, 2000),
+    cancel_reason = CASE WHEN $3::text = 'cancelled' THEN $5::text END
+WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+
+-- name: push_defer
+-- Quiet hours: not an attempt, so the attempt count goes back down.
+UPDATE push_notification
+SET status = 'pending', attempts = attempts - 1, next_attempt_at = $3::timestamptz, deferred_until = $3::timestamptz
+WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+
+-- name: requeue_dead_pushes
+UPDATE push_notification
+SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = 'requeued after: ' || coalesce(last_error, '')
+WHERE status = 'dead' AND created_at >= coalesce($1::timestamptz, '-infinity')
+RETURNING id;
+
+-- name: outbox_stats
+SELECT count(*) FILTER (WHERE status IN ('pending', 'sending')) AS pending,
+       min(created_at) FILTER (WHERE status IN ('pending', 'sending')) AS oldest_pending,
+       count(*) FILTER (WHERE status = 'dead') AS dead
+FROM push_notification
+WHERE status IN ('pending', 'sending', 'dead');
