@@ -247,6 +247,28 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scenario_engine.demo import default_data_dir, prepare_data_dir, run_demo
+    from scenario_engine.embedded import EmbeddedPostgresError
+    from scenario_engine.logs import configure_logging
+
+    configure_logging("console", "warning")
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        prepare_data_dir(data_dir, fresh=args.fresh)
+        anyio.run(
+            lambda: run_demo(
+                data_dir, mentors=args.mentors, status_port=args.status_port, bin_dir=args.pg_bin
+            )
+        )
+    except EmbeddedPostgresError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scenario_engine.logs import configure_logging
     from scenario_engine.runtime.app import run_daemon
@@ -277,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "Run the daemon: LISTEN, drain events, sweep on schedule, serve status.")
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
+
+    p = sub.add_parser("demo", help="Private Postgres, demo population, the daemon and a live decision feed.")
+    p.set_defaults(func=cmd_demo)
+    p.add_argument("--fresh", action="store_true", help="start over with a new cluster and population")
+    p.add_argument("--mentors", type=int, default=3000, help="population size (default 3000)")
+    p.add_argument("--data-dir", type=Path, default=None, help="cluster directory (default: your state dir)")
+    p.add_argument("--status-port", type=int, default=8089, help="status page port (0 = any free port)")
+    p.add_argument("--pg-bin", default=None, help="PostgreSQL bin directory (default: the embedded wheel)")
 
     add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
 

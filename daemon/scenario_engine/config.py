@@ -242,11 +242,14 @@ class MilestoneRule(_Rule):
     backfill: bool = False
     cooldown_days: float = Field(default=0.0, ge=0)
     title: str = "Milestone reached!"
-    body: str = "You reached {threshold:g} {metric} this {period_label}. Thank you!"
+    body: str = "You reached {threshold_text} {metric} this {period_label}. Thank you!"
 
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, value: list[float]) -> list[float]:
+        # Rounded to the 15 significant digits that survive PostgreSQL's float8 → numeric
+        # conversion, so the achievement ledger (numeric) compares equal on every path.
+        value = [float(f"{v:.15g}") for v in value]
         if len(set(value)) != len(value):
             raise ValueError("thresholds must be distinct")
         return sorted(value)

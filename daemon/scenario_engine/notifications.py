@@ -33,17 +33,40 @@ class Outcome:
     duplicate: bool = False  # allowed, but the dedup key had already been enqueued
 
 
+class _Missing:
+    """Stands in for an unknown placeholder and prints itself back, whatever its format spec."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __format__(self, spec: str) -> str:
+        return "{" + self.key + (":" + spec if spec else "") + "}"
+
+
 class _Lenient(dict[str, Any]):
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+    def __missing__(self, key: str) -> _Missing:
+        return _Missing(key)
 
 
 def render(template: str, context: dict[str, Any]) -> str:
-    """Fill a rule's message template; an unknown placeholder stays visible, never fails."""
-    try:
-        return string.Formatter().vformat(template, (), _Lenient(context))
-    except (ValueError, TypeError):
-        return template
+    """Fill a rule's message template. An unknown placeholder stays visible and the known
+    ones are still filled; a value that does not fit its format spec falls back to str()."""
+    out: list[str] = []
+    values = _Lenient(context)
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        out.append(literal)
+        if field is None:
+            continue
+        value = values[field]
+        if conversion == "r" and not isinstance(value, _Missing):
+            value = repr(value)
+        elif conversion in ("s", "a") and not isinstance(value, _Missing):
+            value = str(value) if conversion == "s" else ascii(value)
+        try:
+            out.append(format(value, spec or ""))
+        except (ValueError, TypeError):
+            out.append(str(value))
+    return "".join(out)
 
 
 async def write_outcomes(

@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import uuid
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from scenario_engine.config import ScenarioType
@@ -43,8 +44,9 @@ def epoch_micros(instant: dt.datetime) -> int:
 
 
 def threshold_label(value: float) -> str:
-    """How a threshold is spelled in a dedup key (10 → '10', 12.5 → '12.5')."""
-    return f"{value:g}"
+    """How a threshold is spelled in a dedup key and a message: exact, never exponent
+    notation (10 → '10', 12.5 → '12.5', 1000001 → '1000001')."""
+    return format(Decimal(repr(value)).normalize(), "f")
 
 
 def days_left(expires_at: dt.datetime, as_of: dt.datetime) -> int:

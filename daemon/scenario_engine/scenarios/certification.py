@@ -38,7 +38,9 @@ class CertificationState:
 
 
 def applicable_tier(rule: CertificationExpiryRule, expires_at: dt.datetime, as_of: dt.datetime) -> int | None:
-    tiers = [t for t in rule.tiers_days if expires_at <= as_of + dt.timedelta(days=t)]
+    # In UTC: adding days to a zoned datetime would add wall-clock days across DST.
+    at = as_of.astimezone(dt.UTC)
+    tiers = [t for t in rule.tiers_days if expires_at <= at + dt.timedelta(days=t)]
     return min(tiers) if tiers else None
 
 

@@ -34,13 +34,16 @@ def decide_inactivity(state: InactivityState, rule: InactivityRule, as_of: dt.da
     """The pure rule. Paused and inactive mentors get no inactivity nudges."""
     if state.status != "active":
         return None
-    start = spell_start(state)
+    # Absolute time: two datetimes sharing one ZoneInfo subtract as wall clocks (DST!).
+    as_of = as_of.astimezone(dt.UTC)
+    start = spell_start(state).astimezone(dt.UTC)
     threshold = dt.timedelta(days=rule.threshold_days)
     if as_of - start < threshold:
         return None
     if state.reminders_sent >= rule.max_reminders:
         return None
-    if state.last_reminder_as_of is not None and as_of - state.last_reminder_as_of < rule.cooldown:
+    last = state.last_reminder_as_of
+    if last is not None and as_of - last.astimezone(dt.UTC) < rule.cooldown:
         return None
     spell = str(epoch_micros(start))
     number = state.reminders_sent + 1

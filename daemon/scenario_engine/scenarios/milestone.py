@@ -85,6 +85,7 @@ def build_candidate(
             "metric": rule.metric,
             "value": value,
             "threshold": top,
+            "threshold_text": label,
             "newly_crossed": sorted(new_thresholds),
             "period": period,
             "period_label": "year" if rule.period == "year" else "time",
