@@ -190,7 +190,7 @@ async def test_postgres_restart_under_the_daemon(
             await d.wait_ready(timeout=30)
             await eventually(
                 lambda: pool.fetchval("SELECT count(*) = 1 FROM scenario_notification"),
-                timeout=20,
+                timeout=45,
                 what="notification after the restart",
             )
             await add_activity(pool, mentor, now())
