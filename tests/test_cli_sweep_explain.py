@@ -32,6 +32,7 @@ async def test_dry_run_sweep_writes_nothing_and_predicts_the_real_sweep(db_url: 
     before = {t: await pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables}
     dry = await run_cli("sweep", "--dry-run", "--as-of", AS_OF.isoformat(), "--output", "json", env=env)
     assert dry.returncode == 0, dry.stderr
+    assert "swept 6/6 mentors" in dry.stderr  # plain progress lines when not on a terminal
     assert {t: await pool.fetchval(f"SELECT count(*) FROM {t}") for t in tables} == before
     predicted = json.loads(dry.stdout)
     would_send = sorted(d["dedup_key"] for d in predicted["decisions"] if d["outcome"] == "sent")

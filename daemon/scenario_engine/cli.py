@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,12 +138,32 @@ def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
     ]
 
 
+@contextlib.contextmanager
+def _progress_reporter() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on a terminal (stderr), plain lines otherwise."""
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn("sweeping"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+        ) as bar:
+            task = bar.add_task("sweep", total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+
+    def plain(done: int, total: int) -> None:
+        print(f"swept {done}/{total} mentors", file=sys.stderr, flush=True)
+
+    yield plain
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     async def run(settings: Settings) -> int:
         async with _engine(settings) as engine:
-            result = await engine.run_scheduled_evaluation(
-                args.as_of, dry_run=args.dry_run, collect=args.output != "table"
-            )
+            with _progress_reporter() as progress:
+                result = await engine.run_scheduled_evaluation(
+                    args.as_of, dry_run=args.dry_run, collect=args.output != "table", progress=progress
+                )
         if args.output == "json":
             print(
                 json.dumps(

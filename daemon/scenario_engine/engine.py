@@ -270,17 +270,20 @@ class Engine:
         dry_run: bool = False,
         collect: bool = False,
         stop: Callable[[], bool] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> SweepResult:
         """The sweep over all active mentors: batches of ids, a few statements per rule each.
 
         ``stop`` is polled between batches (a daemon shutting down); the result then says
         ``interrupted`` and a later sweep of the same period finishes the job (idempotent).
+        ``progress(done, total)`` is called after each batch (for a progress bar).
         """
         at = utc(as_of)
         result = SweepResult(as_of=at, dry_run=dry_run)
         started = time.perf_counter()
         async with self._session(dry_run) as (conn, known):
             await ensure_rules_seen(conn, self.rules, at, known)
+            total = await conn.fetchval(query("active_mentor_count")) if progress is not None else 0
             after: uuid.UUID | None = None
             while True:
                 if stop is not None and stop():
@@ -296,6 +299,8 @@ class Engine:
                 result.count(outcomes)
                 if collect:
                     result.outcomes += outcomes
+                if progress is not None:
+                    progress(result.mentors, max(total, result.mentors))
         result.seconds = time.perf_counter() - started
         return result
 

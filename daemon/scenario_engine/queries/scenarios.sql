@@ -10,6 +10,9 @@ WHERE status = 'active' AND ($1::uuid IS NULL OR id > $1::uuid)
 ORDER BY id
 LIMIT $2::int;
 
+-- name: active_mentor_count
+SELECT count(*) FROM peer_mentor WHERE status = 'active';
+
 -- name: inactivity_candidates
 -- $1 mentors, $2 as_of, $3 rule name, $4 threshold seconds, $5 max reminders,
 -- $6 reminder spacing seconds (the rule's cooldown).
