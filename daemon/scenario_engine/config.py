@@ -383,3 +383,19 @@ def _mask_url(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def settings_reference_markdown() -> str:
+    """The configuration table in README.md, generated from the Settings model (a test
+    keeps the README in step with it)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        if isinstance(default, SecretStr) or default is None:
+            shown = "—"
+        elif isinstance(default, dt.time):
+            shown = default.strftime("%H:%M")
+        else:
+            shown = f"`{default}`"
+        rows.append(f"| `{env_name(name)}` | {shown} | {info.description or ''} |")
+    return "\n".join(rows)
