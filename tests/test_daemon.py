@@ -323,3 +323,43 @@ async def test_sighup_with_broken_rules_keeps_the_old_rules(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_processed_events_are_pruned_after_retention(daemons: Any, pool: Any, rules_file: Path) -> None:
+    d = daemons(rules_file=rules_file, event_retention_hours=0, prune_interval_seconds=0.3)
+    await d.wait_ready()
+    [mentor] = await _mentors(pool, 1)
+    await add_activity(pool, mentor, now())
+    await pool.execute(
+        "INSERT INTO scenario_event (table_name, operation, mentor_id) VALUES ('x', 'INSERT', NULL)"
+    )
+    # dead letters are kept for the operator; only processed rows are pruned
+    await eventually(
+        lambda: pool.fetchval("SELECT count(*) = 1 AND bool_and(dead_at IS NOT NULL) FROM scenario_event"),
+        what="processed events pruned, dead letter kept",
+    )
+
+
+async def test_one_catch_up_sweep_after_downtime_not_one_per_missed_period(
+    daemons: Any, pool: Any, rules_file: Path
+) -> None:
+    from scenario_engine.config import Settings
+    from scenario_engine.runtime.scheduler import current_period
+
+    settings = Settings(sweep_interval_seconds=3600)
+    old_key, old_start, _ = current_period(settings, now() - dt.timedelta(hours=5))
+    await pool.execute(
+        "INSERT INTO scenario_sweep (sweep_key, as_of, instance_id, finished_at) VALUES ($1, $2, 'old', $2)",
+        old_key,
+        old_start,
+    )
+    d = daemons(rules_file=rules_file, sweep_interval_seconds=3600)
+    await d.wait_ready()
+    await eventually(
+        lambda: pool.fetchval("SELECT count(*) = 2 FROM scenario_sweep WHERE finished_at IS NOT NULL")
+    )
+    await anyio.sleep(1.0)
+    keys = [
+        r["sweep_key"] for r in await pool.fetch("SELECT sweep_key FROM scenario_sweep ORDER BY started_at")
+    ]
+    assert keys == [old_key, current_period(settings, now())[0]]

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     event_retention_hours: float = Field(
         default=168.0, ge=0, description="How long processed events are kept before pruning."
     )
+    prune_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often processed events past retention are deleted."
+    )
     listen_ping_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often the LISTEN connection proves itself alive."
     )

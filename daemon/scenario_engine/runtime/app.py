@@ -76,7 +76,10 @@ class Daemon:
                     workers.start_soon(dispatcher.run, self.state.stopping, self.state.dispatch_wakeup)
                     workers.start_soon(
                         lambda: prune_loop(
-                            engine, self.state, retention_seconds=s.event_retention_hours * 3600
+                            engine,
+                            self.state,
+                            retention_seconds=s.event_retention_hours * 3600,
+                            every=s.prune_interval_seconds,
                         )
                     )
                 log.info("workers_stopped")

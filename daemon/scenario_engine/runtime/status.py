@@ -1,17 +1,74 @@
-"""The status server: /healthz, /readyz, /metrics, /status (aiohttp)."""
+"""The status server: / (HTML status page), /healthz, /readyz, /metrics, /status (aiohttp)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from typing import Any
+
 import anyio
+import asyncpg
 from aiohttp import web
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.runtime.status_page import (
+    ChartUnavailable,
+    DecisionChart,
+    chart_from_rows,
+    chart_window,
+    render_page,
+)
 
 log = get_logger("scenario_engine.status")
+CHART_CACHE_SECONDS = 30.0  # the page refreshes every 10 s; the 30-day query need not run that often
+CHART_TIMEOUT_SECONDS = 3.0  # a slow or unreachable database must not hold the page up
+# No script, no external resource: the page is one self-contained document.
+CHART_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+class DecisionChartSource:
+    """Runs the 30-day decision query through the daemon's pool, cached briefly and time-boxed."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any] | None,
+        *,
+        cache_seconds: float = CHART_CACHE_SECONDS,
+        timeout: float = CHART_TIMEOUT_SECONDS,
+    ):
+        self.pool = pool
+        self.cache_seconds = cache_seconds
+        self.timeout = timeout
+        self._cached: tuple[float, DecisionChart] | None = None
+        self._lock = anyio.Lock()
+
+    async def get(self) -> DecisionChart | ChartUnavailable:
+        if self.pool is None:
+            return ChartUnavailable("This status server was started without a database pool.")
+        async with self._lock:  # concurrent page loads share one query
+            if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            days = chart_window(dt.datetime.now(dt.UTC).date())
+            try:
+                with anyio.fail_after(self.timeout):
+                    async with self.pool.acquire() as conn:
+                        rows = await conn.fetch(query("status_decisions_by_day"), days[0])
+            except CHART_ERRORS as exc:
+                log.warning("status_page_chart_unavailable", error=repr(exc))
+                return ChartUnavailable(f"The database could not be queried ({type(exc).__name__}).")
+            chart = chart_from_rows(rows, days)
+            self._cached = (time.monotonic(), chart)
+            return chart
+
+
 STATE_KEY = web.AppKey("state", RuntimeState)
+CHART_KEY = web.AppKey("chart", DecisionChartSource)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -33,9 +90,23 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE_KEY].status())
 
 
-def build_app(state: RuntimeState) -> web.Application:
+async def index(request: web.Request) -> web.Response:
+    """The status page for people: always 200 while the process answers, chart or not."""
+    chart = await request.app[CHART_KEY].get()
+    page = render_page(request.app[STATE_KEY].status(), chart)
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP},
+    )
+
+
+def build_app(state: RuntimeState, pool: asyncpg.Pool[Any] | None = None) -> web.Application:
     app = web.Application()
     app[STATE_KEY] = state
+    app[CHART_KEY] = DecisionChartSource(pool)
+    app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -44,10 +115,18 @@ def build_app(state: RuntimeState) -> web.Application:
 
 
 async def serve_status(
-    state: RuntimeState, host: str, port: int, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    state: RuntimeState,
+    host: str,
+    port: int,
+    *,
+    pool: asyncpg.Pool[Any] | None = None,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen, report started (so work begins only once probes answer), serve until cancelled."""
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    """Listen, report started (so work begins only once probes answer), serve until cancelled.
+
+    ``pool`` feeds the status page's 30-day chart; without it the page says the chart is unavailable.
+    """
+    runner = web.AppRunner(build_app(state, pool), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
