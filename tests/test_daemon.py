@@ -176,6 +176,12 @@ async def test_postgres_restart_under_the_daemon(
     d = DaemonProcess(dsn, tmp_path, "restart", rules_file=rules, poll_interval_seconds=1).start()
     try:
         await d.wait_ready()
+        # the milestone rule has been seen (and baselined) before the outage
+        check = await connect(dsn)
+        try:
+            assert await check.fetchval("SELECT count(*) FROM scenario_rule_state") == 1
+        finally:
+            await check.close()
         await anyio.to_thread.run_sync(cluster.stop)
         await d.wait_http("/readyz", 503, timeout=15)
         status = await d.status()
@@ -188,11 +194,15 @@ async def test_postgres_restart_under_the_daemon(
             await add_activity(pool, mentor, now() - dt.timedelta(minutes=2))
             await add_activity(pool, mentor, now() - dt.timedelta(minutes=1))
             await d.wait_ready(timeout=30)
-            await eventually(
-                lambda: pool.fetchval("SELECT count(*) = 1 FROM scenario_notification"),
-                timeout=45,
-                what="notification after the restart",
-            )
+            try:
+                await eventually(
+                    lambda: pool.fetchval("SELECT count(*) = 1 FROM scenario_notification"),
+                    timeout=45,
+                    what="notification after the restart",
+                )
+            except AssertionError:
+                events = [dict(r) for r in await pool.fetch("SELECT * FROM scenario_event")]
+                raise AssertionError(f"events: {events}\nlog:\n{d.logs()[-6000:]}") from None
             await add_activity(pool, mentor, now())
             await eventually(
                 lambda: pool.fetchval("SELECT count(*) = 0 FROM scenario_event WHERE processed_at IS NULL"),

@@ -82,6 +82,10 @@ class Engine:
     def replace_rules(self, rules: Rules) -> None:
         self.rules = rules
 
+    async def see_rules(self, conn: Conn, as_of: dt.datetime | None = None) -> None:
+        """Record rules seen for the first time (baselining new milestone rules)."""
+        await ensure_rules_seen(conn, self.rules, utc(as_of), self._known_rules)
+
     @contextlib.asynccontextmanager
     async def _session(self, dry_run: bool) -> AsyncIterator[tuple[Conn, set[str]]]:
         """A connection; for a dry run wrapped in a transaction that is always rolled back."""

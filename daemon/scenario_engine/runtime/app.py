@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from functools import partial
 from typing import Any
 
 import anyio
@@ -34,7 +35,7 @@ from scenario_engine.runtime.status import serve_status
 
 log = get_logger("scenario_engine.app")
 HEALTH_INTERVAL = 2.0
-GOODBYE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 
 
 class Daemon:
@@ -51,7 +52,8 @@ class Daemon:
         engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
         try:
             async with anyio.create_task_group() as outer:
-                await outer.start(serve_status, self.state, s.status_host, s.status_port)
+                await outer.start(partial(serve_status, pool=pool), self.state, s.status_host, s.status_port)
+                await self._see_rules(engine)
                 outer.start_soon(self._signals, engine)
                 listener = Listener(
                     self.dsn,
@@ -91,6 +93,17 @@ class Daemon:
                     await pool.close()
         log.info("daemon_stopped")
 
+    async def _see_rules(self, engine: Engine) -> None:
+        """Record (and baseline) new rules before any event is handled, so that a rule's
+        first sighting is its start-up, not whichever event happens to come first. If the
+        database is down, the first evaluation does it instead."""
+        try:
+            with anyio.fail_after(30):
+                async with engine.pool.acquire() as conn:
+                    await engine.see_rules(conn)
+        except DB_ERRORS as exc:
+            log.warning("rules_not_recorded_yet", error=repr(exc))
+
     async def _open_pool(self) -> asyncpg.Pool[Any]:
         """The pool opens lazily (min_size=0) so that a database that is down at start
         makes the daemon unready, not dead."""
@@ -107,7 +120,8 @@ class Daemon:
         with anyio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
             async for signum in signals:
                 if signum == RELOAD_SIGNAL:
-                    self._reload(engine)
+                    if self._reload(engine):
+                        await self._see_rules(engine)
                 elif not self.state.stopping.is_set():
                     log.info("stopping", signal=signum.name if hasattr(signum, "name") else signum)
                     self.notifier.stopping()
@@ -117,8 +131,9 @@ class Daemon:
                     log.warning("second_stop_signal_exiting_now")
                     os._exit(1)
 
-    def _reload(self, engine: Engine) -> None:
+    def _reload(self, engine: Engine) -> bool:
         self.notifier.reloading()
+        applied = False
         try:
             rules = load_rules(self.settings.rules_file)
         except ConfigError as exc:
@@ -128,7 +143,9 @@ class Daemon:
             engine.replace_rules(rules)
             self.state.metrics.rules_reloads.labels("applied").inc()
             log.info("rules_reloaded", rules=[r.name for r in rules.enabled()])
+            applied = True
         self.notifier.ready()
+        return applied
 
     async def _health(self, engine: Engine) -> None:
         """Database probe, backlog gauges, instance heartbeat, readiness and the watchdog."""
@@ -187,7 +204,7 @@ class Daemon:
             try:
                 async with pool.acquire() as conn:
                     await conn.execute(query("remove_instance"), self.state.instance_id)
-            except GOODBYE_ERRORS:
+            except DB_ERRORS:
                 pass
 
 

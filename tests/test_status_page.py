@@ -1,0 +1,393 @@
+"""The status page (GET / on the status port), rendered by a real headless Chromium.
+
+The acceptance test starts the real daemon, lets its first sweep write decisions next to
+older ones inserted with SQL, and checks what Chromium rendered against the database. A
+screenshot is kept in ``test-artifacts/status-page.png`` for people to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import struct
+import subprocess
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+
+from scenario_engine.embedded import free_port
+from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.runtime.status import serve_status
+from tests.factories import add_activity, add_mentor, opt_out
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "test-artifacts" / "status-page.png"
+CHROMIUM_TIMEOUT = 90.0
+SCENARIOS = ("inactivity", "milestone", "certification_expiry")
+
+RULES = """
+daily_cap = 100
+[[inactivity]]
+name = "inactive_30d"
+threshold_days = 30
+cooldown_days = 7
+max_reminders = 2
+"""
+
+# Decisions logged before the daemon starts: (scenario, days ago, outcome, how many).
+HISTORY = [
+    ("inactivity", 3, "sent", 4),
+    ("inactivity", 3, "cooldown", 1),
+    ("inactivity", 10, "sent", 2),
+    ("inactivity", 17, "daily_cap", 3),
+    ("milestone", 1, "sent", 5),
+    ("milestone", 1, "baseline", 2),
+    ("milestone", 12, "sent", 1),
+    ("milestone", 29, "sent", 2),  # the oldest day shown
+    ("certification_expiry", 5, "sent", 3),
+    ("certification_expiry", 5, "opted_out", 1),
+    ("certification_expiry", 20, "mentor_not_active", 1),
+    ("inactivity", 31, "sent", 6),  # older than 30 days: not shown
+]
+
+
+# --- a small DOM for what Chromium dumps ---------------------------------------------------------
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+@dataclass
+class Node:
+    tag: str
+    attrs: dict[str, str]
+    children: list[Node] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join("".join(self._texts()).split())
+
+    def _texts(self) -> list[str]:
+        out = list(self.text_parts)
+        for child in self.children:
+            out.extend(child._texts())
+        return out
+
+    @property
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+    def iter(self, tag: str | None = None) -> list[Node]:
+        found = [self] if tag is None or self.tag == tag else []
+        for child in self.children:
+            found.extend(child.iter(tag))
+        return found
+
+    def by_id(self, ident: str) -> Node:
+        for node in self.iter():
+            if node.attrs.get("id") == ident:
+                return node
+        raise AssertionError(f"no element with id={ident!r} in the page")
+
+
+class _TreeBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, {k: v or "" for k, v in attrs})
+        self.stack[-1].children.append(node)
+        if tag not in VOID:
+            self.stack.append(node)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.stack[-1].children.append(Node(tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag: str) -> None:
+        for depth in range(len(self.stack) - 1, 0, -1):
+            if self.stack[depth].tag == tag:
+                del self.stack[depth:]
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.stack[-1].text_parts.append(data)
+
+
+def parse_dom(html: str) -> Node:
+    builder = _TreeBuilder()
+    builder.feed(html)
+    builder.close()
+    return builder.root
+
+
+# --- Chromium ------------------------------------------------------------------------------------
+
+
+def chromium_binary() -> str:
+    found = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if found is None:
+        pytest.fail(
+            "Chromium is not installed, and this test needs a real browser: "
+            "apt-get update && apt-get install -y chromium (.ci/run does this)",
+            pytrace=False,
+        )
+    return found
+
+
+async def chromium(url: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+        url,
+    ]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=CHROMIUM_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    result = await anyio.to_thread.run_sync(run)
+    assert result.returncode == 0, f"chromium exited with {result.returncode}:\n{result.stderr[-3000:]}"
+    return result
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    assert head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+async def seed_history(pool: Any, today: dt.date) -> None:
+    rows = []
+    for scenario, days_ago, outcome, n in HISTORY:
+        at = dt.datetime.combine(today - dt.timedelta(days=days_ago), dt.time(12), tzinfo=dt.UTC)
+        for i in range(n):
+            key = f"history:{scenario}:{days_ago}:{outcome}:{i}"
+            rows.append(
+                (uuid.uuid4(), scenario, f"{scenario}_rule", key, outcome, "seeded by the test", at, at)
+            )
+    await pool.executemany(
+        "INSERT INTO scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, "
+        "as_of, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        rows,
+    )
+
+
+async def expected_counts(pool: Any, today: dt.date) -> dict[tuple[str, dt.date, str], int]:
+    """(scenario, UTC day, 'sent'|'suppressed') -> count, straight from the raw rows."""
+    first = today - dt.timedelta(days=29)
+    counts: Counter[tuple[str, dt.date, str]] = Counter()
+    for row in await pool.fetch("SELECT scenario_type, outcome, created_at FROM scenario_decision"):
+        day = row["created_at"].astimezone(dt.UTC).date()
+        if first <= day <= today:
+            kind = "sent" if row["outcome"] == "sent" else "suppressed"
+            counts[(row["scenario_type"], day, kind)] += 1
+    return dict(counts)
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.acceptance
+async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_path: Path) -> None:
+    binary = chromium_binary()  # fail at once, before starting anything, if there is no browser
+    today = dt.datetime.now(dt.UTC).date()
+    await seed_history(pool, today)
+    # The daemon's first sweep adds today's bars: three mentors inactive for 35 days, one opted out.
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=35)
+    mentors = []
+    for name in ("Ada", "Brook", "Cyd"):
+        mentor = await add_mentor(pool, joined_at=long_ago - dt.timedelta(days=30), name=name)
+        await add_activity(pool, mentor, long_ago)
+        mentors.append(mentor)
+    await opt_out(pool, mentors[2])
+
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(RULES)
+    d = daemons(rules_file=rules_file)
+    await d.wait_ready()
+    midnight = dt.datetime.combine(today, dt.time(0), tzinfo=dt.UTC)
+
+    async def today_outcomes() -> dict[str, int]:
+        rows = await pool.fetch(
+            "SELECT outcome, count(*) AS n FROM scenario_decision WHERE created_at >= $1 GROUP BY outcome",
+            midnight,
+        )
+        return {r["outcome"]: r["n"] for r in rows}
+
+    # Wait for a quiet daemon (sweep done, events drained, pushes sent) so the page is stable.
+    seen: tuple[Any, ...] = ()
+    deadline = anyio.current_time() + 30
+    while anyio.current_time() < deadline:
+        status = await d.status()
+        seen = (status["last_sweep"], status["backlogs"], await today_outcomes())
+        settled = seen[0] is not None and seen[2] == {"sent": 2, "opted_out": 1}
+        if settled and seen[1].get("events_pending") == 0 and seen[1].get("pushes_pending") == 0:
+            break
+        await anyio.sleep(0.1)
+    else:
+        raise AssertionError(f"the daemon did not settle: {seen}\n{d.logs()[-3000:]}")
+    status = await d.status()
+    expected = await expected_counts(pool, today)
+
+    url = f"http://127.0.0.1:{d.port}/"
+    code, body = await d.http("/")
+    assert code == 200
+    assert b'http-equiv="refresh"' in body
+    assert b"<script" not in body.lower()
+
+    dump = await chromium(url, tmp_path / "profile-dom", "--dump-dom")
+    dom = parse_dom(dump.stdout)
+    page_text = dom.text
+    if "without a database pool" in page_text:
+        pytest.fail(
+            "the daemon serves the status page without a database pool: "
+            "runtime/app.py must pass pool=pool to serve_status",
+            pytrace=False,
+        )
+
+    # Who and how this instance is.
+    assert status["role"] == "leader"
+    assert dom.by_id("role").text == "Leader"
+    assert dom.by_id("readiness").text == "Ready"
+    assert dom.by_id("instance-id").text == status["instance_id"] == f"daemon-{d.port}"
+    sweep = dom.by_id("last-sweep").text
+    assert status["last_sweep"]["sweep_key"] in sweep
+    # The sweep's per-rule counts depend on how far the event drain got first (it then counts
+    # duplicates), so the page is compared with what the daemon itself reports.
+    if not status["last_sweep"]["per_rule"]:
+        assert "No rule produced a decision" in sweep
+    else:
+        per_rule = dom.by_id("per-rule")
+        header = [th.text for th in per_rule.iter("thead")[0].iter("th")][1:]
+        for rule, counts in status["last_sweep"]["per_rule"].items():
+            row = next(tr for tr in per_rule.iter("tr") if tr.iter("th")[0].text == rule)
+            shown = dict(zip(header, [td.text for td in row.iter("td")], strict=True))
+            assert {o.replace("_", " ") for o in counts} <= set(header)
+            assert shown == {label: str(counts.get(label.replace(" ", "_"), 0)) for label in header}
+    assert "Next sweep" in page_text and status["next_sweep_at"] is not None
+    for key in ("events_pending", "events_dead", "pushes_pending", "pushes_dead"):
+        card = dom.by_id(f"backlog-{key}")
+        assert str(status["backlogs"][key]) in card.text, (key, card.text)
+
+    # The chart: one bar per non-zero (scenario, day, sent|suppressed), sized and labelled.
+    svgs = dom.iter("svg")
+    assert len(svgs) == 1, "the page holds exactly one chart"
+    svg = svgs[0]
+    legend = svg.by_id("chart-legend")
+    assert {"Sent"} <= {t.text for t in legend.iter("text")}
+    assert any(t.text.startswith("Suppressed") for t in legend.iter("text"))
+    assert [r.attrs["fill"] for r in legend.iter("rect")] == [
+        r.attrs["fill"] for r in (svg.iter("rect")) if "legend-swatch" in r.classes
+    ]
+    bars = [r for r in svg.iter("rect") if "bar" in r.classes]
+    got: dict[tuple[str, dt.date, str], int] = {}
+    for panel in (g for g in svg.iter("g") if "panel" in g.classes):
+        scenario = panel.attrs["data-scenario"]
+        for rect in panel.iter("rect"):
+            if "bar" not in rect.classes:
+                continue
+            assert float(rect.attrs["height"]) > 0 and float(rect.attrs["width"]) > 0
+            kind = "sent" if "sent" in rect.classes else "suppressed"
+            day = dt.date.fromisoformat(rect.attrs["data-day"])
+            got[(scenario, day, kind)] = int(rect.attrs["data-count"])
+            titles = rect.iter("title")
+            assert len(titles) == 1 and f"{rect.attrs['data-count']} {kind}" in titles[0].text
+    assert len(bars) == len(got) == len(expected) == 13
+    assert got == expected
+    axis_titles = {t.text for t in svg.iter("text") if "axis-title" in t.classes}
+    assert axis_titles == {"Decisions per day", "Day (UTC)"}
+    panel_titles = [t.text for t in svg.iter("text") if "panel-title" in t.classes]
+    assert panel_titles == ["Inactivity", "Milestone", "Certification expiry"]
+
+    # The table beneath says the same, for screen readers and for copying.
+    table = dom.by_id("decision-table")
+    body_rows = table.iter("tbody")[0].iter("tr")
+    assert len(body_rows) == len({day for (_, day, _) in expected})
+    for tr in body_rows:
+        day = dt.date.fromisoformat(tr.attrs["data-day"])
+        cells = [int(td.text.replace("\u202f", "")) for td in tr.iter("td")]
+        want = [expected.get((s, day, k), 0) for s in SCENARIOS for k in ("sent", "suppressed")]
+        assert cells == want, (day, cells, want)
+    totals = [int(td.text.replace("\u202f", "")) for td in table.iter("tfoot")[0].iter("td")]
+    assert totals == [
+        sum(n for (s, _, k), n in expected.items() if (s, k) == (scenario, kind))
+        for scenario in SCENARIOS
+        for kind in ("sent", "suppressed")
+    ]
+    assert totals == [8, 5, 8, 2, 3, 2]  # history within 30 days plus today's sweep
+
+    # A picture for people.
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    SCREENSHOT.unlink(missing_ok=True)
+    await chromium(url, tmp_path / "profile-shot", f"--screenshot={SCREENSHOT}", "--window-size=1280,1024")
+    assert SCREENSHOT.exists(), f"chromium wrote no screenshot ({binary})"
+    assert SCREENSHOT.stat().st_size > 10_000
+    assert png_size(SCREENSHOT) == (1280, 1024)
+
+
+async def test_status_page_renders_while_the_database_is_down() -> None:
+    """In process: a pool pointing at a closed port; the page still answers 200 and escapes its input."""
+    dead_port = free_port()
+    pool = await asyncpg.create_pool(
+        f"postgresql://nobody@127.0.0.1:{dead_port}/nothing", min_size=0, max_size=2
+    )
+    assert pool is not None
+    state = RuntimeState(instance_id="<b>host</b>&'x'")
+    state.set_leader(False)
+    state.last_sweep = {"sweep_key": "<i>key</i>", "as_of": "2025-01-01T00:00:00+00:00", "per_rule": {}}
+    port = free_port()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(
+                lambda task_status: serve_status(state, "127.0.0.1", port, pool=pool, task_status=task_status)
+            )
+            async with ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/") as resp:
+                    assert resp.status == 200
+                    assert resp.content_type == "text/html"
+                    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+                    page = await resp.text()
+                async with http.get(f"http://127.0.0.1:{port}/status") as resp:
+                    assert resp.status == 200  # the JSON endpoint is unchanged
+            tg.cancel_scope.cancel()
+    finally:
+        await pool.close()
+    dom = parse_dom(page)
+    assert "Chart unavailable" in dom.by_id("chart-unavailable").text
+    assert not dom.iter("svg")
+    assert dom.by_id("role").text == "Follower"
+    assert dom.by_id("readiness").text == "Not ready"
+    assert dom.by_id("instance-id").text == "<b>host</b>&'x'"
+    assert "<b>host" not in page and "&lt;b&gt;host&lt;/b&gt;&amp;" in page
+    assert "<i>key</i>" not in page and "&lt;i&gt;key&lt;/i&gt;" in page
