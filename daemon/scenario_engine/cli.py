@@ -63,12 +63,18 @@ async def _engine(settings: Settings) -> AsyncIterator[Engine]:
         await pool.close()
 
 
+def _database_settings(args: argparse.Namespace) -> Settings:
+    """Settings for a command that needs the database; validates the rules file up front."""
+    settings = load_settings(**_settings_from_args(args))
+    settings.require_database_url()
+    load_rules(settings.rules_file)
+    return settings
+
+
 def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -> int:
     """Load settings, run an async body, and turn the usual failures into exit codes."""
     try:
-        settings = load_settings(**_settings_from_args(args))
-        settings.require_database_url()
-        load_rules(settings.rules_file)
+        settings = _database_settings(args)
     except ConfigError as exc:
         return _print_config_error(exc)
     try:
@@ -304,9 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenario_engine.runtime.app import run_daemon
 
     try:
-        settings = load_settings(**_settings_from_args(args))
-        settings.require_database_url()
-        load_rules(settings.rules_file)
+        settings = _database_settings(args)
     except ConfigError as exc:
         return _print_config_error(exc)
     configure_logging(settings.log_format, settings.log_level)
