@@ -373,3 +373,34 @@ async def test_one_catch_up_sweep_after_downtime_not_one_per_missed_period(
         r["sweep_key"] for r in await pool.fetch("SELECT sweep_key FROM scenario_sweep ORDER BY started_at")
     ]
     assert keys == [old_key, current_period(settings, now())[0]]
+
+
+async def test_sweeps_between_full_sweeps_are_incremental(daemons: Any, pool: Any, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[inactivity]]\nname = "inactive_21d"\nthreshold_days = 21\n')
+    # joined almost 21 days ago: becomes due between two sweeps, with no data change at all
+    await pool.execute(
+        "INSERT INTO peer_mentor (organization_id, joined_at) "
+        "SELECT gen_random_uuid(), now() - interval '21 days' + interval '3 seconds' "
+        "FROM generate_series(1, 5)"
+    )
+    await pool.execute(
+        "INSERT INTO peer_mentor (organization_id, joined_at) "
+        "SELECT gen_random_uuid(), now() - interval '2 days' FROM generate_series(1, 20)"
+    )
+    d = daemons(rules_file=rules, sweep_interval_seconds=1)
+    await d.wait_ready()
+    await eventually(
+        lambda: pool.fetchval("SELECT count(*) = 5 FROM push_notification"),
+        timeout=30,
+        what="mentors that became due between sweeps notified",
+    )
+    modes = [
+        r["mode"]
+        for r in await pool.fetch(
+            "SELECT stats->>'mode' AS mode FROM scenario_sweep WHERE finished_at IS NOT NULL ORDER BY as_of"
+        )
+    ]
+    assert modes[0] == "full"
+    assert set(modes[1:]) == {"incremental"}
+    assert await d.metric('scenario_sweeps_completed_by_mode_total{mode="incremental"}') >= 1

@@ -270,7 +270,7 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
     pg_server: pg.TestServer, template_db: str, case: Case
 ) -> None:
     tag = uuid.uuid4().hex[:12]
-    sweep_db, single_db = f"equiv_{tag}_sweep", f"equiv_{tag}_single"
+    sweep_db, single_db, incr_db = f"equiv_{tag}_sweep", f"equiv_{tag}_single", f"equiv_{tag}_incr"
     pools: list[asyncpg.Pool[Any]] = []
     try:
         await _admin(pg_server, f'CREATE DATABASE "{sweep_db}" TEMPLATE "{template_db}"')
@@ -280,14 +280,23 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
         finally:
             await conn.close()  # CREATE DATABASE … TEMPLATE needs the template to be idle
         await _admin(pg_server, f'CREATE DATABASE "{single_db}" TEMPLATE "{sweep_db}"')
+        await _admin(pg_server, f'CREATE DATABASE "{incr_db}" TEMPLATE "{sweep_db}"')
+        incr_pool = await create_pool(pg_server.url(incr_db), min_size=1, max_size=2)
+        pools.append(incr_pool)
+        incr_engine = Engine(incr_pool, RULES)
         sweep_pool = await create_pool(pg_server.url(sweep_db), min_size=1, max_size=2)
         pools.append(sweep_pool)
         single_pool = await create_pool(pg_server.url(single_db), min_size=1, max_size=2)
         pools.append(single_pool)
         sweep_engine, single_engine = Engine(sweep_pool, RULES), Engine(single_pool, RULES)
 
+        previous: dt.datetime | None = None
         for as_of in [case.as_of, *case.later]:
             result = await sweep_engine.run_scheduled_evaluation(as_of, collect=True)
+            # the incremental sweep (only mentors that became due since the previous sweep)
+            # must leave the same rows as the full sweep
+            await incr_engine.run_scheduled_evaluation(as_of, since=previous)
+            previous = as_of
             single_outcomes: list[Outcome] = []
             for mentor_id in mentors:
                 single_outcomes += await single_engine.evaluate_mentor(mentor_id, as_of=as_of)
@@ -295,6 +304,7 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
             assert outcome_set(result.outcomes) == outcome_set(single_outcomes), when
             sweep_rows, single_rows = await snapshot(sweep_pool), await snapshot(single_pool)
             assert_same(sweep_rows, single_rows, when)
+            assert_same(sweep_rows, await snapshot(incr_pool), f"{when} (incremental)")
             STATS["rounds"] += 1
         STATS["examples"] += 1
         STATS["notifications"] += len(sweep_rows["scenario_notification"])
@@ -303,7 +313,7 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
     finally:
         for p in pools:
             await p.close()
-        for name in (single_db, sweep_db):
+        for name in (single_db, sweep_db, incr_db):
             await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="Event drain poll interval when no NOTIFY arrives."
     )
-    drain_batch_size: int = Field(default=500, ge=1, le=50_000, description="Events claimed per batch.")
+    drain_batch_size: int = Field(default=2000, ge=1, le=50_000, description="Events claimed per batch.")
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts before an event is dead-lettered."
     )
@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=900.0, gt=0, description="Interval of the scheduled sweep.")
     sweep_daily_at: dt.time | None = Field(
         default=None, description="Run the sweep once a day at this UTC time (HH:MM) instead."
+    )
+    full_sweep_interval_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Between full sweeps, sweeps are incremental (only mentors newly due); 0 = always full.",
     )
     sweep_batch_size: int = Field(
         default=20_000,

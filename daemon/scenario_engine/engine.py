@@ -275,28 +275,42 @@ class Engine:
         collect: bool = False,
         stop: Callable[[], bool] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        since: dt.datetime | None = None,
     ) -> SweepResult:
         """The sweep over all active mentors: batches of ids, a few statements per rule each.
 
         ``stop`` is polled between batches (a daemon shutting down); the result then says
         ``interrupted`` and a later sweep of the same period finishes the job (idempotent).
         ``progress(done, total)`` is called after each batch (for a progress bar).
+
+        With ``since`` (the instant of the previous completed sweep under the same rules)
+        the sweep is *incremental*: only mentors for whom a time-driven condition may have
+        become true in (since, as_of] are evaluated — every data change is an event that the
+        event path has evaluated already. The result is the same as a full sweep's (tested);
+        the scheduler still runs a full sweep periodically as a safety net.
         """
         at = utc(as_of)
         result = SweepResult(as_of=at, dry_run=dry_run)
         started = time.perf_counter()
         async with self._session(dry_run) as (conn, known):
             await ensure_rules_seen(conn, self.rules, at, known)
-            total = await conn.fetchval(query("active_mentor_count")) if progress is not None else 0
+            due = await self._due_mentors(conn, utc(since), at) if since is not None else None
+            if due is not None:
+                total = len(due)
+            else:
+                total = await conn.fetchval(query("active_mentor_count")) if progress is not None else 0
             after: uuid.UUID | None = None
             while True:
                 if stop is not None and stop():
                     result.interrupted = True
                     break
-                rows = await conn.fetch(query("active_mentor_batch"), after, self.sweep_batch)
-                if not rows:
+                if due is not None:
+                    mentors = due[result.mentors : result.mentors + self.sweep_batch]
+                else:
+                    rows = await conn.fetch(query("active_mentor_batch"), after, self.sweep_batch)
+                    mentors = [r["id"] for r in rows]
+                if not mentors:
                     break
-                mentors = [r["id"] for r in rows]
                 after = mentors[-1]
                 result.mentors += len(mentors)
                 outcomes = await self.evaluate_mentors(conn, mentors, at)
@@ -307,6 +321,23 @@ class Engine:
                     progress(result.mentors, max(total, result.mentors))
         result.seconds = time.perf_counter() - started
         return result
+
+    async def _due_mentors(self, conn: Conn, since: dt.datetime, as_of: dt.datetime) -> list[uuid.UUID]:
+        enabled = self.rules.enabled()
+        inactivity = [r for r in enabled if isinstance(r, InactivityRule)]
+        tiers = sorted({t for r in enabled if isinstance(r, CertificationExpiryRule) for t in r.tiers_days})
+        cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
+        rows = await conn.fetch(
+            query("due_mentors"),
+            since,
+            as_of,
+            sorted({r.threshold_days * 86400.0 for r in inactivity}),
+            [r.name for r in inactivity],
+            [r.cooldown.total_seconds() for r in inactivity],
+            tiers,
+            cooldowns,
+        )
+        return [r["mentor_id"] for r in rows]
 
     async def handle_database_events(
         self, conn: Conn, events: Sequence[ScenarioEvent], as_of: dt.datetime | None = None

@@ -20,8 +20,11 @@ WATCHED_TABLES: dict[str, frozenset[ScenarioType]] = {
     "certification": frozenset({"certification_expiry"}),
     # A coordinator awarding or removing an achievement re-evaluates milestones.
     "achievement": frozenset({"milestone"}),
-    # Preferences are read at every decision (and again before sending): nothing to evaluate.
-    "notification_preference": frozenset(),
+    # Preferences are read at every decision and again before sending; a change is
+    # evaluated at once so that an opt-in is not left waiting for the next full sweep.
+    "notification_preference": frozenset({"inactivity", "milestone", "certification_expiry"}),
+    # Status, time zone or join date changed (trigger since migration 0006).
+    "peer_mentor": frozenset({"inactivity", "milestone", "certification_expiry"}),
 }
 
 

@@ -9,7 +9,6 @@ ledger whatever policy said; suppressed candidates leave one decision row each.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import string
 import uuid
 from collections.abc import Sequence
@@ -153,7 +152,3 @@ async def record_last_triggered(
     await conn.execute(
         query("record_last_triggered"), mentor_id, scenario_type, triggered_at, rule_name, notification_id
     )
-
-
-def context_json(context: dict[str, Any]) -> str:
-    return json.dumps(context, sort_keys=True, default=str)

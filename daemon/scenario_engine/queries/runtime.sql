@@ -62,15 +62,18 @@ RETURNING sweep_key, as_of;
 -- name: finish_sweep
 UPDATE scenario_sweep SET finished_at = now(), stats = $2::jsonb WHERE sweep_key = $1::text;
 
--- name: last_sweep
-SELECT sweep_key, as_of, instance_id, started_at, finished_at, stats
-FROM scenario_sweep ORDER BY started_at DESC LIMIT 1;
+-- name: last_finished_sweep
+-- The previous completed sweep: an incremental sweep starts where it ended.
+SELECT sweep_key, as_of, stats FROM scenario_sweep
+WHERE finished_at IS NOT NULL AND as_of < $1::timestamptz
+ORDER BY as_of DESC LIMIT 1;
 
 -- name: backlogs
 SELECT
     (SELECT count(*) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
-    (SELECT count(*) FROM scenario_event WHERE dead_at IS NOT NULL) AS events_dead,
-    (SELECT min(created_at) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS oldest_event;
+    (SELECT count(*) FROM scenario_event WHERE dead_at IS NOT NULL) AS events_dead,  -- scenario_event_dead_idx
+    (SELECT created_at FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
+     ORDER BY id LIMIT 1) AS oldest_event;
 
 -- name: heartbeat_instance
 INSERT INTO scenario_engine_instance (instance_id, hostname, pid, role, heartbeat_at)

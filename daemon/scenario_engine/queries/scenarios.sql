@@ -13,6 +13,51 @@ LIMIT $2::int;
 -- name: active_mentor_count
 SELECT count(*) FROM peer_mentor WHERE status = 'active';
 
+-- name: due_mentors
+-- The incremental sweep's work list: active mentors for whom a *time-driven* condition may
+-- have become true in ($1 = previous sweep, $2 = now]. Data changes (activity, certificates,
+-- achievements, preferences, mentor status) are events and evaluated by the event path.
+-- $3 inactivity thresholds (s), $4/$5 inactivity rule names and their reminder spacing (s),
+-- $6 certification tiers (days), $7 cooldowns (s) of all rules.
+SELECT DISTINCT due.mentor_id
+FROM (
+    -- the last activity (or the join date) just turned a threshold old
+    SELECT a.mentor_id FROM unnest($3::float8[]) AS t(secs)
+    JOIN activity a ON a.occurred_at > $1::timestamptz - make_interval(secs => t.secs)
+                   AND a.occurred_at <= $2::timestamptz - make_interval(secs => t.secs)
+    UNION ALL
+    SELECT p.id FROM unnest($3::float8[]) AS t(secs)
+    JOIN peer_mentor p ON p.status = 'active'
+                      AND p.joined_at > $1::timestamptz - make_interval(secs => t.secs)
+                      AND p.joined_at <= $2::timestamptz - make_interval(secs => t.secs)
+    UNION ALL
+    -- an activity dated after the previous sweep now lies in the past (counts, spells)
+    SELECT a.mentor_id FROM activity a WHERE a.occurred_at > $1::timestamptz AND a.occurred_at <= $2::timestamptz
+    UNION ALL
+    -- the next reminder of a spell came due
+    SELECT sn.mentor_id FROM unnest($4::text[], $5::float8[]) AS r(rule_name, secs)
+    JOIN scenario_notification sn ON sn.as_of > $1::timestamptz - make_interval(secs => r.secs)
+                                 AND sn.as_of <= $2::timestamptz - make_interval(secs => r.secs)
+                                 AND sn.rule_name = r.rule_name
+    UNION ALL
+    -- a certification entered a reminder tier
+    SELECT c.mentor_id FROM unnest($6::int[]) AS t(days)
+    JOIN certification c ON c.revoked_at IS NULL
+                        AND c.expires_at > $1::timestamptz + make_interval(secs => t.days * 86400.0)
+                        AND c.expires_at <= $2::timestamptz + make_interval(secs => t.days * 86400.0)
+    UNION ALL
+    -- a cooldown ended: a candidate suppressed by it may go out now
+    SELECT cd.mentor_id FROM unnest($7::float8[]) AS k(secs)
+    JOIN scenario_cooldown cd ON cd.last_triggered_at > $1::timestamptz - make_interval(secs => k.secs)
+                             AND cd.last_triggered_at <= $2::timestamptz - make_interval(secs => k.secs)
+    UNION ALL
+    -- a notification left the 24-hour cap window
+    SELECT sn.mentor_id FROM scenario_notification sn
+    WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::timestamptz - interval '24 hours'
+) due
+JOIN peer_mentor p ON p.id = due.mentor_id AND p.status = 'active'
+ORDER BY due.mentor_id;
+
 -- name: inactivity_candidates
 -- $1 mentors, $2 as_of, $3 rule name, $4 threshold seconds, $5 max reminders,
 -- $6 reminder spacing seconds (the rule's cooldown).

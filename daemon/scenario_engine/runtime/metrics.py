@@ -31,7 +31,7 @@ class Metrics:
         self.drain_latency = Histogram(
             "scenario_event_drain_latency_seconds",
             "From the event row's insert to its processing.",
-            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 5, 10, 30, 60, 300),
             registry=r,
         )
         self.sweep_duration = Histogram(
@@ -41,6 +41,12 @@ class Metrics:
             registry=r,
         )
         self.sweeps = Counter("scenario_sweeps", "Sweeps run by this process.", ["result"], registry=r)
+        self.sweeps_by_mode = Counter(
+            "scenario_sweeps_completed_by_mode",
+            "Completed sweeps, full or incremental.",
+            ["mode"],
+            registry=r,
+        )
         self.sweep_results = Counter(
             "scenario_sweep_decisions", "Decisions made by sweeps.", ["rule", "outcome"], registry=r
         )

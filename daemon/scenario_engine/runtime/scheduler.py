@@ -12,14 +12,14 @@ not one per missed period.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import hashlib
 import math
 from typing import Any
 
 import anyio
 import asyncpg
 
-from scenario_engine.config import Settings
+from scenario_engine.config import Rules, Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine, SweepResult
@@ -29,6 +29,11 @@ from scenario_engine.runtime.state import RuntimeState
 
 LEADER_LOCK_KEY = 0x5CE7_1EAD  # any fixed positive bigint shared by all engines
 log = get_logger("scenario_engine.scheduler")
+
+
+def rules_fingerprint(rules: Rules) -> str:
+    """Identifies a rule set: a sweep after a rules change must be a full one."""
+    return hashlib.sha256(rules.model_dump_json().encode()).hexdigest()[:16]
 
 
 def current_period(settings: Settings, now: dt.datetime) -> tuple[str, dt.datetime, dt.datetime]:
@@ -108,20 +113,53 @@ class Scheduler:
         if claimed is None:
             return  # this period is done
         as_of = claimed["as_of"]  # an unfinished period is completed at its original instant
-        log.info("sweep_started", sweep_key=key, as_of=as_of.isoformat())
-        result = await self.engine.run_scheduled_evaluation(as_of, stop=self.state.stopping.is_set)
+        since, full_as_of = await self._incremental_start(as_of)
+        mode = "full" if since is None else "incremental"
+        log.info("sweep_started", sweep_key=key, as_of=as_of.isoformat(), mode=mode)
+        result = await self.engine.run_scheduled_evaluation(
+            as_of, stop=self.state.stopping.is_set, since=since
+        )
         if result.interrupted:
             self.state.metrics.sweeps.labels("interrupted").inc()
             log.info("sweep_interrupted", sweep_key=key, mentors=result.mentors)
             return
         stats = {rule: dict(c) for rule, c in result.per_rule.items()}
+        record = {
+            "mode": mode,
+            "rules": rules_fingerprint(self.engine.rules),
+            "full_as_of": (full_as_of or as_of).isoformat(),
+            "per_rule": stats,
+        }
         async with self.engine.pool.acquire() as conn:
-            await conn.execute(query("finish_sweep"), key, json.dumps(stats))
-        self._record(key, result, stats)
+            await conn.execute(query("finish_sweep"), key, record)
+        self._record(key, result, stats, mode)
 
-    def _record(self, key: str, result: SweepResult, stats: dict[str, dict[str, int]]) -> None:
+    async def _incremental_start(self, as_of: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """(since, last full sweep) when this sweep may be incremental, else (None, None).
+
+        Incremental needs a completed previous sweep under the same rules, and a full sweep
+        within ``full_sweep_interval_hours`` (the safety net for anything the event path
+        missed, e.g. an event that was dead-lettered)."""
+        interval = dt.timedelta(hours=self.settings.full_sweep_interval_hours)
+        if interval <= dt.timedelta(0):
+            return None, None
+        async with self.engine.pool.acquire() as conn:
+            last = await conn.fetchrow(query("last_finished_sweep"), as_of)
+        if last is None:
+            return None, None
+        stats = last["stats"] or {}
+        if stats.get("rules") != rules_fingerprint(self.engine.rules) or "full_as_of" not in stats:
+            return None, None
+        full_as_of = dt.datetime.fromisoformat(stats["full_as_of"])
+        if as_of - full_as_of >= interval:
+            return None, None
+        since: dt.datetime = last["as_of"]
+        return since, full_as_of
+
+    def _record(self, key: str, result: SweepResult, stats: dict[str, dict[str, int]], mode: str) -> None:
         m = self.state.metrics
         m.sweeps.labels("completed").inc()
+        m.sweeps_by_mode.labels(mode).inc()
         m.sweep_duration.observe(result.seconds)
         for rule, counts in stats.items():
             try:
@@ -133,6 +171,7 @@ class Scheduler:
                 m.notifications.labels(scenario, outcome).inc(n)
         self.state.last_sweep = {
             "sweep_key": key,
+            "mode": mode,
             "as_of": result.as_of.isoformat(),
             "mentors": result.mentors,
             "seconds": round(result.seconds, 3),
