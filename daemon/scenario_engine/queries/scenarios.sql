@@ -5,8 +5,11 @@
 
 -- name: active_mentor_batch
 -- Keyset pagination over active mentors, for the sweep.
+-- coalesce keeps "id > …" an index condition under a generic plan (asyncpg re-executes
+-- prepared statements); "$1 IS NULL OR id > $1" became a filter and rescanned the index per batch.
+-- (Only a mentor whose id is the nil UUID would be skipped.)
 SELECT id FROM peer_mentor
-WHERE status = 'active' AND ($1::uuid IS NULL OR id > $1::uuid)
+WHERE status = 'active' AND id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)
 ORDER BY id
 LIMIT $2::int;
 
@@ -55,7 +58,11 @@ FROM (
     SELECT sn.mentor_id FROM scenario_notification sn
     WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::timestamptz - interval '24 hours'
 ) due
-JOIN peer_mentor p ON p.id = due.mentor_id AND p.status = 'active'
+-- A lateral probe per due id: the windows come from parameters the planner cannot estimate,
+-- and a plain join hashed all active mentors to keep a few hundred.
+JOIN LATERAL (
+    SELECT 1 FROM peer_mentor p WHERE p.id = due.mentor_id AND p.status = 'active' LIMIT 1
+) active ON true
 ORDER BY due.mentor_id;
 
 -- name: inactivity_candidates
