@@ -71,7 +71,11 @@ class _TokenResult:
 
 
 class _TimeoutRequest(google.auth.transport.requests.Request):
-    """google-auth's requests transport with our timeout instead of its default 120 s."""
+    """google-auth's requests transport with our timeout instead of its default 120 s.
+
+    The ``type: ignore[no-untyped-…]`` comments in this module are for google-auth
+    functions that ship without annotations (it has py.typed, but not everywhere).
+    """
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
