@@ -402,7 +402,11 @@ COVER = (
     "CREATE INDEX bench_peer_mentor_active_cover_idx ON peer_mentor (id) "
     "INCLUDE (joined_at, timezone) WHERE status = 'active'"
 )
-WITHOUT_COVER = "DROP INDEX bench_peer_mentor_active_cover_idx"
+# Migration 0007 (d8b95b4) ships the same index as peer_mentor_active_covering_idx: the runs
+# "without" it drop both, inside a transaction that is rolled back.
+WITHOUT_COVER = (
+    "DROP INDEX bench_peer_mentor_active_cover_idx; DROP INDEX IF EXISTS peer_mentor_active_covering_idx"
+)
 
 
 async def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -542,7 +546,7 @@ async def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
             ],
             n,
         )
-        await conn.execute(WITHOUT_COVER)
+        await conn.execute("DROP INDEX bench_peer_mentor_active_cover_idx")
 
         # 3. The due-window alternative for inactivity needs an index on activity(occurred_at)
         #    (migration 0006 ships one with the engine's incremental sweep; else build it).
