@@ -71,7 +71,6 @@ from bench.common import (
 )
 from bench.population import LOADED_TABLES, Shape, counts, ensure_all_visible, generate
 from scenario_engine.config import (
-    CertificationExpiryRule,
     InactivityRule,
     MilestoneRule,
     Rules,
@@ -81,7 +80,7 @@ from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import all_queries, query
 from scenario_engine.embedded import LocalCluster, server_version, start_private_cluster
-from scenario_engine.engine import Engine, SweepResult
+from scenario_engine.engine import Engine, SweepResult, due_mentors_args
 from scenario_engine.evaluate import ensure_rules_seen
 from scenario_engine.scenarios import certification, inactivity, milestone
 
@@ -557,23 +556,6 @@ async def _middle_batch(conn: Any, size: int) -> list[uuid.UUID]:
     return [r["id"] for r in rows]
 
 
-def _due_mentors_args(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> tuple[Any, ...]:
-    """The parameters Engine._due_mentors passes to the due_mentors query (engine edc8f80)."""
-    enabled = rules.enabled()
-    inactive = [r for r in enabled if isinstance(r, InactivityRule)]
-    tiers = sorted({t for r in enabled if isinstance(r, CertificationExpiryRule) for t in r.tiers_days})
-    cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
-    return (
-        since,
-        as_of,
-        sorted({r.threshold_days * 86400.0 for r in inactive}),
-        [r.name for r in inactive],
-        [r.cooldown.total_seconds() for r in inactive],
-        tiers,
-        cooldowns,
-    )
-
-
 async def explain_queries(
     conn: Any, rules: Rules, as_of: dt.datetime, batch: int, folder: Path, state: str
 ) -> dict[str, Any]:
@@ -589,7 +571,7 @@ async def explain_queries(
             todo.append(("certification_candidates", certification.query_args(rule, mentors, as_of)))
     todo.append(("policy_inputs", (mentors, "inactivity", as_of)))
     if INCREMENTAL and state == "steady-state":
-        todo.append(("due_mentors", _due_mentors_args(rules, as_of, as_of + dt.timedelta(minutes=15))))
+        todo.append(("due_mentors", due_mentors_args(rules, as_of, as_of + dt.timedelta(minutes=15))))
     out: dict[str, Any] = {}
     for name, qargs in todo:
         sql = query(name)

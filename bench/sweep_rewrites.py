@@ -297,9 +297,7 @@ async def _prototype_incremental(
     t = time.perf_counter()
     mentors = sorted(r["mentor_id"] for r in await c.fetch(INCREMENTAL_DUE_SET, *params))
     t_due = time.perf_counter() - t
-    outcomes = await engine.evaluate_mentors(
-        c, mentors, at, frozenset({"inactivity", "certification_expiry"})
-    )
+    outcomes = await engine.evaluate_mentors(c, mentors, at)
     result["incremental_s"] = round(time.perf_counter() - t, 4)
     result["incremental_due_set_s"] = round(t_due, 4)
     result["incremental_due_mentors"] = len(mentors)
@@ -587,9 +585,9 @@ async def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
         if DUE_MENTORS is not None:
             # The due set joins ~300 ids to peer_mentor; with windows built from unnest()
             # parameters the planner expects ~600k and (plain join) hashes every active mentor.
-            from bench.sweep import _due_mentors_args
+            from scenario_engine.engine import due_mentors_args
 
-            due_args = _due_mentors_args(rules, at, at + dt.timedelta(minutes=15))
+            due_args = due_mentors_args(rules, at, at + dt.timedelta(minutes=15))
             due_before, due_after = DUE_MENTORS
 
             def fixed(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:

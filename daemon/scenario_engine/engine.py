@@ -252,18 +252,19 @@ class Engine:
     # -- set-based paths ---------------------------------------------------------------------
 
     async def evaluate_mentors(
-        self,
-        conn: Conn,
-        mentors: list[uuid.UUID],
-        as_of: dt.datetime,
-        scenario_types: frozenset[str] | None = None,
+        self, conn: Conn, mentors: list[uuid.UUID], as_of: dt.datetime
     ) -> list[Outcome]:
-        """Every enabled rule (of the given types) for a set of mentors, set-based."""
+        """Every enabled rule for a set of mentors, set-based."""
+        return await self._evaluate_rules(conn, as_of, lambda _scenario_type: mentors)
+
+    async def _evaluate_rules(
+        self, conn: Conn, as_of: dt.datetime, mentors_for: Callable[[str], list[uuid.UUID]]
+    ) -> list[Outcome]:
+        """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its
+        scenario type: one candidate query, one policy query and one write per rule."""
         out: list[Outcome] = []
         for rule in self.rules.enabled():
-            if scenario_types is not None and rule.scenario_type not in scenario_types:
-                continue
-            candidates = await set_based_candidates(conn, rule, mentors, as_of)
+            candidates = await set_based_candidates(conn, rule, mentors_for(rule.scenario_type), as_of)
             out += await decide_and_write(conn, candidates, rule, self.rules, as_of)
         return out
 
@@ -323,20 +324,7 @@ class Engine:
         return result
 
     async def _due_mentors(self, conn: Conn, since: dt.datetime, as_of: dt.datetime) -> list[uuid.UUID]:
-        enabled = self.rules.enabled()
-        inactivity = [r for r in enabled if isinstance(r, InactivityRule)]
-        tiers = sorted({t for r in enabled if isinstance(r, CertificationExpiryRule) for t in r.tiers_days})
-        cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
-        rows = await conn.fetch(
-            query("due_mentors"),
-            since,
-            as_of,
-            sorted({r.threshold_days * 86400.0 for r in inactivity}),
-            [r.name for r in inactivity],
-            [r.cooldown.total_seconds() for r in inactivity],
-            tiers,
-            cooldowns,
-        )
+        rows = await conn.fetch(query("due_mentors"), *due_mentors_args(self.rules, since, as_of))
         return [r["mentor_id"] for r in rows]
 
     async def handle_database_events(
@@ -350,15 +338,28 @@ class Engine:
         for event in events:
             for scenario_type in scenarios_for(event):
                 by_type.setdefault(scenario_type, set()).update(event.mentors())
-        out: list[Outcome] = []
-        for rule in self.rules.enabled():
-            mentors = sorted(by_type.get(rule.scenario_type, ()))
-            candidates = await set_based_candidates(conn, rule, mentors, at)
-            out += await decide_and_write(conn, candidates, rule, self.rules, at)
-        return out
+        return await self._evaluate_rules(
+            conn, at, lambda scenario_type: sorted(by_type.get(scenario_type, ()))
+        )
 
     async def handle_database_event(
         self, event: ScenarioEvent, as_of: dt.datetime | None = None
     ) -> list[Outcome]:
         async with self.pool.acquire() as conn:
             return await self.handle_database_events(conn, [event], as_of)
+
+
+def due_mentors_args(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> tuple[Any, ...]:
+    """Parameters of the ``due_mentors`` query: every threshold, reminder spacing, tier and
+    cooldown of the enabled rules (the windows in which something can become due)."""
+    enabled = rules.enabled()
+    inactivity = [r for r in enabled if isinstance(r, InactivityRule)]
+    return (
+        since,
+        as_of,
+        sorted({r.threshold_days * 86400.0 for r in inactivity}),
+        [r.name for r in inactivity],
+        [r.cooldown.total_seconds() for r in inactivity],
+        sorted({t for r in enabled if isinstance(r, CertificationExpiryRule) for t in r.tiers_days}),
+        sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0}),
+    )

@@ -177,13 +177,9 @@ async def decide_and_write(
     if not candidates:
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
-    states, names = await policy_states(conn, mentors, rule_scenario(rule), as_of)
+    states, names = await policy_states(conn, mentors, rule.scenario_type, as_of)
     decided = apply_policy(candidates, states, rule, rules, as_of)
     return await write_outcomes(conn, rule, decided, as_of, names)
-
-
-def rule_scenario(rule: Rule) -> str:
-    return rule.scenario_type
 
 
 # --- milestone baselines ------------------------------------------------------------------
