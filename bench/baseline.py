@@ -244,7 +244,7 @@ def _writes(rule: Rule, at: str) -> list[str]:
 INSERT INTO achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
 SELECT d.mentor_id, {name}, t.threshold::float8::numeric, d.subject, {at}, 'engine'
 FROM bl_decided d CROSS JOIN LATERAL jsonb_array_elements_text(d.achieved) AS t(threshold)
-ON CONFLICT ON CONSTRAINT achievement_once_per_period DO NOTHING
+ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(period)) DO NOTHING
 """)
     out.append(f"""
 WITH input AS (

@@ -13,14 +13,19 @@ import asyncpg
 import pytest
 
 from scenario_engine.db.connect import connect
-from scenario_engine.db.migrations import Migration, MigrationError, discover, migrate
+from scenario_engine.db.migrations import LEGACY_LAST_VERSION, Migration, MigrationError, discover, migrate
+
+
+def current() -> list[Migration]:
+    """What a fresh install applies: 0001–0007 only finish installations that began with them."""
+    return [m for m in discover() if m.version > LEGACY_LAST_VERSION]
 
 
 async def test_migrate_twice_is_a_no_op(empty_db_url: str) -> None:
     conn = await connect(empty_db_url)
     try:
         first = await migrate(conn)
-        assert [m.version for m in first.applied] == [m.version for m in discover()]
+        assert [m.version for m in first.applied] == [m.version for m in current()]
         tables_before = await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname='public'")
         second = await migrate(conn)
         assert second.applied == []
@@ -45,11 +50,11 @@ async def test_concurrent_migrations_apply_each_file_once(empty_db_url: str) -> 
         for _ in range(3):
             tg.start_soon(one)
     applied = sorted(m.version for r in reports for m in r.applied)
-    assert applied == [m.version for m in discover()]
+    assert applied == [m.version for m in current()]
     conn = await connect(empty_db_url)
     try:
         rows = await conn.fetchval("SELECT count(*) FROM scenario_schema_migration")
-        assert rows == len(discover())
+        assert rows == len(current())
     finally:
         await conn.close()
 
@@ -80,7 +85,7 @@ async def test_failing_migration_leaves_database_as_it_was(empty_db_url: str) ->
             await migrate(conn, [*migrations, broken])
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
         versions = await conn.fetch("SELECT version FROM scenario_schema_migration ORDER BY 1")
-        assert [r["version"] for r in versions] == [m.version for m in migrations]
+        assert [r["version"] for r in versions] == [m.version for m in current()]
     finally:
         await conn.close()
 
@@ -131,16 +136,16 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 async def test_cli_migrate_then_refuse_edit(empty_db_url: str) -> None:
     first = await anyio.to_thread.run_sync(lambda: _cli("migrate", "--database-url", empty_db_url))
     assert first.returncode == 0, first.stderr
-    assert "applied 0001_platform_reference_schema.sql" in first.stdout
+    assert "applied 0008_engine_schema.sql" in first.stdout
     second = await anyio.to_thread.run_sync(lambda: _cli("migrate", "--database-url", empty_db_url))
     assert second.returncode == 0
     assert "up to date" in second.stdout
     conn = await connect(empty_db_url)
     try:
-        await conn.execute("UPDATE scenario_schema_migration SET checksum = 'x' WHERE version = 1")
+        await conn.execute("UPDATE scenario_schema_migration SET checksum = 'x' WHERE version = 8")
     finally:
         await conn.close()
     third = await anyio.to_thread.run_sync(lambda: _cli("migrate", "--database-url", empty_db_url))
     assert third.returncode == 1
-    assert "0001_platform_reference_schema.sql" in third.stderr
+    assert "0008_engine_schema.sql" in third.stderr
     assert "edited" in third.stderr

@@ -13,6 +13,18 @@ Conn: TypeAlias = Union["asyncpg.Connection[Any]", "PoolConnectionProxy[Any]"]
 
 ENGINE_ORIGIN_SQL = "SELECT set_config('scenario_engine.origin', 'engine', true)"
 
+# The engine's objects live in a schema of their own (sql/0008_engine_schema.sql); the platform's
+# tables stay where the platform keeps them (``public``). Every engine session resolves names in
+# that order — pg_catalog is always searched first — so no object a client role could create
+# elsewhere is ever picked up, and a session never depends on the server's default search_path.
+ENGINE_SCHEMA = "scenario_engine"
+PLATFORM_SCHEMA = "public"
+SEARCH_PATH = f"{ENGINE_SCHEMA}, {PLATFORM_SCHEMA}"
+
+
+def _server_settings(application_name: str) -> dict[str, str]:
+    return {"application_name": application_name, "search_path": SEARCH_PATH}
+
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
     # jsonb columns come back as Python objects, not strings.
@@ -22,7 +34,7 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
 
 async def connect(dsn: str, *, application_name: str = "scenario-engine") -> asyncpg.Connection[Any]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(
-        dsn, server_settings={"application_name": application_name}
+        dsn, server_settings=_server_settings(application_name)
     )
     await _init_connection(conn)
     return conn
@@ -40,7 +52,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings={"application_name": application_name},
+        server_settings=_server_settings(application_name),
     )
     assert pool is not None  # create_pool only returns None when not awaited
     return pool

@@ -55,7 +55,7 @@ ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING;
 INSERT INTO achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
 SELECT mentor_id, milestone, threshold::numeric, period, $5::timestamptz, 'engine'
 FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS t(mentor_id, milestone, threshold, period)
-ON CONFLICT ON CONSTRAINT achievement_once_per_period DO NOTHING;
+ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(period)) DO NOTHING;
 
 -- name: record_last_triggered
 INSERT INTO scenario_cooldown (mentor_id, scenario_type, last_triggered_at, last_rule_name, last_notification_id)

@@ -162,7 +162,7 @@ INSERT INTO achievement (mentor_id, milestone, threshold, period, achieved_at, a
 SELECT agg.id, $2::text, t.threshold::numeric, agg.period, $1::timestamptz, 'engine-baseline'
 FROM agg CROSS JOIN unnest($5::float8[]) AS t(threshold)
 WHERE agg.value >= t.threshold
-ON CONFLICT ON CONSTRAINT achievement_once_per_period DO NOTHING;
+ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(period)) DO NOTHING;
 
 -- name: claim_rule_first_seen
 -- Exactly one engine records a rule as seen; concurrent callers wait for its commit.

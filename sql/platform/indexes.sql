@@ -1,0 +1,69 @@
+-- The engine's indexes on the platform tables. Rule: no engine index or constraint on a platform
+-- column can make a platform write fail. B-tree entries are limited to about 2.7 kB, so no
+-- unbounded text column is a key or an INCLUDE column here: text is hashed (md5 — for
+-- uniqueness, not secrecy), or left out. Each unit is built CONCURRENTLY (platform writes go on),
+-- statement by statement; a half-built (invalid) index is dropped and rebuilt. An index that
+-- 0001–0007 created with a text column is replaced and then dropped.
+-- Needs ownership of the table: otherwise `migrate` prints the unit for a DBA.
+
+-- unit: peer_mentor_active_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_active_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_idx;
+CREATE INDEX CONCURRENTLY peer_mentor_active_idx ON public.peer_mentor (id) WHERE status = 'active';
+
+-- unit: peer_mentor_active_joined_idx
+-- Covering index of the sweep's batches (0007 measured 3.95 → 2.30 s at 1M); the time zone is
+-- no longer included (unbounded text on a platform without the reference CHECK).
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_active_joined_idx')), false) AND to_regclass('public.peer_mentor_active_covering_idx') IS NULL
+DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_joined_idx;
+CREATE INDEX CONCURRENTLY peer_mentor_active_joined_idx ON public.peer_mentor (id) INCLUDE (joined_at) WHERE status = 'active';
+DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_covering_idx;
+
+-- unit: peer_mentor_joined_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_joined_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_joined_idx;
+CREATE INDEX CONCURRENTLY peer_mentor_joined_idx ON public.peer_mentor (joined_at) WHERE status = 'active';
+
+-- unit: activity_mentor_occurred_v2_idx
+-- Newest activity per mentor and per-period aggregates; `kind` is no longer an INCLUDE column.
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.activity_mentor_occurred_v2_idx')), false) AND to_regclass('public.activity_mentor_occurred_idx') IS NULL
+DROP INDEX CONCURRENTLY IF EXISTS public.activity_mentor_occurred_v2_idx;
+CREATE INDEX CONCURRENTLY activity_mentor_occurred_v2_idx ON public.activity (mentor_id, occurred_at) INCLUDE (duration_minutes, contacts);
+DROP INDEX CONCURRENTLY IF EXISTS public.activity_mentor_occurred_idx;
+
+-- unit: activity_occurred_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.activity_occurred_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.activity_occurred_idx;
+CREATE INDEX CONCURRENTLY activity_occurred_idx ON public.activity (occurred_at) INCLUDE (mentor_id);
+
+-- unit: certification_expiring_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_expiring_idx')), false) AND to_regclass('public.certification_expires_idx') IS NULL
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_expiring_idx;
+CREATE INDEX CONCURRENTLY certification_expiring_idx ON public.certification (expires_at) INCLUDE (mentor_id, issued_at) WHERE revoked_at IS NULL;
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_expires_idx;
+
+-- unit: certification_mentor_issued_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_mentor_issued_idx')), false) AND to_regclass('public.certification_mentor_type_idx') IS NULL
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_issued_idx;
+CREATE INDEX CONCURRENTLY certification_mentor_issued_idx ON public.certification (mentor_id, issued_at);
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_type_idx;
+
+-- unit: achievement_once_per_period_key
+-- "An achievement is unique per mentor, milestone, threshold and period" (DESIGN.md §3), which
+-- the engine's inserts rely on (ON CONFLICT). Text and numeric are hashed: a numeric can be
+-- 130,000 digits long. trim_scale makes 10 and 10.0 one threshold, as numeric equality does.
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.achievement_once_per_period_key')), false) AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass('public.achievement') AND conname = 'achievement_once_per_period')
+DROP INDEX CONCURRENTLY IF EXISTS public.achievement_once_per_period_key;
+CREATE UNIQUE INDEX CONCURRENTLY achievement_once_per_period_key ON public.achievement (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(period));
+ALTER TABLE public.achievement DROP CONSTRAINT IF EXISTS achievement_once_per_period;
+
+-- unit: device_token_token_key
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.device_token_token_key')), false) AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass('public.device_token') AND conname = 'device_token_token_unique')
+DROP INDEX CONCURRENTLY IF EXISTS public.device_token_token_key;
+CREATE UNIQUE INDEX CONCURRENTLY device_token_token_key ON public.device_token (md5(token));
+ALTER TABLE public.device_token DROP CONSTRAINT IF EXISTS device_token_token_unique;
+
+-- unit: device_token_mentor_active_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.device_token_mentor_active_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.device_token_mentor_active_idx;
+CREATE INDEX CONCURRENTLY device_token_mentor_active_idx ON public.device_token (mentor_id) WHERE active;
