@@ -59,10 +59,10 @@ CREATE ROLE scenario_engine_runtime NOLOGIN;
 GRANT USAGE ON SCHEMA scenario_engine TO scenario_engine_runtime;
 
 -- unit: runtime_engine_tables
--- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_schema_migration', 'SELECT'), ('scenario_engine_setting', 'SELECT'), ('scenario_event', 'SELECT, UPDATE, DELETE'), ('scenario_notification', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_cooldown', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_decision', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_engine_instance', 'SELECT, INSERT, UPDATE, DELETE'), ('push_notification', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_rule_state', 'SELECT, INSERT, UPDATE'), ('scenario_sweep', 'SELECT, INSERT, UPDATE')) AS v(t, p)
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_schema_migration', 'SELECT'), ('scenario_engine_setting', 'SELECT'), ('scenario_event', 'SELECT, UPDATE, DELETE'), ('scenario_notification', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_cooldown', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_decision', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_engine_instance', 'SELECT, INSERT, UPDATE, DELETE'), ('push_notification', 'SELECT, INSERT, UPDATE, DELETE'), ('scenario_rule_state', 'SELECT, INSERT, UPDATE'), ('scenario_sweep', 'SELECT, INSERT, UPDATE'), ('scenario_sweep_batch', 'SELECT, INSERT, UPDATE, DELETE')) AS v(t, p)
 GRANT SELECT ON scenario_engine.scenario_schema_migration, scenario_engine.scenario_engine_setting TO scenario_engine_runtime;
 GRANT SELECT, UPDATE, DELETE ON scenario_engine.scenario_event TO scenario_engine_runtime;
-GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_notification, scenario_engine.scenario_cooldown, scenario_engine.scenario_decision, scenario_engine.scenario_engine_instance, scenario_engine.push_notification TO scenario_engine_runtime;
+GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_notification, scenario_engine.scenario_cooldown, scenario_engine.scenario_decision, scenario_engine.scenario_engine_instance, scenario_engine.push_notification, scenario_engine.scenario_sweep_batch TO scenario_engine_runtime;
 GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_rule_state, scenario_engine.scenario_sweep TO scenario_engine_runtime;
 
 -- unit: runtime_engine_policies

@@ -102,7 +102,10 @@ async def test_fresh_install_keeps_nothing_of_the_engine_in_public(empty_db_url:
         report = await migrate(conn)
         assert not report.needs_dba
         assert {m.version for m in report.skipped_legacy} == set(range(1, LEGACY_LAST_VERSION + 1))
-        public = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        public = {
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
         engine = {
             r["tablename"]
             for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'scenario_engine'")
@@ -162,12 +165,18 @@ async def test_upgrade_in_place_keeps_rows_and_ends_like_a_fresh_install(
         assert await legacy.fetchval("SELECT to_regclass('public.scenario_schema_migration')") is None
         # the existing triggers still capture platform writes
         await legacy.execute("UPDATE public.activity SET duration_minutes = 5 WHERE id = $1", activity_id)
-        assert await legacy.fetchval("SELECT count(*) FROM scenario_engine.scenario_event") == events_before + 1
+        assert (
+            await legacy.fetchval("SELECT count(*) FROM scenario_engine.scenario_event") == events_before + 1
+        )
 
         await migrate(fresh)
         old, new = await catalogue(legacy), await catalogue(fresh)
         for schema in old:
-            assert sorted(set(old[schema]) - set(new[schema])) == sorted(set(new[schema]) - set(old[schema])) == []
+            assert (
+                sorted(set(old[schema]) - set(new[schema]))
+                == sorted(set(new[schema]) - set(old[schema]))
+                == []
+            )
     finally:
         await legacy.close()
         await fresh.close()

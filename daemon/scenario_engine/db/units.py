@@ -42,6 +42,11 @@ class Unit:
     name: str
     present: str | None
     sql: str
+    mode: Mode = "whole"
+
+    def chunks(self) -> list[str]:
+        """What to send, one chunk per round trip: the whole unit, or each statement."""
+        return [self.sql] if self.mode == "whole" else self.statements()
 
     def statements(self) -> list[str]:
         """Statements of an ``each`` unit (no dollar-quoted bodies there: split on ``;``)."""
@@ -86,7 +91,8 @@ def parse_units(text: str, source: str) -> list[Unit]:
 
 
 def load_units(root: Path, spec: UnitFile) -> list[Unit]:
-    return parse_units((root / spec.path).read_text("utf-8"), spec.path)
+    units = parse_units((root / spec.path).read_text("utf-8"), spec.path)
+    return [Unit(u.source, u.name, u.present, u.sql, spec.mode) for u in units]
 
 
 async def _is_present(conn: asyncpg.Connection[Any], unit: Unit) -> bool:
@@ -100,12 +106,12 @@ async def _is_present(conn: asyncpg.Connection[Any], unit: Unit) -> bool:
         return False
 
 
-async def _apply(conn: asyncpg.Connection[Any], unit: Unit, mode: Mode) -> None:
-    if mode == "whole":
+async def _apply(conn: asyncpg.Connection[Any], unit: Unit) -> None:
+    if unit.mode == "whole":
         async with conn.transaction():
             await conn.execute(unit.sql)
         return
-    for statement in unit.statements():
+    for statement in unit.statements():  # outside a transaction (CONCURRENTLY)
         await conn.execute(statement)
 
 
@@ -124,13 +130,18 @@ async def apply_units(
                 report.for_dba.append((unit, "depends on a unit above that needs a DBA"))
                 continue
             try:
-                await _apply(conn, unit, spec.mode)
+                await _apply(conn, unit)
             except NEEDS_DBA as exc:
                 report.for_dba.append((unit, str(exc)))
                 deferred = spec.chain
                 continue
             except asyncpg.PostgresError as exc:
                 raise UnitError(f"{spec.path}: unit {unit.name} failed: {exc}") from exc
+            if unit.present is not None and not await _is_present(conn, unit):
+                # e.g. GRANT by a role without grant option: a warning, not an error
+                report.for_dba.append((unit, "applied without effect (insufficient privilege)"))
+                deferred = spec.chain
+                continue
             report.applied.append(unit.name)
     return report
 
@@ -139,8 +150,14 @@ class UnitError(RuntimeError):
     """A unit failed for a reason other than a missing privilege."""
 
 
+def dba_chunks(report: UnitReport) -> list[str]:
+    """The DBA's work as round trips (CREATE INDEX CONCURRENTLY must not share one)."""
+    return [chunk for unit, _ in report.for_dba for chunk in unit.chunks()]
+
+
 def dba_script(report: UnitReport) -> str:
-    """The statements a DBA (the platform tables' owner, or a superuser) must run, as one script."""
+    """The statements a DBA (a superuser, or the platform tables' owner) must run, as one psql
+    script: psql sends each statement on its own, as CONCURRENTLY requires."""
     parts = [
         "-- scenario-engine: statements that need the owner of the platform tables or a superuser.",
         "-- Run them (e.g. psql -v ON_ERROR_STOP=1 -f this-file), then `scenario-engine migrate` again.",
