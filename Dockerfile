@@ -10,7 +10,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# rules.example.toml: the wheel installs it as /opt/scenario-engine/share/scenario-engine/.
+COPY pyproject.toml README.md rules.example.toml ./
 COPY daemon ./daemon
 COPY sql ./sql
 
