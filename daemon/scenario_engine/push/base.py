@@ -36,14 +36,21 @@ class SendResult:
     error: str | None = None
     retry_after: float | None = None  # seconds the gateway asked us to wait (429)
     invalid_tokens: tuple[str, ...] = field(default=())
+    # A retry whose request may have reached the gateway (no answer: a timeout, a connection
+    # lost mid-request). An HTTP error status or a refused connection is a definite "not
+    # delivered". The dispatcher keeps this on the push, so that a later re-check can never
+    # record as "cancelled" a push the receiver may already have.
+    maybe_delivered: bool = False
 
     @classmethod
     def delivered(cls, message_id: str | None) -> SendResult:
         return cls("delivered", provider_message_id=message_id)
 
     @classmethod
-    def retry(cls, error: str, retry_after: float | None = None) -> SendResult:
-        return cls("retry", error=error, retry_after=retry_after)
+    def retry(
+        cls, error: str, retry_after: float | None = None, *, maybe_delivered: bool = False
+    ) -> SendResult:
+        return cls("retry", error=error, retry_after=retry_after, maybe_delivered=maybe_delivered)
 
     @classmethod
     def failed(cls, error: str) -> SendResult:

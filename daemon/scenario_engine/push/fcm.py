@@ -68,6 +68,7 @@ class _TokenResult:
     message_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    maybe_delivered: bool = False  # see SendResult.maybe_delivered
 
 
 class _TimeoutRequest(google.auth.transport.requests.Request):
@@ -236,9 +237,11 @@ class FcmProvider:
             async with session.post(self.url, data=body, headers=headers, timeout=self.timeout) as resp:
                 return resp.status, await resp.text(), resp.headers.get("Retry-After")
         except TimeoutError:
-            return _TokenResult("retry", error="timeout")
-        except aiohttp.ClientError as exc:
+            return _TokenResult("retry", error="timeout", maybe_delivered=True)
+        except aiohttp.ClientConnectorError as exc:  # never connected: FCM has nothing
             return _TokenResult("retry", error=f"connection error: {exc!r}")
+        except aiohttp.ClientError as exc:
+            return _TokenResult("retry", error=f"connection error: {exc!r}", maybe_delivered=True)
 
     async def _send_one(
         self, session: aiohttp.ClientSession, message: PushMessage, device_token: str, access_token: str
@@ -303,7 +306,11 @@ def _combine(results: list[_TokenResult], invalid_tokens: tuple[str, ...]) -> Se
     if retry:
         waits = [r.retry_after for r in retry if r.retry_after is not None]
         return SendResult(
-            "retry", error=errors, retry_after=max(waits) if waits else None, invalid_tokens=invalid_tokens
+            "retry",
+            error=errors,
+            retry_after=max(waits) if waits else None,
+            invalid_tokens=invalid_tokens,
+            maybe_delivered=any(r.maybe_delivered for r in retry),
         )
     if len(invalid_tokens) == len(results):
         errors = f"all device tokens invalid ({errors})"

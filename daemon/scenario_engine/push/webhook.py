@@ -70,9 +70,11 @@ class WebhookProvider:
                         message_id = None
                 return SendResult.delivered(message_id)
         except TimeoutError:
-            return SendResult.retry("timeout")
-        except aiohttp.ClientError as exc:
+            return SendResult.retry("timeout", maybe_delivered=True)
+        except aiohttp.ClientConnectorError as exc:  # never connected: the gateway has nothing
             return SendResult.retry(f"connection error: {exc!r}")
+        except aiohttp.ClientError as exc:
+            return SendResult.retry(f"connection error: {exc!r}", maybe_delivered=True)
 
     async def close(self) -> None:
         return None

@@ -1,20 +1,44 @@
 -- The push outbox. A claimed push is 'sending' with next_attempt_at as its lease, and
 -- attempts doubles as a fencing token: an outcome is recorded only by the claim that
 -- made it, so a slow sender whose lease ran out cannot overwrite a newer attempt.
+--
+-- Claiming a batch is not sending it. Each push is marked in flight on its own right
+-- before its HTTP call (push_mark_in_flight, fenced by attempts): only then can the
+-- gateway have it. Until then the dispatcher renews its claim (push_renew_claims), so a
+-- dead dispatcher's unsent rows are claimable again one claim lease after it died, and a
+-- row taken over meanwhile is never sent by the old claim because its mark fails. A row
+-- found claimable with in_flight_at still set was interrupted mid-call: the claim makes it
+-- delivery_uncertain, which it stays.
 
 -- name: claim_pushes
 WITH due AS (
-    SELECT id FROM push_notification
+    SELECT id, in_flight_at FROM push_notification
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
     ORDER BY next_attempt_at, id
     LIMIT $1::int
     FOR UPDATE SKIP LOCKED
 )
 UPDATE push_notification p
-SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8)
+SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8),
+    in_flight_at = NULL, delivery_uncertain = p.delivery_uncertain OR due.in_flight_at IS NOT NULL
 FROM due WHERE p.id = due.id
 RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempotency_key, p.attempts,
-          p.created_at;
+          p.created_at, p.delivery_uncertain, due.in_flight_at IS NOT NULL AS interrupted;
+
+-- name: push_renew_claims
+-- Keeps this dispatcher's claimed, not yet sent rows ($1 ids, $2 their attempts) its own.
+UPDATE push_notification p
+SET next_attempt_at = now() + make_interval(secs => $3::float8)
+FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)
+WHERE p.id = c.id AND p.attempts = c.attempts AND p.status = 'sending' AND p.in_flight_at IS NULL;
+
+-- name: push_mark_in_flight
+-- The last statement before the HTTP call. No row back: the claim was taken over, do not send.
+-- The lease now covers the call itself (send deadline plus time to record the outcome).
+UPDATE push_notification
+SET in_flight_at = now(), next_attempt_at = now() + make_interval(secs => $3::float8)
+WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int AND in_flight_at IS NULL
+RETURNING id;
 
 -- name: recheck_pushes
 -- Re-check at send time what may have changed since enqueue (DESIGN.md §3): opt-out,
@@ -48,20 +72,24 @@ WHERE p.id = ANY($1::bigint[]);
 
 -- name: push_sent
 UPDATE push_notification
-SET status = 'sent', sent_at = now(), provider = $3::text, provider_message_id = $4::text, last_error = NULL
+SET status = 'sent', sent_at = now(), provider = $3::text, provider_message_id = $4::text, last_error = NULL,
+    in_flight_at = NULL
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_retry
+-- $6: this attempt may have reached the gateway (a timeout, a connection lost mid-request).
 UPDATE push_notification
 SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8), provider = $4::text,
-    last_error = left($5::text, 2000)
+    last_error = left($5::text, 2000), in_flight_at = NULL, delivery_uncertain = delivery_uncertain OR $6::boolean
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_finish
--- Terminal outcomes: 'failed' (permanent error), 'dead' (retries exhausted), 'cancelled'.
+-- Terminal outcomes: 'failed' (permanent error), 'dead' (retries exhausted), 'cancelled'
+-- (never sent, no longer wanted) and 'abandoned' (no longer wanted, but an earlier attempt
+-- may have been delivered).
 UPDATE push_notification
-SET status = $3::text, provider = $4::text, last_error = left($5::text, 2000),
-    cancel_reason = CASE WHEN $3::text = 'cancelled' THEN $5::text END
+SET status = $3::text, provider = $4::text, last_error = left($5::text, 2000), in_flight_at = NULL,
+    cancel_reason = CASE WHEN $3::text IN ('cancelled', 'abandoned') THEN left($5::text, 2000) END
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_defer
@@ -72,7 +100,8 @@ WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: requeue_dead_pushes
 UPDATE push_notification
-SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = 'requeued after: ' || coalesce(last_error, '')
+SET status = 'pending', attempts = 0, next_attempt_at = now(), in_flight_at = NULL,
+    last_error = 'requeued after: ' || coalesce(last_error, '')
 WHERE status = 'dead' AND created_at >= coalesce($1::timestamptz, '-infinity')
 RETURNING id;
 

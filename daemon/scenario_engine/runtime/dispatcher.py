@@ -3,8 +3,23 @@
 Claims due ``push_notification`` rows (SKIP LOCKED, with a lease), re-checks each against
 what may have changed since enqueue, defers those inside quiet hours, and sends the rest
 concurrently (bounded in flight, rate-limited per provider). Outcomes are written with
-the claim's attempt number as a fence. A push whose lease ran out because the daemon died
-mid-send is claimed again and carries the same idempotency key.
+the claim's attempt number as a fence.
+
+The delivery window is one push wide, not one batch wide. A claimed push is marked in
+flight on its own, by one short statement, right before its HTTP call, and its outcome is
+recorded by another as soon as the call returns, still inside its concurrency slot: at any
+moment at most ``push_concurrency`` pushes of a process can have reached the gateway without
+their outcome in the ledger, and only those can be sent twice after a crash (with the same
+idempotency key). The claim on the rest of the batch is renewed while it waits, so a dead
+process's unsent pushes are claimable again one lease after it died, and an in-flight push
+once its send deadline has passed. A push that may have reached the gateway (interrupted
+mid-call, or a call without an answer) is marked ``delivery_uncertain``; if the re-check
+later finds it no longer wanted it is ``abandoned`` — "may have been delivered" — never
+``cancelled``.
+
+No database connection is held across an HTTP call or while another is acquired: every
+statement takes a connection from the pool and gives it back, so no batch size or pool
+size can make the dispatcher starve its own pool.
 """
 
 from __future__ import annotations
@@ -29,6 +44,29 @@ from scenario_engine.runtime.quiet import quiet_until
 from scenario_engine.runtime.state import Wakeup, wait_for_wakeup
 
 log = get_logger("scenario_engine.dispatcher")
+
+MAYBE_DELIVERED = "an earlier attempt may have been delivered"
+
+# Time allowed, after the send deadline, to record the outcome. The in-flight lease is the
+# send deadline plus this: another claim may take an in-flight push over only when its
+# sender can no longer be talking to the gateway.
+RECORD_GRACE_SECONDS = 5.0
+
+
+def cancel_outcome(delivery_uncertain: bool, reason: str) -> tuple[str, str]:
+    """The terminal status of a push the re-check no longer wants, and its reason.
+
+    "cancelled" promises the mentor got nothing; after an attempt that may have reached the
+    gateway only "abandoned" is true.
+    """
+    if delivery_uncertain:
+        return "abandoned", f"{MAYBE_DELIVERED}; not sent again: {reason}"
+    return "cancelled", reason
+
+
+def with_uncertainty(reason: str, delivery_uncertain: bool) -> str:
+    """A terminal error of a push that may have been delivered says so."""
+    return f"{reason} ({MAYBE_DELIVERED})" if delivery_uncertain else reason
 
 
 @dataclass(frozen=True)
@@ -55,7 +93,10 @@ class DispatchStats:
     failed: int = 0
     dead: int = 0
     cancelled: int = 0
+    abandoned: int = 0
     deferred: int = 0
+    interrupted: int = 0  # claimed after an earlier attempt was cut off mid-call
+    lost: int = 0  # claim taken over by another dispatcher before the send: not sent here
 
 
 class Dispatcher:
@@ -74,6 +115,10 @@ class Dispatcher:
         self.limiter = anyio.CapacityLimiter(settings.push_concurrency)
         self.rate = AsyncLimiter(settings.push_rate_per_second, 1.0)
         self.session: aiohttp.ClientSession | None = None
+        # A provider may make two calls per push (FCM: a token refresh after a 401).
+        self.send_deadline = 2 * settings.push_timeout_seconds
+        self.in_flight_lease = self.send_deadline + RECORD_GRACE_SECONDS
+        self.claim_lease = settings.push_lease_seconds
 
     async def __aenter__(self) -> Dispatcher:
         connector = aiohttp.TCPConnector(limit=self.settings.push_concurrency)
@@ -105,39 +150,67 @@ class Dispatcher:
             await wait_for_wakeup(event, stopping, self.settings.dispatch_poll_interval_seconds)
 
     async def dispatch_once(self) -> DispatchStats:
-        """Claim one batch of due pushes and see each to an outcome."""
+        """Claim one batch of due pushes and see each to an outcome.
+
+        A database error while sending ends no other send: the push it concerned keeps
+        its lease and is taken up again; the first such error is raised at the end.
+        """
         stats = DispatchStats()
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                query("claim_pushes"), self.settings.push_batch_size, self.settings.push_lease_seconds
-            )
+            rows = await conn.fetch(query("claim_pushes"), self.settings.push_batch_size, self.claim_lease)
             if not rows:
                 return stats
             checks = {r["id"]: r for r in await conn.fetch(query("recheck_pushes"), [r["id"] for r in rows])}
         stats.claimed = len(rows)
+        for row in rows:
+            if row["interrupted"]:
+                self._count(row, "interrupted")
+                stats.interrupted += 1
+                log.warning("push_attempt_interrupted", push_id=row["id"], attempts=row["attempts"] - 1)
         now = dt.datetime.now(dt.UTC)
         to_send = []
         for row in rows:
             check = checks.get(row["id"])
             reason = check["cancel_reason"] if check else "mentor no longer exists"
             if reason:
-                await self._finish(row, "cancelled", reason)
-                stats.cancelled += 1
+                status, text = cancel_outcome(row["delivery_uncertain"], reason)
+                await self._finish(row, status, text)
+                setattr(stats, status, getattr(stats, status) + 1)
                 continue
             until = quiet_until(now, check["timezone"] if check else None, self.quiet)
             if until is not None:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(query("push_defer"), row["id"], row["attempts"], until)
+                await self._execute(query("push_defer"), row["id"], row["attempts"], until)
                 self._count(row, "deferred")
                 stats.deferred += 1
                 continue
             to_send.append(row)
+        waiting = {row["id"]: row["attempts"] for row in to_send}
+        errors: list[BaseException] = []
         async with anyio.create_task_group() as tg:
-            for row in to_send:
-                tg.start_soon(self._send_one, row, stats)
+            tg.start_soon(self._renew_claims, waiting)
+            async with anyio.create_task_group() as sends:
+                for row in to_send:
+                    sends.start_soon(self._send_one, row, stats, waiting, errors)
+            tg.cancel_scope.cancel()
+        if errors:
+            raise errors[0]
         return stats
 
-    async def _send_one(self, row: Any, stats: DispatchStats) -> None:
+    async def _renew_claims(self, waiting: dict[int, int]) -> None:
+        """Keep the claim on the pushes still waiting for a slot, however long the batch takes."""
+        while True:
+            await anyio.sleep(self.claim_lease / 3)
+            if not waiting:
+                continue
+            ids, attempts = list(waiting), list(waiting.values())
+            try:
+                await self._execute(query("push_renew_claims"), ids, attempts, self.claim_lease)
+            except TRANSIENT_DB_ERRORS as exc:  # the claim may lapse; the in-flight mark still fences
+                log.warning("push_claim_renewal_failed", error=repr(exc), pushes=len(ids))
+
+    async def _send_one(
+        self, row: Any, stats: DispatchStats, waiting: dict[int, int], errors: list[BaseException]
+    ) -> None:
         message = PushMessage(
             id=row["id"],
             mentor_id=row["mentor_id"],
@@ -150,49 +223,86 @@ class Dispatcher:
         )
         async with self.limiter:
             await self.rate.acquire()
-            assert self.session is not None
-            started = time.perf_counter()
+            waiting.pop(message.id, None)
             try:
-                result = await self.provider.send(message, self.session)
-            except Exception as exc:  # a provider bug must not kill the worker: retry, then dead-letter
-                log.exception("push_provider_error", push_id=message.id)
-                result = SendResult.retry(f"provider error: {exc!r}")
+                marked = await self._fetchval(
+                    query("push_mark_in_flight"), message.id, message.attempts, self.in_flight_lease
+                )
+            except TRANSIENT_DB_ERRORS as exc:  # not marked, so not sent: the claim lapses
+                errors.append(exc)
+                return
+            if marked is None:
+                stats.lost += 1
+                log.info("push_claim_lost", push_id=message.id, attempts=message.attempts)
+                return
+            started = time.perf_counter()
+            result = await self._call(message)
             self.metrics.push_latency.labels(self.provider.name).observe(time.perf_counter() - started)
-        await self._record(row, result, stats)
+            # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency.
+            try:
+                await self._record(row, result, stats)
+            except TRANSIENT_DB_ERRORS as exc:  # stays in flight: taken up again as uncertain
+                log.warning(
+                    "push_outcome_not_recorded", push_id=message.id, outcome=result.kind, error=repr(exc)
+                )
+                errors.append(exc)
+
+    async def _call(self, message: PushMessage) -> SendResult:
+        """One provider call, cut off at the send deadline that the in-flight lease counts on."""
+        assert self.session is not None
+        try:
+            with anyio.fail_after(self.send_deadline):
+                return await self.provider.send(message, self.session)
+        except TimeoutError:
+            return SendResult.retry(f"no answer within {self.send_deadline:g} s", maybe_delivered=True)
+        except Exception as exc:  # a provider bug must not kill the worker: retry, then dead-letter
+            log.exception("push_provider_error", push_id=message.id)
+            return SendResult.retry(f"provider error: {exc!r}", maybe_delivered=True)
 
     async def _record(self, row: Any, result: SendResult, stats: DispatchStats) -> None:
         name = self.provider.name
-        async with self.pool.acquire() as conn:
-            if result.kind == "delivered":
-                await conn.execute(
-                    query("push_sent"), row["id"], row["attempts"], name, result.provider_message_id
-                )
-                self._count(row, "sent")
-                stats.sent += 1
-                return
-            if result.kind == "failed":
-                await self._finish(row, "failed", result.error or "failed")
-                stats.failed += 1
-                log.warning("push_failed", push_id=row["id"], error=result.error)
-                return
-            delay = self.retry.delay(row["attempts"], result.retry_after)
-            if self.retry.gives_up(row["attempts"], row["created_at"], delay, dt.datetime.now(dt.UTC)):
-                await self._finish(row, "dead", f"gave up after {row['attempts']} attempts: {result.error}")
-                stats.dead += 1
-                log.error(
-                    "push_dead_lettered", push_id=row["id"], attempts=row["attempts"], error=result.error
-                )
-                return
-            await conn.execute(query("push_retry"), row["id"], row["attempts"], delay, name, result.error)
-            self._count(row, "retried")
-            stats.retried += 1
+        uncertain = bool(row["delivery_uncertain"]) or result.maybe_delivered
+        if result.kind == "delivered":
+            await self._execute(
+                query("push_sent"), row["id"], row["attempts"], name, result.provider_message_id
+            )
+            self._count(row, "sent")
+            stats.sent += 1
+            return
+        if result.kind == "failed":
+            await self._finish(row, "failed", with_uncertainty(result.error or "failed", uncertain))
+            stats.failed += 1
+            log.warning("push_failed", push_id=row["id"], error=result.error)
+            return
+        delay = self.retry.delay(row["attempts"], result.retry_after)
+        if self.retry.gives_up(row["attempts"], row["created_at"], delay, dt.datetime.now(dt.UTC)):
+            reason = f"gave up after {row['attempts']} attempts: {result.error}"
+            await self._finish(row, "dead", with_uncertainty(reason, uncertain))
+            stats.dead += 1
+            log.error("push_dead_lettered", push_id=row["id"], attempts=row["attempts"], error=result.error)
+            return
+        await self._execute(
+            query("push_retry"), row["id"], row["attempts"], delay, name, result.error, result.maybe_delivered
+        )
+        self._count(row, "retried")
+        stats.retried += 1
 
     async def _finish(self, row: Any, status: str, reason: str) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(
-                query("push_finish"), row["id"], row["attempts"], status, self.provider.name, reason
-            )
+        await self._execute(
+            query("push_finish"), row["id"], row["attempts"], status, self.provider.name, reason
+        )
         self._count(row, status)
+        if status == "abandoned":
+            log.warning("push_abandoned", push_id=row["id"], reason=reason)
+
+    async def _execute(self, sql: str, *args: Any) -> None:
+        """One statement on a connection of its own, given back at once."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(sql, *args)
 
     def _count(self, row: Any, outcome: str) -> None:
         self.metrics.push_outcomes.labels(self.provider.name, row["scenario_type"], outcome).inc()
