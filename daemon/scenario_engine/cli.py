@@ -18,6 +18,7 @@ import anyio
 from scenario_engine.config import ConfigError, Settings, effective_config, load_rules, load_settings
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
+from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
 from scenario_engine.engine import Engine, SweepResult
 
 EXIT_OK = 0
@@ -80,6 +81,9 @@ def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -
     try:
         result: int = anyio.run(body, settings)
         return result
+    except TransactionPoolerError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except MigrationError as exc:
         print(f"{args.command}: {exc}", file=sys.stderr)
     except OSError as exc:
@@ -105,6 +109,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         deadline = anyio.current_time() + args.wait
         while True:  # --wait: the database may still be starting (boot order under systemd)
             try:
+                await check_session_pooling(url)  # before anything is prepared (exit 2 behind a pooler)
                 conn = await connect(url, application_name="scenario-engine migrate")
                 break
             except OSError as exc:
@@ -300,6 +305,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except EmbeddedPostgresError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except Exception as exc:  # a busy status port: one line and exit 2, not a traceback
+        from scenario_engine.runtime.app import startup_problem
+
+        problem = startup_problem(exc)
+        if problem is None:
+            raise
+        print(f"demo: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         pass
     return EXIT_OK

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     pool_size: int = Field(default=8, ge=2, le=100, description="Maximum connections in the pool.")
+    pool_acquire_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="Longest wait for a pool connection; a starved pool is then an error, not a hang.",
+    )
     poll_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="Event drain poll interval when no NOTIFY arrives."
     )
@@ -101,6 +107,14 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, description="Time to finish the current batch after SIGTERM."
+    )
+    worker_stuck_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        le=86_400,
+        description="A work loop step (drain, dispatch batch, ping) running longer than this, or a wait "
+        "overrunning by this, makes /healthz 503 and stops the watchdog ping. Keep it above a dispatch "
+        "batch's worst case (push timeout × batch size ÷ concurrency).",
     )
 
     # --- push dispatch ---

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, TypeAlias, Union
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 # A plain connection or one borrowed from a pool: everything here accepts either.
 Conn: TypeAlias = Union["asyncpg.Connection[Any]", "PoolConnectionProxy[Any]"]
@@ -40,21 +40,48 @@ async def connect(dsn: str, *, application_name: str = "scenario-engine") -> asy
     return conn
 
 
+if TYPE_CHECKING:
+    _PoolBase = asyncpg.Pool[Any]
+else:
+    _PoolBase = asyncpg.Pool
+
+
+class BoundedPool(_PoolBase):
+    """A pool whose ``acquire()`` waits at most ``acquire_timeout`` seconds unless told
+    otherwise: a starved pool (or a connect that hangs) surfaces as a ``TimeoutError``
+    that the work loops retry and log, not as a task that waits forever."""
+
+    def __init__(self, *args: Any, acquire_timeout: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext[Any]:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(
     dsn: str,
     *,
     min_size: int = 1,
     max_size: int = 10,
     application_name: str = "scenario-engine",
+    acquire_timeout: float | None = None,
 ) -> asyncpg.Pool[Any]:
-    pool: asyncpg.Pool[Any] | None = await asyncpg.create_pool(
+    # asyncpg.create_pool() is this constructor with these defaults; it takes no pool class.
+    pool = BoundedPool(
         dsn,
+        acquire_timeout=acquire_timeout,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         init=_init_connection,
         server_settings=_server_settings(application_name),
     )
-    assert pool is not None  # create_pool only returns None when not awaited
+    await pool
     return pool
 
 

@@ -2,9 +2,15 @@
 
 The status server listens before any work starts. Workers (drain, scheduler, pruner)
 stop claiming new work when a stop signal arrives and get ``shutdown_grace_seconds`` to
-finish the batch in hand; then they are cancelled. A task that dies unexpectedly takes the
-whole process down with a non-zero exit so that systemd restarts it, rather than leaving
-it half alive.
+finish the batch in hand; then they are cancelled.
+
+Losing the database is never fatal: every loop runs on the shared work loop
+(runtime/worker.py), which retries transient database errors with backoff, so the process
+stays up, /readyz says 503 and the loops catch up once it is back. What does end the
+process: bad configuration (exit 2: a status address that cannot be bound, a transaction
+pooler in the database URL) and bugs (exit 1: a task that dies of anything else takes the
+process down so that systemd restarts it, rather than leaving it half alive). /healthz and
+the watchdog ping follow the work loops, not only the process: a stuck loop makes both fail.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import sys
+import time
 from functools import partial
 from typing import Any
 
@@ -20,21 +28,30 @@ import asyncpg
 
 from scenario_engine.config import ConfigError, Settings, load_rules
 from scenario_engine.db.connect import create_pool
+from scenario_engine.db.pooler import (
+    POOLER_ADVICE,
+    TransactionPoolerError,
+    check_session_pooling,
+    pooler_symptom,
+)
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
 from scenario_engine.logs import get_logger
 from scenario_engine.push.factory import make_provider
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
 from scenario_engine.runtime.listener import Listener
 from scenario_engine.runtime.scheduler import Scheduler
 from scenario_engine.runtime.state import RuntimeState, default_instance_id
-from scenario_engine.runtime.status import serve_status
+from scenario_engine.runtime.status import StatusServerError, serve_status
+from scenario_engine.runtime.worker import Worker, retry_transient
 
 log = get_logger("scenario_engine.app")
 HEALTH_INTERVAL = 2.0
+MONITOR_INTERVAL = 1.0  # how often stuck loops are looked for (and the watchdog pinged)
+EXIT_CONFIG = 2
 DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 
 
@@ -50,19 +67,31 @@ class Daemon:
         s = self.settings
         pool = await self._open_pool()
         engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
+        stuck_after = s.worker_stuck_seconds
         try:
             async with anyio.create_task_group() as outer:
                 await outer.start(partial(serve_status, pool=pool), self.state, s.status_host, s.status_port)
-                await self._see_rules(engine)
                 outer.start_soon(self._signals, engine)
+                # Before anything uses the pool: a transaction pooler is refused (exit 2) here
+                # rather than failing later with prepared-statement collisions. Waits out an
+                # outage at start (unready, not dead).
+                checked = await retry_transient(
+                    self._check_session, stopping=self.state.stopping, what="session_check"
+                )
+                if checked is None:  # stopped before the database ever answered
+                    outer.cancel_scope.cancel()
+                    return
+                await self._see_rules(engine)
                 listener = Listener(
                     self.dsn,
                     self.state,
                     ping_interval=s.listen_ping_interval_seconds,
                     ping_timeout=s.listen_ping_timeout_seconds,
+                    health=self.state.watch("listener", stuck_after),
                 )
                 await outer.start(listener.run)
                 outer.start_soon(self._health, engine)
+                outer.start_soon(self._monitor)
                 dispatcher = Dispatcher(pool, make_provider(s, pool), s, self.state.metrics)
                 async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
@@ -72,16 +101,24 @@ class Daemon:
                         batch_size=s.drain_batch_size,
                         poll_interval=s.poll_interval_seconds,
                         max_attempts=s.event_max_attempts,
+                        health=self.state.watch("drain", stuck_after),
                     )
                     workers.start_soon(drain.run)
                     workers.start_soon(Scheduler(self.dsn, engine, self.state, s).run)
-                    workers.start_soon(dispatcher.run, self.state.stopping, self.state.dispatch_wakeup)
                     workers.start_soon(
-                        lambda: prune_loop(
+                        dispatcher.run,
+                        self.state.stopping,
+                        self.state.dispatch_wakeup,
+                        self.state.watch("dispatcher", stuck_after),
+                    )
+                    workers.start_soon(
+                        partial(
+                            prune_loop,
                             engine,
                             self.state,
                             retention_seconds=s.event_retention_hours * 3600,
                             every=s.prune_interval_seconds,
+                            health=self.state.watch("prune", stuck_after),
                         )
                     )
                 log.info("workers_stopped")
@@ -89,9 +126,12 @@ class Daemon:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._goodbye(pool)
-                with anyio.move_on_after(5):
-                    await pool.close()
+                await self._close_pool(pool)
         log.info("daemon_stopped")
+
+    async def _check_session(self) -> bool:
+        await check_session_pooling(self.dsn)
+        return True
 
     async def _see_rules(self, engine: Engine) -> None:
         """Record (and baseline) new rules before any event is handled, so that a rule's
@@ -106,8 +146,24 @@ class Daemon:
 
     async def _open_pool(self) -> asyncpg.Pool[Any]:
         """The pool opens lazily (min_size=0) so that a database that is down at start
-        makes the daemon unready, not dead."""
-        return await create_pool(self.dsn, min_size=0, max_size=self.settings.pool_size)
+        makes the daemon unready, not dead; every acquire is bounded, so a starved pool is
+        an error the loops log and retry, not a hang."""
+        return await create_pool(
+            self.dsn,
+            min_size=0,
+            max_size=self.settings.pool_size,
+            acquire_timeout=self.settings.pool_acquire_timeout_seconds,
+        )
+
+    async def _close_pool(self, pool: asyncpg.Pool[Any]) -> None:
+        """Close politely; a pool whose connections died with the server may fail to, and
+        that must not turn a clean stop into a crash."""
+        try:
+            with anyio.fail_after(5):
+                await pool.close()
+        except Exception as exc:
+            log.debug("pool_close_failed", error=repr(exc))
+            pool.terminate()
 
     async def _grace_timer(self, workers: anyio.CancelScope) -> None:
         await self.state.stopping.wait()
@@ -148,37 +204,68 @@ class Daemon:
         return applied
 
     async def _health(self, engine: Engine) -> None:
-        """Database probe, backlog gauges, instance heartbeat, readiness and the watchdog."""
+        """Database probe, backlog gauges, instance heartbeat and readiness, on the shared
+        work loop: a failed probe marks the database down and is retried every interval."""
         announced = False
-        watchdog_due = 0.0
-        while True:
-            try:
-                with anyio.fail_after(self.settings.listen_ping_timeout_seconds):
-                    async with engine.pool.acquire() as conn:
-                        row = await conn.fetchrow(query("backlogs"))
-                        outbox = await conn.fetchrow(query("outbox_stats"))
-                        await conn.execute(
-                            query("heartbeat_instance"),
-                            self.state.instance_id,
-                            socket.gethostname(),
-                            os.getpid(),
-                            "leader" if self.state.leader else "follower",
-                        )
-                self.state.set_database(True)
-                self._publish_backlogs(row, outbox)
-            except TRANSIENT_DB_ERRORS as exc:
-                if self.state.database_ok:
-                    log.warning("database_unreachable", error=repr(exc))
-                self.state.set_database(False)
+
+        async def probe() -> bool:
+            nonlocal announced
+            with anyio.fail_after(self.settings.listen_ping_timeout_seconds):
+                async with engine.pool.acquire() as conn:
+                    row = await conn.fetchrow(query("backlogs"))
+                    outbox = await conn.fetchrow(query("outbox_stats"))
+                    await conn.execute(
+                        query("heartbeat_instance"),
+                        self.state.instance_id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        "leader" if self.state.leader else "follower",
+                    )
+            if not self.state.database_ok:
+                log.info("database_reachable")
+            self.state.set_database(True)
+            self._publish_backlogs(row, outbox)
             if self.state.ready and not announced:
                 announced = True
                 log.info("ready", instance=self.state.instance_id, port=self.state.status_port)
                 self.notifier.ready()
-            now = anyio.current_time()
-            if self.notifier.watchdog_interval and self.state.database_ok and now >= watchdog_due:
+            return False
+
+        def down(exc: BaseException) -> None:
+            if self.state.database_ok:
+                log.warning("database_unreachable", error=repr(exc))
+            self.state.set_database(False)
+
+        await Worker(
+            "health",
+            probe,
+            stopping=self.state.stopping,
+            poll_interval=HEALTH_INTERVAL,
+            health=self.state.watch("health", self.settings.worker_stuck_seconds),
+            backoff=Backoff(initial=HEALTH_INTERVAL, maximum=HEALTH_INTERVAL, factor=1.0),
+            on_transient=down,
+        ).run()
+
+    async def _monitor(self) -> None:
+        """Look for stuck loops; ping the systemd watchdog only while none is.
+
+        The watchdog does not depend on the database: an outage is survived, not a reason
+        for systemd to restart us. A loop that stopped making progress is."""
+        interval = MONITOR_INTERVAL
+        if self.notifier.watchdog_interval:
+            interval = min(interval, self.notifier.watchdog_interval)
+        reported: dict[str, str] = {}
+        while True:
+            stuck = self.state.stuck_loops(time.monotonic())
+            for name, reason in stuck.items():
+                if name not in reported:
+                    log.error("work_loop_stuck", loop=name, reason=reason)
+            for name in reported.keys() - stuck.keys():
+                log.info("work_loop_unstuck", loop=name)
+            reported = stuck
+            if not stuck and self.notifier.watchdog_interval:
                 self.notifier.watchdog()
-                watchdog_due = now + self.notifier.watchdog_interval
-            await anyio.sleep(min(HEALTH_INTERVAL, self.notifier.watchdog_interval or HEALTH_INTERVAL))
+            await anyio.sleep(interval)
 
     def _publish_backlogs(self, row: Any, outbox: Any) -> None:
         m = self.state.metrics
@@ -208,5 +295,30 @@ class Daemon:
                 pass
 
 
+def startup_problem(exc: BaseException) -> str | None:
+    """The one line to print for a failure that is the operator's configuration, not a bug
+    (exit 2), or None. Looks inside exception groups, which is how task groups report."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = startup_problem(inner)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, (StatusServerError, TransactionPoolerError)):
+        return str(exc)
+    symptom = pooler_symptom(exc)
+    if symptom is not None:
+        return f"{POOLER_ADVICE} (observed: {symptom!r})"
+    return None
+
+
 def run_daemon(settings: Settings) -> None:
-    anyio.run(Daemon(settings).run)
+    """Run until stopped; configuration problems found at start end it with one line and exit 2."""
+    try:
+        anyio.run(Daemon(settings).run)
+    except Exception as exc:
+        problem = startup_problem(exc)
+        if problem is None:
+            raise
+        print(f"run: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None

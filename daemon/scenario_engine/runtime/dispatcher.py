@@ -38,10 +38,11 @@ from scenario_engine.config import Settings
 from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until
-from scenario_engine.runtime.state import Wakeup, wait_for_wakeup
+from scenario_engine.runtime.state import LoopHealth, Wakeup
+from scenario_engine.runtime.worker import Worker
 
 log = get_logger("scenario_engine.dispatcher")
 
@@ -131,23 +132,22 @@ class Dispatcher:
                 await self.session.close()
             await self.provider.close()
 
-    async def run(self, stopping: anyio.Event, wakeup: Wakeup) -> None:
-        """Loop until stopped, waking on NOTIFY from enqueue or on the poll interval."""
-        backoff = Backoff()
-        while not stopping.is_set():
-            event = wakeup.renew()
-            try:
-                while not stopping.is_set():
-                    stats = await self.dispatch_once()
-                    if stats.claimed < self.settings.push_batch_size:
-                        break
-                backoff.reset()
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("dispatch_database_error", error=repr(exc))
-                with anyio.move_on_after(backoff.next_delay()):
-                    await stopping.wait()
-                continue
-            await wait_for_wakeup(event, stopping, self.settings.dispatch_poll_interval_seconds)
+    async def run(self, stopping: anyio.Event, wakeup: Wakeup, health: LoopHealth | None = None) -> None:
+        """Loop until stopped, waking on NOTIFY from enqueue or on the poll interval; a lost
+        database is retried with backoff (runtime/worker.py), never fatal."""
+
+        async def step() -> bool:
+            stats = await self.dispatch_once()
+            return stats.claimed >= self.settings.push_batch_size
+
+        await Worker(
+            "dispatcher",
+            step,
+            stopping=stopping,
+            poll_interval=self.settings.dispatch_poll_interval_seconds,
+            wakeup=wakeup,
+            health=health,
+        ).run()
 
     async def dispatch_once(self) -> DispatchStats:
         """Claim one batch of due pushes and see each to an outcome.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-import anyio
 from pydantic import ValidationError
 
 from scenario_engine.db.connect import Conn
@@ -20,16 +19,25 @@ from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, ScenarioEvent, scenarios_for
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
-from scenario_engine.runtime.state import RuntimeState, wait_for_wakeup
+from scenario_engine.runtime.backoff import is_transient
+from scenario_engine.runtime.state import LoopHealth, RuntimeState
+from scenario_engine.runtime.worker import Worker
 
 log = get_logger("scenario_engine.drain")
 
 
 class Drain:
     def __init__(
-        self, engine: Engine, state: RuntimeState, *, batch_size: int, poll_interval: float, max_attempts: int
+        self,
+        engine: Engine,
+        state: RuntimeState,
+        *,
+        batch_size: int,
+        poll_interval: float,
+        max_attempts: int,
+        health: LoopHealth | None = None,
     ):
+        self.health = health
         self.engine = engine
         self.state = state
         self.batch_size = batch_size
@@ -37,21 +45,17 @@ class Drain:
         self.max_attempts = max_attempts
 
     async def run(self) -> None:
-        backoff = Backoff()
-        while not self.state.stopping.is_set():
-            wakeup = self.state.drain_wakeup.renew()
-            try:
-                while not self.state.stopping.is_set():
-                    claimed = await self.drain_once()
-                    if claimed < self.batch_size:
-                        break
-                backoff.reset()
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("drain_database_error", error=repr(exc))
-                with anyio.move_on_after(backoff.next_delay()):
-                    await self.state.stopping.wait()
-                continue
-            await wait_for_wakeup(wakeup, self.state.stopping, self.poll_interval)
+        await Worker(
+            "drain",
+            self._step,
+            stopping=self.state.stopping,
+            poll_interval=self.poll_interval,
+            wakeup=self.state.drain_wakeup,
+            health=self.health,
+        ).run()
+
+    async def _step(self) -> bool:
+        return await self.drain_once() >= self.batch_size
 
     async def drain_once(self) -> int:
         """Claim and process one batch; returns how many rows were claimed."""
@@ -77,9 +81,9 @@ class Drain:
         try:
             async with conn.transaction():
                 outcomes = await self.engine.handle_database_events(conn, events)
-        except TRANSIENT_DB_ERRORS:
-            raise
         except Exception as exc:
+            if is_transient(exc):  # the database went away: not the batch's fault
+                raise
             log.warning("drain_batch_failed", error=repr(exc), events=len(events))
             await self._one_by_one(conn, batch)
             return
@@ -92,9 +96,9 @@ class Drain:
             try:
                 async with conn.transaction():
                     outcomes = await self.engine.handle_database_events(conn, [event])
-            except TRANSIENT_DB_ERRORS:
-                raise
             except Exception as exc:
+                if is_transient(exc):  # never burn an attempt on a lost connection
+                    raise
                 self.state.metrics.events_failed.inc()
                 dead = await conn.fetchval(query("mark_event_failed"), event.id, repr(exc), self.max_attempts)
                 if dead:
@@ -122,17 +126,21 @@ class Drain:
 
 
 async def prune_loop(
-    engine: Engine, state: RuntimeState, *, retention_seconds: float, every: float = 60.0
+    engine: Engine,
+    state: RuntimeState,
+    *,
+    retention_seconds: float,
+    every: float = 60.0,
+    health: LoopHealth | None = None,
 ) -> None:
     """Delete processed events past retention, in small batches, off the hot path."""
-    while not state.stopping.is_set():
-        try:
-            async with engine.pool.acquire() as conn:
-                while not state.stopping.is_set():
-                    status: str = await conn.execute(query("prune_processed_events"), retention_seconds, 5000)
-                    if int(status.split()[-1]) < 5000:
-                        break
-        except TRANSIENT_DB_ERRORS as exc:
-            log.debug("prune_failed", error=repr(exc))
-        with anyio.move_on_after(every):
-            await state.stopping.wait()
+
+    async def step() -> bool:
+        async with engine.pool.acquire() as conn:
+            while not state.stopping.is_set():
+                status: str = await conn.execute(query("prune_processed_events"), retention_seconds, 5000)
+                if int(status.split()[-1]) < 5000:
+                    break
+        return False
+
+    await Worker("prune", step, stopping=state.stopping, poll_interval=every, health=health).run()

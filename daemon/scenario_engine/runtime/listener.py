@@ -1,14 +1,14 @@
 """The LISTEN connection: a wake-up hint for the drain, never the source of truth.
 
-asyncpg neither reconnects nor notices a dead LISTEN socket by itself, so this loop
-pings on an interval (with a timeout), watches for termination, reconnects with jittered
-backoff, and pokes the drain after every (re)connect so that whatever was written while
+asyncpg neither reconnects nor notices a dead LISTEN socket by itself, so this loop (the
+shared work loop of runtime/worker.py) pings on an interval (with a timeout), wakes on
+termination, reconnects with the same jittered backoff and transient-error classification
+as the other workers, and pokes the drain after every (re)connect so that whatever was written while
 we were deaf is caught up from the event table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -18,24 +18,34 @@ from anyio.abc import TaskStatus
 from scenario_engine.db.connect import connect
 from scenario_engine.events import EventError, parse_payload
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
-from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.runtime.backoff import first_leaf
+from scenario_engine.runtime.state import LoopHealth, RuntimeState, Wakeup
+from scenario_engine.runtime.worker import Worker
 
 CHANNEL = "scenario_events"
 PUSH_CHANNEL = "scenario_push"
+CONNECT_TIMEOUT = 10.0  # a connect attempt that hangs (half-open network) is retried
 log = get_logger("scenario_engine.listener")
 
 
-def _setter(event: anyio.Event) -> Callable[[object], None]:
-    return lambda _conn: event.set()
-
-
 class Listener:
-    def __init__(self, dsn: str, state: RuntimeState, *, ping_interval: float, ping_timeout: float):
+    def __init__(
+        self,
+        dsn: str,
+        state: RuntimeState,
+        *,
+        ping_interval: float,
+        ping_timeout: float,
+        health: LoopHealth | None = None,
+    ):
         self.dsn = dsn
         self.state = state
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.connect_timeout = max(ping_timeout, CONNECT_TIMEOUT)
+        self.health = health
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._lost = Wakeup()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -51,41 +61,52 @@ class Listener:
         self.state.dispatch_wakeup.poke()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        backoff = Backoff()
+        """(Re)connect and ping on the shared work loop: a ping is one step, the ping interval
+        its poll, a termination of the connection its wake-up."""
         task_status.started()
-        while not self.state.stopping.is_set():
-            conn: asyncpg.Connection[Any] | None = None
-            try:
-                conn = await connect(self.dsn, application_name="scenario-engine listener")
-                lost = anyio.Event()
-                conn.add_termination_listener(_setter(lost))
-                await conn.add_listener(CHANNEL, self._on_notify)
-                await conn.add_listener(PUSH_CHANNEL, self._on_push)
-                self.state.set_listener(True)
-                backoff.reset()
-                log.info("listener_connected")
-                # catch up on what happened while we were not listening
-                self.state.poke_drain()
-                self.state.dispatch_wakeup.poke()
-                await self._watch(conn, lost)
-            except TRANSIENT_DB_ERRORS as exc:
-                if self.state.listener_ok:
-                    log.warning("listener_lost", error=repr(exc))
-                else:
-                    log.debug("listener_connect_failed", error=repr(exc))
-            finally:
-                self.state.set_listener(False)
-                if conn is not None:
-                    conn.terminate()
-            if not self.state.stopping.is_set():
-                with anyio.move_on_after(backoff.next_delay()):
-                    await self.state.stopping.wait()
+        try:
+            await Worker(
+                "listener",
+                self._step,
+                stopping=self.state.stopping,
+                poll_interval=self.ping_interval,
+                wakeup=self._lost,
+                health=self.health,
+                on_transient=self._on_lost,
+            ).run()
+        finally:
+            self._drop()
 
-    async def _watch(self, conn: asyncpg.Connection[Any], lost: anyio.Event) -> None:
-        while not self.state.stopping.is_set():
-            with anyio.move_on_after(self.ping_interval):
-                await lost.wait()
-            if lost.is_set() or conn.is_closed():
-                raise ConnectionError("LISTEN connection terminated")
-            with anyio.fail_after(self.ping_timeout):
-                await conn.execute("SELECT 1")
+    async def _step(self) -> bool:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            self._drop()
+            await self._connect()
+            return False
+        with anyio.fail_after(self.ping_timeout):
+            await conn.execute("SELECT 1")
+        return False
+
+    async def _connect(self) -> None:
+        with anyio.fail_after(self.connect_timeout):
+            conn = await connect(self.dsn, application_name="scenario-engine listener")
+        self._conn = conn
+        conn.add_termination_listener(lambda _c: self._lost.poke())
+        await conn.add_listener(CHANNEL, self._on_notify)
+        await conn.add_listener(PUSH_CHANNEL, self._on_push)
+        self.state.set_listener(True)
+        log.info("listener_connected")
+        # catch up on what happened while we were not listening
+        self.state.poke_drain()
+        self.state.dispatch_wakeup.poke()
+
+    def _on_lost(self, exc: BaseException) -> None:
+        if self.state.listener_ok:
+            log.warning("listener_lost", error=repr(first_leaf(exc)))
+        self._drop()
+
+    def _drop(self) -> None:
+        self.state.set_listener(False)
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None

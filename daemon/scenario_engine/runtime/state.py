@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 
@@ -45,6 +46,56 @@ async def wait_for_wakeup(event: anyio.Event, stopping: anyio.Event, poll: float
             tg.cancel_scope.cancel()
 
 
+Phase = Literal["starting", "step", "idle", "backoff", "stopped"]
+
+
+@dataclass
+class LoopHealth:
+    """Liveness of one work loop, for /healthz and the systemd watchdog.
+
+    A process can be alive while its work is not: a step blocked on a lock, a send that
+    never returns, a wait that never ends. The loop records which phase it is in and
+    since when; ``stuck`` judges that against bounds, so that "alive" means "working".
+    """
+
+    name: str
+    stuck_after: float  # a step (or a start) longer than this is stuck
+    phase: Phase = "starting"
+    since: float = field(default_factory=time.monotonic)
+    expected: float = 0.0  # how long the current wait should last at most
+    steps: int = 0
+    errors: int = 0
+    last_error: str | None = None
+
+    def enter(self, phase: Phase, expected: float = 0.0, now: float | None = None) -> None:
+        self.phase = phase
+        self.expected = expected
+        self.since = time.monotonic() if now is None else now
+
+    def stuck(self, now: float) -> str | None:
+        """Why this loop counts as stuck at ``now`` (monotonic seconds), or None."""
+        elapsed = now - self.since
+        if self.phase == "stopped":
+            return None
+        if self.phase in ("step", "starting"):
+            if elapsed > self.stuck_after:
+                return f"{self.phase} running for {elapsed:.0f} s (bound {self.stuck_after:g} s)"
+            return None
+        if elapsed > self.expected + self.stuck_after:
+            return f"{self.phase} for {elapsed:.0f} s, expected at most {self.expected:g} s"
+        return None
+
+    def view(self, now: float) -> dict[str, Any]:
+        return {
+            "phase": self.phase,
+            "for_seconds": round(now - self.since, 3),
+            "steps": self.steps,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "stuck": self.stuck(now),
+        }
+
+
 @dataclass
 class RuntimeState:
     instance_id: str
@@ -60,6 +111,23 @@ class RuntimeState:
     next_sweep_at: dt.datetime | None = None
     backlogs: dict[str, Any] = field(default_factory=dict)
     status_port: int | None = None
+    loops: dict[str, LoopHealth] = field(default_factory=dict)
+
+    def watch(self, name: str, stuck_after: float) -> LoopHealth:
+        """Register a work loop whose liveness /healthz and the watchdog depend on."""
+        health = LoopHealth(name, stuck_after)
+        self.loops[name] = health
+        return health
+
+    def stuck_loops(self, now: float | None = None) -> dict[str, str]:
+        """The loops that are stuck, with why; empty when every loop is making progress."""
+        at = time.monotonic() if now is None else now
+        out = {}
+        for name, health in self.loops.items():
+            reason = health.stuck(at)
+            if reason is not None:
+                out[name] = reason
+        return out
 
     @property
     def ready(self) -> bool:
@@ -92,6 +160,7 @@ class RuntimeState:
             "last_sweep": self.last_sweep,
             "next_sweep_at": self.next_sweep_at.isoformat() if self.next_sweep_at else None,
             "backlogs": self.backlogs,
+            "loops": {name: h.view(time.monotonic()) for name, h in self.loops.items()},
         }
 
 

@@ -67,11 +67,27 @@ class DecisionChartSource:
             return chart
 
 
+class StatusServerError(Exception):
+    """The status server cannot listen where it was told to: a configuration problem."""
+
+    def __init__(self, host: str, port: int, cause: OSError):
+        reason = cause.strerror or str(cause)
+        super().__init__(
+            f"cannot serve status on {host}:{port}: {reason} "
+            "(set SCENARIO_STATUS_HOST / SCENARIO_STATUS_PORT to a free local address; port 0 picks any)"
+        )
+
+
 STATE_KEY = web.AppKey("state", RuntimeState)
 CHART_KEY = web.AppKey("chart", DecisionChartSource)
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Alive *and working*: 503 naming the loops that stopped making progress, so that a
+    supervisor restarts a process whose drain or dispatcher is blocked, not only a dead one."""
+    stuck = request.app[STATE_KEY].stuck_loops()
+    if stuck:
+        return web.json_response({"status": "stuck", "stuck": stuck}, status=503)
     return web.json_response({"status": "alive"})
 
 
@@ -130,7 +146,10 @@ async def serve_status(
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # gaierror (unresolvable host) is an OSError too
+            raise StatusServerError(host, port, exc) from exc
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         state.status_port = sockets[0].getsockname()[1] if sockets else port

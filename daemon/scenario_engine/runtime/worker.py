@@ -1,0 +1,142 @@
+"""One work loop for every long-running worker: drain, dispatcher, listener, pruner, health.
+
+Each round: wait for a wake-up (NOTIFY), the poll timeout or stop; run one step; repeat
+at once while the step says there is more. A step that fails because the database went
+away — including when the error arrives wrapped in an ``ExceptionGroup`` from a task
+group — is retried after a jittered backoff, never fatal: the process stays up, /readyz
+says 503, and the next successful step catches up from the tables. Any other error is a
+bug and propagates (the task group ends the process; systemd restarts it).
+
+The loop reports its phase to a ``LoopHealth`` so that /healthz and the systemd watchdog
+can tell a working process from one whose loop is blocked.
+
+Other loops with a shape of their own (the scheduler) reuse the pieces: ``is_transient``
+to classify, ``Backoff`` to wait, ``LoopHealth.enter`` to report progress, and
+``retry_transient`` for a single database call that must survive an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from scenario_engine.logs import get_logger
+from scenario_engine.runtime.backoff import Backoff, first_leaf, is_transient
+from scenario_engine.runtime.state import LoopHealth, Wakeup, wait_for_wakeup
+
+log = get_logger("scenario_engine.worker")
+T = TypeVar("T")
+
+# A step returns True when it should run again at once (a full batch), False to wait.
+Step = Callable[[], Awaitable[bool]]
+ErrorHook = Callable[[BaseException], Awaitable[None] | None]
+DEFAULT_STUCK_AFTER = 300.0
+
+
+async def sleep_or_stop(stopping: anyio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` unless stop is asked first."""
+    with anyio.move_on_after(seconds):
+        await stopping.wait()
+
+
+class Worker:
+    def __init__(
+        self,
+        name: str,
+        step: Step,
+        *,
+        stopping: anyio.Event,
+        poll_interval: float,
+        wakeup: Wakeup | None = None,
+        health: LoopHealth | None = None,
+        backoff: Backoff | None = None,
+        on_transient: ErrorHook | None = None,
+        on_recovered: Callable[[], None] | None = None,
+    ):
+        self.name = name
+        self.step = step
+        self.stopping = stopping
+        self.poll_interval = poll_interval
+        self.wakeup = wakeup
+        self.health = health or LoopHealth(name, DEFAULT_STUCK_AFTER)
+        self.backoff = backoff or Backoff()
+        self.on_transient = on_transient
+        self.on_recovered = on_recovered
+
+    async def run(self) -> None:
+        failing = False
+        try:
+            while not self.stopping.is_set():
+                event = self.wakeup.renew() if self.wakeup is not None else anyio.Event()
+                self.health.enter("step")
+                try:
+                    more = await self.step()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    failing = True
+                    await self._failed(exc)
+                    continue
+                self.health.steps += 1
+                if failing:
+                    failing = False
+                    log.info("worker_recovered", worker=self.name, after_errors=self.backoff.attempt)
+                    if self.on_recovered is not None:
+                        self.on_recovered()
+                self.backoff.reset()
+                if more:
+                    continue
+                self.health.enter("idle", self.poll_interval)
+                await wait_for_wakeup(event, self.stopping, self.poll_interval)
+        finally:
+            self.health.enter("stopped")
+
+    async def _failed(self, exc: BaseException) -> None:
+        leaf = first_leaf(exc)
+        self.health.errors += 1
+        self.health.last_error = repr(leaf)
+        delay = self.backoff.next_delay()
+        log.warning(
+            "worker_database_error",
+            worker=self.name,
+            error=repr(leaf),
+            attempt=self.backoff.attempt,
+            retry_in=round(delay, 3),
+        )
+        if self.on_transient is not None:
+            result = self.on_transient(exc)
+            if result is not None:
+                await result
+        self.health.enter("backoff", delay)
+        await sleep_or_stop(self.stopping, delay)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    *,
+    stopping: anyio.Event,
+    what: str,
+    backoff: Backoff | None = None,
+    health: LoopHealth | None = None,
+) -> T | None:
+    """Run ``call`` until it succeeds or stop is asked (then None), backing off on
+    transient database errors and re-raising anything else."""
+    backoff = backoff or Backoff()
+    while not stopping.is_set():
+        if health is not None:
+            health.enter("step")
+        try:
+            return await call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            delay = backoff.next_delay()
+            log.warning(
+                "database_unavailable", what=what, error=repr(first_leaf(exc)), retry_in=round(delay, 3)
+            )
+            if health is not None:
+                health.enter("backoff", delay)
+            await sleep_or_stop(stopping, delay)
+    return None
