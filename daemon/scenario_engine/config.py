@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     leader_retry_seconds: float = Field(
         default=5.0, gt=0, description="How often a follower tries to become leader."
     )
+    sweep_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Lease on a period's sweep, renewed before each batch: another instance takes an "
+        "unfinished period over only after it lapses. Keep it well above one batch's duration.",
+    )
     shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, description="Time to finish the current batch after SIGTERM."
     )

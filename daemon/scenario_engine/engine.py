@@ -12,7 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,14 +274,16 @@ class Engine:
         *,
         dry_run: bool = False,
         collect: bool = False,
-        stop: Callable[[], bool] | None = None,
+        before_batch: Callable[[list[uuid.UUID]], Awaitable[bool]] | None = None,
         progress: Callable[[int, int], None] | None = None,
         since: dt.datetime | None = None,
     ) -> SweepResult:
         """The sweep over all active mentors: batches of ids, a few statements per rule each.
 
-        ``stop`` is polled between batches (a daemon shutting down); the result then says
-        ``interrupted`` and a later sweep of the same period finishes the job (idempotent).
+        ``before_batch(mentors)`` is awaited before each batch is evaluated; False stops the
+        sweep there (a daemon shutting down, or a leader that lost its lock or its sweep lease
+        must not evaluate another batch). The result then says ``interrupted`` and a later
+        sweep of the same period finishes the job (idempotent).
         ``progress(done, total)`` is called after each batch (for a progress bar).
 
         With ``since`` (the instant of the previous completed sweep under the same rules)
@@ -302,15 +304,15 @@ class Engine:
                 total = await conn.fetchval(query("active_mentor_count")) if progress is not None else 0
             after: uuid.UUID | None = None
             while True:
-                if stop is not None and stop():
-                    result.interrupted = True
-                    break
                 if due is not None:
                     mentors = due[result.mentors : result.mentors + self.sweep_batch]
                 else:
                     rows = await conn.fetch(query("active_mentor_batch"), after, self.sweep_batch)
                     mentors = [r["id"] for r in rows]
                 if not mentors:
+                    break
+                if before_batch is not None and not await before_batch(mentors):
+                    result.interrupted = True
                     break
                 after = mentors[-1]
                 result.mentors += len(mentors)

@@ -50,17 +50,69 @@ SELECT EXISTS (
 SELECT pg_advisory_unlock($1::bigint);
 
 -- name: claim_sweep
--- Returns the row only if this period still needs a sweep (new, or left unfinished by a
--- leader that died or was stopped mid-sweep).
-INSERT INTO scenario_sweep (sweep_key, as_of, instance_id, started_at)
-VALUES ($1::text, $2::timestamptz, $3::text, now())
+-- Returns the row only if this instance may sweep the period now: it is new, or unfinished
+-- and either this instance owned it (a restart under the same instance id) or its owner's
+-- lease has lapsed (the owner died, was fenced, or gave the period up). A live owner's
+-- period is never taken. The fresh claim token fences the previous owner: its renewals
+-- stop matching. Rows from before sql/0010 have no lease and count as lapsed.
+INSERT INTO scenario_sweep (sweep_key, as_of, instance_id, started_at, claim_token, lease_until)
+VALUES ($1::text, $2::timestamptz, $3::text, now(), gen_random_uuid(),
+        now() + make_interval(secs => $4::float8))
 ON CONFLICT (sweep_key) DO UPDATE
-SET instance_id = excluded.instance_id, started_at = excluded.started_at
+SET instance_id = excluded.instance_id, started_at = excluded.started_at,
+    claim_token = excluded.claim_token, lease_until = excluded.lease_until
 WHERE scenario_sweep.finished_at IS NULL
-RETURNING sweep_key, as_of;
+  AND (scenario_sweep.instance_id = excluded.instance_id
+       OR scenario_sweep.lease_until IS NULL OR scenario_sweep.lease_until <= now())
+RETURNING sweep_key, as_of, claim_token;
+
+-- name: sweep_claim_state
+-- Why a claim was refused: the period is finished, or another owner's lease is still running.
+SELECT instance_id, finished_at IS NOT NULL AS finished, lease_until
+FROM scenario_sweep WHERE sweep_key = $1::text;
+
+-- name: renew_sweep_lease
+-- Before each batch: renew the lease only if the claim is still ours and the lease has not
+-- lapsed (otherwise another instance may own the period: stop). Closes the previous batch of
+-- this claim in the ledger and, when renewed, opens this one. True when renewed.
+WITH closed AS (
+    UPDATE scenario_sweep_batch SET finished_at = now()
+    WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
+), renewed AS (
+    UPDATE scenario_sweep SET lease_until = now() + make_interval(secs => $3::float8)
+    WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
+      AND lease_until > now()
+    RETURNING sweep_key
+), opened AS (
+    INSERT INTO scenario_sweep_batch
+        (sweep_key, claim_token, batch_no, instance_id, first_mentor, last_mentor, mentors, started_at)
+    SELECT $1::text, $2::uuid, $4::int, $5::text, $6::uuid, $7::uuid, $8::int, now() FROM renewed
+)
+SELECT EXISTS (SELECT 1 FROM renewed);
+
+-- name: release_sweep_lease
+-- A sweep that stops early (shutdown, lost lock, lost lease) closes its open batch and lets
+-- the lease lapse at once, so the next leader need not wait for it. No-op if no longer ours.
+WITH closed AS (
+    UPDATE scenario_sweep_batch SET finished_at = now()
+    WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
+)
+UPDATE scenario_sweep SET lease_until = now()
+WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL;
 
 -- name: finish_sweep
-UPDATE scenario_sweep SET finished_at = now(), stats = $2::jsonb WHERE sweep_key = $1::text;
+-- Only the current claim finishes a period (a fenced owner's late finish changes nothing).
+-- Also closes the last batch and prunes the batch ledger of sweeps older than $4 seconds.
+WITH closed AS (
+    UPDATE scenario_sweep_batch SET finished_at = now()
+    WHERE sweep_key = $1::text AND claim_token = $3::uuid AND finished_at IS NULL
+), pruned AS (
+    DELETE FROM scenario_sweep_batch
+    WHERE started_at < now() - make_interval(secs => $4::float8) AND sweep_key <> $1::text
+)
+UPDATE scenario_sweep SET finished_at = now(), stats = $2::jsonb
+WHERE sweep_key = $1::text AND claim_token = $3::uuid AND finished_at IS NULL
+RETURNING sweep_key;
 
 -- name: last_finished_sweep
 -- The previous completed sweep: an incremental sweep starts where it ended.

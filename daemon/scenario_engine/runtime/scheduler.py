@@ -1,12 +1,21 @@
 """Leader election and the scheduled sweep.
 
 Leadership is a session advisory lock on a dedicated connection. The lock vanishes
-silently with its connection, so the leader asks the server before each sweep whether it
-still holds it, and treats any error on that connection as lost leadership. Each period
-has a sweep key recorded in ``scenario_sweep``: a finished period is never swept again,
-so even two processes that both believed they led could not send twice (the dedup keys
-would stop them anyway). After downtime only the current period is swept: one catch-up,
-not one per missed period.
+silently with its connection, so the leader asks the server before each sweep *and before
+each batch* whether it still holds it, and treats any error on that connection as lost
+leadership. Each period has a sweep key recorded in ``scenario_sweep``: a finished period
+is never swept again. After downtime only the current period is swept: one catch-up, not
+one per missed period.
+
+Leadership alone cannot keep two processes off one period: a leader whose lock connection
+died keeps sweeping through pool connections until it next asks. So a claim is fenced: it
+has an owner, a claim token and a lease (``SCENARIO_SWEEP_LEASE_SECONDS``) that the owner
+renews before every batch with a conditional UPDATE; when the renewal or the lock check
+fails, the owner stops before that batch and gives the period up. Another instance takes
+an unfinished period over only when its lease has lapsed, and completes it at its
+original ``as_of``. Each batch is recorded in ``scenario_sweep_batch`` (who, which mentor
+range, when), so "no batch evaluated by two instances at once" can be checked afterwards.
+The lease must stay well above one batch's duration: renewal happens between batches.
 """
 
 from __future__ import annotations
@@ -14,7 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import anyio
 import asyncpg
@@ -28,7 +39,26 @@ from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
 from scenario_engine.runtime.state import RuntimeState
 
 LEADER_LOCK_KEY = 0x5CE7_1EAD  # any fixed positive bigint shared by all engines
+# How long the per-batch sweep ledger is kept: long enough to investigate an incident.
+BATCH_LEDGER_RETENTION = dt.timedelta(days=7)
 log = get_logger("scenario_engine.scheduler")
+
+LEASE_HINT = "a batch outlasted SCENARIO_SWEEP_LEASE_SECONDS: raise it or lower SCENARIO_SWEEP_BATCH_SIZE"
+StopReason = Literal["stopping", "leadership_lost", "lease_lost"]
+
+
+class LeadershipLost(Exception):
+    """The leader lock is gone (its connection died or the server no longer lists it)."""
+
+
+@dataclass
+class _Claim:
+    """This instance's claim on one period, as renewed before each batch."""
+
+    key: str
+    token: uuid.UUID
+    batches: int = 0
+    stopped: StopReason | None = None
 
 
 def rules_fingerprint(rules: Rules) -> str:
@@ -55,6 +85,7 @@ class Scheduler:
         self.engine = engine
         self.state = state
         self.settings = settings
+        self._waiting_for: str | None = None  # period whose owner's lease we are waiting out
 
     async def run(self) -> None:
         backoff = Backoff(maximum=self.settings.leader_retry_seconds)
@@ -64,6 +95,8 @@ class Scheduler:
                 conn = await connect(self.dsn, application_name="scenario-engine leader")
                 backoff.reset()
                 await self._follow_or_lead(conn)
+            except LeadershipLost as exc:
+                log.warning("leadership_lost", reason=str(exc))
             except TRANSIENT_DB_ERRORS as exc:
                 if self.state.leader:
                     log.warning("leadership_lost", error=repr(exc))
@@ -100,28 +133,47 @@ class Scheduler:
                 self.state.set_leader(False)
                 continue
             key, _start, next_start = current_period(self.settings, dt.datetime.now(dt.UTC))
-            await self._sweep_period(key)
+            await self._sweep_period(key, conn)
             self.state.next_sweep_at = next_start
             # Wake at the next period, but re-check leadership regularly meanwhile.
             wait = (next_start - dt.datetime.now(dt.UTC)).total_seconds()
             await self._sleep(max(0.05, min(wait, self.settings.leader_retry_seconds)))
 
-    async def _sweep_period(self, key: str) -> None:
+    async def _sweep_period(self, key: str, lock_conn: asyncpg.Connection[Any]) -> None:
         as_of = dt.datetime.now(dt.UTC)
+        lease = self.settings.sweep_lease_seconds
         async with self.engine.pool.acquire() as conn:
-            claimed = await conn.fetchrow(query("claim_sweep"), key, as_of, self.state.instance_id)
-        if claimed is None:
-            return  # this period is done
+            claimed = await conn.fetchrow(query("claim_sweep"), key, as_of, self.state.instance_id, lease)
+            if claimed is None:
+                await self._claim_refused(conn, key)
+                return
+        self._waiting_for = None
+        claim = _Claim(key=key, token=claimed["claim_token"])
         as_of = claimed["as_of"]  # an unfinished period is completed at its original instant
         since, full_as_of = await self._incremental_start(as_of)
         mode = "full" if since is None else "incremental"
         log.info("sweep_started", sweep_key=key, as_of=as_of.isoformat(), mode=mode)
-        result = await self.engine.run_scheduled_evaluation(
-            as_of, stop=self.state.stopping.is_set, since=since
-        )
+
+        async def before_batch(mentors: list[uuid.UUID]) -> bool:
+            return await self._before_batch(claim, lock_conn, mentors)
+
+        result = await self.engine.run_scheduled_evaluation(as_of, before_batch=before_batch, since=since)
         if result.interrupted:
-            self.state.metrics.sweeps.labels("interrupted").inc()
-            log.info("sweep_interrupted", sweep_key=key, mentors=result.mentors)
+            if claim.stopped == "stopping":
+                self.state.metrics.sweeps.labels("interrupted").inc()
+                log.info("sweep_interrupted", sweep_key=key, mentors=result.mentors)
+                return
+            self.state.metrics.sweeps.labels("fenced").inc()
+            log.warning(
+                "sweep_fenced",
+                sweep_key=key,
+                reason=claim.stopped,
+                mentors=result.mentors,
+                batches=claim.batches,
+                hint=None if claim.stopped == "leadership_lost" else LEASE_HINT,
+            )
+            if claim.stopped == "leadership_lost":
+                raise LeadershipLost("leader lock lost mid-sweep")
             return
         stats = {rule: dict(c) for rule, c in result.per_rule.items()}
         record = {
@@ -131,8 +183,80 @@ class Scheduler:
             "per_rule": stats,
         }
         async with self.engine.pool.acquire() as conn:
-            await conn.execute(query("finish_sweep"), key, record)
+            finished = await conn.fetchval(
+                query("finish_sweep"), key, record, claim.token, BATCH_LEDGER_RETENTION.total_seconds()
+            )
+        if finished is None:  # another instance took the period over after our last batch
+            self.state.metrics.sweeps.labels("fenced").inc()
+            log.warning(
+                "sweep_fenced", sweep_key=key, reason="lease_lost", mentors=result.mentors, hint=LEASE_HINT
+            )
+            return
         self._record(key, result, stats, mode)
+
+    async def _before_batch(
+        self, claim: _Claim, lock_conn: asyncpg.Connection[Any], mentors: list[uuid.UUID]
+    ) -> bool:
+        """Whether this instance may evaluate the next batch: not stopping, still holding the
+        leader lock, and its lease renewed. Otherwise the period is given up before the batch."""
+        if self.state.stopping.is_set():
+            claim.stopped = "stopping"
+        elif not await self._holds_lock(lock_conn):
+            claim.stopped = "leadership_lost"
+        else:
+            async with self.engine.pool.acquire() as conn:
+                renewed = await conn.fetchval(
+                    query("renew_sweep_lease"),
+                    claim.key,
+                    claim.token,
+                    self.settings.sweep_lease_seconds,
+                    claim.batches,
+                    self.state.instance_id,
+                    min(mentors),
+                    max(mentors),
+                    len(mentors),
+                )
+            if renewed:
+                claim.batches += 1
+                return True
+            claim.stopped = "lease_lost"
+        await self._give_up(claim)
+        return False
+
+    async def _holds_lock(self, lock_conn: asyncpg.Connection[Any]) -> bool:
+        """Asks the server; any error on the lock connection (closed, terminated, a timeout)
+        means the lock may be gone, and so is leadership."""
+        timeout = min(5.0, self.settings.sweep_lease_seconds / 3)
+        try:
+            held = await lock_conn.fetchval(query("holds_leader_lock"), LEADER_LOCK_KEY, timeout=timeout)
+        except Exception as exc:  # any failure of this connection is lost leadership
+            log.warning("leader_lock_check_failed", error=repr(exc))
+            return False
+        return bool(held)
+
+    async def _give_up(self, claim: _Claim) -> None:
+        """Lets the lease lapse at once so that the next leader need not wait it out; if the
+        database is unreachable the lease simply expires."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                async with self.engine.pool.acquire() as conn:
+                    await conn.execute(query("release_sweep_lease"), claim.key, claim.token)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("sweep_lease_release_failed", sweep_key=claim.key, error=repr(exc))
+
+    async def _claim_refused(self, conn: Any, key: str) -> None:
+        """A refused claim is either a finished period or one whose owner's lease still runs;
+        the latter is logged once per period (the loop retries until the lease lapses)."""
+        row = await conn.fetchrow(query("sweep_claim_state"), key)
+        if row is None or row["finished"] or self._waiting_for == key:
+            return
+        self._waiting_for = key
+        log.info(
+            "sweep_owned_elsewhere",
+            sweep_key=key,
+            owner=row["instance_id"],
+            lease_until=row["lease_until"].isoformat() if row["lease_until"] else None,
+        )
 
     async def _incremental_start(self, as_of: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
         """(since, last full sweep) when this sweep may be incremental, else (None, None).
