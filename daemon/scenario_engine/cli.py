@@ -258,6 +258,39 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erasure request: every engine row naming the mentor (docs/PRIVACY.md). Refuses, exit 2,
+    while the platform still has the mentor unless --force: erasing would also erase their
+    dedup history, and the engine would notify them afresh."""
+    from scenario_engine.privacy import STILL_EXISTS_NOTE, forget_mentor, format_forget_report, mentor_exists
+
+    async def run(settings: Settings) -> int:
+        conn = await connect(settings.require_database_url(), application_name="scenario-engine forget")
+        try:
+            exists = await mentor_exists(conn, args.mentor_id)
+            if exists and not (args.force or args.dry_run):
+                print(
+                    f"forget: refused: {STILL_EXISTS_NOTE}. Delete the mentor on the platform first "
+                    "(the engine then erases its rows by itself), or pass --force.",
+                    file=sys.stderr,
+                )
+                return EXIT_CONFIG
+            report = await forget_mentor(conn, args.mentor_id, dry_run=args.dry_run)
+        finally:
+            await conn.close()
+        print(format_forget_report(report))
+        if exists:
+            print(f"forget: note: {STILL_EXISTS_NOTE}", file=sys.stderr)
+        elif exists is None:
+            print(
+                "forget: note: public.peer_mentor is not readable: whether the mentor exists is unknown",
+                file=sys.stderr,
+            )
+        return EXIT_OK
+
+    return _run_db_command(args, run)
+
+
 def cmd_dispatch(args: argparse.Namespace) -> int:
     from scenario_engine.push.factory import make_provider
     from scenario_engine.runtime.dispatcher import Dispatcher, DispatchStats, requeue_dead
@@ -380,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
     p.add_argument("--as-of", type=_iso_instant, default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("forget", cmd_forget, "Erase every row of the engine's schema naming a mentor (erasure request).")
+    p.add_argument("mentor_id", type=uuid.UUID)
+    p.add_argument("--dry-run", action="store_true", help="count the rows per table; change nothing")
+    p.add_argument(
+        "--force", action="store_true", help="erase even though the mentor still exists on the platform"
+    )
     return parser
 
 

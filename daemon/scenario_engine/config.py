@@ -81,6 +81,19 @@ class Settings(BaseSettings):
     prune_interval_seconds: float = Field(
         default=60.0, gt=0, description="How often processed events past retention are deleted."
     )
+    personal_data_retention_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        description="Age after which decision inputs and notification contexts are stripped (dedup keys "
+        "stay) and finished pushes deleted; see docs/PRIVACY.md.",
+    )
+    personal_data_prune_interval_seconds: float = Field(
+        default=3600.0, ge=1, le=86_400, description="How often personal data past retention is pruned."
+    )
+    personal_data_prune_batch_size: int = Field(
+        default=1000, ge=1, le=50_000, description="Rows stripped or deleted per pruning transaction."
+    )
     listen_ping_interval_seconds: float = Field(
         default=10.0, gt=0, description="How often the LISTEN connection proves itself alive."
     )

@@ -37,3 +37,20 @@ CREATE OR REPLACE TRIGGER peer_mentor_scenario_event_v1
     WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.timezone IS DISTINCT FROM NEW.timezone
           OR OLD.joined_at IS DISTINCT FROM NEW.joined_at)
     EXECUTE FUNCTION scenario_engine.scenario_capture_mentor_event_v1();
+
+-- unit: peer_mentor_scenario_erase_v1
+-- A deleted mentor's engine rows go with it (sql/0012_mentor_erasure.sql): one statement-level
+-- pass per DELETE; never waits on, or fails, the DELETE.
+-- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.peer_mentor') AND tgname = 'peer_mentor_scenario_erase_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_erase_mentor_v1()'))
+CREATE OR REPLACE TRIGGER peer_mentor_scenario_erase_v1
+    AFTER DELETE ON public.peer_mentor
+    REFERENCING OLD TABLE AS scenario_gone
+    FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_erase_mentor_v1();
+
+-- unit: peer_mentor_scenario_erase_late_v1
+-- At commit: the events that the platform's own cascades wrote after the pass above.
+-- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.peer_mentor') AND tgname = 'peer_mentor_scenario_erase_late_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_erase_mentor_late_events_v1()'))
+CREATE CONSTRAINT TRIGGER peer_mentor_scenario_erase_late_v1
+    AFTER DELETE ON public.peer_mentor
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1();

@@ -37,6 +37,7 @@ from scenario_engine.db.pooler import (
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
 from scenario_engine.logs import get_logger
+from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_provider
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
@@ -119,6 +120,15 @@ class Daemon:
                             retention_seconds=s.event_retention_hours * 3600,
                             every=s.prune_interval_seconds,
                             health=self.state.watch("prune", stuck_after),
+                        )
+                    )
+                    workers.start_soon(  # retention of personal data (scenario_engine/privacy.py)
+                        partial(
+                            personal_data_loop,
+                            engine.pool,
+                            self.state,
+                            s,
+                            health=self.state.watch("personal_data_prune", stuck_after),
                         )
                     )
                 log.info("workers_stopped")
