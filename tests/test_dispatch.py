@@ -281,6 +281,7 @@ async def test_kill_9_mid_send_loses_nothing(daemons: Any, pool: Any) -> None:
         "push_provider": "webhook",
         "push_webhook_url": gw.url,
         "push_lease_seconds": 2,
+        "push_timeout_seconds": 2,  # an in-flight push is taken up again 2 × 2 + 5 s after the kill
         "push_concurrency": 4,
         "push_batch_size": 8,
     }

@@ -162,7 +162,9 @@ class Settings(BaseSettings):
     push_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
     push_timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per push.")
     push_lease_seconds: float = Field(
-        default=120.0, gt=0, description="A claimed push not finished within this is claimed again."
+        default=15.0,
+        gt=0,
+        description="A claimed, unsent push is claimed again this long after its dispatcher stops renewing.",
     )
     dispatch_poll_interval_seconds: float = Field(
         default=5.0, gt=0, description="Outbox poll interval when no NOTIFY arrives."
