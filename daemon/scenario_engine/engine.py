@@ -36,11 +36,16 @@ from scenario_engine.evaluate import (
     utc,
 )
 from scenario_engine.events import ScenarioEvent, scenarios_for
+from scenario_engine.isolation import Outcomes, evaluate_isolated
 from scenario_engine.notifications import Outcome, record_last_triggered, write_outcomes
 from scenario_engine.policy import PolicyDecision, decide_policy
 from scenario_engine.scenarios.base import Candidate, dedup_key
 
 DEFAULT_SWEEP_BATCH = 20_000
+
+
+def _none(_group: list[uuid.UUID]) -> list[uuid.UUID]:
+    return []
 
 
 @dataclass
@@ -52,8 +57,11 @@ class SweepResult:
     per_rule: dict[str, Counter[str]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False  # stopped between batches; the period is not complete
+    quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
 
     def count(self, outcomes: Iterable[Outcome]) -> None:
+        if isinstance(outcomes, Outcomes):
+            self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
         for o in outcomes:
             key = "duplicate" if o.duplicate else o.decision.outcome
             self.per_rule.setdefault(o.candidate.rule_name, Counter())[key] += 1
@@ -106,13 +114,18 @@ class Engine:
         self, mentor_id: uuid.UUID, rules: Sequence[Rule], as_of: dt.datetime | None, dry_run: bool
     ) -> list[Outcome]:
         at = utc(as_of)
-        out: list[Outcome] = []
-        async with self._session(dry_run) as (conn, known):
-            await ensure_rules_seen(conn, self.rules, at, known)
+
+        async def evaluate(_mentors: list[uuid.UUID]) -> list[Outcome]:
+            out: list[Outcome] = []
             for rule in rules:
                 candidates = await single_mentor_candidates(conn, rule, mentor_id, at)
                 out += await decide_and_write(conn, candidates, rule, self.rules, at)
-        return out
+            return out
+
+        every_rule = list(rules) == self.rules.enabled()  # only then may it clear a quarantine
+        async with self._session(dry_run) as (conn, known):
+            await ensure_rules_seen(conn, self.rules, at, known)
+            return await evaluate_isolated(conn, [mentor_id], evaluate, None if every_rule else _none)
 
     async def evaluate_inactivity_scenario(
         self,
@@ -254,19 +267,36 @@ class Engine:
     async def evaluate_mentors(
         self, conn: Conn, mentors: list[uuid.UUID], as_of: dt.datetime
     ) -> list[Outcome]:
-        """Every enabled rule for a set of mentors, set-based."""
+        """Every enabled rule for a set of mentors, set-based (poison rows isolated)."""
         return await self._evaluate_rules(conn, as_of, lambda _scenario_type: mentors)
 
     async def _evaluate_rules(
         self, conn: Conn, as_of: dt.datetime, mentors_for: Callable[[str], list[uuid.UUID]]
-    ) -> list[Outcome]:
+    ) -> Outcomes:
         """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its
-        scenario type: one candidate query, one policy query and one write per rule."""
-        out: list[Outcome] = []
-        for rule in self.rules.enabled():
-            candidates = await set_based_candidates(conn, rule, mentors_for(rule.scenario_type), as_of)
-            out += await decide_and_write(conn, candidates, rule, self.rules, as_of)
-        return out
+        scenario type: one candidate query, one policy query and one write per rule. The
+        whole batch is one transaction (a savepoint inside the caller's); a mentor whose rows
+        cannot be evaluated is isolated and quarantined, the others are written (isolation.py)."""
+        rules = self.rules.enabled()
+        wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in rules)}
+        everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
+        if not everyone:
+            return Outcomes()
+        by_type = {t: set(ms) for t, ms in wanted.items()}
+
+        async def evaluate(group: list[uuid.UUID]) -> list[Outcome]:
+            members = set(group)
+            out: list[Outcome] = []
+            for rule in rules:
+                mentors = [m for m in wanted[rule.scenario_type] if m in members]
+                candidates = await set_based_candidates(conn, rule, mentors, as_of)
+                out += await decide_and_write(conn, candidates, rule, self.rules, as_of)
+            return out
+
+        def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
+            return [m for m in group if all(m in ms for ms in by_type.values())]
+
+        return await evaluate_isolated(conn, everyone, evaluate, complete)
 
     async def run_scheduled_evaluation(
         self,

@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rule, Rules
 from scenario_engine.db.connect import Conn, mark_engine_write
@@ -21,7 +23,17 @@ from scenario_engine.db.queries import query
 from scenario_engine.notifications import Outcome, write_outcomes
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
 from scenario_engine.scenarios import certification, inactivity, milestone
-from scenario_engine.scenarios.base import Candidate, epoch_micros
+from scenario_engine.scenarios.base import (
+    EVALUABLE_FROM,
+    EVALUABLE_UNTIL,
+    Candidate,
+    MentorDataError,
+    epoch_micros,
+    instant,
+    is_evaluable,
+    optional_instant,
+)
+from scenario_engine.scenarios.zones import known_zones
 
 
 def utc(as_of: dt.datetime | None) -> dt.datetime:
@@ -30,7 +42,15 @@ def utc(as_of: dt.datetime | None) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    return as_of.astimezone(dt.UTC)
+    at = as_of.astimezone(dt.UTC)
+    # Lead times and thresholds are added to and subtracted from as_of: keep a margin.
+    if not AS_OF_FROM <= at <= AS_OF_UNTIL:
+        raise ValueError(f"as_of must lie between {AS_OF_FROM.date()} and {AS_OF_UNTIL.date()}")
+    return at
+
+
+AS_OF_FROM = EVALUABLE_FROM.replace(year=1000)
+AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
 
 
 # --- set-based candidates ------------------------------------------------------------
@@ -39,18 +59,33 @@ def utc(as_of: dt.datetime | None) -> dt.datetime:
 async def set_based_candidates(
     conn: Conn, rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime
 ) -> list[Candidate]:
+    """One candidate query for a batch. Rows the engine cannot evaluate are collected, not
+    skipped: the batch then raises one ``MentorDataError`` naming every such mentor, so the
+    caller quarantines them all at once and evaluates the rest (isolation.py)."""
     if not mentors:
         return []
+    build: Callable[[Any], Candidate]
     if isinstance(rule, InactivityRule):
         rows = await conn.fetch(query("inactivity_candidates"), *inactivity.query_args(rule, mentors, as_of))
-        return [inactivity.candidate_from_row(r, rule, as_of) for r in rows]
-    if isinstance(rule, MilestoneRule):
+        build = partial(inactivity.candidate_from_row, rule=rule, as_of=as_of)
+    elif isinstance(rule, MilestoneRule):
         rows = await conn.fetch(query("milestone_candidates"), *milestone.query_args(rule, mentors, as_of))
-        return [milestone.candidate_from_row(r, rule) for r in rows]
-    rows = await conn.fetch(
-        query("certification_candidates"), *certification.query_args(rule, mentors, as_of)
-    )
-    return [certification.candidate_from_row(r, rule, as_of) for r in rows]
+        build = partial(milestone.candidate_from_row, rule=rule)
+    else:
+        rows = await conn.fetch(
+            query("certification_candidates"), *certification.query_args(rule, mentors, as_of)
+        )
+        build = partial(certification.candidate_from_row, rule=rule, as_of=as_of)
+    out: list[Candidate] = []
+    problems: dict[uuid.UUID, str] = {}
+    for row in rows:
+        try:
+            out.append(build(row))
+        except MentorDataError as exc:
+            problems.update(exc.problems)
+    if problems:
+        raise MentorDataError(problems)
+    return out
 
 
 # --- single-mentor candidates (pure evaluators over raw rows) ---------------------------
@@ -66,10 +101,12 @@ async def load_mentor_state(
     mentor = await conn.fetchrow(query("mentor_row"), mentor_id)
     if mentor is None:
         return None
+    joined_at = instant(mentor["joined_at"])
     if isinstance(rule, InactivityRule):
         activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
-        last = max((a["occurred_at"] for a in activities), default=None)
-        spell = str(epoch_micros(last if last is not None else mentor["joined_at"]))
+        last = max((instant(a["occurred_at"]) for a in activities), default=None)
+        start = last if last is not None else joined_at
+        spell = str(epoch_micros(start)) if is_evaluable(start) else None
         sent = [
             n
             for n in await conn.fetch(query("mentor_notifications"), mentor_id)
@@ -78,7 +115,7 @@ async def load_mentor_state(
         return inactivity.InactivityState(
             mentor_id=mentor_id,
             status=mentor["status"],
-            joined_at=mentor["joined_at"],
+            joined_at=joined_at,
             last_activity_at=last,
             reminders_sent=len(sent),
             last_reminder_as_of=max((n["as_of"] for n in sent), default=None),
@@ -91,7 +128,9 @@ async def load_mentor_state(
             status=mentor["status"],
             timezone=mentor["timezone"],
             activities=tuple(
-                milestone.ActivityRow(a["kind"], a["occurred_at"], a["duration_minutes"], a["contacts"])
+                milestone.ActivityRow(
+                    a["kind"], instant(a["occurred_at"]), a["duration_minutes"], a["contacts"]
+                )
                 for a in activities
             ),
             achieved=frozenset((a["milestone"], float(a["threshold"]), a["period"]) for a in achieved),
@@ -108,7 +147,11 @@ async def load_mentor_state(
         timezone=mentor["timezone"],
         certifications=tuple(
             certification.CertificationRow(
-                c["id"], c["type"], c["issued_at"], c["expires_at"], c["revoked_at"]
+                c["id"],
+                c["type"],
+                instant(c["issued_at"]),
+                instant(c["expires_at"]),
+                optional_instant(c["revoked_at"]),
             )
             for c in certs
         ),
@@ -211,5 +254,6 @@ async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, known:
                     rule.metric,
                     rule.period,
                     list(rule.thresholds),
+                    list(known_zones()),
                 )
         known.add(rule.name)

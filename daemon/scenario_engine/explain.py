@@ -16,9 +16,11 @@ from scenario_engine.config import CertificationExpiryRule, InactivityRule, Mile
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
 from scenario_engine.evaluate import MentorState, load_mentor_state, utc
+from scenario_engine.isolation import reason_for
 from scenario_engine.notifications import Outcome
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.scenarios import certification, inactivity, milestone
-from scenario_engine.scenarios.base import iso
+from scenario_engine.scenarios.base import MentorDataError, iso
 
 
 @dataclass
@@ -37,6 +39,9 @@ class Explanation:
     rules: list[RuleTrace] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     pushes: list[dict[str, Any]] = field(default_factory=list)
+    # The mentor's scenario_quarantine entry (open or cleared), and whether this evaluation
+    # would quarantine it again (with the reason) — rows the engine cannot evaluate.
+    quarantine: dict[str, Any] | None = None
 
 
 def describe_state(state: MentorState, rule: Rule, as_of: dt.datetime) -> tuple[dict[str, Any], str]:
@@ -115,6 +120,7 @@ async def explain_mentor(
 ) -> Explanation:
     at = utc(as_of)
     outcomes = await engine.evaluate_mentor(mentor_id, as_of=at, dry_run=True)
+    now_quarantined = {q.mentor_id: q.reason for q in getattr(outcomes, "quarantined", ())}
     by_rule: dict[str, list[Outcome]] = {}
     for o in outcomes:
         by_rule.setdefault(o.candidate.rule_name, []).append(o)
@@ -123,13 +129,25 @@ async def explain_mentor(
         if mentor is None:
             raise LookupError(f"no mentor with id {mentor_id}")
         result = Explanation(
-            mentor={k: (str(v) if isinstance(v, uuid.UUID | dt.datetime) else v) for k, v in mentor.items()},
+            mentor={
+                k: (iso(v) if isinstance(v, dt.datetime) else str(v) if isinstance(v, uuid.UUID) else v)
+                for k, v in mentor.items()
+            },
             as_of=at,
         )
         for rule in engine.rules.enabled():
-            state = await load_mentor_state(conn, rule, mentor_id, at)
-            assert state is not None
-            inputs, why_not = describe_state(state, rule, at)
+            try:
+                state = await load_mentor_state(conn, rule, mentor_id, at)
+                assert state is not None
+                inputs, why_not = describe_state(state, rule, at)
+            except TRANSIENT_DB_ERRORS:
+                raise
+            except Exception as exc:  # a poison row: say what, instead of failing the command
+                problems = exc.problems.values() if isinstance(exc, MentorDataError) else [reason_for(exc)]
+                result.rules.append(
+                    RuleTrace(rule.name, rule.scenario_type, {}, "cannot evaluate", "; ".join(problems))
+                )
+                continue
             fired = by_rule.get(rule.name, [])
             if not fired:
                 result.rules.append(RuleTrace(rule.name, rule.scenario_type, inputs, "not due", why_not))
@@ -144,6 +162,18 @@ async def explain_mentor(
                         o.decision.reason,
                     )
                 )
+        entry = await conn.fetchrow(query("mentor_quarantine"), mentor_id)
+        if entry is not None or mentor_id in now_quarantined:
+            result.quarantine = {
+                **(
+                    {k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in entry.items()}
+                    if entry
+                    else {}
+                ),
+                "mentor_id": str(mentor_id),
+                "quarantined_now": mentor_id in now_quarantined,
+                "reason_now": now_quarantined.get(mentor_id),
+            }
         for row in await conn.fetch(query("mentor_decisions"), mentor_id, 20):
             result.history.append({k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()})
         for row in await conn.fetch(query("mentor_pushes"), mentor_id, 20):

@@ -2,16 +2,28 @@
 -- fetch raw rows and leave every decision to the pure Python evaluators, so that the
 -- set-based sweep (scenarios.sql) and this path are two independent implementations that
 -- the test suite checks against each other.
+--
+-- Instants outside the range the engine evaluates (scenarios/base.py: EVALUABLE_FROM and
+-- EVALUABLE_UNTIL) come back as ±infinity, which they mean for every decision (before or
+-- after anything else); asyncpg could not even decode a date in 4713 BC.
 
 -- name: mentor_row
-SELECT id, organization_id, display_name, status, timezone, joined_at FROM peer_mentor WHERE id = $1;
+SELECT id, organization_id, display_name, status, timezone,
+       CASE WHEN joined_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN joined_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE joined_at END AS joined_at
+FROM peer_mentor WHERE id = $1;
 
 -- name: mentor_activities
-SELECT kind, occurred_at, duration_minutes, contacts FROM activity
+SELECT kind, duration_minutes, contacts,
+       CASE WHEN occurred_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN occurred_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE occurred_at END AS occurred_at
+FROM activity
 WHERE mentor_id = $1 AND occurred_at <= $2;
 
 -- name: mentor_certifications
-SELECT id, type, issued_at, expires_at, revoked_at FROM certification WHERE mentor_id = $1;
+SELECT id, type,
+       CASE WHEN issued_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN issued_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE issued_at END AS issued_at,
+       CASE WHEN expires_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN expires_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE expires_at END AS expires_at,
+       CASE WHEN revoked_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN revoked_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE revoked_at END AS revoked_at
+FROM certification WHERE mentor_id = $1;
 
 -- name: mentor_achievements
 SELECT milestone, threshold::float8 AS threshold, period FROM achievement WHERE mentor_id = $1;
@@ -27,3 +39,7 @@ FROM scenario_decision WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
 -- name: mentor_pushes
 SELECT id, notification_id, scenario_type, title, status, attempts, created_at, sent_at, last_error
 FROM push_notification WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
+
+-- name: mentor_quarantine
+SELECT mentor_id, reason, first_seen_at, last_seen_at, occurrences, cleared_at
+FROM scenario_quarantine WHERE mentor_id = $1;

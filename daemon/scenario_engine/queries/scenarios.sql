@@ -78,12 +78,20 @@ WITH m AS (
     ) last ON true
     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
 ), due AS (
-    SELECT m.*, (extract(epoch FROM m.last_activity_at) * 1000000)::bigint::text AS spell
+    -- A spell that starts before the evaluable range (joined_at = '-infinity', 4713 BC) has no
+    -- spell key ("cannot convert infinity to bigint") and no instant Python can decode: the row
+    -- says so in `problem` and the mentor is quarantined (scenarios/base.py, EVALUABLE_FROM).
+    SELECT m.*,
+           CASE WHEN m.last_activity_at >= '0001-01-02 00:00:00+00'::timestamptz
+                THEN (extract(epoch FROM m.last_activity_at) * 1000000)::bigint::text END AS spell
     FROM m
     WHERE m.last_activity_at <= $2::timestamptz - make_interval(secs => $4::float8)
 )
-SELECT due.id AS mentor_id, due.joined_at, due.last_activity_at, due.last_activity_at_raw IS NULL AS never_active,
-       due.spell, coalesce(sent.n, 0)::int AS reminders_sent, sent.last_as_of
+SELECT due.id AS mentor_id,
+       CASE WHEN due.spell IS NOT NULL THEN due.last_activity_at END AS last_activity_at,
+       due.last_activity_at_raw IS NULL AS never_active,
+       due.spell, coalesce(sent.n, 0)::int AS reminders_sent, sent.last_as_of,
+       CASE WHEN due.spell IS NULL THEN due.last_activity_at::text END AS problem
 FROM due
 LEFT JOIN LATERAL (
     SELECT count(*) AS n, max(sn.as_of) AS last_as_of FROM scenario_notification sn
@@ -95,8 +103,17 @@ ORDER BY due.id;
 
 -- name: milestone_candidates
 -- $1 mentors, $2 as_of, $3 rule name, $4 metric, $5 period ('year' | 'all_time'),
--- $6 thresholds (ascending), $7 their labels (as the dedup key spells them).
-WITH m AS (
+-- $6 thresholds (ascending), $7 their labels (as the dedup key spells them), $8 the zone names
+-- Python can load (scenarios/zones.py). A yearly rule needs the mentor's calendar: a mentor
+-- whose zone Python cannot load gets a row that names the `problem` (and is quarantined),
+-- whether or not a threshold would be crossed, exactly as the single-mentor path fails.
+WITH zones AS (
+    SELECT z.name FROM unnest($8::text[]) AS z(name)
+), bad_zone AS (
+    SELECT p.id, p.timezone FROM peer_mentor p
+    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
+), m AS (
     SELECT p.id,
            CASE WHEN $5::text = 'year' THEN extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int::text
                 ELSE 'all_time' END AS period,
@@ -106,6 +123,7 @@ WITH m AS (
                 ELSE '-infinity'::timestamptz END AS period_start
     FROM peer_mentor p
     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM bad_zone b WHERE b.id = p.id)
 ), agg AS (
     SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
     FROM m
@@ -130,15 +148,19 @@ WITH m AS (
 )
 SELECT id AS mentor_id, period, value,
        array_agg(threshold ORDER BY threshold) AS new_thresholds,
-       array_agg(label ORDER BY threshold) AS new_labels
+       array_agg(label ORDER BY threshold) AS new_labels, NULL::text AS problem
 FROM crossed
 GROUP BY id, period, value
-ORDER BY id;
+UNION ALL
+SELECT id, NULL, NULL, NULL, NULL, timezone FROM bad_zone
+ORDER BY mentor_id;
 
 -- name: milestone_baseline
 -- Record, without any push, every threshold already crossed when a rule is first seen,
 -- so that enabling a rule on a live population does not flood. Whole population, one
--- statement. $1 as_of, $2 rule name, $3 metric, $4 period, $5 thresholds.
+-- statement. $1 as_of, $2 rule name, $3 metric, $4 period, $5 thresholds, $6 the zone names
+-- Python can load: a mentor with any other zone is left out (a yearly period cannot be named;
+-- the candidate query quarantines that mentor) rather than failing the whole baseline.
 WITH m AS (
     SELECT p.id,
            CASE WHEN $4::text = 'year' THEN extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int::text
@@ -148,6 +170,7 @@ WITH m AS (
                                       1, 1, 0, 0, 0, p.timezone)
                 ELSE '-infinity'::timestamptz END AS period_start
     FROM peer_mentor p
+    WHERE $4::text <> 'year' OR p.timezone IN (SELECT z.name FROM unnest($6::text[]) AS z(name))
 ), agg AS (
     SELECT m.id, m.period,
            CASE $3::text
@@ -192,7 +215,8 @@ WITH c AS (
           WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
             AND (n.issued_at, n.id) > (c.issued_at, c.id))
 )
-SELECT c.id AS certification_id, c.mentor_id, c.type, c.issued_at, c.expires_at, c.timezone, c.tier,
+-- (issued_at is not returned: it may lie outside what Python can decode, and no reminder needs it.)
+SELECT c.id AS certification_id, c.mentor_id, c.type, c.expires_at, c.timezone, c.tier,
        fired.min_tier
 FROM c
 LEFT JOIN LATERAL (
@@ -215,3 +239,29 @@ SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name,
 FROM peer_mentor p
 LEFT JOIN scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
 WHERE p.id = ANY($1::uuid[]);
+
+-- name: quarantine_mentors
+-- Record mentors the engine could not evaluate (isolation.py). `news` is true when the entry is
+-- new, was cleared before, or has a new reason: the engine logs those once, the rest at debug.
+-- $1 mentors (sorted), $2 reasons.
+WITH old AS (
+    SELECT q.mentor_id, q.reason, q.cleared_at FROM scenario_quarantine q
+    WHERE q.mentor_id = ANY($1::uuid[])
+), up AS (
+    INSERT INTO scenario_quarantine AS q (mentor_id, reason, first_seen_at, last_seen_at, occurrences)
+    SELECT t.mentor_id, t.reason, now(), now(), 1 FROM unnest($1::uuid[], $2::text[]) AS t(mentor_id, reason)
+    ON CONFLICT (mentor_id) DO UPDATE
+    SET reason = EXCLUDED.reason, last_seen_at = EXCLUDED.last_seen_at,
+        occurrences = q.occurrences + 1, cleared_at = NULL
+    RETURNING q.mentor_id
+)
+SELECT up.mentor_id, (old.mentor_id IS NULL OR old.cleared_at IS NOT NULL OR old.reason <> t.reason) AS news
+FROM up
+JOIN unnest($1::uuid[], $2::text[]) AS t(mentor_id, reason) ON t.mentor_id = up.mentor_id
+LEFT JOIN old ON old.mentor_id = up.mentor_id;
+
+-- name: clear_quarantine
+-- After a clean evaluation: its mentors are no longer quarantined (the partial index keeps
+-- this to the open entries, normally none). $1 mentors.
+UPDATE scenario_quarantine SET cleared_at = now()
+WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from scenario_engine.isolation import observe_quarantine
 from scenario_engine.notifications import Outcome
 
 
@@ -88,6 +89,16 @@ class Metrics:
             "scenario_push_oldest_pending_age_seconds", "Age of the oldest undelivered push.", registry=r
         )
         self.rules_reloads = Counter("scenario_rules_reloads", "SIGHUP reloads.", ["result"], registry=r)
+        self.mentors_quarantined = Counter(
+            "scenario_mentors_quarantined",
+            "Mentors set aside by an evaluation because their rows could not be evaluated "
+            "(each time; the table scenario_quarantine says who and why).",
+            registry=r,
+        )
+        observe_quarantine(self)
+
+    def count_quarantined(self, n: int) -> None:
+        self.mentors_quarantined.inc(n)
 
     def count_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for o in outcomes:

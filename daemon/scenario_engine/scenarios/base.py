@@ -18,6 +18,50 @@ from scenario_engine.config import ScenarioType
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
+# The finite range the engine evaluates (docs/SCENARIOS.md, "Time bounds"): Python's datetime
+# range less a day at each end, so that no zone conversion of an instant inside it can overflow.
+# asyncpg hands Postgres's ±infinity over as naive datetime.min/max; ``instant`` turns those
+# into the aware bounds below, which keep their meaning (a certification expiring at +infinity
+# never expires, an activity at -infinity is older than any other). The single-mentor queries
+# map instants outside the range to ±infinity too (Python could not even decode 4713 BC).
+NEGATIVE_INFINITY = dt.datetime.min.replace(tzinfo=dt.UTC)
+POSITIVE_INFINITY = dt.datetime.max.replace(tzinfo=dt.UTC)
+EVALUABLE_FROM = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
+EVALUABLE_UNTIL = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+
+
+class MentorDataError(ValueError):
+    """Rows of these mentors cannot be evaluated (an unknown time zone, an instant outside the
+    evaluable range). Raised after a whole batch was looked at, so that every bad mentor of
+    it is known at once and quarantined without bisecting."""
+
+    def __init__(self, problems: dict[uuid.UUID, str]):
+        super().__init__("; ".join(f"mentor {m}: {why}" for m, why in problems.items()))
+        self.problems = problems
+
+
+def instant(value: dt.datetime) -> dt.datetime:
+    """An aware instant from a decoded timestamptz (naive datetime.min/max mean ±infinity)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def optional_instant(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else instant(value)
+
+
+def is_evaluable(value: dt.datetime) -> bool:
+    return EVALUABLE_FROM <= value <= EVALUABLE_UNTIL
+
+
+def describe_instant(value: dt.datetime) -> str:
+    if value <= NEGATIVE_INFINITY:
+        return "-infinity"
+    if value >= POSITIVE_INFINITY:
+        return "infinity"
+    return value.isoformat()
+
 
 @dataclass(frozen=True)
 class Achievement:
@@ -57,5 +101,10 @@ def dedup_key(scenario_type: str, rule_name: str, mentor_id: uuid.UUID, subject:
     return f"{scenario_type}:{rule_name}:{mentor_id}:{subject}:{seq}"
 
 
-def iso(instant: dt.datetime | None) -> str | None:
-    return None if instant is None else instant.astimezone(dt.UTC).isoformat()
+def iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    value = instant(value)
+    if not is_evaluable(value):
+        return describe_instant(value)  # astimezone() could overflow at the edges
+    return value.astimezone(dt.UTC).isoformat()

@@ -13,10 +13,10 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from scenario_engine.config import CertificationExpiryRule
-from scenario_engine.scenarios.base import Candidate, days_left, dedup_key, iso
+from scenario_engine.scenarios.base import Candidate, MentorDataError, days_left, dedup_key, iso
+from scenario_engine.scenarios.zones import UnknownTimezone, load_zone
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,10 @@ def build_candidate(
     tier: int,
     as_of: dt.datetime,
 ) -> Candidate:
+    try:  # the reminder names the expiry date in the mentor's own calendar
+        zone = load_zone(timezone)
+    except UnknownTimezone as exc:
+        raise MentorDataError({mentor_id: str(exc)}) from None
     return Candidate(
         mentor_id=mentor_id,
         scenario_type="certification_expiry",
@@ -106,7 +110,7 @@ def build_candidate(
             "certification_id": cert_id,
             "certification_type": cert_type,
             "expires_at": iso(expires_at),
-            "expires_on": expires_at.astimezone(ZoneInfo(timezone)).date().isoformat(),
+            "expires_on": expires_at.astimezone(zone).date().isoformat(),
             "days_left": days_left(expires_at, as_of),
             "tier_days": tier,
         },

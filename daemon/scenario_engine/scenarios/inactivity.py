@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from scenario_engine.config import InactivityRule
-from scenario_engine.scenarios.base import Candidate, dedup_key, epoch_micros, iso
+from scenario_engine.scenarios.base import (
+    Candidate,
+    MentorDataError,
+    dedup_key,
+    describe_instant,
+    epoch_micros,
+    is_evaluable,
+    iso,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ def decide_inactivity(state: InactivityState, rule: InactivityRule, as_of: dt.da
     threshold = dt.timedelta(days=rule.threshold_days)
     if as_of - start < threshold:
         return None
+    if not is_evaluable(start):  # e.g. joined_at = '-infinity': no spell key can name it
+        raise MentorDataError({state.mentor_id: spell_problem(describe_instant(start))})
     if state.reminders_sent >= rule.max_reminders:
         return None
     last = state.last_reminder_as_of
@@ -58,6 +68,10 @@ def decide_inactivity(state: InactivityState, rule: InactivityRule, as_of: dt.da
     )
 
 
+def spell_problem(start: str) -> str:
+    return f"the inactivity spell starts at {start}, outside the evaluable range"
+
+
 def inactivity_inputs(
     start: dt.datetime, never_active: bool, rule: InactivityRule, as_of: dt.datetime, number: int
 ) -> dict[str, Any]:
@@ -73,6 +87,8 @@ def inactivity_inputs(
 
 def candidate_from_row(row: Any, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
     """Turn a row of the set-based query ``inactivity_candidates`` into a candidate."""
+    if row["problem"] is not None:
+        raise MentorDataError({row["mentor_id"]: spell_problem(row["problem"])})
     number = int(row["reminders_sent"]) + 1
     mentor_id: uuid.UUID = row["mentor_id"]
     return Candidate(

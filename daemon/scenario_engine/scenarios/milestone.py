@@ -14,10 +14,16 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from scenario_engine.config import MilestoneRule
-from scenario_engine.scenarios.base import Achievement, Candidate, dedup_key, threshold_label
+from scenario_engine.scenarios.base import (
+    Achievement,
+    Candidate,
+    MentorDataError,
+    dedup_key,
+    threshold_label,
+)
+from scenario_engine.scenarios.zones import UnknownTimezone, known_zones, load_zone
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,11 @@ class MilestoneState:
 
 
 def period_of(rule: MilestoneRule, timezone: str, as_of: dt.datetime) -> tuple[str, dt.datetime | None]:
-    """The period label and its start (None for all time), in the mentor's zone."""
+    """The period label and its start (None for all time), in the mentor's zone.
+    Raises ``UnknownTimezone`` for a yearly rule and a zone Python cannot load."""
     if rule.period == "all_time":
         return "all_time", None
-    zone = ZoneInfo(timezone)
+    zone = load_zone(timezone)
     year = as_of.astimezone(zone).year
     return str(year), dt.datetime(year, 1, 1, tzinfo=zone)
 
@@ -58,7 +65,10 @@ def metric_value(metric: str, activities: Iterable[ActivityRow]) -> float:
 def decide_milestone(state: MilestoneState, rule: MilestoneRule, as_of: dt.datetime) -> Candidate | None:
     if state.status != "active":
         return None
-    period, start = period_of(rule, state.timezone, as_of)
+    try:
+        period, start = period_of(rule, state.timezone, as_of)
+    except UnknownTimezone as exc:
+        raise MentorDataError({state.mentor_id: str(exc)}) from None
     in_period = (
         a for a in state.activities if a.occurred_at <= as_of and (start is None or a.occurred_at >= start)
     )
@@ -95,6 +105,8 @@ def build_candidate(
 
 
 def candidate_from_row(row: Any, rule: MilestoneRule) -> Candidate:
+    if row["problem"] is not None:
+        raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
     return build_candidate(
         row["mentor_id"], rule, row["period"], float(row["value"]), list(row["new_thresholds"])
     )
@@ -109,4 +121,5 @@ def query_args(rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime
         rule.period,
         list(rule.thresholds),
         [threshold_label(t) for t in rule.thresholds],
+        list(known_zones()),
     )

@@ -1,0 +1,151 @@
+"""Poison rows: evaluate a batch of mentors even when a few of them cannot be evaluated.
+
+Rows the schema accepts but the engine cannot evaluate (an unknown time zone, an instant
+outside the evaluable range, anything that makes a query or the Python code around it raise)
+used to fail the whole batch — and with it every sweep, every dry run and the daemon, again
+after each restart. Here a batch is evaluated inside a transaction (a savepoint when the caller
+already has one open); when it raises:
+
+* a ``MentorDataError`` names the mentors it is about: they are set aside and the rest is
+  evaluated again (one retry, however many of them there are);
+* any other non-transient error (a ``PostgresError`` that is not a lost connection, a Python
+  exception while building candidates or rendering): the batch is split in halves, each
+  evaluated in its own savepoint, down to the single mentors that fail (bisection, about
+  2 log2(n) extra evaluations of shrinking halves per bad mentor);
+* a transient database error (``TRANSIENT_DB_ERRORS``) propagates: the database being away is
+  not the data's fault, and the callers already retry.
+
+Every mentor set aside is recorded in ``scenario_quarantine`` (one row per mentor: reason,
+first and last time seen, occurrences), counted by each live ``QuarantineObserver`` (the
+daemon's Prometheus counter) and logged once — when it is first quarantined or its reason
+changes. A quarantined mentor is simply evaluated again next time; once it evaluates cleanly
+its row is marked ``cleared_at``. An error that fails more than ``MAX_BISECTED`` single
+mentors of one batch is not a poison row but a bug or a broken dependency: it is raised as
+before rather than quarantining a population.
+"""
+
+from __future__ import annotations
+
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from scenario_engine.db.connect import Conn, mark_engine_write
+from scenario_engine.db.queries import query
+from scenario_engine.logs import get_logger
+from scenario_engine.notifications import Outcome
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
+from scenario_engine.scenarios.base import MentorDataError
+
+log = get_logger("scenario_engine.isolation")
+
+MAX_BISECTED = 32
+REASON_LIMIT = 500  # characters of an error message kept as the reason
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    mentor_id: uuid.UUID
+    reason: str
+
+
+class Outcomes(list[Outcome]):
+    """The outcomes of the mentors that were evaluated, and who was quarantined instead."""
+
+    quarantined: tuple[Quarantined, ...] = ()
+
+
+class QuarantineObserver(Protocol):
+    def count_quarantined(self, n: int) -> None: ...
+
+
+_observers: weakref.WeakSet[QuarantineObserver] = weakref.WeakSet()
+
+
+def observe_quarantine(observer: QuarantineObserver) -> None:
+    """Tell ``observer`` how many mentors each evaluation quarantined (held weakly)."""
+    _observers.add(observer)
+
+
+Evaluate = Callable[[list[uuid.UUID]], Awaitable[list[Outcome]]]
+
+
+def reason_for(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
+
+
+async def evaluate_isolated(
+    conn: Conn,
+    mentors: Sequence[uuid.UUID],
+    evaluate: Evaluate,
+    complete: Callable[[list[uuid.UUID]], list[uuid.UUID]] | None = None,
+) -> Outcomes:
+    """``evaluate(mentors)`` with the mentors it cannot handle isolated and quarantined.
+
+    ``evaluate`` must write only through ``conn`` (so that a failed attempt rolls back whole)
+    and may be called again with any subset of ``mentors``. ``complete(group)`` names the
+    mentors of a group that every rule looked at (default: all): only those are cleared from
+    quarantine, so that an event that concerns one scenario does not clear a mentor that
+    another scenario cannot evaluate."""
+    found: dict[uuid.UUID, str] = {}
+    outcomes = Outcomes()
+    clean: list[uuid.UUID] = []
+    bisected = 0
+    stack: list[list[uuid.UUID]] = [list(dict.fromkeys(mentors))]
+    while stack:
+        group = [m for m in stack.pop() if m not in found]
+        if not group:
+            continue
+        error: Exception
+        try:
+            async with conn.transaction():
+                got = await evaluate(group)
+                await conn.execute(query("clear_quarantine"), group if complete is None else complete(group))
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except MentorDataError as exc:
+            members = set(group)
+            named = {m: why for m, why in exc.problems.items() if m in members}
+            if named:
+                found.update(named)
+                stack.append(group)
+                continue
+            error = exc
+        except Exception as exc:
+            error = exc
+        else:
+            outcomes += got
+            clean += group
+            continue
+        if len(group) == 1:
+            bisected += 1
+            if bisected > MAX_BISECTED:
+                raise error
+            found[group[0]] = reason_for(error)
+            continue
+        half = len(group) // 2
+        stack += [group[half:], group[:half]]  # the first half is popped (and written) first
+    if found:
+        outcomes.quarantined = tuple(Quarantined(m, why) for m, why in found.items())
+        await record_quarantine(conn, outcomes.quarantined)
+    return outcomes
+
+
+async def record_quarantine(conn: Conn, entries: Iterable[Quarantined]) -> None:
+    ordered = sorted(entries, key=lambda q: q.mentor_id)  # one lock order for concurrent writers
+    async with conn.transaction():
+        await mark_engine_write(conn)
+        rows = await conn.fetch(
+            query("quarantine_mentors"), [q.mentor_id for q in ordered], [q.reason for q in ordered]
+        )
+    news = {r["mentor_id"] for r in rows if r["news"]}
+    for q in ordered:
+        if q.mentor_id in news:
+            log.warning("mentor_quarantined", mentor_id=str(q.mentor_id), reason=q.reason)
+        else:
+            log.debug("mentor_still_quarantined", mentor_id=str(q.mentor_id), reason=q.reason)
+    for observer in list(_observers):
+        observer.count_quarantined(len(ordered))
