@@ -1,4 +1,12 @@
-"""The ``scenario-engine`` command line."""
+"""The ``scenario-engine`` command line.
+
+Exit codes (docs/OPERATIONS.md): 0 success; 1 a failure (the database unreachable or
+refusing an operation, a migration that failed) or a bug; 2 bad configuration, including
+a database that rejects who we are (no such database or role, a wrong password); 3
+``migrate`` applied what it may and printed what a DBA must run; 130 interrupted; 141 the
+reader of stdout went away (``| head``), the shell's code for SIGPIPE, nothing printed.
+Every failure is one line on stderr, and no line carries a secret.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +15,41 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import os
+import socket
 import sys
+import traceback
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 
-from scenario_engine.config import ConfigError, Settings, effective_config, load_rules, load_settings
+from scenario_engine.config import (
+    Config,
+    ConfigError,
+    Settings,
+    collect_secrets,
+    effective_config,
+    load_config,
+    load_rules,
+    scrub,
+)
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
+from scenario_engine.db.units import dba_script
 from scenario_engine.engine import Engine, SweepResult
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_NEEDS_DBA = 3  # migrate: applied what it may; a DBA must run the statements it printed
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 OUTCOME_COLUMNS = ("sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active", "duplicate")
 
 
@@ -36,11 +62,93 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
-def _print_config_error(exc: ConfigError) -> int:
-    print("configuration error:", file=sys.stderr)
+def _err(line: str, secrets: Sequence[str] = ()) -> None:
+    """One line on stderr, scrubbed of every secret we know of."""
+    with contextlib.suppress(OSError):
+        print(scrub(line, secrets), file=sys.stderr, flush=True)
+
+
+def _print_config_error(exc: ConfigError, secrets: Sequence[str] = ()) -> int:
+    _err("configuration error:", secrets)
     for key, message in exc.problems:
-        print(f"  {key}: {message}", file=sys.stderr)
+        _err(f"  {key}: {message}", secrets)
     return EXIT_CONFIG
+
+
+def _load(args: argparse.Namespace, *, require_database: bool = True) -> Config:
+    """The one validation path for check-config, run and every database command."""
+    return load_config(_settings_from_args(args), require_database=require_database)
+
+
+def database_target(url: str | None) -> str:
+    """``user@host:port/db`` for messages: what we tried to reach, never the password."""
+    if not url:
+        return "the database"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc.rpartition("@")
+        user = urllib.parse.unquote(netloc[0].partition(":")[0]) if netloc[1] else ""
+        hosts = netloc[2] or "localhost"
+        db = urllib.parse.unquote(parts.path.lstrip("/")) or user or "(default)"
+    except ValueError:
+        return "the database"
+    return f"{user + '@' if user else ''}{hosts}/{db}"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """A server error's message and detail on one line (str() puts DETAIL on its own)."""
+    message = getattr(exc, "message", None) or str(exc)
+    detail = getattr(exc, "detail", None)
+    text = f"{message}: {detail}" if detail else str(message)
+    return " ".join(text.split())
+
+
+def explain_failure(exc: BaseException, target: str) -> tuple[int, str]:
+    """(exit code, one line) for an error a database command ended with."""
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | MigrationError):
+        return _explain_failure(exc, target, _one_line(exc))
+    return _explain_failure(exc, target, " ".join(str(exc).split()))
+
+
+def _explain_failure(exc: BaseException, target: str, text: str) -> tuple[int, str]:
+    if isinstance(exc, TransactionPoolerError):
+        return EXIT_CONFIG, text
+    if isinstance(exc, MigrationError):
+        return EXIT_FAILURE, text
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return EXIT_CONFIG, f"{target}: the server refused the password ({text})"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return EXIT_CONFIG, f"{target}: the database does not exist ({text})"
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return EXIT_CONFIG, f"{target}: the server refused this role ({text})"
+    if isinstance(exc, asyncpg.ClientConfigurationError):
+        return EXIT_CONFIG, f"{target}: {text}"
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return EXIT_FAILURE, f"{target}: permission denied ({text}); docs/DEPLOY.md lists each role's grants"
+    if isinstance(exc, (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)):
+        return EXIT_FAILURE, f"{target}: the server is not accepting connections ({text})"
+    if isinstance(exc, socket.gaierror):
+        return EXIT_FAILURE, f"cannot reach {target}: the host name does not resolve ({exc.strerror})"
+    if isinstance(exc, ConnectionRefusedError):
+        return EXIT_FAILURE, f"cannot reach {target}: connection refused"
+    if isinstance(exc, TimeoutError):
+        return EXIT_FAILURE, f"cannot reach {target}: timed out"
+    if isinstance(exc, OSError):
+        return EXIT_FAILURE, f"cannot reach {target}: {exc.strerror or exc}"
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
+        return EXIT_FAILURE, f"lost the connection to {target}: {text}"
+    if isinstance(exc, asyncpg.PostgresError):
+        return EXIT_FAILURE, f"{target}: database error {exc.sqlstate}: {text}"
+    if isinstance(exc, LookupError):
+        return EXIT_FAILURE, text
+    return EXIT_FAILURE, f"unexpected error {type(exc).__name__}: {text} (a bug; --traceback shows where)"
 
 
 def _iso_instant(text: str) -> dt.datetime:
@@ -64,42 +172,54 @@ async def _engine(settings: Settings) -> AsyncIterator[Engine]:
         await pool.close()
 
 
-def _database_settings(args: argparse.Namespace) -> Settings:
-    """Settings for a command that needs the database; validates the rules file up front."""
-    settings = load_settings(**_settings_from_args(args))
-    settings.require_database_url()
-    load_rules(settings.rules_file)
-    return settings
-
-
 def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -> int:
-    """Load settings, run an async body, and turn the usual failures into exit codes."""
+    """Validate the configuration, run an async body, and turn failures into one line
+    and an exit code."""
     try:
-        settings = _database_settings(args)
+        config = _load(args)
     except ConfigError as exc:
-        return _print_config_error(exc)
+        return _print_config_error(exc, collect_secrets_of_overrides(args))
+    secrets = config.secrets()
     try:
-        result: int = anyio.run(body, settings)
+        result: int = anyio.run(body, config.settings)
         return result
-    except TransactionPoolerError as exc:
-        print(f"{args.command}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except MigrationError as exc:
-        print(f"{args.command}: {exc}", file=sys.stderr)
-    except OSError as exc:
-        print(f"{args.command}: cannot reach the database: {exc}", file=sys.stderr)
-    except LookupError as exc:
-        print(f"{args.command}: {exc}", file=sys.stderr)
-    return EXIT_FAILURE
+    except Exception as exc:  # an ExceptionGroup too: anyio task groups wrap errors
+        leaf = _leaf(exc)
+        if isinstance(leaf, BrokenPipeError):
+            raise leaf from None  # main() ends quietly with EXIT_BROKEN_PIPE
+        code, line = explain_failure(leaf, database_target(config.database_url))
+        if getattr(args, "traceback", False):
+            with contextlib.suppress(OSError):
+                sys.stderr.write(scrub("".join(traceback.format_exception(exc)), secrets))
+        _err(f"{args.command}: {line}", secrets)
+        return code
+
+
+def collect_secrets_of_overrides(args: argparse.Namespace) -> list[str]:
+    """Secrets given on the command line, for scrubbing messages when validation failed."""
+    url = getattr(args, "database_url", None)
+    if not url:
+        return []
+    try:
+        return collect_secrets(Settings.model_construct(database_url=_secret(url)))
+    except Exception:  # a URL too broken to take apart: hide it whole
+        return [url]
+
+
+def _secret(text: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(text)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate exactly what ``run`` validates, and print the result with secrets masked."""
     try:
-        settings = load_settings(**_settings_from_args(args))
-        rules = load_rules(settings.rules_file)
+        config = _load(args)
     except ConfigError as exc:
-        return _print_config_error(exc)
-    print(json.dumps(effective_config(settings, rules), indent=2))
+        return _print_config_error(exc, collect_secrets_of_overrides(args))
+    print(json.dumps(effective_config(config.settings, config.rules), indent=2))
+    sys.stdout.flush()  # a closed pipe shows here, inside main()'s handler
     return EXIT_OK
 
 
@@ -115,17 +235,33 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             except OSError as exc:
                 if anyio.current_time() >= deadline:
                     raise
-                print(f"migrate: database not reachable yet ({exc}); retrying", file=sys.stderr)
+                _err(f"migrate: {database_target(url)} not reachable yet ({exc.strerror or exc}); retrying")
                 await anyio.sleep(2)
         try:
-            report = await migrate(conn)
+            report = await migrate(conn, grant_runtime=args.grant_runtime)
         finally:
             await conn.close()
         for m in report.applied:
             print(f"applied {m.path}")
         if not report.applied:
             print(f"database is up to date ({len(report.already_applied)} migrations applied)")
-        return EXIT_OK
+        for name in report.units.applied:
+            print(f"applied unit {name}")
+        if not report.needs_dba:
+            return EXIT_OK
+        script = dba_script(report.units)
+        if args.dba_script is not None:
+            args.dba_script.write_text(script, "utf-8")
+            where = f"written to {args.dba_script}"
+        else:
+            print(script)
+            where = "printed above"
+        print(
+            f"migrate: {len(report.units.for_dba)} statement group(s) need the platform tables' owner or a "
+            f"superuser ({where}); everything else is applied. Run them, then migrate again.",
+            file=sys.stderr,
+        )
+        return EXIT_NEEDS_DBA
 
     return _run_db_command(args, run)
 
@@ -367,11 +503,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenario_engine.runtime.app import run_daemon
 
     try:
-        settings = _database_settings(args)
+        config = _load(args)  # the same checks as check-config: anything it rejects exits 2
     except ConfigError as exc:
-        return _print_config_error(exc)
-    configure_logging(settings.log_format, settings.log_level)
-    run_daemon(settings)
+        return _print_config_error(exc, collect_secrets_of_overrides(args))
+    configure_logging(config.settings.log_format, config.settings.log_level)
+    run_daemon(config.settings)
     return EXIT_OK
 
 
@@ -386,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         p.add_argument("--database-url", help="overrides SCENARIO_DATABASE_URL")
+        p.add_argument("--traceback", action="store_true", help="on an error, also print where it happened")
         return p
 
     p = add("run", cmd_run, "Run the daemon: LISTEN, drain events, sweep on schedule, serve status.")
@@ -401,6 +538,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("migrate", cmd_migrate, "Apply the schema and triggers (idempotent, safe concurrently).")
     p.add_argument("--wait", type=float, default=0, help="retry an unreachable database this long (s)")
+    p.add_argument(
+        "--grant-runtime",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="make ROLE a member of scenario_engine_runtime (what `run` needs; repeatable)",
+    )
+    p.add_argument(
+        "--dba-script",
+        type=Path,
+        default=None,
+        help="write the statements that need a DBA to this file instead of stdout",
+    )
 
     p = add("check-config", cmd_check_config, "Validate and print the effective configuration.")
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
@@ -434,7 +584,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the interpreter's final flush is silent."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        code = EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except ConfigError as exc:
+        code = _print_config_error(exc, collect_secrets_of_overrides(args))
+    except Exception as exc:
+        leaf = _leaf(exc)
+        if isinstance(leaf, BrokenPipeError):
+            _quiet_stdout()
+            code = EXIT_BROKEN_PIPE
+        else:
+            secrets = collect_secrets_of_overrides(args)
+            if args.command == "run" or getattr(args, "traceback", False):
+                with contextlib.suppress(OSError):
+                    sys.stderr.write(scrub("".join(traceback.format_exception(exc)), secrets))
+            _err(f"{args.command}: unexpected error {type(leaf).__name__}: {leaf} (a bug)", secrets)
+            code = EXIT_FAILURE
+    sys.exit(code)
