@@ -337,3 +337,43 @@ def test_check_config_without_database_url_exits_2() -> None:
     result = _check_config()
     assert result.returncode == 2
     assert "SCENARIO_DATABASE_URL: is required" in result.stderr
+
+
+def _service_account(tmp_path: Path, private_key: str) -> Path:
+    path = tmp_path / "sa.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "PLANTED-key-id",
+                "private_key": private_key,
+                "client_email": "engine@p.iam.gserviceaccount.com",
+                "token_uri": "https://oauth2.example/token",
+            }
+        )
+    )
+    return path
+
+
+def test_fcm_key_file_is_checked_and_never_printed(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    env = {"SCENARIO_DATABASE_URL": URL, "SCENARIO_PUSH_PROVIDER": "fcm", "SCENARIO_PUSH_FCM_PROJECT_ID": "p"}
+    bad = _service_account(
+        tmp_path, "-----BEGIN PRIVATE KEY-----\nPLANTED-not-a-key\n-----END PRIVATE KEY-----\n"
+    )
+    result = _check_config(env={**env, "SCENARIO_PUSH_FCM_CREDENTIALS_FILE": str(bad)})
+    assert result.returncode == 2
+    assert "SCENARIO_PUSH_FCM_CREDENTIALS_FILE" in result.stderr and "private_key" in result.stderr
+    assert "PLANTED" not in result.stdout + result.stderr
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    good = _service_account(tmp_path, pem)
+    result = _check_config(env={**env, "SCENARIO_PUSH_FCM_CREDENTIALS_FILE": str(good)})
+    assert result.returncode == 0, result.stderr
+    body = pem.splitlines()[1]
+    assert body not in result.stdout + result.stderr and "PLANTED" not in result.stdout + result.stderr
