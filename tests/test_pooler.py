@@ -1,0 +1,135 @@
+"""A transaction pooler in the database URL is refused at start with exit 2 and a message that
+says what to connect to (issue 9, defect 8). A real PgBouncer (Debian's package; `.ci/run`
+installs it when missing) runs as an unprivileged user on a free port in front of the
+session-wide test server."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
+from scenario_engine.embedded import CLUSTER_USER, ensure_cluster_user, free_port, is_root
+from tests import pg
+from tests.cli import run_cli
+from tests.daemon import DaemonProcess
+
+pytestmark = pytest.mark.acceptance
+
+
+def _pgbouncer() -> str:
+    found = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
+    )
+    assert found, "pgbouncer is not installed (.ci/run installs it: apt-get install pgbouncer)"
+    return found
+
+
+@pytest.fixture
+def pgbouncer(pg_server: pg.TestServer) -> Iterator[Callable[[str, str], str]]:
+    """start(mode, database) -> a URL through a fresh PgBouncer in that pool_mode."""
+    upstream = urllib.parse.urlsplit(pg_server.admin_dsn)
+    started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(mode: str, database: str) -> str:
+        workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-", dir="/var/tmp"))
+        workdir.chmod(0o755)
+        port = free_port()
+        (workdir / "pgbouncer.ini").write_text(
+            f"""[databases]
+* = host={upstream.hostname} port={upstream.port} user={upstream.username}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = {mode}
+default_pool_size = 4
+max_client_conn = 50
+ignore_startup_parameters = extra_float_digits,search_path
+logfile = {workdir}/pgbouncer.log
+"""
+        )
+        kwargs: dict[str, object] = {}
+        if is_root():  # pgbouncer refuses to run as root
+            account = pwd.getpwnam(ensure_cluster_user().pw_name)
+            os.chown(workdir, account.pw_uid, account.pw_gid)
+            kwargs = {"user": CLUSTER_USER, "group": account.pw_gid, "extra_groups": []}
+        proc = subprocess.Popen(
+            [_pgbouncer(), str(workdir / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            cwd=str(workdir),
+            **kwargs,  # type: ignore[call-overload]  # user/group/extra_groups are Popen keywords
+        )
+        started.append((proc, workdir))
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log = (
+                        (workdir / "pgbouncer.log").read_text(errors="replace")
+                        if (workdir / "pgbouncer.log").exists()
+                        else ""
+                    )
+                    raise AssertionError(f"pgbouncer did not start: {log}") from None
+                time.sleep(0.05)
+        return f"postgresql://{upstream.username}@127.0.0.1:{port}/{database}"
+
+    yield start
+    for proc, workdir in started:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _database(url: str) -> str:
+    return urllib.parse.urlsplit(url).path.lstrip("/")
+
+
+async def test_migrate_and_run_through_a_transaction_pooler_exit_2_naming_the_fix(
+    db_url: str, pgbouncer: Callable[[str, str], str], tmp_path: Path
+) -> None:
+    url = pgbouncer("transaction", _database(db_url))
+    for attempt in range(2):  # the second run is the one that used to collide on prepared statements
+        result = await run_cli("migrate", env={"SCENARIO_DATABASE_URL": url})
+        assert result.returncode == 2, (attempt, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert "transaction pooler" in result.stderr and "session" in result.stderr
+        assert "5432" in result.stderr  # Supabase: the session pooler / direct port, not 6543
+    d = DaemonProcess(url, tmp_path, "pooled").start()
+    try:
+        assert await d.wait(timeout=30) == 2
+        out = d.logs()
+        assert "Traceback" not in out
+        assert "transaction pooler" in out and "SCENARIO_DATABASE_URL" in out
+    finally:
+        d.kill()
+
+
+async def test_the_session_check_accepts_a_session_pooler_and_a_direct_connection(
+    db_url: str, pgbouncer: Callable[[str, str], str]
+) -> None:
+    await check_session_pooling(db_url)
+    await check_session_pooling(pgbouncer("session", _database(db_url)))
+    with pytest.raises(TransactionPoolerError):
+        await check_session_pooling(pgbouncer("transaction", _database(db_url)))
