@@ -35,7 +35,7 @@ from scenario_engine.db.connect import connect
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
+from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff, first_leaf, is_transient
 from scenario_engine.runtime.state import RuntimeState
 
 LEADER_LOCK_KEY = 0x5CE7_1EAD  # any fixed positive bigint shared by all engines
@@ -88,26 +88,37 @@ class Scheduler:
         self._waiting_for: str | None = None  # period whose owner's lease we are waiting out
 
     async def run(self) -> None:
+        """Lead or follow until stopped. A lost database is retried; so is a sweep that fails
+        for any other reason (logged as sweep_failed, counted, retried with a growing pause):
+        restarting the process could not fix a sweep that fails deterministically, and the
+        event path must keep working meanwhile — a crash loop would stop both."""
         backoff = Backoff(maximum=self.settings.leader_retry_seconds)
+        failures = Backoff(initial=5.0, maximum=300.0)
         while not self.state.stopping.is_set():
             conn: asyncpg.Connection[Any] | None = None
+            pause: float | None = None
             try:
                 conn = await connect(self.dsn, application_name="scenario-engine leader")
                 backoff.reset()
                 await self._follow_or_lead(conn)
+                failures.reset()
             except LeadershipLost as exc:
                 log.warning("leadership_lost", reason=str(exc))
-            except TRANSIENT_DB_ERRORS as exc:
-                if self.state.leader:
-                    log.warning("leadership_lost", error=repr(exc))
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.error("sweep_failed", error=repr(first_leaf(exc)), exc_info=exc)
+                    self.state.metrics.sweeps.labels("failed").inc()
+                    pause = failures.next_delay()
+                elif self.state.leader:
+                    log.warning("leadership_lost", error=repr(first_leaf(exc)))
                 else:
-                    log.debug("leader_connection_failed", error=repr(exc))
+                    log.debug("leader_connection_failed", error=repr(first_leaf(exc)))
             finally:
                 self.state.set_leader(False)
                 if conn is not None:
                     await self._release(conn)
             if not self.state.stopping.is_set():
-                with anyio.move_on_after(backoff.next_delay()):
+                with anyio.move_on_after(pause if pause is not None else backoff.next_delay()):
                     await self.state.stopping.wait()
 
     async def _release(self, conn: asyncpg.Connection[Any]) -> None:
