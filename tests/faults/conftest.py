@@ -1,0 +1,62 @@
+"""Fixtures of the fault suite. The restartable private cluster is the one tests/test_db_outage.py
+defines (imported, not redefined); the figures collector writes test-artifacts/fault-figures.json."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from scenario_engine.config import Rules, load_rules
+from tests.faults.figures import Figures, write_figures
+from tests.faults.helpers import RULES_TOML, FaultGateway
+from tests.test_db_outage import own_cluster, pg_ctl
+
+__all__ = ["own_cluster", "pg_ctl"]
+
+
+@pytest.fixture(scope="session")
+def _figures_collector() -> Iterator[list[Figures]]:
+    entries: list[Figures] = []
+    yield entries
+    if entries:
+        write_figures(entries)
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest, _figures_collector: list[Figures]) -> Iterator[Figures]:
+    """This test's figures; recorded only if the test passed (a failed run claims nothing)."""
+    fig = Figures(test=request.node.name)
+    yield fig
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.passed:
+        _figures_collector.append(fig)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
+
+
+@pytest.fixture
+def rules_path(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES_TOML)
+    return path
+
+
+@pytest.fixture
+def fault_rules(rules_path: Path) -> Rules:
+    return load_rules(rules_path)
+
+
+@pytest.fixture
+async def fault_gateway() -> AsyncIterator[FaultGateway]:
+    gw = FaultGateway()
+    await gw.start()
+    yield gw
+    await gw.stop()
