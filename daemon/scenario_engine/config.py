@@ -172,6 +172,13 @@ class Settings(BaseSettings):
         default=None,
         description="webhook: file holding the URL (when it carries a key), used if the URL is unset.",
     )
+    status_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that /status and / require (for a status server bound beyond 127.0.0.1).",
+    )
+    status_token_file: Path | None = Field(
+        default=None, description="File holding the status token, used if the token is unset."
+    )
     push_webhook_token: SecretStr | None = Field(default=None, description="webhook: bearer token.")
     push_webhook_token_file: Path | None = Field(
         default=None, description="webhook: file holding the bearer token, used if the token is unset."
@@ -322,6 +329,7 @@ SECRET_SOURCES: dict[str, str] = {
     "push_webhook_url": "push-webhook-url",
     "push_webhook_token": "push-webhook-token",
     "push_webhook_hmac_secret": "push-webhook-hmac-secret",
+    "status_token": "status-token",
 }
 # Variables of the test suite (tests/pg.py), not of the daemon.
 RESERVED_ENV_PREFIXES = ("SCENARIO_TEST_",)
@@ -934,7 +942,7 @@ def collect_secrets(settings: Settings) -> list[str]:
         found += _url_secrets(settings.database_url.get_secret_value())
     if settings.push_webhook_url:
         found += _url_secrets(settings.push_webhook_url)
-    for secret in (settings.push_webhook_token, settings.push_webhook_hmac_secret):
+    for secret in (settings.push_webhook_token, settings.push_webhook_hmac_secret, settings.status_token):
         if secret is not None:
             found.append(secret.get_secret_value())
     return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)

@@ -71,7 +71,16 @@ class Daemon:
         stuck_after = s.worker_stuck_seconds
         try:
             async with anyio.create_task_group() as outer:
-                await outer.start(partial(serve_status, pool=pool), self.state, s.status_host, s.status_port)
+                await outer.start(
+                    partial(
+                        serve_status,
+                        pool=pool,
+                        token=s.status_token.get_secret_value() if s.status_token else None,
+                    ),
+                    self.state,
+                    s.status_host,
+                    s.status_port,
+                )
                 outer.start_soon(self._signals, engine)
                 # Before anything uses the pool: a transaction pooler is refused (exit 2) here
                 # rather than failing later with prepared-statement collisions. Waits out an

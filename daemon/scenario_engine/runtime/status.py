@@ -16,6 +16,7 @@ from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.runtime.status_auth import bearer_middleware, is_loopback
 from scenario_engine.runtime.status_page import (
     ChartUnavailable,
     DecisionChart,
@@ -118,8 +119,10 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
-def build_app(state: RuntimeState, pool: asyncpg.Pool[Any] | None = None) -> web.Application:
-    app = web.Application()
+def build_app(
+    state: RuntimeState, pool: asyncpg.Pool[Any] | None = None, *, token: str | None = None
+) -> web.Application:
+    app = web.Application(middlewares=[bearer_middleware(token)])
     app[STATE_KEY] = state
     app[CHART_KEY] = DecisionChartSource(pool)
     app.router.add_get("/", index)
@@ -136,13 +139,14 @@ async def serve_status(
     port: int,
     *,
     pool: asyncpg.Pool[Any] | None = None,
+    token: str | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen, report started (so work begins only once probes answer), serve until cancelled.
 
     ``pool`` feeds the status page's 30-day chart; without it the page says the chart is unavailable.
     """
-    runner = web.AppRunner(build_app(state, pool), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(state, pool, token=token), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -153,7 +157,15 @@ async def serve_status(
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         state.status_port = sockets[0].getsockname()[1] if sockets else port
-        log.info("status_server_listening", host=host, port=state.status_port)
+        log.info(
+            "status_server_listening", host=host, port=state.status_port, token_required=token is not None
+        )
+        if token is None and not is_loopback(host):
+            log.warning(
+                "status_pages_unprotected",
+                host=host,
+                hint="set SCENARIO_STATUS_TOKEN so that /status and / require a bearer token",
+            )
         task_status.started()
         await anyio.sleep_forever()
     finally:
