@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rules
-from scenario_engine.db.connect import connect, create_pool
+from scenario_engine.db.connect import SEARCH_PATH, connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.engine import Engine
 from tests.daemon import DaemonProcess
@@ -50,6 +50,9 @@ async def _clone(pg_server: TestServer, template: str) -> str:
     admin = await asyncpg.connect(pg_server.admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        # For the tests' own ad-hoc SQL only: the engine's queries are schema-qualified and
+        # never rely on it (tests/test_sql_qualified.py).
+        await admin.execute(f'ALTER DATABASE "{name}" SET search_path = {SEARCH_PATH}')
     finally:
         await admin.close()
     return name

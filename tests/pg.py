@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from scenario_engine.embedded import FAST_TEST_SETTINGS, start_private_cluster
 
@@ -77,3 +78,12 @@ def test_server() -> Iterator[TestServer]:
         )
     finally:
         cluster.close()
+
+
+async def allow_unqualified_test_sql(conn: Any) -> None:
+    """Let the tests' own ad-hoc SQL name engine tables unqualified in this database. The
+    engine's queries never rely on it (tests/test_sql_qualified.py)."""
+    from scenario_engine.db.connect import SEARCH_PATH
+
+    database = await conn.fetchval("SELECT current_database()")
+    await conn.execute(f'ALTER DATABASE "{database}" SET search_path = {SEARCH_PATH}')

@@ -17,6 +17,7 @@ from scenario_engine.db.migrations import migrate
 from scenario_engine.embedded import FAST_TEST_SETTINGS, LocalCluster, start_private_cluster
 from tests.daemon import DaemonProcess
 from tests.factories import add_activity, add_mentor
+from tests.pg import allow_unqualified_test_sql
 
 pytestmark = pytest.mark.acceptance
 
@@ -161,6 +162,7 @@ async def own_cluster(tmp_path: Path) -> AsyncIterator[tuple[LocalCluster, str]]
     try:
         conn = await connect(cluster.dsn)
         await migrate(conn)
+        await allow_unqualified_test_sql(conn)
         await conn.close()
         yield cluster, cluster.dsn
     finally:

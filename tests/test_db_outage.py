@@ -28,6 +28,7 @@ from scenario_engine.db.migrations import migrate
 from scenario_engine.embedded import FAST_TEST_SETTINGS, LocalCluster, free_port, start_private_cluster
 from tests.daemon import DaemonProcess
 from tests.gateway import Gateway
+from tests.pg import allow_unqualified_test_sql
 
 pytestmark = pytest.mark.acceptance
 
@@ -83,6 +84,7 @@ async def own_cluster() -> AsyncIterator[LocalCluster]:
         conn = await connect(cluster.dsn)
         try:
             await migrate(conn)
+            await allow_unqualified_test_sql(conn)
         finally:
             await conn.close()
         yield cluster

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rules
-from scenario_engine.db.connect import create_pool
+from scenario_engine.db.connect import SEARCH_PATH, create_pool
 from scenario_engine.engine import Engine
 from scenario_engine.notifications import Outcome
 from tests import pg
@@ -274,6 +274,7 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
     pools: list[asyncpg.Pool[Any]] = []
     try:
         await _admin(pg_server, f'CREATE DATABASE "{sweep_db}" TEMPLATE "{template_db}"')
+        await _admin(pg_server, f'ALTER DATABASE "{sweep_db}" SET search_path = {SEARCH_PATH}')  # test SQL
         conn = await asyncpg.connect(pg_server.url(sweep_db))
         try:
             mentors = await populate(conn, case)
@@ -281,6 +282,8 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
             await conn.close()  # CREATE DATABASE … TEMPLATE needs the template to be idle
         await _admin(pg_server, f'CREATE DATABASE "{single_db}" TEMPLATE "{sweep_db}"')
         await _admin(pg_server, f'CREATE DATABASE "{incr_db}" TEMPLATE "{sweep_db}"')
+        for db in (single_db, incr_db):
+            await _admin(pg_server, f'ALTER DATABASE "{db}" SET search_path = {SEARCH_PATH}')
         incr_pool = await create_pool(pg_server.url(incr_db), min_size=1, max_size=2)
         pools.append(incr_pool)
         incr_engine = Engine(incr_pool, RULES)

@@ -476,10 +476,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging("console", "warning")
     data_dir = args.data_dir or default_data_dir()
     try:
-        prepare_data_dir(data_dir, fresh=args.fresh)
+        lock = prepare_data_dir(data_dir, fresh=args.fresh)  # held until the demo ends
         anyio.run(
             lambda: run_demo(
-                data_dir, mentors=args.mentors, status_port=args.status_port, bin_dir=args.pg_bin
+                data_dir, mentors=args.mentors, status_port=args.status_port, bin_dir=args.pg_bin, lock=lock
             )
         )
     except EmbeddedPostgresError as exc:

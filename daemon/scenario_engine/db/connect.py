@@ -14,16 +14,17 @@ Conn: TypeAlias = Union["asyncpg.Connection[Any]", "PoolConnectionProxy[Any]"]
 ENGINE_ORIGIN_SQL = "SELECT set_config('scenario_engine.origin', 'engine', true)"
 
 # The engine's objects live in a schema of their own (sql/0008_engine_schema.sql); the platform's
-# tables stay where the platform keeps them (``public``). Every engine session resolves names in
-# that order — pg_catalog is always searched first — so no object a client role could create
-# elsewhere is ever picked up, and a session never depends on the server's default search_path.
+# tables stay where the platform keeps them (``public``). Every query names its tables with their
+# schema (tests/test_sql_qualified.py), so no session's search_path decides what a query touches —
+# and none is sent at connect: poolers refuse or drop unknown startup parameters. Migrations,
+# written unqualified before 0008, get SEARCH_PATH for their own transaction only.
 ENGINE_SCHEMA = "scenario_engine"
 PLATFORM_SCHEMA = "public"
 SEARCH_PATH = f"{ENGINE_SCHEMA}, {PLATFORM_SCHEMA}"
 
 
 def _server_settings(application_name: str) -> dict[str, str]:
-    return {"application_name": application_name, "search_path": SEARCH_PATH}
+    return {"application_name": application_name}
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scenario_engine.db.connect import ENGINE_SCHEMA, PLATFORM_SCHEMA
+from scenario_engine.db.connect import ENGINE_SCHEMA, PLATFORM_SCHEMA, SEARCH_PATH
 from scenario_engine.db.units import UnitError, UnitFile, UnitReport, apply_units
 
 # pg_advisory_lock key: the bytes of "scenmigr" as a signed bigint.
@@ -152,8 +152,9 @@ async def _ensure_bookkeeping(conn: asyncpg.Connection[Any]) -> None:
 async def _apply_file(conn: asyncpg.Connection[Any], migration: Migration, *, legacy: bool) -> None:
     try:
         async with conn.transaction():
-            if legacy:  # as they were written: unqualified names, created in public
-                await conn.execute(f"SET LOCAL search_path = {PLATFORM_SCHEMA}")
+            # as they were written: 0001–0007 created in public; later files name engine
+            # tables unqualified (they resolve in the engine schema first)
+            await conn.execute(f"SET LOCAL search_path = {PLATFORM_SCHEMA if legacy else SEARCH_PATH}")
             await conn.execute(migration.sql)
             await conn.execute(
                 f"INSERT INTO {ENGINE_SCHEMA}.scenario_schema_migration (version, name, checksum) "

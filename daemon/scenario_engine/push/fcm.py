@@ -53,9 +53,9 @@ DEFAULT_TOKEN_LIFETIME_SECONDS = 3600.0
 RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
 RESERVED_DATA_PREFIXES = ("google", "gcm")
 
-SELECT_TOKENS = "SELECT token FROM device_token WHERE mentor_id = $1 AND active ORDER BY id"
+SELECT_TOKENS = "SELECT token FROM public.device_token WHERE mentor_id = $1 AND active ORDER BY id"
 DEACTIVATE_TOKEN = (
-    "UPDATE device_token SET active = false, deactivated_at = now(), last_error = $2 "
+    "UPDATE public.device_token SET active = false, deactivated_at = now(), last_error = $2 "
     "WHERE token = $1 AND active"
 )
 

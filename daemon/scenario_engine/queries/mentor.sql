@@ -10,12 +10,12 @@
 -- name: mentor_row
 SELECT id, organization_id, display_name, status, timezone,
        CASE WHEN joined_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN joined_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE joined_at END AS joined_at
-FROM peer_mentor WHERE id = $1;
+FROM public.peer_mentor WHERE id = $1;
 
 -- name: mentor_activities
 SELECT kind, duration_minutes, contacts,
        CASE WHEN occurred_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN occurred_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE occurred_at END AS occurred_at
-FROM activity
+FROM public.activity
 WHERE mentor_id = $1 AND occurred_at <= $2;
 
 -- name: mentor_certifications
@@ -23,23 +23,23 @@ SELECT id, type,
        CASE WHEN issued_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN issued_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE issued_at END AS issued_at,
        CASE WHEN expires_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN expires_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE expires_at END AS expires_at,
        CASE WHEN revoked_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN revoked_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE revoked_at END AS revoked_at
-FROM certification WHERE mentor_id = $1;
+FROM public.certification WHERE mentor_id = $1;
 
 -- name: mentor_achievements
-SELECT milestone, threshold::float8 AS threshold, period FROM achievement WHERE mentor_id = $1;
+SELECT milestone, threshold::float8 AS threshold, period FROM public.achievement WHERE mentor_id = $1;
 
 -- name: mentor_notifications
 SELECT id, scenario_type, rule_name, subject, seq, dedup_key, as_of, created_at, context
-FROM scenario_notification WHERE mentor_id = $1 ORDER BY id;
+FROM scenario_engine.scenario_notification WHERE mentor_id = $1 ORDER BY id;
 
 -- name: mentor_decisions
 SELECT scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of, notification_id, created_at
-FROM scenario_decision WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
+FROM scenario_engine.scenario_decision WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
 
 -- name: mentor_pushes
 SELECT id, notification_id, scenario_type, title, status, attempts, created_at, sent_at, last_error
-FROM push_notification WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
+FROM scenario_engine.push_notification WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
 
 -- name: mentor_quarantine
 SELECT mentor_id, reason, first_seen_at, last_seen_at, occurrences, cleared_at
-FROM scenario_quarantine WHERE mentor_id = $1;
+FROM scenario_engine.scenario_quarantine WHERE mentor_id = $1;

@@ -12,13 +12,13 @@
 
 -- name: claim_pushes
 WITH due AS (
-    SELECT id, in_flight_at FROM push_notification
+    SELECT id, in_flight_at FROM scenario_engine.push_notification
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
     ORDER BY next_attempt_at, id
     LIMIT $1::int
     FOR UPDATE SKIP LOCKED
 )
-UPDATE push_notification p
+UPDATE scenario_engine.push_notification p
 SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8),
     in_flight_at = NULL, delivery_uncertain = p.delivery_uncertain OR due.in_flight_at IS NOT NULL
 FROM due WHERE p.id = due.id
@@ -27,7 +27,7 @@ RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempot
 
 -- name: push_renew_claims
 -- Keeps this dispatcher's claimed, not yet sent rows ($1 ids, $2 their attempts) its own.
-UPDATE push_notification p
+UPDATE scenario_engine.push_notification p
 SET next_attempt_at = now() + make_interval(secs => $3::float8)
 FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)
 WHERE p.id = c.id AND p.attempts = c.attempts AND p.status = 'sending' AND p.in_flight_at IS NULL;
@@ -35,7 +35,7 @@ WHERE p.id = c.id AND p.attempts = c.attempts AND p.status = 'sending' AND p.in_
 -- name: push_mark_in_flight
 -- The last statement before the HTTP call. No row back: the claim was taken over, do not send.
 -- The lease now covers the call itself (send deadline plus time to record the outcome).
-UPDATE push_notification
+UPDATE scenario_engine.push_notification
 SET in_flight_at = now(), next_attempt_at = now() + make_interval(secs => $3::float8)
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int AND in_flight_at IS NULL
 RETURNING id;
@@ -48,37 +48,37 @@ SELECT p.id, m.timezone,
         WHEN m.id IS NULL THEN 'mentor no longer exists'
         WHEN m.status <> 'active' THEN 'mentor is ' || m.status
         WHEN EXISTS (
-            SELECT 1 FROM notification_preference np
+            SELECT 1 FROM public.notification_preference np
             WHERE np.mentor_id = p.mentor_id AND np.opted_out AND np.scenario_type IN ('all', p.scenario_type)
         ) THEN 'mentor opted out'
         WHEN p.scenario_type = 'certification_expiry' AND NOT EXISTS (
-            SELECT 1 FROM certification c
+            SELECT 1 FROM public.certification c
             WHERE c.id = (p.data -> 'context' ->> 'certification_id')::bigint
               AND c.revoked_at IS NULL AND c.expires_at > now()
               AND NOT EXISTS (
-                  SELECT 1 FROM certification n
+                  SELECT 1 FROM public.certification n
                   WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
                     AND (n.issued_at, n.id) > (c.issued_at, c.id))
         ) THEN 'certification renewed, revoked or expired'
         WHEN p.scenario_type = 'inactivity' AND EXISTS (
-            SELECT 1 FROM activity a
+            SELECT 1 FROM public.activity a
             WHERE a.mentor_id = p.mentor_id
               AND a.occurred_at > (p.data -> 'context' ->> 'last_activity_at')::timestamptz
         ) THEN 'mentor active again'
     END AS cancel_reason
-FROM push_notification p
-LEFT JOIN peer_mentor m ON m.id = p.mentor_id
+FROM scenario_engine.push_notification p
+LEFT JOIN public.peer_mentor m ON m.id = p.mentor_id
 WHERE p.id = ANY($1::bigint[]);
 
 -- name: push_sent
-UPDATE push_notification
+UPDATE scenario_engine.push_notification
 SET status = 'sent', sent_at = now(), provider = $3::text, provider_message_id = $4::text, last_error = NULL,
     in_flight_at = NULL
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_retry
 -- $6: this attempt may have reached the gateway (a timeout, a connection lost mid-request).
-UPDATE push_notification
+UPDATE scenario_engine.push_notification
 SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8), provider = $4::text,
     last_error = left($5::text, 2000), in_flight_at = NULL, delivery_uncertain = delivery_uncertain OR $6::boolean
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
@@ -87,19 +87,19 @@ WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 -- Terminal outcomes: 'failed' (permanent error), 'dead' (retries exhausted), 'cancelled'
 -- (never sent, no longer wanted) and 'abandoned' (no longer wanted, but an earlier attempt
 -- may have been delivered).
-UPDATE push_notification
+UPDATE scenario_engine.push_notification
 SET status = $3::text, provider = $4::text, last_error = left($5::text, 2000), in_flight_at = NULL,
     cancel_reason = CASE WHEN $3::text IN ('cancelled', 'abandoned') THEN left($5::text, 2000) END
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_defer
 -- Quiet hours: not an attempt, so the attempt count goes back down.
-UPDATE push_notification
+UPDATE scenario_engine.push_notification
 SET status = 'pending', attempts = attempts - 1, next_attempt_at = $3::timestamptz, deferred_until = $3::timestamptz
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: requeue_dead_pushes
-UPDATE push_notification
+UPDATE scenario_engine.push_notification
 SET status = 'pending', attempts = 0, next_attempt_at = now(), in_flight_at = NULL,
     last_error = 'requeued after: ' || coalesce(last_error, '')
 WHERE status = 'dead' AND created_at >= coalesce($1::timestamptz, '-infinity')
@@ -107,7 +107,7 @@ RETURNING id;
 
 -- name: outbox_stats
 -- Three lookups on the partial indexes, never a scan of the (ever-growing) sent history.
-SELECT (SELECT count(*) FROM push_notification WHERE status IN ('pending', 'sending')) AS pending,
-       (SELECT min(created_at) FROM push_notification WHERE status IN ('pending', 'sending'))
+SELECT (SELECT count(*) FROM scenario_engine.push_notification WHERE status IN ('pending', 'sending')) AS pending,
+       (SELECT min(created_at) FROM scenario_engine.push_notification WHERE status IN ('pending', 'sending'))
            AS oldest_pending,
-       (SELECT count(*) FROM push_notification WHERE status = 'dead') AS dead;
+       (SELECT count(*) FROM scenario_engine.push_notification WHERE status = 'dead') AS dead;

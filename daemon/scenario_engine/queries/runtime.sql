@@ -3,19 +3,19 @@
 -- name: claim_events
 -- Oldest pending events first; SKIP LOCKED lets several daemons drain side by side.
 SELECT id, table_name, operation, mentor_id, old_mentor_id, row_id, attempts, created_at
-FROM scenario_event
+FROM scenario_engine.scenario_event
 WHERE processed_at IS NULL AND dead_at IS NULL
 ORDER BY id
 LIMIT $1::int
 FOR UPDATE SKIP LOCKED;
 
 -- name: mark_events_processed
-UPDATE scenario_event SET processed_at = clock_timestamp(), attempts = attempts + 1
+UPDATE scenario_engine.scenario_event SET processed_at = clock_timestamp(), attempts = attempts + 1
 WHERE id = ANY($1::bigint[]);
 
 -- name: mark_event_failed
 -- A failed attempt; after the last allowed attempt the event is dead-lettered.
-UPDATE scenario_event
+UPDATE scenario_engine.scenario_event
 SET attempts = attempts + 1,
     last_error = left($2::text, 2000),
     dead_at = CASE WHEN attempts + 1 >= $3::int THEN clock_timestamp() END
@@ -23,14 +23,14 @@ WHERE id = $1::bigint
 RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: dead_letter_event
-UPDATE scenario_event SET attempts = attempts + 1, last_error = left($2::text, 2000), dead_at = clock_timestamp()
+UPDATE scenario_engine.scenario_event SET attempts = attempts + 1, last_error = left($2::text, 2000), dead_at = clock_timestamp()
 WHERE id = $1::bigint;
 
 -- name: prune_processed_events
 -- Bounded batches so the pruner never holds long locks or bloats one transaction.
-DELETE FROM scenario_event
+DELETE FROM scenario_engine.scenario_event
 WHERE id IN (
-    SELECT id FROM scenario_event
+    SELECT id FROM scenario_engine.scenario_event
     WHERE processed_at IS NOT NULL AND processed_at < now() - make_interval(secs => $1::float8)
     LIMIT $2::int
 );
@@ -55,7 +55,7 @@ SELECT pg_advisory_unlock($1::bigint);
 -- lease has lapsed (the owner died, was fenced, or gave the period up). A live owner's
 -- period is never taken. The fresh claim token fences the previous owner: its renewals
 -- stop matching. Rows from before sql/0010 have no lease and count as lapsed.
-INSERT INTO scenario_sweep (sweep_key, as_of, instance_id, started_at, claim_token, lease_until)
+INSERT INTO scenario_engine.scenario_sweep (sweep_key, as_of, instance_id, started_at, claim_token, lease_until)
 VALUES ($1::text, $2::timestamptz, $3::text, now(), gen_random_uuid(),
         now() + make_interval(secs => $4::float8))
 ON CONFLICT (sweep_key) DO UPDATE
@@ -69,22 +69,22 @@ RETURNING sweep_key, as_of, claim_token;
 -- name: sweep_claim_state
 -- Why a claim was refused: the period is finished, or another owner's lease is still running.
 SELECT instance_id, finished_at IS NOT NULL AS finished, lease_until
-FROM scenario_sweep WHERE sweep_key = $1::text;
+FROM scenario_engine.scenario_sweep WHERE sweep_key = $1::text;
 
 -- name: renew_sweep_lease
 -- Before each batch: renew the lease only if the claim is still ours and the lease has not
 -- lapsed (otherwise another instance may own the period: stop). Closes the previous batch of
 -- this claim in the ledger and, when renewed, opens this one. True when renewed.
 WITH closed AS (
-    UPDATE scenario_sweep_batch SET finished_at = now()
+    UPDATE scenario_engine.scenario_sweep_batch SET finished_at = now()
     WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
 ), renewed AS (
-    UPDATE scenario_sweep SET lease_until = now() + make_interval(secs => $3::float8)
+    UPDATE scenario_engine.scenario_sweep SET lease_until = now() + make_interval(secs => $3::float8)
     WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
       AND lease_until > now()
     RETURNING sweep_key
 ), opened AS (
-    INSERT INTO scenario_sweep_batch
+    INSERT INTO scenario_engine.scenario_sweep_batch
         (sweep_key, claim_token, batch_no, instance_id, first_mentor, last_mentor, mentors, started_at)
     SELECT $1::text, $2::uuid, $4::int, $5::text, $6::uuid, $7::uuid, $8::int, now() FROM renewed
 )
@@ -94,43 +94,43 @@ SELECT EXISTS (SELECT 1 FROM renewed);
 -- A sweep that stops early (shutdown, lost lock, lost lease) closes its open batch and lets
 -- the lease lapse at once, so the next leader need not wait for it. No-op if no longer ours.
 WITH closed AS (
-    UPDATE scenario_sweep_batch SET finished_at = now()
+    UPDATE scenario_engine.scenario_sweep_batch SET finished_at = now()
     WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
 )
-UPDATE scenario_sweep SET lease_until = now()
+UPDATE scenario_engine.scenario_sweep SET lease_until = now()
 WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL;
 
 -- name: finish_sweep
 -- Only the current claim finishes a period (a fenced owner's late finish changes nothing).
 -- Also closes the last batch and prunes the batch ledger of sweeps older than $4 seconds.
 WITH closed AS (
-    UPDATE scenario_sweep_batch SET finished_at = now()
+    UPDATE scenario_engine.scenario_sweep_batch SET finished_at = now()
     WHERE sweep_key = $1::text AND claim_token = $3::uuid AND finished_at IS NULL
 ), pruned AS (
-    DELETE FROM scenario_sweep_batch
+    DELETE FROM scenario_engine.scenario_sweep_batch
     WHERE started_at < now() - make_interval(secs => $4::float8) AND sweep_key <> $1::text
 )
-UPDATE scenario_sweep SET finished_at = now(), stats = $2::jsonb
+UPDATE scenario_engine.scenario_sweep SET finished_at = now(), stats = $2::jsonb
 WHERE sweep_key = $1::text AND claim_token = $3::uuid AND finished_at IS NULL
 RETURNING sweep_key;
 
 -- name: last_finished_sweep
 -- The previous completed sweep: an incremental sweep starts where it ended.
-SELECT sweep_key, as_of, stats FROM scenario_sweep
+SELECT sweep_key, as_of, stats FROM scenario_engine.scenario_sweep
 WHERE finished_at IS NOT NULL AND as_of < $1::timestamptz
 ORDER BY as_of DESC LIMIT 1;
 
 -- name: backlogs
 SELECT
-    (SELECT count(*) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
-    (SELECT count(*) FROM scenario_event WHERE dead_at IS NOT NULL) AS events_dead,  -- scenario_event_dead_idx
-    (SELECT created_at FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
+    (SELECT count(*) FROM scenario_engine.scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
+    (SELECT count(*) FROM scenario_engine.scenario_event WHERE dead_at IS NOT NULL) AS events_dead,  -- scenario_event_dead_idx
+    (SELECT created_at FROM scenario_engine.scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
      ORDER BY id LIMIT 1) AS oldest_event;
 
 -- name: heartbeat_instance
-INSERT INTO scenario_engine_instance (instance_id, hostname, pid, role, heartbeat_at)
+INSERT INTO scenario_engine.scenario_engine_instance (instance_id, hostname, pid, role, heartbeat_at)
 VALUES ($1::text, $2::text, $3::int, $4::text, now())
 ON CONFLICT (instance_id) DO UPDATE SET role = excluded.role, heartbeat_at = now();
 
 -- name: remove_instance
-DELETE FROM scenario_engine_instance WHERE instance_id = $1::text;
+DELETE FROM scenario_engine.scenario_engine_instance WHERE instance_id = $1::text;

@@ -8,13 +8,13 @@
 -- coalesce keeps "id > …" an index condition under a generic plan (asyncpg re-executes
 -- prepared statements); "$1 IS NULL OR id > $1" became a filter and rescanned the index per batch.
 -- (Only a mentor whose id is the nil UUID would be skipped.)
-SELECT id FROM peer_mentor
+SELECT id FROM public.peer_mentor
 WHERE status = 'active' AND id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)
 ORDER BY id
 LIMIT $2::int;
 
 -- name: active_mentor_count
-SELECT count(*) FROM peer_mentor WHERE status = 'active';
+SELECT count(*) FROM public.peer_mentor WHERE status = 'active';
 
 -- name: due_mentors
 -- The incremental sweep's work list: active mentors for whom a *time-driven* condition may
@@ -26,42 +26,42 @@ SELECT DISTINCT due.mentor_id
 FROM (
     -- the last activity (or the join date) just turned a threshold old
     SELECT a.mentor_id FROM unnest($3::float8[]) AS t(secs)
-    JOIN activity a ON a.occurred_at > $1::timestamptz - make_interval(secs => t.secs)
+    JOIN public.activity a ON a.occurred_at > $1::timestamptz - make_interval(secs => t.secs)
                    AND a.occurred_at <= $2::timestamptz - make_interval(secs => t.secs)
     UNION ALL
     SELECT p.id FROM unnest($3::float8[]) AS t(secs)
-    JOIN peer_mentor p ON p.status = 'active'
+    JOIN public.peer_mentor p ON p.status = 'active'
                       AND p.joined_at > $1::timestamptz - make_interval(secs => t.secs)
                       AND p.joined_at <= $2::timestamptz - make_interval(secs => t.secs)
     UNION ALL
     -- an activity dated after the previous sweep now lies in the past (counts, spells)
-    SELECT a.mentor_id FROM activity a WHERE a.occurred_at > $1::timestamptz AND a.occurred_at <= $2::timestamptz
+    SELECT a.mentor_id FROM public.activity a WHERE a.occurred_at > $1::timestamptz AND a.occurred_at <= $2::timestamptz
     UNION ALL
     -- the next reminder of a spell came due
     SELECT sn.mentor_id FROM unnest($4::text[], $5::float8[]) AS r(rule_name, secs)
-    JOIN scenario_notification sn ON sn.as_of > $1::timestamptz - make_interval(secs => r.secs)
+    JOIN scenario_engine.scenario_notification sn ON sn.as_of > $1::timestamptz - make_interval(secs => r.secs)
                                  AND sn.as_of <= $2::timestamptz - make_interval(secs => r.secs)
                                  AND sn.rule_name = r.rule_name
     UNION ALL
     -- a certification entered a reminder tier
     SELECT c.mentor_id FROM unnest($6::int[]) AS t(days)
-    JOIN certification c ON c.revoked_at IS NULL
+    JOIN public.certification c ON c.revoked_at IS NULL
                         AND c.expires_at > $1::timestamptz + make_interval(secs => t.days * 86400.0)
                         AND c.expires_at <= $2::timestamptz + make_interval(secs => t.days * 86400.0)
     UNION ALL
     -- a cooldown ended: a candidate suppressed by it may go out now
     SELECT cd.mentor_id FROM unnest($7::float8[]) AS k(secs)
-    JOIN scenario_cooldown cd ON cd.last_triggered_at > $1::timestamptz - make_interval(secs => k.secs)
+    JOIN scenario_engine.scenario_cooldown cd ON cd.last_triggered_at > $1::timestamptz - make_interval(secs => k.secs)
                              AND cd.last_triggered_at <= $2::timestamptz - make_interval(secs => k.secs)
     UNION ALL
     -- a notification left the 24-hour cap window
-    SELECT sn.mentor_id FROM scenario_notification sn
+    SELECT sn.mentor_id FROM scenario_engine.scenario_notification sn
     WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::timestamptz - interval '24 hours'
 ) due
 -- A lateral probe per due id: the windows come from parameters the planner cannot estimate,
 -- and a plain join hashed all active mentors to keep a few hundred.
 JOIN LATERAL (
-    SELECT 1 FROM peer_mentor p WHERE p.id = due.mentor_id AND p.status = 'active' LIMIT 1
+    SELECT 1 FROM public.peer_mentor p WHERE p.id = due.mentor_id AND p.status = 'active' LIMIT 1
 ) active ON true
 ORDER BY due.mentor_id;
 
@@ -71,9 +71,9 @@ ORDER BY due.mentor_id;
 WITH m AS (
     SELECT p.id, p.joined_at, last.at AS last_activity_at_raw,
            coalesce(last.at, p.joined_at) AS last_activity_at
-    FROM peer_mentor p
+    FROM public.peer_mentor p
     LEFT JOIN LATERAL (
-        SELECT max(a.occurred_at) AS at FROM activity a
+        SELECT max(a.occurred_at) AS at FROM public.activity a
         WHERE a.mentor_id = p.id AND a.occurred_at <= $2::timestamptz
     ) last ON true
     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
@@ -94,7 +94,7 @@ SELECT due.id AS mentor_id,
        CASE WHEN due.spell IS NULL THEN due.last_activity_at::text END AS problem
 FROM due
 LEFT JOIN LATERAL (
-    SELECT count(*) AS n, max(sn.as_of) AS last_as_of FROM scenario_notification sn
+    SELECT count(*) AS n, max(sn.as_of) AS last_as_of FROM scenario_engine.scenario_notification sn
     WHERE sn.mentor_id = due.id AND sn.rule_name = $3::text AND sn.subject = due.spell
 ) sent ON true
 WHERE coalesce(sent.n, 0) < $5::int
@@ -110,7 +110,7 @@ ORDER BY due.id;
 WITH zones AS (
     SELECT z.name FROM unnest($8::text[]) AS z(name)
 ), bad_zone AS (
-    SELECT p.id, p.timezone FROM peer_mentor p
+    SELECT p.id, p.timezone FROM public.peer_mentor p
     WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
       AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
 ), m AS (
@@ -121,7 +121,7 @@ WITH zones AS (
                 THEN make_timestamptz(extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int,
                                       1, 1, 0, 0, 0, p.timezone)
                 ELSE '-infinity'::timestamptz END AS period_start
-    FROM peer_mentor p
+    FROM public.peer_mentor p
     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
       AND NOT EXISTS (SELECT 1 FROM bad_zone b WHERE b.id = p.id)
 ), agg AS (
@@ -133,7 +133,7 @@ WITH zones AS (
                    WHEN 'hours' THEN sum(a.duration_minutes)::float8 / 60
                    ELSE sum(a.contacts)::float8
                END AS value
-        FROM activity a
+        FROM public.activity a
         WHERE a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz
     ) v ON true
 ), crossed AS (
@@ -142,7 +142,7 @@ WITH zones AS (
     CROSS JOIN LATERAL unnest($6::float8[], $7::text[]) AS t(threshold, label)
     WHERE agg.value >= t.threshold
       AND NOT EXISTS (
-          SELECT 1 FROM achievement ac
+          SELECT 1 FROM public.achievement ac
           WHERE ac.mentor_id = agg.id AND ac.milestone = $3::text
             AND ac.threshold = t.threshold::numeric AND ac.period = agg.period)
 )
@@ -169,7 +169,7 @@ WITH m AS (
                 THEN make_timestamptz(extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int,
                                       1, 1, 0, 0, 0, p.timezone)
                 ELSE '-infinity'::timestamptz END AS period_start
-    FROM peer_mentor p
+    FROM public.peer_mentor p
     WHERE $4::text <> 'year' OR p.timezone IN (SELECT z.name FROM unnest($6::text[]) AS z(name))
 ), agg AS (
     SELECT m.id, m.period,
@@ -178,10 +178,10 @@ WITH m AS (
                WHEN 'hours' THEN coalesce(sum(a.duration_minutes), 0)::float8 / 60
                ELSE coalesce(sum(a.contacts), 0)::float8
            END AS value
-    FROM m JOIN activity a ON a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $1::timestamptz
+    FROM m JOIN public.activity a ON a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $1::timestamptz
     GROUP BY m.id, m.period
 )
-INSERT INTO achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
+INSERT INTO public.achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
 SELECT agg.id, $2::text, t.threshold::numeric, agg.period, $1::timestamptz, 'engine-baseline'
 FROM agg CROSS JOIN unnest($5::float8[]) AS t(threshold)
 WHERE agg.value >= t.threshold
@@ -189,13 +189,13 @@ ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(pe
 
 -- name: claim_rule_first_seen
 -- Exactly one engine records a rule as seen; concurrent callers wait for its commit.
-INSERT INTO scenario_rule_state (rule_name, scenario_type, first_seen_at, baseline_at, backfill)
+INSERT INTO scenario_engine.scenario_rule_state (rule_name, scenario_type, first_seen_at, baseline_at, backfill)
 VALUES ($1::text, $2::text, $3::timestamptz, CASE WHEN $4::boolean THEN NULL ELSE $3::timestamptz END, $4::boolean)
 ON CONFLICT (rule_name) DO NOTHING
 RETURNING rule_name;
 
 -- name: known_rules
-SELECT rule_name FROM scenario_rule_state;
+SELECT rule_name FROM scenario_engine.scenario_rule_state;
 
 -- name: certification_candidates
 -- $1 mentors, $2 as_of, $3 rule name, $4 tiers in days, $5 watched types (empty = all).
@@ -203,15 +203,15 @@ WITH c AS (
     SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, p.timezone,
            (SELECT min(t) FROM unnest($4::int[]) AS t
             WHERE c.expires_at <= $2::timestamptz + make_interval(secs => t * 86400.0)) AS tier
-    FROM certification c
-    JOIN peer_mentor p ON p.id = c.mentor_id AND p.status = 'active'
+    FROM public.certification c
+    JOIN public.peer_mentor p ON p.id = c.mentor_id AND p.status = 'active'
     WHERE c.mentor_id = ANY($1::uuid[])
       AND c.revoked_at IS NULL
       AND c.expires_at > $2::timestamptz
       AND c.expires_at <= $2::timestamptz + make_interval(secs => (SELECT max(t) FROM unnest($4::int[]) AS t) * 86400.0)
       AND (cardinality($5::text[]) = 0 OR c.type = ANY($5::text[]))
       AND NOT EXISTS (
-          SELECT 1 FROM certification n
+          SELECT 1 FROM public.certification n
           WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
             AND (n.issued_at, n.id) > (c.issued_at, c.id))
 )
@@ -220,7 +220,7 @@ SELECT c.id AS certification_id, c.mentor_id, c.type, c.expires_at, c.timezone, 
        fired.min_tier
 FROM c
 LEFT JOIN LATERAL (
-    SELECT min(sn.seq) AS min_tier FROM scenario_notification sn
+    SELECT min(sn.seq) AS min_tier FROM scenario_engine.scenario_notification sn
     WHERE sn.mentor_id = c.mentor_id AND sn.rule_name = $3::text AND sn.subject = c.id::text
 ) fired ON true
 WHERE fired.min_tier IS NULL OR c.tier < fired.min_tier
@@ -230,14 +230,14 @@ ORDER BY c.mentor_id, c.id;
 -- What should_notify needs for one scenario type: status, opt-out, cooldown, cap usage.
 -- $1 mentors, $2 scenario type, $3 as_of.
 SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name,
-       (SELECT np.scenario_type FROM notification_preference np
+       (SELECT np.scenario_type FROM public.notification_preference np
         WHERE np.mentor_id = p.id AND np.opted_out AND np.scenario_type IN ('all', $2::text)
         ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
        cd.last_triggered_at, cd.last_rule_name,
-       (SELECT count(*) FROM scenario_notification sn
+       (SELECT count(*) FROM scenario_engine.scenario_notification sn
         WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int AS sent_24h
-FROM peer_mentor p
-LEFT JOIN scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
+FROM public.peer_mentor p
+LEFT JOIN scenario_engine.scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
 WHERE p.id = ANY($1::uuid[]);
 
 -- name: quarantine_mentors
@@ -245,10 +245,10 @@ WHERE p.id = ANY($1::uuid[]);
 -- new, was cleared before, or has a new reason: the engine logs those once, the rest at debug.
 -- $1 mentors (sorted), $2 reasons.
 WITH old AS (
-    SELECT q.mentor_id, q.reason, q.cleared_at FROM scenario_quarantine q
+    SELECT q.mentor_id, q.reason, q.cleared_at FROM scenario_engine.scenario_quarantine q
     WHERE q.mentor_id = ANY($1::uuid[])
 ), up AS (
-    INSERT INTO scenario_quarantine AS q (mentor_id, reason, first_seen_at, last_seen_at, occurrences)
+    INSERT INTO scenario_engine.scenario_quarantine AS q (mentor_id, reason, first_seen_at, last_seen_at, occurrences)
     SELECT t.mentor_id, t.reason, now(), now(), 1 FROM unnest($1::uuid[], $2::text[]) AS t(mentor_id, reason)
     ON CONFLICT (mentor_id) DO UPDATE
     SET reason = EXCLUDED.reason, last_seen_at = EXCLUDED.last_seen_at,
@@ -263,5 +263,5 @@ LEFT JOIN old ON old.mentor_id = up.mentor_id;
 -- name: clear_quarantine
 -- After a clean evaluation: its mentors are no longer quarantined (the partial index keeps
 -- this to the open entries, normally none). $1 mentors.
-UPDATE scenario_quarantine SET cleared_at = now()
+UPDATE scenario_engine.scenario_quarantine SET cleared_at = now()
 WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;

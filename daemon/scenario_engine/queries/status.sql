@@ -8,7 +8,7 @@ SELECT scenario_type,
        (created_at AT TIME ZONE 'UTC')::date AS day,
        count(*) FILTER (WHERE outcome = 'sent') AS sent,
        count(*) FILTER (WHERE outcome <> 'sent') AS suppressed
-FROM scenario_decision
+FROM scenario_engine.scenario_decision
 WHERE created_at >= ($1::date)::timestamp AT TIME ZONE 'UTC'
 GROUP BY scenario_type, day
 ORDER BY scenario_type, day;
