@@ -72,17 +72,22 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         text = "\n".join(lines)
         assert seen == {"inactivity", "milestone", "certification_expiry"}, text[-3000:]
         assert url is not None
-        conn = await connect(url)  # the engine's search_path: its tables are in their own schema
+        conn = await connect(url)
         try:
             for table in (
-                "peer_mentor",
-                "activity",
-                "certification",
-                "scenario_notification",
-                "push_notification",
+                "public.peer_mentor",
+                "public.activity",
+                "public.certification",
+                "scenario_engine.scenario_notification",
+                "scenario_engine.push_notification",
             ):
                 assert await conn.fetchval(f"SELECT count(*) FROM {table}") > 0, table
-            assert await conn.fetchval("SELECT count(*) FROM push_notification WHERE status = 'sent'") > 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM scenario_engine.push_notification WHERE status = 'sent'"
+                )
+                > 0
+            )
         finally:
             await conn.close()
         assert _postgres_pids(data_dir), "the demo's postgres should be running"

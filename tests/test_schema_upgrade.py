@@ -73,14 +73,16 @@ SELECT 'trigger', t.tgname, pg_get_triggerdef(t.oid)
 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
 WHERE c.relnamespace = $1::text::regnamespace AND NOT t.tgisinternal
 UNION ALL
-SELECT 'table', c.relname, 'rls=' || c.relrowsecurity || ' options=' || coalesce(array_to_string(c.reloptions, ','), '')
+SELECT 'table', c.relname, 'rls=' || c.relrowsecurity || ' options=' || \
+coalesce(array_to_string(c.reloptions, ','), '')
 FROM pg_class c WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r' AND $1::text <> 'public'
 UNION ALL
 SELECT 'policy', polrelid::regclass::text || '.' || polname, pg_get_expr(polqual, polrelid)
 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
 WHERE c.relnamespace = $1::text::regnamespace AND $1::text <> 'public'
 UNION ALL
-SELECT 'sequence', c.relname, 'seq' FROM pg_class c WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'S'
+SELECT 'sequence', c.relname, 'seq' FROM pg_class c \
+WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'S'
 ORDER BY 1, 2, 3
 """
 
@@ -90,10 +92,14 @@ async def catalogue(conn: asyncpg.Connection[Any]) -> dict[str, list[tuple[str, 
     indexes, triggers). Row-level security on public tables differs on purpose: the engine
     enables it only on reference tables it creates itself, and cannot tell which ones an older
     engine created."""
-    return {
-        schema: [tuple(r) for r in await conn.fetch(CATALOGUE, schema)]
-        for schema in ("scenario_engine", "public")
-    }
+    await conn.execute("SET search_path = pg_catalog")  # regclass::text then always qualifies
+    try:
+        return {
+            schema: [tuple(r) for r in await conn.fetch(CATALOGUE, schema)]
+            for schema in ("scenario_engine", "public")
+        }
+    finally:
+        await conn.execute("RESET search_path")
 
 
 async def test_fresh_install_keeps_nothing_of_the_engine_in_public(empty_db_url: str) -> None:
@@ -118,9 +124,10 @@ async def test_fresh_install_keeps_nothing_of_the_engine_in_public(empty_db_url:
             "notification_preference",
             "device_token",
         }
-        assert ENGINE_TABLES <= engine
+        assert engine >= ENGINE_TABLES
         functions = await conn.fetch(
-            "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'scenario%'"
+            "SELECT proname FROM pg_proc "
+            "WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'scenario%'"
         )
         assert [f["proname"] for f in functions] == ["scenario_is_valid_timezone"]
     finally:
@@ -141,7 +148,8 @@ async def test_upgrade_in_place_keeps_rows_and_ends_like_a_fresh_install(
         mentor = await add_mentor(legacy, name="Legacy Lena")
         activity_id = await add_activity(legacy, mentor, dt.datetime(2026, 1, 5, tzinfo=dt.UTC))
         await legacy.execute(
-            "INSERT INTO scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, as_of) "
+            "INSERT INTO scenario_notification "
+            "(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, as_of) "
             "VALUES ($1, 'inactivity', 'r', 's', 1, 'k1', now())",
             mentor,
         )

@@ -16,9 +16,9 @@ import pytest
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.units import dba_chunks
+from tests import pg
 from tests.daemon import DaemonProcess
 from tests.gateway import Gateway
-from tests import pg
 from tests.roles import SUPABASE_DEFAULTS, Roles, create_role, drop_roles, unique_roles, url_as
 from tests.test_schema_upgrade import install_legacy
 
@@ -87,7 +87,8 @@ async def assert_client_sees_nothing(conn: asyncpg.Connection[Any], role: str) -
     await denied(
         conn,
         role,
-        "INSERT INTO scenario_engine.push_notification (mentor_id, scenario_type, title, body, idempotency_key) "
+        "INSERT INTO scenario_engine.push_notification "
+        "(mentor_id, scenario_type, title, body, idempotency_key) "
         "VALUES (gen_random_uuid(), 'inactivity', 'Pwned by anon', 'x', 'evil')",
     )
     await denied(conn, role, "UPDATE scenario_engine.scenario_engine_setting SET value = 'poll'")
@@ -96,7 +97,8 @@ async def assert_client_sees_nothing(conn: asyncpg.Connection[Any], role: str) -
 
 async def first_column(conn: asyncpg.Connection[Any], table: str) -> str:
     name: str = await conn.fetchval(
-        "SELECT attname FROM pg_attribute WHERE attrelid = ('scenario_engine.' || $1)::regclass AND attnum = 1",
+        "SELECT attname FROM pg_attribute "
+        "WHERE attrelid = ('scenario_engine.' || $1)::regclass AND attnum = 1",
         table,
     )
     return name
@@ -111,8 +113,9 @@ async def seed_engine_rows(conn: asyncpg.Connection[Any]) -> uuid.UUID:
         "INSERT INTO public.device_token (mentor_id, token) VALUES ($1, 'device-token-secret')", mentor
     )
     await conn.execute(
-        "INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, "
-        "reason, inputs, as_of) VALUES ($1, 'inactivity', 'r', 'k', 'sent', 'x', '{\"name\": \"Secret Sam\"}', now())",
+        "INSERT INTO scenario_engine.scenario_decision "
+        "(mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of) "
+        "VALUES ($1, 'inactivity', 'r', 'k', 'sent', 'x', '{\"name\": \"Secret Sam\"}', now())",
         mentor,
     )
     return mentor
@@ -148,7 +151,8 @@ async def test_client_roles_created_before_migrate_get_nothing(
         await denied(
             conn,
             anon,
-            "INSERT INTO scenario_engine.push_notification (mentor_id, scenario_type, title, body, idempotency_key) "
+            "INSERT INTO scenario_engine.push_notification "
+            "(mentor_id, scenario_type, title, body, idempotency_key) "
             "VALUES (gen_random_uuid(), 'inactivity', 'Pwned by anon', 'x', 'evil')",
             match="row-level security",
         )
@@ -178,7 +182,8 @@ async def test_a_push_written_by_a_client_is_never_delivered(db_url: str, daemon
         await conn.execute(
             "CREATE TABLE public.push_notification (id bigint GENERATED ALWAYS AS IDENTITY, mentor_id uuid, "
             "scenario_type text, title text, body text, data jsonb DEFAULT '{}', idempotency_key text, "
-            "status text DEFAULT 'pending', attempts int DEFAULT 0, next_attempt_at timestamptz DEFAULT now(), "
+            "status text DEFAULT 'pending', attempts int DEFAULT 0, "
+            "next_attempt_at timestamptz DEFAULT now(), "
             "created_at timestamptz DEFAULT now())"
         )
         mentor = await seed_engine_rows(conn)
@@ -314,7 +319,8 @@ async def test_foreign_owned_platform_migrate_hands_the_rest_to_a_dba_and_runs_a
         finally:
             await platform.close()
         events = await superuser.fetch(
-            "SELECT table_name, operation FROM scenario_engine.scenario_event WHERE mentor_id = $1 ORDER BY id",
+            "SELECT table_name, operation FROM scenario_engine.scenario_event "
+            "WHERE mentor_id = $1 ORDER BY id",
             mentor,
         )
         assert [e["table_name"] for e in events] == [
@@ -382,12 +388,14 @@ async def test_a_megabyte_in_any_platform_text_column_inserts(db_url: str) -> No
         raw_text = await conn.fetch(
             "SELECT i.indexrelid::regclass AS idx FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
             "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-            "WHERE c.relnamespace = 'public'::regnamespace AND NOT i.indisprimary AND a.atttypid = 'text'::regtype"
+            "WHERE c.relnamespace = 'public'::regnamespace AND NOT i.indisprimary "
+            "AND a.atttypid = 'text'::regtype"
         )
         assert raw_text == []
         mb = await conn.fetchval(MEGABYTE_SQL)
         text_columns = await conn.fetch(
-            "SELECT c.relname AS t, a.attname AS col FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "SELECT c.relname AS t, a.attname AS col "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 "
             "AND NOT a.attisdropped AND a.atttypid = 'text'::regtype ORDER BY 1, 2"
         )
@@ -405,13 +413,15 @@ async def test_a_megabyte_in_any_platform_text_column_inserts(db_url: str) -> No
             at,
         )
         await conn.execute(
-            "INSERT INTO public.certification (mentor_id, type, issued_at, expires_at) VALUES ($1, $2, $3::timestamptz, $3::timestamptz + interval '1 year')",
+            "INSERT INTO public.certification (mentor_id, type, issued_at, expires_at) "
+            "VALUES ($1, $2, $3::timestamptz, $3::timestamptz + interval '1 year')",
             mentor,
             mb,
             at,
         )
         await conn.execute(
-            "INSERT INTO public.achievement (mentor_id, milestone, threshold, period, awarded_by) VALUES ($1, $2, 1, $2, $2)",
+            "INSERT INTO public.achievement (mentor_id, milestone, threshold, period, awarded_by) "
+            "VALUES ($1, $2, 1, $2, $2)",
             mentor,
             mb,
         )
@@ -421,7 +431,8 @@ async def test_a_megabyte_in_any_platform_text_column_inserts(db_url: str) -> No
             mb,
         )
         await conn.execute(
-            "INSERT INTO public.device_token (mentor_id, token, platform, last_error) VALUES ($1, $2, $2, $2)",
+            "INSERT INTO public.device_token (mentor_id, token, platform, last_error) "
+            "VALUES ($1, $2, $2, $2)",
             mentor,
             mb,
         )
@@ -437,7 +448,8 @@ async def test_a_megabyte_in_any_platform_text_column_inserts(db_url: str) -> No
         # the same milestone again is refused by the engine's hashed unique index, as it should be
         with pytest.raises(asyncpg.UniqueViolationError):
             await conn.execute(
-                "INSERT INTO public.achievement (mentor_id, milestone, threshold, period) VALUES ($1, $2, 1.000, $2)",
+                "INSERT INTO public.achievement (mentor_id, milestone, threshold, period) "
+                "VALUES ($1, $2, 1.000, $2)",
                 mentor,
                 mb,
             )
@@ -457,7 +469,8 @@ async def test_every_engine_table_has_runtime_grants_and_only_the_runtime_policy
             assert f"scenario_engine.{table}" in roles_sql, f"{table}: no GRANT in sql/roles.sql"
             assert f"('{table}', " in roles_sql, f"{table}: not in the present-check of sql/roles.sql"
             row = await conn.fetchrow(
-                "SELECT c.relrowsecurity, array(SELECT polname FROM pg_policy p WHERE p.polrelid = c.oid) AS policies "
+                "SELECT c.relrowsecurity, "
+                "array(SELECT polname FROM pg_policy p WHERE p.polrelid = c.oid) AS policies "
                 "FROM pg_class c WHERE c.oid = ('scenario_engine.' || $1)::regclass",
                 table,
             )

@@ -65,20 +65,34 @@ class PushProvider(Protocol):
     async def close(self) -> None: ...
 
 
+# What a gateway's answer may cost us: its body is read up to this much (an error detail keeps
+# 300 characters of it), and a Retry-After is believed up to a week — a hostile or broken
+# gateway must not make the dispatcher hold a gigabyte or compute a date past year 9999.
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_RETRY_AFTER_SECONDS = 7 * 86400.0
+
+
+async def read_bounded(resp: aiohttp.ClientResponse) -> str:
+    """The first MAX_RESPONSE_BYTES of a response body, decoded leniently."""
+    data = await resp.content.read(MAX_RESPONSE_BYTES)
+    return data.decode(resp.get_encoding() if resp.charset else "utf-8", errors="replace")
+
+
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    """Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3); capped."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+    wait = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    return min(max(0.0, wait), MAX_RETRY_AFTER_SECONDS)
 
 
 def classify_http(status: int, body: str, retry_after: str | None) -> SendResult | None:

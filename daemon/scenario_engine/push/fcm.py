@@ -35,7 +35,7 @@ import google.auth.transport.requests
 from google.oauth2 import service_account
 
 from scenario_engine.logs import get_logger
-from scenario_engine.push.base import PushMessage, SendResult, classify_http
+from scenario_engine.push.base import PushMessage, SendResult, classify_http, read_bounded
 
 log = get_logger("scenario_engine.push.fcm")
 
@@ -234,8 +234,10 @@ class FcmProvider:
             "Idempotency-Key": message.idempotency_key,
         }
         try:
-            async with session.post(self.url, data=body, headers=headers, timeout=self.timeout) as resp:
-                return resp.status, await resp.text(), resp.headers.get("Retry-After")
+            async with session.post(
+                self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+            ) as resp:
+                return resp.status, await read_bounded(resp), resp.headers.get("Retry-After")
         except TimeoutError:
             return _TokenResult("retry", error="timeout", maybe_delivered=True)
         except aiohttp.ClientConnectorError as exc:  # never connected: FCM has nothing

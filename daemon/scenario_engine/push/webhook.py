@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from scenario_engine.push.base import PushMessage, SendResult, classify_http
+from scenario_engine.push.base import PushMessage, SendResult, classify_http, read_bounded
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -57,8 +57,10 @@ class WebhookProvider:
             headers["X-Scenario-Timestamp"] = ts
             headers["X-Scenario-Signature"] = sign(self.hmac_secret, ts, body)
         try:
-            async with session.post(self.url, data=body, headers=headers, timeout=self.timeout) as resp:
-                text = await resp.text()
+            async with session.post(
+                self.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+            ) as resp:
+                text = await read_bounded(resp)
                 problem = classify_http(resp.status, text, resp.headers.get("Retry-After"))
                 if problem is not None:
                     return problem
