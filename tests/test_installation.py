@@ -70,3 +70,15 @@ async def test_role_without_runtime_grants_is_told_how_to_get_them(roles: Roles,
             await as_member.close()
     finally:
         await admin.close()
+
+
+async def test_run_against_an_unmigrated_database_is_one_line_and_exit_2(empty_db_url: str) -> None:
+    from tests.cli import run_cli
+
+    result = await run_cli(
+        "run", env={"SCENARIO_DATABASE_URL": empty_db_url, "SCENARIO_STATUS_PORT": "0"}, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("run:")]
+    assert len(lines) == 1 and "scenario-engine migrate" in lines[0]
+    assert "Traceback" not in result.stderr

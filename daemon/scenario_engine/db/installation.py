@@ -24,6 +24,14 @@ REQUIRED_UNIT_FILES = ("triggers/hooks.sql",)
 REQUIRED_UNITS = ("achievement_once_per_period_key",)
 
 
+class InstallationError(RuntimeError):
+    """The database is not ready for ``run`` (exit 2: the operator's to fix)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 @dataclass
 class InstallationReport:
     problems: list[str] = field(default_factory=list)  # fatal: exit 2

@@ -27,7 +27,8 @@ import anyio
 import asyncpg
 
 from scenario_engine.config import ConfigError, Settings, load_rules
-from scenario_engine.db.connect import create_pool
+from scenario_engine.db.connect import connect, create_pool
+from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
     POOLER_ADVICE,
     TransactionPoolerError,
@@ -149,7 +150,17 @@ class Daemon:
         log.info("daemon_stopped")
 
     async def _check_session(self) -> bool:
+        """A session endpoint, a migrated database, the platform hooks, the runtime grants."""
         await check_session_pooling(self.dsn)
+        conn = await connect(self.dsn, application_name="scenario-engine start")
+        try:
+            report = await check_installation(conn)
+        finally:
+            await conn.close()
+        for warning in report.warnings:
+            log.warning("installation_incomplete", problem=warning)
+        if not report.ok:
+            raise InstallationError(report.problems)
         return True
 
     async def _see_rules(self, engine: Engine) -> None:
@@ -323,7 +334,7 @@ def startup_problem(exc: BaseException) -> str | None:
             if found is not None:
                 return found
         return None
-    if isinstance(exc, (StatusServerError, TransactionPoolerError)):
+    if isinstance(exc, (StatusServerError, TransactionPoolerError, InstallationError)):
         return str(exc)
     symptom = pooler_symptom(exc)
     if symptom is not None:
