@@ -4,14 +4,46 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal
 
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info") -> None:
+class SecretScrubber:
+    """Replaces every configured secret in a log event with ***: whatever a library's error
+    message quotes (a URL with its query string, a DSN, a gateway echoing a request), the line
+    carries no secret. Runs after format_exc_info, so tracebacks are covered too."""
+
+    def __init__(self, secrets: Iterable[str]):
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, "***")
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        text = str(value)
+        return self._clean(text) if any(secret in text for secret in self.secrets) else value
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if self.secrets:
+            for key, value in event.items():
+                event[key] = self._clean(value)
+        return event
+
+
+def configure_logging(
+    fmt: Literal["auto", "json", "console"] = "auto", level: str = "info", *, secrets: Iterable[str] = ()
+) -> None:
     use_console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
@@ -22,6 +54,7 @@ def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: s
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            SecretScrubber(secrets),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

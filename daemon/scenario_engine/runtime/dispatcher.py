@@ -24,6 +24,7 @@ size can make the dispatcher starve its own pool.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -34,7 +35,7 @@ import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
 
-from scenario_engine.config import Settings
+from scenario_engine.config import Settings, collect_secrets, scrub
 from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
@@ -113,6 +114,7 @@ class Dispatcher:
             maximum=settings.push_backoff_max_seconds,
         )
         self.quiet = settings.quiet_window
+        self.secrets = collect_secrets(settings)  # never stored in last_error, never logged
         self.limiter = anyio.CapacityLimiter(settings.push_concurrency)
         self.rate = AsyncLimiter(settings.push_rate_per_second, 1.0)
         self.session: aiohttp.ClientSession | None = None
@@ -260,6 +262,8 @@ class Dispatcher:
             return SendResult.retry(f"provider error: {exc!r}", maybe_delivered=True)
 
     async def _record(self, row: Any, result: SendResult, stats: DispatchStats) -> None:
+        if result.error and self.secrets:  # a gateway may echo our URL or token into its answer
+            result = dataclasses.replace(result, error=scrub(result.error, self.secrets))
         name = self.provider.name
         uncertain = bool(row["delivery_uncertain"]) or result.maybe_delivered
         if result.kind == "delivered":
