@@ -202,6 +202,8 @@ CREATE INDEX IF NOT EXISTS push_notification_claim_order_idx
 -- constraint a platform row could violate, NOTIFY is skipped when the queue is half full, and
 -- a missing setting row means 'notify'. No EXCEPTION block: it would cost a subtransaction per
 -- row (see 0003). The `_v1` triggers keep their names: they point at these functions by OID.
+-- The two functions repeat the event-and-NOTIFY block on purpose: factored into a helper
+-- function it cost 16 % of a bulk insert's rows/s (74.5k vs 88.8k, measured in poll mode).
 CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
