@@ -20,6 +20,7 @@ from scenario_engine.db.connect import connect
 from scenario_engine.engine import Engine
 from scenario_engine.privacy import prune_personal_data
 from tests import pg
+from tests.catalog import PLATFORM_TABLES
 from tests.cli import run_cli
 from tests.factories import add_activity, add_certification, add_mentor, opt_out
 from tests.roles import create_role, drop_roles, unique_roles, url_as
@@ -28,14 +29,6 @@ AS_OF = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 SECRET_NAME = "Secret Sam Forgettable"
 OTHER_NAME = "Olga Other"
-PLATFORM_TABLES = [
-    "peer_mentor",
-    "activity",
-    "certification",
-    "achievement",
-    "notification_preference",
-    "device_token",
-]
 
 # The young mentor's rows are 300 days old at pruning time, everyone else's 400.
 AGED = "CASE WHEN mentor_id = $1 THEN $2::timestamptz ELSE $3::timestamptz END"

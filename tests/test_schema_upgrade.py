@@ -10,6 +10,7 @@ import asyncpg
 
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import LEGACY_LAST_VERSION, discover, migrate
+from tests.catalog import ENGINE_TABLES
 from tests.factories import add_activity, add_mentor
 
 # The bookkeeping table as 0001–0007 era engines created it (in public).
@@ -18,19 +19,6 @@ CREATE TABLE IF NOT EXISTS public.scenario_schema_migration (
     version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now())
 """
-
-ENGINE_TABLES = {
-    "scenario_engine_setting",
-    "scenario_event",
-    "scenario_notification",
-    "scenario_cooldown",
-    "scenario_decision",
-    "scenario_rule_state",
-    "scenario_sweep",
-    "scenario_engine_instance",
-    "push_notification",
-    "scenario_schema_migration",
-}
 
 
 async def install_legacy(conn: asyncpg.Connection[Any]) -> None:
@@ -124,7 +112,7 @@ async def test_fresh_install_keeps_nothing_of_the_engine_in_public(empty_db_url:
             "notification_preference",
             "device_token",
         }
-        assert engine >= ENGINE_TABLES
+        assert engine >= set(ENGINE_TABLES)
         functions = await conn.fetch(
             "SELECT proname FROM pg_proc "
             "WHERE pronamespace = 'public'::regnamespace AND proname LIKE 'scenario%'"

@@ -17,6 +17,7 @@ from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.units import dba_chunks
 from tests import pg
+from tests.catalog import ENGINE_TABLES, PLATFORM_TABLES
 from tests.daemon import DaemonProcess
 from tests.gateway import Gateway
 from tests.roles import SUPABASE_DEFAULTS, Roles, create_role, drop_roles, unique_roles, url_as
@@ -26,14 +27,6 @@ ENGINE_TABLES_SQL = (
     "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = 'scenario_engine' AND c.relkind = 'r' ORDER BY 1"
 )
-PLATFORM_TABLES = [
-    "peer_mentor",
-    "activity",
-    "certification",
-    "achievement",
-    "notification_preference",
-    "device_token",
-]
 MEGABYTE_SQL = (
     "SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 32768)"  # 1 MiB, barely compressible
 )
@@ -466,6 +459,7 @@ async def test_every_engine_table_has_runtime_grants_and_only_the_runtime_policy
     conn = await connect(db_url)
     try:
         for table in [r["relname"] for r in await conn.fetch(ENGINE_TABLES_SQL)]:
+            assert table in ENGINE_TABLES, f"{table}: add it to tests/catalog.py"
             assert f"scenario_engine.{table}" in roles_sql, f"{table}: no GRANT in sql/roles.sql"
             assert f"('{table}', " in roles_sql, f"{table}: not in the present-check of sql/roles.sql"
             row = await conn.fetchrow(

@@ -7,29 +7,8 @@ import re
 from pathlib import Path
 
 from scenario_engine.db.queries import all_queries
+from tests.catalog import ENGINE_TABLES, PLATFORM_TABLES
 
-ENGINE_TABLES = [
-    "scenario_engine_setting",
-    "scenario_event",
-    "scenario_notification",
-    "scenario_cooldown",
-    "scenario_decision",
-    "scenario_rule_state",
-    "scenario_sweep_batch",
-    "scenario_sweep",
-    "scenario_engine_instance",
-    "push_notification",
-    "scenario_schema_migration",
-    "scenario_quarantine",
-]
-PLATFORM_TABLES = [
-    "peer_mentor",
-    "activity",
-    "certification",
-    "achievement",
-    "notification_preference",
-    "device_token",
-]
 TABLE_POSITION = re.compile(
     r"\b(FROM|JOIN|INTO|UPDATE|TABLE|EXISTS)\s+(" + "|".join(ENGINE_TABLES + PLATFORM_TABLES) + r")\b(?!\.)",
     re.IGNORECASE,
