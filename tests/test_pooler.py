@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
@@ -36,12 +37,13 @@ def _pgbouncer() -> str:
 
 
 @pytest.fixture
-def pgbouncer(pg_server: pg.TestServer) -> Iterator[Callable[[str, str], str]]:
-    """start(mode, database) -> a URL through a fresh PgBouncer in that pool_mode."""
+def pgbouncer(pg_server: pg.TestServer) -> Iterator[Callable[..., str]]:
+    """start(mode, database, ignore=…) -> a URL through a fresh PgBouncer in that pool_mode;
+    ``ignore`` is its ignore_startup_parameters (any other startup parameter is refused)."""
     upstream = urllib.parse.urlsplit(pg_server.admin_dsn)
     started: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(mode: str, database: str) -> str:
+    def start(mode: str, database: str, ignore: str = "extra_float_digits,search_path") -> str:
         workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-", dir="/var/tmp"))
         workdir.chmod(0o755)
         port = free_port()
@@ -57,7 +59,7 @@ auth_type = any
 pool_mode = {mode}
 default_pool_size = 4
 max_client_conn = 50
-ignore_startup_parameters = extra_float_digits,search_path
+ignore_startup_parameters = {ignore}
 logfile = {workdir}/pgbouncer.log
 """
         )
@@ -133,3 +135,41 @@ async def test_the_session_check_accepts_a_session_pooler_and_a_direct_connectio
     await check_session_pooling(pgbouncer("session", _database(db_url)))
     with pytest.raises(TransactionPoolerError):
         await check_session_pooling(pgbouncer("transaction", _database(db_url)))
+
+
+async def test_the_daemon_works_through_a_strict_session_pooler(
+    db_url: str, pgbouncer: Callable[..., str], tmp_path: Path
+) -> None:
+    """PgBouncer refuses startup parameters it does not know (here: all but application_name):
+    the engine sends none it needs, and its queries do not rely on search_path."""
+    import datetime as dt
+
+    from scenario_engine.db.connect import connect
+    from tests.factories import add_mentor
+
+    url = pgbouncer("session", _database(db_url), ignore="extra_float_digits")
+    migrate = await run_cli("migrate", env={"SCENARIO_DATABASE_URL": url})
+    assert migrate.returncode == 0, migrate.stderr
+    d = DaemonProcess(url, tmp_path, "session-pooled", poll_interval_seconds=0.2).start()
+    conn = await connect(db_url)
+    try:
+        await d.wait_ready()
+        mentor = await add_mentor(conn, joined_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
+        await conn.execute("UPDATE public.peer_mentor SET status = 'paused' WHERE id = $1", mentor)
+        await conn.execute("UPDATE public.peer_mentor SET status = 'active' WHERE id = $1", mentor)
+        for _ in range(100):  # the status change is an event: drained and evaluated via the pooler
+            if await conn.fetchval(
+                "SELECT count(*) FROM scenario_engine.scenario_notification WHERE mentor_id = $1", mentor
+            ):
+                break
+            await anyio.sleep(0.1)
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM scenario_engine.scenario_notification WHERE mentor_id = $1", mentor
+            )
+            == 1
+        )
+        assert "unsupported startup parameter" not in d.logs()
+    finally:
+        await conn.close()
+        d.kill()
