@@ -128,13 +128,23 @@ WITH zones AS (
     SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
     FROM m
     LEFT JOIN LATERAL (
+        -- Index-only either way: sessions from the partial activity_mentor_sessions_idx
+        -- (kind is its predicate, so no text column is indexed), hours and contacts from
+        -- activity_mentor_occurred_v2_idx (sql/platform/indexes.sql).
         SELECT CASE $4::text
-                   WHEN 'sessions' THEN (count(*) FILTER (WHERE a.kind = 'session'))::float8
-                   WHEN 'hours' THEN sum(a.duration_minutes)::float8 / 60
-                   ELSE sum(a.contacts)::float8
+                   WHEN 'sessions' THEN (
+                       SELECT count(*) FROM public.activity a
+                       WHERE a.mentor_id = m.id AND a.kind = 'session'
+                         AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz)::float8
+                   WHEN 'hours' THEN (
+                       SELECT sum(a.duration_minutes) FROM public.activity a
+                       WHERE a.mentor_id = m.id
+                         AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz)::float8 / 60
+                   ELSE (
+                       SELECT sum(a.contacts) FROM public.activity a
+                       WHERE a.mentor_id = m.id
+                         AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz)::float8
                END AS value
-        FROM public.activity a
-        WHERE a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz
     ) v ON true
 ), crossed AS (
     SELECT agg.id, agg.period, agg.value, t.threshold, t.label
