@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.installed-embedded
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test lint format typecheck venv clean bench bench-quick
+.PHONY: demo test lint format typecheck venv clean bench bench-quick schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 $(BENCH_ARGS)
+
+# sql/schema.sql: the schema a fresh `migrate` creates (pg_dump on a throwaway private cluster).
+schema: $(STAMP)
+	$(BIN)/python -m scenario_engine.db.snapshot --output sql/schema.sql
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench
