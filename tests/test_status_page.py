@@ -25,7 +25,25 @@ from aiohttp import ClientSession
 
 from scenario_engine.embedded import free_port
 from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status import serve_status
+from scenario_engine.runtime.status import StatusPageSource, serve_status
+from scenario_engine.runtime.status_chart import (
+    DayCounts,
+    DecisionChart,
+    chart_window,
+    layout_chart,
+    nice_ceiling,
+)
+from scenario_engine.runtime.status_page import render_page
+from scenario_engine.runtime.status_view import (
+    DELIVERY_COLUMNS,
+    Period,
+    StatusPage,
+    StoredData,
+    build_page,
+    deliveries_from_rows,
+    describe_period,
+    format_time,
+)
 from tests.factories import add_activity, add_mentor, opt_out
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,19 +300,27 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
     assert dom.by_id("readiness").text == "Ready"
     assert dom.by_id("instance-id").text == status["instance_id"] == f"daemon-{d.port}"
     sweep = dom.by_id("last-sweep").text
-    assert status["last_sweep"]["sweep_key"] in sweep
+    key = status["last_sweep"]["sweep_key"]
+    period = describe_period(key)
+    assert period is not None
+    # The period in words (its start), not the raw key.
+    assert dom.by_id("sweep-period").text.startswith(f"started {format_time(period.start)}")
+    assert key not in sweep
+    assert dom.by_id("last-sweep").iter("dl")[0].attrs["data-sweep-key"] == key
     # The sweep's per-rule counts depend on how far the event drain got first (it then counts
     # duplicates), so the page is compared with what the daemon itself reports.
     if not status["last_sweep"]["per_rule"]:
         assert "No rule produced a decision" in sweep
     else:
         per_rule = dom.by_id("per-rule")
-        header = [th.text for th in per_rule.iter("thead")[0].iter("th")][1:]
+        head = per_rule.iter("thead")[0].iter("th")[1:]
+        header = [th.attrs["data-outcome"] for th in head]
+        assert "sent" not in {th.text for th in head}  # 'sent' decisions were queued, not delivered
         for rule, counts in status["last_sweep"]["per_rule"].items():
             row = next(tr for tr in per_rule.iter("tr") if tr.iter("th")[0].text == rule)
             shown = dict(zip(header, [td.text for td in row.iter("td")], strict=True))
-            assert {o.replace("_", " ") for o in counts} <= set(header)
-            assert shown == {label: str(counts.get(label.replace(" ", "_"), 0)) for label in header}
+            assert set(counts) <= set(header)
+            assert shown == {outcome: str(counts.get(outcome, 0)) for outcome in header}
     assert "Next sweep" in page_text and status["next_sweep_at"] is not None
     for key in ("events_pending", "events_dead", "pushes_pending", "pushes_dead"):
         card = dom.by_id(f"backlog-{key}")
@@ -305,7 +331,7 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
     assert len(svgs) == 1, "the page holds exactly one chart"
     svg = svgs[0]
     legend = svg.by_id("chart-legend")
-    assert {"Sent"} <= {t.text for t in legend.iter("text")}
+    assert {"Queued for delivery"} <= {t.text for t in legend.iter("text")}
     assert any(t.text.startswith("Suppressed") for t in legend.iter("text"))
     assert [r.attrs["fill"] for r in legend.iter("rect")] == [
         r.attrs["fill"] for r in (svg.iter("rect")) if "legend-swatch" in r.classes
@@ -314,6 +340,15 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
     got: dict[tuple[str, dt.date, str], int] = {}
     for panel in (g for g in svg.iter("g") if "panel" in g.classes):
         scenario = panel.attrs["data-scenario"]
+        # Each panel has its own scale, fitted to its own busiest day.
+        peak = max(
+            (
+                sum(n for (s, d, _), n in expected.items() if s == scenario and d == day)
+                for day in {d for (s, d, _) in expected if s == scenario}
+            ),
+            default=0,
+        )
+        assert int(panel.attrs["data-axis-max"]) == nice_ceiling(peak)[0], scenario
         for rect in panel.iter("rect"):
             if "bar" not in rect.classes:
                 continue
@@ -322,7 +357,8 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
             day = dt.date.fromisoformat(rect.attrs["data-day"])
             got[(scenario, day, kind)] = int(rect.attrs["data-count"])
             titles = rect.iter("title")
-            assert len(titles) == 1 and f"{rect.attrs['data-count']} {kind}" in titles[0].text
+            words = "queued for delivery" if kind == "sent" else "suppressed"
+            assert len(titles) == 1 and f"{rect.attrs['data-count']} {words}" in titles[0].text
     assert len(bars) == len(got) == len(expected) == 13
     assert got == expected
     axis_titles = {t.text for t in svg.iter("text") if "axis-title" in t.classes}
@@ -346,6 +382,22 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
         for kind in ("sent", "suppressed")
     ]
     assert totals == [8, 5, 8, 2, 3, 2]  # history within 30 days plus today's sweep
+
+    # What became of the pushes queued in these 30 days, per scenario, as push_notification says.
+    first = dt.datetime.combine(today - dt.timedelta(days=29), dt.time(0), tzinfo=dt.UTC)
+    pushes = await pool.fetch(
+        "SELECT scenario_type, status, count(*) AS n FROM scenario_engine.push_notification "
+        "WHERE created_at >= $1 GROUP BY 1, 2",
+        first,
+    )
+    want_deliveries = deliveries_from_rows(pushes)
+    assert want_deliveries.rows[0].counts[0] == 2  # today's two inactivity pushes were delivered
+    deliveries = dom.by_id("delivery-table")
+    columns = [th.attrs["data-status"] for th in deliveries.iter("thead")[0].iter("th")[1:]]
+    assert columns == [key for key, _, _ in DELIVERY_COLUMNS]
+    for want in want_deliveries.rows:
+        tr = next(tr for tr in deliveries.iter("tr") if tr.attrs.get("data-scenario") == want.scenario)
+        assert [int(td.text.replace("\u202f", "")) for td in tr.iter("td")] == list(want.counts)
 
     # A picture for people.
     SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -386,8 +438,142 @@ async def test_status_page_renders_while_the_database_is_down() -> None:
     dom = parse_dom(page)
     assert "Chart unavailable" in dom.by_id("chart-unavailable").text
     assert not dom.iter("svg")
-    assert dom.by_id("role").text == "Follower"
+    # Without the database the instance leads nothing, and cannot know who does.
+    assert dom.by_id("role").text == "Not leading"
+    assert "another instance, the leader" not in dom.text.lower()
     assert dom.by_id("readiness").text == "Not ready"
     assert dom.by_id("instance-id").text == "<b>host</b>&'x'"
     assert "<b>host" not in page and "&lt;b&gt;host&lt;/b&gt;&amp;" in page
     assert "<i>key</i>" not in page and "&lt;i&gt;key&lt;/i&gt;" in page
+
+
+# --- the view model, pure: one test per bug the old page had ------------------------------------
+
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+
+
+def page_for(state: RuntimeState, stored: StoredData | None = None) -> tuple[StatusPage, Node]:
+    view = build_page(state, stored or StoredData(DecisionChart(chart_window(NOW.date()))), NOW)
+    return view, parse_dom(render_page(view))
+
+
+def test_without_the_database_the_instance_is_not_called_a_follower() -> None:
+    state = RuntimeState(instance_id="solo")
+    state.set_database(False)
+    view, dom = page_for(state)
+    assert view.role.key == "unknown"
+    assert dom.by_id("role").text == "Not leading"
+    assert "unreachable" in dom.by_id("role-card").text
+    assert "Unknown while the database is unreachable" in dom.by_id("next-sweep-card").text
+    state.set_database(True)
+    assert page_for(state)[1].by_id("role").text == "Follower"
+    state.set_leader(True)
+    assert page_for(state)[1].by_id("role").text == "Leader"
+
+
+async def test_last_sweep_is_read_from_the_database_when_the_process_has_none(pool: Any) -> None:
+    """After a restart (or on a follower) the page shows the last finished sweep on record."""
+    token = uuid.uuid4()
+    started = NOW - dt.timedelta(seconds=90)
+    await pool.execute(
+        "INSERT INTO scenario_engine.scenario_sweep (sweep_key, as_of, instance_id, started_at, finished_at,"
+        " stats, claim_token) VALUES ($1, $2, 'other-host:1', $3, $4, $5, $6)",
+        "every60s:29935153",
+        started,
+        started,
+        started + dt.timedelta(seconds=75),
+        {"mode": "full", "per_rule": {"inactive_30d": {"sent": 4, "cooldown": 1}}},
+        token,
+    )
+    await pool.executemany(
+        "INSERT INTO scenario_engine.scenario_sweep_batch (sweep_key, claim_token, batch_no, instance_id,"
+        " first_mentor, last_mentor, mentors, started_at)"
+        " VALUES ($1, $2, $3, 'other-host:1', $4, $4, $5, $6)",
+        [("every60s:29935153", token, n, uuid.uuid4(), 500, started) for n in (1, 2)],
+    )
+    stored = await StatusPageSource(pool).get()
+    assert stored.last_sweep is not None
+    state = RuntimeState(instance_id="restarted")
+    state.set_database(True)
+    view, dom = page_for(state, stored)
+    assert view.last_sweep == stored.last_sweep
+    assert view.last_sweep.source == "database" and view.last_sweep.seconds == 75.0
+    text = dom.by_id("last-sweep").text
+    assert "1 000" in text and "1 min 15 s" in text  # mentors from the batch ledger; duration
+    assert "other-host:1" in dom.by_id("sweep-source").text
+    assert dom.by_id("per-rule").iter("td")[0].text == "4"
+    # The process's own sweep wins once it has one, unless the database holds a later one.
+    state.last_sweep = {"sweep_key": "every60s:29935154", "finished_at": NOW.isoformat(), "per_rule": {}}
+    own = page_for(state, stored)[0].last_sweep
+    assert own is not None and own.source == "process" and own.key == "every60s:29935154"
+
+
+def test_period_keys_are_shown_as_the_start_of_the_period() -> None:
+    every = describe_period("every60s:29935153")
+    assert every == Period(dt.datetime.fromtimestamp(29935153 * 60, dt.UTC), "every 1 min")
+    assert describe_period("every0.5s:4") == Period(
+        dt.datetime(1970, 1, 1, 0, 0, 2, tzinfo=dt.UTC), "every 0.5 s"
+    )
+    daily = describe_period("daily@03:30:2026-03-01")
+    assert daily == Period(dt.datetime(2026, 3, 1, 3, 30, tzinfo=dt.UTC), "daily at 03:30 UTC")
+    assert describe_period("<i>key</i>") is None and describe_period("every0s:1") is None
+    state = RuntimeState(instance_id="x")
+    state.last_sweep = {"sweep_key": "every60s:29935153", "per_rule": {}}
+    _, dom = page_for(state)
+    period = dom.by_id("sweep-period")
+    (when,) = period.iter("time")
+    assert when.text == "01 Dec 2026, 07:13:00 UTC" and when.attrs["datetime"] == "2026-12-01T07:13:00+00:00"
+    assert period.text.startswith("started") and "(sweeps every 1 min)" in period.text
+    assert "29935153" not in dom.by_id("last-sweep").text
+
+
+def test_each_panel_has_its_own_scale() -> None:
+    """A scenario with a handful of decisions is not a sliver beside one with thousands."""
+    days = chart_window(NOW.date())
+    chart = DecisionChart(
+        days, {"inactivity": {days[-1]: DayCounts(1200, 30)}, "milestone": {days[-3]: DayCounts(2, 1)}}
+    )
+    layout = layout_chart(chart)
+    panels = {p.scenario: p for p in layout.panels}
+    assert [panels[s].axis_max for s in SCENARIOS] == [1500, 3, 4]
+    for scenario in ("inactivity", "milestone"):
+        panel = panels[scenario]
+        tallest = sum(b.h for b in panel.bars if b.day == max(b.day for b in panel.bars))
+        assert tallest >= 0.6 * panel.plot.h, (scenario, tallest)
+        for bar in panel.bars:
+            assert panel.plot.y - 1e-9 <= bar.y and bar.y + bar.h <= panel.plot.y + panel.plot.h + 1e-9
+    assert not panels["certification_expiry"].bars and panels["certification_expiry"].empty is not None
+
+
+@pytest.mark.parametrize("peak", [0, 1, 7, 99, 1234, 98_765, 4_000_000])
+def test_the_y_axis_title_covers_no_tick_label(peak: int) -> None:
+    days = chart_window(NOW.date())
+    panel = layout_chart(DecisionChart(days, {"inactivity": {days[-1]: DayCounts(peak, 0)}})).panels[0]
+    labels = [*panel.y_ticks, *panel.x_ticks, panel.title, panel.totals, panel.x_title]
+    for label in labels:
+        assert not panel.y_title.box.overlaps(label.box), (peak, label)
+    for tick in panel.y_ticks:  # tick labels stay inside the panel, left of the plot
+        assert tick.box.x >= panel.x and tick.box.x + tick.box.w <= panel.plot.x
+
+
+def test_sent_is_labelled_queued_and_deliveries_are_shown() -> None:
+    rows = [
+        {"scenario_type": "inactivity", "status": "sent", "n": 5},
+        {"scenario_type": "inactivity", "status": "pending", "n": 1},
+        {"scenario_type": "inactivity", "status": "sending", "n": 2},
+        {"scenario_type": "milestone", "status": "dead", "n": 3},
+        {"scenario_type": "certification_expiry", "status": "abandoned", "n": 1},
+    ]
+    deliveries = deliveries_from_rows(rows)
+    assert [r.counts for r in deliveries.rows] == [(5, 3, 0, 0, 0, 0), (0, 0, 0, 3, 0, 0), (0, 0, 0, 0, 0, 1)]
+    days = chart_window(NOW.date())
+    chart = DecisionChart(days, {"inactivity": {days[-1]: DayCounts(8, 1)}})
+    _, dom = page_for(RuntimeState(instance_id="x"), StoredData(chart, deliveries))
+    legend = {t.text for t in dom.by_id("chart-legend").iter("text")}
+    assert "Queued for delivery" in legend and "Sent" not in legend
+    assert "8 queued · 1 suppressed" in dom.by_id("decision-chart").text
+    column_heads = dom.by_id("decision-table").iter("thead")[0].iter("tr")[1].iter("th")
+    assert [th.text for th in column_heads][1:3] == ["Queued", "Suppressed"]
+    table = dom.by_id("delivery-table")
+    assert [th.text for th in table.iter("thead")[0].iter("th")][1:3] == ["Delivered", "Waiting"]
+    assert [td.text for td in table.iter("tfoot")[0].iter("td")] == ["5", "3", "0", "3", "0", "1"]

@@ -17,12 +17,13 @@ from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.status_auth import bearer_middleware, is_loopback
-from scenario_engine.runtime.status_page import (
-    ChartUnavailable,
-    DecisionChart,
-    chart_from_rows,
-    chart_window,
-    render_page,
+from scenario_engine.runtime.status_chart import ChartUnavailable, chart_from_rows, chart_window
+from scenario_engine.runtime.status_page import render_page
+from scenario_engine.runtime.status_view import (
+    StoredData,
+    build_page,
+    deliveries_from_rows,
+    sweep_from_row,
 )
 
 log = get_logger("scenario_engine.status")
@@ -33,8 +34,10 @@ CHART_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.P
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
-class DecisionChartSource:
-    """Runs the 30-day decision query through the daemon's pool, cached briefly and time-boxed."""
+class StatusPageSource:
+    """What the status page reads from the database: the 30-day decision chart, what became of
+    the pushes queued in those days, and the last finished sweep. Through the daemon's pool,
+    cached briefly and time-boxed; any failure makes all three unavailable, never the page."""
 
     def __init__(
         self,
@@ -46,26 +49,33 @@ class DecisionChartSource:
         self.pool = pool
         self.cache_seconds = cache_seconds
         self.timeout = timeout
-        self._cached: tuple[float, DecisionChart] | None = None
+        self._cached: tuple[float, StoredData] | None = None
         self._lock = anyio.Lock()
 
-    async def get(self) -> DecisionChart | ChartUnavailable:
+    async def get(self) -> StoredData:
         if self.pool is None:
-            return ChartUnavailable("This status server was started without a database pool.")
-        async with self._lock:  # concurrent page loads share one query
+            return StoredData(ChartUnavailable("This status server was started without a database pool."))
+        async with self._lock:  # concurrent page loads share one round of queries
             if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_seconds:
                 return self._cached[1]
             days = chart_window(dt.datetime.now(dt.UTC).date())
             try:
                 with anyio.fail_after(self.timeout):
                     async with self.pool.acquire() as conn:
-                        rows = await conn.fetch(query("status_decisions_by_day"), days[0])
+                        decisions = await conn.fetch(query("status_decisions_by_day"), days[0])
+                        pushes = await conn.fetch(query("status_deliveries_since"), days[0])
+                        sweep = await conn.fetchrow(query("status_last_sweep"))
             except CHART_ERRORS as exc:
                 log.warning("status_page_chart_unavailable", error=repr(exc))
-                return ChartUnavailable(f"The database could not be queried ({type(exc).__name__}).")
-            chart = chart_from_rows(rows, days)
-            self._cached = (time.monotonic(), chart)
-            return chart
+                reason = f"The database could not be queried ({type(exc).__name__})."
+                return StoredData(ChartUnavailable(reason))
+            stored = StoredData(
+                chart_from_rows(decisions, days),
+                deliveries_from_rows(pushes),
+                sweep_from_row(sweep) if sweep is not None else None,
+            )
+            self._cached = (time.monotonic(), stored)
+            return stored
 
 
 class StatusServerError(Exception):
@@ -80,7 +90,7 @@ class StatusServerError(Exception):
 
 
 STATE_KEY = web.AppKey("state", RuntimeState)
-CHART_KEY = web.AppKey("chart", DecisionChartSource)
+CHART_KEY = web.AppKey("chart", StatusPageSource)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -109,8 +119,8 @@ async def status(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.Response:
     """The status page for people: always 200 while the process answers, chart or not."""
-    chart = await request.app[CHART_KEY].get()
-    page = render_page(request.app[STATE_KEY].status(), chart)
+    stored = await request.app[CHART_KEY].get()
+    page = render_page(build_page(request.app[STATE_KEY], stored))
     return web.Response(
         text=page,
         content_type="text/html",
@@ -124,7 +134,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(middlewares=[bearer_middleware(token)])
     app[STATE_KEY] = state
-    app[CHART_KEY] = DecisionChartSource(pool)
+    app[CHART_KEY] = StatusPageSource(pool)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
