@@ -11,14 +11,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 # rules.example.toml: the wheel installs it as /opt/scenario-engine/share/scenario-engine/.
-COPY pyproject.toml README.md rules.example.toml ./
+COPY pyproject.toml README.md LICENSE rules.example.toml ./
 COPY daemon ./daemon
 COPY sql ./sql
 
 # The wheel carries the package and its SQL migrations (see pyproject's force-include).
+# With the fcm extra: the image serves every push provider, SCENARIO_PUSH_PROVIDER=fcm included.
 RUN pip wheel --no-cache-dir --no-deps -w /wheels . \
  && python -m venv /opt/scenario-engine \
- && /opt/scenario-engine/bin/pip install --no-cache-dir /wheels/*.whl
+ && /opt/scenario-engine/bin/pip install --no-cache-dir "$(echo /wheels/scenario_engine-*.whl)[fcm]"
 
 # ---- final: only the venv on a clean base, run as an unprivileged user ----
 FROM python:3.12-slim

@@ -6,6 +6,7 @@ import collections
 import datetime as dt
 import hashlib
 import hmac
+import importlib.metadata
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -83,6 +84,7 @@ async def test_webhook_request_format_signature_and_idempotency_key(
     push = await pool.fetchrow("SELECT * FROM push_notification")
     assert req.headers["Authorization"] == "Bearer tok-123"
     assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["User-Agent"] == f"scenario-engine/{importlib.metadata.version('scenario-engine')}"
     assert req.key == push["idempotency_key"]
     expected = hmac.new(
         b"s3cret", req.headers["X-Scenario-Timestamp"].encode() + b"." + req.body, hashlib.sha256

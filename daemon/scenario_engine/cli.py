@@ -43,6 +43,8 @@ from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
 from scenario_engine.db.units import dba_script
 from scenario_engine.engine import Engine, SweepResult
+from scenario_engine.logs import configure_logging
+from scenario_engine.version import VERSION
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -180,6 +182,10 @@ def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -
     except ConfigError as exc:
         return _print_config_error(exc, collect_secrets_of_overrides(args))
     secrets = config.secrets()
+    # Logs on stderr: stdout is the command's result (JSON, CSV, a summary line).
+    configure_logging(
+        config.settings.log_format, config.settings.log_level, secrets=secrets, stream=sys.stderr
+    )
     try:
         result: int = anyio.run(body, config.settings)
         return result
@@ -187,6 +193,8 @@ def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -
         leaf = _leaf(exc)
         if isinstance(leaf, BrokenPipeError):
             raise leaf from None  # main() ends quietly with EXIT_BROKEN_PIPE
+        if isinstance(leaf, ConfigError):  # found only once running, e.g. a provider's missing extra
+            return _print_config_error(leaf, secrets)
         code, line = explain_failure(leaf, database_target(config.database_url))
         if getattr(args, "traceback", False):
             with contextlib.suppress(OSError):
@@ -291,7 +299,7 @@ def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
             "outcome": "duplicate" if o.duplicate else o.decision.outcome,
             "reason": o.decision.reason,
             "dedup_key": o.candidate.dedup_key,
-            "inputs": json.dumps(o.candidate.inputs, sort_keys=True),
+            "inputs": o.candidate.inputs,  # an object in JSON; csv writes it as a JSON string
         }
         for o in result.outcomes
     ]
@@ -337,7 +345,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 )
             )
         elif args.output == "csv":
-            rows = _decision_rows(result)
+            rows = [
+                row | {"inputs": json.dumps(row["inputs"], sort_keys=True)} for row in _decision_rows(result)
+            ]
             writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["mentor_id"])
             writer.writeheader()
             writer.writerows(rows)
@@ -516,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scenario-engine",
         description="Scenario Trigger Engine: proactive push notifications from Postgres data.",
     )
+    parser.add_argument("--version", action="version", version=f"scenario-engine {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
@@ -568,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--since", type=_iso_instant, default=None, help="with --retry-dead: only those created since"
     )
+    dispatch_parser = p
 
     p = add("explain", cmd_explain, "Show, per rule, a mentor's inputs, the decision and why.")
     p.add_argument("mentor_id", type=uuid.UUID)
@@ -581,7 +593,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="erase even though the mentor still exists on the platform"
     )
+    parser.set_defaults(dispatch_parser=dispatch_parser)
     return parser
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    """Option combinations argparse cannot express; each is a usage error (exit 2)."""
+    if args.command == "dispatch" and args.once and args.since is not None:
+        args.dispatch_parser.error(
+            "--since applies only to --retry-dead; --once sends every push that is due, whenever created"
+        )
 
 
 def _quiet_stdout() -> None:
@@ -594,6 +615,7 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_combinations(args)
     try:
         code = args.func(args)
         sys.stdout.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import importlib
 import ipaddress
 import json
 import os
@@ -488,7 +489,9 @@ def runtime_problems(
         value = getattr(settings, field)
         if value is not None and (problem := http_url_problem(value)) is not None:
             out.append((sources.get(field, env_name(field)), problem))
-    if settings.push_provider == "fcm" and settings.push_fcm_credentials_file is not None:
+    if settings.push_provider == "fcm" and (problem := fcm_extra_problem()) is not None:
+        out.append((env_name("push_provider"), problem))
+    elif settings.push_provider == "fcm" and settings.push_fcm_credentials_file is not None:
         problem = fcm_credentials_problem(settings.push_fcm_credentials_file)
         if problem:
             out.append((env_name("push_fcm_credentials_file"), problem))
@@ -636,6 +639,24 @@ def http_url_problem(url: str) -> str | None:
         return "must be an http:// or https:// URL"
     if not parts.hostname:
         return "has no host"
+    return None
+
+
+# What the fcm provider imports that the base install lacks: pyproject's `fcm` extra.
+FCM_EXTRA_MODULES = ("google.auth", "google.oauth2.service_account", "requests")
+
+
+def fcm_extra_problem() -> str | None:
+    """Why the fcm provider cannot be loaded here, or None: a plain ``pip install
+    scenario-engine`` lacks the ``fcm`` extra."""
+    for name in FCM_EXTRA_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            return (
+                f"fcm needs the fcm extra, which is not installed (no module {exc.name or name!r}): "
+                "pip install 'scenario-engine[fcm]'"
+            )
     return None
 
 

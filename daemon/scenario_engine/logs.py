@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import structlog
 
@@ -42,9 +42,16 @@ class SecretScrubber:
 
 
 def configure_logging(
-    fmt: Literal["auto", "json", "console"] = "auto", level: str = "info", *, secrets: Iterable[str] = ()
+    fmt: Literal["auto", "json", "console"] = "auto",
+    level: str = "info",
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
 ) -> None:
-    use_console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
+    """Log events go to ``stream``: stdout for ``run`` (a daemon's output is its log), stderr
+    for the one-shot commands, whose stdout is their result (JSON, CSV, a summary line)."""
+    out = sys.stdout if stream is None else stream
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: structlog.types.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
@@ -58,7 +65,7 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
 

@@ -6,10 +6,18 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.config import Settings
+from scenario_engine.config import ConfigError, Settings, env_name, fcm_extra_problem
 from scenario_engine.push.base import PushProvider
 from scenario_engine.push.log import LogProvider
 from scenario_engine.push.webhook import WebhookProvider
+
+
+def require_provider(settings: Settings) -> None:
+    """Raise ConfigError (exit 2 from the command line) when the configured provider cannot be
+    loaded: the fcm provider needs the ``fcm`` extra. ``load_config`` reports the same problem;
+    this covers Settings built without it."""
+    if settings.push_provider == "fcm" and (problem := fcm_extra_problem()) is not None:
+        raise ConfigError([(env_name("push_provider"), problem)])
 
 
 def make_provider(settings: Settings, pool: asyncpg.Pool[Any]) -> PushProvider:
@@ -26,6 +34,7 @@ def make_provider(settings: Settings, pool: asyncpg.Pool[Any]) -> PushProvider:
             timeout=settings.push_timeout_seconds,
         )
     if settings.push_provider == "fcm":
+        require_provider(settings)
         from scenario_engine.push.fcm import FcmProvider
 
         assert settings.push_fcm_project_id is not None and settings.push_fcm_credentials_file is not None

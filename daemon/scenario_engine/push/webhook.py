@@ -4,7 +4,8 @@ Authentication is a bearer token, an HMAC-SHA256 signature, or both. The signatu
 ``"{timestamp}.{body}"`` so a captured request cannot be replayed later with a new time;
 receivers verify ``X-Scenario-Signature: sha256=<hex>`` against ``X-Scenario-Timestamp``.
 ``Idempotency-Key`` is the notification's dedup key: a push retried after a crash carries
-the same key, so the receiver can drop the repeat.
+the same key, so the receiver can drop the repeat. ``User-Agent: scenario-engine/VERSION``
+names the sender and its version.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import aiohttp
 
 from scenario_engine.push.base import PushMessage, SendResult, classify_http, read_bounded
+from scenario_engine.version import USER_AGENT
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -49,7 +51,11 @@ class WebhookProvider:
 
     async def send(self, message: PushMessage, session: aiohttp.ClientSession) -> SendResult:
         body = json.dumps(payload(message), separators=(",", ":"), sort_keys=True).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": message.idempotency_key}
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.idempotency_key,
+            "User-Agent": USER_AGENT,  # scenario-engine/VERSION: the receiver's logs say who called
+        }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         if self.hmac_secret:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from scenario_engine.isolation import observe_quarantine
 from scenario_engine.notifications import Outcome
+from scenario_engine.version import VERSION
 
 
 class Metrics:
@@ -95,6 +96,18 @@ class Metrics:
             "(each time; the table scenario_quarantine says who and why).",
             registry=r,
         )
+        self.last_sweep_finished = Gauge(
+            "scenario_last_sweep_finished_timestamp_seconds",
+            "Unix time the last sweep of this process completed (0: none yet).",
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "scenario_engine_build_info",
+            "Always 1; the label says which version runs.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(VERSION).set(1)
         observe_quarantine(self)
 
     def count_quarantined(self, n: int) -> None:

@@ -296,6 +296,8 @@ class Scheduler:
         m.sweeps.labels("completed").inc()
         m.sweeps_by_mode.labels(mode).inc()
         m.sweep_duration.observe(result.seconds)
+        finished = dt.datetime.now(dt.UTC)
+        m.last_sweep_finished.set(finished.timestamp())  # the same instant as /status's finished_at
         for rule, counts in stats.items():
             try:
                 scenario: str = self.engine.rules.by_name(rule).scenario_type
@@ -311,7 +313,7 @@ class Scheduler:
             "mentors": result.mentors,
             "seconds": round(result.seconds, 3),
             "per_rule": stats,
-            "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+            "finished_at": finished.isoformat(),
         }
         log.info(
             "sweep_finished",
