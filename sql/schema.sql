@@ -895,6 +895,18 @@ CREATE INDEX scenario_quarantine_open_idx ON scenario_engine.scenario_quarantine
 CREATE INDEX scenario_sweep_batch_started_idx ON scenario_engine.scenario_sweep_batch USING btree (started_at);
 
 --
+-- Name: scenario_sweep_finished_as_of_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_sweep_finished_as_of_idx ON scenario_engine.scenario_sweep USING btree (as_of) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: scenario_sweep_finished_at_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_sweep_finished_at_idx ON scenario_engine.scenario_sweep USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+
+--
 -- Name: achievement achievement_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
