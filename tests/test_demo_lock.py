@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -64,9 +65,9 @@ class Demo:
             reader.start()
 
     @staticmethod
-    def _read(stream: object, into: list[str]) -> None:
+    def _read(stream: IO[str] | None, into: list[str]) -> None:
         assert stream is not None
-        for line in stream:  # type: ignore[attr-defined]
+        for line in stream:
             into.append(line.rstrip("\n"))
 
     @property
@@ -127,9 +128,9 @@ def _watchdog_pids(owner: int) -> list[int]:
     return _pgrep(f"scenario_engine.embedded --watch {owner} ")
 
 
-def _wait_until(what: str, condition: object, timeout: float = 30) -> None:
+def _wait_until(what: str, condition: Callable[[], object], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
 

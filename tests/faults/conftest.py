@@ -3,7 +3,7 @@ defines (imported, not redefined); the figures collector writes test-artifacts/f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +29,21 @@ def figures(request: pytest.FixtureRequest, _figures_collector: list[Figures]) -
     """This test's figures; recorded only if the test passed (a failed run claims nothing)."""
     fig = Figures(test=request.node.name)
     yield fig
-    report = getattr(request.node, "rep_call", None)
+    report = request.node.stash.get(REPORT_KEY, None)
     if report is not None and report.passed:
         _figures_collector.append(fig)
 
 
+REPORT_KEY = pytest.StashKey[pytest.TestReport]()  # the call phase's report, for the figures
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
+        item.stash[REPORT_KEY] = report
     return report
 
 
