@@ -17,7 +17,7 @@ import asyncpg
 from scenario_engine.db.connect import ENGINE_SCHEMA
 from scenario_engine.db.migrations import LEGACY_LAST_VERSION, RUNTIME_GROUP, UNITS_AFTER, discover, sql_root
 from scenario_engine.db.queries import query
-from scenario_engine.db.units import load_units
+from scenario_engine.db.units import is_present, load_units
 
 # Units without which `run` would misbehave; the others only cost speed.
 REQUIRED_UNIT_FILES = ("triggers/hooks.sql",)
@@ -76,13 +76,7 @@ async def check_installation(conn: asyncpg.Connection[Any]) -> InstallationRepor
         if spec.path == "roles.sql":
             continue
         for unit in load_units(root, spec):
-            if unit.present is None:
-                continue
-            try:
-                present = bool(await conn.fetchval(unit.present))
-            except asyncpg.PostgresError:
-                present = False
-            if present:
+            if unit.present is None or await is_present(conn, unit):
                 continue
             line = f"platform hook {unit.name} ({spec.path}) is not installed"
             if spec.path in REQUIRED_UNIT_FILES or unit.name in REQUIRED_UNITS:

@@ -29,7 +29,7 @@ import anyio
 import asyncpg
 
 from scenario_engine.db.connect import ENGINE_SCHEMA, PLATFORM_SCHEMA, SEARCH_PATH
-from scenario_engine.db.units import UnitError, UnitFile, UnitReport, apply_units
+from scenario_engine.db.units import Unit, UnitError, UnitFile, UnitReport, apply_unit, apply_units
 
 # pg_advisory_lock key: the bytes of "scenmigr" as a signed bigint.
 MIGRATION_LOCK_KEY = int.from_bytes(b"scenmigr", "big", signed=True)
@@ -168,31 +168,21 @@ async def _apply_file(conn: asyncpg.Connection[Any], migration: Migration, *, le
 
 
 async def _grant_runtime(conn: asyncpg.Connection[Any], roles: list[str], report: UnitReport) -> None:
-    from scenario_engine.db.units import NEEDS_DBA, Unit
-
+    """``--grant-runtime``: one unit per role, run like the others (a DBA's when this role may not)."""
+    group_deferred = any(unit.name == "runtime_group" for unit, _ in report.for_dba)
     for role in roles:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role):
             raise MigrationError(
                 f"--grant-runtime: role {role!r} does not exist (create it first: "
                 f"CREATE ROLE \"{role}\" LOGIN PASSWORD '…')"
             )
-        ident = await conn.fetchval("SELECT quote_ident($1)", role)
-        unit = Unit("--grant-runtime", f"grant_runtime_{role}", None, f"GRANT {RUNTIME_GROUP} TO {ident};")
-        if await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2) AND pg_has_role($1, $2, 'MEMBER')",
+        ident, literal = await conn.fetchrow("SELECT quote_ident($1), quote_literal($1)", role) or (
             role,
-            RUNTIME_GROUP,
-        ):
-            report.present.append(unit.name)
-            continue
-        try:
-            await conn.execute(unit.sql)
-        except asyncpg.PostgresError as exc:
-            if not isinstance(exc, (*NEEDS_DBA, asyncpg.UndefinedObjectError)):
-                raise
-            report.for_dba.append((unit, str(exc)))
-            continue
-        report.applied.append(unit.name)
+            role,
+        )
+        present = f"SELECT pg_has_role({literal}, '{RUNTIME_GROUP}', 'MEMBER')"
+        unit = Unit("--grant-runtime", f"grant_runtime_{role}", present, f"GRANT {RUNTIME_GROUP} TO {ident};")
+        await apply_unit(conn, unit, report, after_deferred=group_deferred)
 
 
 async def _lock(conn: asyncpg.Connection[Any]) -> None:

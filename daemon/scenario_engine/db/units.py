@@ -95,7 +95,8 @@ def load_units(root: Path, spec: UnitFile) -> list[Unit]:
     return [Unit(u.source, u.name, u.present, u.sql, spec.mode) for u in units]
 
 
-async def _is_present(conn: asyncpg.Connection[Any], unit: Unit) -> bool:
+async def is_present(conn: asyncpg.Connection[Any], unit: Unit) -> bool:
+    """Whether the unit's ``present`` query says it is in place (a unit without one never is)."""
     if unit.present is None:
         return False
     try:
@@ -123,27 +124,36 @@ async def apply_units(
     for spec in specs:
         deferred = False
         for unit in load_units(root, spec):
-            if await _is_present(conn, unit):
-                report.present.append(unit.name)
-                continue
-            if deferred:
-                report.for_dba.append((unit, "depends on a unit above that needs a DBA"))
-                continue
-            try:
-                await _apply(conn, unit)
-            except NEEDS_DBA as exc:
-                report.for_dba.append((unit, str(exc)))
-                deferred = spec.chain
-                continue
-            except asyncpg.PostgresError as exc:
-                raise UnitError(f"{spec.path}: unit {unit.name} failed: {exc}") from exc
-            if unit.present is not None and not await _is_present(conn, unit):
-                # e.g. GRANT by a role without grant option: a warning, not an error
-                report.for_dba.append((unit, "applied without effect (insufficient privilege)"))
-                deferred = spec.chain
-                continue
-            report.applied.append(unit.name)
+            handed_over = await apply_unit(conn, unit, report, after_deferred=deferred)
+            deferred = deferred or (handed_over and spec.chain)
     return report
+
+
+async def apply_unit(
+    conn: asyncpg.Connection[Any], unit: Unit, report: UnitReport, *, after_deferred: bool = False
+) -> bool:
+    """Check one unit and apply it if missing; True if it was handed to the DBA instead.
+
+    ``after_deferred``: a unit it depends on went to the DBA, so this one cannot work either."""
+    if await is_present(conn, unit):
+        report.present.append(unit.name)
+        return False
+    if after_deferred:
+        report.for_dba.append((unit, "depends on a unit above that needs a DBA"))
+        return True
+    try:
+        await _apply(conn, unit)
+    except NEEDS_DBA as exc:
+        report.for_dba.append((unit, str(exc)))
+        return True
+    except asyncpg.PostgresError as exc:
+        raise UnitError(f"{unit.source}: unit {unit.name} failed: {exc}") from exc
+    if unit.present is not None and not await is_present(conn, unit):
+        # e.g. GRANT by a role without grant option: a warning, not an error
+        report.for_dba.append((unit, "applied without effect (insufficient privilege)"))
+        return True
+    report.applied.append(unit.name)
+    return False
 
 
 class UnitError(RuntimeError):
