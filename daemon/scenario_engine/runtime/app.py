@@ -19,7 +19,6 @@ import datetime as dt
 import os
 import socket
 import sys
-import time
 from functools import partial
 from typing import Any
 
@@ -40,7 +39,7 @@ from scenario_engine.engine import Engine
 from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_provider
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff
+from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
@@ -54,7 +53,6 @@ log = get_logger("scenario_engine.app")
 HEALTH_INTERVAL = 2.0
 MONITOR_INTERVAL = 1.0  # how often stuck loops are looked for (and the watchdog pinged)
 EXIT_CONFIG = 2
-DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 
 
 class Daemon:
@@ -286,7 +284,7 @@ class Daemon:
             interval = min(interval, self.notifier.watchdog_interval)
         reported: dict[str, str] = {}
         while True:
-            stuck = self.state.stuck_loops(time.monotonic())
+            stuck = self.state.stuck_loops()
             for name, reason in stuck.items():
                 if name not in reported:
                     log.error("work_loop_stuck", loop=name, reason=reason)

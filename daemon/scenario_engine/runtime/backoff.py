@@ -29,6 +29,11 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Any database failure, transient or not: for best-effort side queries (status page, goodbye,
+# rule bookkeeping) that must never take a loop down.
+DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True if ``exc`` only says the database was lost: a transient error, or an exception
     group (from a task group) every leaf of which is one. A group that also holds a bug is

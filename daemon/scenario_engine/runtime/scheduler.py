@@ -37,6 +37,7 @@ from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff, first_leaf, is_transient
 from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.runtime.worker import sleep_or_stop
 
 LEADER_LOCK_KEY = 0x5CE7_1EAD  # any fixed positive bigint shared by all engines
 # How long the per-batch sweep ledger is kept: long enough to investigate an incident.
@@ -85,7 +86,7 @@ class Scheduler:
         self.engine = engine
         self.state = state
         self.settings = settings
-        self._waiting_for: str | None = None  # period whose owner's lease we are waiting out
+        self._waiting_for: str | None = None  # refused period already looked at (finished or owned)
 
     async def run(self) -> None:
         """Lead or follow until stopped. A lost database is retried; so is a sweep that fails
@@ -118,8 +119,7 @@ class Scheduler:
                 if conn is not None:
                     await self._release(conn)
             if not self.state.stopping.is_set():
-                with anyio.move_on_after(pause if pause is not None else backoff.next_delay()):
-                    await self.state.stopping.wait()
+                await sleep_or_stop(self.state.stopping, pause if pause is not None else backoff.next_delay())
 
     async def _release(self, conn: asyncpg.Connection[Any]) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
@@ -137,7 +137,7 @@ class Scheduler:
                     log.info("leadership_acquired", instance=self.state.instance_id)
                 else:
                     self.state.next_sweep_at = None
-                    await self._sleep(self.settings.leader_retry_seconds)
+                    await sleep_or_stop(self.state.stopping, self.settings.leader_retry_seconds)
                     continue
             if not await conn.fetchval(query("holds_leader_lock"), LEADER_LOCK_KEY):
                 log.warning("leadership_lost", reason="lock no longer held")
@@ -148,7 +148,7 @@ class Scheduler:
             self.state.next_sweep_at = next_start
             # Wake at the next period, but re-check leadership regularly meanwhile.
             wait = (next_start - dt.datetime.now(dt.UTC)).total_seconds()
-            await self._sleep(max(0.05, min(wait, self.settings.leader_retry_seconds)))
+            await sleep_or_stop(self.state.stopping, max(0.05, min(wait, self.settings.leader_retry_seconds)))
 
     async def _sweep_period(self, key: str, lock_conn: asyncpg.Connection[Any]) -> None:
         as_of = dt.datetime.now(dt.UTC)
@@ -257,11 +257,14 @@ class Scheduler:
 
     async def _claim_refused(self, conn: Any, key: str) -> None:
         """A refused claim is either a finished period or one whose owner's lease still runs;
-        the latter is logged once per period (the loop retries until the lease lapses)."""
-        row = await conn.fetchrow(query("sweep_claim_state"), key)
-        if row is None or row["finished"] or self._waiting_for == key:
+        the latter is logged once per period (the loop retries until the lease lapses). Either
+        way the state is asked once per period, not at every retry."""
+        if self._waiting_for == key:
             return
         self._waiting_for = key
+        row = await conn.fetchrow(query("sweep_claim_state"), key)
+        if row is None or row["finished"]:
+            return
         log.info(
             "sweep_owned_elsewhere",
             sweep_key=key,
@@ -322,7 +325,3 @@ class Scheduler:
             seconds=round(result.seconds, 3),
             sent=result.sent,
         )
-
-    async def _sleep(self, seconds: float) -> None:
-        with anyio.move_on_after(seconds):
-            await self.state.stopping.wait()

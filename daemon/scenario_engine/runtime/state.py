@@ -67,10 +67,10 @@ class LoopHealth:
     errors: int = 0
     last_error: str | None = None
 
-    def enter(self, phase: Phase, expected: float = 0.0, now: float | None = None) -> None:
+    def enter(self, phase: Phase, expected: float = 0.0) -> None:
         self.phase = phase
         self.expected = expected
-        self.since = time.monotonic() if now is None else now
+        self.since = time.monotonic()
 
     def stuck(self, now: float) -> str | None:
         """Why this loop counts as stuck at ``now`` (monotonic seconds), or None."""

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
+from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.status_auth import bearer_middleware, is_loopback
 from scenario_engine.runtime.status_chart import ChartUnavailable, chart_from_rows, chart_window
@@ -30,7 +30,6 @@ log = get_logger("scenario_engine.status")
 CHART_CACHE_SECONDS = 30.0  # the page refreshes every 10 s; the 30-day query need not run that often
 CHART_TIMEOUT_SECONDS = 3.0  # a slow or unreachable database must not hold the page up
 # No script, no external resource: the page is one self-contained document.
-CHART_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
@@ -65,7 +64,7 @@ class StatusPageSource:
                         decisions = await conn.fetch(query("status_decisions_by_day"), days[0])
                         pushes = await conn.fetch(query("status_deliveries_since"), days[0])
                         sweep = await conn.fetchrow(query("status_last_sweep"))
-            except CHART_ERRORS as exc:
+            except DB_ERRORS as exc:
                 log.warning("status_page_chart_unavailable", error=repr(exc))
                 reason = f"The database could not be queried ({type(exc).__name__})."
                 return StoredData(ChartUnavailable(reason))

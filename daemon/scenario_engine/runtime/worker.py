@@ -10,9 +10,9 @@ bug and propagates (the task group ends the process; systemd restarts it).
 The loop reports its phase to a ``LoopHealth`` so that /healthz and the systemd watchdog
 can tell a working process from one whose loop is blocked.
 
-Other loops with a shape of their own (the scheduler) reuse the pieces: ``is_transient``
-to classify, ``Backoff`` to wait, ``LoopHealth.enter`` to report progress, and
-``retry_transient`` for a single database call that must survive an outage.
+Loops with a shape of their own (the scheduler) reuse the pieces: ``is_transient`` to
+classify, ``Backoff`` to wait and ``sleep_or_stop``; ``retry_transient`` runs a single
+database call that must survive an outage (the start-up checks).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ class Worker:
         health: LoopHealth | None = None,
         backoff: Backoff | None = None,
         on_transient: ErrorHook | None = None,
-        on_recovered: Callable[[], None] | None = None,
     ):
         self.name = name
         self.step = step
@@ -63,10 +62,8 @@ class Worker:
         self.health = health or LoopHealth(name, DEFAULT_STUCK_AFTER)
         self.backoff = backoff or Backoff()
         self.on_transient = on_transient
-        self.on_recovered = on_recovered
 
     async def run(self) -> None:
-        failing = False
         try:
             while not self.stopping.is_set():
                 event = self.wakeup.renew() if self.wakeup is not None else anyio.Event()
@@ -76,15 +73,11 @@ class Worker:
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
-                    failing = True
                     await self._failed(exc)
                     continue
                 self.health.steps += 1
-                if failing:
-                    failing = False
+                if self.backoff.attempt:  # the step failed before this success
                     log.info("worker_recovered", worker=self.name, after_errors=self.backoff.attempt)
-                    if self.on_recovered is not None:
-                        self.on_recovered()
                 self.backoff.reset()
                 if more:
                     continue
@@ -94,49 +87,44 @@ class Worker:
             self.health.enter("stopped")
 
     async def _failed(self, exc: BaseException) -> None:
-        leaf = first_leaf(exc)
         self.health.errors += 1
-        self.health.last_error = repr(leaf)
-        delay = self.backoff.next_delay()
-        log.warning(
-            "worker_database_error",
-            worker=self.name,
-            error=repr(leaf),
-            attempt=self.backoff.attempt,
-            retry_in=round(delay, 3),
-        )
+        self.health.last_error = repr(first_leaf(exc))
         if self.on_transient is not None:
             result = self.on_transient(exc)
             if result is not None:
                 await result
-        self.health.enter("backoff", delay)
-        await sleep_or_stop(self.stopping, delay)
+        await _back_off(
+            exc, self.backoff, self.stopping, self.health, "worker_database_error", worker=self.name
+        )
 
 
-async def retry_transient(
-    call: Callable[[], Awaitable[T]],
-    *,
+async def _back_off(
+    exc: BaseException,
+    backoff: Backoff,
     stopping: anyio.Event,
-    what: str,
-    backoff: Backoff | None = None,
-    health: LoopHealth | None = None,
-) -> T | None:
+    health: LoopHealth | None,
+    event: str,
+    **fields: object,
+) -> None:
+    """Log the lost database, then wait the next backoff delay (or until stop)."""
+    delay = backoff.next_delay()
+    log.warning(
+        event, error=repr(first_leaf(exc)), attempt=backoff.attempt, retry_in=round(delay, 3), **fields
+    )
+    if health is not None:
+        health.enter("backoff", delay)
+    await sleep_or_stop(stopping, delay)
+
+
+async def retry_transient(call: Callable[[], Awaitable[T]], *, stopping: anyio.Event, what: str) -> T | None:
     """Run ``call`` until it succeeds or stop is asked (then None), backing off on
     transient database errors and re-raising anything else."""
-    backoff = backoff or Backoff()
+    backoff = Backoff()
     while not stopping.is_set():
-        if health is not None:
-            health.enter("step")
         try:
             return await call()
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            delay = backoff.next_delay()
-            log.warning(
-                "database_unavailable", what=what, error=repr(first_leaf(exc)), retry_in=round(delay, 3)
-            )
-            if health is not None:
-                health.enter("backoff", delay)
-            await sleep_or_stop(stopping, delay)
+            await _back_off(exc, backoff, stopping, None, "database_unavailable", what=what)
     return None
