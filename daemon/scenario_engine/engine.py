@@ -12,7 +12,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +59,8 @@ class SweepResult:
     interrupted: bool = False  # stopped between batches; the period is not complete
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
 
-    def count(self, outcomes: Iterable[Outcome]) -> None:
-        if isinstance(outcomes, Outcomes):
-            self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
+    def count(self, outcomes: Outcomes) -> None:
+        self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
         for o in outcomes:
             key = "duplicate" if o.duplicate else o.decision.outcome
             self.per_rule.setdefault(o.candidate.rule_name, Counter())[key] += 1
@@ -112,7 +111,7 @@ class Engine:
 
     async def _evaluate_single(
         self, mentor_id: uuid.UUID, rules: Sequence[Rule], as_of: dt.datetime | None, dry_run: bool
-    ) -> list[Outcome]:
+    ) -> Outcomes:
         at = utc(as_of)
 
         async def evaluate(_mentors: list[uuid.UUID]) -> list[Outcome]:
@@ -179,7 +178,7 @@ class Engine:
 
     async def evaluate_mentor(
         self, mentor_id: uuid.UUID, *, as_of: dt.datetime | None = None, dry_run: bool = False
-    ) -> list[Outcome]:
+    ) -> Outcomes:
         """Every enabled rule for one mentor, in rule order (what ``explain`` shows)."""
         return await self._evaluate_single(mentor_id, self.rules.enabled(), as_of, dry_run)
 
@@ -264,9 +263,7 @@ class Engine:
 
     # -- set-based paths ---------------------------------------------------------------------
 
-    async def evaluate_mentors(
-        self, conn: Conn, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> list[Outcome]:
+    async def evaluate_mentors(self, conn: Conn, mentors: list[uuid.UUID], as_of: dt.datetime) -> Outcomes:
         """Every enabled rule for a set of mentors, set-based (poison rows isolated)."""
         return await self._evaluate_rules(conn, as_of, lambda _scenario_type: mentors)
 
@@ -361,7 +358,7 @@ class Engine:
 
     async def handle_database_events(
         self, conn: Conn, events: Sequence[ScenarioEvent], as_of: dt.datetime | None = None
-    ) -> list[Outcome]:
+    ) -> Outcomes:
         """Route a batch of events set-based: one evaluation per scenario type over all the
         mentors the batch touched. Raises EventError for an event that can never be handled."""
         at = utc(as_of)
@@ -374,9 +371,7 @@ class Engine:
             conn, at, lambda scenario_type: sorted(by_type.get(scenario_type, ()))
         )
 
-    async def handle_database_event(
-        self, event: ScenarioEvent, as_of: dt.datetime | None = None
-    ) -> list[Outcome]:
+    async def handle_database_event(self, event: ScenarioEvent, as_of: dt.datetime | None = None) -> Outcomes:
         async with self.pool.acquire() as conn:
             return await self.handle_database_events(conn, [event], as_of)
 

@@ -120,7 +120,7 @@ async def explain_mentor(
 ) -> Explanation:
     at = utc(as_of)
     outcomes = await engine.evaluate_mentor(mentor_id, as_of=at, dry_run=True)
-    now_quarantined = {q.mentor_id: q.reason for q in getattr(outcomes, "quarantined", ())}
+    now_quarantined = {q.mentor_id: q.reason for q in outcomes.quarantined}
     by_rule: dict[str, list[Outcome]] = {}
     for o in outcomes:
         by_rule.setdefault(o.candidate.rule_name, []).append(o)
@@ -129,10 +129,7 @@ async def explain_mentor(
         if mentor is None:
             raise LookupError(f"no mentor with id {mentor_id}")
         result = Explanation(
-            mentor={
-                k: (iso(v) if isinstance(v, dt.datetime) else str(v) if isinstance(v, uuid.UUID) else v)
-                for k, v in mentor.items()
-            },
+            mentor=_plain(mentor),
             as_of=at,
         )
         for rule in engine.rules.enabled():
@@ -165,17 +162,21 @@ async def explain_mentor(
         entry = await conn.fetchrow(query("mentor_quarantine"), mentor_id)
         if entry is not None or mentor_id in now_quarantined:
             result.quarantine = {
-                **(
-                    {k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in entry.items()}
-                    if entry
-                    else {}
-                ),
+                **(_plain(entry) if entry else {}),
                 "mentor_id": str(mentor_id),
                 "quarantined_now": mentor_id in now_quarantined,
                 "reason_now": now_quarantined.get(mentor_id),
             }
         for row in await conn.fetch(query("mentor_decisions"), mentor_id, 20):
-            result.history.append({k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()})
+            result.history.append(_plain(row))
         for row in await conn.fetch(query("mentor_pushes"), mentor_id, 20):
-            result.pushes.append({k: (iso(v) if isinstance(v, dt.datetime) else v) for k, v in row.items()})
+            result.pushes.append(_plain(row))
     return result
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A row as printable values: instants in ISO form, ids as strings."""
+    return {
+        k: (iso(v) if isinstance(v, dt.datetime) else str(v) if isinstance(v, uuid.UUID) else v)
+        for k, v in row.items()
+    }

@@ -92,7 +92,6 @@ async def evaluate_isolated(
     another scenario cannot evaluate."""
     found: dict[uuid.UUID, str] = {}
     outcomes = Outcomes()
-    clean: list[uuid.UUID] = []
     bisected = 0
     stack: list[list[uuid.UUID]] = [list(dict.fromkeys(mentors))]
     while stack:
@@ -118,7 +117,6 @@ async def evaluate_isolated(
             error = exc
         else:
             outcomes += got
-            clean += group
             continue
         if len(group) == 1:
             bisected += 1

@@ -46,9 +46,6 @@ SELECT EXISTS (
       AND ((classid::bigint << 32) | objid::bigint) = $1::bigint
 );
 
--- name: release_leader_lock
-SELECT pg_advisory_unlock($1::bigint);
-
 -- name: claim_sweep
 -- Returns the row only if this instance may sweep the period now: it is new, or unfinished
 -- and either this instance owned it (a restart under the same instance id) or its owner's

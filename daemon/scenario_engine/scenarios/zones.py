@@ -18,7 +18,6 @@ class UnknownTimezone(ValueError):
 
     def __init__(self, name: str):
         super().__init__(f"unknown time zone {name!r} (expected an IANA name such as 'Europe/Oslo')")
-        self.name = name
 
 
 @functools.lru_cache(maxsize=1024)
