@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import asyncpg
+from pydantic import SecretStr
 
 from scenario_engine.config import (
     Config,
@@ -43,15 +44,18 @@ from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
 from scenario_engine.db.units import dba_script
 from scenario_engine.engine import Engine, SweepResult
+from scenario_engine.exit_codes import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NEEDS_DBA,
+    EXIT_OK,
+)
 from scenario_engine.logs import configure_logging
+from scenario_engine.runtime.backoff import first_leaf
 from scenario_engine.version import VERSION
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-EXIT_NEEDS_DBA = 3  # migrate: applied what it may; a DBA must run the statements it printed
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader left
 OUTCOME_COLUMNS = ("sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active", "duplicate")
 
 
@@ -77,9 +81,9 @@ def _print_config_error(exc: ConfigError, secrets: Sequence[str] = ()) -> int:
     return EXIT_CONFIG
 
 
-def _load(args: argparse.Namespace, *, require_database: bool = True) -> Config:
+def _load(args: argparse.Namespace) -> Config:
     """The one validation path for check-config, run and every database command."""
-    return load_config(_settings_from_args(args), require_database=require_database)
+    return load_config(_settings_from_args(args))
 
 
 def database_target(url: str | None) -> str:
@@ -95,13 +99,6 @@ def database_target(url: str | None) -> str:
     except ValueError:
         return "the database"
     return f"{user + '@' if user else ''}{hosts}/{db}"
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (possibly nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -190,7 +187,7 @@ def _run_db_command(args: argparse.Namespace, body: Callable[[Settings], Any]) -
         result: int = anyio.run(body, config.settings)
         return result
     except Exception as exc:  # an ExceptionGroup too: anyio task groups wrap errors
-        leaf = _leaf(exc)
+        leaf = first_leaf(exc)
         if isinstance(leaf, BrokenPipeError):
             raise leaf from None  # main() ends quietly with EXIT_BROKEN_PIPE
         if isinstance(leaf, ConfigError):  # found only once running, e.g. a provider's missing extra
@@ -209,15 +206,9 @@ def collect_secrets_of_overrides(args: argparse.Namespace) -> list[str]:
     if not url:
         return []
     try:
-        return collect_secrets(Settings.model_construct(database_url=_secret(url)))
+        return collect_secrets(Settings.model_construct(database_url=SecretStr(url)))
     except Exception:  # a URL too broken to take apart: hide it whole
         return [url]
-
-
-def _secret(text: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(text)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -481,7 +472,6 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from scenario_engine.demo import default_data_dir, prepare_data_dir, run_demo
     from scenario_engine.embedded import EmbeddedPostgresError
-    from scenario_engine.logs import configure_logging
 
     configure_logging("console", "warning")
     data_dir = args.data_dir or default_data_dir()
@@ -509,7 +499,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from scenario_engine.logs import configure_logging
     from scenario_engine.runtime.app import run_daemon
 
     try:
@@ -517,7 +506,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _print_config_error(exc, collect_secrets_of_overrides(args))
     configure_logging(config.settings.log_format, config.settings.log_level, secrets=config.secrets())
-    run_daemon(config.settings)
+    run_daemon(config.settings, config.rules)
     return EXIT_OK
 
 
@@ -627,7 +616,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         code = _print_config_error(exc, collect_secrets_of_overrides(args))
     except Exception as exc:
-        leaf = _leaf(exc)
+        leaf = first_leaf(exc)
         if isinstance(leaf, BrokenPipeError):
             _quiet_stdout()
             code = EXIT_BROKEN_PIPE

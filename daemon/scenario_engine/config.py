@@ -283,21 +283,9 @@ class Settings(BaseSettings):
         return value
 
     def require_database_url(self) -> str:
-        """The URL; from its file when only the file is set (``load_config`` has already
-        read it for settings that went through the validation path)."""
+        """The URL (``load_config`` has read it from its file when only the file was set)."""
         if self.database_url is not None:
             return self.database_url.get_secret_value()
-        key = env_name("database_url_file")
-        if self.database_url_file is not None:
-            try:
-                url = _read_secret_file(self.database_url_file)
-            except (OSError, ValueError) as exc:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise ConfigError([(key, f"cannot read {self.database_url_file}: {why}")]) from None
-            problems = dsn_problems(url)
-            if problems:
-                raise ConfigError([(key, m) for m in problems])
-            return url
         raise ConfigError([(env_name("database_url"), "is required for this command")])
 
 
@@ -399,8 +387,10 @@ def _resolve_secret_files(
     sources: dict[str, str] = {}
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     for field, credential in SECRET_SOURCES.items():
-        if init.get(field) is not None or env_name(field) in environ:
-            continue  # the value itself wins, as documented
+        # The value itself wins, as documented; an explicit override (even None) outranks the
+        # environment's value.
+        if init.get(field) is not None or (field not in init and env_name(field) in environ):
+            continue
         file_field = f"{field}_file"
         raw = init.get(file_field) or environ.get(env_name(file_field))
         key = env_name(file_field)
@@ -434,7 +424,7 @@ def _settings_problems(exc: ValidationError, sources: Mapping[str, str]) -> list
     return out
 
 
-def load_config(overrides: Mapping[str, object] | None = None, *, require_database: bool = True) -> Config:
+def load_config(overrides: Mapping[str, object] | None = None) -> Config:
     """Validate the whole configuration, collecting every problem; raise ConfigError with
     them all (each naming its key), or return what ``run`` and the commands use."""
     problems: list[tuple[str, str]] = []
@@ -446,7 +436,7 @@ def load_config(overrides: Mapping[str, object] | None = None, *, require_databa
     except ValidationError as exc:
         problems += _settings_problems(exc, sources)
         raise ConfigError(problems) from None
-    problems += runtime_problems(settings, sources, require_database=require_database)
+    problems += runtime_problems(settings, sources)
     try:
         rules = load_rules(settings.rules_file)
     except ConfigError as exc:
@@ -456,26 +446,14 @@ def load_config(overrides: Mapping[str, object] | None = None, *, require_databa
     return Config(settings, rules)
 
 
-def runtime_problems(
-    settings: Settings, sources: Mapping[str, str] | None = None, *, require_database: bool = True
-) -> list[tuple[str, str]]:
+def runtime_problems(settings: Settings, sources: Mapping[str, str]) -> list[tuple[str, str]]:
     """What pydantic's per-field checks cannot see: the URL as asyncpg will read it, names
     that must resolve, files that must parse. No connection is opened, nothing is bound."""
-    sources = sources or {}
     out: list[tuple[str, str]] = []
-    url_key = sources.get("database_url", env_name("database_url"))
-    if settings.database_url is not None:
-        out += [(url_key, m) for m in dsn_problems(settings.database_url.get_secret_value())]
-    elif settings.database_url_file is not None:
-        key = env_name("database_url_file")
-        try:
-            url = _read_secret_file(settings.database_url_file)
-        except (OSError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            out.append((key, f"cannot read {settings.database_url_file}: {why}"))
-        else:
-            out += [(key, m) for m in dsn_problems(url)]
-    elif require_database:
+    # The URL (or its file) was read and checked as asyncpg reads it by _resolve_secret_files and
+    # Settings._postgres_url; a file that could not be read is already a problem. Only "none at
+    # all" is left to say.
+    if settings.database_url is None and settings.database_url_file is None:
         out.append(
             (
                 env_name("database_url"),

@@ -300,7 +300,7 @@ class LocalCluster:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url("postgres")
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -490,13 +490,7 @@ def _watch(owner_pid: int, data_dir: Path, bin_dir: Path, user: str, remove: boo
         stop = True
 
     signal.signal(signal.SIGTERM, _on_term)
-    while not stop:
-        try:
-            os.kill(owner_pid, 0)
-        except ProcessLookupError:
-            break
-        except PermissionError:
-            pass
+    while not stop and _pid_alive(owner_pid):
         time.sleep(0.5)
     if stop:
         return  # the owner closed the cluster itself

@@ -9,6 +9,8 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+from scenario_engine.config import scrub
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -18,13 +20,11 @@ class SecretScrubber:
     carries no secret. Runs after format_exc_info, so tracebacks are covered too."""
 
     def __init__(self, secrets: Iterable[str]):
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self.secrets = list(secrets)  # Config.secrets(): long enough to mask, longest first
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self.secrets:
-                value = value.replace(secret, "***")
-            return value
+            return scrub(value, self.secrets)
         if isinstance(value, dict):
             return {k: self._clean(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

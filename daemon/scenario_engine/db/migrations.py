@@ -18,7 +18,6 @@ checked at every run and handed to a DBA when this role may not apply it.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -189,7 +188,7 @@ async def _lock(conn: asyncpg.Connection[Any]) -> None:
     """Serialise migrators. Poll instead of blocking in pg_advisory_lock: a session blocked in a
     statement holds a snapshot, and CREATE INDEX CONCURRENTLY (sql/platform/indexes.sql) waits
     for every snapshot — including the waiters of the lock its own session holds (a deadlock)."""
-    for _attempt in itertools.count():
+    while True:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
             return
         await anyio.sleep(0.2)

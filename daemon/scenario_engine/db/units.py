@@ -68,7 +68,6 @@ class UnitFile:
 @dataclass
 class UnitReport:
     applied: list[str] = field(default_factory=list)
-    present: list[str] = field(default_factory=list)
     for_dba: list[tuple[Unit, str]] = field(default_factory=list)  # (unit, why)
 
 
@@ -136,7 +135,6 @@ async def apply_unit(
 
     ``after_deferred``: a unit it depends on went to the DBA, so this one cannot work either."""
     if await is_present(conn, unit):
-        report.present.append(unit.name)
         return False
     if after_deferred:
         report.for_dba.append((unit, "depends on a unit above that needs a DBA"))

@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scenario_engine.config import ConfigError, Settings, load_rules
+from scenario_engine.config import ConfigError, Rules, Settings, load_rules
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
@@ -36,6 +36,7 @@ from scenario_engine.db.pooler import (
 )
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
+from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_provider
@@ -52,14 +53,14 @@ from scenario_engine.runtime.worker import Worker, retry_transient
 log = get_logger("scenario_engine.app")
 HEALTH_INTERVAL = 2.0
 MONITOR_INTERVAL = 1.0  # how often stuck loops are looked for (and the watchdog pinged)
-EXIT_CONFIG = 2
 
 
 class Daemon:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, rules: Rules | None = None):
+        """``rules``: as validated by load_config (the file is read again only on SIGHUP)."""
         self.settings = settings
         self.dsn = settings.require_database_url()
-        self.rules = load_rules(settings.rules_file)
+        self.rules = rules if rules is not None else load_rules(settings.rules_file)
         self.state = RuntimeState(instance_id=settings.instance_id or default_instance_id())
         self.notifier = SystemdNotifier()
 
@@ -340,10 +341,10 @@ def startup_problem(exc: BaseException) -> str | None:
     return None
 
 
-def run_daemon(settings: Settings) -> None:
+def run_daemon(settings: Settings, rules: Rules | None = None) -> None:
     """Run until stopped; configuration problems found at start end it with one line and exit 2."""
     try:
-        anyio.run(Daemon(settings).run)
+        anyio.run(Daemon(settings, rules).run)
     except Exception as exc:
         problem = startup_problem(exc)
         if problem is None:
