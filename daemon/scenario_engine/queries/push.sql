@@ -86,17 +86,21 @@ WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 -- name: push_finish
 -- Terminal outcomes: 'failed' (permanent error), 'dead' (retries exhausted), 'cancelled'
 -- (never sent, no longer wanted) and 'abandoned' (no longer wanted, but an earlier attempt
--- may have been delivered).
-UPDATE scenario_engine.push_notification
-SET status = $3::text, provider = $4::text, last_error = left($5::text, 2000), in_flight_at = NULL,
-    cancel_reason = CASE WHEN $3::text IN ('cancelled', 'abandoned') THEN left($5::text, 2000) END
-WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+-- may have been delivered). Parallel arrays: $1 ids, $2 attempts (the fence), $3 statuses,
+-- $5 reasons; $4 the provider. One statement for all the re-check cancels of a claim.
+UPDATE scenario_engine.push_notification p
+SET status = t.status, provider = $4::text, last_error = left(t.reason, 2000), in_flight_at = NULL,
+    cancel_reason = CASE WHEN t.status IN ('cancelled', 'abandoned') THEN left(t.reason, 2000) END
+FROM unnest($1::bigint[], $2::int[], $3::text[], $5::text[]) AS t(id, attempts, status, reason)
+WHERE p.id = t.id AND p.status = 'sending' AND p.attempts = t.attempts;
 
 -- name: push_defer
--- Quiet hours: not an attempt, so the attempt count goes back down.
-UPDATE scenario_engine.push_notification
-SET status = 'pending', attempts = attempts - 1, next_attempt_at = $3::timestamptz, deferred_until = $3::timestamptz
-WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+-- Quiet hours: not an attempt, so the attempt count goes back down. Parallel arrays: $1 ids,
+-- $2 attempts (the fence), $3 when each mentor's quiet hours end.
+UPDATE scenario_engine.push_notification p
+SET status = 'pending', attempts = p.attempts - 1, next_attempt_at = t.until, deferred_until = t.until
+FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS t(id, attempts, until)
+WHERE p.id = t.id AND p.status = 'sending' AND p.attempts = t.attempts;
 
 -- name: requeue_dead_pushes
 UPDATE scenario_engine.push_notification

@@ -171,21 +171,32 @@ class Dispatcher:
                 log.warning("push_attempt_interrupted", push_id=row["id"], attempts=row["attempts"] - 1)
         now = dt.datetime.now(dt.UTC)
         to_send = []
+        finished: list[tuple[Any, str, str]] = []
+        deferred: list[tuple[Any, dt.datetime]] = []
         for row in rows:
             check = checks.get(row["id"])
             reason = check["cancel_reason"] if check else "mentor no longer exists"
             if reason:
                 status, text = cancel_outcome(row["delivery_uncertain"], reason)
-                await self._finish(row, status, text)
+                finished.append((row, status, text))
                 setattr(stats, status, getattr(stats, status) + 1)
                 continue
             until = quiet_until(now, check["timezone"] if check else None, self.quiet)
             if until is not None:
-                await self._execute(query("push_defer"), row["id"], row["attempts"], until)
-                self._count(row, "deferred")
+                deferred.append((row, until))
                 stats.deferred += 1
                 continue
             to_send.append(row)
+        await self._finish_many(finished)  # one statement each, not one per push
+        if deferred:
+            await self._execute(
+                query("push_defer"),
+                [r["id"] for r, _ in deferred],
+                [r["attempts"] for r, _ in deferred],
+                [until for _, until in deferred],
+            )
+            for row, _ in deferred:
+                self._count(row, "deferred")
         waiting = {row["id"]: row["attempts"] for row in to_send}
         errors: list[BaseException] = []
         async with anyio.create_task_group() as tg:
@@ -292,12 +303,24 @@ class Dispatcher:
         stats.retried += 1
 
     async def _finish(self, row: Any, status: str, reason: str) -> None:
+        await self._finish_many([(row, status, reason)])
+
+    async def _finish_many(self, outcomes: list[tuple[Any, str, str]]) -> None:
+        """Record terminal outcomes (row, status, reason) in one statement."""
+        if not outcomes:
+            return
         await self._execute(
-            query("push_finish"), row["id"], row["attempts"], status, self.provider.name, reason
+            query("push_finish"),
+            [row["id"] for row, _, _ in outcomes],
+            [row["attempts"] for row, _, _ in outcomes],
+            [status for _, status, _ in outcomes],
+            self.provider.name,
+            [reason for _, _, reason in outcomes],
         )
-        self._count(row, status)
-        if status == "abandoned":
-            log.warning("push_abandoned", push_id=row["id"], reason=reason)
+        for row, status, reason in outcomes:
+            self._count(row, status)
+            if status == "abandoned":
+                log.warning("push_abandoned", push_id=row["id"], reason=reason)
 
     async def _execute(self, sql: str, *args: Any) -> None:
         """One statement on a connection of its own, given back at once."""
