@@ -10,7 +10,9 @@ stays up, /readyz says 503 and the loops catch up once it is back. What does end
 process: bad configuration (exit 2: a status address that cannot be bound, a transaction
 pooler in the database URL) and bugs (exit 1: a task that dies of anything else takes the
 process down so that systemd restarts it, rather than leaving it half alive). /healthz and
-the watchdog ping follow the work loops, not only the process: a stuck loop makes both fail.
+the watchdog ping follow the work loops (listener, drain, dispatcher, pruners, health), not only
+the process: a stuck one makes both fail. The scheduler is not watched: a sweep of a large
+population may rightly run for minutes; its lease and /status show its progress.
 """
 
 from __future__ import annotations
