@@ -310,7 +310,7 @@ CREATE TABLE public.notification_preference (
     scenario_type text NOT NULL,
     opted_out boolean DEFAULT true NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT notification_preference_scope_known CHECK ((scenario_type = ANY (ARRAY['all'::text, 'inactivity'::text, 'milestone'::text, 'certification_expiry'::text])))
+    CONSTRAINT notification_preference_scope_shape CHECK ((scenario_type ~ '^[a-z][a-z0-9_]{0,62}$'::text))
 );
 
 --
@@ -397,7 +397,9 @@ CREATE TABLE scenario_engine.scenario_decision (
     as_of timestamp with time zone NOT NULL,
     notification_id bigint,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT scenario_decision_outcome_known CHECK ((outcome = ANY (ARRAY['sent'::text, 'opted_out'::text, 'cooldown'::text, 'daily_cap'::text, 'mentor_not_active'::text, 'baseline'::text, 'cancelled'::text])))
+    organization_id uuid,
+    experiment_id bigint,
+    CONSTRAINT scenario_decision_outcome_known CHECK ((outcome = ANY (ARRAY['sent'::text, 'holdout'::text, 'opted_out'::text, 'cooldown'::text, 'daily_cap'::text, 'mentor_not_active'::text, 'baseline'::text, 'cancelled'::text])))
 );
 
 --
@@ -470,6 +472,36 @@ ALTER TABLE scenario_engine.scenario_event ALTER COLUMN id ADD GENERATED ALWAYS 
 );
 
 --
+-- Name: scenario_experiment; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_experiment (
+    id bigint NOT NULL,
+    rule_name text NOT NULL,
+    scenario_type text NOT NULL,
+    holdout_salt text NOT NULL,
+    holdout_percent numeric NOT NULL,
+    global_holdout_salt text NOT NULL,
+    global_holdout_percent numeric NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    CONSTRAINT scenario_experiment_global_holdout_percent_check CHECK (((global_holdout_percent >= (0)::numeric) AND (global_holdout_percent <= (100)::numeric))),
+    CONSTRAINT scenario_experiment_holdout_percent_check CHECK (((holdout_percent >= (0)::numeric) AND (holdout_percent <= (100)::numeric)))
+);
+
+--
+-- Name: scenario_experiment_id_seq; Type: SEQUENCE; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_experiment ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME scenario_engine.scenario_experiment_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: scenario_notification; Type: TABLE; Schema: scenario_engine; Owner: -
 --
 
@@ -484,7 +516,7 @@ CREATE TABLE scenario_engine.scenario_notification (
     context jsonb DEFAULT '{}'::jsonb NOT NULL,
     as_of timestamp with time zone NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT scenario_notification_type_known CHECK ((scenario_type = ANY (ARRAY['inactivity'::text, 'milestone'::text, 'certification_expiry'::text])))
+    held_out boolean DEFAULT false NOT NULL
 );
 
 --
@@ -498,6 +530,27 @@ ALTER TABLE scenario_engine.scenario_notification ALTER COLUMN id ADD GENERATED 
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+--
+-- Name: scenario_outcome; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_outcome (
+    decision_id bigint NOT NULL,
+    mentor_id uuid NOT NULL,
+    organization_id uuid,
+    scenario_type text NOT NULL,
+    rule_name text NOT NULL,
+    experiment_id bigint NOT NULL,
+    arm text NOT NULL,
+    subject text NOT NULL,
+    decided_at timestamp with time zone NOT NULL,
+    window_ends_at timestamp with time zone NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    resolved_at timestamp with time zone,
+    CONSTRAINT scenario_outcome_arm_check CHECK ((arm = ANY (ARRAY['treated'::text, 'holdout'::text]))),
+    CONSTRAINT scenario_outcome_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'achieved'::text, 'missed'::text])))
 );
 
 --
@@ -666,6 +719,20 @@ ALTER TABLE ONLY scenario_engine.scenario_event
     ADD CONSTRAINT scenario_event_pkey PRIMARY KEY (id);
 
 --
+-- Name: scenario_experiment scenario_experiment_once; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_experiment
+    ADD CONSTRAINT scenario_experiment_once UNIQUE (rule_name, holdout_salt, holdout_percent, global_holdout_salt, global_holdout_percent);
+
+--
+-- Name: scenario_experiment scenario_experiment_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_experiment
+    ADD CONSTRAINT scenario_experiment_pkey PRIMARY KEY (id);
+
+--
 -- Name: scenario_notification scenario_notification_dedup_key_unique; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
 --
 
@@ -678,6 +745,13 @@ ALTER TABLE ONLY scenario_engine.scenario_notification
 
 ALTER TABLE ONLY scenario_engine.scenario_notification
     ADD CONSTRAINT scenario_notification_pkey PRIMARY KEY (id);
+
+--
+-- Name: scenario_outcome scenario_outcome_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_outcome
+    ADD CONSTRAINT scenario_outcome_pkey PRIMARY KEY (decision_id);
 
 --
 -- Name: scenario_quarantine scenario_quarantine_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
@@ -817,6 +891,12 @@ CREATE INDEX push_notification_mentor_idx ON scenario_engine.push_notification U
 CREATE INDEX scenario_cooldown_triggered_idx ON scenario_engine.scenario_cooldown USING btree (last_triggered_at);
 
 --
+-- Name: scenario_decision_as_of_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_decision_as_of_idx ON scenario_engine.scenario_decision USING btree (as_of);
+
+--
 -- Name: scenario_decision_created_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -881,6 +961,24 @@ CREATE INDEX scenario_notification_subject_idx ON scenario_engine.scenario_notif
 --
 
 CREATE INDEX scenario_notification_unredacted_idx ON scenario_engine.scenario_notification USING btree (created_at) WHERE (context <> '{}'::jsonb);
+
+--
+-- Name: scenario_outcome_decided_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_outcome_decided_idx ON scenario_engine.scenario_outcome USING btree (decided_at);
+
+--
+-- Name: scenario_outcome_mentor_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_outcome_mentor_idx ON scenario_engine.scenario_outcome USING btree (mentor_id);
+
+--
+-- Name: scenario_outcome_pending_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_outcome_pending_idx ON scenario_engine.scenario_outcome USING btree (scenario_type, window_ends_at) WHERE (status = 'pending'::text);
 
 --
 -- Name: scenario_quarantine_open_idx; Type: INDEX; Schema: scenario_engine; Owner: -
@@ -982,6 +1080,27 @@ ALTER TABLE ONLY public.device_token
 
 ALTER TABLE ONLY public.notification_preference
     ADD CONSTRAINT notification_preference_mentor_id_fkey FOREIGN KEY (mentor_id) REFERENCES public.peer_mentor(id) ON DELETE CASCADE;
+
+--
+-- Name: scenario_decision scenario_decision_experiment_id_fkey; Type: FK CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_decision
+    ADD CONSTRAINT scenario_decision_experiment_id_fkey FOREIGN KEY (experiment_id) REFERENCES scenario_engine.scenario_experiment(id);
+
+--
+-- Name: scenario_outcome scenario_outcome_decision_id_fkey; Type: FK CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_outcome
+    ADD CONSTRAINT scenario_outcome_decision_id_fkey FOREIGN KEY (decision_id) REFERENCES scenario_engine.scenario_decision(id) ON DELETE CASCADE;
+
+--
+-- Name: scenario_outcome scenario_outcome_experiment_id_fkey; Type: FK CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_outcome
+    ADD CONSTRAINT scenario_outcome_experiment_id_fkey FOREIGN KEY (experiment_id) REFERENCES scenario_engine.scenario_experiment(id);
 
 --
 -- Name: achievement; Type: ROW SECURITY; Schema: public; Owner: -
@@ -1116,10 +1235,22 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_engine_setting
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_event TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_experiment scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_experiment TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_notification scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
 --
 
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_notification TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: scenario_outcome scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_outcome TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
 -- Name: scenario_quarantine scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
@@ -1164,10 +1295,22 @@ ALTER TABLE scenario_engine.scenario_engine_setting ENABLE ROW LEVEL SECURITY;
 ALTER TABLE scenario_engine.scenario_event ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: scenario_experiment; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_experiment ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: scenario_notification; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
 --
 
 ALTER TABLE scenario_engine.scenario_notification ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_outcome; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_outcome ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: scenario_quarantine; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
@@ -1320,10 +1463,22 @@ GRANT SELECT ON TABLE scenario_engine.scenario_engine_setting TO scenario_engine
 GRANT SELECT,DELETE,UPDATE ON TABLE scenario_engine.scenario_event TO scenario_engine_runtime;
 
 --
+-- Name: TABLE scenario_experiment; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT ON TABLE scenario_engine.scenario_experiment TO scenario_engine_runtime;
+
+--
 -- Name: TABLE scenario_notification; Type: ACL; Schema: scenario_engine; Owner: -
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_notification TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_outcome; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_outcome TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_quarantine; Type: ACL; Schema: scenario_engine; Owner: -

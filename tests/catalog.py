@@ -17,6 +17,8 @@ ENGINE_TABLES = [
     "push_notification",
     "scenario_schema_migration",
     "scenario_quarantine",
+    "scenario_experiment",
+    "scenario_outcome",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",

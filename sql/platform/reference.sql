@@ -89,13 +89,29 @@ ALTER TABLE public.achievement ENABLE ROW LEVEL SECURITY;
 CREATE TABLE public.notification_preference (
     mentor_id     uuid NOT NULL REFERENCES public.peer_mentor (id) ON DELETE CASCADE,
     scenario_type text NOT NULL
-                  CONSTRAINT notification_preference_scope_known
-                  CHECK (scenario_type IN ('all', 'inactivity', 'milestone', 'certification_expiry')),
+                  CONSTRAINT notification_preference_scope_shape
+                  CHECK (scenario_type ~ '^[a-z][a-z0-9_]{0,62}$'),
     opted_out     boolean NOT NULL DEFAULT true,
     updated_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (mentor_id, scenario_type)
 );
 ALTER TABLE public.notification_preference ENABLE ROW LEVEL SECURITY;
+
+-- unit: notification_preference_scope_open
+-- The scenario types are the engine's registry (scenarios/registry.py), not a list frozen in a
+-- CHECK: a new scenario must not need a schema change before mentors can opt out of it. The
+-- CHECK that named the first three types becomes a shape check (existing installations).
+-- present: SELECT NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.notification_preference'::regclass AND conname = 'notification_preference_scope_known')
+ALTER TABLE public.notification_preference DROP CONSTRAINT IF EXISTS notification_preference_scope_known;
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.notification_preference'::regclass
+                   AND conname = 'notification_preference_scope_shape') THEN
+        ALTER TABLE public.notification_preference ADD CONSTRAINT notification_preference_scope_shape
+            CHECK (scenario_type ~ '^[a-z][a-z0-9_]{0,62}$');
+    END IF;
+END
+$$;
 
 -- unit: device_token
 -- present: SELECT to_regclass('public.device_token') IS NOT NULL
