@@ -30,8 +30,10 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> Interval:
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # Clamp rounding noise at the edges (0/n gives a low bound of -1e-17).
-    return Interval(max(0.0, centre - half), min(1.0, centre + half))
+    # At 0/n and n/n the bound is exactly 0 or 1; floating point lands a hair off it.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Interval(low, high)
 
 
 def newcombe_interval(x1: int, n1: int, x2: int, n2: int, z: float = Z_95) -> Interval:
