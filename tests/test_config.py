@@ -10,14 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scenario_engine.config import (
-    ConfigError,
-    Settings,
-    default_rules,
-    load_config,
-    load_rules,
-    load_settings,
-)
+from scenario_engine.config import Settings, load_config, load_settings
+from scenario_engine.domain.rules import default_rules, load_rules
+from scenario_engine.errors import ConfigError
 from scenario_engine.templates import BODY_MAX_BYTES, TITLE_MAX_BYTES, render_body, render_title
 
 GOOD_RULES = """

@@ -29,24 +29,16 @@ from aiolimiter import AsyncLimiter
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from scenario_engine.config import (
-    CertificationExpiryRule,
-    Config,
-    ConfigError,
-    InactivityRule,
-    MilestoneRule,
-    Rule,
-    Rules,
-    Settings,
-    dsn_problems,
-    env_name,
-    load_config,
-    load_rules,
-)
+from scenario_engine.config import Config, Settings, dsn_problems, env_name, load_config
+from scenario_engine.domain.rules import Rule, Rules, load_rules
+from scenario_engine.errors import ConfigError
 from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.dispatcher import RetryPolicy
 from scenario_engine.runtime.scheduler import current_period
 from scenario_engine.scenarios import certification, inactivity, milestone
+from scenario_engine.scenarios.certification import CertificationExpiryRule
+from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.milestone import MilestoneRule
 from scenario_engine.templates import BODY_MAX_BYTES, TITLE_MAX_BYTES, render_body, render_title
 from tests.cli import cli_env
 

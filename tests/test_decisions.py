@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rules
+from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import apply_policy, utc
 from scenario_engine.notifications import render
 from scenario_engine.policy import PolicyState, decide_policy
@@ -26,6 +26,7 @@ from scenario_engine.scenarios.base import (
     threshold_label,
 )
 from scenario_engine.scenarios.certification import (
+    CertificationExpiryRule,
     CertificationRow,
     CertificationState,
     applicable_tier,
@@ -33,9 +34,10 @@ from scenario_engine.scenarios.certification import (
     is_superseded,
     still_applies,
 )
-from scenario_engine.scenarios.inactivity import InactivityState, decide_inactivity
+from scenario_engine.scenarios.inactivity import InactivityRule, InactivityState, decide_inactivity
 from scenario_engine.scenarios.milestone import (
     ActivityRow,
+    MilestoneRule,
     MilestoneState,
     decide_milestone,
     metric_value,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from scenario_engine.config import Rules, default_rules, load_rules
+from scenario_engine.domain.rules import Rules, default_rules, load_rules
 from tests.cli import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,10 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rules
 from scenario_engine.db.connect import SEARCH_PATH, create_pool
+from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.notifications import Outcome
+from scenario_engine.scenarios.certification import CertificationExpiryRule
+from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.milestone import MilestoneRule
 from tests import pg
 from tests.factories import add_activity, add_mentor
 

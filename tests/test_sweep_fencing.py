@@ -21,8 +21,9 @@ from typing import Any
 import anyio
 import pytest
 
-from scenario_engine.config import ConfigError, load_settings
+from scenario_engine.config import load_settings
 from scenario_engine.db.queries import query
+from scenario_engine.errors import ConfigError
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
 from tests.daemon import DaemonProcess
 

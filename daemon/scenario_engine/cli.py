@@ -29,21 +29,14 @@ import anyio
 import asyncpg
 from pydantic import SecretStr
 
-from scenario_engine.config import (
-    Config,
-    ConfigError,
-    Settings,
-    collect_secrets,
-    effective_config,
-    load_config,
-    load_rules,
-    scrub,
-)
+from scenario_engine.config import Config, Settings, collect_secrets, effective_config, load_config, scrub
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
 from scenario_engine.db.units import dba_script
+from scenario_engine.domain.rules import load_rules
 from scenario_engine.engine import Engine, SweepResult
+from scenario_engine.errors import ConfigError
 from scenario_engine.exit_codes import (
     EXIT_BROKEN_PIPE,
     EXIT_CONFIG,

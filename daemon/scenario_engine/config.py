@@ -1,4 +1,5 @@
-"""Configuration: ``Settings`` from the environment (``SCENARIO_*``), ``Rules`` from TOML.
+"""Configuration: ``Settings`` from the environment (``SCENARIO_*``); the rules file is read by
+``domain.rules`` and validated here with the settings (``load_config``).
 
 Settings are about where and how the daemon runs; rules are about what it decides, and
 can be reloaded with SIGHUP without a restart. Both are validated by pydantic so that a
@@ -15,38 +16,25 @@ import json
 import os
 import re
 import socket
-import tomllib
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scenario_engine.templates import BODY_MAX_BYTES, TITLE_MAX_BYTES, TemplateError, check_template
+from scenario_engine.domain.rules import Rules, load_rules
+from scenario_engine.errors import ConfigError
 
-ScenarioType = Literal["inactivity", "milestone", "certification_expiry"]
-SCENARIO_TYPES: tuple[ScenarioType, ...] = ("inactivity", "milestone", "certification_expiry")
 ENV_PREFIX = "SCENARIO_"
-
-
-class ConfigError(ValueError):
-    """Configuration is invalid; ``problems`` lists (key, message) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{key}: {msg}" for key, msg in problems))
 
 
 class Settings(BaseSettings):
@@ -660,206 +648,6 @@ def fcm_credentials_problem(path: Path) -> str | None:
     except Exception:  # google-auth raises ValueError or a cryptography error: no detail leaks
         return f"{path}: the private_key cannot be loaded (a PEM-encoded RSA key is expected)"
     return None
-
-
-# --- rules -------------------------------------------------------------------------
-
-RuleName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_\-]*$")]
-# Ten years: long enough for any cooldown, short enough that every date sum stays in range.
-MAX_DAYS = 3650
-# Every message carries these besides the scenario's own inputs (notifications.write_outcomes).
-COMMON_CONTEXT_KEYS = frozenset({"rule", "display_name"})
-
-
-class _Rule(BaseModel):
-    # nan/inf never validate; every number has a finite bound (see Settings).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    # The placeholders a message of this rule type can use: its candidates' inputs.
-    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS
-
-    name: RuleName
-    enabled: bool = True
-    cooldown_days: float = Field(default=7.0, ge=0, le=MAX_DAYS)
-    title: str = Field(min_length=1, max_length=1000)
-    body: str = Field(min_length=1, max_length=8000)
-
-    @field_validator("title", "body")
-    @classmethod
-    def _template_is_usable(cls, value: str, info: ValidationInfo) -> str:
-        is_title = info.field_name == "title"
-        try:
-            check_template(
-                value,
-                cls.CONTEXT_KEYS,
-                max_bytes=TITLE_MAX_BYTES if is_title else BODY_MAX_BYTES,
-                allow_newline=not is_title,
-                rule=info.data.get("name"),
-            )
-        except TemplateError as exc:
-            raise ValueError(str(exc)) from None
-        return value
-
-    @property
-    def cooldown(self) -> dt.timedelta:
-        return dt.timedelta(days=self.cooldown_days)
-
-
-class InactivityRule(_Rule):
-    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS | {
-        "last_activity_at",
-        "since",
-        "days_inactive",
-        "threshold_days",
-        "reminder",
-        "max_reminders",
-    }
-
-    scenario_type: Literal["inactivity"] = "inactivity"
-    threshold_days: int = Field(ge=1, le=MAX_DAYS)
-    max_reminders: int = Field(default=3, ge=1, le=100)
-    title: str = "We miss you"
-    body: str = (
-        "It has been {days_inactive} days since your last activity. Your mentees would love to hear from you."
-    )
-
-
-class MilestoneRule(_Rule):
-    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS | {
-        "metric",
-        "value",
-        "threshold",
-        "threshold_text",
-        "newly_crossed",
-        "period",
-        "period_label",
-    }
-
-    scenario_type: Literal["milestone"] = "milestone"
-    metric: Literal["sessions", "hours", "contacts"]
-    period: Literal["year", "all_time"] = "year"
-    # A billion sessions or hours is beyond any mentor; the bound keeps labels exact.
-    thresholds: list[Annotated[float, Field(gt=0, le=1e9)]] = Field(min_length=1, max_length=100)
-    backfill: bool = False
-    cooldown_days: float = Field(default=0.0, ge=0, le=MAX_DAYS)
-    title: str = "Milestone reached!"
-    body: str = "You reached {threshold_text} {metric} this {period_label}. Thank you!"
-
-    @field_validator("thresholds")
-    @classmethod
-    def _ascending(cls, value: list[float]) -> list[float]:
-        # Rounded to the 15 significant digits that survive PostgreSQL's float8 → numeric
-        # conversion, so the achievement ledger (numeric) compares equal on every path.
-        value = [float(f"{v:.15g}") for v in value]
-        if len(set(value)) != len(value):
-            raise ValueError("thresholds must be distinct")
-        return sorted(value)
-
-
-class CertificationExpiryRule(_Rule):
-    CONTEXT_KEYS: ClassVar[frozenset[str]] = COMMON_CONTEXT_KEYS | {
-        "certification_id",
-        "certification_type",
-        "expires_at",
-        "expires_on",
-        "days_left",
-        "tier_days",
-    }
-
-    scenario_type: Literal["certification_expiry"] = "certification_expiry"
-    tiers_days: list[Annotated[int, Field(ge=1, le=MAX_DAYS)]] = Field(min_length=1, max_length=20)
-    certification_types: list[
-        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-    ] = Field(default_factory=list, max_length=100, description="Types this rule watches; empty means all.")
-    cooldown_days: float = Field(default=0.0, ge=0, le=MAX_DAYS)
-    title: str = "Certification expiring soon"
-    body: str = "Your {certification_type} certification expires in {days_left} days ({expires_on})."
-
-    @field_validator("tiers_days")
-    @classmethod
-    def _descending(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("tiers_days must be distinct")
-        return sorted(value, reverse=True)
-
-    @property
-    def lead_time_days(self) -> int:
-        return self.tiers_days[0]
-
-
-Rule = InactivityRule | MilestoneRule | CertificationExpiryRule
-
-
-class Rules(BaseModel):
-    """The scenario rules. Several rules per scenario type; names are unique."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    daily_cap: int = Field(default=3, ge=1, le=1000, description="Pushes per mentor per 24 h, all scenarios.")
-    inactivity: list[InactivityRule] = Field(default_factory=list)
-    milestone: list[MilestoneRule] = Field(default_factory=list)
-    certification_expiry: list[CertificationExpiryRule] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Rules:
-        seen: set[str] = set()
-        for rule in self.all():
-            if rule.name in seen:
-                raise ValueError(f"rule name {rule.name!r} is used twice")
-            seen.add(rule.name)
-        return self
-
-    def all(self) -> list[Rule]:
-        return [*self.inactivity, *self.milestone, *self.certification_expiry]
-
-    def enabled(self) -> list[Rule]:
-        return [r for r in self.all() if r.enabled]
-
-    def by_name(self, name: str) -> Rule:
-        for rule in self.all():
-            if rule.name == name:
-                return rule
-        raise KeyError(name)
-
-
-def default_rules() -> Rules:
-    """The design's example rules, used when no rules file is configured."""
-    return Rules(
-        inactivity=[InactivityRule(name="inactive_21d", threshold_days=21, cooldown_days=7, max_reminders=3)],
-        milestone=[
-            MilestoneRule(
-                name="sessions_year", metric="sessions", period="year", thresholds=[10, 25, 50, 100]
-            ),
-        ],
-        certification_expiry=[
-            CertificationExpiryRule(name="certification_expiry", tiers_days=[30, 7, 1]),
-        ],
-    )
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def load_rules(path: Path | None) -> Rules:
-    """Read and validate a rules file; errors name the file and the key."""
-    if path is None:
-        return default_rules()
-    try:
-        data: dict[str, Any] = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([(str(path), "file not found")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from None
-    try:
-        return Rules.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(
-            [(f"{path}: {_loc(e['loc'])}" if e["loc"] else str(path), e["msg"]) for e in exc.errors()]
-        ) from None
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -28,10 +28,11 @@ import anyio
 import asyncpg
 from pydantic import SecretStr
 
-from scenario_engine.config import Settings, default_rules
+from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import query
+from scenario_engine.domain.rules import default_rules
 from scenario_engine.embedded import (
     DataDirBusy,
     DataDirLock,

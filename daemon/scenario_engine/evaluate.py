@@ -1,11 +1,12 @@
-"""The evaluation pipeline shared by the sweep, the event drain and the single-mentor path.
+"""The pipeline every evaluation runs, whichever path asked for it:
 
-    candidates (set-based SQL, or pure Python for one mentor)
+    candidates (the scenario's set-based SQL, or its pure oracle for one mentor)
       → policy (opt-out, cooldown, cap)  → write (enqueue / ledger / decision log)
 
-The set-based path runs a rule's candidate query once per batch of mentors; the
-single-mentor path fetches that mentor's raw rows and applies the pure evaluators. Both
-meet in ``decide_and_write`` so policy and persistence are one piece of code.
+The sweep (sweep.py), the event drain (runtime/drain.py) and the single-mentor interfaces
+(engine.py) all come through ``evaluate_set_based`` or ``evaluate_single``; both run the rule
+loop below, one rule at a time in registry order, and meet in ``decide_and_write`` so that
+policy and persistence are one piece of code. The scenario itself is asked of the registry.
 """
 
 from __future__ import annotations
@@ -13,27 +14,25 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
-from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rule, Rules
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import fetch, fetchval, query
+from scenario_engine.db.records import load_mentor
+from scenario_engine.domain.rule import RuleBase
+from scenario_engine.domain.rules import Rules
+from scenario_engine.instants import EVALUABLE_FROM, EVALUABLE_UNTIL
+from scenario_engine.isolation import Outcomes, evaluate_isolated
 from scenario_engine.notifications import Outcome, write_outcomes
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
-from scenario_engine.scenarios import certification, inactivity, milestone
-from scenario_engine.scenarios.base import (
-    EVALUABLE_FROM,
-    EVALUABLE_UNTIL,
-    Candidate,
-    MentorDataError,
-    epoch_micros,
-    instant,
-    is_evaluable,
-    optional_instant,
-)
-from scenario_engine.scenarios.zones import known_zones
+from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.registry import scenario_of
+
+AS_OF_FROM = EVALUABLE_FROM.replace(year=1000)
+AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
+
+# The candidates of one rule for a group of mentors (set-based or single-mentor).
+CandidateSource = Callable[[RuleBase, list[uuid.UUID]], Awaitable[list[Candidate]]]
 
 
 def utc(as_of: dt.datetime | None) -> dt.datetime:
@@ -49,134 +48,98 @@ def utc(as_of: dt.datetime | None) -> dt.datetime:
     return at
 
 
-AS_OF_FROM = EVALUABLE_FROM.replace(year=1000)
-AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
-
-
-# --- set-based candidates ------------------------------------------------------------
+# --- the two candidate sources ---------------------------------------------------------
 
 
 async def set_based_candidates(
-    conn: Conn, rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime
+    conn: Conn, rule: RuleBase, mentors: list[uuid.UUID], as_of: dt.datetime
 ) -> list[Candidate]:
-    """One candidate query for a batch. Rows the engine cannot evaluate are collected, not
-    skipped: the batch then raises one ``MentorDataError`` naming every such mentor, so the
-    caller quarantines them all at once and evaluates the rest (isolation.py)."""
+    """One statement of the rule's scenario for a batch of mentors."""
     if not mentors:
         return []
-    build: Callable[[Any], Candidate]
-    if isinstance(rule, InactivityRule):
-        rows = await conn.fetch(query("inactivity_candidates"), *inactivity.query_args(rule, mentors, as_of))
-        build = partial(inactivity.candidate_from_row, rule=rule, as_of=as_of)
-    elif isinstance(rule, MilestoneRule):
-        rows = await conn.fetch(query("milestone_candidates"), *milestone.query_args(rule, mentors, as_of))
-        build = partial(milestone.candidate_from_row, rule=rule)
-    else:
-        rows = await conn.fetch(
-            query("certification_candidates"), *certification.query_args(rule, mentors, as_of)
-        )
-        build = partial(certification.candidate_from_row, rule=rule, as_of=as_of)
-    out: list[Candidate] = []
-    problems: dict[uuid.UUID, str] = {}
-    for row in rows:
-        try:
-            out.append(build(row))
-        except MentorDataError as exc:
-            problems.update(exc.problems)
-    if problems:
-        raise MentorDataError(problems)
-    return out
-
-
-# --- single-mentor candidates (pure evaluators over raw rows) ---------------------------
-
-
-MentorState = inactivity.InactivityState | milestone.MilestoneState | certification.CertificationState
-
-
-async def load_mentor_state(
-    conn: Conn, rule: Rule, mentor_id: uuid.UUID, as_of: dt.datetime
-) -> MentorState | None:
-    """The raw rows one rule needs for one mentor, or None if the mentor does not exist."""
-    mentor = await conn.fetchrow(query("mentor_row"), mentor_id)
-    if mentor is None:
-        return None
-    joined_at = instant(mentor["joined_at"])
-    if isinstance(rule, InactivityRule):
-        activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
-        last = max((instant(a["occurred_at"]) for a in activities), default=None)
-        start = last if last is not None else joined_at
-        spell = str(epoch_micros(start)) if is_evaluable(start) else None
-        sent = [
-            n
-            for n in await conn.fetch(query("mentor_notifications"), mentor_id)
-            if n["rule_name"] == rule.name and n["subject"] == spell
-        ]
-        return inactivity.InactivityState(
-            mentor_id=mentor_id,
-            status=mentor["status"],
-            joined_at=joined_at,
-            last_activity_at=last,
-            reminders_sent=len(sent),
-            last_reminder_as_of=max((n["as_of"] for n in sent), default=None),
-        )
-    if isinstance(rule, MilestoneRule):
-        activities = await conn.fetch(query("mentor_activities"), mentor_id, as_of)
-        achieved = await conn.fetch(query("mentor_achievements"), mentor_id)
-        return milestone.MilestoneState(
-            mentor_id=mentor_id,
-            status=mentor["status"],
-            timezone=mentor["timezone"],
-            activities=tuple(
-                milestone.ActivityRow(
-                    a["kind"], instant(a["occurred_at"]), a["duration_minutes"], a["contacts"]
-                )
-                for a in activities
-            ),
-            achieved=frozenset((a["milestone"], float(a["threshold"]), a["period"]) for a in achieved),
-        )
-    certs = await conn.fetch(query("mentor_certifications"), mentor_id)
-    fired: dict[int, int] = {}
-    for n in await conn.fetch(query("mentor_notifications"), mentor_id):
-        if n["rule_name"] == rule.name:
-            cert_id = int(n["subject"])
-            fired[cert_id] = min(fired.get(cert_id, n["seq"]), n["seq"])
-    return certification.CertificationState(
-        mentor_id=mentor_id,
-        status=mentor["status"],
-        timezone=mentor["timezone"],
-        certifications=tuple(
-            certification.CertificationRow(
-                c["id"],
-                c["type"],
-                instant(c["issued_at"]),
-                instant(c["expires_at"]),
-                optional_instant(c["revoked_at"]),
-            )
-            for c in certs
-        ),
-        fired_tiers=fired,
-    )
-
-
-def decide(state: MentorState, rule: Rule, as_of: dt.datetime) -> list[Candidate]:
-    """The pure evaluators, dispatched on the rule's type."""
-    if isinstance(rule, InactivityRule) and isinstance(state, inactivity.InactivityState):
-        found = inactivity.decide_inactivity(state, rule, as_of)
-        return [found] if found else []
-    if isinstance(rule, MilestoneRule) and isinstance(state, milestone.MilestoneState):
-        found_m = milestone.decide_milestone(state, rule, as_of)
-        return [found_m] if found_m else []
-    if isinstance(rule, CertificationExpiryRule) and isinstance(state, certification.CertificationState):
-        return certification.decide_certifications(state, rule, as_of)
-    raise TypeError(f"state {type(state).__name__} does not fit rule {rule.name!r}")
+    return await scenario_of(rule).candidates(conn, rule, mentors, as_of)
 
 
 async def single_mentor_candidates(
-    conn: Conn, rule: Rule, mentor_id: uuid.UUID, as_of: dt.datetime
+    conn: Conn, rule: RuleBase, mentor_id: uuid.UUID, as_of: dt.datetime
 ) -> list[Candidate]:
-    state = await load_mentor_state(conn, rule, mentor_id, as_of)
-    return [] if state is None else decide(state, rule, as_of)
+    """The scenario's oracle over one mentor's raw rows (none if the mentor does not exist)."""
+    mentor = await load_mentor(conn, mentor_id)
+    if mentor is None:
+        return []
+    scenario = scenario_of(rule)
+    state = await scenario.load_state(conn, rule, mentor, as_of)
+    return scenario.decide(state, rule, as_of)
+
+
+# --- the rule loop ------------------------------------------------------------------------
+
+
+async def evaluate_set_based(
+    conn: Conn,
+    rules: Rules,
+    as_of: dt.datetime,
+    mentors_for: Callable[[str], list[uuid.UUID]],
+) -> Outcomes:
+    """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its scenario
+    type: one candidate query, one policy query and one write per rule. The whole batch is one
+    transaction (a savepoint inside the caller's); a mentor whose rows cannot be evaluated is
+    isolated and quarantined, the others are written (isolation.py)."""
+    enabled = rules.enabled()
+    wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
+    everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
+    if not everyone:
+        return Outcomes()
+    by_type = {t: set(ms) for t, ms in wanted.items()}
+
+    async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
+        members = set(group)
+        return await set_based_candidates(
+            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of
+        )
+
+    def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
+        return [m for m in group if all(m in ms for ms in by_type.values())]
+
+    return await evaluate_isolated(
+        conn, everyone, lambda group: rule_loop(conn, enabled, rules, group, candidates, as_of), complete
+    )
+
+
+async def evaluate_single(
+    conn: Conn, rules: Rules, selected: Sequence[RuleBase], mentor_id: uuid.UUID, as_of: dt.datetime
+) -> Outcomes:
+    """The ``selected`` rules for one mentor through the oracles. Only an evaluation of every
+    enabled rule may clear the mentor's quarantine."""
+
+    async def candidates(rule: RuleBase, _group: list[uuid.UUID]) -> list[Candidate]:
+        return await single_mentor_candidates(conn, rule, mentor_id, as_of)
+
+    every_rule = list(selected) == rules.enabled()
+    return await evaluate_isolated(
+        conn,
+        [mentor_id],
+        lambda group: rule_loop(conn, selected, rules, group, candidates, as_of),
+        None if every_rule else _none,
+    )
+
+
+def _none(_group: list[uuid.UUID]) -> list[uuid.UUID]:
+    return []
+
+
+async def rule_loop(
+    conn: Conn,
+    selected: Sequence[RuleBase],
+    rules: Rules,
+    group: list[uuid.UUID],
+    candidates: CandidateSource,
+    as_of: dt.datetime,
+) -> list[Outcome]:
+    out: list[Outcome] = []
+    for rule in selected:
+        out += await decide_and_write(conn, await candidates(rule, group), rule, rules, as_of)
+    return out
 
 
 # --- policy and persistence -------------------------------------------------------------
@@ -184,17 +147,15 @@ async def single_mentor_candidates(
 
 async def policy_states(
     conn: Conn, mentors: Sequence[uuid.UUID], scenario_type: str, as_of: dt.datetime
-) -> tuple[dict[uuid.UUID, PolicyState], dict[uuid.UUID, str | None]]:
-    rows = await conn.fetch(query("policy_inputs"), list(mentors), scenario_type, as_of)
-    return {r["mentor_id"]: state_from_row(r) for r in rows}, {
-        r["mentor_id"]: r["display_name"] for r in rows
-    }
+) -> dict[uuid.UUID, PolicyState]:
+    rows = await fetch(conn, "policy_inputs", mentors=list(mentors), scenario_type=scenario_type, as_of=as_of)
+    return {r["mentor_id"]: state_from_row(r) for r in rows}
 
 
 def apply_policy(
     candidates: Sequence[Candidate],
     states: dict[uuid.UUID, PolicyState],
-    rule: Rule,
+    rule: RuleBase,
     rules: Rules,
     as_of: dt.datetime,
 ) -> list[tuple[Candidate, PolicyDecision]]:
@@ -215,24 +176,23 @@ def apply_policy(
 
 
 async def decide_and_write(
-    conn: Conn, candidates: list[Candidate], rule: Rule, rules: Rules, as_of: dt.datetime
+    conn: Conn, candidates: list[Candidate], rule: RuleBase, rules: Rules, as_of: dt.datetime
 ) -> list[Outcome]:
     if not candidates:
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
-    states, names = await policy_states(conn, mentors, rule.scenario_type, as_of)
+    states = await policy_states(conn, mentors, rule.scenario_type, as_of)
     decided = apply_policy(candidates, states, rule, rules, as_of)
-    return await write_outcomes(conn, rule, decided, as_of, names)
+    return await write_outcomes(conn, rule, decided, as_of, states)
 
 
-# --- milestone baselines ------------------------------------------------------------------
+# --- rules seen for the first time ------------------------------------------------------
 
 
 async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, known: set[str]) -> None:
-    """Record each rule the first time any engine sees it; baseline milestone rules.
-
-    ``known`` caches names already recorded, so the common case costs nothing.
-    """
+    """Record each rule the first time any engine sees it, and let its scenario take its
+    no-flood baseline in the same transaction. ``known`` caches names already recorded, so
+    the common case costs nothing."""
     missing = [r for r in rules.enabled() if r.name not in known]
     if not missing:
         return
@@ -240,20 +200,18 @@ async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, known:
     for rule in missing:
         if rule.name in known:
             continue
-        backfill = isinstance(rule, MilestoneRule) and rule.backfill
+        scenario = scenario_of(rule)
+        backfill = scenario.backfill(rule)
         async with conn.transaction():
             await mark_engine_write(conn)
-            claimed = await conn.fetchval(
-                query("claim_rule_first_seen"), rule.name, rule.scenario_type, as_of, backfill
+            claimed = await fetchval(
+                conn,
+                "claim_rule_first_seen",
+                rule_name=rule.name,
+                scenario_type=rule.scenario_type,
+                as_of=as_of,
+                backfill=backfill,
             )
-            if claimed and isinstance(rule, MilestoneRule) and not backfill:
-                await conn.execute(
-                    query("milestone_baseline"),
-                    as_of,
-                    rule.name,
-                    rule.metric,
-                    rule.period,
-                    list(rule.thresholds),
-                    list(known_zones()),
-                )
+            if claimed:
+                await scenario.first_seen(conn, rule, as_of)
         known.add(rule.name)

@@ -7,25 +7,15 @@ are parsed with pydantic so a malformed one is a counted, logged error, not a cr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scenario_engine.config import ScenarioType
+from scenario_engine.scenarios.registry import watched_tables
 
-WATCHED_TABLES: dict[str, frozenset[ScenarioType]] = {
-    # New, changed or deleted activity ends (or re-opens) an inactivity spell and moves
-    # the milestone counts.
-    "activity": frozenset({"inactivity", "milestone"}),
-    "certification": frozenset({"certification_expiry"}),
-    # A coordinator awarding or removing an achievement re-evaluates milestones.
-    "achievement": frozenset({"milestone"}),
-    # Preferences are read at every decision and again before sending; a change is
-    # evaluated at once so that an opt-in is not left waiting for the next full sweep.
-    "notification_preference": frozenset({"inactivity", "milestone", "certification_expiry"}),
-    # Status, time zone or join date changed (trigger since migration 0006).
-    "peer_mentor": frozenset({"inactivity", "milestone", "certification_expiry"}),
-}
+# Platform table → the scenario types its changes concern (each scenario declares its tables).
+WATCHED_TABLES: dict[str, frozenset[str]] = watched_tables()
 
 
 class EventError(ValueError):
@@ -67,7 +57,7 @@ class ScenarioEvent(BaseModel):
         return [m for m in (self.mentor_id, self.old_mentor_id) if m is not None]
 
 
-def scenarios_for(event: ScenarioEvent) -> frozenset[ScenarioType]:
+def scenarios_for(event: ScenarioEvent) -> frozenset[str]:
     """Which scenario types an event concerns; raises EventError for one we cannot handle."""
     if event.table_name not in WATCHED_TABLES:
         raise EventError(f"unknown table {event.table_name!r}")
@@ -76,3 +66,12 @@ def scenarios_for(event: ScenarioEvent) -> frozenset[ScenarioType]:
     if event.mentor_id is None:
         raise EventError(f"{event.table_name} event {event.id} has no mentor id")
     return WATCHED_TABLES[event.table_name]
+
+
+def route(events: Iterable[ScenarioEvent]) -> dict[str, set[uuid.UUID]]:
+    """Scenario type → the mentors a batch of events touched for it (EventError as above)."""
+    by_type: dict[str, set[uuid.UUID]] = {}
+    for event in events:
+        for scenario_type in scenarios_for(event):
+            by_type.setdefault(scenario_type, set()).update(event.mentors())
+    return by_type

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from scenario_engine.config import Rule
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import query
-from scenario_engine.policy import PolicyDecision
+from scenario_engine.domain.rule import RuleBase as Rule
+from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.templates import render, render_body, render_title
 
@@ -39,7 +39,7 @@ async def write_outcomes(
     rule: Rule,
     decided: Sequence[tuple[Candidate, PolicyDecision]],
     as_of: dt.datetime,
-    display_names: dict[uuid.UUID, str | None],
+    states: Mapping[uuid.UUID, PolicyState],
 ) -> list[Outcome]:
     """Persist one batch of decisions for one rule in one engine-marked transaction."""
     allowed = [(c, d) for c, d in decided if d.allowed]
@@ -60,7 +60,7 @@ async def write_outcomes(
             )
         if allowed:
             contexts = [
-                {**c.inputs, "rule": c.rule_name, "display_name": display_names.get(c.mentor_id) or "there"}
+                {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
                 for c, _ in allowed
             ]
             rows = await conn.fetch(
@@ -104,6 +104,11 @@ async def write_outcomes(
         else:
             out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True))
     return out
+
+
+def _display_name(states: Mapping[uuid.UUID, PolicyState], mentor_id: uuid.UUID) -> str:
+    state = states.get(mentor_id)
+    return (state.display_name if state else None) or "there"
 
 
 async def record_last_triggered(

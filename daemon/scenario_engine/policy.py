@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Outcome = Literal["sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
-CAP_WINDOW = dt.timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,9 @@ class PolicyState:
     last_triggered_at: dt.datetime | None  # this scenario type
     last_rule_name: str | None
     sent_24h: int  # notifications (all scenarios) in (as_of - 24h, as_of]
+    # Not policy inputs: what the decision log and the message carry (read in the same query).
+    display_name: str | None = None
+    organization_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ def state_from_row(row: Any) -> PolicyState:
         last_triggered_at=row["last_triggered_at"],
         last_rule_name=row["last_rule_name"],
         sent_24h=int(row["sent_24h"]),
+        display_name=row["display_name"],
+        organization_id=row["organization_id"],
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import anyio
 from aiohttp import web
 
-from scenario_engine.config import Rules
+from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenario_engine.config import Rules
+from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.events import WATCHED_TABLES, EventError, parse_payload
 from tests.faults.figures import Figures

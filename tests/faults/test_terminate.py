@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 import pytest
 
-from scenario_engine.config import Rules
 from scenario_engine.db.connect import create_pool
+from scenario_engine.domain.rules import Rules
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures

@@ -10,6 +10,11 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from scenario_engine.db.connect import Conn
 
 _MARKER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -36,13 +41,14 @@ def parse_named_queries(text: str, source: str = "<string>") -> dict[str, str]:
 
 @cache
 def all_queries() -> dict[str, str]:
-    """Every named query of the package's ``queries/`` folder."""
+    """Every named query of ``queries/*.sql`` and ``scenarios/*/queries.sql``."""
     merged: dict[str, str] = {}
-    folder = resources.files("scenario_engine") / "queries"
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
-            continue
-        for name, sql in parse_named_queries(entry.read_text("utf-8"), entry.name).items():
+    package = resources.files("scenario_engine")
+    files = [e for e in (package / "queries").iterdir() if e.name.endswith(".sql")]
+    # Each scenario package keeps its own queries beside its code (scenarios/<type>/queries.sql).
+    files += [d / "queries.sql" for d in (package / "scenarios").iterdir() if (d / "queries.sql").is_file()]
+    for entry in sorted(files, key=str):
+        for name, sql in parse_named_queries(entry.read_text("utf-8"), str(entry)).items():
             if name in merged:
                 raise ValueError(f"query {name!r} is defined in more than one file")
             merged[name] = sql
@@ -53,4 +59,55 @@ def query(name: str) -> str:
     try:
         return all_queries()[name]
     except KeyError:
-        raise UnknownQueryError(f"no SQL query named {name!r} in scenario_engine/queries") from None
+        raise UnknownQueryError(f"no SQL query named {name!r} in scenario_engine") from None
+
+
+# --- named parameters -------------------------------------------------------------------
+#
+# A query block may declare its parameters by name on a line ``-- params: mentors, as_of``:
+# the n-th name is ``$n``. Callers then pass keywords (``fetch(conn, "q", mentors=…, as_of=…)``)
+# and a missing, extra or misspelt one fails at the call, naming the query, instead of shifting
+# every later argument by one. tests/test_queries.py checks each declaration against the SQL.
+
+_PARAMS = re.compile(r"^--\s*params:\s*(.*)$", re.MULTILINE)
+
+
+@cache
+def query_params(name: str) -> tuple[str, ...] | None:
+    """The declared parameter names of a query, in ``$n`` order (None: not declared)."""
+    match = _PARAMS.search(query(name))
+    if match is None:
+        return None
+    return tuple(p.strip() for p in match.group(1).split(",") if p.strip())
+
+
+def bind(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL of a named query and its arguments in ``$n`` order."""
+    declared = query_params(name)
+    if declared is None:
+        raise TypeError(f"query {name!r} declares no '-- params:' line; it cannot take named arguments")
+    missing = [p for p in declared if p not in params]
+    extra = sorted(set(params) - set(declared))
+    if missing or extra:
+        raise TypeError(f"query {name!r}: missing parameters {missing}, unexpected {extra}")
+    return query(name), [params[p] for p in declared]
+
+
+async def fetch(conn: Conn, name: str, **params: Any) -> list[asyncpg.Record]:
+    sql, args = bind(name, params)
+    return await conn.fetch(sql, *args)
+
+
+async def fetchrow(conn: Conn, name: str, **params: Any) -> asyncpg.Record | None:
+    sql, args = bind(name, params)
+    return await conn.fetchrow(sql, *args)
+
+
+async def fetchval(conn: Conn, name: str, **params: Any) -> Any:
+    sql, args = bind(name, params)
+    return await conn.fetchval(sql, *args)
+
+
+async def execute(conn: Conn, name: str, **params: Any) -> str:
+    sql, args = bind(name, params)
+    return await conn.execute(sql, *args)

@@ -8,17 +8,20 @@
 -- after anything else); asyncpg could not even decode a date in 4713 BC.
 
 -- name: mentor_row
+-- params: mentor_id
 SELECT id, organization_id, display_name, status, timezone,
        CASE WHEN joined_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN joined_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE joined_at END AS joined_at
 FROM public.peer_mentor WHERE id = $1;
 
 -- name: mentor_activities
+-- params: mentor_id, as_of
 SELECT kind, duration_minutes, contacts,
        CASE WHEN occurred_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN occurred_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE occurred_at END AS occurred_at
 FROM public.activity
 WHERE mentor_id = $1 AND occurred_at <= $2;
 
 -- name: mentor_certifications
+-- params: mentor_id
 SELECT id, type,
        CASE WHEN issued_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN issued_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE issued_at END AS issued_at,
        CASE WHEN expires_at < '0001-01-02 00:00:00+00'::timestamptz THEN '-infinity'::timestamptz WHEN expires_at > '9999-12-30 00:00:00+00'::timestamptz THEN 'infinity'::timestamptz ELSE expires_at END AS expires_at,
@@ -26,17 +29,21 @@ SELECT id, type,
 FROM public.certification WHERE mentor_id = $1;
 
 -- name: mentor_achievements
+-- params: mentor_id
 SELECT milestone, threshold::float8 AS threshold, period FROM public.achievement WHERE mentor_id = $1;
 
 -- name: mentor_notifications
+-- params: mentor_id
 SELECT id, scenario_type, rule_name, subject, seq, dedup_key, as_of, created_at, context
 FROM scenario_engine.scenario_notification WHERE mentor_id = $1 ORDER BY id;
 
 -- name: mentor_decisions
+-- params: mentor_id, limit
 SELECT scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of, notification_id, created_at
 FROM scenario_engine.scenario_decision WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
 
 -- name: mentor_pushes
+-- params: mentor_id, limit
 SELECT id, notification_id, scenario_type, title, status, attempts, created_at, sent_at, last_error
 FROM scenario_engine.push_notification WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
 

@@ -41,8 +41,8 @@ WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int AND in_fligh
 RETURNING id;
 
 -- name: recheck_pushes
--- Re-check at send time what may have changed since enqueue (DESIGN.md §3): opt-out,
--- mentor status, a renewed/revoked certification, an inactive mentor active again.
+-- Re-check at send time what may have changed since enqueue (DESIGN.md §3): mentor status,
+-- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
 SELECT p.id, m.timezone,
     CASE
         WHEN m.id IS NULL THEN 'mentor no longer exists'
@@ -51,20 +51,7 @@ SELECT p.id, m.timezone,
             SELECT 1 FROM public.notification_preference np
             WHERE np.mentor_id = p.mentor_id AND np.opted_out AND np.scenario_type IN ('all', p.scenario_type)
         ) THEN 'mentor opted out'
-        WHEN p.scenario_type = 'certification_expiry' AND NOT EXISTS (
-            SELECT 1 FROM public.certification c
-            WHERE c.id = (p.data -> 'context' ->> 'certification_id')::bigint
-              AND c.revoked_at IS NULL AND c.expires_at > now()
-              AND NOT EXISTS (
-                  SELECT 1 FROM public.certification n
-                  WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
-                    AND (n.issued_at, n.id) > (c.issued_at, c.id))
-        ) THEN 'certification renewed, revoked or expired'
-        WHEN p.scenario_type = 'inactivity' AND EXISTS (
-            SELECT 1 FROM public.activity a
-            WHERE a.mentor_id = p.mentor_id
-              AND a.occurred_at > (p.data -> 'context' ->> 'last_activity_at')::timestamptz
-        ) THEN 'mentor active again'
+        -- {scenario rechecks}: one WHEN per scenario that declares one (scenarios/registry.py)
     END AS cancel_reason
 FROM scenario_engine.push_notification p
 LEFT JOIN public.peer_mentor m ON m.id = p.mentor_id

@@ -27,7 +27,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scenario_engine.config import ConfigError, Rules, Settings, load_rules
+from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
@@ -37,7 +37,9 @@ from scenario_engine.db.pooler import (
     pooler_symptom,
 )
 from scenario_engine.db.queries import query
+from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine
+from scenario_engine.errors import ConfigError
 from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop

@@ -44,6 +44,7 @@ from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until
 from scenario_engine.runtime.state import LoopHealth, Wakeup
 from scenario_engine.runtime.worker import Worker
+from scenario_engine.scenarios.registry import recheck_query
 
 log = get_logger("scenario_engine.dispatcher")
 
@@ -162,7 +163,7 @@ class Dispatcher:
             rows = await conn.fetch(query("claim_pushes"), self.settings.push_batch_size, self.claim_lease)
             if not rows:
                 return stats
-            checks = {r["id"]: r for r in await conn.fetch(query("recheck_pushes"), [r["id"] for r in rows])}
+            checks = {r["id"]: r for r in await conn.fetch(recheck_query(), [r["id"] for r in rows])}
         stats.claimed = len(rows)
         for row in rows:
             if row["interrupted"]:

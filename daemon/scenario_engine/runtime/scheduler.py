@@ -30,9 +30,10 @@ from typing import Any, Literal
 import anyio
 import asyncpg
 
-from scenario_engine.config import Rules, Settings
+from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.queries import query
+from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff, first_leaf, is_transient

@@ -14,13 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from scenario_engine.scenarios.registry import SCENARIOS, scenario_types
+
 CHART_DAYS = 30
-KNOWN_SCENARIOS = ("inactivity", "milestone", "certification_expiry")
-SCENARIO_LABELS = {
-    "inactivity": "Inactivity",
-    "milestone": "Milestone",
-    "certification_expiry": "Certification expiry",
-}
+KNOWN_SCENARIOS = scenario_types()
+SCENARIO_LABELS = {s.type: s.label for s in SCENARIOS}
 QUEUED_COLOUR = "#3b7ea1"
 SUPPRESSED_COLOUR = "#e2b36b"
 QUEUED_LABEL = "queued for delivery"

@@ -10,24 +10,47 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from scenario_engine.config import ScenarioType
+from scenario_engine.domain.rule import ScenarioType
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-# The finite range the engine evaluates (docs/SCENARIOS.md, "Time bounds"): Python's datetime
-# range less a day at each end, so that no zone conversion of an instant inside it can overflow.
-# asyncpg hands Postgres's ±infinity over as naive datetime.min/max; ``instant`` turns those
-# into the aware bounds below, which keep their meaning (a certification expiring at +infinity
-# never expires, an activity at -infinity is older than any other). The single-mentor queries
-# map instants outside the range to ±infinity too (Python could not even decode 4713 BC).
-NEGATIVE_INFINITY = dt.datetime.min.replace(tzinfo=dt.UTC)
-POSITIVE_INFINITY = dt.datetime.max.replace(tzinfo=dt.UTC)
-EVALUABLE_FROM = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
-EVALUABLE_UNTIL = dt.datetime(9999, 12, 30, tzinfo=dt.UTC)
+# The scenarios' time helpers, importable from here too.
+from scenario_engine.instants import (
+    EPOCH as EPOCH,
+)
+from scenario_engine.instants import (
+    EVALUABLE_FROM as EVALUABLE_FROM,
+)
+from scenario_engine.instants import (
+    EVALUABLE_UNTIL as EVALUABLE_UNTIL,
+)
+from scenario_engine.instants import (
+    NEGATIVE_INFINITY as NEGATIVE_INFINITY,
+)
+from scenario_engine.instants import (
+    POSITIVE_INFINITY as POSITIVE_INFINITY,
+)
+from scenario_engine.instants import (
+    describe_instant as describe_instant,
+)
+from scenario_engine.instants import (
+    epoch_micros as epoch_micros,
+)
+from scenario_engine.instants import (
+    instant as instant,
+)
+from scenario_engine.instants import (
+    is_evaluable as is_evaluable,
+)
+from scenario_engine.instants import (
+    iso as iso,
+)
+from scenario_engine.instants import (
+    optional_instant as optional_instant,
+)
 
 
 class MentorDataError(ValueError):
@@ -38,29 +61,6 @@ class MentorDataError(ValueError):
     def __init__(self, problems: dict[uuid.UUID, str]):
         super().__init__("; ".join(f"mentor {m}: {why}" for m, why in problems.items()))
         self.problems = problems
-
-
-def instant(value: dt.datetime) -> dt.datetime:
-    """An aware instant from a decoded timestamptz (naive datetime.min/max mean ±infinity)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def optional_instant(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else instant(value)
-
-
-def is_evaluable(value: dt.datetime) -> bool:
-    return EVALUABLE_FROM <= value <= EVALUABLE_UNTIL
-
-
-def describe_instant(value: dt.datetime) -> str:
-    if value <= NEGATIVE_INFINITY:
-        return "-infinity"
-    if value >= POSITIVE_INFINITY:
-        return "infinity"
-    return value.isoformat()
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,6 @@ class Candidate:
     achievements: tuple[Achievement, ...] = field(default=())
 
 
-def epoch_micros(instant: dt.datetime) -> int:
-    """Exact microseconds since the epoch: the same integer SQL computes for the spell key."""
-    return (instant - EPOCH) // dt.timedelta(microseconds=1)
-
-
 def threshold_label(value: float) -> str:
     """How a threshold is spelled in a dedup key and a message: exact, never exponent
     notation (10 → '10', 12.5 → '12.5', 1000001 → '1000001')."""
@@ -101,10 +96,17 @@ def dedup_key(scenario_type: str, rule_name: str, mentor_id: uuid.UUID, subject:
     return f"{scenario_type}:{rule_name}:{mentor_id}:{subject}:{seq}"
 
 
-def iso(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = instant(value)
-    if not is_evaluable(value):
-        return describe_instant(value)  # astimezone() could overflow at the edges
-    return value.astimezone(dt.UTC).isoformat()
+def collect_candidates(rows: Iterable[Any], build: Callable[[Any], Candidate]) -> list[Candidate]:
+    """Candidates from a set-based query's rows. Rows the engine cannot evaluate are collected,
+    not skipped: the batch then raises one ``MentorDataError`` naming every such mentor, so the
+    caller quarantines them all at once and evaluates the rest (isolation.py)."""
+    out: list[Candidate] = []
+    problems: dict[uuid.UUID, str] = {}
+    for row in rows:
+        try:
+            out.append(build(row))
+        except MentorDataError as exc:
+            problems.update(exc.problems)
+    if problems:
+        raise MentorDataError(problems)
+    return out

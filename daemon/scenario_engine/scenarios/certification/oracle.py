@@ -1,4 +1,4 @@
-"""Certification expiry: remind before a certification lapses, once per reminder tier.
+"""Certification expiry, the pure rule: remind before a certification lapses, once per reminder tier.
 
 A certification counts while it expires within the rule's lead time (its largest tier),
 is not revoked, not already expired and not superseded by a newer one of the same type.
@@ -12,20 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from scenario_engine.config import CertificationExpiryRule
-from scenario_engine.scenarios.base import Candidate, MentorDataError, days_left, dedup_key, iso
+from scenario_engine.db.records import CertificationRecord
+from scenario_engine.instants import iso
+from scenario_engine.scenarios.base import Candidate, MentorDataError, days_left, dedup_key
+from scenario_engine.scenarios.certification.context import CertificationContext
+from scenario_engine.scenarios.certification.rule import CertificationExpiryRule
 from scenario_engine.scenarios.zones import UnknownTimezone, load_zone
 
-
-@dataclass(frozen=True)
-class CertificationRow:
-    id: int
-    type: str
-    issued_at: dt.datetime
-    expires_at: dt.datetime
-    revoked_at: dt.datetime | None
+TYPE = "certification_expiry"
+CertificationRow = CertificationRecord  # the oracle reads certifications as the boundary types them
 
 
 @dataclass(frozen=True)
@@ -56,7 +52,8 @@ def is_superseded(cert: CertificationRow, all_certs: tuple[CertificationRow, ...
 def still_applies(
     cert: CertificationRow, all_certs: tuple[CertificationRow, ...], as_of: dt.datetime
 ) -> bool:
-    """The send-time re-check: not revoked, not expired, not renewed."""
+    """Not revoked, not expired, not renewed: the condition the set-based query and the
+    send-time re-check (queries.sql, ``certification_recheck``) state in SQL."""
     return cert.revoked_at is None and cert.expires_at > as_of and not is_superseded(cert, all_certs)
 
 
@@ -101,36 +98,35 @@ def build_candidate(
         raise MentorDataError({mentor_id: str(exc)}) from None
     return Candidate(
         mentor_id=mentor_id,
-        scenario_type="certification_expiry",
+        scenario_type=TYPE,
         rule_name=rule.name,
         subject=str(cert_id),
         seq=tier,
-        dedup_key=dedup_key("certification_expiry", rule.name, mentor_id, str(cert_id), tier),
-        inputs={
-            "certification_id": cert_id,
-            "certification_type": cert_type,
-            "expires_at": iso(expires_at),
-            "expires_on": expires_at.astimezone(zone).date().isoformat(),
-            "days_left": days_left(expires_at, as_of),
-            "tier_days": tier,
-        },
+        dedup_key=dedup_key(TYPE, rule.name, mentor_id, str(cert_id), tier),
+        inputs=dict(
+            CertificationContext(
+                certification_id=cert_id,
+                certification_type=cert_type,
+                expires_at=iso(expires_at),
+                expires_on=expires_at.astimezone(zone).date().isoformat(),
+                days_left=days_left(expires_at, as_of),
+                tier_days=tier,
+            )
+        ),
     )
 
 
-def candidate_from_row(row: Any, rule: CertificationExpiryRule, as_of: dt.datetime) -> Candidate:
-    return build_candidate(
-        row["mentor_id"],
-        rule,
-        row["certification_id"],
-        row["type"],
-        row["expires_at"],
-        row["timezone"],
-        int(row["tier"]),
-        as_of,
-    )
-
-
-def query_args(
-    rule: CertificationExpiryRule, mentors: list[uuid.UUID], as_of: dt.datetime
-) -> tuple[Any, ...]:
-    return (mentors, as_of, rule.name, list(rule.tiers_days), list(rule.certification_types))
+def certification_status(
+    cert: CertificationRow, state: CertificationState, rule: CertificationExpiryRule, as_of: dt.datetime
+) -> str:
+    """Where a certification stands for this rule (explain)."""
+    if cert.revoked_at is not None:
+        return "revoked"
+    if cert.expires_at <= as_of:
+        return "expired"
+    if is_superseded(cert, state.certifications):
+        return "superseded"
+    tier = applicable_tier(rule, cert.expires_at, as_of)
+    if tier is None:
+        return f"expires beyond the {rule.lead_time_days}-day lead time"
+    return f"in tier {tier}"

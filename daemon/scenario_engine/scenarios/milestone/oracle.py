@@ -1,4 +1,4 @@
-"""Milestones: the first time a period's count reaches a threshold, celebrate once.
+"""Milestones, the pure rule: the first time a period's count reaches a threshold, celebrate once.
 
 Counts (sessions, hours, contacts) are taken over the current calendar year in the
 mentor's time zone, or over all time. Every newly crossed threshold is written to the
@@ -13,9 +13,8 @@ import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from scenario_engine.config import MilestoneRule
+from scenario_engine.db.records import ActivityRecord
 from scenario_engine.scenarios.base import (
     Achievement,
     Candidate,
@@ -23,15 +22,12 @@ from scenario_engine.scenarios.base import (
     dedup_key,
     threshold_label,
 )
-from scenario_engine.scenarios.zones import UnknownTimezone, known_zones, load_zone
+from scenario_engine.scenarios.milestone.context import MilestoneContext
+from scenario_engine.scenarios.milestone.rule import MilestoneRule
+from scenario_engine.scenarios.zones import UnknownTimezone, load_zone
 
-
-@dataclass(frozen=True)
-class ActivityRow:
-    kind: str
-    occurred_at: dt.datetime
-    duration_minutes: int
-    contacts: int
+TYPE = "milestone"
+ActivityRow = ActivityRecord  # the oracle reads activities as the database boundary types them
 
 
 @dataclass(frozen=True)
@@ -86,40 +82,29 @@ def build_candidate(
     label = threshold_label(top)
     return Candidate(
         mentor_id=mentor_id,
-        scenario_type="milestone",
+        scenario_type=TYPE,
         rule_name=rule.name,
         subject=period,
         seq=0,
-        dedup_key=dedup_key("milestone", rule.name, mentor_id, period, label),
-        inputs={
-            "metric": rule.metric,
-            "value": value,
-            "threshold": top,
-            "threshold_text": label,
-            "newly_crossed": sorted(new_thresholds),
-            "period": period,
-            "period_label": "year" if rule.period == "year" else "time",
-        },
+        dedup_key=dedup_key(TYPE, rule.name, mentor_id, period, label),
+        inputs=dict(
+            MilestoneContext(
+                metric=rule.metric,
+                value=value,
+                threshold=top,
+                threshold_text=label,
+                newly_crossed=sorted(new_thresholds),
+                period=period,
+                period_label="year" if rule.period == "year" else "time",
+            )
+        ),
         achievements=tuple(Achievement(rule.name, t, period) for t in sorted(new_thresholds)),
     )
 
 
-def candidate_from_row(row: Any, rule: MilestoneRule) -> Candidate:
-    if row["problem"] is not None:
-        raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
-    return build_candidate(
-        row["mentor_id"], rule, row["period"], float(row["value"]), list(row["new_thresholds"])
-    )
-
-
-def query_args(rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime) -> tuple[Any, ...]:
-    return (
-        mentors,
-        as_of,
-        rule.name,
-        rule.metric,
-        rule.period,
-        list(rule.thresholds),
-        [threshold_label(t) for t in rule.thresholds],
-        list(known_zones()),
-    )
+def why_not(state: MilestoneState, rule: MilestoneRule, value: float) -> str:
+    """Why the rule does not fire now (explain); only meaningful when ``decide`` found nothing."""
+    if state.status != "active":
+        return f"mentor is {state.status}"
+    below = [t for t in rule.thresholds if value < t]
+    return f"next threshold {below[0]:g} not reached" if below else "every threshold achieved"

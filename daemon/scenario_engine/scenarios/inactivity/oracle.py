@@ -1,4 +1,4 @@
-"""Inactivity: a mentor who has logged nothing for the threshold gets a reminder.
+"""Inactivity, the pure rule: a mentor who has logged nothing for the threshold gets a reminder.
 
 A *spell* starts at the last activity (or the join date). The first reminder is due
 once ``as_of - spell start >= threshold``; later ones in the same spell only after the
@@ -10,18 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from scenario_engine.config import InactivityRule
-from scenario_engine.scenarios.base import (
-    Candidate,
-    MentorDataError,
-    dedup_key,
-    describe_instant,
-    epoch_micros,
-    is_evaluable,
-    iso,
-)
+from scenario_engine.instants import describe_instant, epoch_micros, is_evaluable, iso
+from scenario_engine.scenarios.base import Candidate, MentorDataError, dedup_key
+from scenario_engine.scenarios.inactivity.context import InactivityContext
+from scenario_engine.scenarios.inactivity.rule import InactivityRule
+
+TYPE = "inactivity"
 
 
 @dataclass(frozen=True)
@@ -55,16 +50,26 @@ def decide_inactivity(state: InactivityState, rule: InactivityRule, as_of: dt.da
     last = state.last_reminder_as_of
     if last is not None and as_of - last.astimezone(dt.UTC) < rule.cooldown:
         return None
-    spell = str(epoch_micros(start))
-    number = state.reminders_sent + 1
+    return build_candidate(
+        state.mentor_id,
+        rule,
+        str(epoch_micros(start)),
+        state.reminders_sent + 1,
+        context(start, state.last_activity_at is None, rule, as_of, state.reminders_sent + 1),
+    )
+
+
+def build_candidate(
+    mentor_id: uuid.UUID, rule: InactivityRule, spell: str, number: int, inputs: InactivityContext
+) -> Candidate:
     return Candidate(
-        mentor_id=state.mentor_id,
-        scenario_type="inactivity",
+        mentor_id=mentor_id,
+        scenario_type=TYPE,
         rule_name=rule.name,
         subject=spell,
         seq=number,
-        dedup_key=dedup_key("inactivity", rule.name, state.mentor_id, spell, number),
-        inputs=inactivity_inputs(start, state.last_activity_at is None, rule, as_of, number),
+        dedup_key=dedup_key(TYPE, rule.name, mentor_id, spell, number),
+        inputs=dict(inputs),
     )
 
 
@@ -72,42 +77,25 @@ def spell_problem(start: str) -> str:
     return f"the inactivity spell starts at {start}, outside the evaluable range"
 
 
-def inactivity_inputs(
+def context(
     start: dt.datetime, never_active: bool, rule: InactivityRule, as_of: dt.datetime, number: int
-) -> dict[str, Any]:
-    return {
-        "last_activity_at": iso(start),
-        "since": "joined" if never_active else "last_activity",
-        "days_inactive": (as_of - start).days,
-        "threshold_days": rule.threshold_days,
-        "reminder": number,
-        "max_reminders": rule.max_reminders,
-    }
-
-
-def candidate_from_row(row: Any, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
-    """Turn a row of the set-based query ``inactivity_candidates`` into a candidate."""
-    if row["problem"] is not None:
-        raise MentorDataError({row["mentor_id"]: spell_problem(row["problem"])})
-    number = int(row["reminders_sent"]) + 1
-    mentor_id: uuid.UUID = row["mentor_id"]
-    return Candidate(
-        mentor_id=mentor_id,
-        scenario_type="inactivity",
-        rule_name=rule.name,
-        subject=row["spell"],
-        seq=number,
-        dedup_key=dedup_key("inactivity", rule.name, mentor_id, row["spell"], number),
-        inputs=inactivity_inputs(row["last_activity_at"], bool(row["never_active"]), rule, as_of, number),
+) -> InactivityContext:
+    return InactivityContext(
+        last_activity_at=iso(start),
+        since="joined" if never_active else "last_activity",
+        days_inactive=(as_of - start).days,
+        threshold_days=rule.threshold_days,
+        reminder=number,
+        max_reminders=rule.max_reminders,
     )
 
 
-def query_args(rule: InactivityRule, mentors: list[uuid.UUID], as_of: dt.datetime) -> tuple[Any, ...]:
-    return (
-        mentors,
-        as_of,
-        rule.name,
-        rule.threshold_days * 86400.0,
-        rule.max_reminders,
-        rule.cooldown.total_seconds(),
-    )
+def why_not(state: InactivityState, rule: InactivityRule, as_of: dt.datetime) -> str:
+    """Why the rule does not fire now (explain); only meaningful when ``decide`` found nothing."""
+    if state.status != "active":
+        return f"mentor is {state.status}"
+    if as_of - spell_start(state) < dt.timedelta(days=rule.threshold_days):
+        return f"inactive for less than {rule.threshold_days} days"
+    if state.reminders_sent >= rule.max_reminders:
+        return "all reminders of this spell were sent"
+    return "next reminder of this spell not due yet (cooldown)"

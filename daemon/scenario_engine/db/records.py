@@ -1,0 +1,117 @@
+"""Typed records: where rows of the platform and the engine become Python values.
+
+Business code (scenarios, policy, the dispatcher) sees these frozen dataclasses, never an
+``asyncpg.Record``: a column rename fails here, in one place, and instants are normalised
+once (naive ±infinity → aware bounds, scenarios/base.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import fetch, fetchrow
+from scenario_engine.instants import instant, iso, optional_instant
+
+
+@dataclass(frozen=True)
+class MentorRecord:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    display_name: str | None
+    status: str
+    timezone: str
+    joined_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ActivityRecord:
+    kind: str
+    occurred_at: dt.datetime
+    duration_minutes: int
+    contacts: int
+
+
+@dataclass(frozen=True)
+class CertificationRecord:
+    id: int
+    type: str
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class NotificationRecord:
+    """A row of the notification ledger (scenario_notification)."""
+
+    id: int
+    scenario_type: str
+    rule_name: str
+    subject: str
+    seq: int
+    as_of: dt.datetime
+
+
+async def load_mentor(conn: Conn, mentor_id: uuid.UUID) -> MentorRecord | None:
+    row = await fetchrow(conn, "mentor_row", mentor_id=mentor_id)
+    if row is None:
+        return None
+    return MentorRecord(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        display_name=row["display_name"],
+        status=row["status"],
+        timezone=row["timezone"],
+        joined_at=instant(row["joined_at"]),
+    )
+
+
+async def load_activities(conn: Conn, mentor_id: uuid.UUID, as_of: dt.datetime) -> list[ActivityRecord]:
+    """The mentor's activities at or before ``as_of``."""
+    rows = await fetch(conn, "mentor_activities", mentor_id=mentor_id, as_of=as_of)
+    return [
+        ActivityRecord(r["kind"], instant(r["occurred_at"]), r["duration_minutes"], r["contacts"])
+        for r in rows
+    ]
+
+
+async def load_certifications(conn: Conn, mentor_id: uuid.UUID) -> list[CertificationRecord]:
+    rows = await fetch(conn, "mentor_certifications", mentor_id=mentor_id)
+    return [
+        CertificationRecord(
+            r["id"],
+            r["type"],
+            instant(r["issued_at"]),
+            instant(r["expires_at"]),
+            optional_instant(r["revoked_at"]),
+        )
+        for r in rows
+    ]
+
+
+async def load_achievements(conn: Conn, mentor_id: uuid.UUID) -> frozenset[tuple[str, float, str]]:
+    """(milestone, threshold, period) of every achievement of the mentor."""
+    rows = await fetch(conn, "mentor_achievements", mentor_id=mentor_id)
+    return frozenset((r["milestone"], float(r["threshold"]), r["period"]) for r in rows)
+
+
+async def load_notifications(conn: Conn, mentor_id: uuid.UUID, rule_name: str) -> list[NotificationRecord]:
+    """The mentor's ledger rows of one rule, oldest first."""
+    rows = await fetch(conn, "mentor_notifications", mentor_id=mentor_id)
+    return [
+        NotificationRecord(r["id"], r["scenario_type"], r["rule_name"], r["subject"], r["seq"], r["as_of"])
+        for r in rows
+        if r["rule_name"] == rule_name
+    ]
+
+
+def plain(row: Any) -> dict[str, Any]:
+    """A row as printable values (explain, JSON output): instants in ISO form, ids as strings."""
+    return {
+        k: (iso(v) if isinstance(v, dt.datetime) else str(v) if isinstance(v, uuid.UUID) else v)
+        for k, v in row.items()
+    }

@@ -1,0 +1,89 @@
+-- The pipeline's own statements (evaluate.py, sweep.py): mentor batches, policy inputs, the
+-- rule ledger and quarantine. Each scenario's set-based statements live in its package
+-- (scenarios/<type>/queries.sql); like these, they take the mentors to look at as an array,
+-- so the sweep (batches of ids) and the event drain (the mentors a batch of events touched)
+-- run the very same statements. All instants are compared as absolute seconds
+-- (make_interval(secs => …)), never as calendar days in the session's time zone.
+
+-- name: active_mentor_batch
+-- Keyset pagination over active mentors, for the sweep.
+-- coalesce keeps "id > …" an index condition under a generic plan (asyncpg re-executes
+-- prepared statements); "$1 IS NULL OR id > $1" became a filter and rescanned the index per batch.
+-- (Only a mentor whose id is the nil UUID would be skipped.)
+SELECT id FROM public.peer_mentor
+WHERE status = 'active' AND id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)
+ORDER BY id
+LIMIT $2::int;
+
+-- name: policy_due
+-- params: since, as_of, cooldown_secs
+-- The incremental sweep's work list that policy adds, whatever the scenario, for (since, as_of]:
+-- a cooldown ended (a candidate suppressed by it may go out now), or a notification left the
+-- 24-hour cap window.
+SELECT cd.mentor_id FROM unnest($3::float8[]) AS k(secs)
+JOIN scenario_engine.scenario_cooldown cd ON cd.last_triggered_at > $1::timestamptz - make_interval(secs => k.secs)
+                         AND cd.last_triggered_at <= $2::timestamptz - make_interval(secs => k.secs)
+UNION
+SELECT sn.mentor_id FROM scenario_engine.scenario_notification sn
+WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::timestamptz - interval '24 hours';
+
+-- name: active_among
+-- params: mentors
+-- The active ones of a set of mentor ids, in id order (the incremental sweep's work list;
+-- an index probe per id on the primary key).
+SELECT p.id FROM public.peer_mentor p WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' ORDER BY p.id;
+
+-- name: active_mentor_count
+SELECT count(*) FROM public.peer_mentor WHERE status = 'active';
+
+-- name: claim_rule_first_seen
+-- params: rule_name, scenario_type, as_of, backfill
+-- Exactly one engine records a rule as seen; concurrent callers wait for its commit.
+INSERT INTO scenario_engine.scenario_rule_state (rule_name, scenario_type, first_seen_at, baseline_at, backfill)
+VALUES ($1::text, $2::text, $3::timestamptz, CASE WHEN $4::boolean THEN NULL ELSE $3::timestamptz END, $4::boolean)
+ON CONFLICT (rule_name) DO NOTHING
+RETURNING rule_name;
+
+-- name: known_rules
+SELECT rule_name FROM scenario_engine.scenario_rule_state;
+
+-- name: policy_inputs
+-- params: mentors, scenario_type, as_of
+-- What should_notify needs for one scenario type: status, opt-out, cooldown, cap usage (and the
+-- organisation and display name that the decision and the message carry).
+SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name, p.organization_id,
+       (SELECT np.scenario_type FROM public.notification_preference np
+        WHERE np.mentor_id = p.id AND np.opted_out AND np.scenario_type IN ('all', $2::text)
+        ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
+       cd.last_triggered_at, cd.last_rule_name,
+       (SELECT count(*) FROM scenario_engine.scenario_notification sn
+        WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int AS sent_24h
+FROM public.peer_mentor p
+LEFT JOIN scenario_engine.scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
+WHERE p.id = ANY($1::uuid[]);
+
+-- name: quarantine_mentors
+-- Record mentors the engine could not evaluate (isolation.py). `news` is true when the entry is
+-- new, was cleared before, or has a new reason: the engine logs those once, the rest at debug.
+-- $1 mentors (sorted), $2 reasons.
+WITH old AS (
+    SELECT q.mentor_id, q.reason, q.cleared_at FROM scenario_engine.scenario_quarantine q
+    WHERE q.mentor_id = ANY($1::uuid[])
+), up AS (
+    INSERT INTO scenario_engine.scenario_quarantine AS q (mentor_id, reason, first_seen_at, last_seen_at, occurrences)
+    SELECT t.mentor_id, t.reason, now(), now(), 1 FROM unnest($1::uuid[], $2::text[]) AS t(mentor_id, reason)
+    ON CONFLICT (mentor_id) DO UPDATE
+    SET reason = EXCLUDED.reason, last_seen_at = EXCLUDED.last_seen_at,
+        occurrences = q.occurrences + 1, cleared_at = NULL
+    RETURNING q.mentor_id
+)
+SELECT up.mentor_id, (old.mentor_id IS NULL OR old.cleared_at IS NOT NULL OR old.reason <> t.reason) AS news
+FROM up
+JOIN unnest($1::uuid[], $2::text[]) AS t(mentor_id, reason) ON t.mentor_id = up.mentor_id
+LEFT JOIN old ON old.mentor_id = up.mentor_id;
+
+-- name: clear_quarantine
+-- After a clean evaluation: its mentors are no longer quarantined (the partial index keeps
+-- this to the open entries, normally none). $1 mentors.
+UPDATE scenario_engine.scenario_quarantine SET cleared_at = now()
+WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;

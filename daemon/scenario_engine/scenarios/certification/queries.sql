@@ -1,0 +1,68 @@
+-- The certification-expiry scenario's set-based statements (scenarios/certification/scenario.py).
+
+-- name: certification_candidates
+-- params: mentors, as_of, rule_name, tiers_days, types
+-- types: the watched certification types (empty = all). "Superseded" (a newer unrevoked
+-- certification of the same type) is also stated in certification_recheck and oracle.py.
+WITH c AS (
+    SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, p.timezone,
+           (SELECT min(t) FROM unnest($4::int[]) AS t
+            WHERE c.expires_at <= $2::timestamptz + make_interval(secs => t * 86400.0)) AS tier
+    FROM public.certification c
+    JOIN public.peer_mentor p ON p.id = c.mentor_id AND p.status = 'active'
+    WHERE c.mentor_id = ANY($1::uuid[])
+      AND c.revoked_at IS NULL
+      AND c.expires_at > $2::timestamptz
+      AND c.expires_at <= $2::timestamptz + make_interval(secs => (SELECT max(t) FROM unnest($4::int[]) AS t) * 86400.0)
+      AND (cardinality($5::text[]) = 0 OR c.type = ANY($5::text[]))
+      AND NOT EXISTS (
+          SELECT 1 FROM public.certification n
+          WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
+            AND (n.issued_at, n.id) > (c.issued_at, c.id))
+)
+-- (issued_at is not returned: it may lie outside what Python can decode, and no reminder needs it.)
+SELECT c.id AS certification_id, c.mentor_id, c.type, c.expires_at, c.timezone, c.tier,
+       fired.min_tier
+FROM c
+LEFT JOIN LATERAL (
+    SELECT min(sn.seq) AS min_tier FROM scenario_engine.scenario_notification sn
+    WHERE sn.mentor_id = c.mentor_id AND sn.rule_name = $3::text AND sn.subject = c.id::text
+) fired ON true
+WHERE fired.min_tier IS NULL OR c.tier < fired.min_tier
+ORDER BY c.mentor_id, c.id;
+
+-- name: certification_due
+-- params: since, as_of, tiers_days
+-- The incremental sweep's certification work list for (since, as_of]: a certification entered
+-- a reminder tier.
+SELECT DISTINCT c.mentor_id FROM unnest($3::int[]) AS t(days)
+JOIN public.certification c ON c.revoked_at IS NULL
+                    AND c.expires_at > $1::timestamptz + make_interval(secs => t.days * 86400.0)
+                    AND c.expires_at <= $2::timestamptz + make_interval(secs => t.days * 86400.0);
+
+-- name: certification_recheck
+-- The send-time re-check (a condition over the push row p): the reminded certification was
+-- renewed (superseded), revoked or has expired meanwhile.
+NOT EXISTS (
+    SELECT 1 FROM public.certification c
+    WHERE c.id = (p.data -> 'context' ->> 'certification_id')::bigint
+      AND c.revoked_at IS NULL AND c.expires_at > now()
+      AND NOT EXISTS (
+          SELECT 1 FROM public.certification n
+          WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
+            AND (n.issued_at, n.id) > (c.issued_at, c.id))
+)
+
+-- name: certification_outcomes
+-- params: scenario_type, as_of
+-- Renewed in time: a newer, unrevoked certification of the same type issued (by as_of) before
+-- the reminded one expires. The window of a certification outcome ends at that expiry.
+UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
+FROM public.certification c
+WHERE o.status = 'pending' AND o.scenario_type = $1::text
+  AND c.id = o.subject::bigint
+  AND EXISTS (
+      SELECT 1 FROM public.certification n
+      WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
+        AND (n.issued_at, n.id) > (c.issued_at, c.id)
+        AND n.issued_at < c.expires_at AND n.issued_at <= $2::timestamptz);

@@ -1,0 +1,68 @@
+-- The inactivity scenario's set-based statements (scenarios/inactivity/scenario.py).
+
+-- name: inactivity_candidates
+-- params: mentors, as_of, rule_name, threshold_secs, max_reminders, spacing_secs
+-- The spacing between reminders of a spell is the rule's cooldown.
+WITH m AS (
+    SELECT p.id, p.joined_at, last.at AS last_activity_at_raw,
+           coalesce(last.at, p.joined_at) AS last_activity_at
+    FROM public.peer_mentor p
+    LEFT JOIN LATERAL (
+        SELECT max(a.occurred_at) AS at FROM public.activity a
+        WHERE a.mentor_id = p.id AND a.occurred_at <= $2::timestamptz
+    ) last ON true
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+), due AS (
+    -- A spell that starts before the evaluable range (joined_at = '-infinity', 4713 BC) has no
+    -- spell key ("cannot convert infinity to bigint") and no instant Python can decode: the row
+    -- says so in `problem` and the mentor is quarantined (scenarios/base.py, EVALUABLE_FROM).
+    SELECT m.*,
+           CASE WHEN m.last_activity_at >= '0001-01-02 00:00:00+00'::timestamptz
+                THEN (extract(epoch FROM m.last_activity_at) * 1000000)::bigint::text END AS spell
+    FROM m
+    WHERE m.last_activity_at <= $2::timestamptz - make_interval(secs => $4::float8)
+)
+SELECT due.id AS mentor_id,
+       CASE WHEN due.spell IS NOT NULL THEN due.last_activity_at END AS last_activity_at,
+       due.last_activity_at_raw IS NULL AS never_active,
+       due.spell, coalesce(sent.n, 0)::int AS reminders_sent, sent.last_as_of,
+       CASE WHEN due.spell IS NULL THEN due.last_activity_at::text END AS problem
+FROM due
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n, max(sn.as_of) AS last_as_of FROM scenario_engine.scenario_notification sn
+    WHERE sn.mentor_id = due.id AND sn.rule_name = $3::text AND sn.subject = due.spell
+) sent ON true
+WHERE coalesce(sent.n, 0) < $5::int
+  AND (sent.last_as_of IS NULL OR sent.last_as_of <= $2::timestamptz - make_interval(secs => $6::float8))
+ORDER BY due.id;
+
+-- name: inactivity_due
+-- params: since, as_of, threshold_secs, rule_names, spacing_secs
+-- The incremental sweep's inactivity work list for (since, as_of]: the last activity (or the
+-- join date) just turned a threshold old; an activity dated after the previous sweep now lies
+-- in the past (it starts a new spell); the next reminder of a spell came due.
+SELECT a.mentor_id FROM unnest($3::float8[]) AS t(secs)
+JOIN public.activity a ON a.occurred_at > $1::timestamptz - make_interval(secs => t.secs)
+               AND a.occurred_at <= $2::timestamptz - make_interval(secs => t.secs)
+UNION
+SELECT p.id FROM unnest($3::float8[]) AS t(secs)
+JOIN public.peer_mentor p ON p.status = 'active'
+                  AND p.joined_at > $1::timestamptz - make_interval(secs => t.secs)
+                  AND p.joined_at <= $2::timestamptz - make_interval(secs => t.secs)
+UNION
+SELECT a.mentor_id FROM public.activity a WHERE a.occurred_at > $1::timestamptz AND a.occurred_at <= $2::timestamptz
+UNION
+SELECT sn.mentor_id FROM unnest($4::text[], $5::float8[]) AS r(rule_name, secs)
+JOIN scenario_engine.scenario_notification sn ON sn.as_of > $1::timestamptz - make_interval(secs => r.secs)
+                             AND sn.as_of <= $2::timestamptz - make_interval(secs => r.secs)
+                             AND sn.rule_name = r.rule_name;
+
+-- name: inactivity_recheck
+-- The send-time re-check (a condition over the push row p): the mentor logged an activity
+-- after the spell this reminder is about began, so they are no longer inactive.
+EXISTS (
+    SELECT 1 FROM public.activity a
+    WHERE a.mentor_id = p.mentor_id
+      AND a.occurred_at > (p.data -> 'context' ->> 'last_activity_at')::timestamptz
+)
+

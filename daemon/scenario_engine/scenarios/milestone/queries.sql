@@ -1,0 +1,106 @@
+-- The milestone scenario's set-based statements (scenarios/milestone/scenario.py).
+
+-- name: milestone_candidates
+-- params: mentors, as_of, rule_name, metric, period, thresholds, labels, zones
+-- period is 'year' or 'all_time'; thresholds ascend; labels spell them as the dedup key does;
+-- zones are the names Python can load (scenarios/zones.py). A yearly rule needs the mentor's calendar: a mentor
+-- whose zone Python cannot load gets a row that names the `problem` (and is quarantined),
+-- whether or not a threshold would be crossed, exactly as the single-mentor path fails.
+WITH zones AS (
+    SELECT z.name FROM unnest($8::text[]) AS z(name)
+), bad_zone AS (
+    SELECT p.id, p.timezone FROM public.peer_mentor p
+    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
+), m AS (
+    SELECT p.id,
+           CASE WHEN $5::text = 'year' THEN extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int::text
+                ELSE 'all_time' END AS period,
+           CASE WHEN $5::text = 'year'
+                THEN make_timestamptz(extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int,
+                                      1, 1, 0, 0, 0, p.timezone)
+                ELSE '-infinity'::timestamptz END AS period_start
+    FROM public.peer_mentor p
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM bad_zone b WHERE b.id = p.id)
+), agg AS (
+    SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
+    FROM m
+    LEFT JOIN LATERAL (
+        -- Index-only either way: sessions from the partial activity_mentor_sessions_idx
+        -- (kind is its predicate, so no text column is indexed), hours and contacts from
+        -- activity_mentor_occurred_v2_idx (sql/platform/indexes.sql).
+        SELECT CASE $4::text
+                   WHEN 'sessions' THEN (
+                       SELECT count(*) FROM public.activity a
+                       WHERE a.mentor_id = m.id AND a.kind = 'session'
+                         AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz)::float8
+                   WHEN 'hours' THEN (
+                       SELECT sum(a.duration_minutes) FROM public.activity a
+                       WHERE a.mentor_id = m.id
+                         AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz)::float8 / 60
+                   ELSE (
+                       SELECT sum(a.contacts) FROM public.activity a
+                       WHERE a.mentor_id = m.id
+                         AND a.occurred_at >= m.period_start AND a.occurred_at <= $2::timestamptz)::float8
+               END AS value
+    ) v ON true
+), crossed AS (
+    SELECT agg.id, agg.period, agg.value, t.threshold, t.label
+    FROM agg
+    CROSS JOIN LATERAL unnest($6::float8[], $7::text[]) AS t(threshold, label)
+    WHERE agg.value >= t.threshold
+      AND NOT EXISTS (
+          SELECT 1 FROM public.achievement ac
+          WHERE ac.mentor_id = agg.id AND ac.milestone = $3::text
+            AND ac.threshold = t.threshold::numeric AND ac.period = agg.period)
+)
+SELECT id AS mentor_id, period, value,
+       array_agg(threshold ORDER BY threshold) AS new_thresholds,
+       array_agg(label ORDER BY threshold) AS new_labels, NULL::text AS problem
+FROM crossed
+GROUP BY id, period, value
+UNION ALL
+SELECT id, NULL, NULL, NULL, NULL, timezone FROM bad_zone
+ORDER BY mentor_id;
+
+-- name: milestone_baseline
+-- params: as_of, rule_name, metric, period, thresholds, zones
+-- Record, without any push, every threshold already crossed when a rule is first seen,
+-- so that enabling a rule on a live population does not flood. Whole population, one
+-- statement. The zone names are those
+-- Python can load: a mentor with any other zone is left out (a yearly period cannot be named;
+-- the candidate query quarantines that mentor) rather than failing the whole baseline.
+WITH m AS (
+    SELECT p.id,
+           CASE WHEN $4::text = 'year' THEN extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int::text
+                ELSE 'all_time' END AS period,
+           CASE WHEN $4::text = 'year'
+                THEN make_timestamptz(extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int,
+                                      1, 1, 0, 0, 0, p.timezone)
+                ELSE '-infinity'::timestamptz END AS period_start
+    FROM public.peer_mentor p
+    WHERE $4::text <> 'year' OR p.timezone IN (SELECT z.name FROM unnest($6::text[]) AS z(name))
+), agg AS (
+    SELECT m.id, m.period,
+           CASE $3::text
+               WHEN 'sessions' THEN (count(*) FILTER (WHERE a.kind = 'session'))::float8
+               WHEN 'hours' THEN coalesce(sum(a.duration_minutes), 0)::float8 / 60
+               ELSE coalesce(sum(a.contacts), 0)::float8
+           END AS value
+    FROM m JOIN public.activity a ON a.mentor_id = m.id AND a.occurred_at >= m.period_start AND a.occurred_at <= $1::timestamptz
+    GROUP BY m.id, m.period
+)
+INSERT INTO public.achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
+SELECT agg.id, $2::text, t.threshold::numeric, agg.period, $1::timestamptz, 'engine-baseline'
+FROM agg CROSS JOIN unnest($5::float8[]) AS t(threshold)
+WHERE agg.value >= t.threshold
+ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(period)) DO NOTHING;
+
+-- name: milestone_due
+-- params: since, as_of
+-- The incremental sweep's milestone work list for (since, as_of]: an activity dated after the
+-- previous sweep now lies in the past and counts. (Crossing a threshold needs new activity;
+-- a new year only resets the counts.)
+SELECT DISTINCT a.mentor_id FROM public.activity a
+WHERE a.occurred_at > $1::timestamptz AND a.occurred_at <= $2::timestamptz;

@@ -1,0 +1,120 @@
+"""The milestone scenario as the registry sees it (scenarios/protocol.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import execute, fetch
+from scenario_engine.db.records import MentorRecord, load_achievements, load_activities
+from scenario_engine.scenarios.base import Candidate, MentorDataError, collect_candidates, threshold_label
+from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, decided_plus_window
+from scenario_engine.scenarios.milestone import oracle
+from scenario_engine.scenarios.milestone.context import MilestoneContext
+from scenario_engine.scenarios.milestone.oracle import MilestoneState
+from scenario_engine.scenarios.milestone.rule import MilestoneRule
+from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
+from scenario_engine.scenarios.zones import UnknownTimezone, known_zones
+
+
+class MilestoneScenario:
+    type = oracle.TYPE
+    label = "Milestone"
+    title = "Milestone celebrations"
+    context = MilestoneContext
+    rule_model = MilestoneRule
+    # Activity moves the counts; a coordinator awarding or removing an achievement changes what
+    # is already celebrated; status, zone (the calendar year) and opt-outs are re-evaluated.
+    watched_tables = frozenset({"activity", "achievement", "peer_mentor", "notification_preference"})
+    recheck: Recheck | None = None
+    outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME)
+
+    async def candidates(
+        self, conn: Conn, rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> list[Candidate]:
+        rows = await fetch(
+            conn,
+            "milestone_candidates",
+            mentors=mentors,
+            as_of=as_of,
+            rule_name=rule.name,
+            metric=rule.metric,
+            period=rule.period,
+            thresholds=list(rule.thresholds),
+            labels=[threshold_label(t) for t in rule.thresholds],
+            zones=list(known_zones()),
+        )
+        return collect_candidates(rows, lambda row: self._from_row(row, rule))
+
+    @staticmethod
+    def _from_row(row: Any, rule: MilestoneRule) -> Candidate:
+        if row["problem"] is not None:
+            raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
+        return oracle.build_candidate(
+            row["mentor_id"], rule, row["period"], float(row["value"]), list(row["new_thresholds"])
+        )
+
+    async def load_state(
+        self, conn: Conn, rule: MilestoneRule, mentor: MentorRecord, as_of: dt.datetime
+    ) -> MilestoneState:
+        return MilestoneState(
+            mentor_id=mentor.id,
+            status=mentor.status,
+            timezone=mentor.timezone,
+            activities=tuple(await load_activities(conn, mentor.id, as_of)),
+            achieved=await load_achievements(conn, mentor.id),
+        )
+
+    def decide(self, state: MilestoneState, rule: MilestoneRule, as_of: dt.datetime) -> list[Candidate]:
+        found = oracle.decide_milestone(state, rule, as_of)
+        return [found] if found else []
+
+    def explain(
+        self, state: MilestoneState, rule: MilestoneRule, as_of: dt.datetime
+    ) -> tuple[dict[str, Any], str]:
+        period, start_at = oracle.period_of(rule, state.timezone, as_of)
+        value = oracle.metric_value(
+            rule.metric, (a for a in state.activities if start_at is None or a.occurred_at >= start_at)
+        )
+        achieved = sorted(t for (name, t, p) in state.achieved if name == rule.name and p == period)
+        inputs = {
+            "status": state.status,
+            "metric": rule.metric,
+            "period": period,
+            "value": value,
+            "thresholds": rule.thresholds,
+            "achieved": achieved,
+        }
+        return inputs, oracle.why_not(state, rule, value)
+
+    async def due(
+        self, conn: Conn, rules: Sequence[MilestoneRule], since: dt.datetime, as_of: dt.datetime
+    ) -> set[uuid.UUID]:
+        return {r["mentor_id"] for r in await fetch(conn, "milestone_due", since=since, as_of=as_of)}
+
+    async def first_seen(self, conn: Conn, rule: MilestoneRule, as_of: dt.datetime) -> None:
+        """The no-flood baseline: thresholds already crossed are recorded without a push."""
+        if rule.backfill:
+            return
+        await execute(
+            conn,
+            "milestone_baseline",
+            as_of=as_of,
+            rule_name=rule.name,
+            metric=rule.metric,
+            period=rule.period,
+            thresholds=list(rule.thresholds),
+            zones=list(known_zones()),
+        )
+
+    def backfill(self, rule: MilestoneRule) -> bool:
+        return rule.backfill
+
+    def window_end(self, candidate: Candidate, rule: MilestoneRule, as_of: dt.datetime) -> dt.datetime:
+        return decided_plus_window(rule, as_of)
+
+
+SCENARIO = MilestoneScenario()

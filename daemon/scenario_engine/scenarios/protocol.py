@@ -1,0 +1,104 @@
+"""The ``Scenario`` protocol: everything the engine needs to know about one scenario.
+
+Each scenario is one package under ``scenarios/`` whose ``SCENARIO`` object satisfies this
+protocol; the registry (registry.py) lists them. Orchestration — the sweep, the event drain,
+the single-mentor interfaces, ``explain``, the dispatcher's send-time re-check — asks the
+registry and never names a scenario type, so a new scenario is a new package.
+
+Two implementations of every rule, checked against each other by tests/test_equivalence.py:
+``candidates`` (set-based SQL over a batch of mentors, what the sweep and the drain run) and
+``decide`` (pure Python over one mentor's raw rows, the oracle behind the single-mentor path).
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.records import MentorRecord
+from scenario_engine.domain.rule import RuleBase
+from scenario_engine.scenarios.base import Candidate
+
+R = TypeVar("R", bound=RuleBase, contravariant=True)
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """A send-time re-check (DESIGN.md §3): ``condition`` is a SQL boolean over the push row
+    ``p`` (``p.data -> 'context'`` holds the candidate's context); true cancels the push with
+    ``reason``. Kept in the scenario's queries.sql next to the queries that build that context."""
+
+    query: str  # the named SQL fragment
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutcomeSpec:
+    """How the scenario's outcome is judged (docs/OUTCOMES.md): the words for it, and the named
+    set-based statement that resolves the pending outcomes of this scenario type."""
+
+    achieved: str  # "re-activated"
+    missed: str  # "still inactive"
+    resolve_query: str
+
+
+class Scenario(Protocol[R, S]):
+    #: The scenario type: the key of its rules in the rules file and of opt-outs.
+    type: str
+    #: The operator's name for it (status page, logs).
+    label: str
+    #: Plain words for people who run the programme.
+    title: str
+    rule_model: builtins.type[Any]
+    #: The TypedDict of what its candidates carry: message placeholders and what the send-time
+    #: re-check reads back (tests/test_registry.py checks the SQL against it).
+    context: builtins.type[Any]
+    #: Platform tables whose changes concern this scenario (events.py routes on it).
+    watched_tables: frozenset[str]
+    #: The cancel condition checked just before a push of this scenario is sent, if any.
+    recheck: Recheck | None
+    outcome: OutcomeSpec
+
+    async def candidates(
+        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> list[Candidate]:
+        """Set-based: one statement for the batch. Rows that cannot be evaluated raise one
+        ``MentorDataError`` naming every such mentor (isolation.py quarantines them)."""
+        ...
+
+    async def load_state(self, conn: Conn, rule: R, mentor: MentorRecord, as_of: dt.datetime) -> S:
+        """The raw rows the oracle needs for one mentor."""
+        ...
+
+    def decide(self, state: S, rule: R, as_of: dt.datetime) -> list[Candidate]:
+        """The pure rule (the oracle)."""
+        ...
+
+    def explain(self, state: S, rule: R, as_of: dt.datetime) -> tuple[dict[str, Any], str]:
+        """The inputs the rule looked at, and why it would not fire if it does not."""
+        ...
+
+    async def due(
+        self, conn: Conn, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime
+    ) -> set[uuid.UUID]:
+        """Mentors for whom a time-driven condition of these rules may have become true in
+        (since, as_of]: the incremental sweep evaluates only those (data changes are events)."""
+        ...
+
+    async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
+        """Called once, in the transaction that records a rule as seen (the no-flood baseline)."""
+        ...
+
+    def backfill(self, rule: R) -> bool:
+        """Whether a new rule of this scenario may notify about what already happened."""
+        ...
+
+    def window_end(self, candidate: Candidate, rule: R, as_of: dt.datetime) -> dt.datetime:
+        """When the outcome window of a decision (taken at ``as_of``) on this candidate closes."""
+        ...

@@ -1,0 +1,120 @@
+"""The sweep: every active mentor, in keyset batches, through the shared pipeline.
+
+A full sweep pages through all active mentors; an *incremental* one (``since`` = the instant
+of the previous completed sweep under the same rules) evaluates only the mentors for whom a
+time-driven condition may have become true in (since, as_of] — each scenario names its own
+(``Scenario.due``), policy adds ended cooldowns and the 24-hour cap window. Every data change
+is an event that the event path has evaluated already; the result equals a full sweep's
+(tests/test_equivalence.py), and the scheduler still runs a full sweep now and then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import fetch, query
+from scenario_engine.domain.rules import Rules
+from scenario_engine.evaluate import evaluate_set_based
+from scenario_engine.isolation import Outcomes
+from scenario_engine.notifications import Outcome
+from scenario_engine.scenarios.registry import SCENARIOS
+
+BeforeBatch = Callable[[list[uuid.UUID]], Awaitable[bool]]
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SweepResult:
+    as_of: dt.datetime
+    dry_run: bool
+    mentors: int = 0
+    seconds: float = 0.0
+    per_rule: dict[str, Counter[str]] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False  # stopped between batches; the period is not complete
+    quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
+
+    def count(self, outcomes: Outcomes) -> None:
+        self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
+        for o in outcomes:
+            key = "duplicate" if o.duplicate else o.decision.outcome
+            self.per_rule.setdefault(o.candidate.rule_name, Counter())[key] += 1
+
+    @property
+    def sent(self) -> int:
+        return sum(c["sent"] for c in self.per_rule.values())
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    as_of: dt.datetime
+    batch_size: int
+    since: dt.datetime | None = None  # incremental
+    collect: bool = False
+    before_batch: BeforeBatch | None = None
+    progress: Progress | None = None
+
+
+async def run_sweep(conn: Conn, rules: Rules, plan: SweepPlan, result: SweepResult) -> SweepResult:
+    """Batches of mentors through ``evaluate_set_based``, a few statements per rule each.
+
+    ``before_batch(mentors)`` is awaited before each batch; False stops the sweep there (a
+    daemon shutting down, a leader that lost its lock or its lease must not evaluate another
+    batch): the result says ``interrupted`` and a later sweep of the period finishes the job."""
+    started = time.perf_counter()
+    due = await due_mentors(conn, rules, plan.since, plan.as_of) if plan.since is not None else None
+    total = len(due) if due is not None else await _count(conn, plan.progress is not None)
+    after: uuid.UUID | None = None
+    while True:
+        if due is not None:
+            mentors = due[result.mentors : result.mentors + plan.batch_size]
+        else:
+            rows = await conn.fetch(query("active_mentor_batch"), after, plan.batch_size)
+            mentors = [r["id"] for r in rows]
+        if not mentors:
+            break
+        if plan.before_batch is not None and not await plan.before_batch(mentors):
+            result.interrupted = True
+            break
+        after = mentors[-1]
+        result.mentors += len(mentors)
+        outcomes = await evaluate_set_based(conn, rules, plan.as_of, _everyone(mentors))
+        result.count(outcomes)
+        if plan.collect:
+            result.outcomes += outcomes
+        if plan.progress is not None:
+            plan.progress(result.mentors, max(total, result.mentors))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _everyone(mentors: list[uuid.UUID]) -> Callable[[str], list[uuid.UUID]]:
+    """A sweep batch concerns every scenario type."""
+    return lambda _scenario_type: mentors
+
+
+async def _count(conn: Conn, wanted: bool) -> int:
+    return int(await conn.fetchval(query("active_mentor_count"))) if wanted else 0
+
+
+async def due_mentors(conn: Conn, rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[uuid.UUID]:
+    """The incremental sweep's work list: what each scenario's enabled rules name, and what
+    policy adds (an ended cooldown, the cap window), limited to active mentors, in id order."""
+    enabled = rules.enabled()
+    due: set[uuid.UUID] = set()
+    for scenario in SCENARIOS:
+        of_type = [r for r in enabled if r.scenario_type == scenario.type]
+        if of_type:
+            due |= await scenario.due(conn, of_type, since, as_of)
+    cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
+    due |= {
+        r["mentor_id"]
+        for r in await fetch(conn, "policy_due", since=since, as_of=as_of, cooldown_secs=cooldowns)
+    }
+    return [r["id"] for r in await fetch(conn, "active_among", mentors=sorted(due))]
