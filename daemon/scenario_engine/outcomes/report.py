@@ -291,13 +291,22 @@ def _org(value: uuid.UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
+# Outputs carry four decimals: more would be float noise (20.000000000000007), less could hide
+# a difference a reader recomputes from the counts.
+DECIMALS = 4
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None else round(value, DECIMALS)
+
+
 def _arm_json(arm: Arm) -> dict[str, Any]:
     return {
         "final": arm.final,
         "achieved": arm.achieved,
         "missed": arm.missed,
         "pending": arm.pending,
-        "rate_percent": arm.rate_percent,
+        "rate_percent": _num(arm.rate_percent),
     }
 
 
@@ -348,10 +357,10 @@ def report_json(report: Report) -> dict[str, Any]:
                 "outcome_labels": {"achieved": r.labels.achieved, "missed": r.labels.missed},
                 "treated": _arm_json(r.treated),
                 "holdout": _arm_json(r.holdout),
-                "lift_points": r.lift.points,
+                "lift_points": _num(r.lift.points),
                 "lift_interval": None
                 if r.lift.low is None or r.lift.high is None
-                else {"low": r.lift.low, "high": r.lift.high},
+                else {"low": _num(r.lift.low), "high": _num(r.lift.high)},
                 "lift_note": r.lift.note,
             }
             for r in report.rows
@@ -436,7 +445,7 @@ def report_csv_rows(report: Report) -> list[dict[str, Any]]:
 
 
 def _blank(value: float | None) -> float | str:
-    return "" if value is None else value
+    return "" if value is None else round(value, DECIMALS)
 
 
 def _pct(value: float | None) -> str:
@@ -474,10 +483,12 @@ def format_table(report: Report) -> str:
     out = [
         f"Outcomes of decisions taken in [{_iso(report.since)}, {_iso(report.until)}), "
         f"as of {_iso(report.as_of)}",
-        f"Lift = treated rate − holdout rate, in percentage points; 95 % interval: {report.method}; "
+        f"Lift = treated rate − holdout rate, in percentage points; interval: {report.method}; "
         f"no lift below {report.min_final_per_group} final outcomes in either group.",
-        "",
     ]
+    if report.organization_id is not None or report.rule_name is not None:
+        out.append(f"Only organisation {report.organization_id or 'any'}, rule {report.rule_name or 'any'}.")
+    out.append("")
     out.extend(report.notes)
     if report.rows:
         out.append("Decisions")
@@ -536,7 +547,8 @@ def format_table(report: Report) -> str:
             _aligned([*header, "pending", "lift (pp)", "95 % interval"], body, text=frozenset({0, 1, 2, 3}))
         )
         notes = [
-            f"  {r.rule_name} #{r.experiment.id if r.experiment else '-'}: {r.lift.note}"
+            f"  {_org(r.organization_id) or '(none)'} {r.rule_name} "
+            f"{_experiment_cell(r.experiment)}: {r.lift.note}"
             for r in report.rows
             if r.lift.note
         ]
