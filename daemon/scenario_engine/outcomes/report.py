@@ -159,9 +159,12 @@ class _Acc:
     arms: dict[str, list[int]] = field(default_factory=lambda: {"treated": [0, 0, 0], "holdout": [0, 0, 0]})
 
 
-def _pivot(records: Iterable[Mapping[str, Any]]) -> dict[tuple[Any, str, str, int | None], _Acc]:
-    groups: dict[tuple[Any, str, str, int | None], _Acc] = {}
-    for r in records:
+_Key = tuple[Any, str, str, int | None]
+
+
+def _pivot(decisions: Iterable[Mapping[str, Any]], outcomes: Iterable[Mapping[str, Any]]) -> dict[_Key, _Acc]:
+    groups: dict[_Key, _Acc] = {}
+    for r in decisions:
         key = (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
         acc = groups.setdefault(key, _Acc())
         n = int(r["candidates"])
@@ -174,8 +177,10 @@ def _pivot(records: Iterable[Mapping[str, Any]]) -> dict[tuple[Any, str, str, in
             acc.held_out += n
         else:
             acc.suppressed[outcome] = acc.suppressed.get(outcome, 0) + n
-        if r["arm"] in acc.arms:
-            counts = acc.arms[r["arm"]]
+    for r in outcomes:
+        key = (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
+        counts = groups.setdefault(key, _Acc()).arms.get(r["arm"])
+        if counts is not None:
             counts[0] += int(r["achieved"])
             counts[1] += int(r["missed"])
             counts[2] += int(r["pending"])
@@ -205,8 +210,11 @@ async def build_report(
         raise ValueError(
             f"the period is empty: since {since.isoformat()} is not before until {until.isoformat()}"
         )
-    records = await conn.fetch(query("report_decision_counts"), since, until, organization_id, rule_name)
-    groups = _pivot(records)
+    args = (since, until, organization_id, rule_name)
+    groups = _pivot(
+        await conn.fetch(query("report_decision_counts"), *args),
+        await conn.fetch(query("report_outcome_counts"), *args),
+    )
     experiment_ids = sorted({key[3] for key in groups if key[3] is not None})
     experiments = {
         int(e["id"]): Experiment(

@@ -6,38 +6,49 @@
 -- $1 since, $2 until (decisions with as_of in [since, until)), $3 organisation or NULL,
 -- $4 rule name or NULL.
 -- A candidate is one dedup key of a rule, counted once with its final decision in the period:
--- sent before holdout before any suppression (the latest of those). The organisation and the
+-- sent before holdout before any suppression (of those, the latest). The organisation and the
 -- experiment are the final decision's. 'baseline' rows are no-flood bookkeeping, not candidates.
--- One row per (organisation, rule, scenario type, experiment, final outcome, outcome arm).
-WITH final AS (
-    SELECT DISTINCT ON (d.rule_name, d.dedup_key)
-           d.id, d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome,
-           d.notification_id
-    FROM scenario_engine.scenario_decision d
-    WHERE d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
-      AND d.outcome <> 'baseline'
-      AND ($4::text IS NULL OR d.rule_name = $4::text)
-    ORDER BY d.rule_name, d.dedup_key,
-             CASE d.outcome WHEN 'sent' THEN 0 WHEN 'holdout' THEN 1 ELSE 2 END,
-             d.as_of DESC, d.id DESC
-),
--- Delivered: the push gateway accepted a push of the notification.
-delivered AS (
+-- One pass over the period's decisions, no sort: a sent row is always final ((dedup_key,
+-- outcome) is unique); only the few others look for a better row of their candidate, through
+-- the unique index. Delivered: the push gateway accepted a push of the notification.
+-- One row per (organisation, rule, scenario type, experiment, final outcome).
+SELECT d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome,
+       count(*)::bigint AS candidates,
+       count(p.notification_id)::bigint AS delivered
+FROM scenario_engine.scenario_decision d
+LEFT JOIN (
     SELECT DISTINCT p.notification_id
     FROM scenario_engine.push_notification p
     WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
-)
-SELECT f.organization_id, f.rule_name, f.scenario_type, f.experiment_id, f.outcome, o.arm,
-       count(*)::bigint AS candidates,
-       count(dl.notification_id)::bigint AS delivered,
+) p ON d.outcome = 'sent' AND p.notification_id = d.notification_id
+WHERE d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
+  AND d.outcome <> 'baseline'
+  AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
+  AND ($4::text IS NULL OR d.rule_name = $4::text)
+  AND (d.outcome = 'sent' OR NOT EXISTS (
+        SELECT 1 FROM scenario_engine.scenario_decision b
+        WHERE b.dedup_key = d.dedup_key AND b.rule_name = d.rule_name
+          AND b.as_of >= $1::timestamptz AND b.as_of < $2::timestamptz
+          AND b.outcome <> 'baseline' AND b.id <> d.id
+          AND (b.outcome = 'sent'
+               OR (b.outcome = 'holdout' AND d.outcome <> 'holdout')
+               OR (b.outcome <> 'holdout' AND d.outcome <> 'holdout' AND (b.as_of, b.id) > (d.as_of, d.id)))))
+GROUP BY d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome;
+
+-- name: report_outcome_counts
+-- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
+-- Outcomes of the sent and held-out decisions of the period. Each row copies its decision's
+-- instant (decided_at), organisation, rule and experiment, so this needs no join: the
+-- decision of an outcome row is sent or holdout, and so always its candidate's final one.
+SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm,
        count(*) FILTER (WHERE o.status = 'achieved')::bigint AS achieved,
        count(*) FILTER (WHERE o.status = 'missed')::bigint AS missed,
        count(*) FILTER (WHERE o.status = 'pending')::bigint AS pending
-FROM final f
-LEFT JOIN delivered dl ON f.outcome = 'sent' AND dl.notification_id = f.notification_id
-LEFT JOIN scenario_engine.scenario_outcome o ON o.decision_id = f.id
-WHERE $3::uuid IS NULL OR f.organization_id = $3::uuid
-GROUP BY f.organization_id, f.rule_name, f.scenario_type, f.experiment_id, f.outcome, o.arm;
+FROM scenario_engine.scenario_outcome o
+WHERE o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
+  AND ($3::uuid IS NULL OR o.organization_id = $3::uuid)
+  AND ($4::text IS NULL OR o.rule_name = $4::text)
+GROUP BY o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm;
 
 -- name: report_experiments
 -- $1 experiment ids. The salts are left out: with them and a mentor id anyone could tell who
@@ -54,7 +65,7 @@ WHERE e.id = ANY($1::bigint[]);
 -- are not counted. Renewed in time: a newer unrevoked certification of the same type for the
 -- same mentor, issued before the old one expires (and by as_of). Of the rest, those expired by
 -- as_of have lapsed; the others are still open.
-WITH expiring AS (
+WITH expiring AS MATERIALIZED (  -- the renewal check runs once per certification
     SELECT c.mentor_id, c.expires_at, c.expires_at >= $2::timestamptz AS this_period,
            EXISTS (
                SELECT 1 FROM public.certification n
