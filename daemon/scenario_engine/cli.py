@@ -399,6 +399,67 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
+def _report_inputs(args: argparse.Namespace) -> tuple[dt.datetime, dt.datetime, uuid.UUID | None] | str:
+    """--since/--until/--organization checked before any connection: the period, or the one line
+    that names the bad input."""
+    try:
+        until = _iso_instant(args.until) if args.until else dt.datetime.now(dt.UTC)
+    except argparse.ArgumentTypeError as exc:
+        return f"--until: {exc}"
+    try:
+        since = _iso_instant(args.since) if args.since else until - dt.timedelta(days=90)
+    except argparse.ArgumentTypeError as exc:
+        return f"--since: {exc}"
+    if since >= until:
+        return f"--since {since.isoformat()} is not before --until {until.isoformat()}"
+    try:
+        org = uuid.UUID(args.organization) if args.organization else None
+    except ValueError:
+        return f"--organization: not a UUID: {args.organization!r}"
+    return since, until, org
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from scenario_engine.outcomes.report import (
+        CSV_COLUMNS,
+        build_report,
+        format_table,
+        report_csv_rows,
+        report_json,
+    )
+
+    inputs = _report_inputs(args)
+    if isinstance(inputs, str):
+        _err(f"report: {inputs}")
+        return EXIT_CONFIG
+    since, until, org = inputs
+
+    async def run(settings: Settings) -> int:
+        conn = await connect(settings.require_database_url(), application_name="scenario-engine report")
+        try:
+            report = await build_report(
+                conn,
+                since=since,
+                until=until,
+                organization_id=org,
+                rule_name=args.rule,
+                as_of=dt.datetime.now(dt.UTC),
+            )
+        finally:
+            await conn.close()
+        if args.output == "json":
+            print(json.dumps(report_json(report), indent=2))
+        elif args.output == "csv":
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(CSV_COLUMNS))
+            writer.writeheader()
+            writer.writerows(report_csv_rows(report))
+        else:
+            print(format_table(report))
+        return EXIT_OK
+
+    return _run_db_command(args, run)
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     """Erasure request: every engine row naming the mentor (docs/PRIVACY.md). Refuses, exit 2,
     while the platform still has the mentor unless --force: erasing would also erase their
@@ -568,6 +629,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
     p.add_argument("--as-of", type=_iso_instant, default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("report", cmd_report, "Outcomes of decisions in a period, and the lift over the holdout.")
+    p.add_argument(
+        "--since", default=None, help="decisions taken from this instant (ISO; default until − 90 days)"
+    )
+    p.add_argument("--until", default=None, help="… up to, not including, this instant (ISO; default now)")
+    p.add_argument("--organization", default=None, metavar="UUID", help="only this organisation")
+    p.add_argument("--rule", default=None, metavar="NAME", help="only this rule")
+    p.add_argument("--output", choices=("table", "csv", "json"), default="table")
 
     p = add("forget", cmd_forget, "Erase every row of the engine's schema naming a mentor (erasure request).")
     p.add_argument("mentor_id", type=uuid.UUID)

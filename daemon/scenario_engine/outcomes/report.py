@@ -1,0 +1,594 @@
+"""The outcomes report: what the engine decided in a period, what happened afterwards, and the
+lift of the nudged over the held-out mentors (docs/OUTCOMES.md).
+
+The database does the counting (queries/report.sql, set-based); this module only pivots the
+few grouped rows into typed rows and applies the statistics, so that the numbers an
+organisation shows its funders come from one place and can be checked by hand.
+
+A report never mixes two experiments: a rule whose holdout salt or share changed has one row
+per experiment, because a comparison across two assignments of the holdout is not a
+comparison of like with like.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import query
+from scenario_engine.outcomes.labels import OutcomeLabels, outcome_labels
+from scenario_engine.outcomes.stats import METHOD, newcombe_interval
+
+# Below this many final outcomes in either arm the interval is so wide, and the normal
+# approximation behind it so shaky, that a lift would mislead more than it informs.
+MIN_FINAL_PER_GROUP = 30
+
+# Every suppression a decision can record (the CHECK of scenario_decision.outcome, less
+# sent, holdout and baseline), so that CSV and JSON keep one shape whatever the data holds.
+SUPPRESSION_REASONS: tuple[str, ...] = (
+    "opted_out",
+    "cooldown",
+    "daily_cap",
+    "mentor_not_active",
+    "cancelled",
+)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: int
+    holdout_percent: float
+    global_holdout_percent: float
+    started_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Arm:
+    """Outcomes of one arm (treated: sent; holdout: kept back). Only final ones are in the rate."""
+
+    achieved: int = 0
+    missed: int = 0
+    pending: int = 0
+
+    @property
+    def final(self) -> int:
+        return self.achieved + self.missed
+
+    @property
+    def rate_percent(self) -> float | None:
+        return None if self.final == 0 else 100.0 * self.achieved / self.final
+
+
+@dataclass(frozen=True)
+class Lift:
+    """Treated rate minus holdout rate, in percentage points, with its 95 % interval; all three
+    None (and ``note`` saying why) when the groups are too small to say anything."""
+
+    points: float | None
+    low: float | None
+    high: float | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    organization_id: uuid.UUID | None
+    rule_name: str
+    scenario_type: str
+    experiment: Experiment | None  # None: decisions taken before experiments were recorded
+    candidates: int
+    sent: int
+    delivered: int
+    held_out: int
+    suppressed: Mapping[str, int]
+    treated: Arm
+    holdout: Arm
+    lift: Lift
+    labels: OutcomeLabels
+
+
+@dataclass(frozen=True)
+class CertificationCounts:
+    since: dt.datetime
+    until: dt.datetime
+    expiring: int = 0
+    renewed_in_time: int = 0
+    lapsed: int = 0
+    still_open: int = 0
+
+
+@dataclass(frozen=True)
+class CertificationRow:
+    organization_id: uuid.UUID
+    period: CertificationCounts
+    previous_period: CertificationCounts
+
+
+@dataclass(frozen=True)
+class Report:
+    since: dt.datetime
+    until: dt.datetime
+    as_of: dt.datetime
+    organization_id: uuid.UUID | None
+    rule_name: str | None
+    rows: tuple[ReportRow, ...]
+    certifications: tuple[CertificationRow, ...]
+    notes: tuple[str, ...] = ()
+    method: str = METHOD
+    min_final_per_group: int = MIN_FINAL_PER_GROUP
+    previous_since: dt.datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "previous_since", self.since - (self.until - self.since))
+
+
+def lift(treated: Arm, holdout: Arm, minimum: int = MIN_FINAL_PER_GROUP) -> Lift:
+    """The lift and its interval, or why there is none (pure: the tests check it by hand)."""
+    small = [
+        f"{name} has {arm.final}"
+        for name, arm in (("treated", treated), ("holdout", holdout))
+        if arm.final < minimum
+    ]
+    if small:
+        return Lift(
+            None,
+            None,
+            None,
+            f"not enough data: {' and '.join(small)} final outcomes; at least {minimum} needed in each group",
+        )
+    interval = newcombe_interval(treated.achieved, treated.final, holdout.achieved, holdout.final)
+    points = 100.0 * (treated.achieved / treated.final - holdout.achieved / holdout.final)
+    return Lift(points, 100.0 * interval.low, 100.0 * interval.high, None)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+@dataclass
+class _Acc:
+    candidates: int = 0
+    sent: int = 0
+    delivered: int = 0
+    held_out: int = 0
+    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUPPRESSION_REASONS, 0))
+    arms: dict[str, list[int]] = field(default_factory=lambda: {"treated": [0, 0, 0], "holdout": [0, 0, 0]})
+
+
+_Key = tuple[Any, str, str, int | None]
+
+
+def _pivot(decisions: Iterable[Mapping[str, Any]], outcomes: Iterable[Mapping[str, Any]]) -> dict[_Key, _Acc]:
+    groups: dict[_Key, _Acc] = {}
+    for r in decisions:
+        key = (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
+        acc = groups.setdefault(key, _Acc())
+        n = int(r["candidates"])
+        acc.candidates += n
+        outcome = r["outcome"]
+        if outcome == "sent":
+            acc.sent += n
+            acc.delivered += int(r["delivered"])
+        elif outcome == "holdout":
+            acc.held_out += n
+        else:
+            acc.suppressed[outcome] = acc.suppressed.get(outcome, 0) + n
+    for r in outcomes:
+        key = (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
+        counts = groups.setdefault(key, _Acc()).arms.get(r["arm"])
+        if counts is not None:
+            counts[0] += int(r["achieved"])
+            counts[1] += int(r["missed"])
+            counts[2] += int(r["pending"])
+    return groups
+
+
+def _sort_key(row: ReportRow) -> tuple[str, str, int]:
+    return (str(row.organization_id or ""), row.rule_name, row.experiment.id if row.experiment else -1)
+
+
+async def build_report(
+    conn: Conn,
+    *,
+    since: dt.datetime,
+    until: dt.datetime,
+    organization_id: uuid.UUID | None = None,
+    rule_name: str | None = None,
+    as_of: dt.datetime,
+) -> Report:
+    """Counts of decisions with ``as_of`` in [since, until), their outcomes and lift per
+    (organisation, rule, experiment), and certification renewals this and the previous period.
+
+    ``as_of`` is the instant the report is taken at: it decides which certifications are still
+    open and which renewals are known, so a report can be reproduced later."""
+    since, until, as_of = _aware(since), _aware(until), _aware(as_of)
+    if since >= until:
+        raise ValueError(
+            f"the period is empty: since {since.isoformat()} is not before until {until.isoformat()}"
+        )
+    args = (since, until, organization_id, rule_name)
+    groups = _pivot(
+        await conn.fetch(query("report_decision_counts"), *args),
+        await conn.fetch(query("report_outcome_counts"), *args),
+    )
+    experiment_ids = sorted({key[3] for key in groups if key[3] is not None})
+    experiments = {
+        int(e["id"]): Experiment(
+            id=int(e["id"]),
+            holdout_percent=float(e["holdout_percent"]),
+            global_holdout_percent=float(e["global_holdout_percent"]),
+            started_at=e["started_at"],
+        )
+        for e in await conn.fetch(query("report_experiments"), experiment_ids)
+    }
+    rows = []
+    for (org, rule, scenario_type, experiment_id), acc in groups.items():
+        treated, holdout = (Arm(*acc.arms[a]) for a in ("treated", "holdout"))
+        rows.append(
+            ReportRow(
+                organization_id=org,
+                rule_name=rule,
+                scenario_type=scenario_type,
+                experiment=None if experiment_id is None else experiments.get(experiment_id),
+                candidates=acc.candidates,
+                sent=acc.sent,
+                delivered=acc.delivered,
+                held_out=acc.held_out,
+                suppressed=dict(acc.suppressed),
+                treated=treated,
+                holdout=holdout,
+                lift=lift(treated, holdout),
+                labels=outcome_labels(scenario_type),
+            )
+        )
+    rows.sort(key=_sort_key)
+
+    previous_since = since - (until - since)
+    cert_records = await conn.fetch(
+        query("report_certifications"), previous_since, since, until, as_of, organization_id
+    )
+    by_org: dict[uuid.UUID, dict[bool, CertificationCounts]] = {}
+    for r in cert_records:
+        this = bool(r["this_period"])
+        by_org.setdefault(r["organization_id"], {})[this] = CertificationCounts(
+            since=since if this else previous_since,
+            until=until if this else since,
+            expiring=int(r["expiring"]),
+            renewed_in_time=int(r["renewed_in_time"]),
+            lapsed=int(r["lapsed"]),
+            still_open=int(r["still_open"]),
+        )
+    certifications = tuple(
+        CertificationRow(
+            organization_id=org,
+            period=periods.get(True, CertificationCounts(since, until)),
+            previous_period=periods.get(False, CertificationCounts(previous_since, since)),
+        )
+        for org, periods in sorted(by_org.items(), key=lambda item: str(item[0]))
+    )
+
+    notes = []
+    if not rows:
+        scope = f" of rule {rule_name!r}" if rule_name is not None else ""
+        where = f" in organisation {organization_id}" if organization_id is not None else ""
+        notes.append(f"no decisions{scope}{where} with as_of in [{since.isoformat()}, {until.isoformat()})")
+    return Report(
+        since=since,
+        until=until,
+        as_of=as_of,
+        organization_id=organization_id,
+        rule_name=rule_name,
+        rows=tuple(rows),
+        certifications=certifications,
+        notes=tuple(notes),
+    )
+
+
+# --- output: one documented shape per format (docs/OUTCOMES.md, "Reading the output") ----------
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+def _org(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+# Outputs carry four decimals: more would be float noise (20.000000000000007), less could hide
+# a difference a reader recomputes from the counts.
+DECIMALS = 4
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None else round(value, DECIMALS)
+
+
+def _arm_json(arm: Arm) -> dict[str, Any]:
+    return {
+        "final": arm.final,
+        "achieved": arm.achieved,
+        "missed": arm.missed,
+        "pending": arm.pending,
+        "rate_percent": _num(arm.rate_percent),
+    }
+
+
+def _experiment_json(e: Experiment | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "id": e.id,
+        "holdout_percent": e.holdout_percent,
+        "global_holdout_percent": e.global_holdout_percent,
+        "started_at": _iso(e.started_at),
+    }
+
+
+def _counts_json(c: CertificationCounts) -> dict[str, Any]:
+    return {
+        "since": _iso(c.since),
+        "until": _iso(c.until),
+        "expiring": c.expiring,
+        "renewed_in_time": c.renewed_in_time,
+        "lapsed": c.lapsed,
+        "still_open": c.still_open,
+    }
+
+
+def report_json(report: Report) -> dict[str, Any]:
+    """The JSON document of ``report --output json``: keys are stable, numbers are numbers,
+    absent values are null (never a string such as "n/a")."""
+    return {
+        "method": report.method,
+        "min_final_per_group": report.min_final_per_group,
+        "since": _iso(report.since),
+        "until": _iso(report.until),
+        "as_of": _iso(report.as_of),
+        "organization_id": _org(report.organization_id),
+        "rule": report.rule_name,
+        "rows": [
+            {
+                "organization_id": _org(r.organization_id),
+                "rule": r.rule_name,
+                "scenario_type": r.scenario_type,
+                "experiment": _experiment_json(r.experiment),
+                "candidates": r.candidates,
+                "sent": r.sent,
+                "delivered": r.delivered,
+                "held_out": r.held_out,
+                "suppressed": dict(r.suppressed),
+                "outcome_labels": {"achieved": r.labels.achieved, "missed": r.labels.missed},
+                "treated": _arm_json(r.treated),
+                "holdout": _arm_json(r.holdout),
+                "lift_points": _num(r.lift.points),
+                "lift_interval": None
+                if r.lift.low is None or r.lift.high is None
+                else {"low": _num(r.lift.low), "high": _num(r.lift.high)},
+                "lift_note": r.lift.note,
+            }
+            for r in report.rows
+        ],
+        "certifications": [
+            {
+                "organization_id": str(c.organization_id),
+                "period": _counts_json(c.period),
+                "previous_period": _counts_json(c.previous_period),
+            }
+            for c in report.certifications
+        ],
+        "notes": list(report.notes),
+    }
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "organization_id",
+    "rule",
+    "scenario_type",
+    "experiment_id",
+    "holdout_percent",
+    "global_holdout_percent",
+    "candidates",
+    "sent",
+    "delivered",
+    "held_out",
+    *(f"suppressed_{reason}" for reason in SUPPRESSION_REASONS),
+    "achieved_label",
+    "missed_label",
+    "treated_final",
+    "treated_achieved",
+    "treated_pending",
+    "treated_rate_percent",
+    "holdout_final",
+    "holdout_achieved",
+    "holdout_pending",
+    "holdout_rate_percent",
+    "lift_points",
+    "lift_low",
+    "lift_high",
+    "lift_note",
+    "method",
+    "min_final_per_group",
+)
+
+
+def report_csv_rows(report: Report) -> list[dict[str, Any]]:
+    """One dict per report row, keyed by CSV_COLUMNS (empty cells for absent values).
+    Certifications are not rows of this table; the JSON and table outputs carry them."""
+    out = []
+    for r in report.rows:
+        e = r.experiment
+        row: dict[str, Any] = {
+            "organization_id": _org(r.organization_id) or "",
+            "rule": r.rule_name,
+            "scenario_type": r.scenario_type,
+            "experiment_id": "" if e is None else e.id,
+            "holdout_percent": "" if e is None else e.holdout_percent,
+            "global_holdout_percent": "" if e is None else e.global_holdout_percent,
+            "candidates": r.candidates,
+            "sent": r.sent,
+            "delivered": r.delivered,
+            "held_out": r.held_out,
+            **{f"suppressed_{reason}": r.suppressed.get(reason, 0) for reason in SUPPRESSION_REASONS},
+            "achieved_label": r.labels.achieved,
+            "missed_label": r.labels.missed,
+            "method": report.method,
+            "min_final_per_group": report.min_final_per_group,
+            "lift_points": _blank(r.lift.points),
+            "lift_low": _blank(r.lift.low),
+            "lift_high": _blank(r.lift.high),
+            "lift_note": r.lift.note or "",
+        }
+        for name, arm in (("treated", r.treated), ("holdout", r.holdout)):
+            row[f"{name}_final"] = arm.final
+            row[f"{name}_achieved"] = arm.achieved
+            row[f"{name}_pending"] = arm.pending
+            row[f"{name}_rate_percent"] = _blank(arm.rate_percent)
+        out.append({column: row[column] for column in CSV_COLUMNS})
+    return out
+
+
+def _blank(value: float | None) -> float | str:
+    return "" if value is None else round(value, DECIMALS)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} %"
+
+
+def _points(value: float) -> str:
+    return f"{value:+.1f}"
+
+
+def _aligned(header: list[str], body: list[list[str]], text: frozenset[int]) -> list[str]:
+    """Columns padded to their widest cell: text columns (by index) to the left, numbers right."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *body, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(w) if i in text else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), *(line(cells) for cells in body)]
+
+
+def _experiment_cell(e: Experiment | None) -> str:
+    if e is None:
+        return "none"
+    share = f"{e.holdout_percent:g} %" + (
+        f" + global {e.global_holdout_percent:g} %" if e.global_holdout_percent else ""
+    )
+    return f"#{e.id} ({share} held out)"
+
+
+def format_table(report: Report) -> str:
+    """The readable report of ``report --output table`` (the default)."""
+    out = [
+        f"Outcomes of decisions taken in [{_iso(report.since)}, {_iso(report.until)}), "
+        f"as of {_iso(report.as_of)}",
+        f"Lift = treated rate − holdout rate, in percentage points; interval: {report.method}; "
+        f"no lift below {report.min_final_per_group} final outcomes in either group.",
+    ]
+    if report.organization_id is not None or report.rule_name is not None:
+        out.append(f"Only organisation {report.organization_id or 'any'}, rule {report.rule_name or 'any'}.")
+    out.append("")
+    out.extend(report.notes)
+    if report.rows:
+        out.append("Decisions")
+        body = [
+            [
+                _org(r.organization_id) or "(none)",
+                r.rule_name,
+                _experiment_cell(r.experiment),
+                str(r.candidates),
+                str(r.sent),
+                str(r.delivered),
+                str(r.held_out),
+                str(sum(r.suppressed.values())),
+                ", ".join(f"{k} {v}" for k, v in r.suppressed.items() if v) or "—",
+            ]
+            for r in report.rows
+        ]
+        header = [
+            "organisation",
+            "rule",
+            "experiment",
+            "candidates",
+            "sent",
+            "delivered",
+            "held out",
+            "suppressed",
+        ]
+        out.extend(_aligned([*header, "by reason"], body, text=frozenset({0, 1, 2, 8})))
+        out.append("")
+        out.append("Outcomes (final outcomes only; pending ones are not in the rates)")
+        body = []
+        for r in report.rows:
+            t, h = r.treated, r.holdout
+            if r.lift.points is None or r.lift.low is None or r.lift.high is None:
+                lift_cell, interval_cell = "—", "not enough data"
+            else:
+                lift_cell = _points(r.lift.points)
+                interval_cell = f"[{_points(r.lift.low)}, {_points(r.lift.high)}]"
+            body.append(
+                [
+                    _org(r.organization_id) or "(none)",
+                    r.rule_name,
+                    _experiment_cell(r.experiment),
+                    f"{r.labels.achieved} / {r.labels.missed}",
+                    f"{t.achieved}/{t.final}",
+                    _pct(t.rate_percent),
+                    f"{h.achieved}/{h.final}",
+                    _pct(h.rate_percent),
+                    str(t.pending + h.pending),
+                    lift_cell,
+                    interval_cell,
+                ]
+            )
+        header = ["organisation", "rule", "experiment", "outcome", "treated", "rate", "holdout", "rate"]
+        out.extend(
+            _aligned([*header, "pending", "lift (pp)", "95 % interval"], body, text=frozenset({0, 1, 2, 3}))
+        )
+        notes = [
+            f"  {_org(r.organization_id) or '(none)'} {r.rule_name} "
+            f"{_experiment_cell(r.experiment)}: {r.lift.note}"
+            for r in report.rows
+            if r.lift.note
+        ]
+        if notes:
+            out.append("")
+            out.extend(notes)
+    out.append("")
+    out.append(
+        f"Certifications (platform data): this period [{_iso(report.since)}, {_iso(report.until)}), "
+        f"previous [{_iso(report.previous_since)}, {_iso(report.since)})"
+    )
+    if not report.certifications:
+        out.append("no certifications expiring in either period")
+    else:
+        body = []
+        for c in report.certifications:
+            for label, counts in (("this", c.period), ("previous", c.previous_period)):
+                body.append(
+                    [
+                        str(c.organization_id),
+                        label,
+                        str(counts.expiring),
+                        str(counts.renewed_in_time),
+                        str(counts.lapsed),
+                        str(counts.still_open),
+                    ]
+                )
+        out.extend(
+            _aligned(
+                ["organisation", "period", "expiring", "renewed in time", "lapsed", "still open"],
+                body,
+                text=frozenset({0, 1}),
+            )
+        )
+    return "\n".join(out)
