@@ -2,7 +2,7 @@
 
 Business code (scenarios, policy, the dispatcher) sees these frozen dataclasses, never an
 ``asyncpg.Record``: a column rename fails here, in one place, and instants are normalised
-once (naive ±infinity → aware bounds, scenarios/base.py).
+once (naive ±infinity → aware bounds, instants.py).
 """
 
 from __future__ import annotations

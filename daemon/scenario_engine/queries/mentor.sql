@@ -1,9 +1,9 @@
 -- Per-mentor reads for the single-mentor interfaces and `explain`. These deliberately
 -- fetch raw rows and leave every decision to the pure Python evaluators, so that the
--- set-based sweep (scenarios.sql) and this path are two independent implementations that
+-- set-based sweep (scenarios/*/queries.sql) and this path are two independent implementations that
 -- the test suite checks against each other.
 --
--- Instants outside the range the engine evaluates (scenarios/base.py: EVALUABLE_FROM and
+-- Instants outside the range the engine evaluates (instants.py: EVALUABLE_FROM and
 -- EVALUABLE_UNTIL) come back as ±infinity, which they mean for every decision (before or
 -- after anything else); asyncpg could not even decode a date in 4713 BC.
 

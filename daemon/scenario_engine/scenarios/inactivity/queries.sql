@@ -15,7 +15,7 @@ WITH m AS (
 ), due AS (
     -- A spell that starts before the evaluable range (joined_at = '-infinity', 4713 BC) has no
     -- spell key ("cannot convert infinity to bigint") and no instant Python can decode: the row
-    -- says so in `problem` and the mentor is quarantined (scenarios/base.py, EVALUABLE_FROM).
+    -- says so in `problem` and the mentor is quarantined (instants.py, EVALUABLE_FROM).
     SELECT m.*,
            CASE WHEN m.last_activity_at >= '0001-01-02 00:00:00+00'::timestamptz
                 THEN (extract(epoch FROM m.last_activity_at) * 1000000)::bigint::text END AS spell
