@@ -256,7 +256,7 @@ def test_example_rules_spell_out_every_field() -> None:
     documents the whole format; a field added to a model fails here until it is added."""
     data = tomllib.loads(EXAMPLE_RULES.read_text())
     types = _rule_types()
-    assert set(types) == {"inactivity", "milestone", "certification_expiry"}
+    assert set(types) == {"inactivity", "milestone", "certification_expiry", "anniversary"}
     top_level = set(Rules.model_fields) - set(types)
     assert top_level <= set(data), f"top-level fields missing: {sorted(top_level - set(data))}"
     for table, model in types.items():

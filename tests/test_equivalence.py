@@ -24,6 +24,7 @@ from scenario_engine.db.connect import SEARCH_PATH, create_pool
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.notifications import Outcome
+from scenario_engine.scenarios.anniversary import AnniversaryRule
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
@@ -47,6 +48,10 @@ RULES = Rules(
         MilestoneRule(name="hours_all", metric="hours", period="all_time", thresholds=[1.5, 4, 7.25, 12]),
     ],
     certification_expiry=[CertificationExpiryRule(name="cert_expiry", tiers_days=[30, 7, 1])],
+    anniversary=[
+        AnniversaryRule(name="anniversary", years=[]),
+        AnniversaryRule(name="first_years", years=[1, 2], cooldown_days=1),
+    ],
 )
 
 # Instants where calendars turn: local new years and DST changes of the zones above.
@@ -60,6 +65,8 @@ TURNING_POINTS = [
     dt.datetime(2026, 4, 4, 14, tzinfo=UTC),  # NZ fall-back
     dt.datetime(2026, 11, 1, 9, tzinfo=UTC),  # US fall-back
     dt.datetime(2026, 12, 31, 11, tzinfo=UTC),  # 2027-01-01 00:00 Auckland
+    dt.datetime(2026, 2, 28, 12, tzinfo=UTC),  # the anniversary of a 29 February join
+    dt.datetime(2027, 2, 28, 12, tzinfo=UTC),
 ]
 # Offsets from as_of (seconds) that sit exactly on a threshold of the rules.
 EDGE_OFFSETS = [-10 * DAY, -10 * DAY + 1, -30 * DAY, -30 * DAY + 1, 30 * DAY, 7 * DAY, 7 * DAY + 1, DAY, 0]
@@ -110,6 +117,24 @@ def offset(at: dt.datetime, lo_days: int, hi_days: int) -> st.SearchStrategy[dt.
     )
     edges = st.sampled_from([at + dt.timedelta(seconds=s) for s in EDGE_OFFSETS])
     return st.one_of(spread, spread, edges)
+
+
+def near_anniversary(at: dt.datetime) -> st.SearchStrategy[dt.datetime]:
+    """A join instant one or two years before ``at``, within a day and a half of its local
+    calendar day (zones differ), or on a 29 February."""
+    years_back = st.sampled_from([1, 2])
+    near = st.builds(
+        lambda years, s: (
+            at.replace(year=at.year - years, month=at.month, day=min(at.day, 28)) + dt.timedelta(seconds=s)
+        ),
+        years_back,
+        st.integers(-36 * 3600, 36 * 3600),
+    )
+    leap = st.builds(
+        lambda s: dt.datetime(2024, 2, 29, 12, tzinfo=UTC) + dt.timedelta(seconds=s),
+        st.integers(-14 * 3600, 14 * 3600),
+    )
+    return st.one_of(near, near, leap)
 
 
 @st.composite
@@ -166,11 +191,13 @@ def cases(draw: st.DrawFn) -> Case:
             Mentor(
                 status=draw(st.sampled_from(["active"] * 6 + ["paused", "inactive"])),
                 timezone=draw(st.sampled_from(TIMEZONES)),
-                joined_at=draw(offset(as_of, -800, 30)),
+                joined_at=draw(st.one_of(offset(as_of, -800, 30), near_anniversary(as_of))),
                 activities=activities,
                 certifications=certs,
                 opt_out=draw(
-                    st.sampled_from([None] * 6 + ["all", "inactivity", "milestone", "certification_expiry"])
+                    st.sampled_from(
+                        [None] * 6 + ["all", "inactivity", "milestone", "certification_expiry", "anniversary"]
+                    )
                 ),
             )
         )

@@ -49,7 +49,7 @@ from tests.factories import add_activity, add_mentor, opt_out
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "test-artifacts" / "status-page.png"
 CHROMIUM_TIMEOUT = 90.0
-SCENARIOS = ("inactivity", "milestone", "certification_expiry")
+SCENARIOS = ("inactivity", "milestone", "certification_expiry", "anniversary")
 
 RULES = """
 daily_cap = 100
@@ -364,7 +364,7 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
     axis_titles = {t.text for t in svg.iter("text") if "axis-title" in t.classes}
     assert axis_titles == {"Decisions per day", "Day (UTC)"}
     panel_titles = [t.text for t in svg.iter("text") if "panel-title" in t.classes]
-    assert panel_titles == ["Inactivity", "Milestone", "Certification expiry"]
+    assert panel_titles == ["Inactivity", "Milestone", "Certification expiry", "Anniversary"]
 
     # The table beneath says the same, for screen readers and for copying.
     table = dom.by_id("decision-table")
@@ -381,7 +381,7 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
         for scenario in SCENARIOS
         for kind in ("sent", "suppressed")
     ]
-    assert totals == [8, 5, 8, 2, 3, 2]  # history within 30 days plus today's sweep
+    assert totals == [8, 5, 8, 2, 3, 2, 0, 0]  # history within 30 days plus today's sweep
 
     # What became of the pushes queued in these 30 days, per scenario, as push_notification says.
     first = dt.datetime.combine(today - dt.timedelta(days=29), dt.time(0), tzinfo=dt.UTC)
@@ -535,7 +535,7 @@ def test_each_panel_has_its_own_scale() -> None:
     )
     layout = layout_chart(chart)
     panels = {p.scenario: p for p in layout.panels}
-    assert [panels[s].axis_max for s in SCENARIOS] == [1500, 3, 4]
+    assert [panels[s].axis_max for s in SCENARIOS] == [1500, 3, 4, 4]
     for scenario in ("inactivity", "milestone"):
         panel = panels[scenario]
         tallest = sum(b.h for b in panel.bars if b.day == max(b.day for b in panel.bars))
@@ -565,7 +565,12 @@ def test_sent_is_labelled_queued_and_deliveries_are_shown() -> None:
         {"scenario_type": "certification_expiry", "status": "abandoned", "n": 1},
     ]
     deliveries = deliveries_from_rows(rows)
-    assert [r.counts for r in deliveries.rows] == [(5, 3, 0, 0, 0, 0), (0, 0, 0, 3, 0, 0), (0, 0, 0, 0, 0, 1)]
+    assert [r.counts for r in deliveries.rows] == [
+        (5, 3, 0, 0, 0, 0),
+        (0, 0, 0, 3, 0, 0),
+        (0, 0, 0, 0, 0, 1),
+        (0, 0, 0, 0, 0, 0),  # anniversary: nothing yet
+    ]
     days = chart_window(NOW.date())
     chart = DecisionChart(days, {"inactivity": {days[-1]: DayCounts(8, 1)}})
     _, dom = page_for(RuntimeState(instance_id="x"), StoredData(chart, deliveries))

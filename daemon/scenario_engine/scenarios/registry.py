@@ -12,7 +12,7 @@ from typing import Any
 
 from scenario_engine.db.queries import query
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.scenarios import certification, inactivity, milestone
+from scenario_engine.scenarios import anniversary, certification, inactivity, milestone
 from scenario_engine.scenarios.protocol import Scenario
 
 AnyScenario = Scenario[Any, Any]
@@ -21,6 +21,7 @@ SCENARIOS: tuple[AnyScenario, ...] = (
     inactivity.SCENARIO,
     milestone.SCENARIO,
     certification.SCENARIO,
+    anniversary.SCENARIO,
 )
 
 _BY_TYPE: dict[str, AnyScenario] = {s.type: s for s in SCENARIOS}

@@ -1,0 +1,112 @@
+"""The anniversary scenario as the registry sees it (scenarios/protocol.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import execute, fetch
+from scenario_engine.db.records import MentorRecord, load_notifications
+from scenario_engine.instants import iso
+from scenario_engine.scenarios.anniversary import oracle
+from scenario_engine.scenarios.anniversary.context import AnniversaryContext
+from scenario_engine.scenarios.anniversary.oracle import AnniversaryState
+from scenario_engine.scenarios.anniversary.rule import AnniversaryRule
+from scenario_engine.scenarios.base import Candidate, MentorDataError, collect_candidates
+from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, decided_plus_window
+from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
+from scenario_engine.scenarios.zones import UnknownTimezone, known_zones
+
+
+class AnniversaryScenario:
+    type = oracle.TYPE
+    label = "Anniversary"
+    title = "Anniversary greetings"
+    context = AnniversaryContext
+    rule_model = AnniversaryRule
+    # The join date and zone (peer_mentor) decide the day; opt-outs are re-evaluated at once.
+    watched_tables = frozenset({"peer_mentor", "notification_preference"})
+    recheck: Recheck | None = None
+    outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME)
+
+    async def candidates(
+        self, conn: Conn, rule: AnniversaryRule, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> list[Candidate]:
+        rows = await fetch(
+            conn,
+            "anniversary_candidates",
+            mentors=mentors,
+            as_of=as_of,
+            rule_name=rule.name,
+            years=list(rule.years),
+            zones=list(known_zones()),
+        )
+        return collect_candidates(rows, lambda row: self._from_row(row, rule))
+
+    @staticmethod
+    def _from_row(row: Any, rule: AnniversaryRule) -> Candidate:
+        if row["problem"] is not None:
+            raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
+        return oracle.build_candidate(
+            row["mentor_id"], rule, int(row["years"]), row["joined_on"], row["today"]
+        )
+
+    async def load_state(
+        self, conn: Conn, rule: AnniversaryRule, mentor: MentorRecord, as_of: dt.datetime
+    ) -> AnniversaryState:
+        greeted = {int(n.subject) for n in await load_notifications(conn, mentor.id, rule.name)}
+        rows = await fetch(conn, "anniversary_baselines", mentor_id=mentor.id, rule_name=rule.name)
+        return AnniversaryState(
+            mentor_id=mentor.id,
+            status=mentor.status,
+            timezone=mentor.timezone,
+            joined_at=mentor.joined_at,
+            celebrated=frozenset(greeted | {int(r["years"]) for r in rows}),
+        )
+
+    def decide(self, state: AnniversaryState, rule: AnniversaryRule, as_of: dt.datetime) -> list[Candidate]:
+        found = oracle.decide_anniversary(state, rule, as_of)
+        return [found] if found else []
+
+    def explain(
+        self, state: AnniversaryState, rule: AnniversaryRule, as_of: dt.datetime
+    ) -> tuple[dict[str, Any], str]:
+        inputs = {
+            "status": state.status,
+            "joined_at": iso(state.joined_at),
+            "timezone": state.timezone,
+            "years": rule.years or "every year",
+            "celebrated": sorted(state.celebrated),
+        }
+        return inputs, oracle.why_not(state, rule, as_of)
+
+    async def due(
+        self, conn: Conn, rules: Sequence[AnniversaryRule], since: dt.datetime, as_of: dt.datetime
+    ) -> set[uuid.UUID]:
+        rows = await fetch(conn, "anniversary_due", since=since, as_of=as_of, zones=list(known_zones()))
+        return {r["mentor_id"] for r in rows}
+
+    async def first_seen(self, conn: Conn, rule: AnniversaryRule, as_of: dt.datetime) -> None:
+        """The no-flood baseline: today's anniversaries are recorded without a push."""
+        if rule.backfill:
+            return
+        await execute(
+            conn,
+            "anniversary_baseline",
+            as_of=as_of,
+            rule_name=rule.name,
+            years=list(rule.years),
+            zones=list(known_zones()),
+        )
+
+    def backfill(self, rule: AnniversaryRule) -> bool:
+        return rule.backfill
+
+    def window_end(self, candidate: Candidate, rule: AnniversaryRule, as_of: dt.datetime) -> dt.datetime:
+        return decided_plus_window(rule, as_of)
+
+
+SCENARIO = AnniversaryScenario()
