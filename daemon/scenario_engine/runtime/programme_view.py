@@ -248,7 +248,7 @@ class Lift:
     def interval(self) -> str:
         """'95 % confidence: +1.3 to +15.0 points', or what is still missing."""
         if self.low is not None and self.high is not None:
-            return f"95\u00a0% confidence: {points(self.low)} to {points(self.high)} points"
+            return f"95\u00a0% confidence range: {points(self.low)} to {points(self.high)} points."
         if not self.has_comparison:
             return ""
         return (
