@@ -201,7 +201,7 @@ class Lift:
     name: str  # the set-up's configured name; shown only when a scenario has several
     started_at: dt.datetime  # when the current comparison set-up began
     measured_from: dt.date  # the later of the window's first day and started_at
-    comparison_percent: float  # share of mentors kept back (the rule's and the global holdout)
+    keeps_back: bool  # the set-up keeps a comparison group back (a rule or global holdout share > 0)
     treated: Rate
     holdout: Rate
     outcome: str  # the scenario's outcome words ("came back")
@@ -215,7 +215,7 @@ class Lift:
 
     @property
     def has_comparison(self) -> bool:
-        return self.comparison_percent > 0 or self.holdout.final > 0 or self.holdout.pending > 0
+        return self.keeps_back or self.holdout.final > 0 or self.holdout.pending > 0
 
     @property
     def enough_data(self) -> bool:
@@ -410,15 +410,13 @@ def _lift_from_row(row: Mapping[str, Any], first_day: dt.date, outcome: str) -> 
     treated = Rate(int(row["treated_achieved"]), int(row["treated_final"]), int(row["treated_pending"]))
     holdout = Rate(int(row["holdout_achieved"]), int(row["holdout_final"]), int(row["holdout_pending"]))
     started: dt.datetime = row["started_at"]
-    # Two holdouts apply independently: the rule's own and the global one.
-    rule_share = float(row["holdout_percent"]) / 100
-    global_share = float(row["global_holdout_percent"]) / 100
-    comparison = 100 * (1 - (1 - rule_share) * (1 - global_share))
+    # The rule's own holdout or the global one: either keeps a comparison group back.
+    keeps_back = float(row["holdout_percent"]) > 0 or float(row["global_holdout_percent"]) > 0
     lift = Lift(
         name=str(row["rule_name"]),
         started_at=started,
         measured_from=max(first_day, started.astimezone(dt.UTC).date()),
-        comparison_percent=comparison,
+        keeps_back=keeps_back,
         treated=treated,
         holdout=holdout,
         outcome=outcome,
