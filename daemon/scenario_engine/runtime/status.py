@@ -15,6 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import DB_ERRORS
+from scenario_engine.runtime.programme_view import (
+    BadOrganization,
+    parse_organization,
+    programme_page,
+    render_programme,
+)
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.status_auth import bearer_middleware, is_loopback
 from scenario_engine.runtime.status_chart import ChartUnavailable, chart_from_rows, chart_window
@@ -90,6 +96,7 @@ class StatusServerError(Exception):
 
 STATE_KEY = web.AppKey("state", RuntimeState)
 CHART_KEY = web.AppKey("chart", StatusPageSource)
+POOL_KEY: web.AppKey[asyncpg.Pool[Any] | None] = web.AppKey("pool")  # for /programme
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -128,13 +135,31 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
+async def programme(request: web.Request) -> web.Response:
+    """The programme-health page for programme staff (programme_view): 400 for a bad
+    organisation id, a "figures unavailable" page (200) when the database cannot answer."""
+    try:
+        organization_id = parse_organization(request.query.getall("organization", []))
+    except BadOrganization as exc:
+        return web.Response(text=f"{exc}\n", status=400, content_type="text/plain", charset="utf-8")
+    page = await programme_page(request.app[POOL_KEY], dt.datetime.now(dt.UTC), organization_id)
+    return web.Response(
+        text=render_programme(page),
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_CSP},
+    )
+
+
 def build_app(
     state: RuntimeState, pool: asyncpg.Pool[Any] | None = None, *, token: str | None = None
 ) -> web.Application:
     app = web.Application(middlewares=[bearer_middleware(token)])
     app[STATE_KEY] = state
     app[CHART_KEY] = StatusPageSource(pool)
+    app[POOL_KEY] = pool
     app.router.add_get("/", index)
+    app.router.add_get("/programme", programme)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

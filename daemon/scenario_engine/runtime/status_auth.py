@@ -1,8 +1,8 @@
 """Bearer-token protection of the status server's informative pages.
 
-`/status` and `/` show instance names, backlogs and per-scenario counts; on 127.0.0.1 (the
-default) only local users see them. When the server is bound elsewhere (the Docker image binds
-0.0.0.0), ``SCENARIO_STATUS_TOKEN`` makes those two require ``Authorization: Bearer <token>``.
+`/status`, `/` and `/programme` show instance names, backlogs and per-organisation counts; on
+127.0.0.1 (the default) only local users see them. When the server is bound elsewhere (the Docker
+image binds 0.0.0.0), ``SCENARIO_STATUS_TOKEN`` makes those require ``Authorization: Bearer <token>``.
 `/healthz`, `/readyz` and `/metrics` stay open, as probes and scrapers conventionally expect
 (metrics carry no per-mentor labels).
 """
@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-PROTECTED_PATHS = frozenset({"/", "/status"})
+PROTECTED_PATHS = frozenset({"/", "/status", "/programme"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
