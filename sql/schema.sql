@@ -353,6 +353,8 @@ CREATE TABLE scenario_engine.push_notification (
     deferred_until timestamp with time zone,
     in_flight_at timestamp with time zone,
     delivery_uncertain boolean DEFAULT false NOT NULL,
+    organization_id uuid,
+    experiment_id bigint,
     CONSTRAINT push_notification_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'dead'::text, 'cancelled'::text, 'abandoned'::text])))
 );
 
@@ -399,6 +401,7 @@ CREATE TABLE scenario_engine.scenario_decision (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     organization_id uuid,
     experiment_id bigint,
+    final boolean DEFAULT true NOT NULL,
     CONSTRAINT scenario_decision_outcome_known CHECK ((outcome = ANY (ARRAY['sent'::text, 'holdout'::text, 'opted_out'::text, 'cooldown'::text, 'daily_cap'::text, 'mentor_not_active'::text, 'baseline'::text, 'cancelled'::text])))
 );
 
@@ -859,6 +862,12 @@ CREATE INDEX peer_mentor_joined_idx ON public.peer_mentor USING btree (joined_at
 --
 
 CREATE INDEX push_notification_claim_order_idx ON scenario_engine.push_notification USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
+
+--
+-- Name: push_notification_created_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX push_notification_created_idx ON scenario_engine.push_notification USING btree (created_at);
 
 --
 -- Name: push_notification_dead_idx; Type: INDEX; Schema: scenario_engine; Owner: -

@@ -22,15 +22,18 @@ from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.domain.rule import ScenarioType
 from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import (
+    SeenRules,
     ensure_rules_seen,
     evaluate_set_based,
     evaluate_single,
+    experiment_id,
     policy_states,
     utc,
 )
 from scenario_engine.events import ScenarioEvent, route
 from scenario_engine.isolation import Outcomes
 from scenario_engine.notifications import Outcome, record_last_triggered, write_outcomes
+from scenario_engine.outcomes.resolve import resolve_outcomes
 from scenario_engine.policy import PolicyDecision, decide_policy
 from scenario_engine.scenarios.base import Candidate, dedup_key
 from scenario_engine.scenarios.certification import CertificationExpiryRule
@@ -55,26 +58,26 @@ class Engine:
         self.pool = pool
         self.rules = rules
         self.sweep_batch = sweep_batch
-        self._known_rules: set[str] = set()
+        self._seen = SeenRules()
 
     def replace_rules(self, rules: Rules) -> None:
         self.rules = rules
 
     async def see_rules(self, conn: Conn, as_of: dt.datetime | None = None) -> None:
         """Record rules seen for the first time (baselining new milestone rules)."""
-        await ensure_rules_seen(conn, self.rules, utc(as_of), self._known_rules)
+        await ensure_rules_seen(conn, self.rules, utc(as_of), self._seen)
 
     @contextlib.asynccontextmanager
-    async def _session(self, dry_run: bool) -> AsyncIterator[tuple[Conn, set[str]]]:
+    async def _session(self, dry_run: bool) -> AsyncIterator[tuple[Conn, SeenRules]]:
         """A connection; for a dry run wrapped in a transaction that is always rolled back."""
         async with self.pool.acquire() as conn:
             if not dry_run:
-                yield conn, self._known_rules
+                yield conn, self._seen
                 return
             tx = conn.transaction()
             await tx.start()
             try:
-                yield conn, set(self._known_rules)  # baselines in a dry run must not be remembered
+                yield conn, self._seen.copy()  # what a dry run created is rolled back: forget it
             finally:
                 await tx.rollback()
 
@@ -84,9 +87,12 @@ class Engine:
         self, mentor_id: uuid.UUID, rules: Sequence[Rule], as_of: dt.datetime | None, dry_run: bool
     ) -> Outcomes:
         at = utc(as_of)
-        async with self._session(dry_run) as (conn, known):
-            await ensure_rules_seen(conn, self.rules, at, known)
-            return await evaluate_single(conn, self.rules, rules, mentor_id, at)
+        async with self._session(dry_run) as (conn, seen):
+            experiments = await ensure_rules_seen(conn, self.rules, at, seen)
+            for rule in rules:  # an ad-hoc rule of a seed interface runs under its own experiment
+                if rule.name not in experiments:
+                    experiments[rule.name] = await experiment_id(conn, rule, self.rules, seen, at)
+            return await evaluate_single(conn, self.rules, experiments, rules, mentor_id, at)
 
     async def evaluate_inactivity_scenario(
         self,
@@ -203,7 +209,8 @@ class Engine:
             if state is None:
                 return EnqueueResult(None, False, PolicyDecision("mentor_not_active", "no such mentor"))
             decision = decide_policy(state, scenario_type, rule.cooldown, self.rules.daily_cap, at)
-            [outcome] = await write_outcomes(conn, rule, [(cand, decision)], at, states)
+            experiment = await experiment_id(conn, rule, self.rules, self._seen, at)
+            [outcome] = await write_outcomes(conn, rule, [(cand, decision)], at, states, experiment)
         return EnqueueResult(outcome.notification_id, decision.allowed and not outcome.duplicate, decision)
 
     async def record_last_triggered(
@@ -233,7 +240,8 @@ class Engine:
 
     async def evaluate_mentors(self, conn: Conn, mentors: list[uuid.UUID], as_of: dt.datetime) -> Outcomes:
         """Every enabled rule for a set of mentors, set-based (poison rows isolated)."""
-        return await evaluate_set_based(conn, self.rules, as_of, lambda _scenario_type: mentors)
+        experiments = await ensure_rules_seen(conn, self.rules, as_of, self._seen)
+        return await evaluate_set_based(conn, self.rules, experiments, as_of, lambda _scenario_type: mentors)
 
     async def run_scheduled_evaluation(
         self,
@@ -250,9 +258,14 @@ class Engine:
         plan = SweepPlan(
             at, self.sweep_batch, None if since is None else utc(since), collect, before_batch, progress
         )
-        async with self._session(dry_run) as (conn, known):
-            await ensure_rules_seen(conn, self.rules, at, known)
-            return await run_sweep(conn, self.rules, plan, SweepResult(as_of=at, dry_run=dry_run))
+        async with self._session(dry_run) as (conn, seen):
+            experiments = await ensure_rules_seen(conn, self.rules, at, seen)
+            result = await run_sweep(
+                conn, self.rules, experiments, plan, SweepResult(as_of=at, dry_run=dry_run)
+            )
+            if not result.interrupted:
+                result.resolved = await resolve_outcomes(conn, at)
+            return result
 
     async def handle_database_events(
         self, conn: Conn, events: Sequence[ScenarioEvent], as_of: dt.datetime | None = None
@@ -260,9 +273,11 @@ class Engine:
         """Route a batch of events set-based: one evaluation per scenario type over all the
         mentors the batch touched. Raises EventError for an event that can never be handled."""
         at = utc(as_of)
-        await ensure_rules_seen(conn, self.rules, at, self._known_rules)
+        experiments = await ensure_rules_seen(conn, self.rules, at, self._seen)
         by_type = route(events)
-        return await evaluate_set_based(conn, self.rules, at, lambda t: sorted(by_type.get(t, ())))
+        return await evaluate_set_based(
+            conn, self.rules, experiments, at, lambda t: sorted(by_type.get(t, ()))
+        )
 
     async def handle_database_event(self, event: ScenarioEvent, as_of: dt.datetime | None = None) -> Outcomes:
         async with self.pool.acquire() as conn:

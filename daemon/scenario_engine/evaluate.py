@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import fetch, fetchval, query
@@ -24,6 +25,7 @@ from scenario_engine.domain.rules import Rules
 from scenario_engine.instants import EVALUABLE_FROM, EVALUABLE_UNTIL
 from scenario_engine.isolation import Outcomes, evaluate_isolated
 from scenario_engine.notifications import Outcome, write_outcomes
+from scenario_engine.outcomes.holdout import ExperimentKey, experiment_key, hold_out
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
@@ -33,6 +35,20 @@ AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
 
 # The candidates of one rule for a group of mentors (set-based or single-mentor).
 CandidateSource = Callable[[RuleBase, list[uuid.UUID]], Awaitable[list[Candidate]]]
+# Rule name → the id of the experiment it runs under (scenario_experiment).
+Experiments = Mapping[str, int]
+
+
+@dataclass
+class SeenRules:
+    """What an engine has recorded already: rule names seen, experiment ids. A cache: a dry
+    run works on a copy, so that nothing it created (and rolled back) is remembered."""
+
+    names: set[str] = field(default_factory=set)
+    experiments: dict[ExperimentKey, int] = field(default_factory=dict)
+
+    def copy(self) -> SeenRules:
+        return SeenRules(set(self.names), dict(self.experiments))
 
 
 def utc(as_of: dt.datetime | None) -> dt.datetime:
@@ -78,6 +94,7 @@ async def single_mentor_candidates(
 async def evaluate_set_based(
     conn: Conn,
     rules: Rules,
+    experiments: Experiments,
     as_of: dt.datetime,
     mentors_for: Callable[[str], list[uuid.UUID]],
 ) -> Outcomes:
@@ -102,12 +119,20 @@ async def evaluate_set_based(
         return [m for m in group if all(m in ms for ms in by_type.values())]
 
     return await evaluate_isolated(
-        conn, everyone, lambda group: rule_loop(conn, enabled, rules, group, candidates, as_of), complete
+        conn,
+        everyone,
+        lambda group: rule_loop(conn, enabled, rules, experiments, group, candidates, as_of),
+        complete,
     )
 
 
 async def evaluate_single(
-    conn: Conn, rules: Rules, selected: Sequence[RuleBase], mentor_id: uuid.UUID, as_of: dt.datetime
+    conn: Conn,
+    rules: Rules,
+    experiments: Experiments,
+    selected: Sequence[RuleBase],
+    mentor_id: uuid.UUID,
+    as_of: dt.datetime,
 ) -> Outcomes:
     """The ``selected`` rules for one mentor through the oracles. Only an evaluation of every
     enabled rule may clear the mentor's quarantine."""
@@ -119,7 +144,7 @@ async def evaluate_single(
     return await evaluate_isolated(
         conn,
         [mentor_id],
-        lambda group: rule_loop(conn, selected, rules, group, candidates, as_of),
+        lambda group: rule_loop(conn, selected, rules, experiments, group, candidates, as_of),
         None if every_rule else _none,
     )
 
@@ -132,13 +157,15 @@ async def rule_loop(
     conn: Conn,
     selected: Sequence[RuleBase],
     rules: Rules,
+    experiments: Experiments,
     group: list[uuid.UUID],
     candidates: CandidateSource,
     as_of: dt.datetime,
 ) -> list[Outcome]:
     out: list[Outcome] = []
     for rule in selected:
-        out += await decide_and_write(conn, await candidates(rule, group), rule, rules, as_of)
+        found = await candidates(rule, group)
+        out += await decide_and_write(conn, found, rule, rules, experiments[rule.name], as_of)
     return out
 
 
@@ -176,29 +203,33 @@ def apply_policy(
 
 
 async def decide_and_write(
-    conn: Conn, candidates: list[Candidate], rule: RuleBase, rules: Rules, as_of: dt.datetime
+    conn: Conn,
+    candidates: list[Candidate],
+    rule: RuleBase,
+    rules: Rules,
+    experiment_id: int,
+    as_of: dt.datetime,
 ) -> list[Outcome]:
     if not candidates:
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
-    decided = apply_policy(candidates, states, rule, rules, as_of)
-    return await write_outcomes(conn, rule, decided, as_of, states)
+    decided = hold_out(apply_policy(candidates, states, rule, rules, as_of), rule, rules)
+    return await write_outcomes(conn, rule, decided, as_of, states, experiment_id)
 
 
 # --- rules seen for the first time ------------------------------------------------------
 
 
-async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, known: set[str]) -> None:
-    """Record each rule the first time any engine sees it, and let its scenario take its
-    no-flood baseline in the same transaction. ``known`` caches names already recorded, so
-    the common case costs nothing."""
-    missing = [r for r in rules.enabled() if r.name not in known]
-    if not missing:
-        return
-    known.update(r["rule_name"] for r in await conn.fetch(query("known_rules")))
+async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules) -> dict[str, int]:
+    """Record each rule the first time any engine sees it (its scenario takes its no-flood
+    baseline in the same transaction), and the experiment each enabled rule runs under.
+    ``seen`` caches both, so the common case costs nothing. Returns rule name → experiment."""
+    missing = [r for r in rules.enabled() if r.name not in seen.names]
+    if missing:
+        seen.names.update(r["rule_name"] for r in await conn.fetch(query("known_rules")))
     for rule in missing:
-        if rule.name in known:
+        if rule.name in seen.names:
             continue
         scenario = scenario_of(rule)
         backfill = scenario.backfill(rule)
@@ -214,4 +245,24 @@ async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, known:
             )
             if claimed:
                 await scenario.first_seen(conn, rule, as_of)
-        known.add(rule.name)
+        seen.names.add(rule.name)
+    return {r.name: await experiment_id(conn, r, rules, seen, as_of) for r in rules.enabled()}
+
+
+async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:
+    key = experiment_key(rule, rules)
+    if key not in seen.experiments:
+        params = {
+            "rule_name": key.rule_name,
+            "scenario_type": key.scenario_type,
+            "holdout_salt": key.holdout_salt,
+            "holdout_percent": key.holdout_percent,
+            "global_holdout_salt": key.global_holdout_salt,
+            "global_holdout_percent": key.global_holdout_percent,
+            "as_of": as_of,
+        }
+        found = await fetchval(conn, "experiment_id", **params)
+        if found is None:  # created by another engine in the same instant: visible now
+            found = await fetchval(conn, "experiment_id", **params)
+        seen.experiments[key] = int(found)
+    return seen.experiments[key]

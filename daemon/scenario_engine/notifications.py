@@ -1,9 +1,10 @@
 """enqueue_notification, record_last_triggered and the decision log.
 
-One transaction writes, for each allowed candidate, the scenario_notification (unique
-dedup key: a repeat is a no-op that returns the existing row), the cooldown state, a
-pending push_notification and a 'sent' decision row; milestone achievements go to the
-ledger whatever policy said; suppressed candidates leave one decision row each.
+One transaction writes, for each allowed or held-out candidate, the scenario_notification
+(unique dedup key: a repeat is a no-op that returns the existing row), the cooldown state, a
+'sent' or 'holdout' decision row with its pending outcome and — if sent — a pending
+push_notification; milestone achievements go to the ledger whatever policy said; suppressed
+candidates leave one decision row each.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.templates import render, render_body, render_title
 
 __all__ = ["Outcome", "record_last_triggered", "render", "write_outcomes"]
@@ -40,10 +42,11 @@ async def write_outcomes(
     decided: Sequence[tuple[Candidate, PolicyDecision]],
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
+    experiment_id: int,
 ) -> list[Outcome]:
     """Persist one batch of decisions for one rule in one engine-marked transaction."""
-    allowed = [(c, d) for c, d in decided if d.allowed]
-    suppressed = [(c, d) for c, d in decided if not d.allowed]
+    recorded = [(c, d) for c, d in decided if d.recorded]
+    suppressed = [(c, d) for c, d in decided if not d.recorded]
     achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
     created: dict[str, int] = {}
     existing: dict[str, int] = {}
@@ -58,52 +61,80 @@ async def write_outcomes(
                 [a.period for _, a in achievements],
                 as_of,
             )
-        if allowed:
-            contexts = [
-                {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
-                for c, _ in allowed
-            ]
-            rows = await conn.fetch(
-                query("enqueue_batch"),
-                [c.mentor_id for c, _ in allowed],
-                [c.scenario_type for c, _ in allowed],
-                [c.rule_name for c, _ in allowed],
-                [c.subject for c, _ in allowed],
-                [c.seq for c, _ in allowed],
-                [c.dedup_key for c, _ in allowed],
-                contexts,
-                [render_title(rule.title, ctx) for ctx in contexts],
-                [render_body(rule.body, ctx) for ctx in contexts],
-                as_of,
-            )
-            created = {r["dedup_key"]: r["id"] for r in rows}
-            if created:  # wake the dispatchers once per batch (delivered at commit)
-                await conn.execute("SELECT pg_notify('scenario_push', $1::text)", str(len(created)))
-            missing = [c.dedup_key for c, _ in allowed if c.dedup_key not in created]
+        if recorded:
+            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id)
+            missing = [c.dedup_key for c, _ in recorded if c.dedup_key not in created]
             if missing:
                 rows = await conn.fetch(query("existing_notifications"), missing)
                 existing = {r["dedup_key"]: r["id"] for r in rows}
         if suppressed:
-            await conn.execute(
-                query("log_suppressed_batch"),
-                [c.mentor_id for c, _ in suppressed],
-                [c.scenario_type for c, _ in suppressed],
-                [c.rule_name for c, _ in suppressed],
-                [c.dedup_key for c, _ in suppressed],
-                [d.outcome for _, d in suppressed],
-                [d.reason for _, d in suppressed],
-                [c.inputs for c, _ in suppressed],
-                as_of,
+            await execute(
+                conn,
+                "log_suppressed_batch",
+                mentor_ids=[c.mentor_id for c, _ in suppressed],
+                scenario_types=[c.scenario_type for c, _ in suppressed],
+                rule_names=[c.rule_name for c, _ in suppressed],
+                dedup_keys=[c.dedup_key for c, _ in suppressed],
+                outcomes=[d.outcome for _, d in suppressed],
+                reasons=[d.reason for _, d in suppressed],
+                inputs=[c.inputs for c, _ in suppressed],
+                as_of=as_of,
+                organization_ids=[_organization(states, c.mentor_id) for c, _ in suppressed],
+                experiment_id=experiment_id,
             )
     out: list[Outcome] = []
     for c, d in decided:
-        if not d.allowed:
+        if not d.recorded:
             out.append(Outcome(c, d))
         elif c.dedup_key in created:
             out.append(Outcome(c, d, created[c.dedup_key]))
         else:
             out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True))
     return out
+
+
+async def _enqueue(
+    conn: Conn,
+    rule: Rule,
+    recorded: Sequence[tuple[Candidate, PolicyDecision]],
+    as_of: dt.datetime,
+    states: Mapping[uuid.UUID, PolicyState],
+    experiment_id: int,
+) -> dict[str, int]:
+    """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
+    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call."""
+    contexts = [
+        {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
+        for c, _ in recorded
+    ]
+    scenario = scenario_of(rule)
+    rows = await fetch(
+        conn,
+        "enqueue_batch",
+        mentor_ids=[c.mentor_id for c, _ in recorded],
+        scenario_types=[c.scenario_type for c, _ in recorded],
+        rule_names=[c.rule_name for c, _ in recorded],
+        subjects=[c.subject for c, _ in recorded],
+        seqs=[c.seq for c, _ in recorded],
+        dedup_keys=[c.dedup_key for c, _ in recorded],
+        contexts=contexts,
+        titles=[render_title(rule.title, ctx) for ctx in contexts],
+        bodies=[render_body(rule.body, ctx) for ctx in contexts],
+        as_of=as_of,
+        held_out=[d.outcome == "holdout" for _, d in recorded],
+        organization_ids=[_organization(states, c.mentor_id) for c, _ in recorded],
+        experiment_id=experiment_id,
+        window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
+        reasons=[d.reason for _, d in recorded],
+    )
+    if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
+        await conn.execute("SELECT pg_notify('scenario_push', $1::text)", str(len(rows)))
+    return {r["dedup_key"]: r["id"] for r in rows}
+
+
+def _organization(states: Mapping[uuid.UUID, PolicyState], mentor_id: uuid.UUID) -> uuid.UUID | None:
+    state = states.get(mentor_id)
+    return state.organization_id if state else None
 
 
 def _display_name(states: Mapping[uuid.UUID, PolicyState], mentor_id: uuid.UUID) -> str:

@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Outcome = Literal["sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
+# "holdout" is decided after policy (outcomes/holdout.py): allowed, but kept back as a control.
+Outcome = Literal["sent", "holdout", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class PolicyDecision:
     @property
     def allowed(self) -> bool:
         return self.outcome == "sent"
+
+    @property
+    def recorded(self) -> bool:
+        """Written as if sent (ledger, cooldown, cap, outcome): sent or held out."""
+        return self.outcome in ("sent", "holdout")
 
 
 def decide_policy(

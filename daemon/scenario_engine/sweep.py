@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch, query
 from scenario_engine.domain.rules import Rules
-from scenario_engine.evaluate import evaluate_set_based
+from scenario_engine.evaluate import Experiments, evaluate_set_based
 from scenario_engine.isolation import Outcomes
 from scenario_engine.notifications import Outcome
+from scenario_engine.outcomes.resolve import ResolvedCount
 from scenario_engine.scenarios.registry import SCENARIOS
 
 BeforeBatch = Callable[[list[uuid.UUID]], Awaitable[bool]]
@@ -39,6 +40,8 @@ class SweepResult:
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False  # stopped between batches; the period is not complete
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
+    # Outcomes that became final (or were seen achieved) after the sweep (outcomes/resolve.py).
+    resolved: list[ResolvedCount] = field(default_factory=list)
 
     def count(self, outcomes: Outcomes) -> None:
         self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
@@ -61,7 +64,9 @@ class SweepPlan:
     progress: Progress | None = None
 
 
-async def run_sweep(conn: Conn, rules: Rules, plan: SweepPlan, result: SweepResult) -> SweepResult:
+async def run_sweep(
+    conn: Conn, rules: Rules, experiments: Experiments, plan: SweepPlan, result: SweepResult
+) -> SweepResult:
     """Batches of mentors through ``evaluate_set_based``, a few statements per rule each.
 
     ``before_batch(mentors)`` is awaited before each batch; False stops the sweep there (a
@@ -84,7 +89,7 @@ async def run_sweep(conn: Conn, rules: Rules, plan: SweepPlan, result: SweepResu
             break
         after = mentors[-1]
         result.mentors += len(mentors)
-        outcomes = await evaluate_set_based(conn, rules, plan.as_of, _everyone(mentors))
+        outcomes = await evaluate_set_based(conn, rules, experiments, plan.as_of, _everyone(mentors))
         result.count(outcomes)
         if plan.collect:
             result.outcomes += outcomes

@@ -44,6 +44,24 @@ VALUES ($1::text, $2::text, $3::timestamptz, CASE WHEN $4::boolean THEN NULL ELS
 ON CONFLICT (rule_name) DO NOTHING
 RETURNING rule_name;
 
+-- name: experiment_id
+-- params: rule_name, scenario_type, holdout_salt, holdout_percent, global_holdout_salt, global_holdout_percent, as_of
+-- The experiment a rule runs under (created when first seen; outcomes/holdout.py). NULL when a
+-- concurrent engine created it in the same instant: the caller asks again.
+WITH ins AS (
+    INSERT INTO scenario_engine.scenario_experiment (rule_name, scenario_type, holdout_salt, holdout_percent,
+                                                     global_holdout_salt, global_holdout_percent, started_at)
+    VALUES ($1::text, $2::text, $3::text, $4::numeric, $5::text, $6::numeric, $7::timestamptz)
+    ON CONFLICT ON CONSTRAINT scenario_experiment_once DO NOTHING
+    RETURNING id
+)
+SELECT id FROM ins
+UNION ALL
+SELECT e.id FROM scenario_engine.scenario_experiment e
+WHERE e.rule_name = $1::text AND e.holdout_salt = $3::text AND e.holdout_percent = $4::numeric
+  AND e.global_holdout_salt = $5::text AND e.global_holdout_percent = $6::numeric
+LIMIT 1;
+
 -- name: known_rules
 SELECT rule_name FROM scenario_engine.scenario_rule_state;
 

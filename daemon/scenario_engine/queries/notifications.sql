@@ -2,18 +2,22 @@
 -- (scenario_engine.origin = 'engine') so that the triggers do not turn it into events.
 
 -- name: enqueue_batch
--- One scenario_notification per dedup key (a repeat is a no-op), and for each new one:
--- the cooldown state, a pending push and a 'sent' decision-log row. $1..$9 are parallel
--- arrays, $10 the evaluation instant.
+-- params: mentor_ids, scenario_types, rule_names, subjects, seqs, dedup_keys, contexts, titles, bodies, as_of, held_out, organization_ids, experiment_id, window_ends, reasons
+-- One scenario_notification per dedup key (a repeat is a no-op), and for each new one: the
+-- cooldown state, a 'sent' or 'holdout' decision-log row with its pending outcome, and — unless
+-- held out — a pending push. Parallel arrays but for as_of (the evaluation instant) and
+-- experiment_id (the rule's experiment).
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
-                         $7::jsonb[], $8::text[], $9::text[])
-        AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body)
+                         $7::jsonb[], $8::text[], $9::text[], $11::boolean[], $12::uuid[], $14::timestamptz[],
+                         $15::text[])
+        AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body, held_out,
+             organization_id, window_ends_at, reason)
 ), ins AS (
-    INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, as_of)
-    SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $10::timestamptz FROM input
+    INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, as_of, held_out)
+    SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $10::timestamptz, held_out FROM input
     ON CONFLICT (dedup_key) DO NOTHING
-    RETURNING id, mentor_id, scenario_type, rule_name, dedup_key
+    RETURNING id, mentor_id, scenario_type, rule_name, subject, dedup_key, held_out
 ), cooldown AS (
     INSERT INTO scenario_engine.scenario_cooldown (mentor_id, scenario_type, last_triggered_at, last_rule_name, last_notification_id)
     SELECT DISTINCT ON (mentor_id, scenario_type) mentor_id, scenario_type, $10::timestamptz, rule_name, id
@@ -24,19 +28,33 @@ WITH input AS (
         last_notification_id = excluded.last_notification_id
     WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at
 ), push AS (
-    INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body, data, idempotency_key)
+    INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body, data, idempotency_key,
+                                   organization_id, experiment_id)
     SELECT ins.id, ins.mentor_id, ins.scenario_type, i.title, i.body,
            jsonb_build_object('rule', ins.rule_name, 'notification_id', ins.id, 'context', i.context),
-           ins.dedup_key
+           ins.dedup_key, i.organization_id, $13::bigint
     FROM ins JOIN input i USING (dedup_key)
+    WHERE NOT ins.held_out
     ON CONFLICT (idempotency_key) DO NOTHING
+), superseded AS (  -- the candidate's earlier (suppressed) decisions are no longer its final one
+    UPDATE scenario_engine.scenario_decision d SET final = false
+    FROM ins WHERE d.dedup_key = ins.dedup_key AND d.final
 ), log AS (
     INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of,
-                                   notification_id)
-    SELECT ins.mentor_id, ins.scenario_type, ins.rule_name, ins.dedup_key, 'sent', 'all checks passed',
-           i.context, $10::timestamptz, ins.id
+                                   notification_id, organization_id, experiment_id)
+    SELECT ins.mentor_id, ins.scenario_type, ins.rule_name, ins.dedup_key,
+           CASE WHEN ins.held_out THEN 'holdout' ELSE 'sent' END,
+           i.reason,
+           i.context, $10::timestamptz, ins.id, i.organization_id, $13::bigint
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
+    RETURNING id, dedup_key
+), outcome AS (
+    INSERT INTO scenario_engine.scenario_outcome (decision_id, mentor_id, organization_id, scenario_type, rule_name, experiment_id,
+                                  arm, subject, decided_at, window_ends_at)
+    SELECT log.id, ins.mentor_id, i.organization_id, ins.scenario_type, ins.rule_name, $13::bigint,
+           CASE WHEN ins.held_out THEN 'holdout' ELSE 'treated' END, ins.subject, $10::timestamptz, i.window_ends_at
+    FROM log JOIN ins USING (dedup_key) JOIN input i USING (dedup_key)
 )
 SELECT id, dedup_key FROM ins;
 
@@ -44,12 +62,20 @@ SELECT id, dedup_key FROM ins;
 SELECT id, dedup_key FROM scenario_engine.scenario_notification WHERE dedup_key = ANY($1::text[]);
 
 -- name: log_suppressed_batch
--- A suppressed decision is logged once per (dedup key, outcome), however often it recurs.
-INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of)
-SELECT mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, $8::timestamptz
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[])
-    AS t(mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs)
-ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING;
+-- params: mentor_ids, scenario_types, rule_names, dedup_keys, outcomes, reasons, inputs, as_of, organization_ids, experiment_id
+-- A suppressed decision is logged once per (dedup key, outcome), however often it recurs; a
+-- new one becomes its candidate's final decision (0016: the key's earlier rows are not).
+WITH log AS (
+    INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of,
+                                   organization_id, experiment_id)
+    SELECT mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, $8::timestamptz, organization_id, $10::bigint
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $9::uuid[])
+        AS t(mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, organization_id)
+    ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
+    RETURNING dedup_key
+)
+UPDATE scenario_engine.scenario_decision d SET final = false
+FROM log WHERE d.dedup_key = log.dedup_key AND d.final;
 
 -- name: record_achievements
 INSERT INTO public.achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)

@@ -57,12 +57,16 @@ NOT EXISTS (
 -- params: scenario_type, as_of
 -- Renewed in time: a newer, unrevoked certification of the same type issued (by as_of) before
 -- the reminded one expires. The window of a certification outcome ends at that expiry.
-UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
-FROM public.certification c
-WHERE o.status = 'pending' AND o.scenario_type = $1::text
-  AND c.id = o.subject::bigint
-  AND EXISTS (
-      SELECT 1 FROM public.certification n
-      WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
-        AND (n.issued_at, n.id) > (c.issued_at, c.id)
-        AND n.issued_at < c.expires_at AND n.issued_at <= $2::timestamptz);
+WITH done AS (
+    UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
+    FROM public.certification c
+    WHERE o.status = 'pending' AND o.scenario_type = $1::text
+      AND c.id = o.subject::bigint
+      AND EXISTS (
+          SELECT 1 FROM public.certification n
+          WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
+            AND (n.issued_at, n.id) > (c.issued_at, c.id)
+            AND n.issued_at < c.expires_at AND n.issued_at <= $2::timestamptz)
+    RETURNING o.rule_name, o.arm, o.status
+)
+SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
