@@ -39,8 +39,11 @@ KINDS = ["session", "session", "contact", "training", "other"]
 
 RULES = Rules(
     daily_cap=2,
+    global_holdout_percent=10,  # holdouts are drawn identically on every path (outcomes/holdout.py)
     inactivity=[
-        InactivityRule(name="inactive_10d", threshold_days=10, cooldown_days=2, max_reminders=2),
+        InactivityRule(
+            name="inactive_10d", threshold_days=10, cooldown_days=2, max_reminders=2, holdout_percent=40
+        ),
         InactivityRule(name="inactive_30d", threshold_days=30, cooldown_days=0.5, max_reminders=3),
     ],
     milestone=[
@@ -255,6 +258,9 @@ SNAPSHOT_QUERIES = {
         "SELECT mentor_id, scenario_type, last_triggered_at, last_rule_name FROM scenario_cooldown"
     ),
     "scenario_rule_state": "SELECT rule_name, first_seen_at, baseline_at FROM scenario_rule_state",
+    # Which decisions are tracked, in which arm and window (resolving them is the sweep's job,
+    # after the decisions: tests/test_outcomes_e2e.py).
+    "scenario_outcome": "SELECT mentor_id, rule_name, arm, subject, decided_at, window_ends_at FROM scenario_outcome",
 }
 
 

@@ -364,7 +364,10 @@ def _format_explanation(expl: Any) -> str:
     out.append("")
     out.append("recent decisions:" if expl.history else "recent decisions: none")
     for h in expl.history:
-        out.append(f"    {h['as_of']}  {h['rule_name']:<20} {h['outcome']:<12} {h['reason']}")
+        line = f"    {h['as_of']}  {h['rule_name']:<20} {h['outcome']:<12} {h['reason']}"
+        if h.get("outcome_status"):  # what happened after a sent or held-out decision
+            line += f"  [outcome: {h['outcome_status']}, window ends {h['outcome_window_ends_at']}]"
+        out.append(line)
     out.append("recent pushes:" if expl.pushes else "recent pushes: none")
     for p in expl.pushes:
         out.append(f"    {p['created_at']}  {p['scenario_type']:<20} {p['status']:<10} {p['title']}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import fetch, query
 from scenario_engine.db.records import MentorRecord, load_mentor, plain
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.engine import Engine
@@ -93,9 +93,9 @@ async def explain_mentor(
                 "quarantined_now": mentor_id in now_quarantined,
                 "reason_now": now_quarantined.get(mentor_id),
             }
-        for row in await conn.fetch(query("mentor_decisions"), mentor_id, 20):
+        for row in await fetch(conn, "mentor_decisions", mentor_id=mentor_id, limit=20):
             result.history.append(plain(row))
-        for row in await conn.fetch(query("mentor_pushes"), mentor_id, 20):
+        for row in await fetch(conn, "mentor_pushes", mentor_id=mentor_id, limit=20):
             result.pushes.append(plain(row))
     return result
 

@@ -1,12 +1,14 @@
 """What "achieved" and "missed" mean for each scenario type, in the words a programme lead uses.
 
-One small table on purpose: the report, its docs and (later) the scenario registry must say the
-same thing, and a new scenario type adds one line here until the registry owns the mapping.
+Each scenario package declares them (``OutcomeSpec`` in its scenario.py); the report, its docs
+and the programme page read them from the registry, so they always say the same thing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from scenario_engine.scenarios.registry import scenario
 
 
 @dataclass(frozen=True)
@@ -15,16 +17,13 @@ class OutcomeLabels:
     missed: str
 
 
-_LABELS: dict[str, OutcomeLabels] = {
-    "inactivity": OutcomeLabels(achieved="re-activated", missed="still inactive"),
-    "certification_expiry": OutcomeLabels(achieved="renewed in time", missed="lapsed"),
-    "milestone": OutcomeLabels(achieved="kept going", missed="no activity after"),
-    "anniversary": OutcomeLabels(achieved="kept going", missed="no activity after"),
-}
-
-# A scenario type added without a line above still gets an honest, if plain, wording.
+# A scenario type no longer registered (decisions from an old version) still gets plain words.
 _GENERIC = OutcomeLabels(achieved="achieved", missed="missed")
 
 
 def outcome_labels(scenario_type: str) -> OutcomeLabels:
-    return _LABELS.get(scenario_type, _GENERIC)
+    try:
+        spec = scenario(scenario_type).outcome
+    except KeyError:
+        return _GENERIC
+    return OutcomeLabels(achieved=spec.achieved, missed=spec.missed)

@@ -39,8 +39,13 @@ FROM scenario_engine.scenario_notification WHERE mentor_id = $1 ORDER BY id;
 
 -- name: mentor_decisions
 -- params: mentor_id, limit
-SELECT scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of, notification_id, created_at
-FROM scenario_engine.scenario_decision WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
+-- With the outcome of a sent or held-out decision (pending / achieved / missed, and when its
+-- window closes).
+SELECT d.scenario_type, d.rule_name, d.dedup_key, d.outcome, d.reason, d.inputs, d.as_of, d.notification_id,
+       d.created_at, o.status AS outcome_status, o.window_ends_at AS outcome_window_ends_at
+FROM scenario_engine.scenario_decision d
+LEFT JOIN scenario_engine.scenario_outcome o ON o.decision_id = d.id
+WHERE d.mentor_id = $1 ORDER BY d.id DESC LIMIT $2;
 
 -- name: mentor_pushes
 -- params: mentor_id, limit

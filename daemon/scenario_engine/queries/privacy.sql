@@ -66,7 +66,11 @@ LEFT JOIN LATERAL (
            OR t.typcategory IN ('S', 'A'))
 ) a ON true
 WHERE n.nspname = $1::text AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-ORDER BY c.relname, a.attname;
+-- Tables that others reference come last, so that `forget` counts each row in its own table
+-- (scenario_outcome before the scenario_decision rows it cascades from).
+ORDER BY EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
+                 WHERE f.confrelid = c.oid AND f.contype = 'f' AND f.conrelid <> c.oid),
+         c.relname, a.attname;
 
 -- name: privacy_mentor_exists
 -- Whether the platform still has the mentor (privacy.py says "unknown" if it cannot tell).

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from scenario_engine.isolation import observe_quarantine
 from scenario_engine.notifications import Outcome
+from scenario_engine.outcomes.resolve import ResolvedCount
 from scenario_engine.version import VERSION
 
 
@@ -56,6 +57,19 @@ class Metrics:
             "scenario_notifications",
             "Scenario decisions by scenario type and outcome (sent or why suppressed).",
             ["scenario", "outcome"],
+            registry=r,
+        )
+        self.holdouts = Counter(
+            "scenario_holdouts",
+            "Candidates that policy would have sent, kept back by the holdout (docs/OUTCOMES.md).",
+            ["rule"],
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "scenario_outcomes",
+            "Outcomes that became known: achieved (seen in the window) or missed (window closed), "
+            "for the treated and the held-out arm.",
+            ["rule", "arm", "status"],
             registry=r,
         )
         self.leader = Gauge("scenario_leader", "1 while this process holds the sweep leadership.", registry=r)
@@ -117,6 +131,12 @@ class Metrics:
         for o in outcomes:
             outcome = "duplicate" if o.duplicate else o.decision.outcome
             self.notifications.labels(o.candidate.scenario_type, outcome).inc()
+            if outcome == "holdout":
+                self.holdouts.labels(o.candidate.rule_name).inc()
+
+    def count_resolved(self, resolved: Iterable[ResolvedCount]) -> None:
+        for r in resolved:
+            self.outcomes.labels(r.rule_name, r.arm, r.status).inc(r.n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

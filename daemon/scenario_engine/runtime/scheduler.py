@@ -310,6 +310,8 @@ class Scheduler:
             for outcome, n in counts.items():
                 m.sweep_results.labels(rule, outcome).inc(n)
                 m.notifications.labels(scenario, outcome).inc(n)
+            m.holdouts.labels(rule).inc(counts.get("holdout", 0))
+        m.count_resolved(result.resolved)
         self.state.last_sweep = {
             "sweep_key": key,
             "mode": mode,
