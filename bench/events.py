@@ -34,7 +34,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
 import random
 import re
 import shutil
@@ -49,23 +48,30 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import RESULTS_DIR, Timings, log, machine_facts, write_json
-from bench.population import Shape, generate
-from bench.startup import (
+from bench.harness.cluster import (
     RUNTIME_PG_SETTINGS,
-    DaemonProc,
+    LocalCluster,
     cluster_cpu,
     cpu_delta,
     create_database,
-    histogram,
-    histogram_diff,
-    histogram_quantile,
     leftover_postgres,
-    load_average,
-    other_benchmarks,
     private_cluster,
+    server_version,
 )
-from scenario_engine.embedded import LocalCluster, server_version
+from bench.harness.daemon import DaemonProc, histogram, histogram_diff, histogram_quantile, metric_value
+from bench.harness.engine import query
+from bench.harness.population import Shape, generate
+from bench.harness.procfs import load_average
+from bench.harness.report import (
+    RESULTS_DIR,
+    Timings,
+    log,
+    machine_facts,
+    ms,
+    run_header,
+    scratch_dir,
+    write_json,
+)
 
 TEMPLATE_DB = "bench_events_tpl"
 RUN_DB = "bench_events_run"
@@ -117,10 +123,11 @@ async def prepare_template(cluster: LocalCluster, args: argparse.Namespace, work
     conn = await asyncpg.connect(url)
     try:
         cancelled = await conn.execute(
-            "UPDATE push_notification SET status = 'cancelled', cancel_reason = 'bench setup' "
+            "UPDATE scenario_engine.push_notification "
+            "SET status = 'cancelled', cancel_reason = 'bench setup' "
             "WHERE status IN ('pending', 'sending')"
         )
-        await conn.execute("DELETE FROM scenario_engine_instance")
+        await conn.execute("DELETE FROM scenario_engine.scenario_engine_instance")
         await conn.execute("VACUUM (ANALYZE)")
         await conn.execute("CHECKPOINT")
     finally:
@@ -138,7 +145,8 @@ async def fresh_db(cluster: LocalCluster, notify_mode: str) -> str:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
-            "UPDATE scenario_engine_setting SET value = $1 WHERE key = 'notify_mode'", notify_mode
+            "UPDATE scenario_engine.scenario_engine_setting SET value = $1 WHERE key = 'notify_mode'",
+            notify_mode,
         )
     finally:
         await conn.close()
@@ -161,7 +169,7 @@ async def event_stats(conn: asyncpg.Connection[Any], t0: dt.datetime, t1: dt.dat
                    WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - created_at)::float8) AS pct,
                max(extract(epoch FROM processed_at - created_at)) AS max_latency,
                avg(extract(epoch FROM processed_at - created_at)) AS mean_latency
-        FROM scenario_event
+        FROM scenario_engine.scenario_event
         WHERE created_at BETWEEN $1 AND $2
         """,
         t0,
@@ -178,11 +186,11 @@ async def event_stats(conn: asyncpg.Connection[Any], t0: dt.datetime, t1: dt.dat
         "first_processed": row["first_processed"],
         "last_processed": row["last_processed"],
         "latency_ms": {
-            "p50": _ms(pct[0]),
-            "p95": _ms(pct[1]),
-            "p99": _ms(pct[2]),
-            "max": _ms(row["max_latency"]),
-            "mean": _ms(row["mean_latency"]),
+            "p50": ms(pct[0]),
+            "p95": ms(pct[1]),
+            "p99": ms(pct[2]),
+            "max": ms(row["max_latency"]),
+            "mean": ms(row["mean_latency"]),
         },
     }
 
@@ -194,7 +202,7 @@ async def per_second(
         f"""
         SELECT extract(epoch FROM date_trunc('second', {column}) - date_trunc('second', $1::timestamptz))
                    AS s, count(*) AS n
-        FROM scenario_event WHERE {column} >= $1 GROUP BY 1 ORDER BY 1
+        FROM scenario_engine.scenario_event WHERE {column} >= $1 GROUP BY 1 ORDER BY 1
         """,
         since,
     )
@@ -207,7 +215,7 @@ async def batch_sizes(conn: asyncpg.Connection[Any], since: dt.datetime) -> dict
         """
         SELECT count(*) AS batches, avg(n) AS mean, percentile_cont(0.5) WITHIN GROUP (ORDER BY n) AS p50,
                max(n) AS max
-        FROM (SELECT xmin::text, count(*) AS n FROM scenario_event
+        FROM (SELECT xmin::text, count(*) AS n FROM scenario_engine.scenario_event
               WHERE processed_at >= $1 GROUP BY 1) b
         """,
         since,
@@ -223,31 +231,22 @@ async def batch_sizes(conn: asyncpg.Connection[Any], since: dt.datetime) -> dict
 
 async def side_effects(conn: asyncpg.Connection[Any], since: dt.datetime) -> dict[str, Any]:
     notes = await conn.fetch(
-        "SELECT scenario_type, count(*) AS n FROM scenario_notification WHERE created_at >= $1 GROUP BY 1",
+        "SELECT scenario_type, count(*) AS n FROM scenario_engine.scenario_notification "
+        "WHERE created_at >= $1 GROUP BY 1",
         since,
     )
     decisions = await conn.fetch(
-        "SELECT outcome, count(*) AS n FROM scenario_decision WHERE created_at >= $1 GROUP BY 1", since
+        "SELECT outcome, count(*) AS n FROM scenario_engine.scenario_decision "
+        "WHERE created_at >= $1 GROUP BY 1",
+        since,
     )
     return {
         "notifications": {r["scenario_type"]: r["n"] for r in notes},
         "decisions": {r["outcome"]: r["n"] for r in decisions},
         "pushes_enqueued": await conn.fetchval(
-            "SELECT count(*) FROM push_notification WHERE created_at >= $1", since
+            "SELECT count(*) FROM scenario_engine.push_notification WHERE created_at >= $1", since
         ),
     }
-
-
-def _ms(seconds: Any) -> float | None:
-    return None if seconds is None else round(float(seconds) * 1000, 2)
-
-
-async def metric_value(daemon: DaemonProc, name: str) -> float:
-    text = await daemon.metrics()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split(" ")[1])
-    return 0.0
 
 
 # --- diagnostics: py-spy on the daemon, pg_stat_statements ------------------------------------
@@ -360,7 +359,7 @@ class Fleet:
         self.daemons = daemons
 
     async def processed(self) -> float:
-        return sum([await metric_value(d, "scenario_events_processed_total") for d in self.daemons])
+        return sum([metric_value(await d.metrics(), "scenario_events_processed_total") for d in self.daemons])
 
     def cpu(self) -> float:
         return sum(d.cpu_seconds() or 0.0 for d in self.daemons)
@@ -376,6 +375,170 @@ class Fleet:
             await d.stop()
 
 
+CpuSnapshot = tuple[float, dict[int, float], float]  # daemons, cluster processes, this process
+
+
+def _cpu(fleet: Fleet, cluster: LocalCluster) -> CpuSnapshot:
+    return fleet.cpu(), cluster_cpu(cluster), time.process_time()
+
+
+async def _write_and_sample(
+    fleet: Fleet,
+    conns: list[asyncpg.Connection[Any]],
+    args: argparse.Namespace,
+    writer_rate: float,
+    base: float,
+) -> tuple[int, float, list[dict[str, Any]]]:
+    """The writers for ``--seconds``, sampling the backlog every second: (rows, seconds, samples)."""
+    mentors = mentor_ids(args.mentors)
+    counter = [0]
+    per_conn_rate = writer_rate / args.writers if writer_rate else 0.0
+    t0 = time.perf_counter()
+    writers = [
+        asyncio.create_task(
+            full_speed_writer(
+                c, mentors, args.rows_per_insert, args.seconds, counter, seed=i, rate=per_conn_rate
+            )
+        )
+        for i, c in enumerate(conns)
+    ]
+    samples = []
+    while not all(w.done() for w in writers):
+        await asyncio.sleep(1.0)
+        processed = int(await fleet.processed() - base)
+        samples.append(
+            {
+                "t": round(time.perf_counter() - t0, 2),
+                "inserted": counter[0],
+                "processed": processed,
+                "backlog": counter[0] - processed,
+                "daemon_rss_mb": fleet.rss(),
+            }
+        )
+    await asyncio.gather(*writers)
+    writer_s = time.perf_counter() - t0
+    for c in conns:
+        await c.close()
+    return counter[0], writer_s, samples
+
+
+async def _wait_drained(fleet: Fleet, base: float, inserted: int, limit_s: float) -> tuple[bool, float]:
+    """Until the daemons have processed every inserted row: (drained, seconds waited)."""
+    t_stop = time.perf_counter()
+    while time.perf_counter() - t_stop < limit_s:
+        if await fleet.processed() - base >= inserted:
+            return True, time.perf_counter() - t_stop
+        await asyncio.sleep(0.1)
+    return False, time.perf_counter() - t_stop
+
+
+def _daemon_report(
+    fleet: Fleet,
+    m: dict[str, Any],
+    steady: list[int],
+    total_s: float | None,
+    cpu: tuple[CpuSnapshot, CpuSnapshot, CpuSnapshot],
+) -> dict[str, Any]:
+    inserted, at_stop, writer_s, drain_s = m["inserted"], m["processed_at_stop"], m["writer_s"], m["drain_s"]
+    return {
+        "processed_during_writer": int(at_stop),
+        "rate_during_writer_per_s": round(at_stop / writer_s),
+        "steady_rate_per_s_median": round(statistics.median(steady)) if steady else None,
+        "steady_rate_per_s_mean": round(statistics.mean(steady)) if steady else None,
+        "backlog_at_writer_stop": inserted - int(at_stop),
+        "backlog_max": max((x["backlog"] for x in m["samples"]), default=0),
+        "drained": m["drained"],
+        "drain_after_stop_s": round(drain_s, 2),
+        "end_to_end_rate_per_s": round(inserted / total_s) if total_s else None,
+        "drain_only_rate_per_s": (
+            round((inserted - at_stop) / drain_s) if m["drained"] and drain_s > 0.5 else None
+        ),
+        "cpu_during_writer_s": round(cpu[1][0] - cpu[0][0], 2),
+        "cpu_during_drain_s": round(cpu[2][0] - cpu[1][0], 2),
+        "rss_mb": fleet.rss(),
+        "log_errors": fleet.errors(),
+    }
+
+
+async def _throughput_report(
+    monitor: asyncpg.Connection[Any],
+    fleet: Fleet,
+    args: argparse.Namespace,
+    m: dict[str, Any],
+    cpu: tuple[CpuSnapshot, CpuSnapshot, CpuSnapshot],
+) -> dict[str, Any]:
+    """What the database says about the events of the run, with the measurements ``m``."""
+    stats = await event_stats(monitor, m["start_db"], m["end_db"])
+    created = await per_second(monitor, "created_at", m["start_db"])
+    done = await per_second(monitor, "processed_at", m["start_db"])
+    steady = [n for s, n in done if 3 <= s < m["writer_s"] - 1]
+    total_s = (stats["last_processed"] - stats["first_created"]).total_seconds() if m["drained"] else None
+    return {
+        "writer": {
+            "connections": args.writers,
+            "rows_per_insert": args.rows_per_insert,
+            "seconds": round(m["writer_s"], 2),
+            "rows": m["inserted"],
+            "rate_per_s": round(m["inserted"] / m["writer_s"]),
+            "cpu_s": round(cpu[1][2] - cpu[0][2], 2),
+        },
+        "daemon": _daemon_report(fleet, m, steady, total_s, cpu),
+        "cluster_cpu_during_writer_s": cpu_delta(cpu[0][1], cpu[1][1]),
+        "cluster_cpu_during_drain_s": cpu_delta(cpu[1][1], cpu[2][1]),
+        "events": stats,
+        "created_per_second": created,
+        "processed_per_second": done,
+        "samples": m["samples"],
+        "drain_batches": await batch_sizes(monitor, m["start_db"]),
+        "side_effects": await side_effects(monitor, m["start_db"]),
+    }
+
+
+async def _measure_throughput(
+    cluster: LocalCluster,
+    url: str,
+    monitor: asyncpg.Connection[Any],
+    fleet: Fleet,
+    args: argparse.Namespace,
+    workdir: Path,
+    label: str,
+    writer_rate: float,
+    result: dict[str, Any],
+) -> None:
+    """Writers at full speed (or paced), then the drain of the backlog; into ``result``."""
+    conns = [await asyncpg.connect(url) for _ in range(args.writers)]
+    m: dict[str, Any] = {"start_db": await monitor.fetchval("SELECT clock_timestamp()")}
+    base = await fleet.processed()
+    if args.pgss:
+        await pgss_reset(monitor)
+    spy = (
+        start_profiler(fleet.daemons[0].pid, args.seconds, workdir / f"profile-{label}.raw")
+        if args.profile
+        else None
+    )
+    cpu0 = _cpu(fleet, cluster)
+    m["inserted"], m["writer_s"], m["samples"] = await _write_and_sample(
+        fleet, conns, args, writer_rate, base
+    )
+    cpu1 = _cpu(fleet, cluster)
+    m["processed_at_stop"] = await fleet.processed() - base
+    result["load_during"] = load_average()
+    log(
+        f"{label}: writer {m['inserted']} rows in {m['writer_s']:.1f} s "
+        f"({m['inserted'] / m['writer_s']:,.0f}/s), "
+        f"processed {m['processed_at_stop']:,.0f} by then; draining …"
+    )
+    m["drained"], m["drain_s"] = await _wait_drained(fleet, base, m["inserted"], args.drain_timeout)
+    cpu2 = _cpu(fleet, cluster)
+    m["end_db"] = await monitor.fetchval("SELECT clock_timestamp()")
+    if args.pgss:
+        result["pg_stat_statements"] = await pgss_top(monitor)
+    if spy is not None:
+        await asyncio.to_thread(spy.wait)
+        result["daemon_profile_during_writer"] = summarize_profile(workdir / f"profile-{label}.raw")
+    result.update(await _throughput_report(monitor, fleet, args, m, (cpu0, cpu1, cpu2)))
+
+
 async def run_throughput(
     cluster: LocalCluster,
     args: argparse.Namespace,
@@ -384,129 +547,24 @@ async def run_throughput(
     notify_mode: str,
     daemons: int = 1,
     writer_rate: float = 0.0,
-    **settings: Any,
+    **settings: object,
 ) -> dict[str, Any]:
+    """One throughput run on a fresh clone: ``daemons`` daemon processes, the writers."""
     url = await fresh_db(cluster, notify_mode)
-    mentors = mentor_ids(args.mentors)
     monitor = await asyncpg.connect(url)
     fleet = Fleet([DaemonProc(url, workdir, name=f"{label}-{i}", **settings).start() for i in range(daemons)])
-    first = fleet.daemons[0]
     result: dict[str, Any] = {
         "label": label,
         "notify_mode": notify_mode,
         "daemons": daemons,
-        "settings": first.settings,
+        "settings": fleet.daemons[0].settings,
         "writer_target_rate_per_s": writer_rate or "full speed",
     }
     try:
         result["ready_s"] = [round(await d.wait_ready(), 3) for d in fleet.daemons]
         await asyncio.sleep(1.0)
         result["load_before"] = load_average()
-        counter = [0]
-        conns = [await asyncpg.connect(url) for _ in range(args.writers)]
-        start_db = await monitor.fetchval("SELECT clock_timestamp()")
-        base_processed = await fleet.processed()
-        if args.pgss:
-            await pgss_reset(monitor)
-        spy = None
-        if args.profile:
-            spy = start_profiler(first.pid, args.seconds, workdir / f"profile-{label}.raw")
-        cpu0 = (fleet.cpu(), cluster_cpu(cluster), time.process_time())
-        t0 = time.perf_counter()
-        per_conn_rate = writer_rate / args.writers if writer_rate else 0.0
-        writers = [
-            asyncio.create_task(
-                full_speed_writer(
-                    c, mentors, args.rows_per_insert, args.seconds, counter, seed=i, rate=per_conn_rate
-                )
-            )
-            for i, c in enumerate(conns)
-        ]
-        samples = []
-        while not all(w.done() for w in writers):
-            await asyncio.sleep(1.0)
-            processed = await fleet.processed() - base_processed
-            samples.append(
-                {
-                    "t": round(time.perf_counter() - t0, 2),
-                    "inserted": counter[0],
-                    "processed": int(processed),
-                    "backlog": counter[0] - int(processed),
-                    "daemon_rss_mb": fleet.rss(),
-                }
-            )
-        await asyncio.gather(*writers)
-        writer_s = time.perf_counter() - t0
-        inserted = counter[0]
-        cpu1 = (fleet.cpu(), cluster_cpu(cluster), time.process_time())
-        processed_at_stop = await fleet.processed() - base_processed
-        for c in conns:
-            await c.close()
-        result["load_during"] = load_average()
-        log(
-            f"{label}: writer {inserted} rows in {writer_s:.1f} s ({inserted / writer_s:,.0f}/s), "
-            f"processed {processed_at_stop:,.0f} by then; draining …"
-        )
-        # drain the backlog
-        t_stop = time.perf_counter()
-        drained = False
-        while time.perf_counter() - t_stop < args.drain_timeout:
-            processed = await fleet.processed() - base_processed
-            if processed >= inserted:
-                drained = True
-                break
-            await asyncio.sleep(0.1)
-        drain_s = time.perf_counter() - t_stop
-        cpu2 = (fleet.cpu(), cluster_cpu(cluster), time.process_time())
-        end_db = await monitor.fetchval("SELECT clock_timestamp()")
-        if args.pgss:
-            result["pg_stat_statements"] = await pgss_top(monitor)
-        if spy is not None:
-            await asyncio.to_thread(spy.wait)
-            result["daemon_profile_during_writer"] = summarize_profile(workdir / f"profile-{label}.raw")
-        stats = await event_stats(monitor, start_db, end_db)
-        created = await per_second(monitor, "created_at", start_db)
-        done = await per_second(monitor, "processed_at", start_db)
-        steady = [n for s, n in done if 3 <= s < writer_s - 1]
-        total_s = (stats["last_processed"] - stats["first_created"]).total_seconds() if drained else None
-        result.update(
-            {
-                "writer": {
-                    "connections": args.writers,
-                    "rows_per_insert": args.rows_per_insert,
-                    "seconds": round(writer_s, 2),
-                    "rows": inserted,
-                    "rate_per_s": round(inserted / writer_s),
-                    "cpu_s": round(cpu1[2] - cpu0[2], 2),
-                },
-                "daemon": {
-                    "processed_during_writer": int(processed_at_stop),
-                    "rate_during_writer_per_s": round(processed_at_stop / writer_s),
-                    "steady_rate_per_s_median": round(statistics.median(steady)) if steady else None,
-                    "steady_rate_per_s_mean": round(statistics.mean(steady)) if steady else None,
-                    "backlog_at_writer_stop": inserted - int(processed_at_stop),
-                    "backlog_max": max((x["backlog"] for x in samples), default=0),
-                    "drained": drained,
-                    "drain_after_stop_s": round(drain_s, 2),
-                    "end_to_end_rate_per_s": round(inserted / total_s) if total_s else None,
-                    "drain_only_rate_per_s": (
-                        round((inserted - processed_at_stop) / drain_s) if drained and drain_s > 0.5 else None
-                    ),
-                    "cpu_during_writer_s": round(cpu1[0] - cpu0[0], 2),
-                    "cpu_during_drain_s": round(cpu2[0] - cpu1[0], 2),
-                    "rss_mb": fleet.rss(),
-                    "log_errors": fleet.errors(),
-                },
-                "cluster_cpu_during_writer_s": cpu_delta(cpu0[1], cpu1[1]),
-                "cluster_cpu_during_drain_s": cpu_delta(cpu1[1], cpu2[1]),
-                "events": stats,
-                "created_per_second": created,
-                "processed_per_second": done,
-                "samples": samples,
-                "drain_batches": await batch_sizes(monitor, start_db),
-                "side_effects": await side_effects(monitor, start_db),
-            }
-        )
+        await _measure_throughput(cluster, url, monitor, fleet, args, workdir, label, writer_rate, result)
     finally:
         await monitor.close()
         await fleet.stop()
@@ -556,16 +614,85 @@ async def paced_writer(
         await conn.close()
 
 
+async def _wait_processed(monitor: asyncpg.Connection[Any], limit_s: float = 30) -> None:
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        pending = await monitor.fetchval(
+            "SELECT count(*) FROM scenario_engine.scenario_event "
+            "WHERE processed_at IS NULL AND dead_at IS NULL"
+        )
+        if pending == 0:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def _paced_run(
+    cluster: LocalCluster, url: str, daemon: DaemonProc, args: argparse.Namespace
+) -> tuple[dict[str, Any], float, tuple[float, dict[int, float]], tuple[float, dict[int, float]]]:
+    """Two paced writer connections for ``--seconds``: (their counters, seconds, CPU before, after)."""
+    mentors = mentor_ids(args.mentors)
+    cpu0 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
+    out: dict[str, Any] = {"t0": time.perf_counter() + 0.05, "sent": 0, "late": 0}
+    slots = 2
+    await asyncio.gather(
+        *(paced_writer(url, mentors, args.rate, args.seconds, s, slots, out) for s in range(slots))
+    )
+    writer_s = time.perf_counter() - out["t0"]
+    cpu1 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
+    return out, writer_s, cpu0, cpu1
+
+
+async def _measure_latency(
+    cluster: LocalCluster,
+    url: str,
+    monitor: asyncpg.Connection[Any],
+    daemon: DaemonProc,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    hist0 = histogram(await daemon.metrics(), "scenario_event_drain_latency_seconds")
+    start_db = await monitor.fetchval("SELECT clock_timestamp()")
+    out, writer_s, cpu0, cpu1 = await _paced_run(cluster, url, daemon, args)
+    load = load_average()
+    await _wait_processed(monitor)
+    await asyncio.sleep(0.2)
+    hist1 = histogram(await daemon.metrics(), "scenario_event_drain_latency_seconds")
+    end_db = await monitor.fetchval("SELECT clock_timestamp()")
+    hist = histogram_diff(hist0, hist1)
+    return {
+        "load_during": load,
+        "writer": {
+            "target_rate_per_s": args.rate,
+            "rows": out["sent"],
+            "seconds": round(writer_s, 2),
+            "achieved_rate_per_s": round(out["sent"] / writer_s),
+            "inserts_late_over_5ms": out["late"],
+        },
+        # skip the first second (connections warming up, first batch after idle)
+        "events_after_first_second": await event_stats(monitor, start_db + dt.timedelta(seconds=1), end_db),
+        "events_all": await event_stats(monitor, start_db, end_db),
+        "daemon_histogram": hist,
+        "daemon_histogram_quantiles_ms": {
+            q: ms(histogram_quantile(hist, float(q))) for q in ("0.5", "0.95", "0.99")
+        },
+        "daemon_cpu_s": round(cpu1[0] - cpu0[0], 2),
+        "daemon_cpu_share_of_one_core": round((cpu1[0] - cpu0[0]) / writer_s, 3),
+        "cluster_cpu_s": cpu_delta(cpu0[1], cpu1[1]),
+        "drain_batches": await batch_sizes(monitor, start_db),
+        "side_effects": await side_effects(monitor, start_db),
+        "log_errors": daemon.log_errors(),
+    }
+
+
 async def run_latency(
     cluster: LocalCluster,
     args: argparse.Namespace,
     workdir: Path,
     label: str,
     notify_mode: str,
-    **settings: Any,
+    **settings: object,
 ) -> dict[str, Any]:
+    """One latency run on a fresh clone: a paced writer, insert → processed per event."""
     url = await fresh_db(cluster, notify_mode)
-    mentors = mentor_ids(args.mentors)
     monitor = await asyncpg.connect(url)
     daemon = DaemonProc(url, workdir, name=label, **settings).start()
     result: dict[str, Any] = {"label": label, "notify_mode": notify_mode, "settings": daemon.settings}
@@ -573,55 +700,7 @@ async def run_latency(
         result["ready_s"] = round(await daemon.wait_ready(), 3)
         await asyncio.sleep(1.0)
         result["load_before"] = load_average()
-        hist0 = histogram(await daemon.metrics(), "scenario_event_drain_latency_seconds")
-        start_db = await monitor.fetchval("SELECT clock_timestamp()")
-        cpu0 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
-        out: dict[str, Any] = {"t0": time.perf_counter() + 0.05, "sent": 0, "late": 0}
-        slots = 2
-        await asyncio.gather(
-            *(paced_writer(url, mentors, args.rate, args.seconds, s, slots, out) for s in range(slots))
-        )
-        writer_s = time.perf_counter() - out["t0"]
-        cpu1 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
-        result["load_during"] = load_average()
-        deadline = time.perf_counter() + 30
-        while time.perf_counter() < deadline:
-            pending = await monitor.fetchval(
-                "SELECT count(*) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL"
-            )
-            if pending == 0:
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.2)
-        hist1 = histogram(await daemon.metrics(), "scenario_event_drain_latency_seconds")
-        end_db = await monitor.fetchval("SELECT clock_timestamp()")
-        # skip the first second (connections warming up, first batch after idle)
-        stats = await event_stats(monitor, start_db + dt.timedelta(seconds=1), end_db)
-        all_stats = await event_stats(monitor, start_db, end_db)
-        hist = histogram_diff(hist0, hist1)
-        result.update(
-            {
-                "writer": {
-                    "target_rate_per_s": args.rate,
-                    "rows": out["sent"],
-                    "seconds": round(writer_s, 2),
-                    "achieved_rate_per_s": round(out["sent"] / writer_s),
-                    "inserts_late_over_5ms": out["late"],
-                },
-                "events_after_first_second": stats,
-                "events_all": all_stats,
-                "daemon_histogram": hist,
-                "daemon_histogram_quantiles_ms": {
-                    q: _ms(histogram_quantile(hist, float(q))) for q in ("0.5", "0.95", "0.99")
-                },
-                "daemon_cpu_s": round(cpu1[0] - cpu0[0], 2),
-                "daemon_cpu_share_of_one_core": round((cpu1[0] - cpu0[0]) / writer_s, 3),
-                "cluster_cpu_s": cpu_delta(cpu0[1], cpu1[1]),
-                "drain_batches": await batch_sizes(monitor, start_db),
-                "side_effects": await side_effects(monitor, start_db),
-                "log_errors": daemon.log_errors(),
-            }
-        )
+        result.update(await _measure_latency(cluster, url, monitor, daemon, args))
     finally:
         await monitor.close()
         await daemon.stop()
@@ -697,13 +776,13 @@ BEGIN
     IF current_setting('scenario_engine.origin', true) = 'engine' THEN
         RETURN NULL;
     END IF;
-    INSERT INTO scenario_event (table_name, operation, mentor_id, row_id)
+    INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
     SELECT TG_TABLE_NAME, TG_OP, n.mentor_id, n.id::text FROM new_rows n;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    SELECT value INTO v_mode FROM scenario_engine_setting WHERE key = 'notify_mode';
+    SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
     IF v_n > 0 AND coalesce(v_mode, 'notify') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
         PERFORM pg_notify('scenario_events', json_build_object(
-            'event_id', currval(pg_get_serial_sequence('scenario_event', 'id')),
+            'event_id', currval(pg_get_serial_sequence('scenario_engine.scenario_event', 'id')),
             'table', TG_TABLE_NAME, 'op', TG_OP, 'rows', v_n)::text);
     END IF;
     RETURN NULL;
@@ -752,15 +831,67 @@ def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(statistics.median(v), 2) for k, v in ratios.items()}
 
 
-async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """pgbench into ``activity`` with the triggers in each mode; modes interleaved over
-    ``--pgbench-rounds`` rounds on one database so that a change in machine load hits all alike."""
+def _pgbench_scripts(workdir: Path, mentors: int) -> dict[str, tuple[Path, int]]:
+    """name → (pgbench script, rows per transaction)."""
     scripts = {}
     for name, text, rows in (("one_row", PGBENCH_ONE, 1), ("fifty_rows", PGBENCH_MANY, 50)):
         path = workdir / f"pgbench-{name}.sql"
-        path.write_text(text.format(mentors=args.mentors), encoding="utf-8")
+        path.write_text(text.format(mentors=mentors), encoding="utf-8")
         path.chmod(0o644)
         scripts[name] = (path, rows)
+    return scripts
+
+
+async def _trigger_mode(conn: asyncpg.Connection[Any], mode: str) -> None:
+    setting, statements = INSERT_MODES[mode]
+    await conn.execute("ALTER TABLE activity ENABLE TRIGGER USER")
+    for sql in statements:
+        await conn.execute(sql)
+    await conn.execute(
+        "UPDATE scenario_engine.scenario_engine_setting SET value = $1 WHERE key = 'notify_mode'", setting
+    )
+
+
+async def _pgbench_run(
+    cluster: LocalCluster,
+    conn: asyncpg.Connection[Any],
+    script: Path,
+    rows: int,
+    seconds: int,
+    received: list[int],
+) -> dict[str, Any]:
+    """One pgbench run on an empty event table: rows/s, events written, NOTIFYs received."""
+    await conn.execute("TRUNCATE scenario_engine.scenario_event")
+    await conn.execute("CHECKPOINT")
+    received[0] = 0
+    load = load_average()
+    got = await pgbench(cluster, script, seconds, 4)
+    await asyncio.sleep(0.2)
+    return {
+        "rows_per_transaction": rows,
+        **got,
+        "rows_per_s": round(got["tps"] * rows),
+        "events_written": await conn.fetchval("SELECT count(*) FROM scenario_engine.scenario_event"),
+        "notifications_received": received[0],
+        "load_before": load,
+        "load_after": load_average(),
+    }
+
+
+def _best_rates(runs: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, float]]:
+    """Best rows/s per mode and script, and each relative to triggers disabled."""
+    best: dict[str, int] = {}
+    for r in runs:
+        key = f"{r['mode']}/{r['script']}"
+        best[key] = max(best.get(key, 0), r["rows_per_s"])
+    relative = {k: round(v / best[f"disabled/{k.split('/')[1]}"], 3) for k, v in best.items()}
+    return best, relative
+
+
+async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """pgbench into ``activity`` with the triggers in each mode; modes interleaved over
+    ``--pgbench-rounds`` rounds on one database so that a change in machine load hits all alike."""
+    scripts = _pgbench_scripts(workdir, args.mentors)
     out: dict[str, Any] = {
         "clients": 4,
         "seconds": args.pgbench_seconds,
@@ -776,51 +907,23 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
     try:
         await conn.execute(STATEMENT_TRIGGER)
         for round_no in range(args.pgbench_rounds):
-            for mode, (setting, statements) in INSERT_MODES.items():
-                await conn.execute("ALTER TABLE activity ENABLE TRIGGER USER")
-                for sql in statements:
-                    await conn.execute(sql)
-                await conn.execute(
-                    "UPDATE scenario_engine_setting SET value = $1 WHERE key = 'notify_mode'", setting
-                )
+            for mode in INSERT_MODES:
+                await _trigger_mode(conn, mode)
                 for name, (path, rows) in scripts.items():
-                    await conn.execute("TRUNCATE scenario_event")
-                    await conn.execute("CHECKPOINT")
-                    received[0] = 0
-                    load = load_average()
-                    got = await pgbench(cluster, path, args.pgbench_seconds, 4)
-                    await asyncio.sleep(0.2)
-                    events = await conn.fetchval("SELECT count(*) FROM scenario_event")
-                    run = {
-                        "round": round_no,
-                        "mode": mode,
-                        "script": name,
-                        "rows_per_transaction": rows,
-                        **got,
-                        "rows_per_s": round(got["tps"] * rows),
-                        "events_written": events,
-                        "notifications_received": received[0],
-                        "load_before": load,
-                        "load_after": load_average(),
-                    }
+                    got = await _pgbench_run(cluster, conn, path, rows, args.pgbench_seconds, received)
+                    run = {"round": round_no, "mode": mode, "script": name, **got}
                     out["runs"].append(run)
                     log(
                         f"pgbench r{round_no} {mode:<16} {name:<10} {run['rows_per_s']:>8,} rows/s "
-                        f"(tps {got['tps']:.0f}, {got['latency_avg_ms']} ms), events {events}, "
+                        f"(tps {got['tps']:.0f}, {got['latency_avg_ms']} ms), "
+                        f"events {run['events_written']}, "
                         f"notifications {run['notifications_received']}, load {run['load_after']}"
                     )
     finally:
         await listener.close()
         await conn.close()
     out["relative_to_disabled_median_of_rounds"] = paired_ratios(out["runs"])
-    best: dict[str, int] = {}
-    for r in out["runs"]:
-        key = f"{r['mode']}/{r['script']}"
-        best[key] = max(best.get(key, 0), r["rows_per_s"])
-    out["best_rows_per_s"] = best
-    out["relative_to_disabled"] = {
-        k: round(v / best[f"disabled/{k.split('/')[1]}"], 3) for k, v in best.items()
-    }
+    out["best_rows_per_s"], out["relative_to_disabled"] = _best_rates(out["runs"])
     return out
 
 
@@ -828,14 +931,18 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
 
 BACKLOGS_PROPOSED = """
 SELECT
-    (SELECT count(*) FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
-    (SELECT count(*) FROM scenario_event WHERE dead_at IS NOT NULL) AS events_dead,
-    (SELECT created_at FROM scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
+    (SELECT count(*) FROM scenario_engine.scenario_event
+     WHERE processed_at IS NULL AND dead_at IS NULL) AS events_pending,
+    (SELECT count(*) FROM scenario_engine.scenario_event WHERE dead_at IS NOT NULL) AS events_dead,
+    (SELECT created_at FROM scenario_engine.scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
      ORDER BY id LIMIT 1) AS oldest_event
 """
-DEAD_INDEX = "CREATE INDEX scenario_event_dead_idx ON scenario_event (id) WHERE dead_at IS NOT NULL"
+DEAD_INDEX = (
+    "CREATE INDEX scenario_event_dead_idx ON scenario_engine.scenario_event (id) WHERE dead_at IS NOT NULL"
+)
 FILL_EVENTS = """
-INSERT INTO scenario_event (table_name, operation, mentor_id, row_id, created_at, processed_at, attempts)
+INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id, created_at,
+                                            processed_at, attempts)
 SELECT 'activity', 'INSERT', md5('bench-mentor-' || (1 + g % $2::int))::uuid, g::text, at, at, 1
 FROM generate_series(1, $1::int) AS g,
      LATERAL (SELECT now() - make_interval(secs => ($1::int - g) * 0.1) AS at) t
@@ -843,13 +950,15 @@ FROM generate_series(1, $1::int) AS g,
 
 
 OUTBOX_PROPOSED = """
-SELECT (SELECT count(*) FROM push_notification WHERE status IN ('pending', 'sending')) AS pending,
-       (SELECT min(created_at) FROM push_notification
+SELECT (SELECT count(*) FROM scenario_engine.push_notification
+        WHERE status IN ('pending', 'sending')) AS pending,
+       (SELECT min(created_at) FROM scenario_engine.push_notification
         WHERE status IN ('pending', 'sending')) AS oldest_pending,
-       (SELECT count(*) FROM push_notification WHERE status = 'dead') AS dead
+       (SELECT count(*) FROM scenario_engine.push_notification WHERE status = 'dead') AS dead
 """
 FILL_PUSHES = """
-INSERT INTO push_notification (mentor_id, scenario_type, title, body, idempotency_key, status, sent_at)
+INSERT INTO scenario_engine.push_notification (mentor_id, scenario_type, title, body, idempotency_key, status,
+                                               sent_at)
 SELECT md5('bench-mentor-' || (1 + g % $2::int))::uuid, 'milestone', 'Milestone reached!', 'You reached 10.',
        'bench:health:' || g, CASE WHEN g <= 990 THEN 'pending' WHEN g <= 1000 THEN 'dead' ELSE 'sent' END,
        CASE WHEN g > 1000 THEN now() END
@@ -867,82 +976,119 @@ async def timed(conn: asyncpg.Connection[Any], sql: str, repeat: int = 5) -> flo
     return round(statistics.median(times), 2)
 
 
+async def _plan(conn: asyncpg.Connection[Any], sql: str) -> list[str]:
+    return [r[0] for r in await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql)]
+
+
+async def _retained(conn: asyncpg.Connection[Any], size: int, have: int, mentors: int) -> dict[str, Any]:
+    """Grow the processed history to ``size`` rows, with a small pending backlog and a few
+    dead letters on top; time ``backlogs`` as it is and as proposed."""
+    await conn.execute(FILL_EVENTS, size - have, mentors)
+    for sql in (
+        "UPDATE scenario_engine.scenario_event SET processed_at = now() "
+        "WHERE processed_at IS NULL AND dead_at IS NULL",
+        "UPDATE scenario_engine.scenario_event SET processed_at = NULL "
+        "WHERE id > (SELECT max(id) - 1000 FROM scenario_engine.scenario_event)",
+        "UPDATE scenario_engine.scenario_event SET processed_at = NULL, dead_at = now() "
+        "WHERE id <= 10 AND dead_at IS NULL",
+    ):
+        await conn.execute(sql)
+    await conn.execute("VACUUM (ANALYZE) scenario_engine.scenario_event")
+    row: dict[str, Any] = {
+        "rows": size,
+        "table_size": await conn.fetchval(
+            "SELECT pg_size_pretty(pg_total_relation_size('scenario_engine.scenario_event'))"
+        ),
+        "backlogs_ms": await timed(conn, query("backlogs")),
+        "load": load_average(),
+    }
+    if await conn.fetchval("SELECT to_regclass('scenario_engine.scenario_event_dead_idx') IS NOT NULL"):
+        # the engine ships the proposal (index and query): time its query without the index
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute("DROP INDEX scenario_engine.scenario_event_dead_idx")
+            row["without_dead_index_ms"] = await timed(conn, query("backlogs"))
+            row["without_dead_index_plan"] = await _plan(conn, query("backlogs"))
+        finally:
+            await tx.rollback()
+    else:
+        await conn.execute(DEAD_INDEX)
+        row["proposed_backlogs_ms"] = await timed(conn, BACKLOGS_PROPOSED)
+        row["proposed_plan"] = await _plan(conn, BACKLOGS_PROPOSED)
+        await conn.execute("DROP INDEX scenario_engine.scenario_event_dead_idx")
+    row["current_plan"] = await _plan(conn, query("backlogs"))
+    other = row.get("proposed_backlogs_ms", row.get("without_dead_index_ms"))
+    log(
+        f"health: {size:,} retained events ({row['table_size']}): "
+        f"backlogs {row['backlogs_ms']} ms, other {other} ms"
+    )
+    return row
+
+
+async def _outbox(conn: asyncpg.Connection[Any], rows: int, mentors: int) -> dict[str, Any]:
+    await conn.execute(FILL_PUSHES, rows, mentors)
+    await conn.execute("VACUUM (ANALYZE) scenario_engine.push_notification")
+    out = {
+        "rows": await conn.fetchval("SELECT count(*) FROM scenario_engine.push_notification"),
+        "outbox_stats_ms": await timed(conn, query("outbox_stats")),
+        "proposed_ms": await timed(conn, OUTBOX_PROPOSED),
+        "current_plan": await _plan(conn, query("outbox_stats")),
+        "load": load_average(),
+    }
+    log(
+        f"health: outbox_stats over {out['rows']:,} pushes: "
+        f"{out['outbox_stats_ms']} ms, proposed {out['proposed_ms']} ms"
+    )
+    return out
+
+
 async def run_health(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     """The health loop runs ``backlogs`` every 2 s under a 5 s timeout; processed events are
     kept for ``event_retention_hours`` (168 h). How does it scale with the retained rows?"""
-    from scenario_engine.db.queries import query
-
     url = await fresh_db(cluster, "notify")
     conn = await asyncpg.connect(url)
     out: dict[str, Any] = {"retained_events": [], "pending": 1000, "dead": 10}
     try:
-        total = 0
+        have = 0
         for size in args.health_sizes:
-            await conn.execute(FILL_EVENTS, size - total, args.mentors)
-            total = size
-            # a small pending backlog and a few dead letters on top
-            for sql in (
-                "UPDATE scenario_event SET processed_at = now() "
-                "WHERE processed_at IS NULL AND dead_at IS NULL",
-                "UPDATE scenario_event SET processed_at = NULL "
-                "WHERE id > (SELECT max(id) - 1000 FROM scenario_event)",
-                "UPDATE scenario_event SET processed_at = NULL, dead_at = now() "
-                "WHERE id <= 10 AND dead_at IS NULL",
-            ):
-                await conn.execute(sql)
-            await conn.execute("VACUUM (ANALYZE) scenario_event")
-            row: dict[str, Any] = {
-                "rows": size,
-                "table_size": await conn.fetchval(
-                    "SELECT pg_size_pretty(pg_total_relation_size('scenario_event'))"
-                ),
-                "backlogs_ms": await timed(conn, query("backlogs")),
-                "load": load_average(),
-            }
-            await conn.execute(DEAD_INDEX)
-            row["proposed_backlogs_ms"] = await timed(conn, BACKLOGS_PROPOSED)
-            row["proposed_plan"] = [
-                r[0] for r in await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + BACKLOGS_PROPOSED)
-            ]
-            await conn.execute("DROP INDEX scenario_event_dead_idx")
-            row["current_plan"] = [
-                r[0] for r in await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + query("backlogs"))
-            ]
-            out["retained_events"].append(row)
-            log(
-                f"health: {size:,} retained events ({row['table_size']}): backlogs {row['backlogs_ms']} ms, "
-                f"proposed {row['proposed_backlogs_ms']} ms"
-            )
-        await conn.execute(FILL_PUSHES, args.health_push_rows, args.mentors)
-        await conn.execute("VACUUM (ANALYZE) push_notification")
-        out["outbox"] = {
-            "rows": await conn.fetchval("SELECT count(*) FROM push_notification"),
-            "outbox_stats_ms": await timed(conn, query("outbox_stats")),
-            "proposed_ms": await timed(conn, OUTBOX_PROPOSED),
-            "current_plan": [
-                r[0] for r in await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + query("outbox_stats"))
-            ],
-            "load": load_average(),
-        }
-        log(
-            f"health: outbox_stats over {out['outbox']['rows']:,} pushes: "
-            f"{out['outbox']['outbox_stats_ms']} ms, proposed {out['outbox']['proposed_ms']} ms"
-        )
-        per_million = out["retained_events"][-1]["backlogs_ms"] / (args.health_sizes[-1] / 1e6)
-        out["backlogs_ms_per_million_rows"] = round(per_million, 1)
-        out["retention_168h_rows_at"] = {
-            f"{r}/s": {
-                "rows": r * 168 * 3600,
-                "backlogs_s_estimate": round(per_million * r * 0.6048 / 1000, 1),
-            }
-            for r in (10, 100, 1000)
-        }
+            out["retained_events"].append(await _retained(conn, size, have, args.mentors))
+            have = size
+        out["outbox"] = await _outbox(conn, args.health_push_rows, args.mentors)
     finally:
         await conn.close()
+    per_million = out["retained_events"][-1]["backlogs_ms"] / (args.health_sizes[-1] / 1e6)
+    out["backlogs_ms_per_million_rows"] = round(per_million, 1)
+    out["retention_168h_rows_at"] = {
+        f"{r}/s": {"rows": r * 168 * 3600, "backlogs_s_estimate": round(per_million * r * 0.6048 / 1000, 1)}
+        for r in (10, 100, 1000)
+    }
     return out
 
 
 # --- main -----------------------------------------------------------------------------------------
+
+
+def throughput_runs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, notify mode, keyword arguments of ``run_throughput``) of the throughput part:
+    NOTIFY at each batch size, poll-only, a paced writer, several daemons."""
+    batch = args.poll_batch_size
+    runs: list[tuple[str, str, dict[str, Any]]] = [
+        (f"notify-batch{size}", "notify", {"drain_batch_size": size}) for size in args.batch_sizes
+    ]
+    runs += [
+        (f"poll{i:g}s-batch{batch}", "poll", {"drain_batch_size": batch, "poll_interval_seconds": i})
+        for i in args.poll_intervals
+    ]
+    runs += [
+        (f"notify-batch{batch}-writer{rate:g}", "notify", {"writer_rate": rate, "drain_batch_size": batch})
+        for rate in args.writer_rates
+    ]
+    runs += [
+        (f"notify-batch{batch}-{n}daemons", "notify", {"daemons": n, "drain_batch_size": batch})
+        for n in args.extra_daemons
+    ]
+    return runs
 
 
 async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str, Any], workdir: Path) -> None:
@@ -953,48 +1099,8 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
     )
     if "throughput" in args.parts:
         runs = result.setdefault("throughput", [])
-        for size in args.batch_sizes:
-            runs.append(
-                await run_throughput(
-                    cluster, args, workdir, f"notify-batch{size}", "notify", drain_batch_size=size
-                )
-            )
-        for interval in args.poll_intervals:
-            runs.append(
-                await run_throughput(
-                    cluster,
-                    args,
-                    workdir,
-                    f"poll{interval:g}s-batch{args.poll_batch_size}",
-                    "poll",
-                    drain_batch_size=args.poll_batch_size,
-                    poll_interval_seconds=interval,
-                )
-            )
-        for rate in args.writer_rates:
-            runs.append(
-                await run_throughput(
-                    cluster,
-                    args,
-                    workdir,
-                    f"notify-batch{args.poll_batch_size}-writer{rate:g}",
-                    "notify",
-                    writer_rate=rate,
-                    drain_batch_size=args.poll_batch_size,
-                )
-            )
-        for n in args.extra_daemons:
-            runs.append(
-                await run_throughput(
-                    cluster,
-                    args,
-                    workdir,
-                    f"notify-batch{args.poll_batch_size}-{n}daemons",
-                    "notify",
-                    daemons=n,
-                    drain_batch_size=args.poll_batch_size,
-                )
-            )
+        for label, mode, kwargs in throughput_runs(args):
+            runs.append(await run_throughput(cluster, args, workdir, label, mode, **kwargs))
     if "latency" in args.parts:
         runs = result.setdefault("latency", [])
         runs.append(await run_latency(cluster, args, workdir, "notify", "notify"))
@@ -1010,55 +1116,73 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
         result["health"] = await run_health(cluster, args)
 
 
+def _throughput_line(r: dict[str, Any]) -> str:
+    d, w = r["daemon"], r["writer"]
+    kept_up = d["backlog_at_writer_stop"] <= max(w["rate_per_s"], 1)  # at most ~1 s behind
+    # met: the drain processed ≥ 10k/s (mean of the steady seconds) while the writer ran, or it
+    # kept up with a writer paced at ≥ 10k/s (2 % slack for the pacing of the writer)
+    ok = (d["steady_rate_per_s_mean"] or 0) >= THROUGHPUT_BAR or (
+        kept_up and w["rate_per_s"] >= 0.98 * THROUGHPUT_BAR
+    )
+    return (
+        f"  throughput {r['label']:<30} writer {w['rate_per_s']:>7,}/s  daemon steady "
+        f"{d['steady_rate_per_s_mean'] or 0:>7,}/s (mean; median "
+        f"{d['steady_rate_per_s_median'] or 0:,})  end-to-end {d['end_to_end_rate_per_s'] or 0:>7,}/s  "
+        f"backlog@stop {d['backlog_at_writer_stop']:>7,}  kept up: {'yes' if kept_up else 'no'}  "
+        f"drain {d['drain_after_stop_s']:>6} s ({d['drain_only_rate_per_s'] or '-'}/s)  "
+        f"bar ≥{THROUGHPUT_BAR:,.0f}/s: {'met' if ok else 'MISSED'}  load {r['load_during']}"
+    )
+
+
+def _latency_line(r: dict[str, Any]) -> str:
+    lat = r["events_after_first_second"]["latency_ms"]
+    ok = (lat["p50"] or 1e9) <= P50_BAR_MS and (lat["p99"] or 1e9) <= P99_BAR_MS
+    return (
+        f"  latency {r['label']:<10} {r['writer']['achieved_rate_per_s']}/s  p50 {lat['p50']} ms  "
+        f"p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}  (daemon histogram "
+        f"{r['daemon_histogram_quantiles_ms']})  bar p50≤{P50_BAR_MS:g}/p99≤{P99_BAR_MS:g} ms: "
+        f"{'met' if ok else 'MISSED'}  load {r['load_during']}"
+    )
+
+
+def _inserts_lines(ins: dict[str, Any]) -> list[str]:
+    paired = ins.get("relative_to_disabled_median_of_rounds") or paired_ratios(ins["runs"])
+    return [
+        f"  pgbench {key:<28} {rate:>8,} rows/s (best of {ins['rounds']}); "
+        f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio)"
+        for key, rate in ins["best_rows_per_s"].items()
+    ]
+
+
+def _health_lines(health: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  health query `backlogs` with {r['rows']:,} retained events ({r['table_size']}): "
+        f"{r['backlogs_ms']} ms "
+        + (
+            f"(with a dead-letter index and ORDER BY id LIMIT 1: {r['proposed_backlogs_ms']} ms)"
+            if "proposed_backlogs_ms" in r
+            else f"(without the engine's dead-letter index: {r['without_dead_index_ms']} ms)"
+        )
+        for r in health["retained_events"]
+    ]
+    o = health["outbox"]
+    lines.append(
+        f"  health query `outbox_stats` with {o['rows']:,} pushes: {o['outbox_stats_ms']} ms "
+        f"(split per partial index: {o['proposed_ms']} ms)"
+    )
+    return lines
+
+
 def summarize(result: dict[str, Any]) -> str:
     lines = [
         f"events benchmark, {result['params']['mentors']:,} mentors; load at start {result['load_before']}"
     ]
-    for r in result.get("throughput", []):
-        d, w = r["daemon"], r["writer"]
-        kept_up = d["backlog_at_writer_stop"] <= max(w["rate_per_s"], 1)  # at most ~1 s behind
-        # met: the drain processed ≥ 10k/s (mean of the steady seconds) while the writer ran, or it
-        # kept up with a writer paced at ≥ 10k/s (2 % slack for the pacing of the writer)
-        ok = (d["steady_rate_per_s_mean"] or 0) >= THROUGHPUT_BAR or (
-            kept_up and w["rate_per_s"] >= 0.98 * THROUGHPUT_BAR
-        )
-        lines.append(
-            f"  throughput {r['label']:<30} writer {w['rate_per_s']:>7,}/s  daemon steady "
-            f"{d['steady_rate_per_s_mean'] or 0:>7,}/s (mean; median "
-            f"{d['steady_rate_per_s_median'] or 0:,})  end-to-end {d['end_to_end_rate_per_s'] or 0:>7,}/s  "
-            f"backlog@stop {d['backlog_at_writer_stop']:>7,}  kept up: {'yes' if kept_up else 'no'}  "
-            f"drain {d['drain_after_stop_s']:>6} s ({d['drain_only_rate_per_s'] or '-'}/s)  "
-            f"bar ≥{THROUGHPUT_BAR:,.0f}/s: {'met' if ok else 'MISSED'}  load {r['load_during']}"
-        )
-    for r in result.get("latency", []):
-        lat = r["events_after_first_second"]["latency_ms"]
-        ok = (lat["p50"] or 1e9) <= P50_BAR_MS and (lat["p99"] or 1e9) <= P99_BAR_MS
-        lines.append(
-            f"  latency {r['label']:<10} {r['writer']['achieved_rate_per_s']}/s  p50 {lat['p50']} ms  "
-            f"p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}  (daemon histogram "
-            f"{r['daemon_histogram_quantiles_ms']})  bar p50≤{P50_BAR_MS:g}/p99≤{P99_BAR_MS:g} ms: "
-            f"{'met' if ok else 'MISSED'}  load {r['load_during']}"
-        )
+    lines += [_throughput_line(r) for r in result.get("throughput", [])]
+    lines += [_latency_line(r) for r in result.get("latency", [])]
     if "inserts" in result:
-        ins = result["inserts"]
-        paired = ins.get("relative_to_disabled_median_of_rounds") or paired_ratios(ins["runs"])
-        for key, rate in ins["best_rows_per_s"].items():
-            lines.append(
-                f"  pgbench {key:<28} {rate:>8,} rows/s (best of {ins['rounds']}); "
-                f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio)"
-            )
+        lines += _inserts_lines(result["inserts"])
     if "health" in result:
-        for r in result["health"]["retained_events"]:
-            lines.append(
-                f"  health query `backlogs` with {r['rows']:,} retained events ({r['table_size']}): "
-                f"{r['backlogs_ms']} ms (with a dead-letter index and ORDER BY id LIMIT 1: "
-                f"{r['proposed_backlogs_ms']} ms)"
-            )
-        o = result["health"]["outbox"]
-        lines.append(
-            f"  health query `outbox_stats` with {o['rows']:,} pushes: {o['outbox_stats_ms']} ms "
-            f"(split per partial index: {o['proposed_ms']} ms)"
-        )
+        lines += _health_lines(result["health"])
     return "\n".join(lines)
 
 
@@ -1112,19 +1236,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def merge_into(output: Path, result: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """``result`` merged into the results already in ``output`` (``--merge``: parts run apart)."""
+    previous: dict[str, Any] = json.loads(output.read_text())
+    runs = previous.setdefault("runs_by_part", {})
+    for part in parts:
+        runs[part] = {k: result[k] for k in ("started_at", "load_before", "load_after", "other_benchmarks")}
+    for key in ("throughput", "latency", "inserts", "health"):
+        if key in result and isinstance(result[key], list) and isinstance(previous.get(key), list):
+            # runs are merged by label: a rerun replaces the earlier run of that label
+            mine = {r["label"] for r in result[key]}
+            previous[key] = [r for r in previous[key] if r["label"] not in mine] + result[key]
+        elif key in result:
+            previous[key] = result[key]
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output = args.output or RESULTS_DIR / "events.json"
-    result: dict[str, Any] = {
-        "benchmark": "events",
-        "started_at": dt.datetime.now(dt.UTC).isoformat(),
-        "params": {k: v for k, v in vars(args).items() if k != "output"},
-        "load_before": load_average(),
-        "other_benchmarks": other_benchmarks(),
-    }
-    workdir = Path("/var/tmp") / f"bench-events-{os.getpid()}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o755)
+    result = run_header("events", {k: v for k, v in vars(args).items() if k != "output"})
+    workdir = scratch_dir("events")
     started = time.perf_counter()
     ok = False
     settings = dict(RUNTIME_PG_SETTINGS)
@@ -1142,28 +1274,10 @@ def main(argv: list[str] | None = None) -> int:
     result["orphan_postgres_processes"] = leftover_postgres(cluster)
     this_run_s = result["total_seconds"]
     if args.merge and output.exists():
-        previous = json.loads(output.read_text())
-        runs = previous.setdefault("runs_by_part", {})
-        for part in args.parts:
-            runs[part] = {
-                k: result[k] for k in ("started_at", "load_before", "load_after", "other_benchmarks")
-            }
-        for key in ("throughput", "latency", "inserts", "health"):
-            if key in result and isinstance(result[key], list) and isinstance(previous.get(key), list):
-                # runs are merged by label: a rerun replaces the earlier run of that label
-                mine = {r["label"] for r in result[key]}
-                previous[key] = [r for r in previous[key] if r["label"] not in mine] + result[key]
-            elif key in result:
-                previous[key] = result[key]
-        result = previous
+        result = merge_into(output, result, args.parts)
     else:
-        result["runs_by_part"] = {
-            part: {
-                k: result[k]
-                for k in ("started_at", "load_before", "load_after", "other_benchmarks", "total_seconds")
-            }
-            for part in args.parts
-        }
+        keys = ("started_at", "load_before", "load_after", "other_benchmarks", "total_seconds")
+        result["runs_by_part"] = {part: {k: result[k] for k in keys} for part in args.parts}
     write_json(output, result)
     if ok:
         with contextlib.suppress(OSError):
