@@ -171,7 +171,7 @@ async def compare(title: str, variants: list[tuple[str, Run]], repeat: int) -> d
     runs: dict[str, list[float]] = {label: [] for label, _ in variants}
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for _ in range(repeat):
-        await asyncio.to_thread(wait_for_quiet, 0.25, 300.0)  # the machine may be shared
+        await _quiet()
         for label, run in variants:
             seconds, result = await run()
             runs[label].append(round(seconds, 3))
@@ -225,8 +225,13 @@ WITHOUT_COVER = (
 )
 
 
+# Before each measured run: wait until other processes leave the CPUs mostly idle (the
+# machine may be shared); --quiet-below / --quiet-timeout as in bench.sweep.
+QUIET = {"below": 0.25, "timeout": 300.0}
+
+
 def _quiet() -> Awaitable[dict[str, float]]:
-    return asyncio.to_thread(wait_for_quiet, 0.25, 300.0)  # the machine may be shared
+    return asyncio.to_thread(wait_for_quiet, QUIET["below"], QUIET["timeout"])
 
 
 class Sweep:
@@ -649,7 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--skip-stale-stats", action="store_true", help="skip the first sweeps on stale statistics"
     )
+    p.add_argument("--quiet-below", type=float, default=0.25, help="1.0 disables the wait for quiet")
+    p.add_argument("--quiet-timeout", type=float, default=300.0, help="longest wait for quiet, seconds")
     args = p.parse_args(argv)
+    QUIET.update(below=args.quiet_below, timeout=args.quiet_timeout)
     result: dict[str, Any] = {"benchmark": "sweep_rewrites"}
     with private_cluster(BENCH_PG_SETTINGS, data_dir=args.data_dir) as cluster:
         result["machine"] = machine_facts(server_version(cluster.bin_dir))
