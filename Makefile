@@ -46,6 +46,7 @@ format: $(STAMP)
 	$(BIN)/ruff format daemon tests bench
 	$(BIN)/ruff check --fix daemon tests bench
 
+# mypy --strict over daemon/, bench/ and tests/ (files and overrides: [tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

@@ -9,7 +9,8 @@ achievements, scenario_notification, scenario_cooldown, push_notification and
 scenario_decision rows for sent and suppressed candidates. Rules are applied in the
 engine's order, so the daily cap sees earlier rules' notifications exactly as the sweep does.
 
-It depends on nothing in the engine except the rule objects (names, thresholds, templates).
+It depends on nothing in the engine except the rule objects (names, thresholds, templates),
+taken from ``bench.harness.engine`` like every engine import of ``bench/``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import string
 
-from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, Rule, Rules
+from bench.harness.engine import CertificationExpiryRule, InactivityRule, MilestoneRule, Rule, Rules
 
 
 def _lit(text: str) -> str:
@@ -79,7 +80,7 @@ WITH last AS (
     SELECT due.*, (extract(epoch FROM start) * 1000000)::bigint::text AS spell FROM due
 ), sent AS (
     SELECT mentor_id, subject, count(*) AS n, max(as_of) AS last_as_of
-    FROM scenario_notification WHERE rule_name = {name} GROUP BY mentor_id, subject
+    FROM scenario_engine.scenario_notification WHERE rule_name = {name} GROUP BY mentor_id, subject
 )
 SELECT s.mentor_id, s.spell AS subject, coalesce(x.n, 0)::int + 1 AS seq,
        concat('inactivity:', {name}, ':', s.mentor_id, ':', s.spell, ':', coalesce(x.n, 0) + 1) AS dedup_key,
@@ -170,7 +171,7 @@ WITH c AS (
             AND (n.issued_at, n.id) > (c.issued_at, c.id))
 ), fired AS (
     SELECT mentor_id, subject, min(seq) AS min_tier
-    FROM scenario_notification WHERE rule_name = {name} GROUP BY mentor_id, subject
+    FROM scenario_engine.scenario_notification WHERE rule_name = {name} GROUP BY mentor_id, subject
 )
 SELECT c.mentor_id, c.id::text AS subject, c.tier AS seq,
        concat('certification_expiry:', {name}, ':', c.mentor_id, ':', c.id, ':', c.tier) AS dedup_key,
@@ -207,9 +208,10 @@ WITH d AS (
         FROM notification_preference WHERE opted_out AND scenario_type IN ('all', {stype})
         GROUP BY mentor_id
     ) o ON o.mentor_id = c.mentor_id
-    LEFT JOIN scenario_cooldown cd ON cd.mentor_id = c.mentor_id AND cd.scenario_type = {stype}
+    LEFT JOIN scenario_engine.scenario_cooldown cd
+           ON cd.mentor_id = c.mentor_id AND cd.scenario_type = {stype}
     LEFT JOIN (
-        SELECT mentor_id, count(*) AS n FROM scenario_notification
+        SELECT mentor_id, count(*) AS n FROM scenario_engine.scenario_notification
         WHERE as_of > {at} - interval '24 hours' AND as_of <= {at}
         GROUP BY mentor_id
     ) s ON s.mentor_id = c.mentor_id
@@ -251,22 +253,22 @@ WITH input AS (
     SELECT d.mentor_id, d.subject, d.seq, d.dedup_key, {ctx} AS context FROM bl_decided d
     WHERE d.outcome = 'sent'
 ), ins AS (
-    INSERT INTO scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key,
-                                       context, as_of)
+    INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq,
+                                                       dedup_key, context, as_of)
     SELECT mentor_id, {stype}, {name}, subject, seq, dedup_key, context, {at} FROM input
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING id, mentor_id, dedup_key
 ), cooldown AS (
-    INSERT INTO scenario_cooldown (mentor_id, scenario_type, last_triggered_at, last_rule_name,
-                                   last_notification_id)
+    INSERT INTO scenario_engine.scenario_cooldown (mentor_id, scenario_type, last_triggered_at,
+                                                   last_rule_name, last_notification_id)
     SELECT DISTINCT ON (mentor_id) mentor_id, {stype}, {at}, {name}, id FROM ins ORDER BY mentor_id, id DESC
     ON CONFLICT (mentor_id, scenario_type) DO UPDATE
     SET last_triggered_at = excluded.last_triggered_at, last_rule_name = excluded.last_rule_name,
         last_notification_id = excluded.last_notification_id
     WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at
 ), push AS (
-    INSERT INTO push_notification (notification_id, mentor_id, scenario_type, title, body, data,
-                                   idempotency_key)
+    INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body,
+                                                   data, idempotency_key)
     SELECT ins.id, ins.mentor_id, {stype},
            {_render(rule.title, "i.context")},
            {_render(rule.body, "i.context")},
@@ -274,14 +276,15 @@ WITH input AS (
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT (idempotency_key) DO NOTHING
 )
-INSERT INTO scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of,
-                               notification_id)
+INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
+                                               reason, inputs, as_of, notification_id)
 SELECT ins.mentor_id, {stype}, {name}, ins.dedup_key, 'sent', 'all checks passed', i.context, {at}, ins.id
 FROM ins JOIN input i USING (dedup_key)
 ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
 """)
     out.append(f"""
-INSERT INTO scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of)
+INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
+                                               reason, inputs, as_of)
 SELECT d.mentor_id, {stype}, {name}, d.dedup_key, d.outcome, d.reason, d.inputs, {at}
 FROM bl_decided d WHERE d.outcome <> 'sent'
 ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING

@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -36,18 +34,19 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench.common import RESULTS_DIR, log, machine_facts, write_json
-from bench.startup import (
-    DaemonProc,
+from bench.harness.cluster import (
+    LocalCluster,
     cluster_cpu,
     cpu_delta,
     create_database,
+    free_port,
     leftover_postgres,
-    load_average,
-    other_benchmarks,
     private_cluster,
+    server_version,
 )
-from scenario_engine.embedded import LocalCluster, free_port, server_version
+from bench.harness.daemon import DaemonProc, metric_by_label
+from bench.harness.procfs import load_average
+from bench.harness.report import RESULTS_DIR, log, machine_facts, run_header, scratch_dir, write_json
 
 RUN_DB = "bench_dispatch"
 
@@ -59,8 +58,8 @@ SELECT md5('bench-mentor-' || i)::uuid, md5('bench-org-' || (i % 1000))::uuid, '
 FROM generate_series(1, $1::int) AS i
 """
 PUSHES_SQL = """
-INSERT INTO push_notification (mentor_id, scenario_type, title, body, data, idempotency_key, status,
-                               next_attempt_at, created_at)
+INSERT INTO scenario_engine.push_notification (mentor_id, scenario_type, title, body, data,
+                                               idempotency_key, status, next_attempt_at, created_at)
 SELECT md5('bench-mentor-' || (1 + (n - 1) % $2::int))::uuid, 'milestone', 'Milestone reached!',
        'You reached 10 sessions this year. Thank you!',
        jsonb_build_object('rule', 'sessions_year',
@@ -145,15 +144,139 @@ class GatewayProc:
 
 # --- a run ------------------------------------------------------------------------------------
 
+FINISHED = ("sent", "failed", "dead", "cancelled")
 
-async def sent_metric(daemon: DaemonProc) -> dict[str, float]:
-    text = await daemon.metrics()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("scenario_push_outcomes_total{"):
-            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
-            out[outcome] = out.get(outcome, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
+
+async def _database(cluster: LocalCluster, args: argparse.Namespace) -> tuple[str, asyncpg.Connection[Any]]:
+    """A fresh database with the mentors (and any --extra-sql); its URL and a connection."""
+    url = await create_database(cluster, RUN_DB)
+    conn = await asyncpg.connect(url)
+    await conn.execute(MENTORS_SQL, args.mentors)
+    for statement in args.extra_sql:
+        await conn.execute(statement)
+    await conn.execute("VACUUM (ANALYZE)")
+    return url, conn
+
+
+async def _watch(
+    daemon: DaemonProc, label: str, pushes: int, limit_s: float
+) -> tuple[float, list[tuple[float, float | None]], list[list[float]]]:
+    """Every second until the backlog is done: RSS, and every 10 s the load; returns the
+    finished pushes, the RSS samples and the loads."""
+    t0 = time.perf_counter()
+    done = 0.0
+    rss: list[tuple[float, float | None]] = []
+    loads: list[list[float]] = []
+    while time.perf_counter() - t0 < limit_s:
+        await asyncio.sleep(1.0)
+        rss.append((round(time.perf_counter() - t0, 1), daemon.rss_mb()))
+        outcomes = metric_by_label(await daemon.metrics(), "scenario_push_outcomes_total", "outcome")
+        done = sum(v for k, v in outcomes.items() if k in FINISHED)
+        if len(rss) % 10 == 0:
+            loads.append(load_average())
+            log(f"{label}: t={rss[-1][0]} s sent {outcomes.get('sent', 0):,.0f}, RSS {rss[-1][1]} MB")
+        if done >= pushes:
+            break
+    return done, rss, loads
+
+
+async def _sent_in_db(conn: asyncpg.Connection[Any]) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """Status counts and sent_at span of the outbox, and the pushes sent per second."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
+               count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
+               count(*) FILTER (WHERE status NOT IN ('sent', 'pending', 'sending')) AS other,
+               min(sent_at) AS first_sent, max(sent_at) AS last_sent, max(attempts) AS max_attempts
+        FROM scenario_engine.push_notification
+        """
+    )
+    assert row is not None
+    per_sec = await conn.fetch(
+        """
+        SELECT extract(epoch FROM date_trunc('second', sent_at)
+                                  - date_trunc('second', $1::timestamptz))::int AS s,
+               count(*) AS n
+        FROM scenario_engine.push_notification WHERE sent_at IS NOT NULL GROUP BY 1 ORDER BY 1
+        """,
+        row["first_sent"],
+    )
+    return row, per_sec
+
+
+def _rates(row: asyncpg.Record, per_sec: list[asyncpg.Record], rate: float) -> dict[str, Any]:
+    """Achieved rate overall (first to last sent_at) and per second in the steady state."""
+    span = (row["last_sent"] - row["first_sent"]).total_seconds() if row["sent"] else 0.0
+    counts = [r["n"] for r in per_sec]
+    steady = counts[1:-1] if len(counts) > 2 else counts
+    return {
+        "db": {
+            "sent": row["sent"],
+            "still_open": row["open"],
+            "other_status": row["other"],
+            "max_attempts": row["max_attempts"],
+            "first_to_last_sent_s": round(span, 2),
+        },
+        "configured_rate_per_s": rate,
+        "achieved_rate_per_s": round(row["sent"] / span, 1) if span else None,
+        "achieved_vs_configured": round(row["sent"] / span / rate, 3) if span else None,
+        "steady_per_second_median": statistics.median(steady) if steady else None,
+        "steady_per_second_max": max(steady) if steady else None,
+        "steady_per_second_min": min(steady) if steady else None,
+        "sent_per_second": [(r["s"], r["n"]) for r in per_sec],
+    }
+
+
+def _gateway_summary(gw: dict[str, Any]) -> dict[str, Any]:
+    gw_span = (gw["last"] - gw["first"]) if gw["first"] else 0.0
+    return {
+        "requests": gw["count"],
+        "distinct_idempotency_keys": gw["distinct_keys"],
+        "rate_per_s": round(gw["count"] / gw_span, 1) if gw_span else None,
+        "max_per_second": max(gw["per_second"].values()) if gw["per_second"] else None,
+    }
+
+
+def _rss_summary(rss: list[tuple[float, float | None]]) -> dict[str, Any]:
+    values = [v for _, v in rss if v is not None]
+    return {
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+        "first": values[0] if values else None,
+        "last": values[-1] if values else None,
+        "samples": rss,
+    }
+
+
+async def _drain(
+    cluster: LocalCluster,
+    conn: asyncpg.Connection[Any],
+    daemon: DaemonProc,
+    label: str,
+    pushes: int,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """Insert the backlog, wake the dispatcher, watch it drain; CPU and RSS meanwhile."""
+    started = time.perf_counter()
+    await conn.execute(PUSHES_SQL, pushes, args.mentors)
+    await conn.execute("ANALYZE scenario_engine.push_notification")
+    t_inserted = time.perf_counter()
+    await conn.execute("NOTIFY scenario_push")
+    cpu0 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
+    t0 = time.perf_counter()
+    done, rss, loads = await _watch(daemon, label, pushes, args.limit_s)
+    elapsed = time.perf_counter() - t0
+    cpu1 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
+    return {
+        "load_during": loads or [load_average()],
+        "insert_backlog_s": round(t_inserted - started, 2),
+        "completed": done >= pushes,
+        "elapsed_s": round(elapsed, 1),
+        "daemon_rss_mb": _rss_summary(rss),
+        "daemon_cpu_s": round(cpu1[0] - cpu0[0], 2),
+        "daemon_cpu_share_of_one_core": round((cpu1[0] - cpu0[0]) / elapsed, 3),
+        "cluster_cpu_s": cpu_delta(cpu0[1], cpu1[1]),
+    }
 
 
 async def run_one(
@@ -166,12 +289,7 @@ async def run_one(
     batch: int,
 ) -> dict[str, Any]:
     label = f"rate{rate:g}-conc{conc}-batch{batch}-{pushes}"
-    url = await create_database(cluster, RUN_DB)
-    conn = await asyncpg.connect(url)
-    await conn.execute(MENTORS_SQL, args.mentors)
-    for statement in args.extra_sql:
-        await conn.execute(statement)
-    await conn.execute("VACUUM (ANALYZE)")
+    url, conn = await _database(cluster, args)
     gateway = GatewayProc()
     await gateway.wait_up()
     daemon = DaemonProc(
@@ -190,99 +308,18 @@ async def run_one(
         "pushes": pushes,
         "extra_sql": args.extra_sql,
     }
-    rss: list[tuple[float, float | None]] = []
     try:
         result["ready_s"] = round(await daemon.wait_ready(), 3)
         await daemon.wait_first_sweep()
         await asyncio.sleep(1.0)
         result["rss_before_backlog_mb"] = daemon.rss_mb()
         result["load_before"] = load_average()
-        started = time.perf_counter()
-        await conn.execute(PUSHES_SQL, pushes, args.mentors)
-        await conn.execute("ANALYZE push_notification")
-        t_inserted = time.perf_counter()
-        await conn.execute("NOTIFY scenario_push")
-        cpu0 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
-        t0 = time.perf_counter()
-        done = 0.0
-        loads = []
-        while time.perf_counter() - t0 < args.limit_s:
-            await asyncio.sleep(1.0)
-            rss.append((round(time.perf_counter() - t0, 1), daemon.rss_mb()))
-            outcomes = await sent_metric(daemon)
-            done = sum(v for k, v in outcomes.items() if k in ("sent", "failed", "dead", "cancelled"))
-            if len(rss) % 10 == 0:
-                loads.append(load_average())
-                log(f"{label}: t={rss[-1][0]} s sent {outcomes.get('sent', 0):,.0f}, RSS {rss[-1][1]} MB")
-            if done >= pushes:
-                break
-        elapsed = time.perf_counter() - t0
-        cpu1 = (daemon.cpu_seconds() or 0.0, cluster_cpu(cluster))
-        result["load_during"] = loads or [load_average()]
+        result.update(await _drain(cluster, conn, daemon, label, pushes, args))
         await asyncio.sleep(0.5)
-        row = await conn.fetchrow(
-            """
-            SELECT count(*) FILTER (WHERE status = 'sent') AS sent,
-                   count(*) FILTER (WHERE status IN ('pending', 'sending')) AS open,
-                   count(*) FILTER (WHERE status NOT IN ('sent', 'pending', 'sending')) AS other,
-                   min(sent_at) AS first_sent, max(sent_at) AS last_sent, max(attempts) AS max_attempts
-            FROM push_notification
-            """
-        )
-        assert row is not None
-        per_sec = await conn.fetch(
-            """
-            SELECT extract(epoch FROM date_trunc('second', sent_at)
-                                      - date_trunc('second', $1::timestamptz))::int AS s,
-                   count(*) AS n
-            FROM push_notification WHERE sent_at IS NOT NULL GROUP BY 1 ORDER BY 1
-            """,
-            row["first_sent"],
-        )
-        span = (row["last_sent"] - row["first_sent"]).total_seconds() if row["sent"] else 0.0
-        counts = [r["n"] for r in per_sec]
-        steady = counts[1:-1] if len(counts) > 2 else counts
-        gw = await gateway.stats()
-        gw_span = (gw["last"] - gw["first"]) if gw["first"] else 0.0
-        rss_values = [v for _, v in rss if v is not None]
-        result.update(
-            {
-                "insert_backlog_s": round(t_inserted - started, 2),
-                "completed": done >= pushes,
-                "elapsed_s": round(elapsed, 1),
-                "db": {
-                    "sent": row["sent"],
-                    "still_open": row["open"],
-                    "other_status": row["other"],
-                    "max_attempts": row["max_attempts"],
-                    "first_to_last_sent_s": round(span, 2),
-                },
-                "configured_rate_per_s": rate,
-                "achieved_rate_per_s": round(row["sent"] / span, 1) if span else None,
-                "achieved_vs_configured": round(row["sent"] / span / rate, 3) if span else None,
-                "steady_per_second_median": statistics.median(steady) if steady else None,
-                "steady_per_second_max": max(steady) if steady else None,
-                "steady_per_second_min": min(steady) if steady else None,
-                "sent_per_second": [(r["s"], r["n"]) for r in per_sec],
-                "gateway": {
-                    "requests": gw["count"],
-                    "distinct_idempotency_keys": gw["distinct_keys"],
-                    "rate_per_s": round(gw["count"] / gw_span, 1) if gw_span else None,
-                    "max_per_second": max(gw["per_second"].values()) if gw["per_second"] else None,
-                },
-                "daemon_rss_mb": {
-                    "min": min(rss_values) if rss_values else None,
-                    "max": max(rss_values) if rss_values else None,
-                    "first": rss_values[0] if rss_values else None,
-                    "last": rss_values[-1] if rss_values else None,
-                    "samples": rss,
-                },
-                "daemon_cpu_s": round(cpu1[0] - cpu0[0], 2),
-                "daemon_cpu_share_of_one_core": round((cpu1[0] - cpu0[0]) / elapsed, 3),
-                "cluster_cpu_s": cpu_delta(cpu0[1], cpu1[1]),
-                "log_errors": daemon.log_errors(),
-            }
-        )
+        row, per_sec = await _sent_in_db(conn)
+        result.update(_rates(row, per_sec, rate))
+        result["gateway"] = _gateway_summary(await gateway.stats())
+        result["log_errors"] = daemon.log_errors()
     finally:
         await daemon.stop()
         gateway.stop()
@@ -346,15 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_gateway is not None:
         serve_gateway(args.serve_gateway)
         return 0
-    result: dict[str, Any] = {
-        "benchmark": "dispatch",
-        "started_at": dt.datetime.now(dt.UTC).isoformat(),
-        "params": {k: v for k, v in vars(args).items() if k not in ("output", "serve_gateway")},
-        "load_before": load_average(),
-        "other_benchmarks": other_benchmarks(),
-    }
-    workdir = Path("/var/tmp") / f"bench-dispatch-{os.getpid()}"
-    workdir.mkdir(parents=True, exist_ok=True)
+    result = run_header(
+        "dispatch", {k: v for k, v in vars(args).items() if k not in ("output", "serve_gateway")}
+    )
+    workdir = scratch_dir("dispatch")
     started = time.perf_counter()
     ok = False
     with private_cluster() as cluster:

@@ -15,8 +15,10 @@ rounds (best of ``--repeat``) and checking that every variant returns the engine
   for the batch scans, the same on two connections (2 cores), certification evaluated once
   per sweep instead of once per batch;
 * the "due window" for inactivity (who became due since the previous sweep);
-* the incremental sweep against a full one at +15 min on twin copies (same rows?): the
-  engine's own (``since=``) where it has one, else the prototype ``INCREMENTAL_DUE_SET``;
+* the due set of the engine's incremental sweep (``due_mentors``) with a plain join and a
+  lateral probe of ``peer_mentor``;
+* the engine's incremental sweep (``since=``) against a full one at +15 min on twin copies
+  (same rows?);
 * the first sweep when the engine tables keep the statistics of their empty state (autovacuum
   off on them), with and without an index on ``scenario_notification (mentor_id, as_of)``.
 
@@ -29,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import inspect
-import os
 import sys
 import time
 import uuid
@@ -40,17 +40,32 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import BENCH_PG_SETTINGS, RESULTS_DIR, log, machine_facts, wait_for_quiet, write_json
-from bench.population import LOADED_TABLES, ensure_all_visible
-from bench.sweep import DEFAULT_AS_OF, POP_DB, _prewarm
-from scenario_engine.config import CertificationExpiryRule, InactivityRule, MilestoneRule, default_rules
-from scenario_engine.db.connect import connect, create_pool
-from scenario_engine.db.queries import query
-from scenario_engine.embedded import server_version, start_private_cluster
-from scenario_engine.engine import Engine
-from scenario_engine.scenarios import certification, inactivity, milestone
-
-INCREMENTAL = "since" in inspect.signature(Engine.run_scheduled_evaluation).parameters
+from bench.harness import statements, written
+from bench.harness.cluster import (
+    BENCH_PG_SETTINGS,
+    Conn,
+    LocalCluster,
+    admin,
+    clone_database,
+    connect,
+    create_pool,
+    database_exists,
+    drop_database,
+    prewarm,
+    private_cluster,
+    server_version,
+)
+from bench.harness.engine import (
+    Engine,
+    Rules,
+    candidate_query,
+    default_rules,
+    due_mentors_args,
+    one_rule_each,
+    query,
+)
+from bench.harness.population import DEFAULT_AS_OF, LOADED_TABLES, POP_DB, ensure_all_visible
+from bench.harness.report import RESULTS_DIR, log, machine_facts, wait_for_quiet, write_json
 
 DB = "bench_rewrites"
 ZERO = uuid.UUID(int=0)
@@ -107,36 +122,7 @@ WHERE NOT EXISTS (
 """
 
 
-INCREMENTAL_DUE_SET = """
--- Prototype of an incremental sweep at $2 after a completed sweep at $1: the mentors for
--- whom a time-driven condition can have become true in ($1, $2]. Milestones are absent on
--- purpose: a threshold can only be crossed by a data change, and every data change is an
--- event row that the event path evaluates.
--- $3 inactivity threshold secs, $4 reminder spacing secs, $5 inactivity rule, $6 cert tiers.
-SELECT DISTINCT mentor_id FROM (
-    SELECT a.mentor_id FROM activity a          -- first reminder: last activity left the window
-    WHERE a.occurred_at > $1::timestamptz - make_interval(secs => $3::float8)
-      AND a.occurred_at <= $2::timestamptz - make_interval(secs => $3::float8)
-    UNION ALL
-    SELECT p.id FROM peer_mentor p              -- first reminder of a never-active mentor
-    WHERE p.status = 'active'
-      AND p.joined_at > $1::timestamptz - make_interval(secs => $3::float8)
-      AND p.joined_at <= $2::timestamptz - make_interval(secs => $3::float8)
-    UNION ALL
-    SELECT sn.mentor_id FROM scenario_notification sn   -- next reminder: spacing elapsed
-    WHERE sn.rule_name = $5::text
-      AND sn.as_of > $1::timestamptz - make_interval(secs => $4::float8)
-      AND sn.as_of <= $2::timestamptz - make_interval(secs => $4::float8)
-    UNION ALL
-    SELECT c.mentor_id FROM certification c CROSS JOIN unnest($6::int[]) AS t(days)
-    WHERE c.revoked_at IS NULL                  -- a certification entered a reminder tier
-      AND c.expires_at > $1::timestamptz + make_interval(secs => t.days * 86400.0)
-      AND c.expires_at <= $2::timestamptz + make_interval(secs => t.days * 86400.0)
-) due
-"""
-
-
-async def batches(conn: Any, size: int) -> list[list[uuid.UUID]]:
+async def batches(conn: Conn, size: int) -> list[list[uuid.UUID]]:
     out: list[list[uuid.UUID]] = []
     after: uuid.UUID | None = None
     while True:
@@ -156,7 +142,7 @@ Run = Callable[[], Awaitable[tuple[float, list[tuple[Any, ...]]]]]
 
 
 async def over_batches(
-    conn: Any, sql: str, args_for: ArgsFor, groups: list[list[uuid.UUID]], setup: str | None = None
+    conn: Conn, sql: str, args_for: ArgsFor, groups: list[list[uuid.UUID]], setup: str | None = None
 ) -> tuple[float, list[tuple[Any, ...]]]:
     """Run one statement per batch, as the sweep does; ``setup`` runs first inside a
     transaction that is rolled back afterwards (e.g. ``DROP INDEX`` to time without it)."""
@@ -185,7 +171,7 @@ async def compare(title: str, variants: list[tuple[str, Run]], repeat: int) -> d
     runs: dict[str, list[float]] = {label: [] for label, _ in variants}
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for _ in range(repeat):
-        await asyncio.to_thread(wait_for_quiet, 0.25, 300.0)  # the machine may be shared
+        await _quiet()
         for label, run in variants:
             seconds, result = await run()
             runs[label].append(round(seconds, 3))
@@ -208,174 +194,6 @@ async def compare(title: str, variants: list[tuple[str, Run]], repeat: int) -> d
     return out
 
 
-async def incremental_vs_full(
-    cluster: Any, conn: Any, conn2: Any, args: argparse.Namespace, rules: Any
-) -> dict[str, Any]:
-    """The +15 min sweep two ways on twin copies of the steady state: the engine's full
-    sweep, and an incremental one — the engine's own (``since=``) where it has one, else the
-    due-set prototype above feeding ``Engine.evaluate_mentors``. Same rows written?"""
-    from bench.sweep import fingerprint
-
-    prev, at = args.as_of, args.as_of + dt.timedelta(minutes=15)
-    if not INCREMENTAL:
-        await conn.execute("CREATE INDEX bench_sn_rule_as_of_idx ON scenario_notification (rule_name, as_of)")
-    await conn.execute("VACUUM (ANALYZE)")
-    twin = DB + "_full"
-    admin = await asyncpg.connect(cluster.dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{twin}" WITH (FORCE)')
-        await conn.close()  # a template database must have no other sessions
-        await conn2.close()
-        await admin.execute(f'CREATE DATABASE "{twin}" TEMPLATE "{DB}" STRATEGY FILE_COPY')
-    finally:
-        await admin.close()
-    result: dict[str, Any] = {"prev_as_of": prev.isoformat(), "as_of": at.isoformat()}
-    pool = await create_pool(cluster.url(twin), min_size=1, max_size=2)
-    try:
-        async with pool.acquire() as c:
-            await _prewarm(c)
-        await asyncio.to_thread(wait_for_quiet, 0.25, 300.0)
-        t = time.perf_counter()
-        res = await Engine(pool, rules).run_scheduled_evaluation(at)
-        result["full_sweep_s"] = round(time.perf_counter() - t, 3)
-        result["full_sweep_sent"] = res.sent
-        async with pool.acquire() as c:
-            full_fp = await fingerprint(c)
-    finally:
-        await pool.close()
-    pool = await create_pool(cluster.url(DB), min_size=1, max_size=2)
-    try:
-        engine = Engine(pool, rules)
-        async with pool.acquire() as c:
-            await _prewarm(c)
-            await asyncio.to_thread(wait_for_quiet, 0.25, 300.0)
-            if INCREMENTAL:
-                result["incremental"] = "engine: run_scheduled_evaluation(as_of, since=previous as_of)"
-                t = time.perf_counter()
-                res = await engine.run_scheduled_evaluation(at, since=prev)
-                result["incremental_s"] = round(time.perf_counter() - t, 4)
-                result["incremental_due_mentors"] = res.mentors
-                result["incremental_sent"] = res.sent
-            else:
-                result["incremental"] = "bench prototype: INCREMENTAL_DUE_SET + Engine.evaluate_mentors"
-                await _prototype_incremental(c, engine, prev, at, rules, args, result)
-            inc_fp = await fingerprint(c)
-    finally:
-        await pool.close()
-    result["same_rows_as_full_sweep"] = {k: inc_fp[k] == full_fp[k] for k in full_fp}
-    result["differences"] = {
-        k: {"full": full_fp[k], "incremental": inc_fp[k]} for k in full_fp if inc_fp[k] != full_fp[k]
-    }
-    log(f"incremental vs full at +15 min: {result}")
-    admin = await asyncpg.connect(cluster.dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{twin}" WITH (FORCE)')
-    finally:
-        await admin.close()
-    return result
-
-
-async def _prototype_incremental(
-    c: Any,
-    engine: Engine,
-    prev: dt.datetime,
-    at: dt.datetime,
-    rules: Any,
-    args: argparse.Namespace,
-    result: dict[str, Any],
-) -> None:
-    [irule] = [r for r in rules.enabled() if isinstance(r, InactivityRule)]
-    [crule] = [r for r in rules.enabled() if isinstance(r, CertificationExpiryRule)]
-    params = (
-        prev,
-        at,
-        irule.threshold_days * 86400.0,
-        irule.cooldown.total_seconds(),
-        irule.name,
-        list(crule.tiers_days),
-    )
-    t = time.perf_counter()
-    mentors = sorted(r["mentor_id"] for r in await c.fetch(INCREMENTAL_DUE_SET, *params))
-    t_due = time.perf_counter() - t
-    outcomes = await engine.evaluate_mentors(c, mentors, at)
-    result["incremental_s"] = round(time.perf_counter() - t, 4)
-    result["incremental_due_set_s"] = round(t_due, 4)
-    result["incremental_due_mentors"] = len(mentors)
-    result["incremental_sent"] = sum(1 for o in outcomes if o.decision.allowed and not o.duplicate)
-    plan = await c.fetch("EXPLAIN (ANALYZE, BUFFERS) " + INCREMENTAL_DUE_SET, *params)
-    _write_plan(args.label, "rewrite-incremental_due_set", plan)
-
-
-STALE_TABLES = (
-    "scenario_notification",
-    "scenario_cooldown",
-    "scenario_decision",
-    "push_notification",
-    "achievement",
-)
-
-
-async def stale_statistics_first_sweep(cluster: Any, args: argparse.Namespace, rules: Any) -> dict[str, Any]:
-    """The first sweep when the engine's tables keep the statistics they had when empty
-    (autovacuum off on them: what happens when autoanalyze does not catch up during a big
-    sweep, made deterministic). policy_inputs' sent_24h sub-query can then combine the
-    mentor index with the as_of index (BitmapAnd), and the as_of range of the last 24 h
-    holds every notification the sweep has written so far: quadratic. With an index on
-    scenario_notification (mentor_id, as_of) the probe is one index range per mentor."""
-    from bench.sweep import _stats
-
-    out: dict[str, Any] = {}
-    name = DB + "_stale"
-    # Migration 0007 (a6da537) ships this index as scenario_notification_mentor_as_of_idx:
-    # drop it for "before", make sure it exists for "after".
-    variants = [
-        ("stale statistics", "DROP INDEX IF EXISTS scenario_notification_mentor_as_of_idx"),
-        (
-            "stale statistics + index (mentor_id, as_of)",
-            "CREATE INDEX IF NOT EXISTS scenario_notification_mentor_as_of_idx "
-            "ON scenario_notification (mentor_id, as_of)",
-        ),
-    ]
-    for label, extra in variants:
-        admin = await asyncpg.connect(cluster.dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{POP_DB}" STRATEGY FILE_COPY')
-            conn = await connect(cluster.url(name))
-            try:
-                for table in STALE_TABLES:
-                    await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
-                if extra:
-                    await conn.execute(extra)
-                await conn.execute("ANALYZE " + ", ".join(STALE_TABLES))
-                await _prewarm(conn)
-            finally:
-                await conn.close()
-            pool = await create_pool(cluster.url(name), min_size=1, max_size=2)
-            try:
-                await asyncio.to_thread(wait_for_quiet, 0.25, 300.0)
-                await admin.execute("SELECT pg_stat_statements_reset()")
-                t = time.perf_counter()
-                res = await Engine(pool, rules).run_scheduled_evaluation(args.as_of)
-                seconds = time.perf_counter() - t
-            finally:
-                await pool.close()
-            stats = await _stats(admin, name)
-            policy = stats["by_query"].get("policy_inputs", {})
-            out[label] = {
-                "first_sweep_s": round(seconds, 2),
-                "sent": res.sent,
-                "policy_inputs_s": round(policy.get("exec_ms", 0) / 1000, 2),
-                "policy_inputs_buffers": policy.get("shared_hit", 0) + policy.get("shared_read", 0),
-                "db_exec_s": stats["db_exec_s"],
-            }
-            log(f"first sweep, {label}: {out[label]}")
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-    return out
-
-
 def _before_after(sql: str, old: str, new: str) -> tuple[str, str] | None:
     """(before, after) texts of a proposed change, whether or not the engine has adopted it."""
     if old in sql:
@@ -389,13 +207,13 @@ def _before_after(sql: str, old: str, new: str) -> tuple[str, str] | None:
 KEYSET_OLD = "($1::uuid IS NULL OR id > $1::uuid)"
 KEYSET_NEW = "id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)"
 ACTIVE_BATCH = _before_after(query("active_mentor_batch"), KEYSET_OLD, KEYSET_NEW)
-DUE_JOIN_OLD = "JOIN peer_mentor p ON p.id = due.mentor_id AND p.status = 'active'"
+DUE_JOIN_OLD = "JOIN public.peer_mentor p ON p.id = due.mentor_id AND p.status = 'active'"
 DUE_JOIN_NEW = (
     "JOIN LATERAL (\n"
-    "    SELECT 1 FROM peer_mentor p WHERE p.id = due.mentor_id AND p.status = 'active' LIMIT 1\n"
+    "    SELECT 1 FROM public.peer_mentor p WHERE p.id = due.mentor_id AND p.status = 'active' LIMIT 1\n"
     ") active ON true"
 )
-DUE_MENTORS = _before_after(query("due_mentors"), DUE_JOIN_OLD, DUE_JOIN_NEW) if INCREMENTAL else None
+DUE_MENTORS = _before_after(query("due_mentors"), DUE_JOIN_OLD, DUE_JOIN_NEW)
 COVER = (
     "CREATE INDEX bench_peer_mentor_active_cover_idx ON peer_mentor (id) "
     "INCLUDE (joined_at, timezone) WHERE status = 'active'"
@@ -407,216 +225,398 @@ WITHOUT_COVER = (
 )
 
 
-async def run(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
-    rules = default_rules()
-    [irule] = [r for r in rules.enabled() if isinstance(r, InactivityRule)]
-    [mrule] = [r for r in rules.enabled() if isinstance(r, MilestoneRule)]
-    [crule] = [r for r in rules.enabled() if isinstance(r, CertificationExpiryRule)]
-    at = args.as_of
-    admin = await asyncpg.connect(cluster.dsn)
-    out: dict[str, Any] = {"as_of": at.isoformat(), "batch": args.batch, "repeat": args.repeat}
+# Before each measured run: wait until other processes leave the CPUs mostly idle (the
+# machine may be shared); --quiet-below / --quiet-timeout as in bench.sweep.
+QUIET = {"below": 0.25, "timeout": 300.0}
+
+
+def _quiet() -> Awaitable[dict[str, float]]:
+    return asyncio.to_thread(wait_for_quiet, QUIET["below"], QUIET["timeout"])
+
+
+class Sweep:
+    """The batches of one full sweep and the two connections the variants run on."""
+
+    def __init__(self, conn: Conn, conn2: Conn, groups: list[list[uuid.UUID]], batch: int) -> None:
+        self.conn, self.conn2, self.groups, self.batch = conn, conn2, groups, batch
+        # the key range of a batch starts after the previous batch of the whole sweep (not of
+        # the subset one connection runs)
+        self.lower = {g[0]: (groups[i - 1][-1] if i else ZERO) for i, g in enumerate(groups)}
+
+    def ranged(self, f: ArgsFor) -> ArgsFor:
+        """``f``'s arguments with the id array replaced by the batch's key range."""
+
+        def args_for(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
+            return (self.lower[g[0]], *f(g, prev)[1:], g[-1])
+
+        return args_for
+
+    def batch_args(self, g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
+        return (None if self.lower[g[0]] == ZERO else self.lower[g[0]], self.batch)
+
+    def on(self, sql: str, f: ArgsFor, setup: str | None = None, first_only: bool = False) -> Run:
+        groups = self.groups[:1] if first_only else self.groups
+        return lambda: over_batches(self.conn, sql, f, groups, setup)
+
+    def two(self, sql: str, f: ArgsFor, setup: str | None = None) -> Run:
+        """Even batches on one connection, odd ones on the other, at the same time."""
+
+        async def run_two() -> tuple[float, list[tuple[Any, ...]]]:
+            a, b = await asyncio.gather(
+                over_batches(self.conn, sql, f, self.groups[0::2], setup),
+                over_batches(self.conn2, sql, f, self.groups[1::2], setup),
+            )
+            return max(a[0], b[0]), sorted(a[1] + b[1])
+
+        return run_two
+
+
+def candidate_args(rules: Rules, kind: int, at: dt.datetime) -> ArgsFor:
+    """Per batch, the engine's arguments of the candidate query of rule ``kind`` (0 inactivity,
+    1 milestone, 2 certification)."""
+    rule = one_rule_each(rules)[kind]
+
+    def args_for(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
+        return candidate_query(rule, g, at)[1]
+
+    return args_for
+
+
+async def keyset_listing(sw: Sweep, n: int) -> dict[str, Any] | None:
+    """The keyset listing under a generic plan (asyncpg re-uses prepared statements; after
+    five runs Postgres may switch to the generic plan, where "$1 IS NULL OR id > $1" is a
+    filter, not an index condition: every batch rescans the index from the start)."""
+    if ACTIVE_BATCH is None:
+        log("active_mentor_batch changed beyond both known forms: not compared")
+        return None
+    generic = "SET LOCAL plan_cache_mode = force_generic_plan"
+    before, after = ACTIVE_BATCH
+    return await compare(
+        "active_mentor_batch",
+        [
+            ("IS NULL OR, custom plan", sw.on(before, sw.batch_args)),
+            ("IS NULL OR, generic plan", sw.on(before, sw.batch_args, generic)),
+            ("coalesce, generic plan", sw.on(after, sw.batch_args, generic)),
+        ],
+        n,
+    )
+
+
+def _variants(sw: Sweep, name: str, f: ArgsFor) -> list[tuple[str, Run]]:
+    """The engine's per-batch query, key ranges, the covering index, two connections."""
+    last_param = len(f(sw.groups[0], ZERO)) + 1  # the range's upper bound follows the engine's
+    engine, ranged = query(name), range_variant(name, "p.id", last_param)
+    return [
+        ("engine", sw.on(engine, f, WITHOUT_COVER)),
+        ("key range", sw.on(ranged, sw.ranged(f), WITHOUT_COVER)),
+        ("engine + covering index", sw.on(engine, f)),
+        ("key range + covering index", sw.on(ranged, sw.ranged(f))),
+        ("engine, 2 connections", sw.two(engine, f, WITHOUT_COVER)),
+        ("key range + covering index, 2 connections", sw.two(ranged, sw.ranged(f))),
+    ]
+
+
+async def candidate_queries(
+    sw: Sweep, rules: Rules, at: dt.datetime, n: int, out: dict[str, Any]
+) -> dict[str, Any]:
+    """Per-batch candidate queries; the covering index exists and is dropped (inside a
+    rolled-back transaction) for the runs "without" it."""
+    t = time.perf_counter()
+    await sw.conn.execute(COVER)
+    await sw.conn.execute("VACUUM (ANALYZE) peer_mentor")
+    out["covering_index_build_s"] = round(time.perf_counter() - t, 3)
+    ia, ma, ca = (candidate_args(rules, kind, at) for kind in range(3))
+    results = {
+        "inactivity_candidates": await compare("inactivity", _variants(sw, "inactivity_candidates", ia), n)
+    }
+    milestone = _variants(sw, "milestone_candidates", ma)
+    milestone.insert(2, ("prefiltered anti-join", sw.on(milestone_prefiltered(), ma, WITHOUT_COVER)))
+    results["milestone_candidates"] = await compare("milestone", milestone, n)
+    crule = one_rule_each(rules)[2]
+
+    def cert_once_args(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
+        return ([], at, crule.name, list(crule.tiers_days), list(crule.certification_types))
+
+    results["certification_candidates"] = await compare(
+        "certification",
+        [
+            ("engine (per batch)", sw.on(query("certification_candidates"), ca, WITHOUT_COVER)),
+            ("once per sweep", sw.on(certification_once(), cert_once_args, WITHOUT_COVER, first_only=True)),
+        ],
+        n,
+    )
+    await sw.conn.execute("DROP INDEX bench_peer_mentor_active_cover_idx")
+    return results
+
+
+async def _occurred_at_index(conn: Conn, out: dict[str, Any]) -> None:
+    """An index on activity(occurred_at) (migration 0006 ships one; else build it)."""
+    has_index = await conn.fetchval(
+        "SELECT count(*) > 0 FROM pg_indexes WHERE tablename = 'activity' AND indexdef LIKE '%(occurred_at)%'"
+    )
+    if not has_index:
+        t = time.perf_counter()
+        await conn.execute(
+            "CREATE INDEX bench_activity_occurred_idx ON activity (occurred_at) INCLUDE (mentor_id)"
+        )
+        await conn.execute("ANALYZE activity")
+        out["activity_occurred_index_build_s"] = round(time.perf_counter() - t, 3)
+    out["activity_occurred_index_size"] = await conn.fetchval(
+        "SELECT pg_size_pretty(pg_relation_size(indexrelid)) FROM pg_index "
+        "WHERE indrelid = 'activity'::regclass AND pg_get_indexdef(indexrelid) LIKE '%(occurred_at)%' "
+        "LIMIT 1"
+    )
+
+
+async def inactivity_due_window(
+    conn: Conn, rules: Rules, at: dt.datetime, n: int, label: str, out: dict[str, Any]
+) -> dict[str, Any]:
+    """Who became due for inactivity in the last 15 minutes / day (the due-window alternative)."""
+    await _occurred_at_index(conn, out)
+    secs = one_rule_each(rules)[0].threshold_days * 86400.0
+    due = await conn.prepare(INACTIVITY_DUE_WINDOW)
+    results: dict[str, Any] = {}
+    for window in (dt.timedelta(minutes=15), dt.timedelta(days=1)):
+        times = []
+        count = 0
+        for _ in range(n):
+            t = time.perf_counter()
+            count = len(await due.fetch(secs, at + window, at))
+            times.append(round(time.perf_counter() - t, 4))
+        results[f"inactivity due window {window}"] = {"best_s": min(times), "runs_s": times, "rows": count}
+        log(f"inactivity due window {window}: best {min(times):.4f} s, {count} mentors")
+    plan = await conn.fetch(
+        "EXPLAIN (ANALYZE, BUFFERS) " + INACTIVITY_DUE_WINDOW, secs, at + dt.timedelta(minutes=15), at
+    )
+    _write_plan(label, "rewrite-inactivity_due_window", plan)
+    return results
+
+
+async def due_mentors(sw: Sweep, rules: Rules, at: dt.datetime, n: int) -> dict[str, Any] | None:
+    """The due set joins ~300 ids to peer_mentor; with windows built from unnest() parameters
+    the planner expects ~600k and (plain join) hashes every active mentor."""
+    if DUE_MENTORS is None:
+        log("due_mentors changed beyond both known forms: not compared")
+        return None
+    due_args = due_mentors_args(rules, at, at + dt.timedelta(minutes=15))
+    due_before, due_after = DUE_MENTORS
+
+    def fixed(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
+        return due_args
+
+    return await compare(
+        "due_mentors (+15 min)",
+        [
+            ("plain join", sw.on(due_before, fixed, first_only=True)),
+            ("lateral probe", sw.on(due_after, fixed, first_only=True)),
+        ],
+        max(n, 5),
+    )
+
+
+async def _sweep_and_fingerprint(
+    url: str, rules: Rules, at: dt.datetime, since: dt.datetime | None
+) -> tuple[float, int, int, dict[str, Any]]:
+    """(seconds, mentors, sent, fingerprint) of one prewarmed sweep."""
+    pool = await create_pool(url, min_size=1, max_size=2)
     try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", POP_DB):
-            raise SystemExit(f"no {POP_DB} in {args.data_dir}: run bench.sweep --data-dir first")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DB}_full" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{DB}" TEMPLATE "{POP_DB}" STRATEGY FILE_COPY')
+        async with pool.acquire() as c:
+            await prewarm(c)
+        await _quiet()
+        t = time.perf_counter()
+        engine = Engine(pool, rules)
+        res = await (
+            engine.run_scheduled_evaluation(at, since=since) if since else engine.run_scheduled_evaluation(at)
+        )
+        seconds = time.perf_counter() - t
+        async with pool.acquire() as c:
+            return seconds, res.mentors, res.sent, await written.fingerprint(c)
     finally:
-        await admin.close()
+        await pool.close()
+
+
+async def incremental_vs_full(
+    cluster: LocalCluster, args: argparse.Namespace, rules: Rules
+) -> dict[str, Any]:
+    """The +15 min sweep two ways on twin copies of the steady state: the engine's full
+    sweep, and its incremental one (``since=``). Same rows written?"""
+    prev, at = args.as_of, args.as_of + dt.timedelta(minutes=15)
+    twin = DB + "_full"
+    conn = await admin(cluster)
+    try:
+        await clone_database(conn, twin, DB)
+    finally:
+        await conn.close()
+    result: dict[str, Any] = {"prev_as_of": prev.isoformat(), "as_of": at.isoformat()}
+    seconds, _, sent, full_fp = await _sweep_and_fingerprint(cluster.url(twin), rules, at, None)
+    result["full_sweep_s"] = round(seconds, 3)
+    result["full_sweep_sent"] = sent
+    result["incremental"] = "engine: run_scheduled_evaluation(as_of, since=previous as_of)"
+    seconds, mentors, sent, inc_fp = await _sweep_and_fingerprint(cluster.url(DB), rules, at, prev)
+    result["incremental_s"] = round(seconds, 4)
+    result["incremental_due_mentors"] = mentors
+    result["incremental_sent"] = sent
+    result["same_rows_as_full_sweep"] = {k: inc_fp[k] == full_fp[k] for k in full_fp}
+    result["differences"] = {
+        k: {"full": full_fp[k], "incremental": inc_fp[k]} for k in full_fp if inc_fp[k] != full_fp[k]
+    }
+    log(f"incremental vs full at +15 min: {result}")
+    conn = await admin(cluster)
+    try:
+        await drop_database(conn, twin)
+    finally:
+        await conn.close()
+    return result
+
+
+STALE_TABLES = (
+    "scenario_engine.scenario_notification",
+    "scenario_engine.scenario_cooldown",
+    "scenario_engine.scenario_decision",
+    "scenario_engine.push_notification",
+    "public.achievement",
+)
+# Migration 0007 (a6da537) ships this index as scenario_notification_mentor_as_of_idx:
+# drop it for "before", make sure it exists for "after".
+STALE_VARIANTS = (
+    ("stale statistics", "DROP INDEX IF EXISTS scenario_engine.scenario_notification_mentor_as_of_idx"),
+    (
+        "stale statistics + index (mentor_id, as_of)",
+        "CREATE INDEX IF NOT EXISTS scenario_notification_mentor_as_of_idx "
+        "ON scenario_engine.scenario_notification (mentor_id, as_of)",
+    ),
+)
+
+
+async def _stale_copy(url: str, extra: str) -> None:
+    """Autovacuum off on the engine's tables, their statistics those of the empty state."""
+    conn = await connect(url)
+    try:
+        for table in STALE_TABLES:
+            await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+        await conn.execute(extra)
+        await conn.execute("ANALYZE " + ", ".join(STALE_TABLES))
+        await prewarm(conn)
+    finally:
+        await conn.close()
+
+
+async def _stale_first_sweep(
+    cluster: LocalCluster, admin_conn: asyncpg.Connection[Any], name: str, rules: Rules, at: dt.datetime
+) -> dict[str, Any]:
+    pool = await create_pool(cluster.url(name), min_size=1, max_size=2)
+    try:
+        await _quiet()
+        await statements.stats_reset(admin_conn)
+        t = time.perf_counter()
+        res = await Engine(pool, rules).run_scheduled_evaluation(at)
+        seconds = time.perf_counter() - t
+    finally:
+        await pool.close()
+    stats = await statements.stats(admin_conn, name)
+    policy = stats["by_query"].get("policy_inputs", {})
+    return {
+        "first_sweep_s": round(seconds, 2),
+        "sent": res.sent,
+        "policy_inputs_s": round(policy.get("exec_ms", 0) / 1000, 2),
+        "policy_inputs_buffers": policy.get("shared_hit", 0) + policy.get("shared_read", 0),
+        "db_exec_s": stats["db_exec_s"],
+    }
+
+
+async def stale_statistics_first_sweep(
+    cluster: LocalCluster, args: argparse.Namespace, rules: Rules
+) -> dict[str, Any]:
+    """The first sweep when the engine's tables keep the statistics they had when empty
+    (autovacuum off on them: what happens when autoanalyze does not catch up during a big
+    sweep, made deterministic). policy_inputs' sent_24h sub-query can then combine the
+    mentor index with the as_of index (BitmapAnd), and the as_of range of the last 24 h
+    holds every notification the sweep has written so far: quadratic. With an index on
+    scenario_notification (mentor_id, as_of) the probe is one index range per mentor."""
+    out: dict[str, Any] = {}
+    name = DB + "_stale"
+    for label, extra in STALE_VARIANTS:
+        conn = await admin(cluster)
+        try:
+            await clone_database(conn, name, POP_DB)
+            await _stale_copy(cluster.url(name), extra)
+            out[label] = await _stale_first_sweep(cluster, conn, name, rules, args.as_of)
+            log(f"first sweep, {label}: {out[label]}")
+            await drop_database(conn, name)
+        finally:
+            await conn.close()
+    return out
+
+
+async def steady_state(cluster: LocalCluster, rules: Rules, at: dt.datetime) -> float:
+    """``DB``: a copy of the populated database after one real sweep (and what autovacuum
+    does after it); the seconds that first sweep took."""
+    conn = await admin(cluster)
+    try:
+        if not await database_exists(conn, POP_DB):
+            raise SystemExit(f"no {POP_DB} in the data directory: run bench.sweep --data-dir first")
+        await drop_database(conn, DB + "_full")
+        await clone_database(conn, DB, POP_DB)
+    finally:
+        await conn.close()
     pool = await create_pool(cluster.url(DB), min_size=1, max_size=2)
     try:
         t0 = time.perf_counter()
         res = await Engine(pool, rules).run_scheduled_evaluation(at)
-        out["first_sweep_s"] = round(time.perf_counter() - t0, 2)
-        log(f"steady state reached: first sweep {out['first_sweep_s']} s, {res.sent} sent")
+        seconds = time.perf_counter() - t0
+        log(f"steady state reached: first sweep {seconds:.2f} s, {res.sent} sent")
+        async with pool.acquire() as c:
+            await c.execute("VACUUM (ANALYZE)")
+            await ensure_all_visible(c, (*LOADED_TABLES, "achievement", "scenario_notification"))
     finally:
         await pool.close()
+    return seconds
+
+
+async def measure_queries(
+    cluster: LocalCluster, args: argparse.Namespace, rules: Rules, out: dict[str, Any]
+) -> dict[str, Any]:
+    """Every per-query comparison, over the batches of one full sweep of ``DB``."""
+    at, n = args.as_of, args.repeat
     conn = await connect(cluster.url(DB))
     conn2 = await connect(cluster.url(DB))
     results: dict[str, Any] = {}
     try:
-        await conn.execute("VACUUM (ANALYZE)")  # what autovacuum does after the first sweep
-        await ensure_all_visible(conn, (*LOADED_TABLES, "achievement", "scenario_notification"))
-        await _prewarm(conn)
+        await prewarm(conn)
         groups = await batches(conn, args.batch)
         out["batches"] = len(groups)
         out["mentors"] = sum(len(g) for g in groups)
-        n = args.repeat
-
-        def ia(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-            return inactivity.query_args(irule, g, at)
-
-        def ma(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-            return milestone.query_args(mrule, g, at)
-
-        def ca(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-            return certification.query_args(crule, g, at)
-
-        # the key range of a batch starts after the previous batch of the whole sweep (not of
-        # the subset one connection runs)
-        lower = {g[0]: (groups[i - 1][-1] if i else ZERO) for i, g in enumerate(groups)}
-
-        def ranged(f: ArgsFor) -> ArgsFor:
-            def args_for(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-                return (lower[g[0]], *f(g, prev)[1:], g[-1])
-
-            return args_for
-
-        def batch_args(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-            return (None if lower[g[0]] == ZERO else lower[g[0]], args.batch)
-
-        def on(c: Any, sql: str, f: ArgsFor, setup: str | None = None) -> Run:
-            return lambda: over_batches(c, sql, f, groups, setup)
-
-        def two(sql: str, f: ArgsFor, setup: str | None = None) -> Run:
-            async def run_two() -> tuple[float, list[tuple[Any, ...]]]:
-                a, b = await asyncio.gather(
-                    over_batches(conn, sql, f, groups[0::2], setup),
-                    over_batches(conn2, sql, f, groups[1::2], setup),
-                )
-                return max(a[0], b[0]), sorted(a[1] + b[1])
-
-            return run_two
-
-        # 1. The keyset listing under a generic plan (asyncpg re-uses prepared statements; after
-        #    five runs Postgres may switch to the generic plan, where "$1 IS NULL OR id > $1"
-        #    is a filter, not an index condition: every batch rescans the index from the start).
-        generic = "SET LOCAL plan_cache_mode = force_generic_plan"
-        if ACTIVE_BATCH is not None:
-            before, after = ACTIVE_BATCH
-            results["active_mentor_batch"] = await compare(
-                "active_mentor_batch",
-                [
-                    ("IS NULL OR, custom plan", on(conn, before, batch_args)),
-                    ("IS NULL OR, generic plan", on(conn, before, batch_args, generic)),
-                    ("coalesce, generic plan", on(conn, after, batch_args, generic)),
-                ],
-                n,
-            )
-        else:
-            log("active_mentor_batch changed beyond both known forms: not compared")
-        # 2. Per-batch candidate queries; the covering index exists and is dropped (inside a
-        #    rolled-back transaction) for the runs "without" it.
-        t = time.perf_counter()
-        await conn.execute(COVER)
-        await conn.execute("VACUUM (ANALYZE) peer_mentor")
-        out["covering_index_build_s"] = round(time.perf_counter() - t, 3)
-        inactivity_range = range_variant("inactivity_candidates", "p.id", 7)
-        results["inactivity_candidates"] = await compare(
-            "inactivity",
-            [
-                ("engine", on(conn, query("inactivity_candidates"), ia, WITHOUT_COVER)),
-                ("key range", on(conn, inactivity_range, ranged(ia), WITHOUT_COVER)),
-                ("engine + covering index", on(conn, query("inactivity_candidates"), ia)),
-                ("key range + covering index", on(conn, inactivity_range, ranged(ia))),
-                ("engine, 2 connections", two(query("inactivity_candidates"), ia, WITHOUT_COVER)),
-                ("key range + covering index, 2 connections", two(inactivity_range, ranged(ia))),
-            ],
-            n,
-        )
-        milestone_range = range_variant("milestone_candidates", "p.id", 8)
-        results["milestone_candidates"] = await compare(
-            "milestone",
-            [
-                ("engine", on(conn, query("milestone_candidates"), ma, WITHOUT_COVER)),
-                ("key range", on(conn, milestone_range, ranged(ma), WITHOUT_COVER)),
-                ("prefiltered anti-join", on(conn, milestone_prefiltered(), ma, WITHOUT_COVER)),
-                ("engine + covering index", on(conn, query("milestone_candidates"), ma)),
-                ("key range + covering index", on(conn, milestone_range, ranged(ma))),
-                ("engine, 2 connections", two(query("milestone_candidates"), ma, WITHOUT_COVER)),
-                ("key range + covering index, 2 connections", two(milestone_range, ranged(ma))),
-            ],
-            n,
-        )
-        once = certification_once()
-
-        def cert_once_args(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-            return ([], at, crule.name, list(crule.tiers_days), list(crule.certification_types))
-
-        results["certification_candidates"] = await compare(
-            "certification",
-            [
-                ("engine (per batch)", on(conn, query("certification_candidates"), ca, WITHOUT_COVER)),
-                (
-                    "once per sweep",
-                    lambda: over_batches(conn, once, cert_once_args, groups[:1], WITHOUT_COVER),
-                ),
-            ],
-            n,
-        )
-        await conn.execute("DROP INDEX bench_peer_mentor_active_cover_idx")
-
-        # 3. The due-window alternative for inactivity needs an index on activity(occurred_at)
-        #    (migration 0006 ships one with the engine's incremental sweep; else build it).
-        has_index = await conn.fetchval(
-            "SELECT count(*) > 0 FROM pg_indexes WHERE tablename = 'activity' "
-            "AND indexdef LIKE '%(occurred_at)%'"
-        )
-        if not has_index:
-            t = time.perf_counter()
-            await conn.execute(
-                "CREATE INDEX bench_activity_occurred_idx ON activity (occurred_at) INCLUDE (mentor_id)"
-            )
-            await conn.execute("ANALYZE activity")
-            out["activity_occurred_index_build_s"] = round(time.perf_counter() - t, 3)
-        out["activity_occurred_index_size"] = await conn.fetchval(
-            "SELECT pg_size_pretty(pg_relation_size(indexrelid)) FROM pg_index "
-            "WHERE indrelid = 'activity'::regclass AND pg_get_indexdef(indexrelid) LIKE '%(occurred_at)%' "
-            "LIMIT 1"
-        )
-        secs = irule.threshold_days * 86400.0
-        due = await conn.prepare(INACTIVITY_DUE_WINDOW)
-        for window in (dt.timedelta(minutes=15), dt.timedelta(days=1)):
-            times = []
-            for _ in range(n):
-                t = time.perf_counter()
-                count = len(await due.fetch(secs, at + window, at))
-                times.append(round(time.perf_counter() - t, 4))
-            results[f"inactivity due window {window}"] = {
-                "best_s": min(times),
-                "runs_s": times,
-                "rows": count,
-            }
-            log(f"inactivity due window {window}: best {min(times):.4f} s, {count} mentors")
-        plan = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + INACTIVITY_DUE_WINDOW, secs, at + dt.timedelta(minutes=15), at
-        )
-        _write_plan(args.label, "rewrite-inactivity_due_window", plan)
-        if DUE_MENTORS is not None:
-            # The due set joins ~300 ids to peer_mentor; with windows built from unnest()
-            # parameters the planner expects ~600k and (plain join) hashes every active mentor.
-            from scenario_engine.engine import due_mentors_args
-
-            due_args = due_mentors_args(rules, at, at + dt.timedelta(minutes=15))
-            due_before, due_after = DUE_MENTORS
-
-            def fixed(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-                return due_args
-
-            results["due_mentors"] = await compare(
-                "due_mentors (+15 min)",
-                [
-                    ("plain join", lambda: over_batches(conn, due_before, fixed, groups[:1])),
-                    ("lateral probe", lambda: over_batches(conn, due_after, fixed, groups[:1])),
-                ],
-                max(n, 5),
-            )
+        sw = Sweep(conn, conn2, groups, args.batch)
+        listing = await keyset_listing(sw, n)
+        if listing is not None:
+            results["active_mentor_batch"] = listing
+        results.update(await candidate_queries(sw, rules, at, n, out))
+        results.update(await inactivity_due_window(conn, rules, at, n, args.label, out))
+        due = await due_mentors(sw, rules, at, n)
+        if due is not None:
+            results["due_mentors"] = due
         if not args.skip_incremental:
-            out["incremental"] = await incremental_vs_full(cluster, conn, conn2, args, rules)
-        else:
-            await conn.close()
-            await conn2.close()
+            await conn.execute("VACUUM (ANALYZE)")  # before the copy for incremental_vs_full
     finally:
-        if not conn.is_closed():
-            await conn.close()
-        if not conn2.is_closed():
-            await conn2.close()
-        admin = await asyncpg.connect(cluster.dsn)
+        await conn.close()  # a template database (the incremental twin) has no other sessions
+        await conn2.close()
+    return results
+
+
+async def run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
+    rules = default_rules()
+    out: dict[str, Any] = {"as_of": args.as_of.isoformat(), "batch": args.batch, "repeat": args.repeat}
+    try:
+        out["first_sweep_s"] = round(await steady_state(cluster, rules, args.as_of), 2)
+        out["results"] = await measure_queries(cluster, args, rules, out)
+        if not args.skip_incremental:
+            out["incremental"] = await incremental_vs_full(cluster, args, rules)
+    finally:
+        conn = await admin(cluster)
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+            await drop_database(conn, DB)
         finally:
-            await admin.close()
-    out["results"] = results
+            await conn.close()
     if not args.skip_stale_stats:
         out["stale_statistics"] = await stale_statistics_first_sweep(cluster, args, rules)
     return out
@@ -626,6 +626,21 @@ def _write_plan(label: str, name: str, plan: list[asyncpg.Record]) -> None:
     folder = RESULTS_DIR / f"plans-{label}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.txt").write_text("\n".join(r[0] for r in plan) + "\n", encoding="utf-8")
+
+
+def summarize(result: dict[str, Any]) -> str:
+    lines = []
+    for group, variants in result.get("results", {}).items():
+        if "best_s" in variants:
+            lines.append(f"{group:<55} {variants['best_s']:>8.3f} s  ({variants['rows']} rows)")
+            continue
+        for label, v in variants.items():
+            lines.append(f"{group + ' | ' + label:<70} {v['best_s']:>8.3f} s  same rows: {v['same_rows']}")
+    if "incremental" in result:
+        lines.append(f"incremental vs full: {result['incremental']}")
+    if "stale_statistics" in result:
+        lines.append(f"first sweep on stale statistics: {result['stale_statistics']}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -639,27 +654,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--skip-stale-stats", action="store_true", help="skip the first sweeps on stale statistics"
     )
+    p.add_argument("--quiet-below", type=float, default=0.25, help="1.0 disables the wait for quiet")
+    p.add_argument("--quiet-timeout", type=float, default=300.0, help="longest wait for quiet, seconds")
     args = p.parse_args(argv)
-    cluster = start_private_cluster(data_dir=args.data_dir, settings=BENCH_PG_SETTINGS, owner_pid=os.getpid())
-    result: dict[str, Any] = {
-        "benchmark": "sweep_rewrites",
-        "machine": machine_facts(server_version(cluster.bin_dir)),
-    }
-    try:
+    QUIET.update(below=args.quiet_below, timeout=args.quiet_timeout)
+    result: dict[str, Any] = {"benchmark": "sweep_rewrites"}
+    with private_cluster(BENCH_PG_SETTINGS, data_dir=args.data_dir) as cluster:
+        result["machine"] = machine_facts(server_version(cluster.bin_dir))
         result.update(asyncio.run(run(cluster, args)))
-    finally:
-        cluster.close()
     write_json(RESULTS_DIR / f"sweep-rewrites-{args.label}.json", result)
-    for group, variants in result.get("results", {}).items():
-        if "best_s" in variants:
-            print(f"{group:<55} {variants['best_s']:>8.3f} s  ({variants['rows']} rows)")
-            continue
-        for label, v in variants.items():
-            print(f"{group + ' | ' + label:<70} {v['best_s']:>8.3f} s  same rows: {v['same_rows']}")
-    if "incremental" in result:
-        print("incremental vs full:", result["incremental"])
-    if "stale_statistics" in result:
-        print("first sweep on stale statistics:", result["stale_statistics"])
+    print(summarize(result))
     return 0
 
 

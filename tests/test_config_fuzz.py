@@ -176,7 +176,8 @@ def test_unknown_variables_are_rejected_by_name(suffix: str, real: str) -> None:
 
 
 def asyncpg_refuses(url: str) -> bool:
-    parse = asyncpg.connect_utils._parse_connect_dsn_and_args  # test-only use of a private API
+    # test-only use of a private API, absent from asyncpg-stubs
+    parse = asyncpg.connect_utils._parse_connect_dsn_and_args  # type: ignore[attr-defined]
     kwargs: dict[str, Any] = dict.fromkeys(inspect.signature(parse).parameters)
     kwargs.update(dsn=url, direct_tls=None)
     try:
@@ -245,7 +246,7 @@ def test_database_url_check_agrees_with_asyncpg(
 
 # --- rules files -----------------------------------------------------------------------------------
 
-RULE_TYPES = {
+RULE_TYPES: dict[str, type[InactivityRule | MilestoneRule | CertificationExpiryRule]] = {
     "inactivity": InactivityRule,
     "milestone": MilestoneRule,
     "certification_expiry": CertificationExpiryRule,

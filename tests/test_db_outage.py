@@ -179,7 +179,11 @@ async def test_postgres_restarts_under_load_are_survived(
             await anyio.to_thread.run_sync(pg_ctl, cluster, "-m", mode, "-w", "stop")
             await d.wait_http("/readyz", 503, timeout=20)
             # the sends in flight end while the server is down: their outcomes cannot be recorded
-            await eventually(lambda r=sent_before: len(gateway.received) >= r + 5, what="sends ended")
+
+            def sends_ended(r: int = sent_before) -> bool:
+                return len(gateway.received) >= r + 5
+
+            await eventually(sends_ended, what="sends ended")
             await anyio.sleep(0.5)
             assert d.proc is not None and d.proc.poll() is None, d.logs()[-3000:]
             await anyio.to_thread.run_sync(cluster.start)

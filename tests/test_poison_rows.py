@@ -218,6 +218,7 @@ async def test_fixing_the_row_heals_the_mentor(pool: asyncpg.Pool[Any], engine: 
     second = await engine.run_scheduled_evaluation()
     assert second.quarantined == {}
     row = await pool.fetchrow("SELECT * FROM scenario_quarantine WHERE mentor_id = $1", bad)
+    assert row is not None
     assert row["cleared_at"] is not None and row["occurrences"] == 1
     assert (bad, "certification_expiry") in await _notified(pool, [bad])
     assert await _notified(pool, healthy) == _expected(healthy)

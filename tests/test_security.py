@@ -468,6 +468,7 @@ async def test_every_engine_table_has_runtime_grants_and_only_the_runtime_policy
                 "FROM pg_class c WHERE c.oid = ('scenario_engine.' || $1)::regclass",
                 table,
             )
+            assert row is not None, table
             assert row["relrowsecurity"], table
             assert row["policies"] == ["scenario_engine_runtime"], table
     finally:

@@ -395,9 +395,9 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
     deliveries = dom.by_id("delivery-table")
     columns = [th.attrs["data-status"] for th in deliveries.iter("thead")[0].iter("th")[1:]]
     assert columns == [key for key, _, _ in DELIVERY_COLUMNS]
-    for want in want_deliveries.rows:
-        tr = next(tr for tr in deliveries.iter("tr") if tr.attrs.get("data-scenario") == want.scenario)
-        assert [int(td.text.replace("\u202f", "")) for td in tr.iter("td")] == list(want.counts)
+    for want_row in want_deliveries.rows:
+        tr = next(tr for tr in deliveries.iter("tr") if tr.attrs.get("data-scenario") == want_row.scenario)
+        assert [int(td.text.replace("\u202f", "")) for td in tr.iter("td")] == list(want_row.counts)
 
     # A picture for people.
     SCREENSHOT.parent.mkdir(exist_ok=True)

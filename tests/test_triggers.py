@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -20,8 +20,8 @@ class Listener:
     def __init__(self) -> None:
         self.payloads: list[str] = []
 
-    def __call__(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.payloads.append(payload)
+    def __call__(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        self.payloads.append(cast(str, payload))  # a NOTIFY payload is text
 
     async def settle(self) -> list[dict[str, Any]]:
         await asyncio.sleep(0.2)

@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import asyncpg
@@ -38,8 +38,9 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+SURROGATES: Literal["Cs"] = "Cs"
 TEXT = st.text(  # Postgres text holds neither NUL nor lone surrogates
-    alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40
+    alphabet=st.characters(exclude_categories=(SURROGATES,), exclude_characters="\x00"), max_size=40
 )
 
 

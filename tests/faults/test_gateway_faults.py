@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import itertools
 import uuid
 from pathlib import Path
@@ -111,13 +112,11 @@ async def test_misbehaving_gateway_settles_every_push_and_starves_nothing(
             figures.fault(f"gateway {fault}")
             first = await wave(pool, WAVE)
             await eventually(
-                lambda first=first: _all_tried(pool, gw, first, 1), 60, f"{fault}: every push tried", d
+                functools.partial(_all_tried, pool, gw, first, 1), 60, f"{fault}: every push tried", d
             )
             # Meanwhile the platform goes on: new events are drained and evaluated at once.
             second = await wave(pool, 10)
-            await eventually(
-                lambda second=second: _notified(pool, second), 30, f"{fault}: drain not starved", d
-            )
+            await eventually(functools.partial(_notified, pool, second), 30, f"{fault}: drain not starved", d)
             assert (await d.http("/readyz"))[0] == 200 and (await d.http("/healthz"))[0] == 200
             everyone = first + second
             if fault == "401":  # a rejection is final: failed on the first attempt, with the answer
@@ -129,9 +128,7 @@ async def test_misbehaving_gateway_settles_every_push_and_starves_nothing(
                 rows = await pushes(pool, everyone)
                 assert all(r["attempts"] == ATTEMPTS and "HTTP 500" in r["last_error"] for r in rows)
             elif fault == "429":  # retried, no sooner than asked; delivered once the gateway recovers
-                await eventually(
-                    lambda everyone=everyone: _all_tried(pool, gw, everyone, 2), 60, "429: retried", d
-                )
+                await eventually(functools.partial(_all_tried, pool, gw, everyone, 2), 60, "429: retried", d)
                 gw.throttle_ratio = 0.0
                 await eventually(settled(pool, everyone, "sent"), 60, "429: all sent", d)
                 rows = await pushes(pool, everyone)
@@ -141,11 +138,11 @@ async def test_misbehaving_gateway_settles_every_push_and_starves_nothing(
                     assert gaps and min(gaps) >= RETRY_AFTER - 0.05, (key, gaps)
             else:  # no answer: retried as "may have been delivered" until it works or the attempts run out
                 await eventually(
-                    lambda everyone=everyone: _all_tried(pool, gw, everyone, 2), 60, f"{fault}: retried", d
+                    functools.partial(_all_tried, pool, gw, everyone, 2), 60, f"{fault}: retried", d
                 )
                 gw.mode = "ok"
                 await eventually(
-                    lambda everyone=everyone: _terminal(pool, everyone), 60, f"{fault}: all terminal", d
+                    functools.partial(_terminal, pool, everyone), 60, f"{fault}: all terminal", d
                 )
                 rows = await pushes(pool, everyone)
                 assert {r["status"] for r in rows} <= {"sent", "dead"}

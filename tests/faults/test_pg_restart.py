@@ -93,7 +93,11 @@ async def test_postgres_restarts_with_pushes_in_flight_are_survived_and_caught_u
                 await anyio.to_thread.run_sync(cluster.start)
                 await d.wait_ready(timeout=60)
                 # the writer's transactions go through again, and so does the daemon's work
-                await eventually(when(lambda before=before: bursts[0] > before + 2), 30, "writer back")
+
+                def writer_back(before: int = before) -> bool:
+                    return bursts[0] > before + 2
+
+                await eventually(when(writer_back), 30, "writer back")
             stop.set()
         await eventually(lambda: caught_up(pool), 120, "caught up after the restarts", d)
         assert alive(d)

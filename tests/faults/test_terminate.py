@@ -11,6 +11,7 @@ evaluating batches at the same time).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -119,12 +120,16 @@ async def test_terminated_listener_and_pool_connections_are_survived(
                 figures.fault(f"pg_terminate_backend: {what}", killed)
                 if where != POOL:  # a new LISTEN connection replaces the terminated one
                     await eventually(
-                        lambda old=old: _new_listener(pool, old), 30, "a new LISTEN connection", d
+                        functools.partial(_new_listener, pool, old), 30, "a new LISTEN connection", d
                     )
                 await d.wait_ready(timeout=30)
                 assert alive(d), d.logs()[-3000:]
                 before = bursts[0]
-                await eventually(when(lambda before=before: bursts[0] > before + 2), 30, "writer goes on")
+
+                def writer_goes_on(before: int = before) -> bool:
+                    return bursts[0] > before + 2
+
+                await eventually(when(writer_goes_on), 30, "writer goes on")
                 # written after the fault, drained long before the 30 s poll: NOTIFY works again
                 await eventually(lambda: _events_drained(pool), 20, f"events drained after {what}", d)
             stop.set()

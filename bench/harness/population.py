@@ -31,9 +31,14 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import Timings
+from bench.harness.cluster import Conn, LocalCluster, connect, database_exists, drop_database, migrate
+from bench.harness.engine import default_rules, ensure_rules_seen
+from bench.harness.report import Timings, log
 
 LOADED_TABLES = ("peer_mentor", "activity", "certification", "notification_preference")
+# The populated database of the sweep benchmarks (kept with --data-dir for sweep_rewrites).
+POP_DB = "bench_pop"
+DEFAULT_AS_OF = dt.datetime(2025, 6, 16, 7, 0, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ async def generate(conn: asyncpg.Connection[Any], shape: Shape, timings: Timings
     return {"segments": segments, **(await counts(conn))}
 
 
-async def ensure_all_visible(conn: asyncpg.Connection[Any], tables: tuple[str, ...] = LOADED_TABLES) -> None:
+async def ensure_all_visible(conn: Conn, tables: tuple[str, ...] = LOADED_TABLES) -> None:
     """A live database's tables are mostly all-visible (autovacuum); index-only scans depend
     on it. A VACUUM right after the load can leave pages unmarked while some other snapshot
     (an autovacuum ANALYZE) is still open, so check and vacuum again until they are."""
@@ -260,7 +265,7 @@ async def ensure_all_visible(conn: asyncpg.Connection[Any], tables: tuple[str, .
             await conn.execute(f"VACUUM {table}")
 
 
-async def counts(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
+async def counts(conn: Conn) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for table in (*LOADED_TABLES, "achievement"):
         out[table] = await conn.fetchval(f"SELECT count(*) FROM {table}")
@@ -278,3 +283,77 @@ async def counts(conn: asyncpg.Connection[Any]) -> dict[str, Any]:
         )
     }
     return out
+
+
+# --- the sweep benchmarks' populated database --------------------------------------------------
+
+
+def _meta(shape: Shape, ledger_age_days: float) -> dict[str, Any]:
+    """What made the populated database: a --reuse run needs the same."""
+    return {
+        "mentors": shape.mentors,
+        "activities_per_mentor": shape.activities_per_mentor,
+        "certifications": shape.certifications,
+        "as_of": shape.as_of.isoformat(),
+        "seed": shape.seed,
+        "ledger_age_days": ledger_age_days,
+    }
+
+
+async def _reusable(cluster: LocalCluster, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """Counts of a populated database of the same shape left by an earlier run, if any."""
+    conn = await connect(cluster.url(POP_DB))
+    try:
+        stored = await conn.fetchval("SELECT to_regclass('bench_meta') IS NOT NULL")
+        if stored and await conn.fetchval("SELECT meta FROM bench_meta") == meta:
+            log(f"reusing populated database {POP_DB}")
+            return {"reused": True, **(await counts(conn))}
+    finally:
+        await conn.close()
+    return None
+
+
+async def _rules_seen(conn: asyncpg.Connection[Any], seen_at: dt.datetime) -> None:
+    """The default rules first seen at ``seen_at``, with the engine's own milestone baseline
+    then, as on a live system (the first sweep sees new crossings, not a backfill)."""
+    await ensure_rules_seen(conn, default_rules(), seen_at, set())
+    await conn.execute("VACUUM (ANALYZE) achievement")
+    await conn.execute("VACUUM (ANALYZE) scenario_engine.scenario_rule_state")
+    await ensure_all_visible(conn, (*LOADED_TABLES, "achievement"))
+
+
+async def populate(
+    admin: asyncpg.Connection[Any],
+    cluster: LocalCluster,
+    shape: Shape,
+    ledger_age_days: float,
+    timings: Timings,
+    *,
+    reuse: bool = False,
+) -> dict[str, Any]:
+    """``POP_DB``: migrated, populated, rules registered ``ledger_age_days`` before ``as_of``,
+    extensions the benchmarks use; regenerated unless ``reuse`` finds one of the same shape."""
+    meta = _meta(shape, ledger_age_days)
+    if reuse and await database_exists(admin, POP_DB):
+        reused = await _reusable(cluster, meta)
+        if reused is not None:
+            return reused
+    await drop_database(admin, POP_DB)
+    await admin.execute(f'CREATE DATABASE "{POP_DB}"')
+    conn = await connect(cluster.url(POP_DB), application_name="bench generator")
+    try:
+        with timings.step("gen: migrate"):
+            await migrate(conn)
+        data = await generate(conn, shape, timings)
+        with timings.step("gen: rules first seen + milestone ledger (engine baseline)"):
+            await _rules_seen(conn, shape.as_of - dt.timedelta(days=ledger_age_days))
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        await conn.execute("CREATE TABLE bench_meta (meta jsonb NOT NULL)")
+        await conn.execute("INSERT INTO bench_meta VALUES ($1)", meta)
+        data = {**data, "achievement": await conn.fetchval("SELECT count(*) FROM achievement")}
+    finally:
+        await conn.close()
+    with timings.step("gen: checkpoint"):
+        await admin.execute("CHECKPOINT")
+    return {"reused": False, **data}

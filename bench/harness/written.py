@@ -1,0 +1,90 @@
+"""What a sweep wrote, compactly, so that two databases can be compared row for row.
+
+The sweep benchmark checks that the hand-written baseline wrote what the engine's first
+sweep wrote, and ``sweep_rewrites`` that an incremental sweep wrote what a full one did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.harness.cluster import Conn
+
+
+async def _grouped(conn: Conn, sql: str) -> dict[str, list[str]]:
+    """group key → [count, hash]; the key is every column before the last two (n, h)."""
+    return {
+        ":".join(str(v) for v in list(r.values())[:-2]): [str(r["n"]), str(r["h"])]
+        for r in await conn.fetch(sql)
+    }
+
+
+async def fingerprint(conn: Conn) -> dict[str, Any]:
+    """Per table and group: the row count and an order-free hash of the keys."""
+    return {
+        "scenario_notification": await _grouped(
+            conn,
+            "SELECT rule_name, count(*) AS n, coalesce(sum(hashtextextended(dedup_key, 0)), 0) AS h "
+            "FROM scenario_engine.scenario_notification GROUP BY 1 ORDER BY 1",
+        ),
+        "scenario_decision": await _grouped(
+            conn,
+            "SELECT rule_name, outcome, count(*) AS n, coalesce(sum(hashtextextended(dedup_key, 0)), 0) AS h "
+            "FROM scenario_engine.scenario_decision GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+        "push_notification": await _grouped(
+            conn,
+            "SELECT scenario_type, status, count(*) AS n, "
+            "coalesce(sum(hashtextextended(idempotency_key || title || body, 0)), 0) AS h "
+            "FROM scenario_engine.push_notification GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+        "achievement": await _grouped(
+            conn,
+            "SELECT milestone, awarded_by, count(*) AS n, "
+            "coalesce(sum(hashtextextended(mentor_id::text || threshold::text || period, 0)), 0) AS h "
+            "FROM achievement GROUP BY 1, 2 ORDER BY 1, 2",
+        ),
+        "scenario_cooldown": await _grouped(
+            conn,
+            "SELECT scenario_type, count(*) AS n, "
+            "coalesce(sum(hashtextextended(mentor_id::text || last_rule_name, 0)), 0) AS h "
+            "FROM scenario_engine.scenario_cooldown GROUP BY 1 ORDER BY 1",
+        ),
+    }
+
+
+async def sample_keys(conn: Conn, size: int) -> list[str]:
+    """A deterministic sample of notification dedup keys (the same on any copy)."""
+    rows = await conn.fetch(
+        "SELECT dedup_key FROM scenario_engine.scenario_notification ORDER BY hashtext(dedup_key) LIMIT $1",
+        size,
+    )
+    return [r["dedup_key"] for r in rows]
+
+
+async def sample_contents(conn: Conn, keys: list[str]) -> dict[str, Any]:
+    """dedup key → (context, push title, push body, decision inputs), compared as values."""
+    rows = await conn.fetch(
+        """
+        SELECT n.dedup_key, n.context, p.title, p.body, d.inputs
+        FROM scenario_engine.scenario_notification n
+        LEFT JOIN scenario_engine.push_notification p ON p.idempotency_key = n.dedup_key
+        LEFT JOIN scenario_engine.scenario_decision d ON d.dedup_key = n.dedup_key AND d.outcome = 'sent'
+        WHERE n.dedup_key = ANY($1::text[])
+        """,
+        keys,
+    )
+    return {r["dedup_key"]: (r["context"], r["title"], r["body"], r["inputs"]) for r in rows}
+
+
+async def decisions_per_rule(conn: Conn) -> dict[str, dict[str, Any]]:
+    """rule → {"sent": n, other outcome: n, …}."""
+    rows = await conn.fetch(
+        """
+        SELECT rule_name, count(*) FILTER (WHERE outcome = 'sent') AS sent,
+               coalesce(jsonb_object_agg(outcome, n) FILTER (WHERE outcome <> 'sent'), '{}') AS others
+        FROM (SELECT rule_name, outcome, count(*) AS n FROM scenario_engine.scenario_decision GROUP BY 1, 2) d
+        GROUP BY rule_name
+        """
+    )
+    return {r["rule_name"]: {"sent": r["sent"], **dict(r["others"])} for r in rows}
