@@ -305,6 +305,7 @@ def statements(rules: Rules, as_of: dt.datetime) -> list[tuple[str, str]]:
         elif isinstance(rule, MilestoneRule):
             cand = _candidates_milestone(rule, at)
         else:
+            assert isinstance(rule, CertificationExpiryRule)
             cand = _candidates_certification(rule, at)
         out.append((f"{rule.name}: candidates", cand))
         out.append((f"{rule.name}: policy", _policy(rule, rules, at)))

@@ -75,7 +75,7 @@ from bench.harness.engine import (
     SweepResult,
     candidate_query,
     default_rules,
-    due_mentors_args,
+    due_queries,
     query,
 )
 from bench.harness.population import DEFAULT_AS_OF, POP_DB, Shape, populate
@@ -386,7 +386,7 @@ async def explain_queries(
     todo += [candidate_query(rule, mentors, as_of) for rule in rules.enabled()]
     todo.append(("policy_inputs", (mentors, "inactivity", as_of)))
     if state == "steady-state":
-        todo.append(("due_mentors", due_mentors_args(rules, as_of, as_of + dt.timedelta(minutes=15))))
+        todo += due_queries(rules, as_of, as_of + dt.timedelta(minutes=15))
     out: dict[str, Any] = {}
     for name, qargs in todo:
         try:

@@ -15,8 +15,6 @@ rounds (best of ``--repeat``) and checking that every variant returns the engine
   for the batch scans, the same on two connections (2 cores), certification evaluated once
   per sweep instead of once per batch;
 * the "due window" for inactivity (who became due since the previous sweep);
-* the due set of the engine's incremental sweep (``due_mentors``) with a plain join and a
-  lateral probe of ``peer_mentor``;
 * the engine's incremental sweep (``since=``) against a full one at +15 min on twin copies
   (same rows?);
 * the first sweep when the engine tables keep the statistics of their empty state (autovacuum
@@ -60,7 +58,6 @@ from bench.harness.engine import (
     Rules,
     candidate_query,
     default_rules,
-    due_mentors_args,
     one_rule_each,
     query,
 )
@@ -207,13 +204,6 @@ def _before_after(sql: str, old: str, new: str) -> tuple[str, str] | None:
 KEYSET_OLD = "($1::uuid IS NULL OR id > $1::uuid)"
 KEYSET_NEW = "id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)"
 ACTIVE_BATCH = _before_after(query("active_mentor_batch"), KEYSET_OLD, KEYSET_NEW)
-DUE_JOIN_OLD = "JOIN public.peer_mentor p ON p.id = due.mentor_id AND p.status = 'active'"
-DUE_JOIN_NEW = (
-    "JOIN LATERAL (\n"
-    "    SELECT 1 FROM public.peer_mentor p WHERE p.id = due.mentor_id AND p.status = 'active' LIMIT 1\n"
-    ") active ON true"
-)
-DUE_MENTORS = _before_after(query("due_mentors"), DUE_JOIN_OLD, DUE_JOIN_NEW)
 COVER = (
     "CREATE INDEX bench_peer_mentor_active_cover_idx ON peer_mentor (id) "
     "INCLUDE (joined_at, timezone) WHERE status = 'active'"
@@ -390,28 +380,6 @@ async def inactivity_due_window(
     )
     _write_plan(label, "rewrite-inactivity_due_window", plan)
     return results
-
-
-async def due_mentors(sw: Sweep, rules: Rules, at: dt.datetime, n: int) -> dict[str, Any] | None:
-    """The due set joins ~300 ids to peer_mentor; with windows built from unnest() parameters
-    the planner expects ~600k and (plain join) hashes every active mentor."""
-    if DUE_MENTORS is None:
-        log("due_mentors changed beyond both known forms: not compared")
-        return None
-    due_args = due_mentors_args(rules, at, at + dt.timedelta(minutes=15))
-    due_before, due_after = DUE_MENTORS
-
-    def fixed(g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-        return due_args
-
-    return await compare(
-        "due_mentors (+15 min)",
-        [
-            ("plain join", sw.on(due_before, fixed, first_only=True)),
-            ("lateral probe", sw.on(due_after, fixed, first_only=True)),
-        ],
-        max(n, 5),
-    )
 
 
 async def _sweep_and_fingerprint(
@@ -592,9 +560,6 @@ async def measure_queries(
             results["active_mentor_batch"] = listing
         results.update(await candidate_queries(sw, rules, at, n, out))
         results.update(await inactivity_due_window(conn, rules, at, n, args.label, out))
-        due = await due_mentors(sw, rules, at, n)
-        if due is not None:
-            results["due_mentors"] = due
         if not args.skip_incremental:
             await conn.execute("VACUUM (ANALYZE)")  # before the copy for incremental_vs_full
     finally:

@@ -303,7 +303,9 @@ def sample_context(rule: Rule) -> dict[str, Any]:
     """Every key the rule's messages may use, the display name a megabyte long."""
     mentor = uuid.uuid4()
     if isinstance(rule, InactivityRule):
-        inputs = inactivity.inactivity_inputs(NOW - dt.timedelta(days=400), False, rule, NOW, 1)
+        inputs: dict[str, Any] = dict(
+            inactivity.inactivity_inputs(NOW - dt.timedelta(days=400), False, rule, NOW, 1)
+        )
     elif isinstance(rule, MilestoneRule):
         inputs = milestone.build_candidate(mentor, rule, "2026", 1e9, list(rule.thresholds)).inputs
     else:

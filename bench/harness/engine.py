@@ -13,18 +13,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from scenario_engine.config import (
-    CertificationExpiryRule,
-    InactivityRule,
-    MilestoneRule,
-    Rule,
-    Rules,
-    default_rules,
-)
-from scenario_engine.db.queries import all_queries, query
-from scenario_engine.engine import Engine, SweepResult, due_mentors_args
-from scenario_engine.evaluate import ensure_rules_seen
-from scenario_engine.scenarios import certification, inactivity, milestone
+from scenario_engine.db.queries import all_queries, bind, query
+from scenario_engine.domain.rules import Rule, Rules, default_rules
+from scenario_engine.engine import Engine, SweepResult
+from scenario_engine.evaluate import SeenRules
+from scenario_engine.evaluate import ensure_rules_seen as _ensure_rules_seen
+from scenario_engine.scenarios.certification import CertificationExpiryRule
+from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.registry import SCENARIOS, scenario_of
 
 __all__ = [
     "CertificationExpiryRule",
@@ -37,7 +34,7 @@ __all__ = [
     "all_queries",
     "candidate_query",
     "default_rules",
-    "due_mentors_args",
+    "due_queries",
     "ensure_rules_seen",
     "one_rule_each",
     "query",
@@ -46,11 +43,29 @@ __all__ = [
 
 def candidate_query(rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime) -> tuple[str, tuple[Any, ...]]:
     """The named candidate query of ``rule``'s scenario and its arguments for one batch."""
-    if isinstance(rule, InactivityRule):
-        return "inactivity_candidates", inactivity.query_args(rule, mentors, as_of)
-    if isinstance(rule, MilestoneRule):
-        return "milestone_candidates", milestone.query_args(rule, mentors, as_of)
-    return "certification_candidates", certification.query_args(rule, mentors, as_of)
+    scenario = scenario_of(rule)
+    _, args = bind(scenario.candidate_query, scenario.candidate_params(rule, mentors, as_of))
+    return scenario.candidate_query, tuple(args)
+
+
+def due_queries(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tuple[str, tuple[Any, ...]]]:
+    """The incremental sweep's due-window statements (each scenario's, and policy's) with
+    their arguments, as ``sweep.due_mentors`` runs them."""
+    enabled = rules.enabled()
+    out: list[tuple[str, tuple[Any, ...]]] = []
+    for scenario in SCENARIOS:
+        of_type = [r for r in enabled if r.scenario_type == scenario.type]
+        if of_type:
+            _, args = bind(scenario.due_query, scenario.due_params(of_type, since, as_of))
+            out.append((scenario.due_query, tuple(args)))
+    cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
+    out.append(("policy_due", (since, as_of, cooldowns)))
+    return out
+
+
+async def ensure_rules_seen(conn: Any, rules: Rules, as_of: dt.datetime) -> None:
+    """Record the rules as first seen at ``as_of`` (with their no-flood baselines)."""
+    await _ensure_rules_seen(conn, rules, as_of, SeenRules())
 
 
 def one_rule_each(rules: Rules) -> tuple[InactivityRule, MilestoneRule, CertificationExpiryRule]:

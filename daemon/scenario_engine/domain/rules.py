@@ -8,6 +8,7 @@ file without a change here. Rules can be reloaded with SIGHUP; they never read t
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,16 @@ class _RulesCore(BaseModel):
     global_holdout_percent: float = Field(default=0.0, ge=0, le=100)
     global_holdout_salt: HoldoutSalt = "global"
 
-    if TYPE_CHECKING:  # the per-type lists (registry) — e.g. ``rules.inactivity``
+    if TYPE_CHECKING:  # the per-type lists come from the registry — e.g. ``rules.inactivity``
+
+        def __init__(
+            self,
+            *,
+            daily_cap: int = ...,
+            global_holdout_percent: float = ...,
+            global_holdout_salt: str = ...,
+            **per_type: Sequence[RuleBase],
+        ) -> None: ...
 
         def __getattr__(self, name: str) -> list[Any]: ...
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Generic, TypeVar
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 from scenario_engine.db.connect import Conn
+from scenario_engine.db.queries import fetch
 from scenario_engine.domain.rule import RuleBase
+from scenario_engine.scenarios.base import Candidate, collect_candidates
 
 R = TypeVar("R", bound=RuleBase)
 
@@ -15,15 +20,43 @@ R = TypeVar("R", bound=RuleBase)
 ACTIVITY_OUTCOME = "outcome_activity_after"
 
 
-class NoBaseline(Generic[R]):
-    """A scenario whose new rules need no baseline: nothing that already happened can flood."""
+class SetBased(ABC, Generic[R]):
+    """The set-based half of a scenario: its named candidate and due-window queries, the
+    parameters each takes (built here, next to nothing else, by one method per query), and
+    how a candidate row becomes a ``Candidate``. bench/ times the same queries with the same
+    parameters through ``candidate_params`` and ``due_params``."""
+
+    candidate_query: str
+    due_query: str
+
+    @abstractmethod
+    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def from_row(self, row: Any, rule: R, as_of: dt.datetime) -> Candidate: ...
+
+    @abstractmethod
+    def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
+
+    async def candidates(
+        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> list[Candidate]:
+        rows = await fetch(conn, self.candidate_query, **self.candidate_params(rule, mentors, as_of))
+        return collect_candidates(rows, lambda row: self.from_row(row, rule, as_of))
+
+    async def due(
+        self, conn: Conn, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime
+    ) -> set[uuid.UUID]:
+        rows = await fetch(conn, self.due_query, **self.due_params(rules, since, as_of))
+        return {r["mentor_id"] for r in rows}
 
     async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
-        return None
+        """No baseline by default: nothing that already happened can flood."""
+        return
 
     def backfill(self, rule: R) -> bool:
         return False
 
-
-def decided_plus_window(rule: RuleBase, as_of: dt.datetime) -> dt.datetime:
-    return as_of + dt.timedelta(days=rule.outcome_window_days)
+    def window_end(self, candidate: Candidate, rule: R, as_of: dt.datetime) -> dt.datetime:
+        """By default the outcome window is the rule's ``outcome_window_days`` after the decision."""
+        return as_of + dt.timedelta(days=rule.outcome_window_days)

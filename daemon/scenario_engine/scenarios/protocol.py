@@ -65,6 +65,14 @@ class Scenario(Protocol[R, S]):
     recheck: Recheck | None
     outcome: OutcomeSpec
 
+    #: The named set-based statements (the scenario's queries.sql) and their parameters.
+    candidate_query: str
+    due_query: str
+
+    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
+
+    def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
+
     async def candidates(
         self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime
     ) -> list[Candidate]:

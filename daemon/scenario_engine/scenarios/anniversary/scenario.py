@@ -15,13 +15,13 @@ from scenario_engine.scenarios.anniversary import oracle
 from scenario_engine.scenarios.anniversary.context import AnniversaryContext
 from scenario_engine.scenarios.anniversary.oracle import AnniversaryState
 from scenario_engine.scenarios.anniversary.rule import AnniversaryRule
-from scenario_engine.scenarios.base import Candidate, MentorDataError, collect_candidates
-from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, decided_plus_window
+from scenario_engine.scenarios.base import Candidate, MentorDataError
+from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, SetBased
 from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 from scenario_engine.scenarios.zones import UnknownTimezone, known_zones
 
 
-class AnniversaryScenario:
+class AnniversaryScenario(SetBased[AnniversaryRule]):
     type = oracle.TYPE
     label = "Anniversary"
     title = "Anniversary greetings"
@@ -32,22 +32,21 @@ class AnniversaryScenario:
     recheck: Recheck | None = None
     outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME)
 
-    async def candidates(
-        self, conn: Conn, rule: AnniversaryRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> list[Candidate]:
-        rows = await fetch(
-            conn,
-            "anniversary_candidates",
-            mentors=mentors,
-            as_of=as_of,
-            rule_name=rule.name,
-            years=list(rule.years),
-            zones=list(known_zones()),
-        )
-        return collect_candidates(rows, lambda row: self._from_row(row, rule))
+    candidate_query = "anniversary_candidates"
+    due_query = "anniversary_due"
 
-    @staticmethod
-    def _from_row(row: Any, rule: AnniversaryRule) -> Candidate:
+    def candidate_params(
+        self, rule: AnniversaryRule, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {
+            "mentors": mentors,
+            "as_of": as_of,
+            "rule_name": rule.name,
+            "years": list(rule.years),
+            "zones": list(known_zones()),
+        }
+
+    def from_row(self, row: Any, rule: AnniversaryRule, as_of: dt.datetime) -> Candidate:
         if row["problem"] is not None:
             raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
         return oracle.build_candidate(
@@ -83,11 +82,10 @@ class AnniversaryScenario:
         }
         return inputs, oracle.why_not(state, rule, as_of)
 
-    async def due(
-        self, conn: Conn, rules: Sequence[AnniversaryRule], since: dt.datetime, as_of: dt.datetime
-    ) -> set[uuid.UUID]:
-        rows = await fetch(conn, "anniversary_due", since=since, as_of=as_of, zones=list(known_zones()))
-        return {r["mentor_id"] for r in rows}
+    def due_params(
+        self, rules: Sequence[AnniversaryRule], since: dt.datetime, as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {"since": since, "as_of": as_of, "zones": list(known_zones())}
 
     async def first_seen(self, conn: Conn, rule: AnniversaryRule, as_of: dt.datetime) -> None:
         """The no-flood baseline: today's anniversaries are recorded without a push."""
@@ -104,9 +102,6 @@ class AnniversaryScenario:
 
     def backfill(self, rule: AnniversaryRule) -> bool:
         return rule.backfill
-
-    def window_end(self, candidate: Candidate, rule: AnniversaryRule, as_of: dt.datetime) -> dt.datetime:
-        return decided_plus_window(rule, as_of)
 
 
 SCENARIO = AnniversaryScenario()

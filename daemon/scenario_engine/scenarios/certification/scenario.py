@@ -8,19 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import fetch
 from scenario_engine.db.records import MentorRecord, load_certifications, load_notifications
 from scenario_engine.instants import iso
-from scenario_engine.scenarios.base import Candidate, collect_candidates
+from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.certification import oracle
 from scenario_engine.scenarios.certification.context import CertificationContext
 from scenario_engine.scenarios.certification.oracle import CertificationState
 from scenario_engine.scenarios.certification.rule import CertificationExpiryRule
-from scenario_engine.scenarios.common import NoBaseline
+from scenario_engine.scenarios.common import SetBased
 from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 
 
-class CertificationScenario(NoBaseline[CertificationExpiryRule]):
+class CertificationScenario(SetBased[CertificationExpiryRule]):
     type = oracle.TYPE
     label = "Certification expiry"
     title = "Certification reminders"
@@ -30,22 +29,21 @@ class CertificationScenario(NoBaseline[CertificationExpiryRule]):
     recheck: Recheck | None = Recheck("certification_recheck", "certification renewed, revoked or expired")
     outcome = OutcomeSpec("renewed in time", "lapsed", "certification_outcomes")
 
-    async def candidates(
-        self, conn: Conn, rule: CertificationExpiryRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> list[Candidate]:
-        rows = await fetch(
-            conn,
-            "certification_candidates",
-            mentors=mentors,
-            as_of=as_of,
-            rule_name=rule.name,
-            tiers_days=list(rule.tiers_days),
-            types=list(rule.certification_types),
-        )
-        return collect_candidates(rows, lambda row: self._from_row(row, rule, as_of))
+    candidate_query = "certification_candidates"
+    due_query = "certification_due"
 
-    @staticmethod
-    def _from_row(row: Any, rule: CertificationExpiryRule, as_of: dt.datetime) -> Candidate:
+    def candidate_params(
+        self, rule: CertificationExpiryRule, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {
+            "mentors": mentors,
+            "as_of": as_of,
+            "rule_name": rule.name,
+            "tiers_days": list(rule.tiers_days),
+            "types": list(rule.certification_types),
+        }
+
+    def from_row(self, row: Any, rule: CertificationExpiryRule, as_of: dt.datetime) -> Candidate:
         return oracle.build_candidate(
             row["mentor_id"],
             rule,
@@ -93,13 +91,13 @@ class CertificationScenario(NoBaseline[CertificationExpiryRule]):
         inputs = {"status": state.status, "tiers_days": rule.tiers_days, "certifications": certs}
         return inputs, "no certification is due for a reminder"
 
-    async def due(
-        self, conn: Conn, rules: Sequence[CertificationExpiryRule], since: dt.datetime, as_of: dt.datetime
-    ) -> set[uuid.UUID]:
-        tiers = sorted({t for r in rules for t in r.tiers_days})
+    def due_params(
+        self, rules: Sequence[CertificationExpiryRule], since: dt.datetime, as_of: dt.datetime
+    ) -> dict[str, Any]:
         return {
-            r["mentor_id"]
-            for r in await fetch(conn, "certification_due", since=since, as_of=as_of, tiers_days=tiers)
+            "since": since,
+            "as_of": as_of,
+            "tiers_days": sorted({t for r in rules for t in r.tiers_days}),
         }
 
     def window_end(

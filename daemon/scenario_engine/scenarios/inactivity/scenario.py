@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import fetch
 from scenario_engine.db.records import MentorRecord, load_activities, load_notifications
 from scenario_engine.instants import epoch_micros, is_evaluable, iso
-from scenario_engine.scenarios.base import Candidate, MentorDataError, collect_candidates
-from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, NoBaseline, decided_plus_window
+from scenario_engine.scenarios.base import Candidate, MentorDataError
+from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, SetBased
 from scenario_engine.scenarios.inactivity import oracle
 from scenario_engine.scenarios.inactivity.context import InactivityContext
 from scenario_engine.scenarios.inactivity.oracle import InactivityState
@@ -20,7 +19,7 @@ from scenario_engine.scenarios.inactivity.rule import InactivityRule
 from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 
 
-class InactivityScenario(NoBaseline[InactivityRule]):
+class InactivityScenario(SetBased[InactivityRule]):
     type = oracle.TYPE
     label = "Inactivity"
     title = "Check-ins with quiet mentors"
@@ -32,23 +31,22 @@ class InactivityScenario(NoBaseline[InactivityRule]):
     recheck: Recheck | None = Recheck("inactivity_recheck", "mentor active again")
     outcome = OutcomeSpec("re-activated", "still inactive", ACTIVITY_OUTCOME)
 
-    async def candidates(
-        self, conn: Conn, rule: InactivityRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> list[Candidate]:
-        rows = await fetch(
-            conn,
-            "inactivity_candidates",
-            mentors=mentors,
-            as_of=as_of,
-            rule_name=rule.name,
-            threshold_secs=rule.threshold_days * 86400.0,
-            max_reminders=rule.max_reminders,
-            spacing_secs=rule.cooldown.total_seconds(),
-        )
-        return collect_candidates(rows, lambda row: self._from_row(row, rule, as_of))
+    candidate_query = "inactivity_candidates"
+    due_query = "inactivity_due"
 
-    @staticmethod
-    def _from_row(row: Any, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
+    def candidate_params(
+        self, rule: InactivityRule, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {
+            "mentors": mentors,
+            "as_of": as_of,
+            "rule_name": rule.name,
+            "threshold_secs": rule.threshold_days * 86400.0,
+            "max_reminders": rule.max_reminders,
+            "spacing_secs": rule.cooldown.total_seconds(),
+        }
+
+    def from_row(self, row: Any, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
         if row["problem"] is not None:
             raise MentorDataError({row["mentor_id"]: oracle.spell_problem(row["problem"])})
         number = int(row["reminders_sent"]) + 1
@@ -92,22 +90,16 @@ class InactivityScenario(NoBaseline[InactivityRule]):
         }
         return inputs, oracle.why_not(state, rule, as_of)
 
-    async def due(
-        self, conn: Conn, rules: Sequence[InactivityRule], since: dt.datetime, as_of: dt.datetime
-    ) -> set[uuid.UUID]:
-        rows = await fetch(
-            conn,
-            "inactivity_due",
-            since=since,
-            as_of=as_of,
-            threshold_secs=sorted({r.threshold_days * 86400.0 for r in rules}),
-            rule_names=[r.name for r in rules],
-            spacing_secs=[r.cooldown.total_seconds() for r in rules],
-        )
-        return {r["mentor_id"] for r in rows}
-
-    def window_end(self, candidate: Candidate, rule: InactivityRule, as_of: dt.datetime) -> dt.datetime:
-        return decided_plus_window(rule, as_of)
+    def due_params(
+        self, rules: Sequence[InactivityRule], since: dt.datetime, as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {
+            "since": since,
+            "as_of": as_of,
+            "threshold_secs": sorted({r.threshold_days * 86400.0 for r in rules}),
+            "rule_names": [r.name for r in rules],
+            "spacing_secs": [r.cooldown.total_seconds() for r in rules],
+        }
 
 
 SCENARIO = InactivityScenario()

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import execute, fetch
+from scenario_engine.db.queries import execute
 from scenario_engine.db.records import MentorRecord, load_achievements, load_activities
-from scenario_engine.scenarios.base import Candidate, MentorDataError, collect_candidates, threshold_label
-from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, decided_plus_window
+from scenario_engine.scenarios.base import Candidate, MentorDataError, threshold_label
+from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, SetBased
 from scenario_engine.scenarios.milestone import oracle
 from scenario_engine.scenarios.milestone.context import MilestoneContext
 from scenario_engine.scenarios.milestone.oracle import MilestoneState
@@ -20,7 +20,7 @@ from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 from scenario_engine.scenarios.zones import UnknownTimezone, known_zones
 
 
-class MilestoneScenario:
+class MilestoneScenario(SetBased[MilestoneRule]):
     type = oracle.TYPE
     label = "Milestone"
     title = "Milestone celebrations"
@@ -32,25 +32,24 @@ class MilestoneScenario:
     recheck: Recheck | None = None
     outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME)
 
-    async def candidates(
-        self, conn: Conn, rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> list[Candidate]:
-        rows = await fetch(
-            conn,
-            "milestone_candidates",
-            mentors=mentors,
-            as_of=as_of,
-            rule_name=rule.name,
-            metric=rule.metric,
-            period=rule.period,
-            thresholds=list(rule.thresholds),
-            labels=[threshold_label(t) for t in rule.thresholds],
-            zones=list(known_zones()),
-        )
-        return collect_candidates(rows, lambda row: self._from_row(row, rule))
+    candidate_query = "milestone_candidates"
+    due_query = "milestone_due"
 
-    @staticmethod
-    def _from_row(row: Any, rule: MilestoneRule) -> Candidate:
+    def candidate_params(
+        self, rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {
+            "mentors": mentors,
+            "as_of": as_of,
+            "rule_name": rule.name,
+            "metric": rule.metric,
+            "period": rule.period,
+            "thresholds": list(rule.thresholds),
+            "labels": [threshold_label(t) for t in rule.thresholds],
+            "zones": list(known_zones()),
+        }
+
+    def from_row(self, row: Any, rule: MilestoneRule, as_of: dt.datetime) -> Candidate:
         if row["problem"] is not None:
             raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
         return oracle.build_candidate(
@@ -90,10 +89,10 @@ class MilestoneScenario:
         }
         return inputs, oracle.why_not(state, rule, value)
 
-    async def due(
-        self, conn: Conn, rules: Sequence[MilestoneRule], since: dt.datetime, as_of: dt.datetime
-    ) -> set[uuid.UUID]:
-        return {r["mentor_id"] for r in await fetch(conn, "milestone_due", since=since, as_of=as_of)}
+    def due_params(
+        self, rules: Sequence[MilestoneRule], since: dt.datetime, as_of: dt.datetime
+    ) -> dict[str, Any]:
+        return {"since": since, "as_of": as_of}
 
     async def first_seen(self, conn: Conn, rule: MilestoneRule, as_of: dt.datetime) -> None:
         """The no-flood baseline: thresholds already crossed are recorded without a push."""
@@ -112,9 +111,6 @@ class MilestoneScenario:
 
     def backfill(self, rule: MilestoneRule) -> bool:
         return rule.backfill
-
-    def window_end(self, candidate: Candidate, rule: MilestoneRule, as_of: dt.datetime) -> dt.datetime:
-        return decided_plus_window(rule, as_of)
 
 
 SCENARIO = MilestoneScenario()
