@@ -73,8 +73,8 @@ from bench.harness.engine import (
     Engine,
     Rules,
     SweepResult,
+    benchmark_rules,
     candidate_query,
-    default_rules,
     due_queries,
     query,
 )
@@ -566,7 +566,7 @@ def summarize(result: dict[str, Any]) -> str:
 async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str, Any]) -> None:
     timings = Timings()
     result["timings"] = timings.steps
-    rules = default_rules()
+    rules = benchmark_rules()
     conn = await admin(cluster)
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             result["params"] = _params(args)
             result["machine"] = machine_facts(server_version(cluster.bin_dir))
             result["pg_settings"] = settings
-            result["rules"] = default_rules().model_dump(mode="json")
+            result["rules"] = benchmark_rules().model_dump(mode="json")
             asyncio.run(run(cluster, args, result))
     finally:
         result["total_seconds"] = round(time.perf_counter() - started, 1)

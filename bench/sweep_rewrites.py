@@ -56,8 +56,8 @@ from bench.harness.cluster import (
 from bench.harness.engine import (
     Engine,
     Rules,
+    benchmark_rules,
     candidate_query,
-    default_rules,
     one_rule_each,
     query,
 )
@@ -569,7 +569,7 @@ async def measure_queries(
 
 
 async def run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
-    rules = default_rules()
+    rules = benchmark_rules()
     out: dict[str, Any] = {"as_of": args.as_of.isoformat(), "batch": args.batch, "repeat": args.repeat}
     try:
         out["first_sweep_s"] = round(await steady_state(cluster, rules, args.as_of), 2)

@@ -32,6 +32,7 @@ __all__ = [
     "Rules",
     "SweepResult",
     "all_queries",
+    "benchmark_rules",
     "candidate_query",
     "default_rules",
     "due_queries",
@@ -61,6 +62,18 @@ def due_queries(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tu
     cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
     out.append(("policy_due", (since, as_of, cooldowns)))
     return out
+
+
+def benchmark_rules() -> Rules:
+    """The default rules of the scenarios the yardstick covers (anniversary has no hand-written
+    counterpart; its cost is measured on its own)."""
+    rules = default_rules()
+    return Rules(
+        daily_cap=rules.daily_cap,
+        inactivity=rules.of_type("inactivity"),
+        milestone=rules.of_type("milestone"),
+        certification_expiry=rules.of_type("certification_expiry"),
+    )
 
 
 async def ensure_rules_seen(conn: Any, rules: Rules, as_of: dt.datetime) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from bench.harness.cluster import Conn, LocalCluster, connect, database_exists, drop_database, migrate
-from bench.harness.engine import default_rules, ensure_rules_seen
+from bench.harness.engine import benchmark_rules, ensure_rules_seen
 from bench.harness.report import Timings, log
 
 LOADED_TABLES = ("peer_mentor", "activity", "certification", "notification_preference")
@@ -316,7 +316,7 @@ async def _reusable(cluster: LocalCluster, meta: dict[str, Any]) -> dict[str, An
 async def _rules_seen(conn: asyncpg.Connection[Any], seen_at: dt.datetime) -> None:
     """The default rules first seen at ``seen_at``, with the engine's own milestone baseline
     then, as on a live system (the first sweep sees new crossings, not a backfill)."""
-    await ensure_rules_seen(conn, default_rules(), seen_at)
+    await ensure_rules_seen(conn, benchmark_rules(), seen_at)
     await conn.execute("VACUUM (ANALYZE) achievement")
     await conn.execute("VACUUM (ANALYZE) scenario_engine.scenario_rule_state")
     await ensure_all_visible(conn, (*LOADED_TABLES, "achievement"))
