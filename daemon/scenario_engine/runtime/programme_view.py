@@ -4,8 +4,8 @@ Per organisation and scenario, the last weeks (12 by default): messages sent and
 how often mentors then did the hoped-for thing, the difference against the comparison group
 that was deliberately not messaged (the holdout), and for certifications how many were renewed
 in time or lapsed. The readers are programme staff and their funders, not operators: every
-figure is said in plain words here, in one place (``SCENARIO_WORDS``), and the template only
-lays it out.
+figure is said in plain words: each scenario package names itself and its outcome
+(``SCENARIO_WORDS`` collects them from the registry), and the template only lays it out.
 
 ``build_programme_health`` is pure (rows in, a frozen view model out) so that the numbers and
 the wording are tested without a database; ``load_programme_health`` runs the four named
@@ -28,6 +28,7 @@ from scenario_engine.logs import get_logger
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.status_page import environment
+from scenario_engine.scenarios.registry import SCENARIOS
 
 log = get_logger("scenario_engine.programme")
 
@@ -44,8 +45,8 @@ MIN_FINAL_OUTCOMES = 30
 
 @dataclass(frozen=True)
 class ScenarioWords:
-    """How staff call a scenario and the outcome it hopes for (the lead moves this into the
-    scenario registry; until then this mapping is the only copy)."""
+    """How staff call a scenario and the outcome it hopes for (each scenario package says it:
+    ``title``, ``about`` and ``OutcomeSpec.plain`` in its scenario.py)."""
 
     title: str
     outcome: str  # "came back": reads after "mentors who …"
@@ -53,28 +54,7 @@ class ScenarioWords:
 
 
 SCENARIO_WORDS: Mapping[str, ScenarioWords] = {
-    "inactivity": ScenarioWords(
-        "Check-ins with quiet mentors",
-        "came back",
-        "A friendly check-in when a mentor has logged nothing for a while; success is that they "
-        "log activity again.",
-    ),
-    "certification_expiry": ScenarioWords(
-        "Certification reminders",
-        "renewed in time",
-        "A reminder before a certification runs out; success is a renewal before the expiry date.",
-    ),
-    "milestone": ScenarioWords(
-        "Milestone celebrations",
-        "kept going",
-        "Congratulations when a mentor reaches a milestone; success is that they stay active afterwards.",
-    ),
-    "anniversary": ScenarioWords(
-        "Anniversary greetings",
-        "kept going",
-        "A greeting on a mentor's anniversary with the programme; success is that they stay active "
-        "afterwards.",
-    ),
+    s.type: ScenarioWords(s.title, s.outcome.plain, s.about) for s in SCENARIOS
 }
 
 

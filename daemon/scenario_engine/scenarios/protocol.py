@@ -43,9 +43,10 @@ class OutcomeSpec:
     """How the scenario's outcome is judged (docs/OUTCOMES.md): the words for it, and the named
     set-based statement that resolves the pending outcomes of this scenario type."""
 
-    achieved: str  # "re-activated"
+    achieved: str  # "re-activated" (reports)
     missed: str  # "still inactive"
     resolve_query: str
+    plain: str  # "came back": reads after "mentors who …" (the programme page)
 
 
 class Scenario(Protocol[R, S]):
@@ -53,8 +54,10 @@ class Scenario(Protocol[R, S]):
     type: str
     #: The operator's name for it (status page, logs).
     label: str
-    #: Plain words for people who run the programme.
+    #: Plain words for people who run the programme: a name, and one sentence on what the
+    #: messages are and what counts as success.
     title: str
+    about: str
     rule_model: builtins.type[Any]
     #: The TypedDict of what its candidates carry: message placeholders and what the send-time
     #: re-check reads back (tests/test_registry.py checks the SQL against it).

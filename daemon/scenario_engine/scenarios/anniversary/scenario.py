@@ -25,12 +25,16 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
     type = oracle.TYPE
     label = "Anniversary"
     title = "Anniversary greetings"
+    about = (
+        "A greeting on a mentor's anniversary with the programme; "
+        "success is that they stay active afterwards."
+    )
     context = AnniversaryContext
     rule_model = AnniversaryRule
     # The join date and zone (peer_mentor) decide the day; opt-outs are re-evaluated at once.
     watched_tables = frozenset({"peer_mentor", "notification_preference"})
     recheck: Recheck | None = None
-    outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME)
+    outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME, plain="kept going")
 
     candidate_query = "anniversary_candidates"
     due_query = "anniversary_due"

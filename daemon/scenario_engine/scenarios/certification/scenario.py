@@ -23,11 +23,12 @@ class CertificationScenario(SetBased[CertificationExpiryRule]):
     type = oracle.TYPE
     label = "Certification expiry"
     title = "Certification reminders"
+    about = "A reminder before a certification runs out; success is a renewal before the expiry date."
     context = CertificationContext
     rule_model = CertificationExpiryRule
     watched_tables = frozenset({"certification", "peer_mentor", "notification_preference"})
     recheck: Recheck | None = Recheck("certification_recheck", "certification renewed, revoked or expired")
-    outcome = OutcomeSpec("renewed in time", "lapsed", "certification_outcomes")
+    outcome = OutcomeSpec("renewed in time", "lapsed", "certification_outcomes", plain="renewed in time")
 
     candidate_query = "certification_candidates"
     due_query = "certification_due"

@@ -23,13 +23,17 @@ class InactivityScenario(SetBased[InactivityRule]):
     type = oracle.TYPE
     label = "Inactivity"
     title = "Check-ins with quiet mentors"
+    about = (
+        "A friendly check-in when a mentor has logged nothing for a while; "
+        "success is that they log activity again."
+    )
     context = InactivityContext
     rule_model = InactivityRule
     # New, changed or deleted activity ends (or re-opens) a spell; a status, zone or join date
     # change (peer_mentor) and an opt-in or opt-out (notification_preference) are re-evaluated.
     watched_tables = frozenset({"activity", "peer_mentor", "notification_preference"})
     recheck: Recheck | None = Recheck("inactivity_recheck", "mentor active again")
-    outcome = OutcomeSpec("re-activated", "still inactive", ACTIVITY_OUTCOME)
+    outcome = OutcomeSpec("re-activated", "still inactive", ACTIVITY_OUTCOME, plain="came back")
 
     candidate_query = "inactivity_candidates"
     due_query = "inactivity_due"

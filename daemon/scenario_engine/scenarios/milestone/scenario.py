@@ -24,13 +24,14 @@ class MilestoneScenario(SetBased[MilestoneRule]):
     type = oracle.TYPE
     label = "Milestone"
     title = "Milestone celebrations"
+    about = "Congratulations when a mentor reaches a milestone; success is that they stay active afterwards."
     context = MilestoneContext
     rule_model = MilestoneRule
     # Activity moves the counts; a coordinator awarding or removing an achievement changes what
     # is already celebrated; status, zone (the calendar year) and opt-outs are re-evaluated.
     watched_tables = frozenset({"activity", "achievement", "peer_mentor", "notification_preference"})
     recheck: Recheck | None = None
-    outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME)
+    outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME, plain="kept going")
 
     candidate_query = "milestone_candidates"
     due_query = "milestone_due"
