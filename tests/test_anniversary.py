@@ -256,3 +256,42 @@ async def test_explain_and_the_cli_show_the_anniversary(pool: Any, db_url: str, 
     shown = await run_cli("explain", str(mentor), "--as-of", AS_OF.isoformat(), env=env)
     assert shown.returncode == 0, shown.stderr
     assert "[anniversary] (anniversary) → would send" in shown.stdout
+
+
+POISON_JOINS = {
+    # joined_at → (timezone, greeted today?, quarantined?)
+    "-infinity": ("UTC", False, False),  # no calendar day: never celebrated, nothing to quarantine
+    "4713-01-01 00:00:00+00 BC": ("UTC", False, False),
+    "0001-01-01 12:00:00+00": ("UTC", False, False),  # before the evaluable range
+    "9999-12-31 12:00:00+00": ("UTC", False, False),
+    "infinity": ("UTC", False, False),
+    "2025-06-15 00:00:00+00": ("utc", False, True),  # a zone Python cannot load
+    "2024-06-15 10:00:00+00": ("XYZ-167", False, True),  # POSIX-style: PostgreSQL accepts, Python not
+    # AS_OF (15 June 12:00 UTC) is 16 June 02:00 in Kiritimati (+14), 15 June 01:00 in Pago Pago (-11)
+    "2024-06-15 11:00:00+00": ("Pacific/Kiritimati", True, False),  # joined 16 June 01:00 local
+    "2024-06-15 12:00:00+00": ("Pacific/Pago_Pago", True, False),  # joined 15 June 01:00 local
+    "2024-06-14 12:00:00+00": ("Pacific/Kiritimati", False, False),  # joined 15 June: yesterday there
+}
+
+
+async def test_every_join_instant_and_zone_the_schema_accepts_decides_alike_on_both_paths(pool: Any) -> None:
+    await pool.execute("ALTER TABLE peer_mentor DROP CONSTRAINT IF EXISTS peer_mentor_timezone_valid")
+    mentors: dict[uuid.UUID, str] = {}
+    for joined, (zone, _, _) in POISON_JOINS.items():
+        mentor = await pool.fetchval(
+            "INSERT INTO peer_mentor (organization_id, timezone, joined_at) "
+            "VALUES (gen_random_uuid(), $1, $2::text::timestamptz) RETURNING id",
+            zone,
+            joined,
+        )
+        mentors[mentor] = joined
+    engine = Engine(pool, rules(RULE))
+    await seen_before(engine, AS_OF - dt.timedelta(days=2))
+    swept = await engine.run_scheduled_evaluation(AS_OF, dry_run=True, collect=True)
+    greeted = {o.candidate.mentor_id for o in swept.outcomes if o.decision.allowed}
+    for mentor, joined in mentors.items():
+        zone, want_greeting, want_quarantine = POISON_JOINS[joined]
+        single = await engine.evaluate_mentor(mentor, as_of=AS_OF, dry_run=True)
+        assert (mentor in greeted) == want_greeting == any(o.decision.allowed for o in single), joined
+        quarantined = {q.mentor_id for q in single.quarantined}
+        assert (mentor in swept.quarantined) == want_quarantine == (mentor in quarantined), joined
