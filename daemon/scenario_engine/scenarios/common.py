@@ -29,8 +29,14 @@ class SetBased(ABC, Generic[R]):
     candidate_query: str
     due_query: str
 
+    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]:
+        """Every candidate query is asked about a batch at an instant for one rule (whose ledger
+        rows it reads); what else it takes comes from the rule alone."""
+        return {"mentors": mentors, "as_of": as_of, "rule_name": rule.name, **self.rule_params(rule)}
+
     @abstractmethod
-    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
+    def rule_params(self, rule: R) -> dict[str, Any]:
+        """The candidate query's parameters besides the batch, the instant and the rule's name."""
 
     @abstractmethod
     def from_row(self, row: Any, rule: R, as_of: dt.datetime) -> Candidate: ...

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,13 +38,8 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
     candidate_query = "anniversary_candidates"
     due_query = "anniversary_due"
 
-    def candidate_params(
-        self, rule: AnniversaryRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> dict[str, Any]:
+    def rule_params(self, rule: AnniversaryRule) -> dict[str, Any]:
         return {
-            "mentors": mentors,
-            "as_of": as_of,
-            "rule_name": rule.name,
             "years": list(rule.years),
             "zones": list(known_zones()),
         }

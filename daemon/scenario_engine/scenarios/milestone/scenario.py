@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,13 +35,8 @@ class MilestoneScenario(SetBased[MilestoneRule]):
     candidate_query = "milestone_candidates"
     due_query = "milestone_due"
 
-    def candidate_params(
-        self, rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> dict[str, Any]:
+    def rule_params(self, rule: MilestoneRule) -> dict[str, Any]:
         return {
-            "mentors": mentors,
-            "as_of": as_of,
-            "rule_name": rule.name,
             "metric": rule.metric,
             "period": rule.period,
             "thresholds": list(rule.thresholds),
