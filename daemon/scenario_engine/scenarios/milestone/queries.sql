@@ -63,10 +63,10 @@ ORDER BY mentor_id;
 -- params: as_of, rule_name, metric, period, thresholds, zones
 -- Record, without any push, every threshold already crossed when a rule is first seen,
 -- so that enabling a rule on a live population does not flood. Whole population, one
--- statement. The period is scenario_engine.milestone_period (sql/0018), as for the candidates.
--- The zone names are those
--- Python can load: a mentor with any other zone is left out (a yearly period cannot be named;
--- the candidate query quarantines that mentor) rather than failing the whole baseline.
+-- statement; the period is the candidates' own (scenario_engine.milestone_period, sql/0018).
+-- The zone names are those Python can load: a mentor with any other zone is left out (a
+-- yearly period cannot be named; the candidate query quarantines that mentor) rather than
+-- failing the whole baseline.
 WITH m AS (
     SELECT p.id, per.period, per.period_start
     FROM public.peer_mentor p
