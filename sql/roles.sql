@@ -36,7 +36,7 @@ BEGIN
     FOR r IN SELECT DISTINCT p.oid::regprocedure AS fn, a.grantee
              FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              CROSS JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
-             WHERE n.nspname = 'scenario_engine' AND a.grantee <> p.proowner
+             WHERE n.nspname = 'scenario_engine' AND a.grantee <> p.proowner AND a.grantee IS DISTINCT FROM runtime
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %s', r.fn,
                        CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
@@ -65,6 +65,12 @@ GRANT SELECT, UPDATE, DELETE ON scenario_engine.scenario_event TO scenario_engin
 GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_notification, scenario_engine.scenario_cooldown, scenario_engine.scenario_decision, scenario_engine.scenario_engine_instance, scenario_engine.push_notification, scenario_engine.scenario_sweep_batch, scenario_engine.scenario_quarantine, scenario_engine.scenario_outcome TO scenario_engine_runtime;
 GRANT SELECT, INSERT ON scenario_engine.scenario_experiment TO scenario_engine_runtime;
 GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_rule_state, scenario_engine.scenario_sweep TO scenario_engine_runtime;
+
+-- unit: runtime_engine_functions
+-- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
+-- when it fires). A function the planner inlines is still checked for EXECUTE.
+-- present: SELECT has_function_privilege('scenario_engine_runtime', 'scenario_engine.milestone_period(text, timestamptz, text)', 'EXECUTE')
+GRANT EXECUTE ON FUNCTION scenario_engine.milestone_period(text, timestamptz, text) TO scenario_engine_runtime;
 
 -- unit: runtime_engine_policies
 -- One permissive policy per engine table, for the group only.

@@ -109,37 +109,52 @@ def explain_failure(exc: BaseException, target: str) -> tuple[int, str]:
     return _explain_failure(exc, target, " ".join(str(exc).split()))
 
 
+# What a database command's error means to its operator, the first match winning (so a
+# subclass stands before its base: ConnectionRefusedError and TimeoutError before OSError). A
+# line is a template of {target}, {text} (the error's one line), {reason} (an OS error's
+# strerror) and {sqlstate}. One table, so that every kind of failure is worded and coded alike.
+_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str], ...] = (
+    (TransactionPoolerError, EXIT_CONFIG, "{text}"),
+    (MigrationError, EXIT_FAILURE, "{text}"),
+    (asyncpg.InvalidPasswordError, EXIT_CONFIG, "{target}: the server refused the password ({text})"),
+    (asyncpg.InvalidCatalogNameError, EXIT_CONFIG, "{target}: the database does not exist ({text})"),
+    (
+        asyncpg.InvalidAuthorizationSpecificationError,
+        EXIT_CONFIG,
+        "{target}: the server refused this role ({text})",
+    ),
+    (asyncpg.ClientConfigurationError, EXIT_CONFIG, "{target}: {text}"),
+    (
+        asyncpg.InsufficientPrivilegeError,
+        EXIT_FAILURE,
+        "{target}: permission denied ({text}); docs/DEPLOY.md lists each role's grants",
+    ),
+    (
+        (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError),
+        EXIT_FAILURE,
+        "{target}: the server is not accepting connections ({text})",
+    ),
+    (socket.gaierror, EXIT_FAILURE, "cannot reach {target}: the host name does not resolve ({reason})"),
+    (ConnectionRefusedError, EXIT_FAILURE, "cannot reach {target}: connection refused"),
+    (TimeoutError, EXIT_FAILURE, "cannot reach {target}: timed out"),
+    (OSError, EXIT_FAILURE, "cannot reach {target}: {reason}"),
+    (
+        (asyncpg.PostgresConnectionError, asyncpg.InterfaceError),
+        EXIT_FAILURE,
+        "lost the connection to {target}: {text}",
+    ),
+    (asyncpg.PostgresError, EXIT_FAILURE, "{target}: database error {sqlstate}: {text}"),
+    (LookupError, EXIT_FAILURE, "{text}"),
+)
+
+
 def _explain_failure(exc: BaseException, target: str, text: str) -> tuple[int, str]:
-    if isinstance(exc, TransactionPoolerError):
-        return EXIT_CONFIG, text
-    if isinstance(exc, MigrationError):
-        return EXIT_FAILURE, text
-    if isinstance(exc, asyncpg.InvalidPasswordError):
-        return EXIT_CONFIG, f"{target}: the server refused the password ({text})"
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        return EXIT_CONFIG, f"{target}: the database does not exist ({text})"
-    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
-        return EXIT_CONFIG, f"{target}: the server refused this role ({text})"
-    if isinstance(exc, asyncpg.ClientConfigurationError):
-        return EXIT_CONFIG, f"{target}: {text}"
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
-        return EXIT_FAILURE, f"{target}: permission denied ({text}); docs/DEPLOY.md lists each role's grants"
-    if isinstance(exc, (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)):
-        return EXIT_FAILURE, f"{target}: the server is not accepting connections ({text})"
-    if isinstance(exc, socket.gaierror):
-        return EXIT_FAILURE, f"cannot reach {target}: the host name does not resolve ({exc.strerror})"
-    if isinstance(exc, ConnectionRefusedError):
-        return EXIT_FAILURE, f"cannot reach {target}: connection refused"
-    if isinstance(exc, TimeoutError):
-        return EXIT_FAILURE, f"cannot reach {target}: timed out"
-    if isinstance(exc, OSError):
-        return EXIT_FAILURE, f"cannot reach {target}: {exc.strerror or exc}"
-    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)):
-        return EXIT_FAILURE, f"lost the connection to {target}: {text}"
-    if isinstance(exc, asyncpg.PostgresError):
-        return EXIT_FAILURE, f"{target}: database error {exc.sqlstate}: {text}"
-    if isinstance(exc, LookupError):
-        return EXIT_FAILURE, text
+    for kinds, code, line in _FAILURES:
+        if isinstance(exc, kinds):
+            reason = getattr(exc, "strerror", None) or exc  # an OSError's words
+            return code, line.format(
+                target=target, text=text, reason=reason, sqlstate=getattr(exc, "sqlstate", None)
+            )
     return EXIT_FAILURE, f"unexpected error {type(exc).__name__}: {text} (a bug; --traceback shows where)"
 
 

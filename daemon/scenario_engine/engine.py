@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -42,6 +42,8 @@ from scenario_engine.scenarios.milestone import MilestoneRule
 from scenario_engine.sweep import SweepPlan, SweepResult, run_sweep
 
 __all__ = ["Engine", "EnqueueResult", "SweepResult"]
+
+R = TypeVar("R", bound=Rule)
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,9 @@ class Engine:
     ) -> list[Outcome]:
         """Inactivity Detector for one mentor: the configured rules with that threshold
         (all inactivity rules if None; an ad-hoc rule if none has it)."""
-        rules: list[Rule] = [
-            r
-            for r in self.rules.of_type("inactivity")
-            if isinstance(r, InactivityRule) and r.enabled and threshold_days in (None, r.threshold_days)
-        ]
+        rules = self._enabled_rules(
+            InactivityRule, "inactivity", lambda r: threshold_days in (None, r.threshold_days)
+        )
         if not rules and threshold_days is not None:
             rules = [InactivityRule(name=f"inactive_{threshold_days}d", threshold_days=threshold_days)]
         return await self._evaluate_single(user_id, rules, as_of, dry_run)
@@ -122,11 +122,9 @@ class Engine:
         dry_run: bool = False,
     ) -> list[Outcome]:
         """Milestone Detector: ``milestone_type`` is a metric (sessions/hours/contacts) or a rule name."""
-        rules: list[Rule] = [
-            r
-            for r in self.rules.of_type("milestone")
-            if isinstance(r, MilestoneRule) and r.enabled and milestone_type in (None, r.metric, r.name)
-        ]
+        rules = self._enabled_rules(
+            MilestoneRule, "milestone", lambda r: milestone_type in (None, r.metric, r.name)
+        )
         return await self._evaluate_single(user_id, rules, as_of, dry_run)
 
     async def evaluate_certification_expiry_scenario(
@@ -137,18 +135,27 @@ class Engine:
         as_of: dt.datetime | None = None,
         dry_run: bool = False,
     ) -> list[Outcome]:
-        rules: list[Rule] = [
-            r
-            for r in self.rules.of_type("certification_expiry")
-            if isinstance(r, CertificationExpiryRule)
-            and r.enabled
-            and lead_time_days in (None, r.lead_time_days)
-        ]
+        rules = self._enabled_rules(
+            CertificationExpiryRule,
+            "certification_expiry",
+            lambda r: lead_time_days in (None, r.lead_time_days),
+        )
         if not rules and lead_time_days is not None:
             rules = [
                 CertificationExpiryRule(name=f"certification_{lead_time_days}d", tiers_days=[lead_time_days])
             ]
         return await self._evaluate_single(user_id, rules, as_of, dry_run)
+
+    def _enabled_rules(
+        self, rule_type: type[R], scenario_type: ScenarioType, selected: Callable[[R], bool]
+    ) -> list[Rule]:
+        """The enabled rules of one scenario that a seed interface's argument selects: the three
+        seed interfaces must filter alike (a disabled rule is never run by name)."""
+        return [
+            r
+            for r in self.rules.of_type(scenario_type)
+            if isinstance(r, rule_type) and r.enabled and selected(r)
+        ]
 
     async def evaluate_mentor(
         self, mentor_id: uuid.UUID, *, as_of: dt.datetime | None = None, dry_run: bool = False

@@ -71,16 +71,9 @@ async def write_outcomes(
             await execute(
                 conn,
                 "log_suppressed_batch",
-                mentor_ids=[c.mentor_id for c, _ in suppressed],
-                scenario_types=[c.scenario_type for c, _ in suppressed],
-                rule_names=[c.rule_name for c, _ in suppressed],
-                dedup_keys=[c.dedup_key for c, _ in suppressed],
+                **_decision_columns(suppressed, as_of, states, experiment_id),
                 outcomes=[d.outcome for _, d in suppressed],
-                reasons=[d.reason for _, d in suppressed],
                 inputs=[c.inputs for c, _ in suppressed],
-                as_of=as_of,
-                organization_ids=[_organization(states, c.mentor_id) for c, _ in suppressed],
-                experiment_id=experiment_id,
             )
     out: list[Outcome] = []
     for c, d in decided:
@@ -111,25 +104,38 @@ async def _enqueue(
     rows = await fetch(
         conn,
         "enqueue_batch",
-        mentor_ids=[c.mentor_id for c, _ in recorded],
-        scenario_types=[c.scenario_type for c, _ in recorded],
-        rule_names=[c.rule_name for c, _ in recorded],
+        **_decision_columns(recorded, as_of, states, experiment_id),
         subjects=[c.subject for c, _ in recorded],
         seqs=[c.seq for c, _ in recorded],
-        dedup_keys=[c.dedup_key for c, _ in recorded],
         contexts=contexts,
         titles=[render_title(rule.title, ctx) for ctx in contexts],
         bodies=[render_body(rule.body, ctx) for ctx in contexts],
-        as_of=as_of,
         held_out=[d.outcome == "holdout" for _, d in recorded],
-        organization_ids=[_organization(states, c.mentor_id) for c, _ in recorded],
-        experiment_id=experiment_id,
         window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
-        reasons=[d.reason for _, d in recorded],
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute("SELECT pg_notify('scenario_push', $1::text)", str(len(rows)))
     return {r["dedup_key"]: r["id"] for r in rows}
+
+
+def _decision_columns(
+    decided: Sequence[tuple[Candidate, PolicyDecision]],
+    as_of: dt.datetime,
+    states: Mapping[uuid.UUID, PolicyState],
+    experiment_id: int,
+) -> dict[str, Any]:
+    """The decision row's parameters that a sent, held-out and suppressed candidate share: the
+    enqueue and the suppression statements must write them alike (the reports group on them)."""
+    return {
+        "mentor_ids": [c.mentor_id for c, _ in decided],
+        "scenario_types": [c.scenario_type for c, _ in decided],
+        "rule_names": [c.rule_name for c, _ in decided],
+        "dedup_keys": [c.dedup_key for c, _ in decided],
+        "reasons": [d.reason for _, d in decided],
+        "organization_ids": [_organization(states, c.mentor_id) for c, _ in decided],
+        "as_of": as_of,
+        "experiment_id": experiment_id,
+    }
 
 
 def _organization(states: Mapping[uuid.UUID, PolicyState], mentor_id: uuid.UUID) -> uuid.UUID | None:

@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from scenario_engine.db.records import from_row
+
 # "holdout" is decided after policy (outcomes/holdout.py): allowed, but kept back as a control.
 Outcome = Literal["sent", "holdout", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
 
@@ -73,16 +75,7 @@ def decide_policy(
 
 
 def state_from_row(row: Any) -> PolicyState:
-    return PolicyState(
-        mentor_id=row["mentor_id"],
-        status=row["status"],
-        opted_out_scope=row["opted_out_scope"],
-        last_triggered_at=row["last_triggered_at"],
-        last_rule_name=row["last_rule_name"],
-        sent_24h=int(row["sent_24h"]),
-        display_name=row["display_name"],
-        organization_id=row["organization_id"],
-    )
+    return from_row(PolicyState, row, sent_24h=int(row["sent_24h"]))
 
 
 def _fmt(delta: dt.timedelta) -> str:

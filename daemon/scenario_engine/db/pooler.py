@@ -24,6 +24,8 @@ from typing import Any
 import anyio
 import asyncpg
 
+from scenario_engine.errors import find_in_group
+
 PROBE_TIMEOUT = 5.0
 SETTING = "scenario_engine.session_probe"
 
@@ -52,12 +54,10 @@ class TransactionPoolerError(Exception):
 
 def pooler_symptom(exc: BaseException) -> BaseException | None:
     """The pooler symptom inside ``exc`` (or an exception group), if there is one."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = pooler_symptom(inner)
-            if found is not None:
-                return found
-        return None
+    return find_in_group(exc, _symptom)
+
+
+def _symptom(exc: BaseException) -> BaseException | None:
     if isinstance(exc, POOLER_SYMPTOMS):
         return exc
     cause = exc.__cause__ or exc.__context__

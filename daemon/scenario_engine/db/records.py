@@ -7,14 +7,30 @@ once (naive ±infinity → aware bounds, instants.py).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch, fetchrow
 from scenario_engine.instants import instant, iso, optional_instant
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+D = TypeVar("D", bound="DataclassInstance")
+
+
+def from_row(cls: type[D], row: asyncpg.Record | Mapping[str, Any], **converted: Any) -> D:
+    """A record from a row whose columns carry its field names; ``converted`` gives the few
+    fields that need a conversion (instants). A missing column fails here, naming it."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in converted]
+    return cls(**{name: row[name] for name in names}, **converted)
 
 
 @dataclass(frozen=True)
@@ -60,34 +76,24 @@ async def load_mentor(conn: Conn, mentor_id: uuid.UUID) -> MentorRecord | None:
     row = await fetchrow(conn, "mentor_row", mentor_id=mentor_id)
     if row is None:
         return None
-    return MentorRecord(
-        id=row["id"],
-        organization_id=row["organization_id"],
-        display_name=row["display_name"],
-        status=row["status"],
-        timezone=row["timezone"],
-        joined_at=instant(row["joined_at"]),
-    )
+    return from_row(MentorRecord, row, joined_at=instant(row["joined_at"]))
 
 
 async def load_activities(conn: Conn, mentor_id: uuid.UUID, as_of: dt.datetime) -> list[ActivityRecord]:
     """The mentor's activities at or before ``as_of``."""
     rows = await fetch(conn, "mentor_activities", mentor_id=mentor_id, as_of=as_of)
-    return [
-        ActivityRecord(r["kind"], instant(r["occurred_at"]), r["duration_minutes"], r["contacts"])
-        for r in rows
-    ]
+    return [from_row(ActivityRecord, r, occurred_at=instant(r["occurred_at"])) for r in rows]
 
 
 async def load_certifications(conn: Conn, mentor_id: uuid.UUID) -> list[CertificationRecord]:
     rows = await fetch(conn, "mentor_certifications", mentor_id=mentor_id)
     return [
-        CertificationRecord(
-            r["id"],
-            r["type"],
-            instant(r["issued_at"]),
-            instant(r["expires_at"]),
-            optional_instant(r["revoked_at"]),
+        from_row(
+            CertificationRecord,
+            r,
+            issued_at=instant(r["issued_at"]),
+            expires_at=instant(r["expires_at"]),
+            revoked_at=optional_instant(r["revoked_at"]),
         )
         for r in rows
     ]
@@ -102,11 +108,7 @@ async def load_achievements(conn: Conn, mentor_id: uuid.UUID) -> frozenset[tuple
 async def load_notifications(conn: Conn, mentor_id: uuid.UUID, rule_name: str) -> list[NotificationRecord]:
     """The mentor's ledger rows of one rule, oldest first."""
     rows = await fetch(conn, "mentor_notifications", mentor_id=mentor_id)
-    return [
-        NotificationRecord(r["id"], r["scenario_type"], r["rule_name"], r["subject"], r["seq"], r["as_of"])
-        for r in rows
-        if r["rule_name"] == rule_name
-    ]
+    return [from_row(NotificationRecord, r) for r in rows if r["rule_name"] == rule_name]
 
 
 def plain(row: Any) -> dict[str, Any]:

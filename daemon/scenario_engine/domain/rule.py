@@ -9,7 +9,7 @@ SIGHUP reload instead of a push.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -30,6 +30,17 @@ def context_keys(context: Any) -> frozenset[str]:
     (``context`` is the scenario's TypedDict)."""
     keys: frozenset[str] = context.__required_keys__ | context.__optional_keys__
     return COMMON_CONTEXT_KEYS | keys
+
+
+Number = TypeVar("Number", int, float)
+
+
+def distinct_sorted(value: list[Number], what: str, *, reverse: bool = False) -> list[Number]:
+    """A rule's list of years, thresholds or tiers, in the order its scenario walks them. A
+    repeat is a typo in the rules file, and two equal entries would share one dedup key."""
+    if len(set(value)) != len(value):
+        raise ValueError(f"{what} must be distinct")
+    return sorted(value, reverse=reverse)
 
 
 HoldoutSalt = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]

@@ -39,7 +39,7 @@ from scenario_engine.db.pooler import (
 from scenario_engine.db.queries import query
 from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine
-from scenario_engine.errors import ConfigError
+from scenario_engine.errors import ConfigError, find_in_group
 from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
@@ -331,12 +331,10 @@ class Daemon:
 def startup_problem(exc: BaseException) -> str | None:
     """The one line to print for a failure that is the operator's configuration, not a bug
     (exit 2), or None. Looks inside exception groups, which is how task groups report."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = startup_problem(inner)
-            if found is not None:
-                return found
-        return None
+    return find_in_group(exc, _startup_problem)
+
+
+def _startup_problem(exc: BaseException) -> str | None:
     if isinstance(exc, (StatusServerError, TransactionPoolerError, InstallationError)):
         return str(exc)
     symptom = pooler_symptom(exc)

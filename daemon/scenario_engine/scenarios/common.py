@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import fetch
+from scenario_engine.db.queries import execute, fetch
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.scenarios.base import Candidate, collect_candidates
 
@@ -29,8 +29,14 @@ class SetBased(ABC, Generic[R]):
     candidate_query: str
     due_query: str
 
+    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]:
+        """Every candidate query is asked about a batch at an instant for one rule (whose ledger
+        rows it reads); what else it takes comes from the rule alone."""
+        return {"mentors": mentors, "as_of": as_of, "rule_name": rule.name, **self.rule_params(rule)}
+
     @abstractmethod
-    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
+    def rule_params(self, rule: R) -> dict[str, Any]:
+        """The candidate query's parameters besides the batch, the instant and the rule's name."""
 
     @abstractmethod
     def from_row(self, row: Any, rule: R, as_of: dt.datetime) -> Candidate: ...
@@ -50,9 +56,20 @@ class SetBased(ABC, Generic[R]):
         rows = await fetch(conn, self.due_query, **self.due_params(rules, since, as_of))
         return {r["mentor_id"] for r in rows}
 
+    #: The no-flood baseline run when a rule is first seen: what already happened is recorded
+    #: without a push. None: nothing that already happened can flood.
+    baseline_query: str | None = None
+
     async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
-        """No baseline by default: nothing that already happened can flood."""
-        return
+        if self.baseline_query is None or self.backfill(rule):
+            return
+        await execute(
+            conn, self.baseline_query, as_of=as_of, rule_name=rule.name, **self.baseline_params(rule)
+        )
+
+    def baseline_params(self, rule: R) -> dict[str, Any]:
+        """The baseline query's parameters besides the instant and the rule's name."""
+        return {}
 
     def backfill(self, rule: R) -> bool:
         return False

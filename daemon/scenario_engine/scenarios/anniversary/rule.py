@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from scenario_engine.domain.rule import MAX_DAYS, RuleBase, context_keys
+from scenario_engine.domain.rule import MAX_DAYS, RuleBase, context_keys, distinct_sorted
 from scenario_engine.scenarios.anniversary.context import AnniversaryContext
 
 
@@ -26,6 +26,4 @@ class AnniversaryRule(RuleBase):
     @field_validator("years")
     @classmethod
     def _distinct(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("years must be distinct")
-        return sorted(value)
+        return distinct_sorted(value, "years")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import execute, fetch
+from scenario_engine.db.queries import fetch
 from scenario_engine.db.records import MentorRecord, load_notifications
 from scenario_engine.instants import iso
 from scenario_engine.scenarios.anniversary import oracle
@@ -38,14 +37,10 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
 
     candidate_query = "anniversary_candidates"
     due_query = "anniversary_due"
+    baseline_query = "anniversary_baseline"  # today's anniversaries are greeted already
 
-    def candidate_params(
-        self, rule: AnniversaryRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> dict[str, Any]:
+    def rule_params(self, rule: AnniversaryRule) -> dict[str, Any]:
         return {
-            "mentors": mentors,
-            "as_of": as_of,
-            "rule_name": rule.name,
             "years": list(rule.years),
             "zones": list(known_zones()),
         }
@@ -91,18 +86,8 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
     ) -> dict[str, Any]:
         return {"since": since, "as_of": as_of, "zones": list(known_zones())}
 
-    async def first_seen(self, conn: Conn, rule: AnniversaryRule, as_of: dt.datetime) -> None:
-        """The no-flood baseline: today's anniversaries are recorded without a push."""
-        if rule.backfill:
-            return
-        await execute(
-            conn,
-            "anniversary_baseline",
-            as_of=as_of,
-            rule_name=rule.name,
-            years=list(rule.years),
-            zones=list(known_zones()),
-        )
+    def baseline_params(self, rule: AnniversaryRule) -> dict[str, Any]:
+        return {"years": list(rule.years), "zones": list(known_zones())}
 
     def backfill(self, rule: AnniversaryRule) -> bool:
         return rule.backfill

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from scenario_engine.domain.rule import MAX_DAYS, RuleBase, context_keys
+from scenario_engine.domain.rule import MAX_DAYS, RuleBase, context_keys, distinct_sorted
 from scenario_engine.scenarios.certification.context import CertificationContext
 
 
@@ -25,9 +25,7 @@ class CertificationExpiryRule(RuleBase):
     @field_validator("tiers_days")
     @classmethod
     def _descending(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError("tiers_days must be distinct")
-        return sorted(value, reverse=True)
+        return distinct_sorted(value, "tiers_days", reverse=True)
 
     @property
     def lead_time_days(self) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,13 +32,8 @@ class CertificationScenario(SetBased[CertificationExpiryRule]):
     candidate_query = "certification_candidates"
     due_query = "certification_due"
 
-    def candidate_params(
-        self, rule: CertificationExpiryRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> dict[str, Any]:
+    def rule_params(self, rule: CertificationExpiryRule) -> dict[str, Any]:
         return {
-            "mentors": mentors,
-            "as_of": as_of,
-            "rule_name": rule.name,
             "tiers_days": list(rule.tiers_days),
             "types": list(rule.certification_types),
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,13 +37,8 @@ class InactivityScenario(SetBased[InactivityRule]):
     candidate_query = "inactivity_candidates"
     due_query = "inactivity_due"
 
-    def candidate_params(
-        self, rule: InactivityRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> dict[str, Any]:
+    def rule_params(self, rule: InactivityRule) -> dict[str, Any]:
         return {
-            "mentors": mentors,
-            "as_of": as_of,
-            "rule_name": rule.name,
             "threshold_secs": rule.threshold_days * 86400.0,
             "max_reminders": rule.max_reminders,
             "spacing_secs": rule.cooldown.total_seconds(),

@@ -13,14 +13,9 @@ WITH zones AS (
     WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
       AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
 ), m AS (
-    SELECT p.id,
-           CASE WHEN $5::text = 'year' THEN extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int::text
-                ELSE 'all_time' END AS period,
-           CASE WHEN $5::text = 'year'
-                THEN make_timestamptz(extract(year FROM $2::timestamptz AT TIME ZONE p.timezone)::int,
-                                      1, 1, 0, 0, 0, p.timezone)
-                ELSE '-infinity'::timestamptz END AS period_start
+    SELECT p.id, per.period, per.period_start
     FROM public.peer_mentor p
+    CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, p.timezone) AS per
     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
       AND NOT EXISTS (SELECT 1 FROM bad_zone b WHERE b.id = p.id)
 ), agg AS (
@@ -68,18 +63,14 @@ ORDER BY mentor_id;
 -- params: as_of, rule_name, metric, period, thresholds, zones
 -- Record, without any push, every threshold already crossed when a rule is first seen,
 -- so that enabling a rule on a live population does not flood. Whole population, one
--- statement. The zone names are those
--- Python can load: a mentor with any other zone is left out (a yearly period cannot be named;
--- the candidate query quarantines that mentor) rather than failing the whole baseline.
+-- statement; the period is the candidates' own (scenario_engine.milestone_period, sql/0018).
+-- The zone names are those Python can load: a mentor with any other zone is left out (a
+-- yearly period cannot be named; the candidate query quarantines that mentor) rather than
+-- failing the whole baseline.
 WITH m AS (
-    SELECT p.id,
-           CASE WHEN $4::text = 'year' THEN extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int::text
-                ELSE 'all_time' END AS period,
-           CASE WHEN $4::text = 'year'
-                THEN make_timestamptz(extract(year FROM $1::timestamptz AT TIME ZONE p.timezone)::int,
-                                      1, 1, 0, 0, 0, p.timezone)
-                ELSE '-infinity'::timestamptz END AS period_start
+    SELECT p.id, per.period, per.period_start
     FROM public.peer_mentor p
+    CROSS JOIN LATERAL scenario_engine.milestone_period($4::text, $1::timestamptz, p.timezone) AS per
     WHERE $4::text <> 'year' OR p.timezone IN (SELECT z.name FROM unnest($6::text[]) AS z(name))
 ), agg AS (
     SELECT m.id, m.period,

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from scenario_engine.domain.rule import MAX_DAYS, RuleBase, context_keys
+from scenario_engine.domain.rule import MAX_DAYS, RuleBase, context_keys, distinct_sorted
 from scenario_engine.scenarios.milestone.context import MilestoneContext
 
 
@@ -28,7 +28,4 @@ class MilestoneRule(RuleBase):
     def _ascending(cls, value: list[float]) -> list[float]:
         # Rounded to the 15 significant digits that survive PostgreSQL's float8 → numeric
         # conversion, so the achievement ledger (numeric) compares equal on every path.
-        value = [float(f"{v:.15g}") for v in value]
-        if len(set(value)) != len(value):
-            raise ValueError("thresholds must be distinct")
-        return sorted(value)
+        return distinct_sorted([float(f"{v:.15g}") for v in value], "thresholds")

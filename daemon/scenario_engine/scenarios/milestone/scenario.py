@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import execute
 from scenario_engine.db.records import MentorRecord, load_achievements, load_activities
 from scenario_engine.scenarios.base import Candidate, MentorDataError, threshold_label
 from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, SetBased
@@ -35,14 +33,10 @@ class MilestoneScenario(SetBased[MilestoneRule]):
 
     candidate_query = "milestone_candidates"
     due_query = "milestone_due"
+    baseline_query = "milestone_baseline"  # thresholds already crossed are celebrated already
 
-    def candidate_params(
-        self, rule: MilestoneRule, mentors: list[uuid.UUID], as_of: dt.datetime
-    ) -> dict[str, Any]:
+    def rule_params(self, rule: MilestoneRule) -> dict[str, Any]:
         return {
-            "mentors": mentors,
-            "as_of": as_of,
-            "rule_name": rule.name,
             "metric": rule.metric,
             "period": rule.period,
             "thresholds": list(rule.thresholds),
@@ -95,20 +89,13 @@ class MilestoneScenario(SetBased[MilestoneRule]):
     ) -> dict[str, Any]:
         return {"since": since, "as_of": as_of}
 
-    async def first_seen(self, conn: Conn, rule: MilestoneRule, as_of: dt.datetime) -> None:
-        """The no-flood baseline: thresholds already crossed are recorded without a push."""
-        if rule.backfill:
-            return
-        await execute(
-            conn,
-            "milestone_baseline",
-            as_of=as_of,
-            rule_name=rule.name,
-            metric=rule.metric,
-            period=rule.period,
-            thresholds=list(rule.thresholds),
-            zones=list(known_zones()),
-        )
+    def baseline_params(self, rule: MilestoneRule) -> dict[str, Any]:
+        return {
+            "metric": rule.metric,
+            "period": rule.period,
+            "thresholds": list(rule.thresholds),
+            "zones": list(known_zones()),
+        }
 
     def backfill(self, rule: MilestoneRule) -> bool:
         return rule.backfill
