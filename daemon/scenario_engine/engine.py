@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -279,11 +279,17 @@ class Engine:
     ) -> Outcomes:
         """Route a batch of events set-based: one evaluation per scenario type over all the
         mentors the batch touched. Raises EventError for an event that can never be handled."""
+        return await self.evaluate_routed(conn, route(events), as_of)
+
+    async def evaluate_routed(
+        self, conn: Conn, by_type: Mapping[str, set[uuid.UUID]], as_of: dt.datetime | None = None
+    ) -> Outcomes:
+        """The rule loop over the mentors each scenario type's events touched (runtime/drain.py
+        routes once, while it checks each event)."""
         at = utc(as_of)
         experiments = await ensure_rules_seen(conn, self.rules, at, self._seen)
-        by_type = route(events)
         return await evaluate_set_based(
-            conn, self.rules, experiments, at, lambda t: sorted(by_type.get(t, ()))
+            conn, self.rules, experiments, at, lambda scenario_type: sorted(by_type.get(scenario_type, ()))
         )
 
     async def handle_database_event(self, event: ScenarioEvent, as_of: dt.datetime | None = None) -> Outcomes:

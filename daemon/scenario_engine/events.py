@@ -68,10 +68,19 @@ def scenarios_for(event: ScenarioEvent) -> frozenset[str]:
     return WATCHED_TABLES[event.table_name]
 
 
+# An event with the scenario types it concerns (checked once, by ``scenarios_for``).
+Routed = tuple[ScenarioEvent, frozenset[str]]
+
+
 def route(events: Iterable[ScenarioEvent]) -> dict[str, set[uuid.UUID]]:
     """Scenario type → the mentors a batch of events touched for it (EventError as above)."""
+    return group((event, scenarios_for(event)) for event in events)
+
+
+def group(routed: Iterable[Routed]) -> dict[str, set[uuid.UUID]]:
+    """Scenario type → the mentors of events already routed."""
     by_type: dict[str, set[uuid.UUID]] = {}
-    for event in events:
-        for scenario_type in scenarios_for(event):
+    for event, scenario_types in routed:
+        for scenario_type in scenario_types:
             by_type.setdefault(scenario_type, set()).update(event.mentors())
     return by_type

@@ -85,7 +85,7 @@ class Daemon:
                     s.status_host,
                     s.status_port,
                 )
-                outer.start_soon(self._signals, engine)
+                outer.start_soon(self._signals, pool, engine)
                 # Before anything uses the pool: a transaction pooler is refused (exit 2) here
                 # rather than failing later with prepared-statement collisions. Waits out an
                 # outage at start (unready, not dead).
@@ -95,7 +95,7 @@ class Daemon:
                 if checked is None:  # stopped before the database ever answered
                     outer.cancel_scope.cancel()
                     return
-                await self._see_rules(engine)
+                await self._see_rules(pool, engine)
                 listener = Listener(
                     self.dsn,
                     self.state,
@@ -104,12 +104,13 @@ class Daemon:
                     health=self.state.watch("listener", stuck_after),
                 )
                 await outer.start(listener.run)
-                outer.start_soon(self._health, engine)
+                outer.start_soon(self._health, pool)
                 outer.start_soon(self._monitor)
                 dispatcher = Dispatcher(pool, make_provider(s, pool), s, self.state.metrics)
                 async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
                     drain = Drain(
+                        pool,
                         engine,
                         self.state,
                         batch_size=s.drain_batch_size,
@@ -118,7 +119,7 @@ class Daemon:
                         health=self.state.watch("drain", stuck_after),
                     )
                     workers.start_soon(drain.run)
-                    workers.start_soon(Scheduler(self.dsn, engine, self.state, s).run)
+                    workers.start_soon(Scheduler(self.dsn, pool, engine, self.state, s).run)
                     workers.start_soon(
                         dispatcher.run,
                         self.state.stopping,
@@ -128,7 +129,7 @@ class Daemon:
                     workers.start_soon(
                         partial(
                             prune_loop,
-                            engine,
+                            pool,
                             self.state,
                             retention_seconds=s.event_retention_hours * 3600,
                             every=s.prune_interval_seconds,
@@ -138,7 +139,7 @@ class Daemon:
                     workers.start_soon(  # retention of personal data (scenario_engine/privacy.py)
                         partial(
                             personal_data_loop,
-                            engine.pool,
+                            pool,
                             self.state,
                             s,
                             health=self.state.watch("personal_data_prune", stuck_after),
@@ -166,13 +167,13 @@ class Daemon:
             raise InstallationError(report.problems)
         return True
 
-    async def _see_rules(self, engine: Engine) -> None:
+    async def _see_rules(self, pool: asyncpg.Pool[Any], engine: Engine) -> None:
         """Record (and baseline) new rules before any event is handled, so that a rule's
         first sighting is its start-up, not whichever event happens to come first. If the
         database is down, the first evaluation does it instead."""
         try:
             with anyio.fail_after(30):
-                async with engine.pool.acquire() as conn:
+                async with pool.acquire() as conn:
                     await engine.see_rules(conn)
         except DB_ERRORS as exc:
             log.warning("rules_not_recorded_yet", error=repr(exc))
@@ -205,12 +206,12 @@ class Daemon:
             log.warning("grace_period_over", seconds=self.settings.shutdown_grace_seconds)
             workers.cancel()
 
-    async def _signals(self, engine: Engine) -> None:
+    async def _signals(self, pool: asyncpg.Pool[Any], engine: Engine) -> None:
         with anyio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
             async for signum in signals:
                 if signum == RELOAD_SIGNAL:
                     if self._reload(engine):
-                        await self._see_rules(engine)
+                        await self._see_rules(pool, engine)
                 elif not self.state.stopping.is_set():
                     log.info("stopping", signal=signum.name if hasattr(signum, "name") else signum)
                     self.notifier.stopping()
@@ -236,7 +237,7 @@ class Daemon:
         self.notifier.ready()
         return applied
 
-    async def _health(self, engine: Engine) -> None:
+    async def _health(self, pool: asyncpg.Pool[Any]) -> None:
         """Database probe, backlog gauges, instance heartbeat and readiness, on the shared
         work loop: a failed probe marks the database down and is retried every interval."""
         announced = False
@@ -244,7 +245,7 @@ class Daemon:
         async def probe() -> bool:
             nonlocal announced
             with anyio.fail_after(self.settings.listen_ping_timeout_seconds):
-                async with engine.pool.acquire() as conn:
+                async with pool.acquire() as conn:
                     row = await conn.fetchrow(query("backlogs"))
                     outbox = await conn.fetchrow(query("outbox_stats"))
                     await conn.execute(

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import query
 from scenario_engine.engine import Engine
-from scenario_engine.events import EventError, ScenarioEvent, scenarios_for
+from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import is_transient
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
@@ -25,10 +27,14 @@ from scenario_engine.runtime.worker import Worker
 
 log = get_logger("scenario_engine.drain")
 
+# A claimed event, routed to its scenario types, with the instant its row was written.
+Claimed = tuple[Routed, dt.datetime]
+
 
 class Drain:
     def __init__(
         self,
+        pool: asyncpg.Pool[Any],
         engine: Engine,
         state: RuntimeState,
         *,
@@ -38,6 +44,7 @@ class Drain:
         health: LoopHealth | None = None,
     ):
         self.health = health
+        self.pool = pool
         self.engine = engine
         self.state = state
         self.batch_size = batch_size
@@ -59,28 +66,28 @@ class Drain:
 
     async def drain_once(self) -> int:
         """Claim and process one batch; returns how many rows were claimed."""
-        async with self.engine.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(query("claim_events"), self.batch_size)
             if not rows:
                 return 0
-            good: list[tuple[ScenarioEvent, dt.datetime]] = []
+            good: list[Claimed] = []
             for row in rows:
                 try:
                     event = ScenarioEvent.from_row(row)
-                    scenarios_for(event)
+                    routed = (event, scenarios_for(event))
                 except (EventError, ValidationError) as exc:
                     await self._dead_letter(conn, row["id"], str(exc), "invalid")
                     continue
-                good.append((event, row["created_at"]))
+                good.append((routed, row["created_at"]))
             if good:
                 await self._process(conn, good)
             return len(rows)
 
-    async def _process(self, conn: Conn, batch: list[tuple[ScenarioEvent, dt.datetime]]) -> None:
-        events = [e for e, _ in batch]
+    async def _process(self, conn: Conn, batch: list[Claimed]) -> None:
+        events = [routed[0] for routed, _ in batch]
         try:
             async with conn.transaction():
-                outcomes = await self.engine.handle_database_events(conn, events)
+                outcomes = await self.engine.evaluate_routed(conn, group(r for r, _ in batch))
         except Exception as exc:
             if is_transient(exc):  # the database went away: not the batch's fault
                 raise
@@ -91,11 +98,12 @@ class Drain:
         self.state.metrics.count_outcomes(outcomes)
         self._observe(batch)
 
-    async def _one_by_one(self, conn: Conn, batch: list[tuple[ScenarioEvent, dt.datetime]]) -> None:
-        for event, created in batch:
+    async def _one_by_one(self, conn: Conn, batch: list[Claimed]) -> None:
+        for routed, created in batch:
+            event = routed[0]
             try:
                 async with conn.transaction():
-                    outcomes = await self.engine.handle_database_events(conn, [event])
+                    outcomes = await self.engine.evaluate_routed(conn, group([routed]))
             except Exception as exc:
                 if is_transient(exc):  # never burn an attempt on a lost connection
                     raise
@@ -111,22 +119,22 @@ class Drain:
                 continue
             await conn.execute(query("mark_events_processed"), [event.id])
             self.state.metrics.count_outcomes(outcomes)
-            self._observe([(event, created)])
+            self._observe([(routed, created)])
 
     async def _dead_letter(self, conn: Conn, event_id: int, error: str, reason: str) -> None:
         await conn.execute(query("dead_letter_event"), event_id, error)
         self.state.metrics.events_dead.labels(reason).inc()
         log.warning("event_dead_lettered", event_id=event_id, error=error)
 
-    def _observe(self, batch: list[tuple[ScenarioEvent, dt.datetime]]) -> None:
+    def _observe(self, batch: list[Claimed]) -> None:
         now = time.time()
-        for _event, created in batch:
+        for _routed, created in batch:
             self.state.metrics.drain_latency.observe(max(0.0, now - created.timestamp()))
         self.state.metrics.events_processed.inc(len(batch))
 
 
 async def prune_loop(
-    engine: Engine,
+    pool: asyncpg.Pool[Any],
     state: RuntimeState,
     *,
     retention_seconds: float,
@@ -136,7 +144,7 @@ async def prune_loop(
     """Delete processed events past retention, in small batches, off the hot path."""
 
     async def step() -> bool:
-        async with engine.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             while not state.stopping.is_set():
                 status: str = await conn.execute(query("prune_processed_events"), retention_seconds, 5000)
                 if int(status.split()[-1]) < 5000:

@@ -82,8 +82,11 @@ def current_period(settings: Settings, now: dt.datetime) -> tuple[str, dt.dateti
 
 
 class Scheduler:
-    def __init__(self, dsn: str, engine: Engine, state: RuntimeState, settings: Settings):
+    def __init__(
+        self, dsn: str, pool: asyncpg.Pool[Any], engine: Engine, state: RuntimeState, settings: Settings
+    ):
         self.dsn = dsn
+        self.pool = pool
         self.engine = engine
         self.state = state
         self.settings = settings
@@ -154,7 +157,7 @@ class Scheduler:
     async def _sweep_period(self, key: str, lock_conn: asyncpg.Connection[Any]) -> None:
         as_of = dt.datetime.now(dt.UTC)
         lease = self.settings.sweep_lease_seconds
-        async with self.engine.pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             claimed = await conn.fetchrow(query("claim_sweep"), key, as_of, self.state.instance_id, lease)
             if claimed is None:
                 await self._claim_refused(conn, key)
@@ -194,7 +197,7 @@ class Scheduler:
             "full_as_of": (full_as_of or as_of).isoformat(),
             "per_rule": stats,
         }
-        async with self.engine.pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             finished = await conn.fetchval(
                 query("finish_sweep"), key, record, claim.token, BATCH_LEDGER_RETENTION.total_seconds()
             )
@@ -216,7 +219,7 @@ class Scheduler:
         elif not await self._holds_lock(lock_conn):
             claim.stopped = "leadership_lost"
         else:
-            async with self.engine.pool.acquire() as conn:
+            async with self.pool.acquire() as conn:
                 renewed = await conn.fetchval(
                     query("renew_sweep_lease"),
                     claim.key,
@@ -251,7 +254,7 @@ class Scheduler:
         database is unreachable the lease simply expires."""
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:
-                async with self.engine.pool.acquire() as conn:
+                async with self.pool.acquire() as conn:
                     await conn.execute(query("release_sweep_lease"), claim.key, claim.token)
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("sweep_lease_release_failed", sweep_key=claim.key, error=repr(exc))
@@ -282,7 +285,7 @@ class Scheduler:
         interval = dt.timedelta(hours=self.settings.full_sweep_interval_hours)
         if interval <= dt.timedelta(0):
             return None, None
-        async with self.engine.pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             last = await conn.fetchrow(query("last_finished_sweep"), as_of)
         if last is None:
             return None, None
