@@ -16,12 +16,16 @@ What it does, in one process that owns a private PostgreSQL cluster:
      the mentors get a decision (``--weekly-share``), distinct mentors within a week; the
      inactivity rule changes its holdout salt after six weeks (a second experiment);
    * of the decisions 8 % are suppressed (opted out 2 %, cooldown 4 %, daily cap 1 %, mentor
-     not active 1 %), a third of the cooldowns are sent a day later (the same candidate); of
-     the rest a deterministic 10 % are held out (a hash of salt and mentor), the others sent;
+     not active 1 %); of the rest a deterministic 10 % are held out (a hash of salt and
+     mentor), the others sent;
+   * as the write path records them (notifications.sql): about 15 % of the candidates were
+     first suppressed (cooldown or daily cap) a day before they were sent or held out, and
+     those earlier rows have ``final = false``; every other row is its candidate's final one;
    * 50,000 milestone 'baseline' rows (no-flood bookkeeping, not candidates);
-   * one push per sent notification (93 % accepted, 3 % failed, 1 % dead, 1 % cancelled, 2 %
-     still pending), one outcome row per sent or held-out decision (pending within the last
-     14 days, else achieved for 35 % of the treated and 30 % of the holdout);
+   * one push per sent notification, with the decision's organisation and experiment and
+     created at the decision's instant (93 % accepted, 3 % failed, 1 % dead, 1 % cancelled,
+     2 % still pending), one outcome row per sent or held-out decision (pending within the
+     last 14 days, else achieved for 35 % of the treated and 30 % of the holdout);
    then VACUUM ANALYZE, as autovacuum would have done;
 2. times ``build_report`` (all organisations, then one organisation) five times each after a
    warm-up, and keeps EXPLAIN (ANALYZE, BUFFERS) of its queries;
@@ -152,7 +156,7 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
                        (k::bigint * 7919 + w.week * 104729 + r.rule_idx * 1299709) % {mentors} + 1 AS m,
                        {since} + ((w.week * 7 * 86400 + k % (7 * 86400)) * 90.0 / 91.0) * interval '1 second'
                            AS decided_at,
-                       random() AS u, random() AS u_push, random() AS u_outcome
+                       random() AS u, random() AS u_push, random() AS u_outcome, random() AS u_prior
                 FROM (VALUES (0, 'inactive_21d', 'inactivity'), (1, 'sessions_year', 'milestone'),
                              (2, 'cert_expiry', 'certification_expiry')) r(rule_idx, rule_name, scenario_type)
                 CROSS JOIN generate_series(0, 12) w(week)
@@ -173,16 +177,6 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
         ),
         ("analyze candidates", "ANALYZE bench_cand"),
         (
-            "later sends",  # a third of the cooldowns: the same candidate sent a day later
-            f"""
-            INSERT INTO bench_cand (rule_idx, rule_name, scenario_type, week, k, m, decided_at, u, u_push,
-                u_outcome, experiment_id, holdout_salt, mentor_id, organization_id, dedup_key, outcome)
-            SELECT rule_idx, rule_name, scenario_type, week, k, m, decided_at + interval '1 day', u, u_push,
-                   u_outcome, experiment_id, holdout_salt, mentor_id, organization_id, dedup_key, 'sent'
-            FROM bench_cand WHERE outcome = 'cooldown' AND u < 0.0333 AND decided_at + interval '1 day' < {t}
-            """,
-        ),
-        (
             "notifications",
             """
             INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name,
@@ -197,21 +191,31 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
             "decisions",
             f"""
             INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key,
-                outcome, reason, inputs, as_of, notification_id, organization_id, experiment_id)
+                outcome, reason, inputs, as_of, notification_id, organization_id, experiment_id, final)
             SELECT c.mentor_id, c.scenario_type, c.rule_name, c.dedup_key, c.outcome,
                    CASE c.outcome WHEN 'sent' THEN 'due: threshold reached' WHEN 'holdout' THEN 'held out'
                         ELSE 'suppressed: ' || c.outcome END,
                    jsonb_build_object('last_activity_at', c.decided_at - interval '21 days',
                                       'threshold_days', 21, 'reminder', 1),
-                   c.decided_at, n.id, c.organization_id, c.experiment_id
+                   c.decided_at, n.id, c.organization_id, c.experiment_id, true
             FROM bench_cand c
             LEFT JOIN scenario_engine.scenario_notification n
               ON c.outcome IN ('sent', 'holdout') AND n.dedup_key = c.dedup_key
+            UNION ALL  -- first suppressed, a day before the send (or hold-out) superseded it
+            SELECT c.mentor_id, c.scenario_type, c.rule_name, c.dedup_key, s.outcome, 'suppressed: ' || s.outcome,
+                   jsonb_build_object('last_activity_at', c.decided_at - interval '22 days',
+                                      'threshold_days', 21, 'reminder', 1),
+                   c.decided_at - interval '1 day', NULL, c.organization_id, c.experiment_id, false
+            FROM bench_cand c
+            CROSS JOIN LATERAL (SELECT CASE WHEN c.u_prior < 0.11 THEN 'cooldown' ELSE 'daily_cap' END
+                                    AS outcome) s
+            WHERE c.outcome IN ('sent', 'holdout') AND c.u_prior < 0.163  -- 15 % of the candidates
             UNION ALL  -- no-flood bookkeeping of the milestone rule: not candidates
             SELECT {mentor_id.format("i")}, 'milestone', 'sessions_year', 'milestone:baseline:' || i,
                    'baseline',
                    'baseline', '{{}}'::jsonb, {since} + interval '1 hour', NULL, {_org_sql("i")},
-                   (SELECT id FROM scenario_engine.scenario_experiment WHERE rule_name = 'sessions_year')
+                   (SELECT id FROM scenario_engine.scenario_experiment WHERE rule_name = 'sessions_year'),
+                   true
             FROM generate_series(1, 50000) i
             """,
         ),
@@ -219,9 +223,12 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
             "pushes",
             f"""
             INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title,
-                body, idempotency_key, status, created_at, sent_at)
-            SELECT n.id, c.mentor_id, c.scenario_type, 'A nudge', 'We miss you', c.dedup_key, s.status,
-                   c.decided_at, CASE WHEN s.status = 'sent' THEN c.decided_at + interval '2 seconds' END
+                body, data, idempotency_key, status, created_at, sent_at, organization_id, experiment_id)
+            SELECT n.id, c.mentor_id, c.scenario_type, 'A nudge', 'We miss you',
+                   jsonb_build_object('rule', c.rule_name, 'notification_id', n.id, 'context', n.context),
+                   c.dedup_key, s.status,
+                   c.decided_at, CASE WHEN s.status = 'sent' THEN c.decided_at + interval '2 seconds' END,
+                   c.organization_id, c.experiment_id
             FROM bench_cand c
             JOIN scenario_engine.scenario_notification n ON n.dedup_key = c.dedup_key
             CROSS JOIN LATERAL (SELECT CASE WHEN c.u_push < 0.93 THEN 'sent'

@@ -162,24 +162,36 @@ class _Acc:
 _Key = tuple[Any, str, str, int | None]
 
 
-def _pivot(decisions: Iterable[Mapping[str, Any]], outcomes: Iterable[Mapping[str, Any]]) -> dict[_Key, _Acc]:
+def _key(r: Mapping[str, Any]) -> _Key:
+    return (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
+
+
+def _pivot(
+    decisions: Iterable[Mapping[str, Any]],
+    delivered: Iterable[Mapping[str, Any]],
+    outcomes: Iterable[Mapping[str, Any]],
+) -> dict[_Key, _Acc]:
     groups: dict[_Key, _Acc] = {}
     for r in decisions:
-        key = (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
-        acc = groups.setdefault(key, _Acc())
+        acc = groups.setdefault(_key(r), _Acc())
         n = int(r["candidates"])
         acc.candidates += n
         outcome = r["outcome"]
         if outcome == "sent":
             acc.sent += n
-            acc.delivered += int(r["delivered"])
         elif outcome == "holdout":
             acc.held_out += n
         else:
             acc.suppressed[outcome] = acc.suppressed.get(outcome, 0) + n
+    for r in delivered:
+        # A push is counted by its enqueue instant, its decision by the sweep's: at a period's
+        # edge the two can fall on either side. Such a push has no sent decision in this
+        # period's group and is left out rather than shown as a row of zero candidates.
+        acc = groups.get(_key(r))
+        if acc is not None and acc.sent:
+            acc.delivered += int(r["delivered"])
     for r in outcomes:
-        key = (r["organization_id"], r["rule_name"], r["scenario_type"], r["experiment_id"])
-        counts = groups.setdefault(key, _Acc()).arms.get(r["arm"])
+        counts = groups.setdefault(_key(r), _Acc()).arms.get(r["arm"])
         if counts is not None:
             counts[0] += int(r["achieved"])
             counts[1] += int(r["missed"])
@@ -213,6 +225,7 @@ async def build_report(
     args = (since, until, organization_id, rule_name)
     groups = _pivot(
         await conn.fetch(query("report_decision_counts"), *args),
+        await conn.fetch(query("report_delivered_counts"), *args),
         await conn.fetch(query("report_outcome_counts"), *args),
     )
     experiment_ids = sorted({key[3] for key in groups if key[3] is not None})

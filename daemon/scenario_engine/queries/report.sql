@@ -5,35 +5,45 @@
 -- name: report_decision_counts
 -- $1 since, $2 until (decisions with as_of in [since, until)), $3 organisation or NULL,
 -- $4 rule name or NULL.
--- A candidate is one dedup key of a rule, counted once with its final decision in the period:
--- sent before holdout before any suppression (of those, the latest). The organisation and the
--- experiment are the final decision's. 'baseline' rows are no-flood bookkeeping, not candidates.
--- One pass over the period's decisions, no sort: a sent row is always final ((dedup_key,
--- outcome) is unique); only the few others look for a better row of their candidate, through
--- the unique index. Delivered: the push gateway accepted a push of the notification.
--- One row per (organisation, rule, scenario type, experiment, final outcome).
+-- A candidate is one dedup key of a rule, counted once with its final decision: the write path
+-- keeps exactly one row of each key final (notifications.sql, 0016), so this is one grouped
+-- scan of the period's decisions, no join and no sub-query (a parallel plan). The organisation
+-- and the experiment are the final decision's. 'baseline' rows are no-flood bookkeeping, not
+-- candidates. One row per (organisation, rule, scenario type, experiment, final outcome).
 SELECT d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome,
-       count(*)::bigint AS candidates,
-       count(p.notification_id)::bigint AS delivered
+       count(*)::bigint AS candidates
 FROM scenario_engine.scenario_decision d
-LEFT JOIN (
-    SELECT DISTINCT p.notification_id
-    FROM scenario_engine.push_notification p
-    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
-) p ON d.outcome = 'sent' AND p.notification_id = d.notification_id
-WHERE d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
+WHERE d.final
+  AND d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
   AND d.outcome <> 'baseline'
   AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
   AND ($4::text IS NULL OR d.rule_name = $4::text)
-  AND (d.outcome = 'sent' OR NOT EXISTS (
-        SELECT 1 FROM scenario_engine.scenario_decision b
-        WHERE b.dedup_key = d.dedup_key AND b.rule_name = d.rule_name
-          AND b.as_of >= $1::timestamptz AND b.as_of < $2::timestamptz
-          AND b.outcome <> 'baseline' AND b.id <> d.id
-          AND (b.outcome = 'sent'
-               OR (b.outcome = 'holdout' AND d.outcome <> 'holdout')
-               OR (b.outcome <> 'holdout' AND d.outcome <> 'holdout' AND (b.as_of, b.id) > (d.as_of, d.id)))))
 GROUP BY d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome;
+
+-- name: report_delivered_counts
+-- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
+-- Delivered: pushes of the period that the push gateway accepted, from the outbox alone. A push
+-- is enqueued in the statement that writes its 'sent' decision (one push per notification) and
+-- copies the decision's organisation and experiment; its created_at is that statement's clock,
+-- the decision's as_of the sweep's instant (the same moment, up to the sweep's duration). The
+-- rule is the experiment's (pushes enqueued before 0016 have none: their rule is in data).
+-- Grouped first (one parallel scan of the period's pushes), named after (a few rows).
+WITH delivered AS (
+    SELECT p.organization_id, p.experiment_id, p.scenario_type,
+           CASE WHEN p.experiment_id IS NULL THEN p.data ->> 'rule' END AS rule_name,
+           count(*)::bigint AS delivered
+    FROM scenario_engine.push_notification p
+    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
+      AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+    GROUP BY p.organization_id, p.experiment_id, p.scenario_type, 4
+)
+SELECT d.organization_id, coalesce(e.rule_name, d.rule_name) AS rule_name, d.scenario_type,
+       d.experiment_id, sum(d.delivered)::bigint AS delivered
+FROM delivered d
+LEFT JOIN scenario_engine.scenario_experiment e ON e.id = d.experiment_id
+WHERE $4::text IS NULL OR coalesce(e.rule_name, d.rule_name) = $4::text
+GROUP BY d.organization_id, coalesce(e.rule_name, d.rule_name), d.scenario_type, d.experiment_id;
 
 -- name: report_outcome_counts
 -- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
@@ -65,18 +75,19 @@ WHERE e.id = ANY($1::bigint[]);
 -- are not counted. Renewed in time: a newer unrevoked certification of the same type for the
 -- same mentor, issued before the old one expires (and by as_of). Of the rest, those expired by
 -- as_of have lapsed; the others are still open.
-WITH expiring AS MATERIALIZED (  -- the renewal check runs once per certification
-    SELECT c.mentor_id, c.expires_at, c.expires_at >= $2::timestamptz AS this_period,
-           EXISTS (
-               SELECT 1 FROM public.certification n
-               WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
-                 AND (n.issued_at, n.id) > (c.issued_at, c.id)
-                 AND n.issued_at < c.expires_at
-                 AND n.issued_at <= $4::timestamptz
-           ) AS renewed
+-- Newer is later in (issued_at, id). If any newer one qualifies, the next one does (it is issued
+-- no later), so the check is on the next unrevoked certification of the (mentor, type) alone:
+-- lead() over one sorted pass, instead of a sub-query per certification.
+WITH chain AS (
+    SELECT c.mentor_id, c.expires_at,
+           lead(c.issued_at) OVER (PARTITION BY c.mentor_id, c.type ORDER BY c.issued_at, c.id) AS next_issued_at
     FROM public.certification c
     WHERE c.revoked_at IS NULL
-      AND c.expires_at >= $1::timestamptz AND c.expires_at < $3::timestamptz
+), expiring AS (
+    SELECT c.mentor_id, c.expires_at, c.expires_at >= $2::timestamptz AS this_period,
+           coalesce(c.next_issued_at < c.expires_at AND c.next_issued_at <= $4::timestamptz, false) AS renewed
+    FROM chain c
+    WHERE c.expires_at >= $1::timestamptz AND c.expires_at < $3::timestamptz
 )
 SELECT m.organization_id, e.this_period,
        count(*)::bigint AS expiring,
