@@ -27,8 +27,10 @@ What it does, in one process that owns a private PostgreSQL cluster:
      2 % still pending), one outcome row per sent or held-out decision (pending within the
      last 14 days, else achieved for 35 % of the treated and 30 % of the holdout);
    then VACUUM ANALYZE, as autovacuum would have done;
-2. times ``build_report`` (all organisations, then one organisation) five times each after a
-   warm-up, and keeps EXPLAIN (ANALYZE, BUFFERS) of its queries;
+2. times ``build_report`` as ``scenario-engine report`` runs it, on a pool of
+   ``CONCURRENT_QUERIES`` connections (all organisations, then one organisation), five times
+   each after a warm-up; then on one connection (the queries one after the other); and keeps
+   EXPLAIN (ANALYZE, BUFFERS) of its queries;
 3. with ``--index``, creates a proposed index (DDL given on the command line), ANALYZEs and
    measures again, so that the DDL a report needs is measured before it is asked for;
 4. writes ``bench/results/report-<mentors>.json`` and prints a summary.
@@ -58,11 +60,11 @@ from bench.common import (
     wait_for_quiet,
     write_json,
 )
-from scenario_engine.db.connect import connect
+from scenario_engine.db.connect import Conn, connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import query
 from scenario_engine.embedded import LocalCluster, server_version, start_private_cluster
-from scenario_engine.outcomes.report import Report, build_report
+from scenario_engine.outcomes.report import CONCURRENT_QUERIES, Report, build_report
 
 DEFAULT_AS_OF = dt.datetime(2025, 6, 16, 7, 0, tzinfo=dt.UTC)
 DB = "bench_report"
@@ -202,7 +204,8 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
             LEFT JOIN scenario_engine.scenario_notification n
               ON c.outcome IN ('sent', 'holdout') AND n.dedup_key = c.dedup_key
             UNION ALL  -- first suppressed, a day before the send (or hold-out) superseded it
-            SELECT c.mentor_id, c.scenario_type, c.rule_name, c.dedup_key, s.outcome, 'suppressed: ' || s.outcome,
+            SELECT c.mentor_id, c.scenario_type, c.rule_name, c.dedup_key, s.outcome,
+                   'suppressed: ' || s.outcome,
                    jsonb_build_object('last_activity_at', c.decided_at - interval '22 days',
                                       'threshold_days', 21, 'reminder', 1),
                    c.decided_at - interval '1 day', NULL, c.organization_id, c.experiment_id, false
@@ -290,7 +293,7 @@ async def counts(conn: asyncpg.Connection[Any]) -> dict[str, int]:
 
 
 async def time_report(
-    conn: asyncpg.Connection[Any], args: argparse.Namespace, **filters: Any
+    conn: Conn | asyncpg.Pool[Any], args: argparse.Namespace, **filters: Any
 ) -> dict[str, Any]:
     since = args.as_of - dt.timedelta(days=90)
     await build_report(conn, since=since, until=args.as_of, as_of=args.as_of, **filters)  # warm-up
@@ -324,6 +327,8 @@ async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> di
     plans = {}
     cases: dict[str, tuple[str, tuple[Any, ...]]] = {
         "report_decision_counts": ("report_decision_counts", (since, args.as_of, None, None)),
+        "report_delivered_counts": ("report_delivered_counts", (since, args.as_of, None, None)),
+        "report_outcome_counts": ("report_outcome_counts", (since, args.as_of, None, None)),
         "report_certifications": (
             "report_certifications",
             (since - dt.timedelta(days=90), since, args.as_of, args.as_of, None),
@@ -335,15 +340,20 @@ async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> di
     return plans
 
 
-async def measure(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, Any]:
+async def measure(conn: asyncpg.Connection[Any], url: str, args: argparse.Namespace) -> dict[str, Any]:
     org = await conn.fetchval("SELECT organization_id FROM public.peer_mentor LIMIT 1")
     quiet = wait_for_quiet(args.quiet_below, args.quiet_timeout)
-    return {
-        "quiet": quiet,
-        "all_organisations": await time_report(conn, args),
-        "one_organisation": await time_report(conn, args, organization_id=org),
-        "plans": await explain(conn, args),
-    }
+    pool = await create_pool(url, min_size=CONCURRENT_QUERIES, max_size=CONCURRENT_QUERIES)
+    try:
+        return {
+            "quiet": quiet,
+            "all_organisations": await time_report(pool, args),
+            "one_organisation": await time_report(pool, args, organization_id=org),
+            "all_organisations_one_connection": await time_report(conn, args),
+            "plans": await explain(conn, args),
+        }
+    finally:
+        await pool.close()
 
 
 async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -362,7 +372,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
         result["timings"] = timings.steps
         result["counts"] = await counts(conn)
         log(f"rows: {result['counts']}")
-        result["baseline"] = await measure(conn, args)
+        result["baseline"] = await measure(conn, cluster.url(DB), args)
         log(f"build_report: {result['baseline']['all_organisations']}")
         for ddl in args.index:
             with timings.step(f"index: {ddl}"):
@@ -370,7 +380,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
                 await conn.execute("ANALYZE")
             result.setdefault("with_indexes", []).append(ddl)
         if args.index:
-            result["indexed"] = await measure(conn, args)
+            result["indexed"] = await measure(conn, cluster.url(DB), args)
             log(f"build_report with {args.index}: {result['indexed']['all_organisations']}")
     finally:
         await conn.close()
@@ -381,7 +391,7 @@ def summarize(result: dict[str, Any]) -> str:
     for phase in ("baseline", "indexed"):
         if phase not in result:
             continue
-        for scope in ("all_organisations", "one_organisation"):
+        for scope in ("all_organisations", "one_organisation", "all_organisations_one_connection"):
             m = result[phase][scope]
             verdict = "ok" if m["median_s"] <= TARGET_S else "OVER"
             lines.append(

@@ -894,6 +894,12 @@ CREATE INDEX push_notification_finished_idx ON scenario_engine.push_notification
 CREATE INDEX push_notification_mentor_idx ON scenario_engine.push_notification USING btree (mentor_id, created_at);
 
 --
+-- Name: push_notification_unattributed_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX push_notification_unattributed_idx ON scenario_engine.push_notification USING btree (created_at) WHERE (experiment_id IS NULL);
+
+--
 -- Name: scenario_cooldown_triggered_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 

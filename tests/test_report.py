@@ -80,7 +80,9 @@ async def add_candidate(
     mentor = uuid.uuid4()
     at = at or SINCE + dt.timedelta(hours=n % 2000 + 1)
 
-    async def decision(outcome: str, g: Group, when: dt.datetime, notification: int | None, final: bool) -> int:
+    async def decision(
+        outcome: str, g: Group, when: dt.datetime, notification: int | None, final: bool
+    ) -> int:
         decision_id: int = await conn.fetchval(
             "INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, "
             "outcome, reason, as_of, notification_id, organization_id, experiment_id, final) "
@@ -118,8 +120,8 @@ async def add_candidate(
         await conn.execute(
             "INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, "
             "title, body, data, idempotency_key, status, created_at, organization_id, experiment_id) "
-            "VALUES ($1, $2, $3, 't', 'b', jsonb_build_object('rule', $4::text, 'notification_id', $1::bigint), "
-            "$5, $6, $7, $8, $9)",
+            "VALUES ($1, $2, $3, 't', 'b', "
+            "jsonb_build_object('rule', $4::text, 'notification_id', $1::bigint), $5, $6, $7, $8, $9)",
             notification,
             mentor,
             group.scenario_type,

@@ -5,24 +5,37 @@
 -- Weeks are UTC weeks starting Monday 00:00: date_trunc('week', …) of the instant in UTC.
 
 -- name: programme_weekly_sends
--- Messages sent and delivered per organisation, scenario type and week of the decision.
--- 'sent' decisions only (held-out ones send nothing); delivered = the push that the decision
--- queued reached the gateway (push_notification.status = 'sent'). One push per notification
--- (notifications.sql), so the semi-join counts each decision at most once.
-SELECT d.organization_id,
-       d.scenario_type,
-       date_trunc('week', d.as_of AT TIME ZONE 'UTC')::date AS week,
-       count(*) AS sent,
-       count(*) FILTER (WHERE EXISTS (
-           SELECT 1 FROM scenario_engine.push_notification p
-           WHERE p.notification_id = d.notification_id AND p.status = 'sent'
-       )) AS delivered
-FROM scenario_engine.scenario_decision d
-WHERE d.outcome = 'sent'
-  AND d.as_of >= $1::timestamptz AND d.as_of <= $2::timestamptz
-  AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
-GROUP BY d.organization_id, d.scenario_type, week
-ORDER BY d.organization_id, d.scenario_type, week;
+-- Messages sent and delivered per organisation, scenario type and week. Sent: 'sent' decisions
+-- by the week of the decision (held-out ones send nothing). Delivered: pushes the gateway
+-- accepted (push_notification.status = 'sent'), from the outbox alone, by the week they were
+-- enqueued: the push is written in the statement that writes its decision (notifications.sql),
+-- with the decision's organisation, so both weeks are the decision's up to the sweep's duration.
+-- Two grouped scans of the window's rows (the outbox's through push_notification_created_idx
+-- or in parallel), joined on their few groups: no per-decision look-up of its push.
+WITH sent AS (
+    SELECT d.organization_id, d.scenario_type,
+           date_trunc('week', d.as_of AT TIME ZONE 'UTC')::date AS week,
+           count(*) AS sent
+    FROM scenario_engine.scenario_decision d
+    WHERE d.outcome = 'sent'
+      AND d.as_of >= $1::timestamptz AND d.as_of <= $2::timestamptz
+      AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
+    GROUP BY d.organization_id, d.scenario_type, week
+), delivered AS (
+    SELECT p.organization_id, p.scenario_type,
+           date_trunc('week', p.created_at AT TIME ZONE 'UTC')::date AS week,
+           count(*) AS delivered
+    FROM scenario_engine.push_notification p
+    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
+      AND p.created_at >= $1::timestamptz AND p.created_at <= $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+    GROUP BY p.organization_id, p.scenario_type, week
+)
+SELECT s.organization_id, s.scenario_type, s.week, s.sent, coalesce(d.delivered, 0) AS delivered
+FROM sent s
+LEFT JOIN delivered d ON d.organization_id IS NOT DISTINCT FROM s.organization_id
+                     AND d.scenario_type = s.scenario_type AND d.week = s.week
+ORDER BY s.organization_id, s.scenario_type, s.week;
 
 -- name: programme_weekly_outcomes
 -- What happened after the messages sent (arm 'treated') per organisation, scenario type and week

@@ -25,25 +25,31 @@ GROUP BY d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.out
 -- Delivered: pushes of the period that the push gateway accepted, from the outbox alone. A push
 -- is enqueued in the statement that writes its 'sent' decision (one push per notification) and
 -- copies the decision's organisation and experiment; its created_at is that statement's clock,
--- the decision's as_of the sweep's instant (the same moment, up to the sweep's duration). The
--- rule is the experiment's (pushes enqueued before 0016 have none: their rule is in data).
--- Grouped first (one parallel scan of the period's pushes), named after (a few rows).
+-- the decision's as_of the sweep's instant (the same moment, up to the sweep's duration).
+-- The rule is the experiment's: one parallel grouped scan of the period's pushes, named after.
+-- Pushes of decisions taken before experiments were recorded have none; their rule is in data,
+-- counted apart (push_notification_unattributed_idx, 0017: empty since then, so no scan).
 WITH delivered AS (
-    SELECT p.organization_id, p.experiment_id, p.scenario_type,
-           CASE WHEN p.experiment_id IS NULL THEN p.data ->> 'rule' END AS rule_name,
+    SELECT p.organization_id, p.experiment_id, p.scenario_type, NULL::text AS rule_name,
            count(*)::bigint AS delivered
     FROM scenario_engine.push_notification p
-    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
+    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL AND p.experiment_id IS NOT NULL
       AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
       AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
-    GROUP BY p.organization_id, p.experiment_id, p.scenario_type, 4
+    GROUP BY p.organization_id, p.experiment_id, p.scenario_type
+    UNION ALL
+    SELECT p.organization_id, NULL, p.scenario_type, p.data ->> 'rule', count(*)::bigint
+    FROM scenario_engine.push_notification p
+    WHERE p.experiment_id IS NULL AND p.status = 'sent' AND p.notification_id IS NOT NULL
+      AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+    GROUP BY p.organization_id, p.scenario_type, p.data ->> 'rule'
 )
 SELECT d.organization_id, coalesce(e.rule_name, d.rule_name) AS rule_name, d.scenario_type,
-       d.experiment_id, sum(d.delivered)::bigint AS delivered
+       d.experiment_id, d.delivered
 FROM delivered d
 LEFT JOIN scenario_engine.scenario_experiment e ON e.id = d.experiment_id
-WHERE $4::text IS NULL OR coalesce(e.rule_name, d.rule_name) = $4::text
-GROUP BY d.organization_id, coalesce(e.rule_name, d.rule_name), d.scenario_type, d.experiment_id;
+WHERE $4::text IS NULL OR coalesce(e.rule_name, d.rule_name) = $4::text;
 
 -- name: report_outcome_counts
 -- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
@@ -75,26 +81,27 @@ WHERE e.id = ANY($1::bigint[]);
 -- are not counted. Renewed in time: a newer unrevoked certification of the same type for the
 -- same mentor, issued before the old one expires (and by as_of). Of the rest, those expired by
 -- as_of have lapsed; the others are still open.
--- Newer is later in (issued_at, id). If any newer one qualifies, the next one does (it is issued
--- no later), so the check is on the next unrevoked certification of the (mentor, type) alone:
--- lead() over one sorted pass, instead of a sub-query per certification.
-WITH chain AS (
-    SELECT c.mentor_id, c.expires_at,
-           lead(c.issued_at) OVER (PARTITION BY c.mentor_id, c.type ORDER BY c.issued_at, c.id) AS next_issued_at
-    FROM public.certification c
-    WHERE c.revoked_at IS NULL
-), expiring AS (
-    SELECT c.mentor_id, c.expires_at, c.expires_at >= $2::timestamptz AS this_period,
-           coalesce(c.next_issued_at < c.expires_at AND c.next_issued_at <= $4::timestamptz, false) AS renewed
-    FROM chain c
-    WHERE c.expires_at >= $1::timestamptz AND c.expires_at < $3::timestamptz
-)
-SELECT m.organization_id, e.this_period,
+-- The renewed ones are found set-based, in one (parallel) hash join of the expiring
+-- certifications with all the unrevoked ones on (mentor, type), instead of a sub-query per
+-- certification; a window (lead() over (mentor, type) by (issued_at, id)) gives the same
+-- answer but sorts the whole table, and measured slower (docs/BENCHMARKS.md, report).
+SELECT m.organization_id, c.expires_at >= $2::timestamptz AS this_period,
        count(*)::bigint AS expiring,
-       count(*) FILTER (WHERE e.renewed)::bigint AS renewed_in_time,
-       count(*) FILTER (WHERE NOT e.renewed AND e.expires_at <= $4::timestamptz)::bigint AS lapsed,
-       count(*) FILTER (WHERE NOT e.renewed AND e.expires_at > $4::timestamptz)::bigint AS still_open
-FROM expiring e
-JOIN public.peer_mentor m ON m.id = e.mentor_id
-WHERE $5::uuid IS NULL OR m.organization_id = $5::uuid
-GROUP BY m.organization_id, e.this_period;
+       count(r.id)::bigint AS renewed_in_time,
+       count(*) FILTER (WHERE r.id IS NULL AND c.expires_at <= $4::timestamptz)::bigint AS lapsed,
+       count(*) FILTER (WHERE r.id IS NULL AND c.expires_at > $4::timestamptz)::bigint AS still_open
+FROM public.certification c
+JOIN public.peer_mentor m ON m.id = c.mentor_id
+LEFT JOIN (
+    SELECT DISTINCT e.id
+    FROM public.certification e
+    JOIN public.certification n ON n.mentor_id = e.mentor_id AND n.type = e.type
+    WHERE e.revoked_at IS NULL AND e.expires_at >= $1::timestamptz AND e.expires_at < $3::timestamptz
+      AND n.revoked_at IS NULL
+      AND (n.issued_at, n.id) > (e.issued_at, e.id)
+      AND n.issued_at < e.expires_at
+      AND n.issued_at <= $4::timestamptz
+) r ON r.id = c.id
+WHERE c.revoked_at IS NULL AND c.expires_at >= $1::timestamptz AND c.expires_at < $3::timestamptz
+  AND ($5::uuid IS NULL OR m.organization_id = $5::uuid)
+GROUP BY m.organization_id, this_period;
