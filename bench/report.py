@@ -29,8 +29,9 @@ What it does, in one process that owns a private PostgreSQL cluster:
    then VACUUM ANALYZE, as autovacuum would have done;
 2. times ``build_report`` as ``scenario-engine report`` runs it, on a pool of
    ``CONCURRENT_QUERIES`` connections (all organisations, then one organisation), five times
-   each after a warm-up; then on one connection (the queries one after the other); and keeps
-   EXPLAIN (ANALYZE, BUFFERS) of its queries;
+   each after a warm-up; then on one connection (the queries one after the other); then the
+   programme page's loader (GET /programme, 12 weeks); and keeps EXPLAIN (ANALYZE, BUFFERS)
+   of the report's queries;
 3. with ``--index``, creates a proposed index (DDL given on the command line), ANALYZEs and
    measures again, so that the DDL a report needs is measured before it is asked for;
 4. writes ``bench/results/report-<mentors>.json`` and prints a summary.
@@ -65,6 +66,7 @@ from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import query
 from scenario_engine.embedded import LocalCluster, server_version, start_private_cluster
 from scenario_engine.outcomes.report import CONCURRENT_QUERIES, Report, build_report
+from scenario_engine.runtime.programme_view import load_programme_health
 
 DEFAULT_AS_OF = dt.datetime(2025, 6, 16, 7, 0, tzinfo=dt.UTC)
 DB = "bench_report"
@@ -322,6 +324,23 @@ async def time_report(
     }
 
 
+async def time_programme_page(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The programme-health page's reads (GET /programme, its default 12 weeks), which share
+    the report's tables: its loader, as the status server runs it on one connection."""
+    await load_programme_health(conn, args.as_of)  # warm-up
+    seconds = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        page = await load_programme_health(conn, args.as_of)
+        seconds.append(time.perf_counter() - started)
+    return {
+        "best_s": round(min(seconds), 3),
+        "median_s": round(statistics.median(seconds), 3),
+        "runs_s": [round(s, 3) for s in seconds],
+        "organisations": len(page.organisations),
+    }
+
+
 async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, str]:
     since = args.as_of - dt.timedelta(days=90)
     plans = {}
@@ -350,6 +369,7 @@ async def measure(conn: asyncpg.Connection[Any], url: str, args: argparse.Namesp
             "all_organisations": await time_report(pool, args),
             "one_organisation": await time_report(pool, args, organization_id=org),
             "all_organisations_one_connection": await time_report(conn, args),
+            "programme_page": await time_programme_page(conn, args),
             "plans": await explain(conn, args),
         }
     finally:
@@ -398,6 +418,11 @@ def summarize(result: dict[str, Any]) -> str:
                 f"  {phase:<8} {scope:<18} best {m['best_s']:.3f} s, median {m['median_s']:.3f} s "
                 f"(target ≤ {TARGET_S} s: {verdict}); {m['rows']} rows, {m['candidates']} candidates"
             )
+        page = result[phase]["programme_page"]
+        lines.append(
+            f"  {phase:<8} {'programme page':<18} best {page['best_s']:.3f} s, "
+            f"median {page['median_s']:.3f} s"
+        )
     return "\n".join(lines)
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -287,6 +289,43 @@ async def test_filters_and_an_unknown_rule_give_a_report_that_says_what_it_cover
         "no decisions of rule 'no_such_rule' with as_of in "
         "[2026-01-01T00:00:00+00:00, 2026-04-01T00:00:00+00:00)",
     )
+
+
+def _summary(report: Report) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.organization_id,
+            r.rule_name,
+            r.experiment and r.experiment.id,
+            r.candidates,
+            r.sent,
+            r.delivered,
+            r.held_out,
+            tuple(r.suppressed.values()),
+            r.treated,
+            r.holdout,
+        )
+        for r in report.rows
+    ]
+
+
+async def test_a_database_written_before_0016_reports_the_same_after_the_0017_backfill(conn: Any) -> None:
+    """Before 0016 every decision row was final and no push named its organisation or
+    experiment; 0017 derives both from the decisions, so such a history is counted as if the
+    write path of today had written it."""
+    await seed_outcomes(conn)
+    expected = _summary(await build_report(conn, since=SINCE, until=UNTIL, as_of=AS_OF))
+    await conn.execute("UPDATE scenario_engine.scenario_decision SET final = true")
+    await conn.execute(
+        "UPDATE scenario_engine.push_notification SET organization_id = NULL, experiment_id = NULL"
+    )
+    migration = Path(__file__).resolve().parents[1] / "sql" / "0017_report_reads.sql"
+    text = re.sub(r"--[^\n]*", "", migration.read_text())
+    backfill = [sql for sql in text.split(";") if sql.strip().startswith("UPDATE")]
+    assert len(backfill) == 2
+    for sql in backfill * 2:  # a second run changes nothing
+        await conn.execute(sql)
+    assert _summary(await build_report(conn, since=SINCE, until=UNTIL, as_of=AS_OF)) == expected
 
 
 async def seed_certifications(conn: Any) -> None:
