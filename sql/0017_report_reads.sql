@@ -28,3 +28,19 @@ WHERE d.final AND d.outcome <> 'baseline'
                OR (b.outcome = 'holdout' AND d.outcome NOT IN ('sent', 'holdout'))
                OR (b.outcome NOT IN ('sent', 'holdout') AND d.outcome NOT IN ('sent', 'holdout')
                    AND (b.as_of, b.id) > (d.as_of, d.id))));
+
+-- The programme page groups the window's decisions, pushes and outcomes by (organisation,
+-- scenario type, UTC week). Without statistics on that week expression the planner expects a group per row and
+-- will not aggregate in parallel workers (programme.sql, programme_weekly_sends).
+CREATE STATISTICS IF NOT EXISTS scenario_engine.scenario_decision_week_stat (ndistinct)
+    ON organization_id, scenario_type, (date_trunc('week', as_of AT TIME ZONE 'UTC')::date)
+    FROM scenario_engine.scenario_decision;
+CREATE STATISTICS IF NOT EXISTS scenario_engine.push_notification_week_stat (ndistinct)
+    ON organization_id, scenario_type, (date_trunc('week', created_at AT TIME ZONE 'UTC')::date)
+    FROM scenario_engine.push_notification;
+CREATE STATISTICS IF NOT EXISTS scenario_engine.scenario_outcome_week_stat (ndistinct)
+    ON organization_id, scenario_type, (date_trunc('week', decided_at AT TIME ZONE 'UTC')::date)
+    FROM scenario_engine.scenario_outcome;
+ANALYZE scenario_engine.scenario_decision;
+ANALYZE scenario_engine.push_notification;
+ANALYZE scenario_engine.scenario_outcome;

@@ -89,23 +89,24 @@ ORDER BY o.organization_id, c.scenario_type, c.rule_name;
 -- renewed in time when a newer unrevoked certification of the same type was issued to that mentor
 -- before it expired, else lapsed. A revoked certification was withdrawn, not left to lapse: it is
 -- not counted (and the partial index certification_expiring_idx serves the range).
+-- The renewed ones come from one hash join of the window's certifications with the unrevoked
+-- ones on (mentor, type), not from a look-up per certification (counted twice, once per FILTER).
 SELECT m.organization_id,
        date_trunc('week', c.expires_at AT TIME ZONE 'UTC')::date AS week,
-       count(*) FILTER (WHERE r.renewed) AS renewed,
-       count(*) FILTER (WHERE NOT r.renewed) AS lapsed
+       count(r.id) AS renewed,
+       count(*) FILTER (WHERE r.id IS NULL) AS lapsed
 FROM public.certification c
 JOIN public.peer_mentor m ON m.id = c.mentor_id
-CROSS JOIN LATERAL (
-    SELECT EXISTS (
-        SELECT 1 FROM public.certification n
-        WHERE n.mentor_id = c.mentor_id
-          AND n.type = c.type
-          AND n.id <> c.id
-          AND n.revoked_at IS NULL
-          AND n.issued_at > c.issued_at
-          AND n.issued_at < c.expires_at
-    ) AS renewed
-) AS r
+LEFT JOIN (
+    SELECT DISTINCT e.id
+    FROM public.certification e
+    JOIN public.certification n ON n.mentor_id = e.mentor_id AND n.type = e.type
+    WHERE e.revoked_at IS NULL AND e.expires_at >= $1::timestamptz AND e.expires_at <= $2::timestamptz
+      AND n.id <> e.id
+      AND n.revoked_at IS NULL
+      AND n.issued_at > e.issued_at
+      AND n.issued_at < e.expires_at
+) r ON r.id = c.id
 WHERE c.revoked_at IS NULL
   AND c.expires_at >= $1::timestamptz AND c.expires_at <= $2::timestamptz
   AND ($3::uuid IS NULL OR m.organization_id = $3::uuid)
