@@ -16,15 +16,22 @@ What it does, in one process that owns a private PostgreSQL cluster:
      the mentors get a decision (``--weekly-share``), distinct mentors within a week; the
      inactivity rule changes its holdout salt after six weeks (a second experiment);
    * of the decisions 8 % are suppressed (opted out 2 %, cooldown 4 %, daily cap 1 %, mentor
-     not active 1 %), a third of the cooldowns are sent a day later (the same candidate); of
-     the rest a deterministic 10 % are held out (a hash of salt and mentor), the others sent;
+     not active 1 %); of the rest a deterministic 10 % are held out (a hash of salt and
+     mentor), the others sent;
+   * as the write path records them (notifications.sql): about 15 % of the candidates were
+     first suppressed (cooldown or daily cap) a day before they were sent or held out, and
+     those earlier rows have ``final = false``; every other row is its candidate's final one;
    * 50,000 milestone 'baseline' rows (no-flood bookkeeping, not candidates);
-   * one push per sent notification (93 % accepted, 3 % failed, 1 % dead, 1 % cancelled, 2 %
-     still pending), one outcome row per sent or held-out decision (pending within the last
-     14 days, else achieved for 35 % of the treated and 30 % of the holdout);
+   * one push per sent notification, with the decision's organisation and experiment and
+     created at the decision's instant (93 % accepted, 3 % failed, 1 % dead, 1 % cancelled,
+     2 % still pending), one outcome row per sent or held-out decision (pending within the
+     last 14 days, else achieved for 35 % of the treated and 30 % of the holdout);
    then VACUUM ANALYZE, as autovacuum would have done;
-2. times ``build_report`` (all organisations, then one organisation) five times each after a
-   warm-up, and keeps EXPLAIN (ANALYZE, BUFFERS) of its queries;
+2. times ``build_report`` as ``scenario-engine report`` runs it, on a pool of
+   ``CONCURRENT_QUERIES`` connections (all organisations, then one organisation), five times
+   each after a warm-up; then on one connection (the queries one after the other); then the
+   programme page's loader (GET /programme, 12 weeks); and keeps EXPLAIN (ANALYZE, BUFFERS)
+   of the report's queries;
 3. with ``--index``, creates a proposed index (DDL given on the command line), ANALYZEs and
    measures again, so that the DDL a report needs is measured before it is asked for;
 4. writes ``bench/results/report-<mentors>.json`` and prints a summary.
@@ -54,11 +61,12 @@ from bench.common import (
     wait_for_quiet,
     write_json,
 )
-from scenario_engine.db.connect import connect
+from scenario_engine.db.connect import Conn, connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import query
 from scenario_engine.embedded import LocalCluster, server_version, start_private_cluster
-from scenario_engine.outcomes.report import Report, build_report
+from scenario_engine.outcomes.report import CONCURRENT_QUERIES, Report, build_report
+from scenario_engine.runtime.programme_view import load_programme_health
 
 DEFAULT_AS_OF = dt.datetime(2025, 6, 16, 7, 0, tzinfo=dt.UTC)
 DB = "bench_report"
@@ -152,7 +160,7 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
                        (k::bigint * 7919 + w.week * 104729 + r.rule_idx * 1299709) % {mentors} + 1 AS m,
                        {since} + ((w.week * 7 * 86400 + k % (7 * 86400)) * 90.0 / 91.0) * interval '1 second'
                            AS decided_at,
-                       random() AS u, random() AS u_push, random() AS u_outcome
+                       random() AS u, random() AS u_push, random() AS u_outcome, random() AS u_prior
                 FROM (VALUES (0, 'inactive_21d', 'inactivity'), (1, 'sessions_year', 'milestone'),
                              (2, 'cert_expiry', 'certification_expiry')) r(rule_idx, rule_name, scenario_type)
                 CROSS JOIN generate_series(0, 12) w(week)
@@ -173,16 +181,6 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
         ),
         ("analyze candidates", "ANALYZE bench_cand"),
         (
-            "later sends",  # a third of the cooldowns: the same candidate sent a day later
-            f"""
-            INSERT INTO bench_cand (rule_idx, rule_name, scenario_type, week, k, m, decided_at, u, u_push,
-                u_outcome, experiment_id, holdout_salt, mentor_id, organization_id, dedup_key, outcome)
-            SELECT rule_idx, rule_name, scenario_type, week, k, m, decided_at + interval '1 day', u, u_push,
-                   u_outcome, experiment_id, holdout_salt, mentor_id, organization_id, dedup_key, 'sent'
-            FROM bench_cand WHERE outcome = 'cooldown' AND u < 0.0333 AND decided_at + interval '1 day' < {t}
-            """,
-        ),
-        (
             "notifications",
             """
             INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name,
@@ -197,21 +195,32 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
             "decisions",
             f"""
             INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key,
-                outcome, reason, inputs, as_of, notification_id, organization_id, experiment_id)
+                outcome, reason, inputs, as_of, notification_id, organization_id, experiment_id, final)
             SELECT c.mentor_id, c.scenario_type, c.rule_name, c.dedup_key, c.outcome,
                    CASE c.outcome WHEN 'sent' THEN 'due: threshold reached' WHEN 'holdout' THEN 'held out'
                         ELSE 'suppressed: ' || c.outcome END,
                    jsonb_build_object('last_activity_at', c.decided_at - interval '21 days',
                                       'threshold_days', 21, 'reminder', 1),
-                   c.decided_at, n.id, c.organization_id, c.experiment_id
+                   c.decided_at, n.id, c.organization_id, c.experiment_id, true
             FROM bench_cand c
             LEFT JOIN scenario_engine.scenario_notification n
               ON c.outcome IN ('sent', 'holdout') AND n.dedup_key = c.dedup_key
+            UNION ALL  -- first suppressed, a day before the send (or hold-out) superseded it
+            SELECT c.mentor_id, c.scenario_type, c.rule_name, c.dedup_key, s.outcome,
+                   'suppressed: ' || s.outcome,
+                   jsonb_build_object('last_activity_at', c.decided_at - interval '22 days',
+                                      'threshold_days', 21, 'reminder', 1),
+                   c.decided_at - interval '1 day', NULL, c.organization_id, c.experiment_id, false
+            FROM bench_cand c
+            CROSS JOIN LATERAL (SELECT CASE WHEN c.u_prior < 0.11 THEN 'cooldown' ELSE 'daily_cap' END
+                                    AS outcome) s
+            WHERE c.outcome IN ('sent', 'holdout') AND c.u_prior < 0.163  -- 15 % of the candidates
             UNION ALL  -- no-flood bookkeeping of the milestone rule: not candidates
             SELECT {mentor_id.format("i")}, 'milestone', 'sessions_year', 'milestone:baseline:' || i,
                    'baseline',
                    'baseline', '{{}}'::jsonb, {since} + interval '1 hour', NULL, {_org_sql("i")},
-                   (SELECT id FROM scenario_engine.scenario_experiment WHERE rule_name = 'sessions_year')
+                   (SELECT id FROM scenario_engine.scenario_experiment WHERE rule_name = 'sessions_year'),
+                   true
             FROM generate_series(1, 50000) i
             """,
         ),
@@ -219,9 +228,12 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
             "pushes",
             f"""
             INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title,
-                body, idempotency_key, status, created_at, sent_at)
-            SELECT n.id, c.mentor_id, c.scenario_type, 'A nudge', 'We miss you', c.dedup_key, s.status,
-                   c.decided_at, CASE WHEN s.status = 'sent' THEN c.decided_at + interval '2 seconds' END
+                body, data, idempotency_key, status, created_at, sent_at, organization_id, experiment_id)
+            SELECT n.id, c.mentor_id, c.scenario_type, 'A nudge', 'We miss you',
+                   jsonb_build_object('rule', c.rule_name, 'notification_id', n.id, 'context', n.context),
+                   c.dedup_key, s.status,
+                   c.decided_at, CASE WHEN s.status = 'sent' THEN c.decided_at + interval '2 seconds' END,
+                   c.organization_id, c.experiment_id
             FROM bench_cand c
             JOIN scenario_engine.scenario_notification n ON n.dedup_key = c.dedup_key
             CROSS JOIN LATERAL (SELECT CASE WHEN c.u_push < 0.93 THEN 'sent'
@@ -283,7 +295,7 @@ async def counts(conn: asyncpg.Connection[Any]) -> dict[str, int]:
 
 
 async def time_report(
-    conn: asyncpg.Connection[Any], args: argparse.Namespace, **filters: Any
+    conn: Conn | asyncpg.Pool[Any], args: argparse.Namespace, **filters: Any
 ) -> dict[str, Any]:
     since = args.as_of - dt.timedelta(days=90)
     await build_report(conn, since=since, until=args.as_of, as_of=args.as_of, **filters)  # warm-up
@@ -312,11 +324,30 @@ async def time_report(
     }
 
 
+async def time_programme_page(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The programme-health page's reads (GET /programme, its default 12 weeks), which share
+    the report's tables: its loader, as the status server runs it on one connection."""
+    await load_programme_health(conn, args.as_of)  # warm-up
+    seconds = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        page = await load_programme_health(conn, args.as_of)
+        seconds.append(time.perf_counter() - started)
+    return {
+        "best_s": round(min(seconds), 3),
+        "median_s": round(statistics.median(seconds), 3),
+        "runs_s": [round(s, 3) for s in seconds],
+        "organisations": len(page.organisations),
+    }
+
+
 async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, str]:
     since = args.as_of - dt.timedelta(days=90)
     plans = {}
     cases: dict[str, tuple[str, tuple[Any, ...]]] = {
         "report_decision_counts": ("report_decision_counts", (since, args.as_of, None, None)),
+        "report_delivered_counts": ("report_delivered_counts", (since, args.as_of, None, None)),
+        "report_outcome_counts": ("report_outcome_counts", (since, args.as_of, None, None)),
         "report_certifications": (
             "report_certifications",
             (since - dt.timedelta(days=90), since, args.as_of, args.as_of, None),
@@ -328,15 +359,21 @@ async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> di
     return plans
 
 
-async def measure(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, Any]:
+async def measure(conn: asyncpg.Connection[Any], url: str, args: argparse.Namespace) -> dict[str, Any]:
     org = await conn.fetchval("SELECT organization_id FROM public.peer_mentor LIMIT 1")
     quiet = wait_for_quiet(args.quiet_below, args.quiet_timeout)
-    return {
-        "quiet": quiet,
-        "all_organisations": await time_report(conn, args),
-        "one_organisation": await time_report(conn, args, organization_id=org),
-        "plans": await explain(conn, args),
-    }
+    pool = await create_pool(url, min_size=CONCURRENT_QUERIES, max_size=CONCURRENT_QUERIES)
+    try:
+        return {
+            "quiet": quiet,
+            "all_organisations": await time_report(pool, args),
+            "one_organisation": await time_report(pool, args, organization_id=org),
+            "all_organisations_one_connection": await time_report(conn, args),
+            "programme_page": await time_programme_page(conn, args),
+            "plans": await explain(conn, args),
+        }
+    finally:
+        await pool.close()
 
 
 async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -355,7 +392,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
         result["timings"] = timings.steps
         result["counts"] = await counts(conn)
         log(f"rows: {result['counts']}")
-        result["baseline"] = await measure(conn, args)
+        result["baseline"] = await measure(conn, cluster.url(DB), args)
         log(f"build_report: {result['baseline']['all_organisations']}")
         for ddl in args.index:
             with timings.step(f"index: {ddl}"):
@@ -363,7 +400,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
                 await conn.execute("ANALYZE")
             result.setdefault("with_indexes", []).append(ddl)
         if args.index:
-            result["indexed"] = await measure(conn, args)
+            result["indexed"] = await measure(conn, cluster.url(DB), args)
             log(f"build_report with {args.index}: {result['indexed']['all_organisations']}")
     finally:
         await conn.close()
@@ -374,13 +411,18 @@ def summarize(result: dict[str, Any]) -> str:
     for phase in ("baseline", "indexed"):
         if phase not in result:
             continue
-        for scope in ("all_organisations", "one_organisation"):
+        for scope in ("all_organisations", "one_organisation", "all_organisations_one_connection"):
             m = result[phase][scope]
             verdict = "ok" if m["median_s"] <= TARGET_S else "OVER"
             lines.append(
                 f"  {phase:<8} {scope:<18} best {m['best_s']:.3f} s, median {m['median_s']:.3f} s "
                 f"(target ≤ {TARGET_S} s: {verdict}); {m['rows']} rows, {m['candidates']} candidates"
             )
+        page = result[phase]["programme_page"]
+        lines.append(
+            f"  {phase:<8} {'programme page':<18} best {page['best_s']:.3f} s, "
+            f"median {page['median_s']:.3f} s"
+        )
     return "\n".join(lines)
 
 

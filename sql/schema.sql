@@ -908,6 +908,12 @@ CREATE INDEX push_notification_finished_idx ON scenario_engine.push_notification
 CREATE INDEX push_notification_mentor_idx ON scenario_engine.push_notification USING btree (mentor_id, created_at);
 
 --
+-- Name: push_notification_unattributed_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX push_notification_unattributed_idx ON scenario_engine.push_notification USING btree (created_at) WHERE (experiment_id IS NULL);
+
+--
 -- Name: scenario_cooldown_triggered_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -1026,6 +1032,24 @@ CREATE INDEX scenario_sweep_finished_as_of_idx ON scenario_engine.scenario_sweep
 --
 
 CREATE INDEX scenario_sweep_finished_at_idx ON scenario_engine.scenario_sweep USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: push_notification_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -
+--
+
+CREATE STATISTICS scenario_engine.push_notification_week_stat (ndistinct) ON scenario_type, organization_id, (date_trunc('week'::text, (created_at AT TIME ZONE 'UTC'::text))::date) FROM scenario_engine.push_notification;
+
+--
+-- Name: scenario_decision_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -
+--
+
+CREATE STATISTICS scenario_engine.scenario_decision_week_stat (ndistinct) ON scenario_type, organization_id, (date_trunc('week'::text, (as_of AT TIME ZONE 'UTC'::text))::date) FROM scenario_engine.scenario_decision;
+
+--
+-- Name: scenario_outcome_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -
+--
+
+CREATE STATISTICS scenario_engine.scenario_outcome_week_stat (ndistinct) ON organization_id, scenario_type, (date_trunc('week'::text, (decided_at AT TIME ZONE 'UTC'::text))::date) FROM scenario_engine.scenario_outcome;
 
 --
 -- Name: achievement achievement_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -

@@ -187,16 +187,19 @@ async def insert(pool: asyncpg.Pool[Any], c: Clock, items: Iterable[Item]) -> No
                     item.outcome == "holdout",
                 )
             if item.push is not None:
-                await conn.execute(
+                await conn.execute(  # as enqueue_batch writes it: the decision's organisation and experiment
                     "INSERT INTO scenario_engine.push_notification (notification_id, mentor_id,"
-                    " scenario_type, title, body, idempotency_key, status, created_at)"
-                    " VALUES ($1, $2, $3, 't', 'b', $4, $5, $6)",
+                    " scenario_type, title, body, idempotency_key, status, created_at, organization_id,"
+                    " experiment_id)"
+                    " VALUES ($1, $2, $3, 't', 'b', $4, $5, $6, $7, $8)",
                     notification_id,
                     mentor,
                     item.scenario,
                     key,
                     item.push,
                     item.at,
+                    item.org,
+                    experiment_ids[item.experiment],
                 )
             decision_id = await conn.fetchval(
                 "INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name,"

@@ -1,6 +1,8 @@
 """`build_report` on a hand-computed dataset, written straight into the tables the write path
 fills (scenario_decision, scenario_notification, push_notification, scenario_outcome,
-scenario_experiment) and the platform's certifications.
+scenario_experiment) as it fills them (queries/notifications.sql: one final decision per
+candidate, the push with its decision's organisation and experiment), and the platform's
+certifications.
 
 The dataset (decisions with as_of in [2026-01-01, 2026-04-01)):
 
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,22 +70,25 @@ async def add_candidate(
     outcome_status: str | None = None,
     push_status: str | None = "sent",
     earlier: tuple[tuple[str, Group], ...] = (),
-    later: tuple[str, ...] = (),
     at: dt.datetime | None = None,
 ) -> str:
     """One candidate (dedup key): ``earlier`` decisions (outcome, under which group) before its
-    ``final`` one, ``later`` ones after it (e.g. 'cancelled' after 'sent'); for sent and
-    holdout a ledger row, for sent a push, and an outcome row when ``outcome_status`` is given."""
+    ``final`` one, which the write path marks ``final = false`` when it writes the next; for
+    sent and holdout a ledger row, for sent a push (enqueued in the same statement: created at
+    the decision's instant, with its organisation and experiment), and an outcome row when
+    ``outcome_status`` is given."""
     n = next(_keys)
     key = f"{group.scenario_type}:{group.rule}:{n}"
     mentor = uuid.uuid4()
     at = at or SINCE + dt.timedelta(hours=n % 2000 + 1)
 
-    async def decision(outcome: str, g: Group, when: dt.datetime, notification: int | None) -> int:
+    async def decision(
+        outcome: str, g: Group, when: dt.datetime, notification: int | None, final: bool
+    ) -> int:
         decision_id: int = await conn.fetchval(
             "INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, "
-            "outcome, reason, as_of, notification_id, organization_id, experiment_id) "
-            "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9) RETURNING id",
+            "outcome, reason, as_of, notification_id, organization_id, experiment_id, final) "
+            "VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10) RETURNING id",
             mentor,
             g.scenario_type,
             g.rule,
@@ -91,11 +98,12 @@ async def add_candidate(
             notification,
             g.org,
             g.experiment,
+            final,
         )
         return decision_id
 
     for i, (outcome, g) in enumerate(earlier):
-        await decision(outcome, g, at - (len(earlier) - i) * dt.timedelta(minutes=1), None)
+        await decision(outcome, g, at - (len(earlier) - i) * dt.timedelta(minutes=1), None, False)
     notification = None
     if final in ("sent", "holdout"):
         notification = await conn.fetchval(
@@ -109,19 +117,23 @@ async def add_candidate(
             at,
             final == "holdout",
         )
-    final_id = await decision(final, group, at, notification)
+    final_id = await decision(final, group, at, notification, True)
     if final == "sent" and push_status is not None:
         await conn.execute(
             "INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, "
-            "title, body, idempotency_key, status) VALUES ($1, $2, $3, 't', 'b', $4, $5)",
+            "title, body, data, idempotency_key, status, created_at, organization_id, experiment_id) "
+            "VALUES ($1, $2, $3, 't', 'b', "
+            "jsonb_build_object('rule', $4::text, 'notification_id', $1::bigint), $5, $6, $7, $8, $9)",
             notification,
             mentor,
             group.scenario_type,
+            group.rule,
             key,
             push_status,
+            at,
+            group.org,
+            group.experiment,
         )
-    for i, outcome in enumerate(later, start=1):
-        await decision(outcome, group, at + i * dt.timedelta(minutes=5), None)
     if outcome_status is not None:
         await conn.execute(
             "INSERT INTO scenario_engine.scenario_outcome (decision_id, mentor_id, organization_id, "
@@ -161,15 +173,13 @@ async def seed_outcomes(conn: Any) -> dict[str, Group]:
     g4 = Group(ORG_B, "cert_expiry", "certification_expiry", e3)
 
     # g1 treated: 73 sent = 56 achieved + 14 missed + 3 pending. Two were first suppressed by the
-    # cooldown (counted once, as sent); one was cancelled at send time after its decision.
+    # cooldown (counted once, as sent); one was withdrawn at send time (its push cancelled).
     await add_candidate(conn, g1, "sent", outcome_status="achieved", earlier=(("cooldown", g1),))
     await add_candidate(conn, g1, "sent", outcome_status="missed", earlier=(("cooldown", g1),))
     pushes = ["failed"] * 2 + ["dead"] * 2 + ["abandoned", "pending", "sending"]
     for i in range(7):  # 7 of the achieved ones were not delivered
         await add_candidate(conn, g1, "sent", outcome_status="achieved", push_status=pushes[i])
-    await add_candidate(
-        conn, g1, "sent", outcome_status="achieved", push_status="cancelled", later=("cancelled",)
-    )
+    await add_candidate(conn, g1, "sent", outcome_status="achieved", push_status="cancelled")
     await add_arm(conn, g1, "sent", achieved=56 - 9, missed=14 - 1, pending=3)
     await add_arm(conn, g1, "holdout", achieved=48, missed=32, pending=2)
     for reason, count in (("opted_out", 4), ("cooldown", 2), ("daily_cap", 1), ("mentor_not_active", 1)):
@@ -279,6 +289,43 @@ async def test_filters_and_an_unknown_rule_give_a_report_that_says_what_it_cover
         "no decisions of rule 'no_such_rule' with as_of in "
         "[2026-01-01T00:00:00+00:00, 2026-04-01T00:00:00+00:00)",
     )
+
+
+def _summary(report: Report) -> list[tuple[Any, ...]]:
+    return [
+        (
+            r.organization_id,
+            r.rule_name,
+            r.experiment and r.experiment.id,
+            r.candidates,
+            r.sent,
+            r.delivered,
+            r.held_out,
+            tuple(r.suppressed.values()),
+            r.treated,
+            r.holdout,
+        )
+        for r in report.rows
+    ]
+
+
+async def test_a_database_written_before_0016_reports_the_same_after_the_0017_backfill(conn: Any) -> None:
+    """Before 0016 every decision row was final and no push named its organisation or
+    experiment; 0017 derives both from the decisions, so such a history is counted as if the
+    write path of today had written it."""
+    await seed_outcomes(conn)
+    expected = _summary(await build_report(conn, since=SINCE, until=UNTIL, as_of=AS_OF))
+    await conn.execute("UPDATE scenario_engine.scenario_decision SET final = true")
+    await conn.execute(
+        "UPDATE scenario_engine.push_notification SET organization_id = NULL, experiment_id = NULL"
+    )
+    migration = Path(__file__).resolve().parents[1] / "sql" / "0017_report_reads.sql"
+    text = re.sub(r"--[^\n]*", "", migration.read_text())
+    backfill = [sql for sql in text.split(";") if sql.strip().startswith("UPDATE")]
+    assert len(backfill) == 2
+    for sql in backfill * 2:  # a second run changes nothing
+        await conn.execute(sql)
+    assert _summary(await build_report(conn, since=SINCE, until=UNTIL, as_of=AS_OF)) == expected
 
 
 async def seed_certifications(conn: Any) -> None:

@@ -439,6 +439,7 @@ def _report_inputs(args: argparse.Namespace) -> tuple[dt.datetime, dt.datetime, 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from scenario_engine.outcomes.report import (
+        CONCURRENT_QUERIES,
         CSV_COLUMNS,
         build_report,
         format_table,
@@ -453,10 +454,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     since, until, org = inputs
 
     async def run(settings: Settings) -> int:
-        conn = await connect(settings.require_database_url(), application_name="scenario-engine report")
+        # A pool: the report's independent counting queries run at once (outcomes/report.py).
+        pool = await create_pool(
+            settings.require_database_url(),
+            min_size=1,
+            max_size=CONCURRENT_QUERIES,
+            application_name="scenario-engine report",
+        )
         try:
             report = await build_report(
-                conn,
+                pool,
                 since=since,
                 until=until,
                 organization_id=org,
@@ -464,7 +471,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 as_of=dt.datetime.now(dt.UTC),
             )
         finally:
-            await conn.close()
+            await pool.close()
         if args.output == "json":
             print(json.dumps(report_json(report), indent=2))
         elif args.output == "csv":

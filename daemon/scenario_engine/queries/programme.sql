@@ -5,24 +5,37 @@
 -- Weeks are UTC weeks starting Monday 00:00: date_trunc('week', …) of the instant in UTC.
 
 -- name: programme_weekly_sends
--- Messages sent and delivered per organisation, scenario type and week of the decision.
--- 'sent' decisions only (held-out ones send nothing); delivered = the push that the decision
--- queued reached the gateway (push_notification.status = 'sent'). One push per notification
--- (notifications.sql), so the semi-join counts each decision at most once.
-SELECT d.organization_id,
-       d.scenario_type,
-       date_trunc('week', d.as_of AT TIME ZONE 'UTC')::date AS week,
-       count(*) AS sent,
-       count(*) FILTER (WHERE EXISTS (
-           SELECT 1 FROM scenario_engine.push_notification p
-           WHERE p.notification_id = d.notification_id AND p.status = 'sent'
-       )) AS delivered
-FROM scenario_engine.scenario_decision d
-WHERE d.outcome = 'sent'
-  AND d.as_of >= $1::timestamptz AND d.as_of <= $2::timestamptz
-  AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
-GROUP BY d.organization_id, d.scenario_type, week
-ORDER BY d.organization_id, d.scenario_type, week;
+-- Messages sent and delivered per organisation, scenario type and week. Sent: 'sent' decisions
+-- by the week of the decision (held-out ones send nothing). Delivered: pushes the gateway
+-- accepted (push_notification.status = 'sent'), from the outbox alone, by the week they were
+-- enqueued: the push is written in the statement that writes its decision (notifications.sql),
+-- with the decision's organisation, so both weeks are the decision's up to the sweep's duration.
+-- Two grouped scans of the window's rows (the outbox's through push_notification_created_idx
+-- or in parallel), joined on their few groups: no per-decision look-up of its push.
+WITH sent AS (
+    SELECT d.organization_id, d.scenario_type,
+           date_trunc('week', d.as_of AT TIME ZONE 'UTC')::date AS week,
+           count(*) AS sent
+    FROM scenario_engine.scenario_decision d
+    WHERE d.outcome = 'sent'
+      AND d.as_of >= $1::timestamptz AND d.as_of <= $2::timestamptz
+      AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
+    GROUP BY d.organization_id, d.scenario_type, week
+), delivered AS (
+    SELECT p.organization_id, p.scenario_type,
+           date_trunc('week', p.created_at AT TIME ZONE 'UTC')::date AS week,
+           count(*) AS delivered
+    FROM scenario_engine.push_notification p
+    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
+      AND p.created_at >= $1::timestamptz AND p.created_at <= $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+    GROUP BY p.organization_id, p.scenario_type, week
+)
+SELECT s.organization_id, s.scenario_type, s.week, s.sent, coalesce(d.delivered, 0) AS delivered
+FROM sent s
+LEFT JOIN delivered d ON d.organization_id IS NOT DISTINCT FROM s.organization_id
+                     AND d.scenario_type = s.scenario_type AND d.week = s.week
+ORDER BY s.organization_id, s.scenario_type, s.week;
 
 -- name: programme_weekly_outcomes
 -- What happened after the messages sent (arm 'treated') per organisation, scenario type and week
@@ -76,23 +89,24 @@ ORDER BY o.organization_id, c.scenario_type, c.rule_name;
 -- renewed in time when a newer unrevoked certification of the same type was issued to that mentor
 -- before it expired, else lapsed. A revoked certification was withdrawn, not left to lapse: it is
 -- not counted (and the partial index certification_expiring_idx serves the range).
+-- The renewed ones come from one hash join of the window's certifications with the unrevoked
+-- ones on (mentor, type), not from a look-up per certification (counted twice, once per FILTER).
 SELECT m.organization_id,
        date_trunc('week', c.expires_at AT TIME ZONE 'UTC')::date AS week,
-       count(*) FILTER (WHERE r.renewed) AS renewed,
-       count(*) FILTER (WHERE NOT r.renewed) AS lapsed
+       count(r.id) AS renewed,
+       count(*) FILTER (WHERE r.id IS NULL) AS lapsed
 FROM public.certification c
 JOIN public.peer_mentor m ON m.id = c.mentor_id
-CROSS JOIN LATERAL (
-    SELECT EXISTS (
-        SELECT 1 FROM public.certification n
-        WHERE n.mentor_id = c.mentor_id
-          AND n.type = c.type
-          AND n.id <> c.id
-          AND n.revoked_at IS NULL
-          AND n.issued_at > c.issued_at
-          AND n.issued_at < c.expires_at
-    ) AS renewed
-) AS r
+LEFT JOIN (
+    SELECT DISTINCT e.id
+    FROM public.certification e
+    JOIN public.certification n ON n.mentor_id = e.mentor_id AND n.type = e.type
+    WHERE e.revoked_at IS NULL AND e.expires_at >= $1::timestamptz AND e.expires_at <= $2::timestamptz
+      AND n.id <> e.id
+      AND n.revoked_at IS NULL
+      AND n.issued_at > e.issued_at
+      AND n.issued_at < e.expires_at
+) r ON r.id = c.id
 WHERE c.revoked_at IS NULL
   AND c.expires_at >= $1::timestamptz AND c.expires_at <= $2::timestamptz
   AND ($3::uuid IS NULL OR m.organization_id = $3::uuid)

@@ -5,35 +5,51 @@
 -- name: report_decision_counts
 -- $1 since, $2 until (decisions with as_of in [since, until)), $3 organisation or NULL,
 -- $4 rule name or NULL.
--- A candidate is one dedup key of a rule, counted once with its final decision in the period:
--- sent before holdout before any suppression (of those, the latest). The organisation and the
--- experiment are the final decision's. 'baseline' rows are no-flood bookkeeping, not candidates.
--- One pass over the period's decisions, no sort: a sent row is always final ((dedup_key,
--- outcome) is unique); only the few others look for a better row of their candidate, through
--- the unique index. Delivered: the push gateway accepted a push of the notification.
--- One row per (organisation, rule, scenario type, experiment, final outcome).
+-- A candidate is one dedup key of a rule, counted once with its final decision: the write path
+-- keeps exactly one row of each key final (notifications.sql, 0016), so this is one grouped
+-- scan of the period's decisions, no join and no sub-query (a parallel plan). The organisation
+-- and the experiment are the final decision's. 'baseline' rows are no-flood bookkeeping, not
+-- candidates. One row per (organisation, rule, scenario type, experiment, final outcome).
 SELECT d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome,
-       count(*)::bigint AS candidates,
-       count(p.notification_id)::bigint AS delivered
+       count(*)::bigint AS candidates
 FROM scenario_engine.scenario_decision d
-LEFT JOIN (
-    SELECT DISTINCT p.notification_id
-    FROM scenario_engine.push_notification p
-    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
-) p ON d.outcome = 'sent' AND p.notification_id = d.notification_id
-WHERE d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
+WHERE d.final
+  AND d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
   AND d.outcome <> 'baseline'
   AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
   AND ($4::text IS NULL OR d.rule_name = $4::text)
-  AND (d.outcome = 'sent' OR NOT EXISTS (
-        SELECT 1 FROM scenario_engine.scenario_decision b
-        WHERE b.dedup_key = d.dedup_key AND b.rule_name = d.rule_name
-          AND b.as_of >= $1::timestamptz AND b.as_of < $2::timestamptz
-          AND b.outcome <> 'baseline' AND b.id <> d.id
-          AND (b.outcome = 'sent'
-               OR (b.outcome = 'holdout' AND d.outcome <> 'holdout')
-               OR (b.outcome <> 'holdout' AND d.outcome <> 'holdout' AND (b.as_of, b.id) > (d.as_of, d.id)))))
 GROUP BY d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome;
+
+-- name: report_delivered_counts
+-- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
+-- Delivered: pushes of the period that the push gateway accepted, from the outbox alone. A push
+-- is enqueued in the statement that writes its 'sent' decision (one push per notification) and
+-- copies the decision's organisation and experiment; its created_at is that statement's clock,
+-- the decision's as_of the sweep's instant (the same moment, up to the sweep's duration).
+-- The rule is the experiment's: one parallel grouped scan of the period's pushes, named after.
+-- Pushes of decisions taken before experiments were recorded have none; their rule is in data,
+-- counted apart (push_notification_unattributed_idx, 0017: empty since then, so no scan).
+WITH delivered AS (
+    SELECT p.organization_id, p.experiment_id, p.scenario_type, NULL::text AS rule_name,
+           count(*)::bigint AS delivered
+    FROM scenario_engine.push_notification p
+    WHERE p.status = 'sent' AND p.notification_id IS NOT NULL AND p.experiment_id IS NOT NULL
+      AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+    GROUP BY p.organization_id, p.experiment_id, p.scenario_type
+    UNION ALL
+    SELECT p.organization_id, NULL, p.scenario_type, p.data ->> 'rule', count(*)::bigint
+    FROM scenario_engine.push_notification p
+    WHERE p.experiment_id IS NULL AND p.status = 'sent' AND p.notification_id IS NOT NULL
+      AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+    GROUP BY p.organization_id, p.scenario_type, p.data ->> 'rule'
+)
+SELECT d.organization_id, coalesce(e.rule_name, d.rule_name) AS rule_name, d.scenario_type,
+       d.experiment_id, d.delivered
+FROM delivered d
+LEFT JOIN scenario_engine.scenario_experiment e ON e.id = d.experiment_id
+WHERE $4::text IS NULL OR coalesce(e.rule_name, d.rule_name) = $4::text;
 
 -- name: report_outcome_counts
 -- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
@@ -65,25 +81,27 @@ WHERE e.id = ANY($1::bigint[]);
 -- are not counted. Renewed in time: a newer unrevoked certification of the same type for the
 -- same mentor, issued before the old one expires (and by as_of). Of the rest, those expired by
 -- as_of have lapsed; the others are still open.
-WITH expiring AS MATERIALIZED (  -- the renewal check runs once per certification
-    SELECT c.mentor_id, c.expires_at, c.expires_at >= $2::timestamptz AS this_period,
-           EXISTS (
-               SELECT 1 FROM public.certification n
-               WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
-                 AND (n.issued_at, n.id) > (c.issued_at, c.id)
-                 AND n.issued_at < c.expires_at
-                 AND n.issued_at <= $4::timestamptz
-           ) AS renewed
-    FROM public.certification c
-    WHERE c.revoked_at IS NULL
-      AND c.expires_at >= $1::timestamptz AND c.expires_at < $3::timestamptz
-)
-SELECT m.organization_id, e.this_period,
+-- The renewed ones are found set-based, in one (parallel) hash join of the expiring
+-- certifications with all the unrevoked ones on (mentor, type), instead of a sub-query per
+-- certification; a window (lead() over (mentor, type) by (issued_at, id)) gives the same
+-- answer but sorts the whole table, and measured slower (docs/BENCHMARKS.md, report).
+SELECT m.organization_id, c.expires_at >= $2::timestamptz AS this_period,
        count(*)::bigint AS expiring,
-       count(*) FILTER (WHERE e.renewed)::bigint AS renewed_in_time,
-       count(*) FILTER (WHERE NOT e.renewed AND e.expires_at <= $4::timestamptz)::bigint AS lapsed,
-       count(*) FILTER (WHERE NOT e.renewed AND e.expires_at > $4::timestamptz)::bigint AS still_open
-FROM expiring e
-JOIN public.peer_mentor m ON m.id = e.mentor_id
-WHERE $5::uuid IS NULL OR m.organization_id = $5::uuid
-GROUP BY m.organization_id, e.this_period;
+       count(r.id)::bigint AS renewed_in_time,
+       count(*) FILTER (WHERE r.id IS NULL AND c.expires_at <= $4::timestamptz)::bigint AS lapsed,
+       count(*) FILTER (WHERE r.id IS NULL AND c.expires_at > $4::timestamptz)::bigint AS still_open
+FROM public.certification c
+JOIN public.peer_mentor m ON m.id = c.mentor_id
+LEFT JOIN (
+    SELECT DISTINCT e.id
+    FROM public.certification e
+    JOIN public.certification n ON n.mentor_id = e.mentor_id AND n.type = e.type
+    WHERE e.revoked_at IS NULL AND e.expires_at >= $1::timestamptz AND e.expires_at < $3::timestamptz
+      AND n.revoked_at IS NULL
+      AND (n.issued_at, n.id) > (e.issued_at, e.id)
+      AND n.issued_at < e.expires_at
+      AND n.issued_at <= $4::timestamptz
+) r ON r.id = c.id
+WHERE c.revoked_at IS NULL AND c.expires_at >= $1::timestamptz AND c.expires_at < $3::timestamptz
+  AND ($5::uuid IS NULL OR m.organization_id = $5::uuid)
+GROUP BY m.organization_id, this_period;
