@@ -51,16 +51,8 @@ from typing import Any
 
 import asyncpg
 
-# Every bench helper this benchmark uses, in one place (bench/ is being restructured).
-from bench.common import (
-    BENCH_PG_SETTINGS,
-    RESULTS_DIR,
-    Timings,
-    log,
-    machine_facts,
-    wait_for_quiet,
-    write_json,
-)
+from bench.harness.cluster import BENCH_PG_SETTINGS
+from bench.harness.report import RESULTS_DIR, Timings, log, machine_facts, wait_for_quiet, write_json
 from scenario_engine.db.connect import Conn, connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import query
@@ -228,12 +220,13 @@ def generation_sql(mentors: int, weekly_share: float, as_of: dt.datetime) -> lis
             "pushes",
             f"""
             INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title,
-                body, data, idempotency_key, status, created_at, sent_at, organization_id, experiment_id)
+                body, data, idempotency_key, status, created_at, sent_at, organization_id, experiment_id,
+                decided_at)
             SELECT n.id, c.mentor_id, c.scenario_type, 'A nudge', 'We miss you',
                    jsonb_build_object('rule', c.rule_name, 'notification_id', n.id, 'context', n.context),
                    c.dedup_key, s.status,
                    c.decided_at, CASE WHEN s.status = 'sent' THEN c.decided_at + interval '2 seconds' END,
-                   c.organization_id, c.experiment_id
+                   c.organization_id, c.experiment_id, c.decided_at
             FROM bench_cand c
             JOIN scenario_engine.scenario_notification n ON n.dedup_key = c.dedup_key
             CROSS JOIN LATERAL (SELECT CASE WHEN c.u_push < 0.93 THEN 'sent'

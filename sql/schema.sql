@@ -369,6 +369,7 @@ CREATE TABLE scenario_engine.push_notification (
     delivery_uncertain boolean DEFAULT false NOT NULL,
     organization_id uuid,
     experiment_id bigint,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT push_notification_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'dead'::text, 'cancelled'::text, 'abandoned'::text])))
 );
 
@@ -908,10 +909,10 @@ CREATE INDEX push_notification_finished_idx ON scenario_engine.push_notification
 CREATE INDEX push_notification_mentor_idx ON scenario_engine.push_notification USING btree (mentor_id, created_at);
 
 --
--- Name: push_notification_unattributed_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+-- Name: push_notification_unattributed_v2_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
-CREATE INDEX push_notification_unattributed_idx ON scenario_engine.push_notification USING btree (created_at) WHERE (experiment_id IS NULL);
+CREATE INDEX push_notification_unattributed_v2_idx ON scenario_engine.push_notification USING btree (decided_at) WHERE (experiment_id IS NULL);
 
 --
 -- Name: scenario_cooldown_triggered_idx; Type: INDEX; Schema: scenario_engine; Owner: -
@@ -1034,10 +1035,10 @@ CREATE INDEX scenario_sweep_finished_as_of_idx ON scenario_engine.scenario_sweep
 CREATE INDEX scenario_sweep_finished_at_idx ON scenario_engine.scenario_sweep USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
 --
--- Name: push_notification_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -
+-- Name: push_notification_decided_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -
 --
 
-CREATE STATISTICS scenario_engine.push_notification_week_stat (ndistinct) ON scenario_type, organization_id, (date_trunc('week'::text, (created_at AT TIME ZONE 'UTC'::text))::date) FROM scenario_engine.push_notification;
+CREATE STATISTICS scenario_engine.push_notification_decided_week_stat (ndistinct) ON scenario_type, organization_id, (date_trunc('week'::text, (decided_at AT TIME ZONE 'UTC'::text))::date) FROM scenario_engine.push_notification;
 
 --
 -- Name: scenario_decision_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -

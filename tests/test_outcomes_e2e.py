@@ -25,7 +25,10 @@ import asyncpg
 
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
+from scenario_engine.notifications import write_outcomes
 from scenario_engine.outcomes.holdout import in_group
+from scenario_engine.policy import PolicyDecision
+from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.inactivity import InactivityRule
 from tests.cli import run_cli
 from tests.factories import opt_out
@@ -141,3 +144,38 @@ async def test_report_of_a_hand_computed_programme(db_url: str, pool: asyncpg.Po
         "SELECT count(*) FROM scenario_outcome WHERE status = 'missed' AND mentor_id = ANY($1::uuid[])",
         [mid(k) for k in late],
     ) == len(late)
+
+
+async def test_a_candidate_counts_once_by_its_final_decision(pool: asyncpg.Pool[Any]) -> None:
+    """Suppressed first (opted out), sent once the mentor opts back in: one candidate, sent. A
+    suppression logged after a send never takes the send's place."""
+    await populate_one(pool, 1)
+    await opt_out(pool, mid(1), "inactivity")
+    rule = InactivityRule(name="inactive_21d", threshold_days=21, max_reminders=1)
+    engine = Engine(pool, Rules(inactivity=[rule]))
+    await engine.run_scheduled_evaluation(T0)
+    await pool.execute("DELETE FROM notification_preference WHERE mentor_id = $1", mid(1))
+    await engine.run_scheduled_evaluation(T0 + DAY)
+    rows = await pool.fetch("SELECT outcome, final FROM scenario_decision ORDER BY id")
+    assert [(r["outcome"], r["final"]) for r in rows] == [("opted_out", False), ("sent", True)]
+    [sent] = await pool.fetch("SELECT * FROM scenario_decision WHERE outcome = 'sent'")
+    candidate = Candidate(mid(1), "inactivity", rule.name, "x", 1, sent["dedup_key"], {})
+    async with pool.acquire() as conn:
+        await write_outcomes(
+            conn, rule, [(candidate, PolicyDecision("cooldown", "late"))], T0 + 2 * DAY, {}, 1
+        )
+    rows = await pool.fetch("SELECT outcome, final FROM scenario_decision ORDER BY id")
+    assert [(r["outcome"], r["final"]) for r in rows] == [
+        ("opted_out", False),
+        ("sent", True),
+        ("cooldown", False),
+    ]
+
+
+async def populate_one(pool: asyncpg.Pool[Any], k: int) -> None:
+    await pool.execute(
+        "INSERT INTO peer_mentor (id, organization_id, timezone, joined_at) VALUES ($1, $2, 'UTC', $3)",
+        mid(k),
+        ORG_A,
+        T0 - 100 * DAY,
+    )

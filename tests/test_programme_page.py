@@ -190,8 +190,8 @@ async def insert(pool: asyncpg.Pool[Any], c: Clock, items: Iterable[Item]) -> No
                 await conn.execute(  # as enqueue_batch writes it: the decision's organisation and experiment
                     "INSERT INTO scenario_engine.push_notification (notification_id, mentor_id,"
                     " scenario_type, title, body, idempotency_key, status, created_at, organization_id,"
-                    " experiment_id)"
-                    " VALUES ($1, $2, $3, 't', 'b', $4, $5, $6, $7, $8)",
+                    " experiment_id, decided_at)"
+                    " VALUES ($1, $2, $3, 't', 'b', $4, $5, $6, $7, $8, $6)",
                     notification_id,
                     mentor,
                     item.scenario,

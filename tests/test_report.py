@@ -121,9 +121,10 @@ async def add_candidate(
     if final == "sent" and push_status is not None:
         await conn.execute(
             "INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, "
-            "title, body, data, idempotency_key, status, created_at, organization_id, experiment_id) "
+            "title, body, data, idempotency_key, status, created_at, organization_id, experiment_id, "
+            "decided_at) "
             "VALUES ($1, $2, $3, 't', 'b', "
-            "jsonb_build_object('rule', $4::text, 'notification_id', $1::bigint), $5, $6, $7, $8, $9)",
+            "jsonb_build_object('rule', $4::text, 'notification_id', $1::bigint), $5, $6, $7, $8, $9, $7)",
             notification,
             mentor,
             group.scenario_type,
@@ -279,7 +280,7 @@ async def test_filters_and_an_unknown_rule_give_a_report_that_says_what_it_cover
 
     # the first 100 hours: candidates 0–98, all of org A's first experiment (73 sent, then holdouts)
     early = await build_report(conn, since=SINCE, until=SINCE + dt.timedelta(hours=100), as_of=AS_OF)
-    assert [(r.experiment.id, r.candidates, r.sent, r.held_out) for r in early.rows] == [
+    assert [(r.experiment and r.experiment.id, r.candidates, r.sent, r.held_out) for r in early.rows] == [
         (groups["g1"].experiment, 99, 73, 26)
     ]
 

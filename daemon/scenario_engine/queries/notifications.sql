@@ -29,10 +29,10 @@ WITH input AS (
     WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at
 ), push AS (
     INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body, data, idempotency_key,
-                                   organization_id, experiment_id)
+                                   organization_id, experiment_id, decided_at)
     SELECT ins.id, ins.mentor_id, ins.scenario_type, i.title, i.body,
            jsonb_build_object('rule', ins.rule_name, 'notification_id', ins.id, 'context', i.context),
-           ins.dedup_key, i.organization_id, $13::bigint
+           ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz
     FROM ins JOIN input i USING (dedup_key)
     WHERE NOT ins.held_out
     ON CONFLICT (idempotency_key) DO NOTHING
@@ -64,18 +64,21 @@ SELECT id, dedup_key FROM scenario_engine.scenario_notification WHERE dedup_key 
 -- name: log_suppressed_batch
 -- params: mentor_ids, scenario_types, rule_names, dedup_keys, outcomes, reasons, inputs, as_of, organization_ids, experiment_id
 -- A suppressed decision is logged once per (dedup key, outcome), however often it recurs; a
--- new one becomes its candidate's final decision (0016: the key's earlier rows are not).
+-- new one becomes its candidate's final decision (0016: the key's earlier suppressions are
+-- not) — unless the candidate was sent or held out already, which stays final.
 WITH log AS (
     INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, as_of,
-                                   organization_id, experiment_id)
-    SELECT mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, $8::timestamptz, organization_id, $10::bigint
+                                   organization_id, experiment_id, final)
+    SELECT mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, $8::timestamptz, organization_id, $10::bigint,
+           NOT EXISTS (SELECT 1 FROM scenario_engine.scenario_decision s
+                       WHERE s.dedup_key = t.dedup_key AND s.outcome IN ('sent', 'holdout'))
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $9::uuid[])
         AS t(mentor_id, scenario_type, rule_name, dedup_key, outcome, reason, inputs, organization_id)
     ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
-    RETURNING dedup_key
+    RETURNING dedup_key, final
 )
 UPDATE scenario_engine.scenario_decision d SET final = false
-FROM log WHERE d.dedup_key = log.dedup_key AND d.final;
+FROM log WHERE log.final AND d.dedup_key = log.dedup_key AND d.final AND d.outcome NOT IN ('sent', 'holdout');
 
 -- name: record_achievements
 INSERT INTO public.achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)

@@ -23,11 +23,11 @@ WITH sent AS (
     GROUP BY d.organization_id, d.scenario_type, week
 ), delivered AS (
     SELECT p.organization_id, p.scenario_type,
-           date_trunc('week', p.created_at AT TIME ZONE 'UTC')::date AS week,
+           date_trunc('week', p.decided_at AT TIME ZONE 'UTC')::date AS week,
            count(*) AS delivered
     FROM scenario_engine.push_notification p
     WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
-      AND p.created_at >= $1::timestamptz AND p.created_at <= $2::timestamptz
+      AND p.decided_at >= $1::timestamptz AND p.decided_at <= $2::timestamptz
       AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
     GROUP BY p.organization_id, p.scenario_type, week
 )

@@ -24,24 +24,24 @@ GROUP BY d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.out
 -- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
 -- Delivered: pushes of the period that the push gateway accepted, from the outbox alone. A push
 -- is enqueued in the statement that writes its 'sent' decision (one push per notification) and
--- copies the decision's organisation and experiment; its created_at is that statement's clock,
--- the decision's as_of the sweep's instant (the same moment, up to the sweep's duration).
+-- copies the decision's organisation, experiment and instant (decided_at, 0019), so a push is
+-- counted in its decision's period.
 -- The rule is the experiment's: one parallel grouped scan of the period's pushes, named after.
 -- Pushes of decisions taken before experiments were recorded have none; their rule is in data,
--- counted apart (push_notification_unattributed_idx, 0017: empty since then, so no scan).
+-- counted apart (push_notification_unattributed_v2_idx, 0019: empty since then, so no scan).
 WITH delivered AS (
     SELECT p.organization_id, p.experiment_id, p.scenario_type, NULL::text AS rule_name,
            count(*)::bigint AS delivered
     FROM scenario_engine.push_notification p
     WHERE p.status = 'sent' AND p.notification_id IS NOT NULL AND p.experiment_id IS NOT NULL
-      AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
+      AND p.decided_at >= $1::timestamptz AND p.decided_at < $2::timestamptz
       AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
     GROUP BY p.organization_id, p.experiment_id, p.scenario_type
     UNION ALL
     SELECT p.organization_id, NULL, p.scenario_type, p.data ->> 'rule', count(*)::bigint
     FROM scenario_engine.push_notification p
     WHERE p.experiment_id IS NULL AND p.status = 'sent' AND p.notification_id IS NOT NULL
-      AND p.created_at >= $1::timestamptz AND p.created_at < $2::timestamptz
+      AND p.decided_at >= $1::timestamptz AND p.decided_at < $2::timestamptz
       AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
     GROUP BY p.organization_id, p.scenario_type, p.data ->> 'rule'
 )
