@@ -55,7 +55,7 @@ from bench.harness.cluster import BENCH_PG_SETTINGS
 from bench.harness.report import RESULTS_DIR, Timings, log, machine_facts, wait_for_quiet, write_json
 from scenario_engine.db.connect import Conn, connect, create_pool
 from scenario_engine.db.migrations import migrate
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import bind
 from scenario_engine.embedded import LocalCluster, server_version, start_private_cluster
 from scenario_engine.outcomes.report import CONCURRENT_QUERIES, Report, build_report
 from scenario_engine.runtime.programme_view import load_programme_health
@@ -337,18 +337,23 @@ async def time_programme_page(conn: asyncpg.Connection[Any], args: argparse.Name
 async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> dict[str, str]:
     since = args.as_of - dt.timedelta(days=90)
     plans = {}
-    cases: dict[str, tuple[str, tuple[Any, ...]]] = {
-        "report_decision_counts": ("report_decision_counts", (since, args.as_of, None, None)),
-        "report_delivered_counts": ("report_delivered_counts", (since, args.as_of, None, None)),
-        "report_outcome_counts": ("report_outcome_counts", (since, args.as_of, None, None)),
-        "report_certifications": (
-            "report_certifications",
-            (since - dt.timedelta(days=90), since, args.as_of, args.as_of, None),
-        ),
+    counts = {"since": since, "until": args.as_of, "organization_id": None, "rule_name": None}
+    cases: dict[str, dict[str, Any]] = {
+        "report_decision_counts": counts,
+        "report_delivered_counts": counts,
+        "report_outcome_counts": counts,
+        "report_certifications": {
+            "previous_since": since - dt.timedelta(days=90),
+            "since": since,
+            "until": args.as_of,
+            "as_of": args.as_of,
+            "organization_id": None,
+        },
     }
-    for label, (name, params) in cases.items():
-        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + query(name), *params)
-        plans[label] = "\n".join(r[0] for r in rows)
+    for name, params in cases.items():
+        sql, bound = bind(name, params)
+        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *bound)
+        plans[name] = "\n".join(r[0] for r in rows)
     return plans
 
 

@@ -74,6 +74,7 @@ from bench.harness.engine import (
     Rules,
     SweepResult,
     benchmark_rules,
+    bound_args,
     candidate_query,
     due_queries,
     query,
@@ -382,9 +383,16 @@ async def explain_queries(
 ) -> dict[str, Any]:
     """EXPLAIN (ANALYZE, BUFFERS) of each sweep query for one batch of mentors (custom plans)."""
     mentors = await _middle_batch(conn, batch)
-    todo: list[tuple[str, tuple[Any, ...]]] = [("active_mentor_batch", (mentors[0], batch))]
+    todo: list[tuple[str, tuple[Any, ...]]] = [
+        ("active_mentor_batch", bound_args("active_mentor_batch", after=mentors[0], batch_size=batch))
+    ]
     todo += [candidate_query(rule, mentors, as_of) for rule in rules.enabled()]
-    todo.append(("policy_inputs", (mentors, "inactivity", as_of)))
+    todo.append(
+        (
+            "policy_inputs",
+            bound_args("policy_inputs", mentors=mentors, scenario_type="inactivity", as_of=as_of),
+        )
+    )
     if state == "steady-state":
         todo += due_queries(rules, as_of, as_of + dt.timedelta(minutes=15))
     out: dict[str, Any] = {}

@@ -57,6 +57,7 @@ from bench.harness.engine import (
     Engine,
     Rules,
     benchmark_rules,
+    bound_args,
     candidate_query,
     one_rule_each,
     query,
@@ -123,7 +124,9 @@ async def batches(conn: Conn, size: int) -> list[list[uuid.UUID]]:
     out: list[list[uuid.UUID]] = []
     after: uuid.UUID | None = None
     while True:
-        rows = await conn.fetch(query("active_mentor_batch"), after, size)
+        rows = await conn.fetch(
+            query("active_mentor_batch"), *bound_args("active_mentor_batch", after=after, batch_size=size)
+        )
         if not rows:
             return out
         out.append([r["id"] for r in rows])
@@ -242,7 +245,8 @@ class Sweep:
         return args_for
 
     def batch_args(self, g: list[uuid.UUID], prev: uuid.UUID) -> tuple[Any, ...]:
-        return (None if self.lower[g[0]] == ZERO else self.lower[g[0]], self.batch)
+        after = None if self.lower[g[0]] == ZERO else self.lower[g[0]]
+        return bound_args("active_mentor_batch", after=after, batch_size=self.batch)
 
     def on(self, sql: str, f: ArgsFor, setup: str | None = None, first_only: bool = False) -> Run:
         groups = self.groups[:1] if first_only else self.groups

@@ -14,7 +14,7 @@ import pytest
 from scenario_engine.db.queries import all_queries, bind, query, query_params
 from scenario_engine.domain.rules import Rules
 from scenario_engine.events import WATCHED_TABLES
-from scenario_engine.scenarios.registry import SCENARIOS, recheck_query, scenario_types
+from scenario_engine.scenarios.registry import SCENARIOS, bind_recheck, recheck_query, scenario_types
 
 
 def test_every_declared_parameter_list_matches_the_placeholders_of_its_query() -> None:
@@ -26,8 +26,38 @@ def test_every_declared_parameter_list_matches_the_placeholders_of_its_query() -
         used = {int(n) for n in re.findall(r"\$(\d+)", query(name))}
         assert used == set(range(1, len(params) + 1)), (name, params, sorted(used))
         assert len(set(params)) == len(params), name
+        assert query(name).startswith("-- params:"), f"{name}: '-- params:' goes right after '-- name:'"
         checked += 1
-    assert checked >= 15  # the scenarios', the pipeline's and the per-mentor reads
+    assert checked >= 80  # every query that takes parameters (test below)
+
+
+def test_every_query_with_a_placeholder_declares_its_parameters() -> None:
+    """A positional caller silently shifts every later argument when a parameter is added or
+    reordered; a declared list makes a wrong call fail, naming the query. So no query may take
+    a ``$n`` without a ``-- params:`` line, and the product calls none of them positionally."""
+    undeclared = sorted(
+        name for name, sql in all_queries().items() if re.search(r"\$\d", sql) and query_params(name) is None
+    )
+    assert undeclared == [], f"add a '-- params:' line (right after '-- name:') to {undeclared}"
+
+    package = pathlib.Path(str(sys.modules["scenario_engine"].__file__)).parent
+    positional = []
+    for source in sorted(package.rglob("*.py")):
+        for name in re.findall(r"\bquery\(\s*\"([a-z_][a-z0-9_]*)\"\s*\)", source.read_text("utf-8")):
+            # recheck_query() assembles recheck_pushes; bind_recheck binds its arguments.
+            if query_params(name) and not (source.name == "registry.py" and name == "recheck_pushes"):
+                positional.append(f"{source.relative_to(package)}: {name}")
+    assert positional == [], "call these through fetch/fetchrow/fetchval/execute or bind(name, params)"
+
+
+def test_the_assembled_recheck_takes_the_parameters_recheck_pushes_declares() -> None:
+    sql, args = bind_recheck(ids=[3, 5])
+    assert sql == recheck_query()
+    assert args == [[3, 5]]
+    used = {int(n) for n in re.findall(r"\$(\d+)", sql)}
+    assert used == set(range(1, len(query_params("recheck_pushes") or ()) + 1))  # the scenarios add none
+    with pytest.raises(TypeError, match=r"recheck_pushes.*unexpected.*push_ids"):
+        bind_recheck(push_ids=[3])
 
 
 def test_a_misspelt_or_missing_parameter_names_the_query() -> None:

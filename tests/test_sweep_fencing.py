@@ -22,7 +22,7 @@ import anyio
 import pytest
 
 from scenario_engine.config import load_settings
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, fetchrow, fetchval
 from scenario_engine.errors import ConfigError
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
 from tests.daemon import DaemonProcess
@@ -261,38 +261,62 @@ async def test_claims_are_fenced_by_owner_and_lease(pool: Any) -> None:
     """The bookkeeping rules on their own: a live lease is never taken, a lapsed one is, and a
     fenced claim can neither renew nor finish the period."""
     at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-    a = await pool.fetchrow(query("claim_sweep"), "p", at, "a", 30.0)
-    assert a is not None and a["as_of"] == at
-    assert await pool.fetchrow(query("claim_sweep"), "p", at + dt.timedelta(hours=1), "b", 30.0) is None
+
+    async def claim(key: str, as_of: dt.datetime, who: str) -> Any:
+        return await fetchrow(
+            pool, "claim_sweep", sweep_key=key, as_of=as_of, instance_id=who, lease_secs=30.0
+        )
+
     ids = sorted(uuid.uuid4() for _ in range(2))
-    assert await pool.fetchval(query("renew_sweep_lease"), "p", a["claim_token"], 30.0, 0, "a", *ids, 2)
+
+    async def renew(token: uuid.UUID, batch_no: int) -> Any:
+        return await fetchval(
+            pool,
+            "renew_sweep_lease",
+            sweep_key="p",
+            claim_token=token,
+            lease_secs=30.0,
+            batch_no=batch_no,
+            instance_id="a",
+            first_mentor=ids[0],
+            last_mentor=ids[1],
+            mentor_count=2,
+        )
+
+    async def finish(token: uuid.UUID) -> Any:
+        return await fetchval(
+            pool, "finish_sweep", sweep_key="p", stats={}, claim_token=token, retention_secs=3600.0
+        )
+
+    a = await claim("p", at, "a")
+    assert a is not None and a["as_of"] == at
+    assert await claim("p", at + dt.timedelta(hours=1), "b") is None
+    assert await renew(a["claim_token"], 0)
 
     # a restarting under the same instance id resumes its own period (with a new token) ...
-    again = await pool.fetchrow(query("claim_sweep"), "p", at + dt.timedelta(hours=1), "a", 30.0)
+    again = await claim("p", at + dt.timedelta(hours=1), "a")
     assert again is not None and again["as_of"] == at and again["claim_token"] != a["claim_token"]
     # ... which fences the old token: no renewal, no finish.
-    assert not await pool.fetchval(query("renew_sweep_lease"), "p", a["claim_token"], 30.0, 1, "a", *ids, 2)
-    assert await pool.fetchval(query("finish_sweep"), "p", {}, a["claim_token"], 3600.0) is None
+    assert not await renew(a["claim_token"], 1)
+    assert await finish(a["claim_token"]) is None
 
     # Once the lease lapses, another instance takes the period over at its original as_of.
     await pool.execute("UPDATE scenario_sweep SET lease_until = now() - interval '1 second'")
-    assert not await pool.fetchval(
-        query("renew_sweep_lease"), "p", again["claim_token"], 30.0, 0, "a", *ids, 2
-    ), "a lapsed lease is not renewed"
-    b = await pool.fetchrow(query("claim_sweep"), "p", at + dt.timedelta(hours=2), "b", 30.0)
+    assert not await renew(again["claim_token"], 0), "a lapsed lease is not renewed"
+    b = await claim("p", at + dt.timedelta(hours=2), "b")
     assert b is not None and b["as_of"] == at
-    assert await pool.fetchval(query("finish_sweep"), "p", {}, b["claim_token"], 3600.0) == "p"
+    assert await finish(b["claim_token"]) == "p"
     # A finished period is never claimed again, by anyone.
     for who in ("a", "b"):
-        assert await pool.fetchrow(query("claim_sweep"), "p", at, who, 30.0) is None
+        assert await claim("p", at, who) is None
     # The ledger closed a's batch and kept who did what.
     rows = await pool.fetch("SELECT instance_id, finished_at FROM scenario_sweep_batch")
     assert [(r["instance_id"], r["finished_at"] is not None) for r in rows] == [("a", True)]
 
     # Giving a period up lets the lease lapse at once, so the next leader need not wait.
-    c = await pool.fetchrow(query("claim_sweep"), "q", at, "c", 30.0)
-    await pool.execute(query("release_sweep_lease"), "q", c["claim_token"])
-    assert await pool.fetchrow(query("claim_sweep"), "q", at, "d", 30.0) is not None
+    c = await claim("q", at, "c")
+    await execute(pool, "release_sweep_lease", sweep_key="q", claim_token=c["claim_token"])
+    assert await claim("q", at, "d") is not None
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "1e308", "86400"])

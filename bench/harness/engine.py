@@ -33,6 +33,7 @@ __all__ = [
     "SweepResult",
     "all_queries",
     "benchmark_rules",
+    "bound_args",
     "candidate_query",
     "default_rules",
     "due_queries",
@@ -40,6 +41,13 @@ __all__ = [
     "one_rule_each",
     "query",
 ]
+
+
+def bound_args(name: str, **params: Any) -> tuple[Any, ...]:
+    """A named query's arguments in ``$n`` order, from its declared parameter names: the
+    benchmarks run the engine's SQL (or a variant of it, EXPLAIN-prefixed) positionally."""
+    _, args = bind(name, params)
+    return tuple(args)
 
 
 def candidate_query(rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime) -> tuple[str, tuple[Any, ...]]:
@@ -60,7 +68,7 @@ def due_queries(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tu
             _, args = bind(scenario.due_query, scenario.due_params(of_type, since, as_of))
             out.append((scenario.due_query, tuple(args)))
     cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
-    out.append(("policy_due", (since, as_of, cooldowns)))
+    out.append(("policy_due", bound_args("policy_due", since=since, as_of=as_of, cooldown_secs=cooldowns)))
     return out
 
 

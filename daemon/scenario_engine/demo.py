@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, fetch, query
 from scenario_engine.domain.rules import default_rules
 from scenario_engine.embedded import (
     DataDirBusy,
@@ -110,9 +110,9 @@ async def _seed(url: str, mentors: int) -> None:
         now = dt.datetime.now(dt.UTC)
         async with conn.transaction():
             await conn.execute("SET LOCAL session_replication_role = replica")  # no events for the bulk load
-            await conn.execute(query("demo_seed_mentors"), mentors, now)
-            await conn.execute(query("demo_seed_activities"), now)
-            await conn.execute(query("demo_seed_certifications"), now)
+            await execute(conn, "demo_seed_mentors", mentor_count=mentors, now=now)
+            await execute(conn, "demo_seed_activities", now=now)
+            await execute(conn, "demo_seed_certifications", now=now)
             await conn.execute(query("demo_seed_preferences"))
         await conn.execute("ANALYZE")
         counts = await _counts(conn)
@@ -130,7 +130,7 @@ async def _feed(url: str, stopping: anyio.Event, colour: bool) -> None:
     last = 0
     try:
         while not stopping.is_set():
-            for row in await conn.fetch(query("demo_new_decisions"), last):
+            for row in await fetch(conn, "demo_new_decisions", after_id=last):
                 last = row["id"]
                 outcome = row["outcome"]
                 label = ("SENT" if outcome == "sent" else f"held: {outcome}").ljust(18)
@@ -154,11 +154,16 @@ async def _generate(url: str, stopping: anyio.Event, thresholds: list[int]) -> N
     rng = random.Random()
     try:
         while not stopping.is_set():
-            near = [r["mentor_id"] for r in await conn.fetch(query("demo_near_milestone"), thresholds)]
-            targets = near[:2] or [r["id"] for r in await conn.fetch(query("demo_random_mentors"), 1)]
+            near = [r["mentor_id"] for r in await fetch(conn, "demo_near_milestone", thresholds=thresholds)]
+            targets = near[:2] or [r["id"] for r in await fetch(conn, "demo_random_mentors", limit=1)]
             for mentor in targets:
-                await conn.execute(
-                    query("demo_add_activity"), mentor, "session", rng.randint(30, 120), rng.randint(0, 3)
+                await execute(
+                    conn,
+                    "demo_add_activity",
+                    mentor_id=mentor,
+                    kind="session",
+                    duration_minutes=rng.randint(30, 120),
+                    contacts=rng.randint(0, 3),
                 )
             with anyio.move_on_after(rng.uniform(1.0, 3.0)):
                 await stopping.wait()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import fetchrow
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.domain.rule import ScenarioType
 from scenario_engine.domain.rules import Rules
@@ -208,7 +208,7 @@ class Engine:
         }
         cand = Candidate(user_id, scenario_type, rule.name, subject, seq, key, inputs)
         async with self.pool.acquire() as conn:
-            existing = await conn.fetchrow(query("existing_notifications"), [key])
+            existing = await fetchrow(conn, "existing_notifications", dedup_keys=[key])
             if existing is not None:  # a repeat: return what was enqueued the first time
                 return EnqueueResult(existing["id"], False, PolicyDecision("sent", "already enqueued"))
             states = await policy_states(conn, [user_id], scenario_type, at)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import fetch, query
+from scenario_engine.db.queries import fetch, fetchrow
 from scenario_engine.db.records import MentorRecord, load_mentor, plain
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.engine import Engine
@@ -85,7 +85,7 @@ async def explain_mentor(
                         o.decision.reason,
                     )
                 )
-        entry = await conn.fetchrow(query("mentor_quarantine"), mentor_id)
+        entry = await fetchrow(conn, "mentor_quarantine", mentor_id=mentor_id)
         if entry is not None or mentor_id in now_quarantined:
             result.quarantine = {
                 **(plain(entry) if entry else {}),

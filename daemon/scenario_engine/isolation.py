@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.notifications import Outcome
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
@@ -102,7 +102,9 @@ async def evaluate_isolated(
         try:
             async with conn.transaction():
                 got = await evaluate(group)
-                await conn.execute(query("clear_quarantine"), group if complete is None else complete(group))
+                await execute(
+                    conn, "clear_quarantine", mentors=group if complete is None else complete(group)
+                )
         except TRANSIENT_DB_ERRORS:
             raise
         except MentorDataError as exc:
@@ -136,8 +138,11 @@ async def record_quarantine(conn: Conn, entries: Iterable[Quarantined]) -> None:
     ordered = sorted(entries, key=lambda q: q.mentor_id)  # one lock order for concurrent writers
     async with conn.transaction():
         await mark_engine_write(conn)
-        rows = await conn.fetch(
-            query("quarantine_mentors"), [q.mentor_id for q in ordered], [q.reason for q in ordered]
+        rows = await fetch(
+            conn,
+            "quarantine_mentors",
+            mentors=[q.mentor_id for q in ordered],
+            reasons=[q.reason for q in ordered],
         )
     news = {r["mentor_id"] for r in rows if r["news"]}
     for q in ordered:

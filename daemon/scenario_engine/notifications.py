@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import execute, fetch, query
+from scenario_engine.db.queries import bind, execute, fetch
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
@@ -53,19 +53,20 @@ async def write_outcomes(
     async with conn.transaction():
         await mark_engine_write(conn)
         if achievements:
-            await conn.execute(
-                query("record_achievements"),
-                [m for m, _ in achievements],
-                [a.milestone for _, a in achievements],
-                [a.threshold for _, a in achievements],
-                [a.period for _, a in achievements],
-                as_of,
+            await execute(
+                conn,
+                "record_achievements",
+                mentor_ids=[m for m, _ in achievements],
+                milestones=[a.milestone for _, a in achievements],
+                thresholds=[a.threshold for _, a in achievements],
+                periods=[a.period for _, a in achievements],
+                achieved_at=as_of,
             )
         if recorded:
             created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id)
             missing = [c.dedup_key for c, _ in recorded if c.dedup_key not in created]
             if missing:
-                rows = await conn.fetch(query("existing_notifications"), missing)
+                rows = await fetch(conn, "existing_notifications", dedup_keys=missing)
                 existing = {r["dedup_key"]: r["id"] for r in rows}
         if suppressed:
             await execute(
@@ -157,6 +158,14 @@ async def record_last_triggered(
     notification_id: int | None = None,
 ) -> None:
     """Persist cooldown state (never moves it backwards)."""
-    await conn.execute(
-        query("record_last_triggered"), mentor_id, scenario_type, triggered_at, rule_name, notification_id
+    sql, args = bind(
+        "record_last_triggered",
+        {
+            "mentor_id": mentor_id,
+            "scenario_type": scenario_type,
+            "triggered_at": triggered_at,
+            "rule_name": rule_name,
+            "notification_id": notification_id,
+        },
     )
+    await conn.execute(sql, *args)  # a pool as well as a connection

@@ -22,7 +22,7 @@ import asyncpg
 
 from scenario_engine.config import Settings
 from scenario_engine.db.connect import ENGINE_SCHEMA, Conn, mark_engine_write
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, fetch, fetchval
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
@@ -79,7 +79,7 @@ async def prune_personal_data(
         while max_batches is None or batches < max_batches:
             async with conn.transaction():
                 await mark_engine_write(conn)
-                done = _rows(await conn.execute(query(name), cutoff, batch_size))
+                done = _rows(await execute(conn, name, cutoff=cutoff, batch_size=batch_size))
             setattr(stats, attr, getattr(stats, attr) + done)
             batches += 1
             if done < batch_size:
@@ -162,7 +162,7 @@ def quote_ident(name: str) -> str:
 async def engine_tables(conn: Conn, schema: str = ENGINE_SCHEMA) -> list[EngineTable]:
     """Every table of the engine's schema with its id-bearing columns, from the catalogue."""
     tables: dict[str, EngineTable] = {}
-    for r in await conn.fetch(query("privacy_engine_columns"), schema):
+    for r in await fetch(conn, "privacy_engine_columns", schema=schema):
         table = tables.setdefault(r["table_name"], EngineTable(r["table_name"]))
         if r["column_name"] is not None:
             table.columns.append(_Column(r["column_name"], r["kind"]))
@@ -189,7 +189,7 @@ def _predicate(columns: list[_Column]) -> str | None:
 async def mentor_exists(conn: Conn, mentor_id: uuid.UUID) -> bool | None:
     try:
         async with conn.transaction():
-            return bool(await conn.fetchval(query("privacy_mentor_exists"), mentor_id))
+            return bool(await fetchval(conn, "privacy_mentor_exists", mentor_id=mentor_id))
     except (asyncpg.UndefinedTableError, asyncpg.InsufficientPrivilegeError):
         return None
 

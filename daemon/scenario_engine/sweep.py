@@ -80,7 +80,7 @@ async def run_sweep(
         if due is not None:
             mentors = due[result.mentors : result.mentors + plan.batch_size]
         else:
-            rows = await conn.fetch(query("active_mentor_batch"), after, plan.batch_size)
+            rows = await fetch(conn, "active_mentor_batch", after=after, batch_size=plan.batch_size)
             mentors = [r["id"] for r in rows]
         if not mentors:
             break

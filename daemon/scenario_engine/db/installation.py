@@ -16,7 +16,7 @@ import asyncpg
 
 from scenario_engine.db.connect import ENGINE_SCHEMA
 from scenario_engine.db.migrations import LEGACY_LAST_VERSION, RUNTIME_GROUP, UNITS_AFTER, discover, sql_root
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import fetchval, query
 from scenario_engine.db.units import is_present, load_units
 
 # Units without which `run` would misbehave; the others only cost speed.
@@ -51,7 +51,7 @@ async def check_installation(conn: asyncpg.Connection[Any]) -> InstallationRepor
         )
         return report
     user: str = await conn.fetchval(query("installation_current_user"))
-    if not await conn.fetchval(query("installation_role_may_run"), RUNTIME_GROUP):
+    if not await fetchval(conn, "installation_role_may_run", runtime_group=RUNTIME_GROUP):
         report.problems.append(
             f"role {user!r} lacks the runtime grants: run `scenario-engine migrate --grant-runtime {user}` "
             "as the engine's owner"

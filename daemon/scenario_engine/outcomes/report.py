@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import bind, fetch
 from scenario_engine.outcomes.labels import OutcomeLabels, outcome_labels
 from scenario_engine.outcomes.stats import METHOD, newcombe_interval
 
@@ -214,7 +214,7 @@ WORKERS_PER_QUERY = 1
 
 
 async def _fetch_all(
-    source: Conn | asyncpg.Pool[Any], calls: Sequence[tuple[str, tuple[Any, ...]]]
+    source: Conn | asyncpg.Pool[Any], calls: Sequence[tuple[str, dict[str, Any]]]
 ) -> list[list[Any]]:
     """The named queries' rows, in order. From a pool they run at once, each on a connection of
     its own: they are independent scans of different tables, so on a few cores the report takes
@@ -222,13 +222,13 @@ async def _fetch_all(
     if isinstance(source, asyncpg.Pool):
         pool = source
 
-        async def one(name: str, args: tuple[Any, ...]) -> list[Any]:
+        async def one(name: str, params: dict[str, Any]) -> list[Any]:
             async with pool.acquire() as c, c.transaction(readonly=True):
                 await c.execute(f"SET LOCAL max_parallel_workers_per_gather = {WORKERS_PER_QUERY}")
-                return await c.fetch(query(name), *args)
+                return await fetch(c, name, **params)
 
-        return list(await asyncio.gather(*(one(name, args) for name, args in calls)))
-    return [await source.fetch(query(name), *args) for name, args in calls]
+        return list(await asyncio.gather(*(one(name, params) for name, params in calls)))
+    return [await fetch(source, name, **params) for name, params in calls]
 
 
 async def build_report(
@@ -251,19 +251,29 @@ async def build_report(
         raise ValueError(
             f"the period is empty: since {since.isoformat()} is not before until {until.isoformat()}"
         )
-    args = (since, until, organization_id, rule_name)
+    params = {"since": since, "until": until, "organization_id": organization_id, "rule_name": rule_name}
     previous_since = since - (until - since)
     cert_records, decision_records, delivered_records, outcome_records = await _fetch_all(
         conn,
         [
-            ("report_certifications", (previous_since, since, until, as_of, organization_id)),
-            ("report_decision_counts", args),
-            ("report_delivered_counts", args),
-            ("report_outcome_counts", args),
+            (
+                "report_certifications",
+                {
+                    "previous_since": previous_since,
+                    "since": since,
+                    "until": until,
+                    "as_of": as_of,
+                    "organization_id": organization_id,
+                },
+            ),
+            ("report_decision_counts", params),
+            ("report_delivered_counts", params),
+            ("report_outcome_counts", params),
         ],
     )
     groups = _pivot(decision_records, delivered_records, outcome_records)
     experiment_ids = sorted({key[3] for key in groups if key[3] is not None})
+    sql, args = bind("report_experiments", {"experiment_ids": experiment_ids})  # conn may be a pool
     experiments = {
         int(e["id"]): Experiment(
             id=int(e["id"]),
@@ -271,7 +281,7 @@ async def build_report(
             global_holdout_percent=float(e["global_holdout_percent"]),
             started_at=e["started_at"],
         )
-        for e in await conn.fetch(query("report_experiments"), experiment_ids)
+        for e in await conn.fetch(sql, *args)
     }
     rows = []
     for (org, rule, scenario_type, experiment_id), acc in groups.items():

@@ -1,7 +1,8 @@
 -- Demo population: generated in SQL so that a few thousand mentors take a second.
 
 -- name: demo_seed_mentors
--- $1 mentors, $2 now. Five organisations, mentors across time zones, some paused.
+-- params: mentor_count, now
+-- Five organisations, mentors across time zones, some paused.
 INSERT INTO public.peer_mentor (organization_id, display_name, status, timezone, joined_at)
 SELECT ('00000000-0000-4000-8000-00000000000' || (g % 5 + 1))::uuid,
        (ARRAY['Ada','Bea','Cai','Dev','Eli','Fay','Gus','Hana','Ivo','Jun','Kim','Lea','Max','Noa','Oli',
@@ -15,6 +16,7 @@ SELECT ('00000000-0000-4000-8000-00000000000' || (g % 5 + 1))::uuid,
 FROM generate_series(1, $1::int) AS g;
 
 -- name: demo_seed_activities
+-- params: now
 -- A year of activity: most mentors active recently, a tail inactive for weeks or months.
 INSERT INTO public.activity (mentor_id, kind, occurred_at, duration_minutes, contacts)
 SELECT m.id,
@@ -32,6 +34,7 @@ FROM (
 CROSS JOIN LATERAL generate_series(1, m.n) AS g;
 
 -- name: demo_seed_certifications
+-- params: now
 -- First aid and safeguarding; expiries from last month to next year, some revoked.
 INSERT INTO public.certification (mentor_id, type, issued_at, expires_at, revoked_at)
 SELECT p.id, t.type,
@@ -50,6 +53,7 @@ FROM public.peer_mentor
 WHERE abs(hashtext(id::text || 'opt')) % 100 < 6;
 
 -- name: demo_near_milestone
+-- params: thresholds
 -- Active mentors one session short of a threshold this year: the generator's targets,
 -- so that the event path visibly fires.
 SELECT a.mentor_id
@@ -60,13 +64,16 @@ HAVING count(*) + 1 = ANY($1::int[])
 LIMIT 50;
 
 -- name: demo_random_mentors
+-- params: limit
 SELECT id FROM public.peer_mentor WHERE status = 'active' ORDER BY random() LIMIT $1::int;
 
 -- name: demo_add_activity
+-- params: mentor_id, kind, duration_minutes, contacts
 INSERT INTO public.activity (mentor_id, kind, occurred_at, duration_minutes, contacts)
 VALUES ($1::uuid, $2::text, now(), $3::int, $4::int);
 
 -- name: demo_new_decisions
+-- params: after_id
 SELECT d.id, d.created_at, d.scenario_type, d.rule_name, d.outcome, d.reason, p.display_name, pn.title, pn.body
 FROM scenario_engine.scenario_decision d
 JOIN public.peer_mentor p ON p.id = d.mentor_id

@@ -6,6 +6,7 @@
 -- (make_interval(secs => …)), never as calendar days in the session's time zone.
 
 -- name: active_mentor_batch
+-- params: after, batch_size
 -- Keyset pagination over active mentors, for the sweep.
 -- coalesce keeps "id > …" an index condition under a generic plan (asyncpg re-executes
 -- prepared statements); "$1 IS NULL OR id > $1" became a filter and rescanned the index per batch.
@@ -81,9 +82,10 @@ LEFT JOIN scenario_engine.scenario_cooldown cd ON cd.mentor_id = p.id AND cd.sce
 WHERE p.id = ANY($1::uuid[]);
 
 -- name: quarantine_mentors
+-- params: mentors, reasons
 -- Record mentors the engine could not evaluate (isolation.py). `news` is true when the entry is
 -- new, was cleared before, or has a new reason: the engine logs those once, the rest at debug.
--- $1 mentors (sorted), $2 reasons.
+-- The mentors come sorted (with their reasons in the same order).
 WITH old AS (
     SELECT q.mentor_id, q.reason, q.cleared_at FROM scenario_engine.scenario_quarantine q
     WHERE q.mentor_id = ANY($1::uuid[])
@@ -101,7 +103,8 @@ JOIN unnest($1::uuid[], $2::text[]) AS t(mentor_id, reason) ON t.mentor_id = up.
 LEFT JOIN old ON old.mentor_id = up.mentor_id;
 
 -- name: clear_quarantine
+-- params: mentors
 -- After a clean evaluation: its mentors are no longer quarantined (the partial index keeps
--- this to the open entries, normally none). $1 mentors.
+-- this to the open entries, normally none).
 UPDATE scenario_engine.scenario_quarantine SET cleared_at = now()
 WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;

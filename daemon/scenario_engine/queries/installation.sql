@@ -8,7 +8,8 @@ SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'scenario_engine');
 SELECT version FROM scenario_engine.scenario_schema_migration;
 
 -- name: installation_role_may_run
--- A superuser, the engine schema's owner, or a member of the runtime group ($1).
+-- params: runtime_group
+-- A superuser, the engine schema's owner, or a member of the runtime group.
 SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
     OR (SELECT nspowner FROM pg_namespace WHERE nspname = 'scenario_engine')
        = (SELECT oid FROM pg_roles WHERE rolname = current_user)

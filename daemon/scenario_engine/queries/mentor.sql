@@ -53,5 +53,6 @@ SELECT id, notification_id, scenario_type, title, status, attempts, created_at, 
 FROM scenario_engine.push_notification WHERE mentor_id = $1 ORDER BY id DESC LIMIT $2;
 
 -- name: mentor_quarantine
+-- params: mentor_id
 SELECT mentor_id, reason, first_seen_at, last_seen_at, occurrences, cleared_at
 FROM scenario_engine.scenario_quarantine WHERE mentor_id = $1;

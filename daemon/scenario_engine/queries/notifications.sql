@@ -59,6 +59,7 @@ WITH input AS (
 SELECT id, dedup_key FROM ins;
 
 -- name: existing_notifications
+-- params: dedup_keys
 SELECT id, dedup_key FROM scenario_engine.scenario_notification WHERE dedup_key = ANY($1::text[]);
 
 -- name: log_suppressed_batch
@@ -81,12 +82,14 @@ UPDATE scenario_engine.scenario_decision d SET final = false
 FROM log WHERE log.final AND d.dedup_key = log.dedup_key AND d.final AND d.outcome NOT IN ('sent', 'holdout');
 
 -- name: record_achievements
+-- params: mentor_ids, milestones, thresholds, periods, achieved_at
 INSERT INTO public.achievement (mentor_id, milestone, threshold, period, achieved_at, awarded_by)
 SELECT mentor_id, milestone, threshold::numeric, period, $5::timestamptz, 'engine'
 FROM unnest($1::uuid[], $2::text[], $3::float8[], $4::text[]) AS t(mentor_id, milestone, threshold, period)
 ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(period)) DO NOTHING;
 
 -- name: record_last_triggered
+-- params: mentor_id, scenario_type, triggered_at, rule_name, notification_id
 INSERT INTO scenario_engine.scenario_cooldown (mentor_id, scenario_type, last_triggered_at, last_rule_name, last_notification_id)
 VALUES ($1::uuid, $2::text, $3::timestamptz, $4::text, $5::bigint)
 ON CONFLICT (mentor_id, scenario_type) DO UPDATE

@@ -1,10 +1,12 @@
 -- Queries of the programme-health page (GET /programme on the status port; runtime/programme_view.py).
 --
--- Every query takes the same three parameters: $1 the start of the window (a Monday 00:00 UTC),
--- $2 the end of the window (the page's as_of; inclusive), $3 one organisation or NULL for all.
+-- Every query takes the same three parameters: since, the start of the window (a Monday 00:00 UTC),
+-- until, the end of the window (the page's as_of; inclusive), and organization_id, one organisation
+-- or NULL for all.
 -- Weeks are UTC weeks starting Monday 00:00: date_trunc('week', …) of the instant in UTC.
 
 -- name: programme_weekly_sends
+-- params: since, until, organization_id
 -- Messages sent and delivered per organisation, scenario type and week. Sent: 'sent' decisions
 -- by the week of the decision (held-out ones send nothing). Delivered: pushes the gateway
 -- accepted (push_notification.status = 'sent'), from the outbox alone, by the week they were
@@ -38,6 +40,7 @@ LEFT JOIN delivered d ON d.organization_id IS NOT DISTINCT FROM s.organization_i
 ORDER BY s.organization_id, s.scenario_type, s.week;
 
 -- name: programme_weekly_outcomes
+-- params: since, until, organization_id
 -- What happened after the messages sent (arm 'treated') per organisation, scenario type and week
 -- of the decision, whatever the experiment: the weekly outcome rate is achieved / final.
 SELECT o.organization_id,
@@ -54,6 +57,7 @@ GROUP BY o.organization_id, o.scenario_type, week
 ORDER BY o.organization_id, o.scenario_type, week;
 
 -- name: programme_current_lift
+-- params: since, until, organization_id
 -- Treated vs held-out outcomes over the window, per organisation and rule, for the current
 -- experiment of each rule only (its newest scenario_experiment row): a lift never mixes two
 -- holdout configurations. Rules whose current experiment has no outcome in the window give no row.
@@ -85,6 +89,7 @@ GROUP BY o.organization_id, c.scenario_type, c.rule_name, c.id, c.started_at, c.
 ORDER BY o.organization_id, c.scenario_type, c.rule_name;
 
 -- name: programme_weekly_certifications
+-- params: since, until, organization_id
 -- Certifications that expired in the window, per organisation (the mentor's) and week of expiry:
 -- renewed in time when a newer unrevoked certification of the same type was issued to that mentor
 -- before it expired, else lapsed. A revoked certification was withdrawn, not left to lapse: it is

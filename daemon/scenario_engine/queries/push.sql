@@ -11,6 +11,7 @@
 -- delivery_uncertain, which it stays.
 
 -- name: claim_pushes
+-- params: batch_size, lease_secs
 WITH due AS (
     SELECT id, in_flight_at FROM scenario_engine.push_notification
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
@@ -26,13 +27,15 @@ RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempot
           p.created_at, p.delivery_uncertain, due.in_flight_at IS NOT NULL AS interrupted;
 
 -- name: push_renew_claims
--- Keeps this dispatcher's claimed, not yet sent rows ($1 ids, $2 their attempts) its own.
+-- params: ids, attempts, lease_secs
+-- Keeps this dispatcher's claimed, not yet sent rows (ids with their attempts) its own.
 UPDATE scenario_engine.push_notification p
 SET next_attempt_at = now() + make_interval(secs => $3::float8)
 FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)
 WHERE p.id = c.id AND p.attempts = c.attempts AND p.status = 'sending' AND p.in_flight_at IS NULL;
 
 -- name: push_mark_in_flight
+-- params: id, attempts, lease_secs
 -- The last statement before the HTTP call. No row back: the claim was taken over, do not send.
 -- The lease now covers the call itself (send deadline plus time to record the outcome).
 UPDATE scenario_engine.push_notification
@@ -41,6 +44,7 @@ WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int AND in_fligh
 RETURNING id;
 
 -- name: recheck_pushes
+-- params: ids
 -- Re-check at send time what may have changed since enqueue (DESIGN.md §3): mentor status,
 -- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
 SELECT p.id, m.timezone,
@@ -58,23 +62,26 @@ LEFT JOIN public.peer_mentor m ON m.id = p.mentor_id
 WHERE p.id = ANY($1::bigint[]);
 
 -- name: push_sent
+-- params: id, attempts, provider, provider_message_id
 UPDATE scenario_engine.push_notification
 SET status = 'sent', sent_at = now(), provider = $3::text, provider_message_id = $4::text, last_error = NULL,
     in_flight_at = NULL
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_retry
--- $6: this attempt may have reached the gateway (a timeout, a connection lost mid-request).
+-- params: id, attempts, delay_secs, provider, error, maybe_delivered
+-- maybe_delivered: this attempt may have reached the gateway (a timeout, a connection lost mid-request).
 UPDATE scenario_engine.push_notification
 SET status = 'pending', next_attempt_at = now() + make_interval(secs => $3::float8), provider = $4::text,
     last_error = left($5::text, 2000), in_flight_at = NULL, delivery_uncertain = delivery_uncertain OR $6::boolean
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
 
 -- name: push_finish
+-- params: ids, attempts, statuses, provider, reasons
 -- Terminal outcomes: 'failed' (permanent error), 'dead' (retries exhausted), 'cancelled'
 -- (never sent, no longer wanted) and 'abandoned' (no longer wanted, but an earlier attempt
--- may have been delivered). Parallel arrays: $1 ids, $2 attempts (the fence), $3 statuses,
--- $5 reasons; $4 the provider. One statement for all the re-check cancels of a claim.
+-- may have been delivered). Parallel arrays of ids, attempts (the fence), statuses and reasons;
+-- one provider. One statement for all the re-check cancels of a claim.
 UPDATE scenario_engine.push_notification p
 SET status = t.status, provider = $4::text, last_error = left(t.reason, 2000), in_flight_at = NULL,
     cancel_reason = CASE WHEN t.status IN ('cancelled', 'abandoned') THEN left(t.reason, 2000) END
@@ -82,14 +89,16 @@ FROM unnest($1::bigint[], $2::int[], $3::text[], $5::text[]) AS t(id, attempts, 
 WHERE p.id = t.id AND p.status = 'sending' AND p.attempts = t.attempts;
 
 -- name: push_defer
--- Quiet hours: not an attempt, so the attempt count goes back down. Parallel arrays: $1 ids,
--- $2 attempts (the fence), $3 when each mentor's quiet hours end.
+-- params: ids, attempts, until
+-- Quiet hours: not an attempt, so the attempt count goes back down. Parallel arrays: ids,
+-- attempts (the fence), until (when each mentor's quiet hours end).
 UPDATE scenario_engine.push_notification p
 SET status = 'pending', attempts = p.attempts - 1, next_attempt_at = t.until, deferred_until = t.until
 FROM unnest($1::bigint[], $2::int[], $3::timestamptz[]) AS t(id, attempts, until)
 WHERE p.id = t.id AND p.status = 'sending' AND p.attempts = t.attempts;
 
 -- name: requeue_dead_pushes
+-- params: since
 UPDATE scenario_engine.push_notification
 SET status = 'pending', attempts = 0, next_attempt_at = now(), in_flight_at = NULL,
     last_error = 'requeued after: ' || coalesce(last_error, '')

@@ -3,8 +3,8 @@
 -- organisations, rules or experiments; Python only pivots the few grouped rows it returns.
 
 -- name: report_decision_counts
--- $1 since, $2 until (decisions with as_of in [since, until)), $3 organisation or NULL,
--- $4 rule name or NULL.
+-- params: since, until, organization_id, rule_name
+-- Decisions with as_of in [since, until); organization_id and rule_name may be NULL (all).
 -- A candidate is one dedup key of a rule, counted once with its final decision: the write path
 -- keeps exactly one row of each key final (notifications.sql, 0016), so this is one grouped
 -- scan of the period's decisions, no join and no sub-query (a parallel plan). The organisation
@@ -21,7 +21,7 @@ WHERE d.final
 GROUP BY d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome;
 
 -- name: report_delivered_counts
--- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
+-- params: since, until, organization_id, rule_name
 -- Delivered: pushes of the period that the push gateway accepted, from the outbox alone. A push
 -- is enqueued in the statement that writes its 'sent' decision (one push per notification) and
 -- copies the decision's organisation, experiment and instant (decided_at, 0019), so a push is
@@ -52,7 +52,7 @@ LEFT JOIN scenario_engine.scenario_experiment e ON e.id = d.experiment_id
 WHERE $4::text IS NULL OR coalesce(e.rule_name, d.rule_name) = $4::text;
 
 -- name: report_outcome_counts
--- $1 since, $2 until, $3 organisation or NULL, $4 rule name or NULL.
+-- params: since, until, organization_id, rule_name
 -- Outcomes of the sent and held-out decisions of the period. Each row copies its decision's
 -- instant (decided_at), organisation, rule and experiment, so this needs no join: the
 -- decision of an outcome row is sent or holdout, and so always its candidate's final one.
@@ -67,7 +67,8 @@ WHERE o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
 GROUP BY o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm;
 
 -- name: report_experiments
--- $1 experiment ids. The salts are left out: with them and a mentor id anyone could tell who
+-- params: experiment_ids
+-- The salts are left out: with them and a mentor id anyone could tell who
 -- is held out, and the report needs only the shares.
 SELECT e.id, e.rule_name, e.scenario_type, e.holdout_percent::float8 AS holdout_percent,
        e.global_holdout_percent::float8 AS global_holdout_percent, e.started_at
@@ -75,8 +76,9 @@ FROM scenario_engine.scenario_experiment e
 WHERE e.id = ANY($1::bigint[]);
 
 -- name: report_certifications
--- $1 start of the previous period, $2 since (= end of the previous period), $3 until, $4 as_of,
--- $5 organisation or NULL. From the platform's own data, per the mentor's organisation now.
+-- params: previous_since, since, until, as_of, organization_id
+-- previous_since starts the previous period, since ends it; organization_id may be NULL (all).
+-- From the platform's own data, per the mentor's organisation now.
 -- A certification "expires in" a period when its expires_at lies in [start, end); revoked ones
 -- are not counted. Renewed in time: a newer unrevoked certification of the same type for the
 -- same mentor, issued before the old one expires (and by as_of). Of the rest, those expired by

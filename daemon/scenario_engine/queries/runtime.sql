@@ -1,6 +1,7 @@
 -- Queries of the long-running daemon: event drain, leadership, sweep bookkeeping, status.
 
 -- name: claim_events
+-- params: batch_size
 -- Oldest pending events first; SKIP LOCKED lets several daemons drain side by side.
 SELECT id, table_name, operation, mentor_id, old_mentor_id, row_id, attempts, created_at
 FROM scenario_engine.scenario_event
@@ -10,10 +11,12 @@ LIMIT $1::int
 FOR UPDATE SKIP LOCKED;
 
 -- name: mark_events_processed
+-- params: ids
 UPDATE scenario_engine.scenario_event SET processed_at = clock_timestamp(), attempts = attempts + 1
 WHERE id = ANY($1::bigint[]);
 
 -- name: mark_event_failed
+-- params: id, error, max_attempts
 -- A failed attempt; after the last allowed attempt the event is dead-lettered.
 UPDATE scenario_engine.scenario_event
 SET attempts = attempts + 1,
@@ -23,10 +26,12 @@ WHERE id = $1::bigint
 RETURNING dead_at IS NOT NULL AS dead;
 
 -- name: dead_letter_event
+-- params: id, error
 UPDATE scenario_engine.scenario_event SET attempts = attempts + 1, last_error = left($2::text, 2000), dead_at = clock_timestamp()
 WHERE id = $1::bigint;
 
 -- name: prune_processed_events
+-- params: retention_secs, batch_size
 -- Bounded batches so the pruner never holds long locks or bloats one transaction.
 DELETE FROM scenario_engine.scenario_event
 WHERE id IN (
@@ -36,9 +41,11 @@ WHERE id IN (
 );
 
 -- name: try_leader_lock
+-- params: lock_key
 SELECT pg_try_advisory_lock($1::bigint);
 
 -- name: holds_leader_lock
+-- params: lock_key
 -- The session lock vanishes silently with its connection: ask the server, not memory.
 SELECT EXISTS (
     SELECT 1 FROM pg_locks
@@ -47,6 +54,7 @@ SELECT EXISTS (
 );
 
 -- name: claim_sweep
+-- params: sweep_key, as_of, instance_id, lease_secs
 -- Returns the row only if this instance may sweep the period now: it is new, or unfinished
 -- and either this instance owned it (a restart under the same instance id) or its owner's
 -- lease has lapsed (the owner died, was fenced, or gave the period up). A live owner's
@@ -64,11 +72,13 @@ WHERE scenario_sweep.finished_at IS NULL
 RETURNING sweep_key, as_of, claim_token;
 
 -- name: sweep_claim_state
+-- params: sweep_key
 -- Why a claim was refused: the period is finished, or another owner's lease is still running.
 SELECT instance_id, finished_at IS NOT NULL AS finished, lease_until
 FROM scenario_engine.scenario_sweep WHERE sweep_key = $1::text;
 
 -- name: renew_sweep_lease
+-- params: sweep_key, claim_token, lease_secs, batch_no, instance_id, first_mentor, last_mentor, mentor_count
 -- Before each batch: renew the lease only if the claim is still ours and the lease has not
 -- lapsed (otherwise another instance may own the period: stop). Closes the previous batch of
 -- this claim in the ledger and, when renewed, opens this one. True when renewed.
@@ -88,6 +98,7 @@ WITH closed AS (
 SELECT EXISTS (SELECT 1 FROM renewed);
 
 -- name: release_sweep_lease
+-- params: sweep_key, claim_token
 -- A sweep that stops early (shutdown, lost lock, lost lease) closes its open batch and lets
 -- the lease lapse at once, so the next leader need not wait for it. No-op if no longer ours.
 WITH closed AS (
@@ -98,8 +109,9 @@ UPDATE scenario_engine.scenario_sweep SET lease_until = now()
 WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL;
 
 -- name: finish_sweep
+-- params: sweep_key, stats, claim_token, retention_secs
 -- Only the current claim finishes a period (a fenced owner's late finish changes nothing).
--- Also closes the last batch and prunes the batch ledger of sweeps older than $4 seconds.
+-- Also closes the last batch and prunes the batch ledger of sweeps older than retention_secs.
 WITH closed AS (
     UPDATE scenario_engine.scenario_sweep_batch SET finished_at = now()
     WHERE sweep_key = $1::text AND claim_token = $3::uuid AND finished_at IS NULL
@@ -112,6 +124,7 @@ WHERE sweep_key = $1::text AND claim_token = $3::uuid AND finished_at IS NULL
 RETURNING sweep_key;
 
 -- name: last_finished_sweep
+-- params: as_of
 -- The previous completed sweep: an incremental sweep starts where it ended.
 SELECT sweep_key, as_of, stats FROM scenario_engine.scenario_sweep
 WHERE finished_at IS NOT NULL AND as_of < $1::timestamptz
@@ -125,9 +138,11 @@ SELECT
      ORDER BY id LIMIT 1) AS oldest_event;
 
 -- name: heartbeat_instance
+-- params: instance_id, hostname, pid, role
 INSERT INTO scenario_engine.scenario_engine_instance (instance_id, hostname, pid, role, heartbeat_at)
 VALUES ($1::text, $2::text, $3::int, $4::text, now())
 ON CONFLICT (instance_id) DO UPDATE SET role = excluded.role, heartbeat_at = now();
 
 -- name: remove_instance
+-- params: instance_id
 DELETE FROM scenario_engine.scenario_engine_instance WHERE instance_id = $1::text;

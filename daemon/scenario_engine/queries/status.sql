@@ -1,8 +1,9 @@
 -- Queries of the status page (GET / on the status port).
 
 -- name: status_decisions_by_day
--- Sent vs suppressed decisions per scenario type and UTC day, from $1 (the first day shown)
--- onwards. Every outcome other than 'sent' (opted_out, cooldown, daily_cap, baseline, …)
+-- params: first_day
+-- Sent vs suppressed decisions per scenario type and UTC day, from first_day (the first day
+-- shown) onwards. Every outcome other than 'sent' (opted_out, cooldown, daily_cap, baseline, …)
 -- counts as suppressed.
 SELECT scenario_type,
        (created_at AT TIME ZONE 'UTC')::date AS day,
@@ -26,7 +27,8 @@ ORDER BY s.finished_at DESC
 LIMIT 1;
 
 -- name: status_deliveries_since
--- What became of the pushes queued from $1 (the first day shown) onwards, per scenario type and
+-- params: first_day
+-- What became of the pushes queued from first_day (the first day shown) onwards, per scenario type and
 -- push status. Two range scans: push_notification_finished_idx for finished pushes,
 -- push_notification_claim_order_idx (a short queue) for those still waiting.
 SELECT scenario_type, status, count(*) AS n

@@ -36,7 +36,7 @@ from scenario_engine.db.pooler import (
     check_session_pooling,
     pooler_symptom,
 )
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, query
 from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError, find_in_group
@@ -248,12 +248,13 @@ class Daemon:
                 async with pool.acquire() as conn:
                     row = await conn.fetchrow(query("backlogs"))
                     outbox = await conn.fetchrow(query("outbox_stats"))
-                    await conn.execute(
-                        query("heartbeat_instance"),
-                        self.state.instance_id,
-                        socket.gethostname(),
-                        os.getpid(),
-                        "leader" if self.state.leader else "follower",
+                    await execute(
+                        conn,
+                        "heartbeat_instance",
+                        instance_id=self.state.instance_id,
+                        hostname=socket.gethostname(),
+                        pid=os.getpid(),
+                        role="leader" if self.state.leader else "follower",
                     )
             if not self.state.database_ok:
                 log.info("database_reachable")
@@ -324,7 +325,7 @@ class Daemon:
         with anyio.move_on_after(2):
             try:
                 async with pool.acquire() as conn:
-                    await conn.execute(query("remove_instance"), self.state.instance_id)
+                    await execute(conn, "remove_instance", instance_id=self.state.instance_id)
             except DB_ERRORS:
                 pass
 

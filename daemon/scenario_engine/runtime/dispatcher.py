@@ -36,7 +36,7 @@ import anyio
 from aiolimiter import AsyncLimiter
 
 from scenario_engine.config import Settings, collect_secrets, scrub
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import bind, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
@@ -44,7 +44,7 @@ from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until
 from scenario_engine.runtime.state import LoopHealth, Wakeup
 from scenario_engine.runtime.worker import Worker
-from scenario_engine.scenarios.registry import recheck_query
+from scenario_engine.scenarios.registry import bind_recheck
 
 log = get_logger("scenario_engine.dispatcher")
 
@@ -160,10 +160,13 @@ class Dispatcher:
         """
         stats = DispatchStats()
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(query("claim_pushes"), self.settings.push_batch_size, self.claim_lease)
+            rows = await fetch(
+                conn, "claim_pushes", batch_size=self.settings.push_batch_size, lease_secs=self.claim_lease
+            )
             if not rows:
                 return stats
-            checks = {r["id"]: r for r in await conn.fetch(recheck_query(), [r["id"] for r in rows])}
+            recheck, args = bind_recheck(ids=[r["id"] for r in rows])
+            checks = {r["id"]: r for r in await conn.fetch(recheck, *args)}
         stats.claimed = len(rows)
         for row in rows:
             if row["interrupted"]:
@@ -191,10 +194,10 @@ class Dispatcher:
         await self._finish_many(finished)  # one statement each, not one per push
         if deferred:
             await self._execute(
-                query("push_defer"),
-                [r["id"] for r, _ in deferred],
-                [r["attempts"] for r, _ in deferred],
-                [until for _, until in deferred],
+                "push_defer",
+                ids=[r["id"] for r, _ in deferred],
+                attempts=[r["attempts"] for r, _ in deferred],
+                until=[until for _, until in deferred],
             )
             for row, _ in deferred:
                 self._count(row, "deferred")
@@ -218,7 +221,9 @@ class Dispatcher:
                 continue
             ids, attempts = list(waiting), list(waiting.values())
             try:
-                await self._execute(query("push_renew_claims"), ids, attempts, self.claim_lease)
+                await self._execute(
+                    "push_renew_claims", ids=ids, attempts=attempts, lease_secs=self.claim_lease
+                )
             except TRANSIENT_DB_ERRORS as exc:  # the claim may lapse; the in-flight mark still fences
                 log.warning("push_claim_renewal_failed", error=repr(exc), pushes=len(ids))
 
@@ -240,7 +245,10 @@ class Dispatcher:
             waiting.pop(message.id, None)
             try:
                 marked = await self._fetchval(
-                    query("push_mark_in_flight"), message.id, message.attempts, self.in_flight_lease
+                    "push_mark_in_flight",
+                    id=message.id,
+                    attempts=message.attempts,
+                    lease_secs=self.in_flight_lease,
                 )
             except TRANSIENT_DB_ERRORS as exc:  # not marked, so not sent: the claim lapses
                 errors.append(exc)
@@ -280,7 +288,11 @@ class Dispatcher:
         uncertain = bool(row["delivery_uncertain"]) or result.maybe_delivered
         if result.kind == "delivered":
             await self._execute(
-                query("push_sent"), row["id"], row["attempts"], name, result.provider_message_id
+                "push_sent",
+                id=row["id"],
+                attempts=row["attempts"],
+                provider=name,
+                provider_message_id=result.provider_message_id,
             )
             self._count(row, "sent")
             stats.sent += 1
@@ -298,7 +310,13 @@ class Dispatcher:
             log.error("push_dead_lettered", push_id=row["id"], attempts=row["attempts"], error=result.error)
             return
         await self._execute(
-            query("push_retry"), row["id"], row["attempts"], delay, name, result.error, result.maybe_delivered
+            "push_retry",
+            id=row["id"],
+            attempts=row["attempts"],
+            delay_secs=delay,
+            provider=name,
+            error=result.error,
+            maybe_delivered=result.maybe_delivered,
         )
         self._count(row, "retried")
         stats.retried += 1
@@ -311,24 +329,26 @@ class Dispatcher:
         if not outcomes:
             return
         await self._execute(
-            query("push_finish"),
-            [row["id"] for row, _, _ in outcomes],
-            [row["attempts"] for row, _, _ in outcomes],
-            [status for _, status, _ in outcomes],
-            self.provider.name,
-            [reason for _, _, reason in outcomes],
+            "push_finish",
+            ids=[row["id"] for row, _, _ in outcomes],
+            attempts=[row["attempts"] for row, _, _ in outcomes],
+            statuses=[status for _, status, _ in outcomes],
+            provider=self.provider.name,
+            reasons=[reason for _, _, reason in outcomes],
         )
         for row, status, reason in outcomes:
             self._count(row, status)
             if status == "abandoned":
                 log.warning("push_abandoned", push_id=row["id"], reason=reason)
 
-    async def _execute(self, sql: str, *args: Any) -> None:
-        """One statement on a connection of its own, given back at once."""
+    async def _execute(self, name: str, **params: Any) -> None:
+        """One named statement on a connection of its own, given back at once."""
+        sql, args = bind(name, params)
         async with self.pool.acquire() as conn:
             await conn.execute(sql, *args)
 
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
+    async def _fetchval(self, name: str, **params: Any) -> Any:
+        sql, args = bind(name, params)
         async with self.pool.acquire() as conn:
             return await conn.fetchval(sql, *args)
 
@@ -338,4 +358,4 @@ class Dispatcher:
 
 async def requeue_dead(pool: Any, since: dt.datetime | None) -> int:
     async with pool.acquire() as conn:
-        return len(await conn.fetch(query("requeue_dead_pushes"), since))
+        return len(await fetch(conn, "requeue_dead_pushes", since=since))

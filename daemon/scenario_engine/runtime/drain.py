@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import execute, fetch, fetchval
 from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.logs import get_logger
@@ -67,7 +67,7 @@ class Drain:
     async def drain_once(self) -> int:
         """Claim and process one batch; returns how many rows were claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(query("claim_events"), self.batch_size)
+            rows = await fetch(conn, "claim_events", batch_size=self.batch_size)
             if not rows:
                 return 0
             good: list[Claimed] = []
@@ -94,7 +94,7 @@ class Drain:
             log.warning("drain_batch_failed", error=repr(exc), events=len(events))
             await self._one_by_one(conn, batch)
             return
-        await conn.execute(query("mark_events_processed"), [e.id for e in events])
+        await execute(conn, "mark_events_processed", ids=[e.id for e in events])
         self.state.metrics.count_outcomes(outcomes)
         self._observe(batch)
 
@@ -108,7 +108,9 @@ class Drain:
                 if is_transient(exc):  # never burn an attempt on a lost connection
                     raise
                 self.state.metrics.events_failed.inc()
-                dead = await conn.fetchval(query("mark_event_failed"), event.id, repr(exc), self.max_attempts)
+                dead = await fetchval(
+                    conn, "mark_event_failed", id=event.id, error=repr(exc), max_attempts=self.max_attempts
+                )
                 if dead:
                     self.state.metrics.events_dead.labels("failed").inc()
                     log.error(
@@ -117,12 +119,12 @@ class Drain:
                 else:
                     log.warning("event_failed", event_id=event.id, error=repr(exc))
                 continue
-            await conn.execute(query("mark_events_processed"), [event.id])
+            await execute(conn, "mark_events_processed", ids=[event.id])
             self.state.metrics.count_outcomes(outcomes)
             self._observe([(routed, created)])
 
     async def _dead_letter(self, conn: Conn, event_id: int, error: str, reason: str) -> None:
-        await conn.execute(query("dead_letter_event"), event_id, error)
+        await execute(conn, "dead_letter_event", id=event_id, error=error)
         self.state.metrics.events_dead.labels(reason).inc()
         log.warning("event_dead_lettered", event_id=event_id, error=error)
 
@@ -146,7 +148,9 @@ async def prune_loop(
     async def step() -> bool:
         async with pool.acquire() as conn:
             while not state.stopping.is_set():
-                status: str = await conn.execute(query("prune_processed_events"), retention_seconds, 5000)
+                status = await execute(
+                    conn, "prune_processed_events", retention_secs=retention_seconds, batch_size=5000
+                )
                 if int(status.split()[-1]) < 5000:
                     break
         return False

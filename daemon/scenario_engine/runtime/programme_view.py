@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.backoff import DB_ERRORS
@@ -500,10 +500,10 @@ async def load_programme_health(
     The four reads run in one repeatable-read, read-only transaction: the sends, outcomes and
     lift are counted from one snapshot, so their totals agree with each other."""
     mondays = window_weeks(as_of, weeks)
-    args = (window_start(mondays), as_of, organization_id)
+    params = {"since": window_start(mondays), "until": as_of, "organization_id": organization_id}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         fetched = [
-            await conn.fetch(query(name), *args)
+            await fetch(conn, name, **params)
             for name in (
                 "programme_weekly_sends",
                 "programme_weekly_outcomes",

@@ -32,7 +32,7 @@ import asyncpg
 
 from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import bind, execute, fetchrow, fetchval
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
@@ -136,14 +136,14 @@ class Scheduler:
     async def _follow_or_lead(self, conn: asyncpg.Connection[Any]) -> None:
         while not self.state.stopping.is_set():
             if not self.state.leader:
-                if await conn.fetchval(query("try_leader_lock"), LEADER_LOCK_KEY):
+                if await fetchval(conn, "try_leader_lock", lock_key=LEADER_LOCK_KEY):
                     self.state.set_leader(True)
                     log.info("leadership_acquired", instance=self.state.instance_id)
                 else:
                     self.state.next_sweep_at = None
                     await sleep_or_stop(self.state.stopping, self.settings.leader_retry_seconds)
                     continue
-            if not await conn.fetchval(query("holds_leader_lock"), LEADER_LOCK_KEY):
+            if not await fetchval(conn, "holds_leader_lock", lock_key=LEADER_LOCK_KEY):
                 log.warning("leadership_lost", reason="lock no longer held")
                 self.state.set_leader(False)
                 continue
@@ -158,7 +158,14 @@ class Scheduler:
         as_of = dt.datetime.now(dt.UTC)
         lease = self.settings.sweep_lease_seconds
         async with self.pool.acquire() as conn:
-            claimed = await conn.fetchrow(query("claim_sweep"), key, as_of, self.state.instance_id, lease)
+            claimed = await fetchrow(
+                conn,
+                "claim_sweep",
+                sweep_key=key,
+                as_of=as_of,
+                instance_id=self.state.instance_id,
+                lease_secs=lease,
+            )
             if claimed is None:
                 await self._claim_refused(conn, key)
                 return
@@ -198,8 +205,13 @@ class Scheduler:
             "per_rule": stats,
         }
         async with self.pool.acquire() as conn:
-            finished = await conn.fetchval(
-                query("finish_sweep"), key, record, claim.token, BATCH_LEDGER_RETENTION.total_seconds()
+            finished = await fetchval(
+                conn,
+                "finish_sweep",
+                sweep_key=key,
+                stats=record,
+                claim_token=claim.token,
+                retention_secs=BATCH_LEDGER_RETENTION.total_seconds(),
             )
         if finished is None:  # another instance took the period over after our last batch
             self.state.metrics.sweeps.labels("fenced").inc()
@@ -220,16 +232,17 @@ class Scheduler:
             claim.stopped = "leadership_lost"
         else:
             async with self.pool.acquire() as conn:
-                renewed = await conn.fetchval(
-                    query("renew_sweep_lease"),
-                    claim.key,
-                    claim.token,
-                    self.settings.sweep_lease_seconds,
-                    claim.batches,
-                    self.state.instance_id,
-                    min(mentors),
-                    max(mentors),
-                    len(mentors),
+                renewed = await fetchval(
+                    conn,
+                    "renew_sweep_lease",
+                    sweep_key=claim.key,
+                    claim_token=claim.token,
+                    lease_secs=self.settings.sweep_lease_seconds,
+                    batch_no=claim.batches,
+                    instance_id=self.state.instance_id,
+                    first_mentor=min(mentors),
+                    last_mentor=max(mentors),
+                    mentor_count=len(mentors),
                 )
             if renewed:
                 claim.batches += 1
@@ -243,7 +256,8 @@ class Scheduler:
         means the lock may be gone, and so is leadership."""
         timeout = min(5.0, self.settings.sweep_lease_seconds / 3)
         try:
-            held = await lock_conn.fetchval(query("holds_leader_lock"), LEADER_LOCK_KEY, timeout=timeout)
+            sql, args = bind("holds_leader_lock", {"lock_key": LEADER_LOCK_KEY})
+            held = await lock_conn.fetchval(sql, *args, timeout=timeout)
         except Exception as exc:  # any failure of this connection is lost leadership
             log.warning("leader_lock_check_failed", error=repr(exc))
             return False
@@ -255,7 +269,7 @@ class Scheduler:
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             try:
                 async with self.pool.acquire() as conn:
-                    await conn.execute(query("release_sweep_lease"), claim.key, claim.token)
+                    await execute(conn, "release_sweep_lease", sweep_key=claim.key, claim_token=claim.token)
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("sweep_lease_release_failed", sweep_key=claim.key, error=repr(exc))
 
@@ -266,7 +280,7 @@ class Scheduler:
         if self._waiting_for == key:
             return
         self._waiting_for = key
-        row = await conn.fetchrow(query("sweep_claim_state"), key)
+        row = await fetchrow(conn, "sweep_claim_state", sweep_key=key)
         if row is None or row["finished"]:
             return
         log.info(
@@ -286,7 +300,7 @@ class Scheduler:
         if interval <= dt.timedelta(0):
             return None, None
         async with self.pool.acquire() as conn:
-            last = await conn.fetchrow(query("last_finished_sweep"), as_of)
+            last = await fetchrow(conn, "last_finished_sweep", as_of=as_of)
         if last is None:
             return None, None
         stats = last["stats"] or {}

@@ -12,7 +12,7 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import fetch, query
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.programme_view import (
@@ -67,8 +67,9 @@ class StatusPageSource:
             try:
                 with anyio.fail_after(self.timeout):
                     async with self.pool.acquire() as conn:
-                        decisions = await conn.fetch(query("status_decisions_by_day"), days[0])
-                        pushes = await conn.fetch(query("status_deliveries_since"), days[0])
+                        # The builders read rows as mappings, which the stubs do not call asyncpg.Record.
+                        decisions: list[Any] = await fetch(conn, "status_decisions_by_day", first_day=days[0])
+                        pushes: list[Any] = await fetch(conn, "status_deliveries_since", first_day=days[0])
                         sweep = await conn.fetchrow(query("status_last_sweep"))
             except DB_ERRORS as exc:
                 log.warning("status_page_chart_unavailable", error=repr(exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from scenario_engine.db.queries import query
+from scenario_engine.db.queries import bind, query
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.scenarios import anniversary, certification, inactivity, milestone
 from scenario_engine.scenarios.protocol import Scenario
@@ -66,3 +66,10 @@ def recheck_query() -> str:
     base = query("recheck_pushes")
     line = next(ln for ln in base.splitlines() if RECHECK_MARKER in ln)
     return base.replace(line, "\n".join(f"        {c}" for c in clauses))
+
+
+def bind_recheck(**params: Any) -> tuple[str, list[Any]]:
+    """``recheck_query()`` and its arguments in ``$n`` order. The scenarios' conditions add no
+    parameter, so the assembled statement takes exactly those ``recheck_pushes`` declares."""
+    _, args = bind("recheck_pushes", params)
+    return recheck_query(), args
