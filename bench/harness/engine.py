@@ -21,7 +21,8 @@ from scenario_engine.evaluate import ensure_rules_seen as _ensure_rules_seen
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
-from scenario_engine.scenarios.registry import SCENARIOS, scenario_of
+from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.sweep import due_statements
 
 __all__ = [
     "CertificationExpiryRule",
@@ -58,18 +59,9 @@ def candidate_query(rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime) ->
 
 
 def due_queries(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tuple[str, tuple[Any, ...]]]:
-    """The incremental sweep's due-window statements (each scenario's, and policy's) with
-    their arguments, as ``sweep.due_mentors`` runs them."""
-    enabled = rules.enabled()
-    out: list[tuple[str, tuple[Any, ...]]] = []
-    for scenario in SCENARIOS:
-        of_type = [r for r in enabled if r.scenario_type == scenario.type]
-        if of_type:
-            _, args = bind(scenario.due_query, scenario.due_params(of_type, since, as_of))
-            out.append((scenario.due_query, tuple(args)))
-    cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
-    out.append(("policy_due", bound_args("policy_due", since=since, as_of=as_of, cooldown_secs=cooldowns)))
-    return out
+    """The incremental sweep's due-window statements with their arguments, as
+    ``sweep.due_mentors`` runs them."""
+    return [(name, tuple(bind(name, params)[1])) for name, params in due_statements(rules, since, as_of)]
 
 
 def benchmark_rules() -> Rules:

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch, query
@@ -108,18 +109,24 @@ async def _count(conn: Conn, wanted: bool) -> int:
     return int(await conn.fetchval(query("active_mentor_count"))) if wanted else 0
 
 
-async def due_mentors(conn: Conn, rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[uuid.UUID]:
-    """The incremental sweep's work list: what each scenario's enabled rules name, and what
-    policy adds (an ended cooldown, the cap window), limited to active mentors, in id order."""
+def due_statements(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tuple[str, dict[str, Any]]]:
+    """The named statements (and their parameters) of the incremental sweep's work list for
+    (since, as_of]: each scenario's due window for its enabled rules, and what policy adds (an
+    ended cooldown, the cap window). bench/ times exactly these."""
     enabled = rules.enabled()
-    due: set[uuid.UUID] = set()
+    out: list[tuple[str, dict[str, Any]]] = []
     for scenario in SCENARIOS:
         of_type = [r for r in enabled if r.scenario_type == scenario.type]
         if of_type:
-            due |= await scenario.due(conn, of_type, since, as_of)
+            out.append((scenario.due_query, scenario.due_params(of_type, since, as_of)))
     cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
-    due |= {
-        r["mentor_id"]
-        for r in await fetch(conn, "policy_due", since=since, as_of=as_of, cooldown_secs=cooldowns)
-    }
+    out.append(("policy_due", {"since": since, "as_of": as_of, "cooldown_secs": cooldowns}))
+    return out
+
+
+async def due_mentors(conn: Conn, rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[uuid.UUID]:
+    """The incremental sweep's work list, limited to active mentors, in id order."""
+    due: set[uuid.UUID] = set()
+    for name, params in due_statements(rules, since, as_of):
+        due |= {r["mentor_id"] for r in await fetch(conn, name, **params)}
     return [r["id"] for r in await fetch(conn, "active_among", mentors=sorted(due))]

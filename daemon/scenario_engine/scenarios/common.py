@@ -50,12 +50,6 @@ class SetBased(ABC, Generic[R]):
         rows = await fetch(conn, self.candidate_query, **self.candidate_params(rule, mentors, as_of))
         return collect_candidates(rows, lambda row: self.from_row(row, rule, as_of))
 
-    async def due(
-        self, conn: Conn, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime
-    ) -> set[uuid.UUID]:
-        rows = await fetch(conn, self.due_query, **self.due_params(rules, since, as_of))
-        return {r["mentor_id"] for r in rows}
-
     #: The no-flood baseline run when a rule is first seen: what already happened is recorded
     #: without a push. None: nothing that already happened can flood.
     baseline_query: str | None = None

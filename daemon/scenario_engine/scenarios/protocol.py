@@ -95,13 +95,6 @@ class Scenario(Protocol[R, S]):
         """The inputs the rule looked at, and why it would not fire if it does not."""
         ...
 
-    async def due(
-        self, conn: Conn, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime
-    ) -> set[uuid.UUID]:
-        """Mentors for whom a time-driven condition of these rules may have become true in
-        (since, as_of]: the incremental sweep evaluates only those (data changes are events)."""
-        ...
-
     async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
         """Called once, in the transaction that records a rule as seen (the no-flood baseline)."""
         ...
