@@ -60,6 +60,7 @@ SELECT EXISTS (
 -- lease has lapsed (the owner died, was fenced, or gave the period up). A live owner's
 -- period is never taken. The fresh claim token fences the previous owner: its renewals
 -- stop matching. Rows from before sql/0010 have no lease and count as lapsed.
+WITH claimed AS (
 INSERT INTO scenario_engine.scenario_sweep (sweep_key, as_of, instance_id, started_at, claim_token, lease_until)
 VALUES ($1::text, $2::timestamptz, $3::text, now(), gen_random_uuid(),
         now() + make_interval(secs => $4::float8))
@@ -69,7 +70,17 @@ SET instance_id = excluded.instance_id, started_at = excluded.started_at,
 WHERE scenario_sweep.finished_at IS NULL
   AND (scenario_sweep.instance_id = excluded.instance_id
        OR scenario_sweep.lease_until IS NULL OR scenario_sweep.lease_until <= now())
-RETURNING sweep_key, as_of, claim_token;
+RETURNING sweep_key, as_of, claim_token
+), closed AS (
+    -- This instance's earlier claim of the period is over: it sweeps one period at a time, so
+    -- the evaluation that failed (or the process that died) has stopped. Its last batch stays
+    -- open in the ledger otherwise, as if still running; it ended no later than now.
+    UPDATE scenario_engine.scenario_sweep_batch b SET finished_at = now()
+    FROM claimed
+    WHERE b.sweep_key = claimed.sweep_key AND b.claim_token <> claimed.claim_token
+      AND b.instance_id = $3::text AND b.finished_at IS NULL
+)
+SELECT sweep_key, as_of, claim_token FROM claimed;
 
 -- name: sweep_claim_state
 -- params: sweep_key
