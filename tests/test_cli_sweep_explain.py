@@ -38,7 +38,7 @@ async def test_dry_run_sweep_writes_nothing_and_predicts_the_real_sweep(db_url: 
     would_send = sorted(d["dedup_key"] for d in predicted["decisions"] if d["outcome"] == "sent")
     assert any(d["outcome"] == "opted_out" for d in predicted["decisions"])
 
-    real = await run_cli("sweep", "--as-of", AS_OF.isoformat(), env=env)
+    real = await run_cli("sweep", "--as-of", AS_OF.isoformat(), "--force", env=env)
     assert real.returncode == 0, real.stderr
     assert "certification_expiry" in real.stdout
     sent = sorted(

@@ -37,6 +37,7 @@ from scenario_engine.db.units import dba_script
 from scenario_engine.domain.rules import load_rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.errors import ConfigError
+from scenario_engine.evaluate import AS_OF_FROM, AS_OF_UNTIL
 from scenario_engine.exit_codes import (
     EXIT_BROKEN_PIPE,
     EXIT_CONFIG,
@@ -159,12 +160,53 @@ def _explain_failure(exc: BaseException, target: str, text: str) -> tuple[int, s
 
 
 def _iso_instant(text: str) -> dt.datetime:
-    """--as-of: an ISO date or instant; a date means midnight UTC, a naive time means UTC."""
+    """--as-of, --since, --until: an ISO date or instant; a date means midnight UTC, a naive time
+    means UTC. An instant the engine cannot compute with (it adds and subtracts lead times and
+    windows: evaluate.AS_OF_FROM … AS_OF_UNTIL) is bad input here, not an error deep inside."""
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    try:
+        in_range = AS_OF_FROM <= value.astimezone(dt.UTC) <= AS_OF_UNTIL
+    except OverflowError:  # an offset that takes it past year 1 or 9999
+        in_range = False
+    if not in_range:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the instants the engine handles "
+            f"({AS_OF_FROM.date().isoformat()} to {AS_OF_UNTIL.date().isoformat()})"
+        )
+    return value
+
+
+# How far a writing sweep's --as-of may be from now: the time to type the command.
+AS_OF_TOLERANCE = dt.timedelta(minutes=5)
+
+
+def _as_of_refusal(as_of: dt.datetime | None, now: dt.datetime) -> str | None:
+    """Why a sweep that writes must not run at ``as_of``, or None.
+
+    A sweep writes at its as_of: the cooldowns (which only ever move forward), the dedup ledger,
+    the decisions and their outcome windows; and its pushes go out now. In the future that
+    silences a mentor until that date and sends what is not yet true ("we miss you" to someone
+    active yesterday); in the past it sends now what was true then and records it at a false
+    instant (a cooldown already over, a daily cap that does not count it). Both are refused
+    beyond AS_OF_TOLERANCE; --dry-run shows any instant, --force writes anyway."""
+    if as_of is None:
+        return None
+    off = as_of - now
+    if abs(off) <= AS_OF_TOLERANCE:
+        return None
+    hours = abs(off).total_seconds() / 3600
+    distance = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+    where = "in the future" if off > dt.timedelta(0) else "in the past"
+    return (
+        f"refused: --as-of {as_of.isoformat()} is {distance} {where}, and a sweep writes at that instant "
+        "(cooldowns, which never move back, the dedup ledger, decisions) while its pushes go out now. "
+        "Use --dry-run to see what it would send, or --force to write anyway "
+        "(docs/OPERATIONS.md: repairing a sweep run at the wrong instant)"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -324,6 +366,12 @@ def _progress_reporter() -> Iterator[Callable[[int, int], None]]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not (args.dry_run or args.force):
+        refusal = _as_of_refusal(args.as_of, dt.datetime.now(dt.UTC))
+        if refusal is not None:
+            _err(f"sweep: {refusal}")
+            return EXIT_CONFIG
+
     async def run(settings: Settings) -> int:
         async with _engine(settings) as engine:
             with _progress_reporter() as progress:
@@ -430,6 +478,15 @@ def _report_inputs(args: argparse.Namespace) -> tuple[dt.datetime, dt.datetime, 
         return f"--since: {exc}"
     if since >= until:
         return f"--since {since.isoformat()} is not before --until {until.isoformat()}"
+    try:  # the report compares with the period of equal length before it
+        previous_ok = since - (until - since) >= AS_OF_FROM
+    except OverflowError:
+        previous_ok = False
+    if not previous_ok:
+        return (
+            f"--since {since.isoformat()} is too far back: the report compares the period with the one "
+            f"of equal length before it, which would begin before {AS_OF_FROM.date().isoformat()}"
+        )
     try:
         org = uuid.UUID(args.organization) if args.organization else None
     except ValueError:
@@ -638,6 +695,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
     p.add_argument("--dry-run", action="store_true", help="write nothing; report what would be sent")
     p.add_argument("--as-of", type=_iso_instant, default=None, help="evaluate at this instant (ISO 8601)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write even though --as-of is more than 5 minutes from now (refused otherwise)",
+    )
     p.add_argument("--output", choices=("table", "csv", "json"), default="table")
 
     p = add("dispatch", cmd_dispatch, "Deliver due pushes once and exit, or re-queue dead letters.")
