@@ -48,6 +48,7 @@ from scenario_engine.exit_codes import (
 )
 from scenario_engine.logs import configure_logging
 from scenario_engine.runtime.backoff import first_leaf
+from scenario_engine.terminal import terminal_safe
 from scenario_engine.version import VERSION
 
 OUTCOME_COLUMNS = ("sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active", "duplicate")
@@ -63,9 +64,22 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _err(line: str, secrets: Sequence[str] = ()) -> None:
-    """One line on stderr, scrubbed of every secret we know of."""
+    """One line on stderr, scrubbed of every secret we know of, and of control characters: an
+    error's text may quote a value from the database (terminal.py)."""
     with contextlib.suppress(OSError):
-        print(scrub(line, secrets), file=sys.stderr, flush=True)
+        print(terminal_safe(scrub(line, secrets)), file=sys.stderr, flush=True)
+
+
+def _show(text: str) -> None:
+    """A human rendering (a table, an explanation) on stdout. Its values come from the database,
+    so nothing in it may drive the terminal; the layout's own newlines stay (terminal.py)."""
+    print(terminal_safe(text, keep_newlines=True))
+
+
+def _v(value: object) -> str:
+    """One value inside a human rendering: control characters and newlines escaped, so a value
+    cannot forge a line of the layout either."""
+    return terminal_safe(str(value))
 
 
 def _print_config_error(exc: ConfigError, secrets: Sequence[str] = ()) -> int:
@@ -399,7 +413,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
         else:
-            print(_summary(result))
+            _show(_summary(result))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -408,32 +422,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _format_explanation(expl: Any) -> str:
     m = expl.mentor
     out = [
-        f"mentor {m['id']} ({m.get('display_name') or 'no name'}), status {m['status']}, "
-        f"timezone {m['timezone']}, joined {m['joined_at']}",
+        f"mentor {_v(m['id'])} ({_v(m.get('display_name') or 'no name')}), status {_v(m['status'])}, "
+        f"timezone {_v(m['timezone'])}, joined {_v(m['joined_at'])}",
         f"as of {expl.as_of.isoformat()}",
         "",
     ]
     for trace in expl.rules:
-        out.append(f"[{trace.rule}] ({trace.scenario_type}) → {trace.verdict}: {trace.reason}")
+        out.append(
+            f"[{_v(trace.rule)}] ({_v(trace.scenario_type)}) → {_v(trace.verdict)}: {_v(trace.reason)}"
+        )
         for key, value in trace.inputs.items():
-            out.append(f"    {key}: {json.dumps(value, default=str)}")
+            out.append(f"    {_v(key)}: {json.dumps(value, default=str)}")
     if expl.quarantine is not None:
         q = expl.quarantine
         state = "quarantined" if q["quarantined_now"] else "no longer quarantined"
-        out.append(f"quarantine: {state}: {q['reason_now'] or q.get('reason')}")
+        out.append(f"quarantine: {state}: {_v(q['reason_now'] or q.get('reason'))}")
         for key in ("first_seen_at", "last_seen_at", "occurrences", "cleared_at"):
             if key in q:
-                out.append(f"    {key}: {q[key]}")
+                out.append(f"    {key}: {_v(q[key])}")
     out.append("")
     out.append("recent decisions:" if expl.history else "recent decisions: none")
     for h in expl.history:
-        line = f"    {h['as_of']}  {h['rule_name']:<20} {h['outcome']:<12} {h['reason']}"
+        line = f"    {_v(h['as_of'])}  {_v(h['rule_name']):<20} {_v(h['outcome']):<12} {_v(h['reason'])}"
         if h.get("outcome_status"):  # what happened after a sent or held-out decision
-            line += f"  [outcome: {h['outcome_status']}, window ends {h['outcome_window_ends_at']}]"
+            line += f"  [outcome: {_v(h['outcome_status'])}, window ends {_v(h['outcome_window_ends_at'])}]"
         out.append(line)
     out.append("recent pushes:" if expl.pushes else "recent pushes: none")
     for p in expl.pushes:
-        out.append(f"    {p['created_at']}  {p['scenario_type']:<20} {p['status']:<10} {p['title']}")
+        out.append(
+            f"    {_v(p['created_at'])}  {_v(p['scenario_type']):<20} {_v(p['status']):<10} {_v(p['title'])}"
+        )
     return "\n".join(out)
 
 
@@ -459,7 +477,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            print(_format_explanation(expl))
+            _show(_format_explanation(expl))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -536,7 +554,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(report_csv_rows(report))
         else:
-            print(format_table(report))
+            _show(format_table(report))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -562,7 +580,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             report = await forget_mentor(conn, args.mentor_id, dry_run=args.dry_run)
         finally:
             await conn.close()
-        print(format_forget_report(report))
+        _show(format_forget_report(report))
         if exists:
             print(f"forget: note: {STILL_EXISTS_NOTE}", file=sys.stderr)
         elif exists is None:
