@@ -1,7 +1,7 @@
 """Every kind of bad file at the rules path, as an operator's mistake would leave it: bytes
 that are not UTF-8, a directory, a FIFO (nobody writing: reading it would wait forever), a
-dangling symlink (a ConfigMap mid-update), a file the engine's user cannot read (when the
-tests do not run as root, who reads anything), invalid TOML.
+socket, a dangling symlink (a ConfigMap mid-update), a file the engine's user cannot read (when the
+tests do not run as root, who reads anything), a file too large to be rules, invalid TOML.
 
 A SIGHUP with any of them is a rejected reload — the process stays up, /healthz answers, the
 log says ``rules_reload_rejected`` with the reason, the metric counts it, the old rules stay
@@ -14,6 +14,7 @@ import datetime as dt
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,15 @@ def _unreadable(path: Path) -> None:
     path.chmod(0)
 
 
+def _socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:  # the file stays after the socket closes
+        sock.bind(str(path))
+
+
+def _oversized(path: Path) -> None:
+    path.write_text("# padding\n" * 120_000)  # 1.2 MB: a log file, not a rules file
+
+
 def _invalid_toml(path: Path) -> None:
     path.write_text("[[milestone]\nname = ")
 
@@ -73,7 +83,9 @@ BAD_FILES: dict[str, tuple[Callable[[Path], None], str]] = {
     "non_utf8": (_non_utf8, "not UTF-8"),
     "directory": (_directory, "not a regular file (a directory)"),
     "fifo": (_fifo, "not a regular file (a FIFO)"),
+    "socket": (_socket, "not a regular file (a socket)"),
     "dangling_symlink": (_dangling_symlink, "dangling symlink"),
+    "oversized": (_oversized, "larger than"),
     "invalid_toml": (_invalid_toml, "not valid TOML"),
 }
 if os.geteuid() != 0:  # root reads a mode-000 file; the dangling symlink stands in for it

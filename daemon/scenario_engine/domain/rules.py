@@ -117,7 +117,13 @@ def read_rules_text(path: Path) -> str:
         raise ConfigError([(where, "a dangling symlink" if dangling else "file not found")]) from None
     except PermissionError:
         raise ConfigError([(where, "permission denied: the engine's user cannot read it")]) from None
-    except OSError as exc:
+    except OSError as exc:  # e.g. ENXIO for a socket: say what is there if we can
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            raise ConfigError([(where, f"not a regular file ({_file_kind(mode)})")]) from None
         raise ConfigError([(where, f"cannot open: {exc.strerror or exc}")]) from None
     try:
         mode = os.fstat(fd).st_mode
