@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
+from scenario_engine.terminal import terminal_safe
 from tests.cli import run_cli
 from tests.factories import add_activity, add_certification, add_mentor, opt_out
 
@@ -38,7 +39,7 @@ async def test_dry_run_sweep_writes_nothing_and_predicts_the_real_sweep(db_url: 
     would_send = sorted(d["dedup_key"] for d in predicted["decisions"] if d["outcome"] == "sent")
     assert any(d["outcome"] == "opted_out" for d in predicted["decisions"])
 
-    real = await run_cli("sweep", "--as-of", AS_OF.isoformat(), env=env)
+    real = await run_cli("sweep", "--as-of", AS_OF.isoformat(), "--force", env=env)
     assert real.returncode == 0, real.stderr
     assert "certification_expiry" in real.stdout
     sent = sorted(
@@ -106,3 +107,39 @@ async def test_bad_as_of_is_rejected_clearly(db_url: str) -> None:
     out = await run_cli("sweep", "--as-of", "yesterday", env={"SCENARIO_DATABASE_URL": db_url})
     assert out.returncode == 2
     assert "not an ISO date" in out.stderr
+
+
+HOSTILE_NAME = "\x1b[2J\x1b]0;pwned\x07 Eve\u202eevil\x9b31m\nforged: line"
+
+
+async def test_explain_escapes_terminal_control_characters_of_a_display_name(db_url: str, pool: Any) -> None:
+    """A display name that would clear the screen, retitle the window, reverse the text and
+    forge a line shows as its escapes (terminal.py); the JSON output keeps the exact value."""
+    mentor = await add_mentor(pool, joined_at=AS_OF - 200 * DAY, name=HOSTILE_NAME)
+    env = {"SCENARIO_DATABASE_URL": db_url}
+    out = await run_cli("explain", str(mentor), "--as-of", AS_OF.isoformat(), env=env)
+    assert out.returncode == 0, out.stderr
+    for raw in ("\x1b", "\x07", "\u202e", "\x9b"):
+        assert raw not in out.stdout, repr(raw)
+    assert "\\x1b[2J\\x1b]0;pwned\\x07 Eve\\u202eevil\\x9b31m\\x0aforged: line" in out.stdout
+    assert not any(line.startswith("forged") for line in out.stdout.splitlines())
+    js = await run_cli("explain", str(mentor), "--as-of", AS_OF.isoformat(), "--json", env=env)
+    assert json.loads(js.stdout)["mentor"]["display_name"] == HOSTILE_NAME
+
+
+async def test_an_error_line_escapes_terminal_control_characters(tmp_path: Any) -> None:
+    """An error line quotes what it was given (here a rules file's path): escaped as well."""
+    path = tmp_path / "\x1b]0;pwned\x07rules.toml"
+    out = await run_cli("check-config", "--config", str(path))
+    assert out.returncode == 2
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+    assert "\\x1b]0;pwned\\x07rules.toml: file not found" in out.stderr
+
+
+def test_terminal_safe_escapes_what_could_drive_a_terminal_and_nothing_else() -> None:
+    assert terminal_safe("a\x1b[2Jb\x07\x00\x7f\x85\x9b") == "a\\x1b[2Jb\\x07\\x00\\x7f\\x85\\x9b"
+    assert terminal_safe("\u202eabc\u2066\u200f\u2028") == "\\u202eabc\\u2066\\u200f\\u2028"
+    assert terminal_safe("one\ntwo\tthree") == "one\\x0atwo\\x09three"
+    assert terminal_safe("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"
+    family = "Zoë \U0001f469\u200d\U0001f467 Ünal 日本"  # letters, emoji with a zero-width joiner
+    assert terminal_safe(family) == family

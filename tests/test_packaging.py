@@ -3,6 +3,7 @@ User-Agent, machine-readable output kept clean of logs, and metrics that match t
 
 from __future__ import annotations
 
+import ast
 import csv
 import datetime as dt
 import importlib.metadata
@@ -309,3 +310,55 @@ async def test_every_documented_metric_is_exported_by_a_running_daemon(daemons: 
     assert f'scenario_engine_build_info{{version="{VERSION}"}} 1.0' in body.splitlines()
     finished = await d.metric("scenario_last_sweep_finished_timestamp_seconds")
     assert started <= finished <= now().timestamp()
+
+
+def _metric_names_by_attribute() -> dict[str, str]:
+    """``Metrics`` attribute → exported family name (a Counter's gets ``_total``)."""
+    tree = ast.parse((ROOT / "daemon" / "scenario_engine" / "runtime" / "metrics.py").read_text())
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)):
+            continue
+        target, call = node.targets[0], node.value
+        kind = call.func.id if isinstance(call.func, ast.Name) else ""
+        if (
+            isinstance(target, ast.Attribute)
+            and kind in {"Counter", "Gauge", "Histogram"}
+            and call.args
+            and isinstance(call.args[0], ast.Constant)
+        ):
+            out[target.attr] = str(call.args[0].value) + ("_total" if kind == "Counter" else "")
+    return out
+
+
+def _literal_label_values() -> dict[str, set[str]]:
+    """family name → every label value the code passes as a literal to ``.<metric>.labels(…)``."""
+    names = _metric_names_by_attribute()
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "daemon" / "scenario_engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "labels"
+                and isinstance(node.func.value, ast.Attribute)
+                and node.func.value.attr in names
+            ):
+                values = {
+                    a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                }
+                found.setdefault(names[node.func.value.attr], set()).update(values)
+    return found
+
+
+def test_every_literal_label_value_is_documented() -> None:
+    """Each label value the code emits as a literal (e.g. ``sweeps.labels("fenced")``) appears,
+    in backticks, in that metric's row of docs/OPERATIONS.md: an alert author reads the table."""
+    rows = _section(OPERATIONS.read_text(), "Metrics").splitlines()
+    emitted = _literal_label_values()
+    assert "failed" in emitted["scenario_sweeps_total"]  # the scan itself works
+    missing: dict[str, set[str]] = {}
+    for family, values in emitted.items():
+        [row] = [r for r in rows if re.search(rf"`{family}(\{{[^}}]*\}})?`", r)] or [""]
+        missing |= {family: {v for v in values if f"`{v}`" not in row}} if values else {}
+    assert {f: v for f, v in missing.items() if v} == {}, "label values missing from docs/OPERATIONS.md"

@@ -37,6 +37,7 @@ from scenario_engine.db.units import dba_script
 from scenario_engine.domain.rules import load_rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.errors import ConfigError
+from scenario_engine.evaluate import AS_OF_FROM, AS_OF_UNTIL
 from scenario_engine.exit_codes import (
     EXIT_BROKEN_PIPE,
     EXIT_CONFIG,
@@ -47,6 +48,7 @@ from scenario_engine.exit_codes import (
 )
 from scenario_engine.logs import configure_logging
 from scenario_engine.runtime.backoff import first_leaf
+from scenario_engine.terminal import terminal_safe
 from scenario_engine.version import VERSION
 
 OUTCOME_COLUMNS = ("sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active", "duplicate")
@@ -62,9 +64,22 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _err(line: str, secrets: Sequence[str] = ()) -> None:
-    """One line on stderr, scrubbed of every secret we know of."""
+    """One line on stderr, scrubbed of every secret we know of, and of control characters: an
+    error's text may quote a value from the database (terminal.py)."""
     with contextlib.suppress(OSError):
-        print(scrub(line, secrets), file=sys.stderr, flush=True)
+        print(terminal_safe(scrub(line, secrets)), file=sys.stderr, flush=True)
+
+
+def _show(text: str) -> None:
+    """A human rendering (a table, an explanation) on stdout. Its values come from the database,
+    so nothing in it may drive the terminal; the layout's own newlines stay (terminal.py)."""
+    print(terminal_safe(text, keep_newlines=True))
+
+
+def _v(value: object) -> str:
+    """One value inside a human rendering: control characters and newlines escaped, so a value
+    cannot forge a line of the layout either."""
+    return terminal_safe(str(value))
 
 
 def _print_config_error(exc: ConfigError, secrets: Sequence[str] = ()) -> int:
@@ -159,12 +174,53 @@ def _explain_failure(exc: BaseException, target: str, text: str) -> tuple[int, s
 
 
 def _iso_instant(text: str) -> dt.datetime:
-    """--as-of: an ISO date or instant; a date means midnight UTC, a naive time means UTC."""
+    """--as-of, --since, --until: an ISO date or instant; a date means midnight UTC, a naive time
+    means UTC. An instant the engine cannot compute with (it adds and subtracts lead times and
+    windows: evaluate.AS_OF_FROM … AS_OF_UNTIL) is bad input here, not an error deep inside."""
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    try:
+        in_range = AS_OF_FROM <= value.astimezone(dt.UTC) <= AS_OF_UNTIL
+    except OverflowError:  # an offset that takes it past year 1 or 9999
+        in_range = False
+    if not in_range:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the instants the engine handles "
+            f"({AS_OF_FROM.date().isoformat()} to {AS_OF_UNTIL.date().isoformat()})"
+        )
+    return value
+
+
+# How far a writing sweep's --as-of may be from now: the time to type the command.
+AS_OF_TOLERANCE = dt.timedelta(minutes=5)
+
+
+def _as_of_refusal(as_of: dt.datetime | None, now: dt.datetime) -> str | None:
+    """Why a sweep that writes must not run at ``as_of``, or None.
+
+    A sweep writes at its as_of: the cooldowns (which only ever move forward), the dedup ledger,
+    the decisions and their outcome windows; and its pushes go out now. In the future that
+    silences a mentor until that date and sends what is not yet true ("we miss you" to someone
+    active yesterday); in the past it sends now what was true then and records it at a false
+    instant (a cooldown already over, a daily cap that does not count it). Both are refused
+    beyond AS_OF_TOLERANCE; --dry-run shows any instant, --force writes anyway."""
+    if as_of is None:
+        return None
+    off = as_of - now
+    if abs(off) <= AS_OF_TOLERANCE:
+        return None
+    hours = abs(off).total_seconds() / 3600
+    distance = f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
+    where = "in the future" if off > dt.timedelta(0) else "in the past"
+    return (
+        f"refused: --as-of {as_of.isoformat()} is {distance} {where}, and a sweep writes at that instant "
+        "(cooldowns, which never move back, the dedup ledger, decisions) while its pushes go out now. "
+        "Use --dry-run to see what it would send, or --force to write anyway "
+        "(docs/OPERATIONS.md: repairing a sweep run at the wrong instant)"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -324,6 +380,12 @@ def _progress_reporter() -> Iterator[Callable[[int, int], None]]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    if not (args.dry_run or args.force):
+        refusal = _as_of_refusal(args.as_of, dt.datetime.now(dt.UTC))
+        if refusal is not None:
+            _err(f"sweep: {refusal}")
+            return EXIT_CONFIG
+
     async def run(settings: Settings) -> int:
         async with _engine(settings) as engine:
             with _progress_reporter() as progress:
@@ -351,7 +413,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
         else:
-            print(_summary(result))
+            _show(_summary(result))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -360,32 +422,36 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _format_explanation(expl: Any) -> str:
     m = expl.mentor
     out = [
-        f"mentor {m['id']} ({m.get('display_name') or 'no name'}), status {m['status']}, "
-        f"timezone {m['timezone']}, joined {m['joined_at']}",
+        f"mentor {_v(m['id'])} ({_v(m.get('display_name') or 'no name')}), status {_v(m['status'])}, "
+        f"timezone {_v(m['timezone'])}, joined {_v(m['joined_at'])}",
         f"as of {expl.as_of.isoformat()}",
         "",
     ]
     for trace in expl.rules:
-        out.append(f"[{trace.rule}] ({trace.scenario_type}) → {trace.verdict}: {trace.reason}")
+        out.append(
+            f"[{_v(trace.rule)}] ({_v(trace.scenario_type)}) → {_v(trace.verdict)}: {_v(trace.reason)}"
+        )
         for key, value in trace.inputs.items():
-            out.append(f"    {key}: {json.dumps(value, default=str)}")
+            out.append(f"    {_v(key)}: {json.dumps(value, default=str)}")
     if expl.quarantine is not None:
         q = expl.quarantine
         state = "quarantined" if q["quarantined_now"] else "no longer quarantined"
-        out.append(f"quarantine: {state}: {q['reason_now'] or q.get('reason')}")
+        out.append(f"quarantine: {state}: {_v(q['reason_now'] or q.get('reason'))}")
         for key in ("first_seen_at", "last_seen_at", "occurrences", "cleared_at"):
             if key in q:
-                out.append(f"    {key}: {q[key]}")
+                out.append(f"    {key}: {_v(q[key])}")
     out.append("")
     out.append("recent decisions:" if expl.history else "recent decisions: none")
     for h in expl.history:
-        line = f"    {h['as_of']}  {h['rule_name']:<20} {h['outcome']:<12} {h['reason']}"
+        line = f"    {_v(h['as_of'])}  {_v(h['rule_name']):<20} {_v(h['outcome']):<12} {_v(h['reason'])}"
         if h.get("outcome_status"):  # what happened after a sent or held-out decision
-            line += f"  [outcome: {h['outcome_status']}, window ends {h['outcome_window_ends_at']}]"
+            line += f"  [outcome: {_v(h['outcome_status'])}, window ends {_v(h['outcome_window_ends_at'])}]"
         out.append(line)
     out.append("recent pushes:" if expl.pushes else "recent pushes: none")
     for p in expl.pushes:
-        out.append(f"    {p['created_at']}  {p['scenario_type']:<20} {p['status']:<10} {p['title']}")
+        out.append(
+            f"    {_v(p['created_at'])}  {_v(p['scenario_type']):<20} {_v(p['status']):<10} {_v(p['title'])}"
+        )
     return "\n".join(out)
 
 
@@ -411,7 +477,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            print(_format_explanation(expl))
+            _show(_format_explanation(expl))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -430,6 +496,15 @@ def _report_inputs(args: argparse.Namespace) -> tuple[dt.datetime, dt.datetime, 
         return f"--since: {exc}"
     if since >= until:
         return f"--since {since.isoformat()} is not before --until {until.isoformat()}"
+    try:  # the report compares with the period of equal length before it
+        previous_ok = since - (until - since) >= AS_OF_FROM
+    except OverflowError:
+        previous_ok = False
+    if not previous_ok:
+        return (
+            f"--since {since.isoformat()} is too far back: the report compares the period with the one "
+            f"of equal length before it, which would begin before {AS_OF_FROM.date().isoformat()}"
+        )
     try:
         org = uuid.UUID(args.organization) if args.organization else None
     except ValueError:
@@ -479,7 +554,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(report_csv_rows(report))
         else:
-            print(format_table(report))
+            _show(format_table(report))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -505,7 +580,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             report = await forget_mentor(conn, args.mentor_id, dry_run=args.dry_run)
         finally:
             await conn.close()
-        print(format_forget_report(report))
+        _show(format_forget_report(report))
         if exists:
             print(f"forget: note: {STILL_EXISTS_NOTE}", file=sys.stderr)
         elif exists is None:
@@ -638,6 +713,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
     p.add_argument("--dry-run", action="store_true", help="write nothing; report what would be sent")
     p.add_argument("--as-of", type=_iso_instant, default=None, help="evaluate at this instant (ISO 8601)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write even though --as-of is more than 5 minutes from now (refused otherwise)",
+    )
     p.add_argument("--output", choices=("table", "csv", "json"), default="table")
 
     p = add("dispatch", cmd_dispatch, "Deliver due pushes once and exit, or re-queue dead letters.")

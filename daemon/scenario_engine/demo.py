@@ -42,6 +42,7 @@ from scenario_engine.embedded import (
     start_private_cluster,
 )
 from scenario_engine.runtime.app import Daemon
+from scenario_engine.terminal import terminal_safe
 
 DEMO_DB = "scenario_demo"
 COLOURS = {"sent": "\033[32m", "opted_out": "\033[33m", "cooldown": "\033[36m", "daily_cap": "\033[35m"}
@@ -137,9 +138,10 @@ async def _feed(url: str, stopping: anyio.Event, colour: bool) -> None:
                 if colour:
                     label = COLOURS.get(outcome, "") + label + RESET
                 detail = row["title"] + " — " + row["body"] if row["title"] else row["reason"]
-                _say(
-                    f"{row['created_at']:%H:%M:%S}  {label} {row['scenario_type']:<21} "
-                    f"{row['display_name'] or '?':<18} {detail}"
+                name = terminal_safe(row["display_name"] or "?")  # the database's values, escaped;
+                _say(  # the label's colours are ours
+                    f"{row['created_at']:%H:%M:%S}  {label} {terminal_safe(row['scenario_type']):<21} "
+                    f"{name:<18} {terminal_safe(detail)}"
                 )
             with anyio.move_on_after(0.5):
                 await stopping.wait()

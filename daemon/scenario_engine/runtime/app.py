@@ -210,7 +210,7 @@ class Daemon:
         with anyio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
             async for signum in signals:
                 if signum == RELOAD_SIGNAL:
-                    if self._reload(engine):
+                    if await self._reload(engine):
                         await self._see_rules(pool, engine)
                 elif not self.state.stopping.is_set():
                     log.info("stopping", signal=signum.name if hasattr(signum, "name") else signum)
@@ -221,19 +221,37 @@ class Daemon:
                     log.warning("second_stop_signal_exiting_now")
                     os._exit(1)
 
-    def _reload(self, engine: Engine) -> bool:
+    async def _reload(self, engine: Engine) -> bool:
+        """Apply the rules file again, or reject it and keep the rules in force.
+
+        A reload never ends the process and never stalls the event loop: the file is read
+        and validated in a worker thread, abandoned after a bound (a file on a hung network
+        mount), and every failure (unreadable, not a regular file, not UTF-8, not TOML, not
+        valid rules, or anything unforeseen) is a rejected reload, logged with the reason."""
+        read_timeout = 10.0  # seconds; a rules file is a few kilobytes
         self.notifier.reloading()
         applied = False
+        errors: list[str] = []
         try:
-            rules = load_rules(self.settings.rules_file)
+            with anyio.fail_after(read_timeout):
+                rules = await anyio.to_thread.run_sync(
+                    load_rules, self.settings.rules_file, abandon_on_cancel=True
+                )
         except ConfigError as exc:
-            self.state.metrics.rules_reloads.labels("rejected").inc()
-            log.error("rules_reload_rejected", errors=[f"{k}: {m}" for k, m in exc.problems])
+            errors = [f"{k}: {m}" for k, m in exc.problems]
+        except TimeoutError:
+            errors = [f"{self.settings.rules_file}: not read within {read_timeout:g} s"]
+        except Exception as exc:  # a reload must not take a working daemon down
+            log.error("rules_reload_failed", exc_info=exc)
+            errors = [f"{self.settings.rules_file}: unexpected error {type(exc).__name__}: {exc}"]
         else:
             engine.replace_rules(rules)
             self.state.metrics.rules_reloads.labels("applied").inc()
             log.info("rules_reloaded", rules=[r.name for r in rules.enabled()])
             applied = True
+        if not applied:
+            self.state.metrics.rules_reloads.labels("rejected").inc()
+            log.error("rules_reload_rejected", errors=errors)
         self.notifier.ready()
         return applied
 
