@@ -63,7 +63,9 @@ async def test_a_reload_mid_sweep_leaves_the_next_sweep_full_for_the_new_rule(
         assert await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY)
         await scheduler._sweep_period("first", lock_conn, now)
         assert engine.rules is AFTER, "the reload happened during the sweep"
-        first = await pool.fetchrow("SELECT stats, finished_at FROM scenario_sweep WHERE sweep_key = 'first'")
+        first: Any = await pool.fetchrow(
+            "SELECT stats, finished_at FROM scenario_sweep WHERE sweep_key = 'first'"
+        )
         assert first["finished_at"] is not None
         # What the sweep ran (BEFORE, for all three batches), not what was loaded at its end.
         assert first["stats"]["rules"] == rules_fingerprint(BEFORE)
@@ -73,7 +75,7 @@ async def test_a_reload_mid_sweep_leaves_the_next_sweep_full_for_the_new_rule(
         await scheduler._sweep_period("second", lock_conn, now + dt.timedelta(hours=1))
     finally:
         await lock_conn.close()
-    second = await pool.fetchrow("SELECT stats FROM scenario_sweep WHERE sweep_key = 'second'")
+    second: Any = await pool.fetchrow("SELECT stats FROM scenario_sweep WHERE sweep_key = 'second'")
     assert second["stats"]["mode"] == "full", "the rules changed since the last sweep: a full one"
     assert second["stats"]["rules"] == rules_fingerprint(AFTER)
     assert second["stats"]["per_rule"]["cert_90"]["sent"] == MENTORS
