@@ -44,6 +44,7 @@ from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_provider
 from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
+from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.fleet import heartbeat
@@ -176,7 +177,8 @@ class Daemon:
         try:
             with anyio.fail_after(30):
                 async with pool.acquire() as conn:
-                    await engine.see_rules(conn)
+                    # A rule's baseline by the database's clock, like every decision it bounds.
+                    await engine.see_rules(conn, await database_now(conn))
         except DB_ERRORS as exc:
             log.warning("rules_not_recorded_yet", error=repr(exc))
 
