@@ -443,7 +443,9 @@ CREATE TABLE scenario_engine.scenario_engine_instance (
     pid integer NOT NULL,
     role text DEFAULT 'follower'::text NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
-    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL
+    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
+    rules_fingerprint text,
+    clock_skew_seconds double precision
 );
 
 --

@@ -143,6 +143,20 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, le=3600, description="Time to finish the current batch after SIGTERM."
     )
+    rules_mismatch_grace_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=86_400,
+        description="How long a follower whose rules differ from the leader's still evaluates (a "
+        "rolling reload's window); after it, it claims no event until the rules agree.",
+    )
+    clock_skew_warn_seconds: float = Field(
+        default=5.0,
+        ge=0.1,
+        le=86_400,
+        description="Warn (log, /status) when this host's clock differs from the database's by more; "
+        "decisions always use the database's clock.",
+    )
     worker_stuck_seconds: float = Field(
         default=300.0,
         ge=1,

@@ -259,16 +259,19 @@ class Engine:
         before_batch: Callable[[list[uuid.UUID]], Awaitable[bool]] | None = None,
         progress: Callable[[int, int], None] | None = None,
         since: dt.datetime | None = None,
+        rules: Rules | None = None,
     ) -> SweepResult:
-        """The sweep over all active mentors (sweep.py); incremental with ``since``."""
+        """The sweep over all active mentors (sweep.py); incremental with ``since``. ``rules``:
+        the rules to run (default: those loaded now); the scheduler passes the rules it records."""
         at = utc(as_of)
+        run_rules = self.rules if rules is None else rules
         plan = SweepPlan(
             at, self.sweep_batch, None if since is None else utc(since), collect, before_batch, progress
         )
         async with self._session(dry_run) as (conn, seen):
-            experiments = await ensure_rules_seen(conn, self.rules, at, seen)
+            experiments = await ensure_rules_seen(conn, run_rules, at, seen)
             result = await run_sweep(
-                conn, self.rules, experiments, plan, SweepResult(as_of=at, dry_run=dry_run)
+                conn, run_rules, experiments, plan, SweepResult(as_of=at, dry_run=dry_run)
             )
             if not result.interrupted:
                 result.resolved = await resolve_outcomes(conn, at)

@@ -24,6 +24,7 @@ from scenario_engine.config import Settings
 from scenario_engine.db.connect import ENGINE_SCHEMA, Conn, mark_engine_write
 from scenario_engine.db.queries import execute, fetch, fetchval
 from scenario_engine.logs import get_logger
+from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 
@@ -103,7 +104,7 @@ async def personal_data_loop(
         async with pool.acquire() as conn:
             stats = await prune_personal_data(
                 conn,
-                as_of=dt.datetime.now(dt.UTC),
+                as_of=await database_now(conn),  # retention by the server's clock
                 retention=retention,
                 batch_size=settings.personal_data_prune_batch_size,
                 max_batches=10,

@@ -149,10 +149,34 @@ SELECT
      ORDER BY id LIMIT 1) AS oldest_event;
 
 -- name: heartbeat_instance
--- params: instance_id, hostname, pid, role
-INSERT INTO scenario_engine.scenario_engine_instance (instance_id, hostname, pid, role, heartbeat_at)
-VALUES ($1::text, $2::text, $3::int, $4::text, now())
-ON CONFLICT (instance_id) DO UPDATE SET role = excluded.role, heartbeat_at = now();
+-- params: instance_id, hostname, pid, role, rules_fingerprint, clock_skew_secs, fresh_secs
+-- This instance's heartbeat (its role, rules fingerprint and measured clock skew), answered with
+-- the server's clock (for the skew; read at the end of the statement) and the fingerprint of the
+-- leader as another instance last published it within fresh_secs (runtime/fleet.py).
+WITH beat AS (
+    INSERT INTO scenario_engine.scenario_engine_instance
+        (instance_id, hostname, pid, role, heartbeat_at, rules_fingerprint, clock_skew_seconds)
+    VALUES ($1::text, $2::text, $3::int, $4::text, now(), $5::text, $6::float8)
+    ON CONFLICT (instance_id) DO UPDATE
+    SET role = excluded.role, heartbeat_at = now(), rules_fingerprint = excluded.rules_fingerprint,
+        clock_skew_seconds = excluded.clock_skew_seconds
+    RETURNING 1
+), leader AS (
+    SELECT i.instance_id, i.rules_fingerprint
+    FROM scenario_engine.scenario_engine_instance i
+    WHERE i.role = 'leader' AND i.instance_id <> $1::text
+      AND i.heartbeat_at > now() - make_interval(secs => $7::float8)
+    ORDER BY i.heartbeat_at DESC
+    LIMIT 1
+)
+SELECT clock_timestamp() AS server_now,
+       (SELECT instance_id FROM leader) AS leader_instance,
+       (SELECT rules_fingerprint FROM leader) AS leader_fingerprint
+FROM beat;
+
+-- name: database_now
+-- The server's clock: the as_of of live decisions (runtime/clock.py).
+SELECT clock_timestamp();
 
 -- name: remove_instance
 -- params: instance_id

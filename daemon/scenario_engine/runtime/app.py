@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
 import sys
 from functools import partial
 from typing import Any
@@ -45,8 +44,10 @@ from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_provider
 from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
+from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
+from scenario_engine.runtime.fleet import heartbeat
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
 from scenario_engine.runtime.listener import Listener
 from scenario_engine.runtime.scheduler import Scheduler
@@ -66,6 +67,8 @@ class Daemon:
         self.dsn = settings.require_database_url()
         self.rules = rules if rules is not None else load_rules(settings.rules_file)
         self.state = RuntimeState(instance_id=settings.instance_id or default_instance_id())
+        self.state.fleet.grace_seconds = settings.rules_mismatch_grace_seconds
+        self.state.clock.warn_after_seconds = settings.clock_skew_warn_seconds
         self.notifier = SystemdNotifier()
 
     async def run(self) -> None:
@@ -104,7 +107,7 @@ class Daemon:
                     health=self.state.watch("listener", stuck_after),
                 )
                 await outer.start(listener.run)
-                outer.start_soon(self._health, pool)
+                outer.start_soon(self._health, pool, engine)
                 outer.start_soon(self._monitor)
                 dispatcher = Dispatcher(pool, make_provider(s, pool), s, self.state.metrics)
                 async with dispatcher, anyio.create_task_group() as workers:
@@ -174,7 +177,8 @@ class Daemon:
         try:
             with anyio.fail_after(30):
                 async with pool.acquire() as conn:
-                    await engine.see_rules(conn)
+                    # A rule's baseline by the database's clock, like every decision it bounds.
+                    await engine.see_rules(conn, await database_now(conn))
         except DB_ERRORS as exc:
             log.warning("rules_not_recorded_yet", error=repr(exc))
 
@@ -255,9 +259,10 @@ class Daemon:
         self.notifier.ready()
         return applied
 
-    async def _health(self, pool: asyncpg.Pool[Any]) -> None:
-        """Database probe, backlog gauges, instance heartbeat and readiness, on the shared
-        work loop: a failed probe marks the database down and is retried every interval."""
+    async def _health(self, pool: asyncpg.Pool[Any], engine: Engine) -> None:
+        """Database probe, backlog gauges, instance heartbeat (with the rules fingerprint and
+        the clock skew, runtime/fleet.py) and readiness, on the shared work loop: a failed probe
+        marks the database down and is retried every interval."""
         announced = False
 
         async def probe() -> bool:
@@ -266,19 +271,12 @@ class Daemon:
                 async with pool.acquire() as conn:
                     row = await conn.fetchrow(query("backlogs"))
                     outbox = await conn.fetchrow(query("outbox_stats"))
-                    await execute(
-                        conn,
-                        "heartbeat_instance",
-                        instance_id=self.state.instance_id,
-                        hostname=socket.gethostname(),
-                        pid=os.getpid(),
-                        role="leader" if self.state.leader else "follower",
-                    )
+                    server_now = await heartbeat(conn, self.state, engine.rules)
             if not self.state.database_ok:
                 log.info("database_reachable")
             self.state.set_database(True)
-            self._publish_backlogs(row, outbox)
-            if self.state.ready and not announced:
+            self._publish_backlogs(row, outbox, server_now)
+            if self.state.started and not announced:
                 announced = True
                 log.info("ready", instance=self.state.instance_id, port=self.state.status_port)
                 self.notifier.ready()
@@ -320,9 +318,9 @@ class Daemon:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
 
-    def _publish_backlogs(self, row: Any, outbox: Any) -> None:
+    def _publish_backlogs(self, row: Any, outbox: Any, now: dt.datetime) -> None:
+        """Ages by the server's clock (``now``), which stamped the rows."""
         m = self.state.metrics
-        now = dt.datetime.now(dt.UTC)
         age = (now - row["oldest_event"]).total_seconds() if row["oldest_event"] else 0.0
         push_age = (now - outbox["oldest_pending"]).total_seconds() if outbox["oldest_pending"] else 0.0
         m.events_backlog.set(row["events_pending"])

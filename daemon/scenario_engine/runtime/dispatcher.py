@@ -40,6 +40,7 @@ from scenario_engine.db.queries import bind, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
+from scenario_engine.runtime.clock import ServerTime
 from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until
 from scenario_engine.runtime.state import LoopHealth, Wakeup
@@ -167,13 +168,14 @@ class Dispatcher:
                 return stats
             recheck, args = bind_recheck(ids=[r["id"] for r in rows])
             checks = {r["id"]: r for r in await conn.fetch(recheck, *args)}
+            server = await ServerTime.read(conn)  # quiet hours and give-ups by the server's clock
         stats.claimed = len(rows)
         for row in rows:
             if row["interrupted"]:
                 self._count(row, "interrupted")
                 stats.interrupted += 1
                 log.warning("push_attempt_interrupted", push_id=row["id"], attempts=row["attempts"] - 1)
-        now = dt.datetime.now(dt.UTC)
+        now = server.at
         to_send = []
         finished: list[tuple[Any, str, str]] = []
         deferred: list[tuple[Any, dt.datetime]] = []
@@ -207,7 +209,7 @@ class Dispatcher:
             tg.start_soon(self._renew_claims, waiting)
             async with anyio.create_task_group() as sends:
                 for row in to_send:
-                    sends.start_soon(self._send_one, row, stats, waiting, errors)
+                    sends.start_soon(self._send_one, row, stats, waiting, errors, server)
             tg.cancel_scope.cancel()
         if errors:
             raise errors[0]
@@ -228,7 +230,12 @@ class Dispatcher:
                 log.warning("push_claim_renewal_failed", error=repr(exc), pushes=len(ids))
 
     async def _send_one(
-        self, row: Any, stats: DispatchStats, waiting: dict[int, int], errors: list[BaseException]
+        self,
+        row: Any,
+        stats: DispatchStats,
+        waiting: dict[int, int],
+        errors: list[BaseException],
+        server: ServerTime,
     ) -> None:
         message = PushMessage(
             id=row["id"],
@@ -262,7 +269,7 @@ class Dispatcher:
             self.metrics.push_latency.labels(self.provider.name).observe(time.perf_counter() - started)
             # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency.
             try:
-                await self._record(row, result, stats)
+                await self._record(row, result, stats, server.now())
             except TRANSIENT_DB_ERRORS as exc:  # stays in flight: taken up again as uncertain
                 log.warning(
                     "push_outcome_not_recorded", push_id=message.id, outcome=result.kind, error=repr(exc)
@@ -281,7 +288,8 @@ class Dispatcher:
             log.exception("push_provider_error", push_id=message.id)
             return SendResult.retry(f"provider error: {exc!r}", maybe_delivered=True)
 
-    async def _record(self, row: Any, result: SendResult, stats: DispatchStats) -> None:
+    async def _record(self, row: Any, result: SendResult, stats: DispatchStats, now: dt.datetime) -> None:
+        """``now``: the server's clock at the send's end, against which its age is judged."""
         if result.error and self.secrets:  # a gateway may echo our URL or token into its answer
             result = dataclasses.replace(result, error=scrub(result.error, self.secrets))
         name = self.provider.name
@@ -303,7 +311,7 @@ class Dispatcher:
             log.warning("push_failed", push_id=row["id"], error=result.error)
             return
         delay = self.retry.delay(row["attempts"], result.retry_after)
-        if self.retry.gives_up(row["attempts"], row["created_at"], delay, dt.datetime.now(dt.UTC)):
+        if self.retry.gives_up(row["attempts"], row["created_at"], delay, now):
             reason = f"gave up after {row['attempts']} attempts: {result.error}"
             await self._finish(row, "dead", with_uncertainty(reason, uncertain))
             stats.dead += 1

@@ -10,7 +10,6 @@ of times and dead-lettered with its error, never blocking the rest.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import asyncpg
@@ -22,6 +21,7 @@ from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import is_transient
+from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 
@@ -62,6 +62,8 @@ class Drain:
         ).run()
 
     async def _step(self) -> bool:
+        if self.state.evaluation_paused:  # rules differ from the leader's: leave events to it
+            return False
         return await self.drain_once() >= self.batch_size
 
     async def drain_once(self) -> int:
@@ -80,30 +82,33 @@ class Drain:
                     continue
                 good.append((routed, row["created_at"]))
             if good:
-                await self._process(conn, good)
+                # The server's clock, read after the claim: at or after every instant the claimed
+                # events' transactions stamped (runtime/clock.py).
+                as_of = await database_now(conn)
+                await self._process(conn, good, as_of)
             return len(rows)
 
-    async def _process(self, conn: Conn, batch: list[Claimed]) -> None:
+    async def _process(self, conn: Conn, batch: list[Claimed], as_of: dt.datetime) -> None:
         events = [routed[0] for routed, _ in batch]
         try:
             async with conn.transaction():
-                outcomes = await self.engine.evaluate_routed(conn, group(r for r, _ in batch))
+                outcomes = await self.engine.evaluate_routed(conn, group(r for r, _ in batch), as_of)
         except Exception as exc:
             if is_transient(exc):  # the database went away: not the batch's fault
                 raise
             log.warning("drain_batch_failed", error=repr(exc), events=len(events))
-            await self._one_by_one(conn, batch)
+            await self._one_by_one(conn, batch, as_of)
             return
         await execute(conn, "mark_events_processed", ids=[e.id for e in events])
         self.state.metrics.count_outcomes(outcomes)
         self._observe(batch)
 
-    async def _one_by_one(self, conn: Conn, batch: list[Claimed]) -> None:
+    async def _one_by_one(self, conn: Conn, batch: list[Claimed], as_of: dt.datetime) -> None:
         for routed, created in batch:
             event = routed[0]
             try:
                 async with conn.transaction():
-                    outcomes = await self.engine.evaluate_routed(conn, group([routed]))
+                    outcomes = await self.engine.evaluate_routed(conn, group([routed]), as_of)
             except Exception as exc:
                 if is_transient(exc):  # never burn an attempt on a lost connection
                     raise
@@ -129,7 +134,7 @@ class Drain:
         log.warning("event_dead_lettered", event_id=event_id, error=error)
 
     def _observe(self, batch: list[Claimed]) -> None:
-        now = time.time()
+        now = self.state.clock.server_now().timestamp()  # the rows were stamped by the server
         for _routed, created in batch:
             self.state.metrics.drain_latency.observe(max(0.0, now - created.timestamp()))
         self.state.metrics.events_processed.inc(len(batch))

@@ -122,7 +122,39 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(VERSION).set(1)
+        # Several instances (runtime/fleet.py) and the clock rule (runtime/clock.py).
+        self.rules_info = Gauge(
+            "scenario_rules_info",
+            "Always 1; the label is the fingerprint of the rules this instance evaluates with.",
+            ["fingerprint"],
+            registry=r,
+        )
+        self._fingerprint: str | None = None
+        self.rules_mismatch = Gauge(
+            "scenario_rules_fingerprint_mismatch",
+            "1 while this instance's rules differ from the leader's.",
+            registry=r,
+        )
+        self.evaluation_paused = Gauge(
+            "scenario_evaluation_paused",
+            "1 while this instance evaluates no event (its rules differ from the leader's).",
+            registry=r,
+        )
+        self.clock_skew = Gauge(
+            "scenario_clock_skew_seconds",
+            "The database server's clock minus this host's, measured on the health round trip.",
+            registry=r,
+        )
         observe_quarantine(self)
+
+    def set_rules_fingerprint(self, fingerprint: str) -> None:
+        """One series at a time: the old fingerprint's goes when the rules change."""
+        if fingerprint == self._fingerprint:
+            return
+        if self._fingerprint is not None:
+            self.rules_info.remove(self._fingerprint)
+        self.rules_info.labels(fingerprint).set(1)
+        self._fingerprint = fingerprint
 
     def count_quarantined(self, n: int) -> None:
         self.mentors_quarantined.inc(n)

@@ -21,7 +21,6 @@ The lease must stay well above one batch's duration: renewal happens between bat
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff, first_leaf, is_transient
+from scenario_engine.runtime.clock import database_now
+from scenario_engine.runtime.fleet import rules_fingerprint
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.worker import sleep_or_stop
 
@@ -61,11 +62,6 @@ class _Claim:
     token: uuid.UUID
     batches: int = 0
     stopped: StopReason | None = None
-
-
-def rules_fingerprint(rules: Rules) -> str:
-    """Identifies a rule set: a sweep after a rules change must be a full one."""
-    return hashlib.sha256(rules.model_dump_json().encode()).hexdigest()[:16]
 
 
 def current_period(settings: Settings, now: dt.datetime) -> tuple[str, dt.datetime, dt.datetime]:
@@ -147,15 +143,20 @@ class Scheduler:
                 log.warning("leadership_lost", reason="lock no longer held")
                 self.state.set_leader(False)
                 continue
-            key, _start, next_start = current_period(self.settings, dt.datetime.now(dt.UTC))
-            await self._sweep_period(key, conn)
+            # The period and the sweep's as_of by the database's clock (runtime/clock.py).
+            now = await database_now(conn)
+            key, _start, next_start = current_period(self.settings, now)
+            await self._sweep_period(key, conn, now)
             self.state.next_sweep_at = next_start
             # Wake at the next period, but re-check leadership regularly meanwhile.
-            wait = (next_start - dt.datetime.now(dt.UTC)).total_seconds()
+            wait = (next_start - self.state.clock.server_now()).total_seconds()
             await sleep_or_stop(self.state.stopping, max(0.05, min(wait, self.settings.leader_retry_seconds)))
 
-    async def _sweep_period(self, key: str, lock_conn: asyncpg.Connection[Any]) -> None:
-        as_of = dt.datetime.now(dt.UTC)
+    async def _sweep_period(self, key: str, lock_conn: asyncpg.Connection[Any], as_of: dt.datetime) -> None:
+        """Claim and sweep one period at ``as_of`` (the server's clock), under the rules loaded
+        now: a SIGHUP during the sweep changes neither what it runs nor what it records, so a
+        rule the reload added gets the full sweep that a rules change calls for."""
+        rules = self.engine.rules
         lease = self.settings.sweep_lease_seconds
         async with self.pool.acquire() as conn:
             claimed = await fetchrow(
@@ -172,14 +173,16 @@ class Scheduler:
         self._waiting_for = None
         claim = _Claim(key=key, token=claimed["claim_token"])
         as_of = claimed["as_of"]  # an unfinished period is completed at its original instant
-        since, full_as_of = await self._incremental_start(as_of)
+        since, full_as_of = await self._incremental_start(as_of, rules)
         mode = "full" if since is None else "incremental"
         log.info("sweep_started", sweep_key=key, as_of=as_of.isoformat(), mode=mode)
 
         async def before_batch(mentors: list[uuid.UUID]) -> bool:
             return await self._before_batch(claim, lock_conn, mentors)
 
-        result = await self.engine.run_scheduled_evaluation(as_of, before_batch=before_batch, since=since)
+        result = await self.engine.run_scheduled_evaluation(
+            as_of, rules=rules, before_batch=before_batch, since=since
+        )
         if result.interrupted:
             if claim.stopped == "stopping":
                 self.state.metrics.sweeps.labels("interrupted").inc()
@@ -200,7 +203,7 @@ class Scheduler:
         stats = {rule: dict(c) for rule, c in result.per_rule.items()}
         record = {
             "mode": mode,
-            "rules": rules_fingerprint(self.engine.rules),
+            "rules": rules_fingerprint(rules),  # what this sweep ran, not what is loaded now
             "full_as_of": (full_as_of or as_of).isoformat(),
             "per_rule": stats,
         }
@@ -219,7 +222,7 @@ class Scheduler:
                 "sweep_fenced", sweep_key=key, reason="lease_lost", mentors=result.mentors, hint=LEASE_HINT
             )
             return
-        self._record(key, result, stats, mode)
+        self._record(key, result, stats, mode, rules)
 
     async def _before_batch(
         self, claim: _Claim, lock_conn: asyncpg.Connection[Any], mentors: list[uuid.UUID]
@@ -290,7 +293,9 @@ class Scheduler:
             lease_until=row["lease_until"].isoformat() if row["lease_until"] else None,
         )
 
-    async def _incremental_start(self, as_of: dt.datetime) -> tuple[dt.datetime | None, dt.datetime | None]:
+    async def _incremental_start(
+        self, as_of: dt.datetime, rules: Rules
+    ) -> tuple[dt.datetime | None, dt.datetime | None]:
         """(since, last full sweep) when this sweep may be incremental, else (None, None).
 
         Incremental needs a completed previous sweep under the same rules, and a full sweep
@@ -304,7 +309,7 @@ class Scheduler:
         if last is None:
             return None, None
         stats = last["stats"] or {}
-        if stats.get("rules") != rules_fingerprint(self.engine.rules) or "full_as_of" not in stats:
+        if stats.get("rules") != rules_fingerprint(rules) or "full_as_of" not in stats:
             return None, None
         full_as_of = dt.datetime.fromisoformat(stats["full_as_of"])
         if as_of - full_as_of >= interval:
@@ -312,7 +317,9 @@ class Scheduler:
         since: dt.datetime = last["as_of"]
         return since, full_as_of
 
-    def _record(self, key: str, result: SweepResult, stats: dict[str, dict[str, int]], mode: str) -> None:
+    def _record(
+        self, key: str, result: SweepResult, stats: dict[str, dict[str, int]], mode: str, rules: Rules
+    ) -> None:
         m = self.state.metrics
         m.sweeps.labels("completed").inc()
         m.sweeps_by_mode.labels(mode).inc()
@@ -321,8 +328,8 @@ class Scheduler:
         m.last_sweep_finished.set(finished.timestamp())  # the same instant as /status's finished_at
         for rule, counts in stats.items():
             try:
-                scenario: str = self.engine.rules.by_name(rule).scenario_type
-            except KeyError:  # the rules were reloaded mid-sweep
+                scenario: str = rules.by_name(rule).scenario_type
+            except KeyError:  # an ad-hoc rule
                 scenario = "unknown"
             for outcome, n in counts.items():
                 m.sweep_results.labels(rule, outcome).inc(n)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import anyio
 
+from scenario_engine.runtime.clock import Clock
+from scenario_engine.runtime.fleet import Fleet
 from scenario_engine.runtime.metrics import Metrics
 
 
@@ -112,6 +114,8 @@ class RuntimeState:
     backlogs: dict[str, Any] = field(default_factory=dict)
     status_port: int | None = None
     loops: dict[str, LoopHealth] = field(default_factory=dict)
+    fleet: Fleet = field(default_factory=Fleet)  # this instance's rules against the leader's
+    clock: Clock = field(default_factory=Clock)  # the host's clock against the database's
 
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
@@ -130,8 +134,33 @@ class RuntimeState:
         return out
 
     @property
-    def ready(self) -> bool:
+    def started(self) -> bool:
+        """Up and connected: what systemd is told once (READY=1). Unlike ``ready`` it ignores a
+        rules mismatch, which an operator resolves without restarting the unit."""
         return self.database_ok and self.listener_ok and not self.stopping.is_set()
+
+    @property
+    def ready(self) -> bool:
+        return self.started and not self.evaluation_paused
+
+    @property
+    def evaluation_paused(self) -> bool:
+        """The drain must claim no event: this follower's rules differ from the leader's
+        (runtime/fleet.py). The leader is never paused."""
+        return self.fleet.paused(self.leader)
+
+    def not_ready_because(self) -> list[str]:
+        """Why /readyz says 503, in words an operator can search for."""
+        reasons = []
+        if not self.database_ok:
+            reasons.append("database_unreachable")
+        if not self.listener_ok:
+            reasons.append("listener_down")
+        if self.stopping.is_set():
+            reasons.append("stopping")
+        if self.evaluation_paused:
+            reasons.append("rules_mismatch" if self.fleet.mismatch else "rules_unchecked")
+        return reasons
 
     def set_leader(self, value: bool) -> None:
         self.leader = value
@@ -161,6 +190,8 @@ class RuntimeState:
             "next_sweep_at": self.next_sweep_at.isoformat() if self.next_sweep_at else None,
             "backlogs": self.backlogs,
             "loops": {name: h.view(time.monotonic()) for name, h in self.loops.items()},
+            "rules": self.fleet.view(self.leader),
+            "clock": self.clock.view(),
         }
 
 

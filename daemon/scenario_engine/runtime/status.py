@@ -111,7 +111,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    body = {"ready": state.ready, "database": state.database_ok, "listener": state.listener_ok}
+    body: dict[str, Any] = {
+        "ready": state.ready,
+        "database": state.database_ok,
+        "listener": state.listener_ok,
+    }
+    if not state.ready:
+        body["reasons"] = state.not_ready_because()  # e.g. rules_mismatch (runtime/fleet.py)
     return web.json_response(body, status=200 if state.ready else 503)
 
 

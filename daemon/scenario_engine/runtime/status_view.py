@@ -342,6 +342,35 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class RulesAndClock:
+    """This instance's rules against the leader's (runtime/fleet.py) and its host's clock
+    against the database's (runtime/clock.py)."""
+
+    fingerprint: str | None
+    leader_instance: str | None
+    leader_fingerprint: str | None
+    mismatch: bool
+    evaluation_paused: bool
+    skew_seconds: float | None
+    skew_warn_seconds: float
+    skewed: bool
+
+
+def rules_and_clock(state: RuntimeState) -> RulesAndClock:
+    fleet, clock = state.fleet, state.clock
+    return RulesAndClock(
+        fingerprint=fleet.fingerprint,
+        leader_instance=fleet.leader_instance,
+        leader_fingerprint=fleet.leader_fingerprint,
+        mismatch=fleet.mismatch,
+        evaluation_paused=state.evaluation_paused,
+        skew_seconds=None if clock.skew_seconds is None else round(clock.skew_seconds, 3),
+        skew_warn_seconds=clock.warn_after_seconds,
+        skewed=clock.beyond_threshold,
+    )
+
+
+@dataclass(frozen=True)
 class StatusPage:
     now: dt.datetime
     instance_id: str
@@ -357,6 +386,7 @@ class StatusPage:
     backlogs: Backlogs | None
     chart: Chart | ChartUnavailable
     deliveries: Deliveries | None
+    rules_and_clock: RulesAndClock
     refresh_seconds: int = REFRESH_SECONDS
 
     @property
@@ -417,4 +447,5 @@ def build_page(state: RuntimeState, stored: StoredData, now: dt.datetime | None 
         backlogs=backlogs_of(state.backlogs, state.database_ok),
         chart=chart,
         deliveries=stored.deliveries,
+        rules_and_clock=rules_and_clock(state),
     )
