@@ -209,3 +209,36 @@ async def test_the_edges_of_the_range_work(db_url: str, pool: Any) -> None:
     ):
         out = await run_cli(*args, env=env)
         assert out.returncode == 0, (args, out.stderr)
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="libfaketime is not installed (apt-get install faketime)")
+async def test_a_sweep_on_a_host_a_day_ahead_decides_and_checks_by_the_database_clock(
+    db_url: str, pool: Any
+) -> None:
+    """``sweep`` with no --as-of, and the --as-of guard, take "now" from the database: a host a
+    day ahead neither reminds mentors 20.5 days inactive nor refuses an --as-of of true now."""
+    ahead = {
+        "SCENARIO_DATABASE_URL": db_url,
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME": "+1d",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+    nearly = await add_mentor(pool, joined_at=now() - 100 * DAY)
+    await add_activity(pool, nearly, now() - dt.timedelta(days=20.5))
+    due = await add_mentor(pool, joined_at=now() - 100 * DAY)
+    await add_activity(pool, due, now() - dt.timedelta(days=21.5))
+    out = await run_cli("sweep", "--as-of", now().isoformat(), env=ahead)
+    assert out.returncode == 0, out.stderr
+    out = await run_cli("sweep", env=ahead)
+    assert out.returncode == 0, out.stderr
+    reminded = {
+        r["mentor_id"]
+        for r in await pool.fetch(
+            "SELECT mentor_id FROM scenario_engine.scenario_notification WHERE scenario_type = 'inactivity'"
+        )
+    }
+    assert reminded == {due}
+    assert await _future_rows(pool) == {}

@@ -30,6 +30,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from scenario_engine.config import Config, Settings, collect_secrets, effective_config, load_config, scrub
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
@@ -380,14 +381,14 @@ def _progress_reporter() -> Iterator[Callable[[int, int], None]]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    if not (args.dry_run or args.force):
-        refusal = _as_of_refusal(args.as_of, dt.datetime.now(dt.UTC))
-        if refusal is not None:
-            _err(f"sweep: {refusal}")
-            return EXIT_CONFIG
-
     async def run(settings: Settings) -> int:
         async with _engine(settings) as engine:
+            if not (args.dry_run or args.force):
+                async with engine.pool.acquire() as conn:  # "now" is the database's clock
+                    refusal = _as_of_refusal(args.as_of, await database_now(conn))
+                if refusal is not None:
+                    _err(f"sweep: {refusal}")
+                    return EXIT_CONFIG
             with _progress_reporter() as progress:
                 result = await engine.run_scheduled_evaluation(
                     args.as_of, dry_run=args.dry_run, collect=args.output != "table", progress=progress

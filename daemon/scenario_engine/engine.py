@@ -27,6 +27,7 @@ from scenario_engine.evaluate import (
     evaluate_set_based,
     evaluate_single,
     experiment_id,
+    instant,
     policy_states,
     utc,
 )
@@ -67,7 +68,7 @@ class Engine:
 
     async def see_rules(self, conn: Conn, as_of: dt.datetime | None = None) -> None:
         """Record rules seen for the first time (baselining new milestone rules)."""
-        await ensure_rules_seen(conn, self.rules, utc(as_of), self._seen)
+        await ensure_rules_seen(conn, self.rules, await instant(conn, as_of), self._seen)
 
     @contextlib.asynccontextmanager
     async def _session(self, dry_run: bool) -> AsyncIterator[tuple[Conn, SeenRules]]:
@@ -88,8 +89,8 @@ class Engine:
     async def _evaluate_single(
         self, mentor_id: uuid.UUID, rules: Sequence[Rule], as_of: dt.datetime | None, dry_run: bool
     ) -> Outcomes:
-        at = utc(as_of)
         async with self._session(dry_run) as (conn, seen):
+            at = await instant(conn, as_of)
             experiments = await ensure_rules_seen(conn, self.rules, at, seen)
             for rule in rules:  # an ad-hoc rule of a seed interface runs under its own experiment
                 if rule.name not in experiments:
@@ -173,9 +174,9 @@ class Engine:
         rule_name: str | None = None,
         as_of: dt.datetime | None = None,
     ) -> PolicyDecision:
-        at = utc(as_of)
         rule = self._rule_for(scenario_type, rule_name)
         async with self.pool.acquire() as conn:
+            at = await instant(conn, as_of)
             states = await policy_states(conn, [user_id], scenario_type, at)
         state = states.get(user_id)
         if state is None:
@@ -195,19 +196,19 @@ class Engine:
         ``context_data`` may name ``rule_name``, ``dedup_key`` (default: one per
         mentor, rule and instant), ``subject`` and ``seq``; the rest fills the template.
         """
-        at = utc(as_of)
         rule = self._rule_for(scenario_type, context_data.get("rule_name"))
         subject = str(context_data.get("subject", "manual"))
         seq = int(context_data.get("seq", 0))
-        key = str(
-            context_data.get("dedup_key")
-            or dedup_key(scenario_type, rule.name, user_id, subject, at.isoformat())
-        )
         inputs = {
             k: v for k, v in context_data.items() if k not in ("rule_name", "dedup_key", "subject", "seq")
         }
-        cand = Candidate(user_id, scenario_type, rule.name, subject, seq, key, inputs)
         async with self.pool.acquire() as conn:
+            at = await instant(conn, as_of)
+            key = str(
+                context_data.get("dedup_key")
+                or dedup_key(scenario_type, rule.name, user_id, subject, at.isoformat())
+            )
+            cand = Candidate(user_id, scenario_type, rule.name, subject, seq, key, inputs)
             existing = await fetchrow(conn, "existing_notifications", dedup_keys=[key])
             if existing is not None:  # a repeat: return what was enqueued the first time
                 return EnqueueResult(existing["id"], False, PolicyDecision("sent", "already enqueued"))
@@ -230,7 +231,8 @@ class Engine:
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await mark_engine_write(conn)
-            await record_last_triggered(conn, user_id, scenario_type, utc(as_of), rule_name)
+            at = await instant(conn, as_of)
+            await record_last_triggered(conn, user_id, scenario_type, at, rule_name)
 
     def _rule_for(self, scenario_type: str, rule_name: str | None) -> Rule:
         if rule_name is not None:
@@ -263,12 +265,12 @@ class Engine:
     ) -> SweepResult:
         """The sweep over all active mentors (sweep.py); incremental with ``since``. ``rules``:
         the rules to run (default: those loaded now); the scheduler passes the rules it records."""
-        at = utc(as_of)
         run_rules = self.rules if rules is None else rules
-        plan = SweepPlan(
-            at, self.sweep_batch, None if since is None else utc(since), collect, before_batch, progress
-        )
         async with self._session(dry_run) as (conn, seen):
+            at = await instant(conn, as_of)
+            plan = SweepPlan(
+                at, self.sweep_batch, None if since is None else utc(since), collect, before_batch, progress
+            )
             experiments = await ensure_rules_seen(conn, run_rules, at, seen)
             result = await run_sweep(
                 conn, run_rules, experiments, plan, SweepResult(as_of=at, dry_run=dry_run)
@@ -289,7 +291,7 @@ class Engine:
     ) -> Outcomes:
         """The rule loop over the mentors each scenario type's events touched (runtime/drain.py
         routes once, while it checks each event)."""
-        at = utc(as_of)
+        at = await instant(conn, as_of)
         experiments = await ensure_rules_seen(conn, self.rules, at, self._seen)
         return await evaluate_set_based(
             conn, self.rules, experiments, at, lambda scenario_type: sorted(by_type.get(scenario_type, ()))

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import fetch, fetchval, query
 from scenario_engine.db.records import load_mentor
@@ -51,8 +52,15 @@ class SeenRules:
         return SeenRules(set(self.names), dict(self.experiments))
 
 
+async def instant(conn: Conn, as_of: dt.datetime | None) -> dt.datetime:
+    """The instant a decision is taken at: the caller's ``as_of``, or else the database's clock
+    (never the host's: the platform stamps activity with the server's ``now()``)."""
+    return utc(as_of) if as_of is not None else await database_now(conn)
+
+
 def utc(as_of: dt.datetime | None) -> dt.datetime:
-    """Normalise an instant to UTC (wall-clock arithmetic across DST would be wrong)."""
+    """Normalise an instant to UTC (wall-clock arithmetic across DST would be wrong); None is
+    the host's clock, for what only displays or waits (decisions use :func:`instant`)."""
     if as_of is None:
         return dt.datetime.now(dt.UTC)
     if as_of.tzinfo is None:

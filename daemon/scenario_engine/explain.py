@@ -17,7 +17,7 @@ from scenario_engine.db.queries import fetch, fetchrow
 from scenario_engine.db.records import MentorRecord, load_mentor, plain
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.engine import Engine
-from scenario_engine.evaluate import utc
+from scenario_engine.evaluate import instant
 from scenario_engine.isolation import reason_for
 from scenario_engine.notifications import Outcome
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
@@ -49,7 +49,8 @@ class Explanation:
 async def explain_mentor(
     engine: Engine, mentor_id: uuid.UUID, as_of: dt.datetime | None = None
 ) -> Explanation:
-    at = utc(as_of)
+    async with engine.pool.acquire() as conn:
+        at = await instant(conn, as_of)
     outcomes = await engine.evaluate_mentor(mentor_id, as_of=at, dry_run=True)
     now_quarantined = {q.mentor_id: q.reason for q in outcomes.quarantined}
     by_rule: dict[str, list[Outcome]] = {}

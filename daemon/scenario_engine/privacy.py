@@ -21,10 +21,10 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.config import Settings
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import ENGINE_SCHEMA, Conn, mark_engine_write
 from scenario_engine.db.queries import execute, fetch, fetchval
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 

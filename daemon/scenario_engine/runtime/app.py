@@ -27,6 +27,7 @@ import anyio
 import asyncpg
 
 from scenario_engine.config import Settings
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
@@ -44,7 +45,6 @@ from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_provider
 from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
-from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.fleet import heartbeat

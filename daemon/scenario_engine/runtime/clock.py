@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
 
 log = get_logger("scenario_engine.clock")
@@ -46,13 +46,6 @@ _OFFSET = _test_offset()
 def local_now() -> dt.datetime:
     """The host's clock (shifted by the test offset, if any): for measuring and waiting only."""
     return dt.datetime.now(dt.UTC) + _OFFSET
-
-
-async def database_now(conn: Conn) -> dt.datetime:
-    """The server's clock now (``clock_timestamp()``, not the transaction's start): the ``as_of``
-    of a live decision, read after the work it decides on was claimed."""
-    at: dt.datetime = await conn.fetchval(query("database_now"))
-    return at
 
 
 @dataclass(frozen=True)

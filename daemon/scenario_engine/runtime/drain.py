@@ -15,13 +15,13 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import execute, fetch, fetchval
 from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import is_transient
-from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 

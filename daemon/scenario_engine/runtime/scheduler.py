@@ -30,13 +30,13 @@ import anyio
 import asyncpg
 
 from scenario_engine.config import Settings
+from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect
 from scenario_engine.db.queries import bind, execute, fetchrow, fetchval
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff, first_leaf, is_transient
-from scenario_engine.runtime.clock import database_now
 from scenario_engine.runtime.fleet import rules_fingerprint
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.worker import sleep_or_stop
