@@ -101,7 +101,13 @@ async def test_a_notify_flood_costs_only_wakeups(
     daemons: Any, pool: asyncpg.Pool[Any], rules_path: Path, stranger: str, figures: Figures
 ) -> None:
     # The drain's poll is long: only a wake-up can decide the real write within the bound below.
-    d = daemons(rules_file=rules_path, poll_interval_seconds=60, dispatch_poll_interval_seconds=60)
+    # The listener's ping timeout as in production (the suite's default is 1 s).
+    d = daemons(
+        rules_file=rules_path,
+        poll_interval_seconds=60,
+        dispatch_poll_interval_seconds=60,
+        listen_ping_timeout_seconds=5,
+    )
     await d.wait_ready()
     lines_before = len(d.logs().splitlines())
     flooding = anyio.Event()
