@@ -160,6 +160,7 @@ async def test_a_slowloris_under_the_default_file_limit_leaves_the_probes_answer
         failed = [p for p in probes if p[1] != 200 or p[2] > PROBE_BOUND]
         assert not failed, (len(failed), len(probes), errors[:3])
         assert attack.closed_by_server > 0  # half-sent requests are not kept forever
+        assert await d.metric("scenario_status_connections_dropped_total") > 0
         output = d.logs().splitlines()[lines_before:]
         size = sum(len(line) for line in output)
         assert len(output) < 200 and size < 200_000, (len(output), size, output[:5])

@@ -21,6 +21,13 @@ class Metrics:
             "NOTIFY wake-ups received on scenario_events (any role may send them; not a count of changes).",
             registry=r,
         )
+        self.status_connections_dropped = Counter(
+            "scenario_status_connections_dropped",
+            "Status-server connections closed by the server: evicted (to make room), rejected "
+            "(every slot busy), timed_out (headers or request too slow).",
+            ["reason"],
+            registry=r,
+        )
         self.events_processed = Counter(
             "scenario_events_processed", "Event rows processed by the drain.", registry=r
         )

@@ -195,7 +195,10 @@ async def serve_status(
     runner = web.AppRunner(build_app(state, pool, token=token), access_log=None, handle_signals=False)
     await runner.setup()
     assert runner.server is not None  # set by setup()
-    guard = ConnectionGuard(runner.server, limit=connection_limit())
+    dropped = state.metrics.status_connections_dropped
+    guard = ConnectionGuard(
+        runner.server, limit=connection_limit(), on_drop=lambda reason: dropped.labels(reason).inc()
+    )
     server: asyncio.Server | None = None
     try:
         try:

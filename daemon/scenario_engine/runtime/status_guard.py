@@ -49,8 +49,10 @@ class ConnectionGuard:
         limit: int,
         header_seconds: float = HEADER_SECONDS,
         request_seconds: float = REQUEST_SECONDS,
+        on_drop: Callable[[str], None] | None = None,
     ):
         self.factory = factory
+        self.on_drop = on_drop  # called with "evicted", "rejected" or "timed_out" (a metric)
         self.limit = limit
         self.header_seconds = header_seconds
         self.request_seconds = request_seconds
@@ -73,14 +75,20 @@ class ConnectionGuard:
         """Make room for ``conn`` if needed; False when there is none to make."""
         if len(self.open) >= self.limit and not self._evict_one():
             self.rejected += 1
+            self.dropped("rejected")
             return False
         self.open[conn] = None
         return True
+
+    def dropped(self, reason: str) -> None:
+        if self.on_drop is not None:
+            self.on_drop(reason)
 
     def _evict_one(self) -> bool:
         for conn in self.open:  # oldest first
             if not conn.headers_done:
                 self.evicted += 1
+                self.dropped("evicted")
                 conn.close()
                 return True
         return False
@@ -146,6 +154,7 @@ class GuardedConnection(asyncio.Protocol):
     def _expire(self) -> None:
         self._timer = None
         self.guard.timed_out += 1
+        self.guard.dropped("timed_out")
         self.close()
 
     def _arm(self, seconds: float) -> None:
