@@ -58,7 +58,6 @@ DECLARE
     v_mentor     uuid;
     v_old_mentor uuid;
     v_row_id     text;
-    v_event_id   bigint;
     v_mode       text;
 BEGIN
     IF current_setting('scenario_engine.origin', true) = 'engine' THEN
@@ -81,13 +80,11 @@ BEGIN
     END IF;
 
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, left(v_row_id, 200))
-    RETURNING id INTO v_event_id;
+    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, left(v_row_id, 200));
 
     SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
     IF coalesce(v_mode, 'notify') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', json_build_object(
-            'event_id', v_event_id, 'table', TG_TABLE_NAME, 'op', TG_OP, 'mentor_id', v_mentor)::text);
+        PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
 END;
@@ -102,19 +99,16 @@ CREATE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigg
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_event_id bigint;
-    v_mode     text;
+    v_mode text;
 BEGIN
     IF current_setting('scenario_engine.origin', true) = 'engine' THEN
         RETURN NULL;
     END IF;
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::text)
-    RETURNING id INTO v_event_id;
+    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::text);
     SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
     IF coalesce(v_mode, 'notify') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', json_build_object(
-            'event_id', v_event_id, 'table', TG_TABLE_NAME, 'op', TG_OP, 'mentor_id', NEW.id)::text);
+        PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
 END;

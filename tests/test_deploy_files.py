@@ -19,6 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 from scenario_engine.domain.rules import Rules, default_rules, load_rules
+from scenario_engine.runtime.status_guard import MAX_CONNECTIONS
 from tests.cli import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,13 @@ def test_service_watchdog_and_credential() -> None:
     assert "scenario-engine-migrate.service" in unit["Requires"]
 
 
+def test_service_sets_an_open_file_limit_with_room_beyond_the_status_connections() -> None:
+    """The status server keeps at most half the soft file limit for its clients
+    (runtime/status_guard.py); the unit sets the limit rather than inherit systemd's 1024."""
+    limit = int(parse_unit(SERVICE)["Service"]["LimitNOFILE"][-1])
+    assert limit >= 4 * MAX_CONNECTIONS
+
+
 def test_migrate_unit_runs_once_with_the_same_hardening() -> None:
     migrate = parse_unit(MIGRATE)["Service"]
     assert migrate["Type"] == ["oneshot"]
@@ -127,7 +135,7 @@ def test_migrate_unit_runs_once_with_the_same_hardening() -> None:
     assert migrate["ExecStart"] == [f"{BINARY} migrate --wait 120"]  # the database may still be booting
     service = parse_unit(SERVICE)["Service"]
     daemon_only = {"Type", "NotifyAccess", "WatchdogSec", "Restart", "RestartSec", "ExecStart", "ExecReload"}
-    daemon_only |= {"KillSignal", "TimeoutStopSec", "Environment"}
+    daemon_only |= {"KillSignal", "TimeoutStopSec", "Environment", "LimitNOFILE"}
     shared = {key: values for key, values in service.items() if key not in daemon_only}
     assert {key: migrate.get(key) for key in shared} == shared
 

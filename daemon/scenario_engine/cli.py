@@ -660,7 +660,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = _load(args)  # the same checks as check-config: anything it rejects exits 2
     except ConfigError as exc:
         return _print_config_error(exc, collect_secrets_of_overrides(args))
-    configure_logging(config.settings.log_format, config.settings.log_level, secrets=config.secrets())
+    configure_logging(
+        config.settings.log_format, config.settings.log_level, secrets=config.secrets(), library_logs=True
+    )
     run_daemon(config.settings, config.rules)
     return EXIT_OK
 

@@ -1,16 +1,17 @@
-"""Database change events: the NOTIFY payload, the event row, and what each concerns.
+"""Database change events: the event row and what it concerns.
 
-The NOTIFY payload is only a wake-up hint; the ``scenario_event`` row is the truth. Both
-are parsed with pydantic so a malformed one is a counted, logged error, not a crash.
+The ``scenario_event`` row is the truth; the NOTIFY that accompanies it is an empty wake-up
+(runtime/listener.py never reads a payload). A row is parsed with pydantic, so a malformed one
+is a dead-lettered event, not a crash.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from scenario_engine.scenarios.registry import watched_tables
 
@@ -20,22 +21,6 @@ WATCHED_TABLES: dict[str, frozenset[str]] = watched_tables()
 
 class EventError(ValueError):
     """An event that can never be handled (dead-letter it with this message)."""
-
-
-class NotifyPayload(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    event_id: int = Field(gt=0)
-    table: str
-    op: Literal["INSERT", "UPDATE", "DELETE"]
-    mentor_id: uuid.UUID | None = None
-
-
-def parse_payload(raw: str) -> NotifyPayload:
-    try:
-        return NotifyPayload.model_validate_json(raw)
-    except ValidationError as exc:
-        raise EventError(f"malformed NOTIFY payload: {exc.errors()[0]['msg']}") from None
 
 
 class ScenarioEvent(BaseModel):

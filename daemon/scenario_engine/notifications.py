@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import bind, execute, fetch
+from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
@@ -115,7 +115,7 @@ async def _enqueue(
         window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
-        await conn.execute("SELECT pg_notify('scenario_push', $1::text)", str(len(rows)))
+        await conn.execute(query("wake_dispatchers"))
     return {r["dedup_key"]: r["id"] for r in rows}
 
 

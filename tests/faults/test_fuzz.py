@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
-from scenario_engine.events import WATCHED_TABLES, EventError, parse_payload
+from scenario_engine.events import WATCHED_TABLES
 from tests.faults.figures import Figures
 from tests.faults.helpers import alive, eventually, now
 
@@ -96,16 +96,12 @@ async def test_fuzzed_notify_payloads_and_event_rows_never_stop_the_daemon(
             "FROM generate_series(1, 5) RETURNING id"
         )
     ]
-    sent = malformed = 0
+    sent = 0
 
     async def notify(payload: str) -> None:
-        nonlocal sent, malformed
+        nonlocal sent
         await pool.execute("SELECT pg_notify('scenario_events', $1)", payload)
         sent += 1
-        try:
-            parse_payload(payload)
-        except EventError:
-            malformed += 1
 
     @FUZZ
     @given(payloads)
@@ -116,11 +112,9 @@ async def test_fuzzed_notify_payloads_and_event_rows_never_stop_the_daemon(
     await eventually(
         lambda: _metric_is(d, "scenario_events_received_total", sent), 30, "every NOTIFY counted", d
     )
-    assert await d.metric("scenario_events_malformed_total") == malformed
-    assert 0 < malformed < sent  # both kinds were sent
     assert alive(d) and (await d.http("/readyz"))[0] == 200
+    assert "notify_payload" not in d.logs()  # a payload is a wake-up, never read nor logged
     figures.fault("fuzzed NOTIFY payload", sent)
-    figures.notes["malformed_notify_payloads"] = malformed
 
     rows_in = 0
     event_rows = st.lists(

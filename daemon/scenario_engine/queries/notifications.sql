@@ -97,3 +97,8 @@ SET last_triggered_at = excluded.last_triggered_at,
     last_rule_name = excluded.last_rule_name,
     last_notification_id = coalesce(excluded.last_notification_id, scenario_cooldown.last_notification_id)
 WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at;
+
+-- name: wake_dispatchers
+-- Wakes the dispatchers once the enqueueing transaction commits. Any role that can connect may
+-- LISTEN on any channel, so the payload is empty: it tells a listener nothing but "new pushes".
+SELECT pg_notify('scenario_push', '')

@@ -17,10 +17,16 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events_received = Counter(
-            "scenario_events_received", "NOTIFY wake-ups received on scenario_events.", registry=r
+            "scenario_events_received",
+            "NOTIFY wake-ups received on scenario_events (any role may send them; not a count of changes).",
+            registry=r,
         )
-        self.events_malformed = Counter(
-            "scenario_events_malformed", "NOTIFY payloads that did not parse.", registry=r
+        self.status_connections_dropped = Counter(
+            "scenario_status_connections_dropped",
+            "Status-server connections closed by the server: evicted (to make room), rejected "
+            "(every slot busy), timed_out (headers or request too slow).",
+            ["reason"],
+            registry=r,
         )
         self.events_processed = Counter(
             "scenario_events_processed", "Event rows processed by the drain.", registry=r

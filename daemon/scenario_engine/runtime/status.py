@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from scenario_engine.runtime.programme_view import (
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.status_auth import bearer_middleware, is_loopback
 from scenario_engine.runtime.status_chart import ChartUnavailable, chart_from_rows, chart_window
+from scenario_engine.runtime.status_guard import ConnectionGuard, connection_limit
 from scenario_engine.runtime.status_page import render_page
 from scenario_engine.runtime.status_view import (
     StoredData,
@@ -158,10 +160,17 @@ async def programme(request: web.Request) -> web.Response:
     )
 
 
+async def _one_request_per_connection(_request: web.Request, response: web.StreamResponse) -> None:
+    """``Connection: close`` on every answer: a connection serves one request, so an idle
+    keep-alive connection never holds one of the server's few slots (status_guard)."""
+    response.force_close()
+
+
 def build_app(
     state: RuntimeState, pool: asyncpg.Pool[Any] | None = None, *, token: str | None = None
 ) -> web.Application:
     app = web.Application(middlewares=[bearer_middleware(token)])
+    app.on_response_prepare.append(_one_request_per_connection)
     app[STATE_KEY] = state
     app[CHART_KEY] = StatusPageSource(pool)
     app[POOL_KEY] = pool
@@ -186,20 +195,30 @@ async def serve_status(
     """Listen, report started (so work begins only once probes answer), serve until cancelled.
 
     ``pool`` feeds the status page's 30-day chart; without it the page says the chart is unavailable.
+    Connections go through a ``ConnectionGuard`` (bounded count, header and request deadlines)
+    so that slow or numerous clients cannot starve /healthz and /readyz (runtime/status_guard.py).
     """
     runner = web.AppRunner(build_app(state, pool, token=token), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    assert runner.server is not None  # set by setup()
+    dropped = state.metrics.status_connections_dropped
+    guard = ConnectionGuard(
+        runner.server, limit=connection_limit(), on_drop=lambda reason: dropped.labels(reason).inc()
+    )
+    server: asyncio.Server | None = None
     try:
         try:
-            await site.start()
+            server = await asyncio.get_running_loop().create_server(guard, host, port, backlog=guard.backlog)
         except OSError as exc:  # gaierror (unresolvable host) is an OSError too
             raise StatusServerError(host, port, exc) from exc
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
+        sockets = list(server.sockets)
         state.status_port = sockets[0].getsockname()[1] if sockets else port
         log.info(
-            "status_server_listening", host=host, port=state.status_port, token_required=token is not None
+            "status_server_listening",
+            host=host,
+            port=state.status_port,
+            token_required=token is not None,
+            max_connections=guard.limit,
         )
         if token is None and not is_loopback(host):
             log.warning(
@@ -211,4 +230,6 @@ async def serve_status(
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
+            if server is not None:
+                server.close()
             await runner.cleanup()
