@@ -214,7 +214,7 @@ async def test_the_edges_of_the_range_work(db_url: str, pool: Any) -> None:
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 
 
-@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="libfaketime is not installed (apt-get install faketime)")
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="libfaketime missing: apt-get install faketime")
 async def test_a_sweep_on_a_host_a_day_ahead_decides_and_checks_by_the_database_clock(
     db_url: str, pool: Any
 ) -> None:
