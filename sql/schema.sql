@@ -129,13 +129,14 @@ CREATE FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1() RETURNS t
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_after bigint := nullif(
-        pg_catalog.current_setting('scenario_engine.erase_events_after', true), '')::bigint;
+    v_after bigint;
 BEGIN
-    IF v_after IS NULL THEN  -- the statement-level pass did not run (its trigger is missing)
-        RETURN NULL;
-    END IF;
     BEGIN
+        SELECT m.events_after INTO v_after FROM scenario_engine.scenario_erasure_mark m
+        WHERE m.txid = pg_catalog.pg_current_xact_id();
+        IF v_after IS NULL THEN  -- the statement-level pass did not run (its trigger is missing)
+            RETURN NULL;
+        END IF;
         DELETE FROM scenario_engine.scenario_event
         WHERE id IN (SELECT e.id FROM scenario_engine.scenario_event e
                      WHERE e.id > v_after AND (e.mentor_id = OLD.id OR e.old_mentor_id = OLD.id)
@@ -165,11 +166,18 @@ BEGIN
         RETURN NULL;
     END IF;
     -- The late-events pass starts above the newest event before the transaction's first erasure.
-    IF coalesce(pg_catalog.current_setting('scenario_engine.erase_events_after', true), '') = '' THEN
-        PERFORM pg_catalog.set_config('scenario_engine.erase_events_after',
-            (SELECT coalesce(pg_catalog.max(e.id), 0) FROM scenario_engine.scenario_event e)::text,
-            true);
-    END IF;
+    BEGIN
+        DELETE FROM scenario_engine.scenario_erasure_mark
+        WHERE txid IN (SELECT m.txid FROM scenario_engine.scenario_erasure_mark m
+                       WHERE m.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+                       FOR UPDATE SKIP LOCKED);
+        INSERT INTO scenario_engine.scenario_erasure_mark (txid, events_after)
+        SELECT pg_catalog.pg_current_xact_id(), coalesce(pg_catalog.max(e.id), 0)
+        FROM scenario_engine.scenario_event e
+        ON CONFLICT (txid) DO NOTHING;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'scenario_engine: erasure mark not recorded: % (run scenario-engine forget)', SQLERRM;
+    END;
     FOR r IN
         SELECT c.oid::regclass AS rel, a.attname,
                a.atttypid = 'pg_catalog.uuid[]'::pg_catalog.regtype AS is_array
@@ -458,6 +466,16 @@ CREATE TABLE scenario_engine.scenario_engine_setting (
 );
 
 --
+-- Name: scenario_erasure_mark; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_erasure_mark (
+    txid xid8 NOT NULL,
+    events_after bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: scenario_event; Type: TABLE; Schema: scenario_engine; Owner: -
 --
 
@@ -728,6 +746,13 @@ ALTER TABLE ONLY scenario_engine.scenario_engine_instance
 
 ALTER TABLE ONLY scenario_engine.scenario_engine_setting
     ADD CONSTRAINT scenario_engine_setting_pkey PRIMARY KEY (key);
+
+--
+-- Name: scenario_erasure_mark scenario_erasure_mark_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_erasure_mark
+    ADD CONSTRAINT scenario_erasure_mark_pkey PRIMARY KEY (txid);
 
 --
 -- Name: scenario_event scenario_event_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
@@ -1277,6 +1302,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_engine_instanc
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_engine_setting TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_erasure_mark scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_erasure_mark TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_event scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
 --
 
@@ -1335,6 +1366,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_sweep_batch TO
 --
 
 ALTER TABLE scenario_engine.scenario_engine_setting ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_erasure_mark; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_erasure_mark ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: scenario_event; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
@@ -1510,6 +1547,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_engine_insta
 --
 
 GRANT SELECT ON TABLE scenario_engine.scenario_engine_setting TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_erasure_mark; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT ON TABLE scenario_engine.scenario_erasure_mark TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_event; Type: ACL; Schema: scenario_engine; Owner: -

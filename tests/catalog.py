@@ -19,6 +19,7 @@ ENGINE_TABLES = [
     "scenario_quarantine",
     "scenario_experiment",
     "scenario_outcome",
+    "scenario_erasure_mark",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",
