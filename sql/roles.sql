@@ -72,6 +72,12 @@ GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_rule_state, scenario_en
 -- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_erasure_mark', 'SELECT')) AS v(t, p)
 GRANT SELECT ON scenario_engine.scenario_erasure_mark TO scenario_engine_runtime;
 
+-- unit: runtime_full_sweep_request
+-- Full-sweep requests (sql/0023): written by the TRUNCATE triggers; the scheduler reads them
+-- and deletes those its completed full sweep answered.
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_full_sweep_request', 'SELECT, DELETE')) AS v(t, p)
+GRANT SELECT, DELETE ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
+
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
 -- when it fires). A function the planner inlines is still checked for EXECUTE.

@@ -121,6 +121,24 @@ END;
 $$;
 
 --
+-- Name: scenario_capture_truncate_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.scenario_capture_truncate_v1() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO scenario_engine.scenario_full_sweep_request (table_name, operation)
+    VALUES (left(TG_TABLE_NAME, 200), TG_OP);
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: scenario_erase_mentor_late_events_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
 --
 
@@ -538,6 +556,30 @@ ALTER TABLE scenario_engine.scenario_experiment ALTER COLUMN id ADD GENERATED AL
 );
 
 --
+-- Name: scenario_full_sweep_request; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_full_sweep_request (
+    id bigint NOT NULL,
+    table_name text NOT NULL,
+    operation text NOT NULL,
+    requested_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+--
+-- Name: scenario_full_sweep_request_id_seq; Type: SEQUENCE; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_full_sweep_request ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME scenario_engine.scenario_full_sweep_request_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: scenario_notification; Type: TABLE; Schema: scenario_engine; Owner: -
 --
 
@@ -774,6 +816,13 @@ ALTER TABLE ONLY scenario_engine.scenario_experiment
 
 ALTER TABLE ONLY scenario_engine.scenario_experiment
     ADD CONSTRAINT scenario_experiment_pkey PRIMARY KEY (id);
+
+--
+-- Name: scenario_full_sweep_request scenario_full_sweep_request_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_full_sweep_request
+    ADD CONSTRAINT scenario_full_sweep_request_pkey PRIMARY KEY (id);
 
 --
 -- Name: scenario_notification scenario_notification_dedup_key_unique; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
@@ -1084,10 +1133,22 @@ CREATE STATISTICS scenario_engine.scenario_outcome_week_stat (ndistinct) ON orga
 CREATE TRIGGER achievement_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.achievement FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
 
 --
+-- Name: achievement achievement_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER achievement_scenario_truncate_v1 AFTER TRUNCATE ON public.achievement FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+--
 -- Name: activity activity_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER activity_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.activity FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
+
+--
+-- Name: activity activity_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER activity_scenario_truncate_v1 AFTER TRUNCATE ON public.activity FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
 
 --
 -- Name: certification certification_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
@@ -1096,10 +1157,22 @@ CREATE TRIGGER activity_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON pu
 CREATE TRIGGER certification_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.certification FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
 
 --
+-- Name: certification certification_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER certification_scenario_truncate_v1 AFTER TRUNCATE ON public.certification FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+--
 -- Name: notification_preference notification_preference_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER notification_preference_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.notification_preference FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
+
+--
+-- Name: notification_preference notification_preference_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER notification_preference_scenario_truncate_v1 AFTER TRUNCATE ON public.notification_preference FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
 
 --
 -- Name: peer_mentor peer_mentor_scenario_erase_late_v1; Type: TRIGGER; Schema: public; Owner: -
@@ -1320,6 +1393,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_event TO scena
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_experiment TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_full_sweep_request scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_notification scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
 --
 
@@ -1384,6 +1463,12 @@ ALTER TABLE scenario_engine.scenario_event ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE scenario_engine.scenario_experiment ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_full_sweep_request; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_full_sweep_request ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: scenario_notification; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
@@ -1451,6 +1536,12 @@ REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_event_v1() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_mentor_event_v1() FROM PUBLIC;
+
+--
+-- Name: FUNCTION scenario_capture_truncate_v1(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_truncate_v1() FROM PUBLIC;
 
 --
 -- Name: FUNCTION scenario_erase_mentor_late_events_v1(); Type: ACL; Schema: scenario_engine; Owner: -
@@ -1565,6 +1656,12 @@ GRANT SELECT,DELETE,UPDATE ON TABLE scenario_engine.scenario_event TO scenario_e
 --
 
 GRANT SELECT,INSERT ON TABLE scenario_engine.scenario_experiment TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_full_sweep_request; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,DELETE ON TABLE scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_notification; Type: ACL; Schema: scenario_engine; Owner: -

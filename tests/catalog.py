@@ -20,6 +20,7 @@ ENGINE_TABLES = [
     "scenario_experiment",
     "scenario_outcome",
     "scenario_erasure_mark",
+    "scenario_full_sweep_request",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",

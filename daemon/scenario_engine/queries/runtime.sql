@@ -157,3 +157,13 @@ ON CONFLICT (instance_id) DO UPDATE SET role = excluded.role, heartbeat_at = now
 -- name: remove_instance
 -- params: instance_id
 DELETE FROM scenario_engine.scenario_engine_instance WHERE instance_id = $1::text;
+
+-- name: full_sweep_requests
+-- Requests for a full sweep not yet answered (sql/0023: a watched table was truncated). Read
+-- when a sweep starts; a handful of rows at most.
+SELECT id, table_name, operation FROM scenario_engine.scenario_full_sweep_request ORDER BY id;
+
+-- name: full_sweep_requests_answered
+-- params: ids
+-- The requests a completed full sweep saw when it started (later ones wait for the next).
+DELETE FROM scenario_engine.scenario_full_sweep_request WHERE id = ANY($1::bigint[]);
