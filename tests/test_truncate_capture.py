@@ -141,6 +141,7 @@ async def test_truncate_then_reinsert_is_evaluated_as_a_full_sweep_would(
 
     # and the sweeps after it are incremental again (the request was answered once)
     async def incremental_again() -> bool:
-        return [e for e in d.log_events() if e.get("event") == "sweep_started"][-1]["mode"] == "incremental"
+        last: dict[str, Any] = [e for e in d.log_events() if e.get("event") == "sweep_started"][-1]
+        return bool(last["mode"] == "incremental")
 
     await eventually(incremental_again, 20, "incremental sweeps again")
