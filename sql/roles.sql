@@ -73,10 +73,10 @@ GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_rule_state, scenario_en
 GRANT SELECT ON scenario_engine.scenario_erasure_mark TO scenario_engine_runtime;
 
 -- unit: runtime_full_sweep_request
--- Full-sweep requests (sql/0023): written by the TRUNCATE triggers; the scheduler reads them
--- and deletes those its completed full sweep answered.
--- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_full_sweep_request', 'SELECT, DELETE')) AS v(t, p)
-GRANT SELECT, DELETE ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
+-- Full-sweep requests (sql/0023): written by the TRUNCATE triggers and by a daemon that saw a
+-- missing hook come back; the scheduler reads them and deletes those its full sweep answered.
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_full_sweep_request', 'SELECT, INSERT, DELETE')) AS v(t, p)
+GRANT SELECT, INSERT, DELETE ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
 
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE

@@ -1661,7 +1661,7 @@ GRANT SELECT,INSERT ON TABLE scenario_engine.scenario_experiment TO scenario_eng
 -- Name: TABLE scenario_full_sweep_request; Type: ACL; Schema: scenario_engine; Owner: -
 --
 
-GRANT SELECT,DELETE ON TABLE scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
+GRANT SELECT,INSERT,DELETE ON TABLE scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_notification; Type: ACL; Schema: scenario_engine; Owner: -

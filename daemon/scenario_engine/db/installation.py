@@ -10,11 +10,8 @@ milestone ledger's ON CONFLICT needs it). A missing performance index is a warni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import asyncpg
-
-from scenario_engine.db.connect import ENGINE_SCHEMA
+from scenario_engine.db.connect import ENGINE_SCHEMA, Conn
 from scenario_engine.db.migrations import LEGACY_LAST_VERSION, RUNTIME_GROUP, UNITS_AFTER, discover, sql_root
 from scenario_engine.db.queries import fetchval, query
 from scenario_engine.db.units import is_present, load_units
@@ -42,7 +39,7 @@ class InstallationReport:
         return not self.problems
 
 
-async def check_installation(conn: asyncpg.Connection[Any]) -> InstallationReport:
+async def check_installation(conn: Conn) -> InstallationReport:
     report = InstallationReport()
     if not await conn.fetchval(query("installation_schema_present")):
         report.problems.append(

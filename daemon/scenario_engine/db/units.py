@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from scenario_engine.db.connect import Conn
+
 _UNIT = re.compile(r"^--\s*unit:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _PRESENT = re.compile(r"^--\s*present:\s*(.+)$", re.MULTILINE)
 # Errors that mean "this role may not do that here" — a DBA's job, not a failure of migrate.
@@ -94,7 +96,7 @@ def load_units(root: Path, spec: UnitFile) -> list[Unit]:
     return [Unit(u.source, u.name, u.present, u.sql, spec.mode) for u in units]
 
 
-async def is_present(conn: asyncpg.Connection[Any], unit: Unit) -> bool:
+async def is_present(conn: Conn, unit: Unit) -> bool:
     """Whether the unit's ``present`` query says it is in place (a unit without one never is)."""
     if unit.present is None:
         return False

@@ -167,3 +167,9 @@ SELECT id, table_name, operation FROM scenario_engine.scenario_full_sweep_reques
 -- params: ids
 -- The requests a completed full sweep saw when it started (later ones wait for the next).
 DELETE FROM scenario_engine.scenario_full_sweep_request WHERE id = ANY($1::bigint[]);
+
+-- name: request_full_sweep
+-- params: table_name, operation
+-- A full sweep asked for by the daemon itself: a missing platform hook came back, and what
+-- changed meanwhile was never captured (runtime/hooks.py).
+INSERT INTO scenario_engine.scenario_full_sweep_request (table_name, operation) VALUES ($1::text, $2::text);

@@ -112,6 +112,8 @@ class RuntimeState:
     backlogs: dict[str, Any] = field(default_factory=dict)
     status_port: int | None = None
     loops: dict[str, LoopHealth] = field(default_factory=dict)
+    # What the periodic installation check (runtime/hooks.py) last found wrong: unready while any.
+    installation_problems: list[str] = field(default_factory=list)
 
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
@@ -131,7 +133,12 @@ class RuntimeState:
 
     @property
     def ready(self) -> bool:
-        return self.database_ok and self.listener_ok and not self.stopping.is_set()
+        return (
+            self.database_ok
+            and self.listener_ok
+            and not self.installation_problems
+            and not self.stopping.is_set()
+        )
 
     def set_leader(self, value: bool) -> None:
         self.leader = value
@@ -161,6 +168,7 @@ class RuntimeState:
             "next_sweep_at": self.next_sweep_at.isoformat() if self.next_sweep_at else None,
             "backlogs": self.backlogs,
             "loops": {name: h.view(time.monotonic()) for name, h in self.loops.items()},
+            "installation_problems": self.installation_problems,
         }
 
 

@@ -111,7 +111,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
-    body = {"ready": state.ready, "database": state.database_ok, "listener": state.listener_ok}
+    body: dict[str, Any] = {
+        "ready": state.ready,
+        "database": state.database_ok,
+        "listener": state.listener_ok,
+    }
+    if state.installation_problems:  # runtime/hooks.py: e.g. a dropped change-capture trigger
+        body["installation_problems"] = state.installation_problems
     return web.json_response(body, status=200 if state.ready else 503)
 
 
