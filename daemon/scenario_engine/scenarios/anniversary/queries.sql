@@ -85,12 +85,16 @@ WHERE d.mentor_id = $1::uuid AND d.rule_name = $2::text AND d.outcome = 'baselin
 -- within the grace. A day that began at or before `since` was due at the previous sweep already
 -- (data changes since then are events); a day that began and ended between the two sweeps (a
 -- 23-hour day, a long interval) is found here because its start lies in (since, as_of].
+-- "Began after since" is "later than since's local date" (day > since_day), so the first test
+-- — a local midnight passed since the previous sweep — is cheap and rules out nearly everyone
+-- between two sweeps minutes apart before any anniversary is computed.
 -- grace_days is the largest of the enabled rules' (the candidates apply each rule's own).
 SELECT p.id AS mentor_id
 FROM public.peer_mentor p
 CROSS JOIN LATERAL (
     SELECT (p.joined_at AT TIME ZONE p.timezone)::date AS joined_on,
-           ($2::timestamptz AT TIME ZONE p.timezone)::date AS today
+           ($2::timestamptz AT TIME ZONE p.timezone)::date AS today,
+           ($1::timestamptz AT TIME ZONE p.timezone)::date AS since_day
 ) d
 CROSS JOIN LATERAL (SELECT (extract(year FROM d.today) - extract(year FROM d.joined_on))::int AS y0) y0
 CROSS JOIN LATERAL (
@@ -99,6 +103,7 @@ CROSS JOIN LATERAL (
 CROSS JOIN LATERAL (SELECT (d.joined_on + make_interval(years => y.years))::date AS day) a
 WHERE p.status = 'active' AND p.timezone = ANY($3::text[])
   AND p.joined_at >= '0001-01-02 00:00:00+00'::timestamptz AND p.joined_at <= '9999-12-30 00:00:00+00'::timestamptz
+  AND d.today > d.since_day
   AND y.years >= 1
-  AND d.today - a.day <= $4::int
-  AND a.day::timestamp AT TIME ZONE p.timezone > $1::timestamptz;
+  AND a.day > d.since_day
+  AND d.today - a.day <= $4::int;
