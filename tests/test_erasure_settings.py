@@ -125,3 +125,21 @@ async def test_two_deletes_in_one_transaction_and_a_savepoint_rolled_back(db_url
         assert marks <= 1
     finally:
         await conn.close()
+
+
+async def test_a_forged_origin_does_not_stop_the_erasure(db_url: str) -> None:
+    """scenario_engine.origin = 'engine' hides a session's own changes from the event path
+    (accepted, docs/SECURITY.md) — but not its deletes of mentors from the erasure."""
+    conn = await connect(db_url)
+    try:
+        mentor = await add_mentor(conn, joined_at=NOW - dt.timedelta(days=50))
+        await add_activity(conn, mentor, NOW - dt.timedelta(days=2))
+        await opt_out(conn, mentor, "all")
+        before = await events_naming(conn, mentor)
+        assert before == 2
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('scenario_engine.origin', 'engine', true)")
+            await conn.execute("DELETE FROM public.peer_mentor WHERE id = $1", mentor)
+        assert await events_naming(conn, mentor) == 0
+    finally:
+        await conn.close()
