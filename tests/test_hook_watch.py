@@ -72,3 +72,25 @@ async def test_a_dropped_trigger_is_reported_within_the_interval_and_cleared_by_
         "SELECT table_name, operation FROM scenario_engine.scenario_full_sweep_request"
     )
     assert [(r["table_name"], r["operation"]) for r in requests] == [("(installation)", "REPAIRED")]
+
+
+async def test_a_newer_engine_migrating_meanwhile_is_a_warning_not_unready(daemons: Any, pool: Any) -> None:
+    """A rolling upgrade: the new version migrated the database while this one runs. That
+    refuses a *start* (exit 2), but the running daemon stays ready and says so once."""
+    d: DaemonProcess = daemons(installation_check_interval_seconds=0.3)
+    await d.wait_ready()
+    await pool.execute(
+        "INSERT INTO scenario_engine.scenario_schema_migration (version, name, checksum) "
+        "VALUES (9999, 'from_the_future', 'x')"
+    )
+
+    async def warned() -> bool:
+        return any(e.get("event") == "installation_newer" for e in d.log_events())
+
+    await eventually(warned, 10, "a warning about the newer engine")
+    await anyio.sleep(1)
+    code, _ = await d.http("/readyz")
+    assert code == 200
+    assert (await d.status())["installation_problems"] == []
+    assert len([e for e in d.log_events() if e.get("event") == "installation_newer"]) == 1
+    assert not any(e.get("event") == "installation_problem" for e in d.log_events())

@@ -33,6 +33,9 @@ class InstallationError(RuntimeError):
 class InstallationReport:
     problems: list[str] = field(default_factory=list)  # fatal: exit 2
     warnings: list[str] = field(default_factory=list)
+    # Problems that refuse a start but that a daemon already running lives with: a newer engine
+    # migrated the database during a rolling upgrade (runtime/hooks.py logs them as warnings).
+    start_only: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -65,9 +68,9 @@ async def check_installation(conn: Conn) -> InstallationReport:
         )
     newer = sorted(v for v in applied - expected if v > LEGACY_LAST_VERSION)
     if newer:
-        report.problems.append(
-            f"the database was migrated by a newer engine (versions {newer}): upgrade this one"
-        )
+        line = f"the database was migrated by a newer engine (versions {newer}): upgrade this one"
+        report.problems.append(line)
+        report.start_only.append(line)
     root = sql_root()
     for spec in UNITS_AFTER:
         if spec.path == "roles.sql":

@@ -15,7 +15,9 @@ while every change to that table was lost to the event path. So the same check r
   of sql/0023): what changed while the hook was missing was never captured.
 
 Not being able to run the check (the database is down) is the health loop's business, not a
-problem of the installation: the last finding stands and the worker backs off.
+problem of the installation: the last finding stands and the worker backs off. A database that a
+newer engine migrated (a rolling upgrade in progress) refuses a start but is only a warning here:
+the old daemons keep working until they are replaced.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class InstallationWatch:
         self.state = state
         self.interval = interval
         self.health = health
+        self._warned: set[str] = set()
 
     async def run(self) -> None:
         await Worker(
@@ -60,7 +63,11 @@ class InstallationWatch:
         """One check; publishes what it found. Returns False (wait for the next interval)."""
         async with self.pool.acquire() as conn:
             report = await check_installation(conn)
-            resolved = self.publish(report.problems)
+            for line in report.start_only:
+                if line not in self._warned:
+                    self._warned.add(line)
+                    log.warning("installation_newer", problem=line)
+            resolved = self.publish([p for p in report.problems if p not in report.start_only])
             if resolved:  # changes made while a hook was missing were never captured
                 await execute(conn, "request_full_sweep", table_name="(installation)", operation="REPAIRED")
         return False
