@@ -15,8 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 
+from scenario_engine.db.connect import connect
+from scenario_engine.db.units import Unit, is_present
 from tests.cli import run_cli
 from tests.daemon import DaemonProcess
 
@@ -94,3 +97,19 @@ async def test_a_newer_engine_migrating_meanwhile_is_a_warning_not_unready(daemo
     assert (await d.status())["installation_problems"] == []
     assert len([e for e in d.log_events() if e.get("event") == "installation_newer"]) == 1
     assert not any(e.get("event") == "installation_problem" for e in d.log_events())
+
+
+async def test_only_a_missing_object_reads_as_a_missing_hook(db_url: str) -> None:
+    """A present query that fails because what it names is not there says "missing"; one that
+    was cancelled (statement_timeout) says nothing about the hook and must not read as missing —
+    else a slow catalogue would make the watch report a dropped trigger."""
+    conn = await connect(db_url)
+    try:
+        missing = Unit("t", "t", "SELECT has_schema_privilege('no_such_role_xyz', 'public', 'USAGE')", "")
+        assert await is_present(conn, missing) is False
+        await conn.execute("SET statement_timeout = '50ms'")
+        slow = Unit("t", "t", "SELECT pg_sleep(1) IS NOT NULL", "")
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await is_present(conn, slow)
+    finally:
+        await conn.close()

@@ -103,9 +103,20 @@ async def is_present(conn: Conn, unit: Unit) -> bool:
     try:
         async with conn.transaction():
             return bool(await conn.fetchval(unit.present))
-    except asyncpg.PostgresError:
-        # e.g. a role or schema that an earlier, deferred unit would have created
+    except asyncpg.PostgresError as exc:
+        # e.g. a role or schema that an earlier, deferred unit would have created. Only such an
+        # error means "not there": a cancelled query or a shutting-down server says nothing about
+        # the unit, and must not be reported as a missing hook (runtime/hooks.py).
+        if not names_a_missing_object(exc):
+            raise
         return False
+
+
+def names_a_missing_object(exc: asyncpg.PostgresError) -> bool:
+    """SQLSTATE class 42 (undefined object, table, function; no privilege) or 3F000 (no such
+    schema): what a present query meets when the thing it looks for is not there."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith("42") or state == "3F000"
 
 
 async def _apply(conn: asyncpg.Connection[Any], unit: Unit) -> None:

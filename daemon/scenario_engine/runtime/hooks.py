@@ -29,6 +29,7 @@ import asyncpg
 from scenario_engine.db.installation import check_installation
 from scenario_engine.db.queries import execute
 from scenario_engine.logs import get_logger
+from scenario_engine.runtime.backoff import is_transient
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 
@@ -62,7 +63,14 @@ class InstallationWatch:
     async def check_once(self) -> bool:
         """One check; publishes what it found. Returns False (wait for the next interval)."""
         async with self.pool.acquire() as conn:
-            report = await check_installation(conn)
+            try:
+                report = await check_installation(conn)
+            except asyncpg.PostgresError as exc:
+                if is_transient(exc):
+                    raise  # the work loop backs off
+                # a condition of the database (a cancelled query, a lock timeout): no finding
+                log.warning("installation_check_failed", error=repr(exc))
+                return False
             for line in report.start_only:
                 if line not in self._warned:
                     self._warned.add(line)
