@@ -66,6 +66,18 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_notification, s
 GRANT SELECT, INSERT ON scenario_engine.scenario_experiment TO scenario_engine_runtime;
 GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_rule_state, scenario_engine.scenario_sweep TO scenario_engine_runtime;
 
+-- unit: runtime_erasure_mark
+-- The erasure's per-transaction mark (sql/0022): written only by the erase triggers (SECURITY
+-- DEFINER); the runtime group may read it, no more.
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_erasure_mark', 'SELECT')) AS v(t, p)
+GRANT SELECT ON scenario_engine.scenario_erasure_mark TO scenario_engine_runtime;
+
+-- unit: runtime_full_sweep_request
+-- Full-sweep requests (sql/0023): written by the TRUNCATE triggers and by a daemon that saw a
+-- missing hook come back; the scheduler reads them and deletes those its full sweep answered.
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_full_sweep_request', 'SELECT, INSERT, DELETE')) AS v(t, p)
+GRANT SELECT, INSERT, DELETE ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
+
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
 -- when it fires). A function the planner inlines is still checked for EXECUTE.

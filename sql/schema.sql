@@ -115,6 +115,24 @@ END;
 $$;
 
 --
+-- Name: scenario_capture_truncate_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.scenario_capture_truncate_v1() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO scenario_engine.scenario_full_sweep_request (table_name, operation)
+    VALUES (left(TG_TABLE_NAME, 200), TG_OP);
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: scenario_erase_mentor_late_events_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
 --
 
@@ -123,13 +141,14 @@ CREATE FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1() RETURNS t
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_after bigint := nullif(
-        pg_catalog.current_setting('scenario_engine.erase_events_after', true), '')::bigint;
+    v_after bigint;
 BEGIN
-    IF v_after IS NULL THEN  -- the statement-level pass did not run (its trigger is missing)
-        RETURN NULL;
-    END IF;
     BEGIN
+        SELECT m.events_after INTO v_after FROM scenario_engine.scenario_erasure_mark m
+        WHERE m.txid = pg_catalog.pg_current_xact_id();
+        IF v_after IS NULL THEN  -- the statement-level pass did not run (its trigger is missing)
+            RETURN NULL;
+        END IF;
         DELETE FROM scenario_engine.scenario_event
         WHERE id IN (SELECT e.id FROM scenario_engine.scenario_event e
                      WHERE e.id > v_after AND (e.mentor_id = OLD.id OR e.old_mentor_id = OLD.id)
@@ -159,11 +178,18 @@ BEGIN
         RETURN NULL;
     END IF;
     -- The late-events pass starts above the newest event before the transaction's first erasure.
-    IF coalesce(pg_catalog.current_setting('scenario_engine.erase_events_after', true), '') = '' THEN
-        PERFORM pg_catalog.set_config('scenario_engine.erase_events_after',
-            (SELECT coalesce(pg_catalog.max(e.id), 0) FROM scenario_engine.scenario_event e)::text,
-            true);
-    END IF;
+    BEGIN
+        DELETE FROM scenario_engine.scenario_erasure_mark
+        WHERE txid IN (SELECT m.txid FROM scenario_engine.scenario_erasure_mark m
+                       WHERE m.txid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
+                       FOR UPDATE SKIP LOCKED);
+        INSERT INTO scenario_engine.scenario_erasure_mark (txid, events_after)
+        SELECT pg_catalog.pg_current_xact_id(), coalesce(pg_catalog.max(e.id), 0)
+        FROM scenario_engine.scenario_event e
+        ON CONFLICT (txid) DO NOTHING;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'scenario_engine: erasure mark not recorded: % (run scenario-engine forget)', SQLERRM;
+    END;
     FOR r IN
         SELECT c.oid::regclass AS rel, a.attname,
                a.atttypid = 'pg_catalog.uuid[]'::pg_catalog.regtype AS is_array
@@ -454,6 +480,16 @@ CREATE TABLE scenario_engine.scenario_engine_setting (
 );
 
 --
+-- Name: scenario_erasure_mark; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_erasure_mark (
+    txid xid8 NOT NULL,
+    events_after bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: scenario_event; Type: TABLE; Schema: scenario_engine; Owner: -
 --
 
@@ -508,6 +544,30 @@ CREATE TABLE scenario_engine.scenario_experiment (
 
 ALTER TABLE scenario_engine.scenario_experiment ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME scenario_engine.scenario_experiment_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: scenario_full_sweep_request; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_full_sweep_request (
+    id bigint NOT NULL,
+    table_name text NOT NULL,
+    operation text NOT NULL,
+    requested_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+--
+-- Name: scenario_full_sweep_request_id_seq; Type: SEQUENCE; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_full_sweep_request ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME scenario_engine.scenario_full_sweep_request_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -726,6 +786,13 @@ ALTER TABLE ONLY scenario_engine.scenario_engine_setting
     ADD CONSTRAINT scenario_engine_setting_pkey PRIMARY KEY (key);
 
 --
+-- Name: scenario_erasure_mark scenario_erasure_mark_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_erasure_mark
+    ADD CONSTRAINT scenario_erasure_mark_pkey PRIMARY KEY (txid);
+
+--
 -- Name: scenario_event scenario_event_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
 --
 
@@ -745,6 +812,13 @@ ALTER TABLE ONLY scenario_engine.scenario_experiment
 
 ALTER TABLE ONLY scenario_engine.scenario_experiment
     ADD CONSTRAINT scenario_experiment_pkey PRIMARY KEY (id);
+
+--
+-- Name: scenario_full_sweep_request scenario_full_sweep_request_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_full_sweep_request
+    ADD CONSTRAINT scenario_full_sweep_request_pkey PRIMARY KEY (id);
 
 --
 -- Name: scenario_notification scenario_notification_dedup_key_unique; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
@@ -1055,10 +1129,22 @@ CREATE STATISTICS scenario_engine.scenario_outcome_week_stat (ndistinct) ON orga
 CREATE TRIGGER achievement_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.achievement FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
 
 --
+-- Name: achievement achievement_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER achievement_scenario_truncate_v1 AFTER TRUNCATE ON public.achievement FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+--
 -- Name: activity activity_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER activity_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.activity FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
+
+--
+-- Name: activity activity_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER activity_scenario_truncate_v1 AFTER TRUNCATE ON public.activity FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
 
 --
 -- Name: certification certification_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
@@ -1067,10 +1153,22 @@ CREATE TRIGGER activity_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON pu
 CREATE TRIGGER certification_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.certification FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
 
 --
+-- Name: certification certification_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER certification_scenario_truncate_v1 AFTER TRUNCATE ON public.certification FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+--
 -- Name: notification_preference notification_preference_scenario_event_v1; Type: TRIGGER; Schema: public; Owner: -
 --
 
 CREATE TRIGGER notification_preference_scenario_event_v1 AFTER INSERT OR DELETE OR UPDATE ON public.notification_preference FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_capture_event_v1();
+
+--
+-- Name: notification_preference notification_preference_scenario_truncate_v1; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER notification_preference_scenario_truncate_v1 AFTER TRUNCATE ON public.notification_preference FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
 
 --
 -- Name: peer_mentor peer_mentor_scenario_erase_late_v1; Type: TRIGGER; Schema: public; Owner: -
@@ -1273,6 +1371,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_engine_instanc
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_engine_setting TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_erasure_mark scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_erasure_mark TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_event scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
 --
 
@@ -1283,6 +1387,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_event TO scena
 --
 
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_experiment TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: scenario_full_sweep_request scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
 -- Name: scenario_notification scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
@@ -1333,6 +1443,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_sweep_batch TO
 ALTER TABLE scenario_engine.scenario_engine_setting ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: scenario_erasure_mark; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_erasure_mark ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: scenario_event; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
 --
 
@@ -1343,6 +1459,12 @@ ALTER TABLE scenario_engine.scenario_event ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE scenario_engine.scenario_experiment ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_full_sweep_request; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_full_sweep_request ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: scenario_notification; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
@@ -1410,6 +1532,12 @@ REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_event_v1() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_mentor_event_v1() FROM PUBLIC;
+
+--
+-- Name: FUNCTION scenario_capture_truncate_v1(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_truncate_v1() FROM PUBLIC;
 
 --
 -- Name: FUNCTION scenario_erase_mentor_late_events_v1(); Type: ACL; Schema: scenario_engine; Owner: -
@@ -1508,6 +1636,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_engine_insta
 GRANT SELECT ON TABLE scenario_engine.scenario_engine_setting TO scenario_engine_runtime;
 
 --
+-- Name: TABLE scenario_erasure_mark; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT ON TABLE scenario_engine.scenario_erasure_mark TO scenario_engine_runtime;
+
+--
 -- Name: TABLE scenario_event; Type: ACL; Schema: scenario_engine; Owner: -
 --
 
@@ -1518,6 +1652,12 @@ GRANT SELECT,DELETE,UPDATE ON TABLE scenario_engine.scenario_event TO scenario_e
 --
 
 GRANT SELECT,INSERT ON TABLE scenario_engine.scenario_experiment TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_full_sweep_request; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE ON TABLE scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_notification; Type: ACL; Schema: scenario_engine; Owner: -

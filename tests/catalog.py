@@ -19,6 +19,8 @@ ENGINE_TABLES = [
     "scenario_quarantine",
     "scenario_experiment",
     "scenario_outcome",
+    "scenario_erasure_mark",
+    "scenario_full_sweep_request",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",

@@ -59,7 +59,9 @@ def test_a_29_february_join_is_celebrated_on_28_february_in_other_years() -> Non
     ]
     leap_joiner = state(dt.datetime(2024, 2, 29, 9, tzinfo=UTC))
     assert decide_anniversary(leap_joiner, RULE, dt.datetime(2025, 2, 28, 8, tzinfo=UTC)) is not None
-    assert decide_anniversary(leap_joiner, RULE, dt.datetime(2025, 3, 1, 8, tzinfo=UTC)) is None
+    assert decide_anniversary(leap_joiner, RULE, dt.datetime(2025, 3, 2, 8, tzinfo=UTC)) is None
+    on_the_day = AnniversaryRule(name="anniversary", grace_days=0)
+    assert decide_anniversary(leap_joiner, on_the_day, dt.datetime(2025, 3, 1, 8, tzinfo=UTC)) is None
     assert decide_anniversary(leap_joiner, RULE, dt.datetime(2028, 2, 28, 8, tzinfo=UTC)) is None
     found = decide_anniversary(leap_joiner, RULE, dt.datetime(2028, 2, 29, 8, tzinfo=UTC))
     assert found is not None and found.inputs["years"] == 4
@@ -76,7 +78,12 @@ def test_the_day_is_the_mentors_local_calendar_day() -> None:
     assert found.inputs == {"years": 1, "joined_on": "2025-03-01", "anniversary_on": "2026-03-01"}
     assert found.dedup_key == f"anniversary:anniversary:{mentor.mentor_id}:1:0"
     assert decide_anniversary(mentor, RULE, start + dt.timedelta(hours=23, minutes=59)) is not None
-    assert decide_anniversary(mentor, RULE, start + dt.timedelta(days=1)) is None
+    # the next local day is the default one-day grace (a day that fell between two sweeps)
+    late = decide_anniversary(mentor, RULE, start + dt.timedelta(days=1))
+    assert late is not None and late.inputs["anniversary_on"] == "2026-03-01"
+    assert decide_anniversary(mentor, RULE, start + dt.timedelta(days=2)) is None
+    on_the_day = AnniversaryRule(name="anniversary", grace_days=0)
+    assert decide_anniversary(mentor, on_the_day, start + dt.timedelta(days=1)) is None
     # The same instant is still 28 February in Los Angeles: not that mentor's day.
     la = state(dt.datetime(2025, 3, 1, 9, tzinfo=LOS_ANGELES), "America/Los_Angeles")
     assert decide_anniversary(la, RULE, start) is None
@@ -243,7 +250,10 @@ async def test_explain_and_the_cli_show_the_anniversary(pool: Any, db_url: str, 
     [quiet] = [
         t for t in (await explain_mentor(engine, not_today, AS_OF)).rules if t.scenario_type == "anniversary"
     ]
-    assert (quiet.verdict, quiet.reason) == ("not due", "today is not the mentor's anniversary")
+    assert (quiet.verdict, quiet.reason) == (
+        "not due",
+        "the mentor's anniversary is neither today nor in the last 1 day(s)",
+    )
 
     rules_file = tmp_path / "rules.toml"
     rules_file.write_text('[[anniversary]]\nname = "anniversary"\n')
@@ -270,7 +280,9 @@ POISON_JOINS = {
     # AS_OF (15 June 12:00 UTC) is 16 June 02:00 in Kiritimati (+14), 15 June 01:00 in Pago Pago (-11)
     "2024-06-15 11:00:00+00": ("Pacific/Kiritimati", True, False),  # joined 16 June 01:00 local
     "2024-06-15 12:00:00+00": ("Pacific/Pago_Pago", True, False),  # joined 15 June 01:00 local
-    "2024-06-14 12:00:00+00": ("Pacific/Kiritimati", False, False),  # joined 15 June: yesterday there
+    # joined 15 June: yesterday there, within the default one-day grace
+    "2024-06-14 12:00:00+00": ("Pacific/Kiritimati", True, False),
+    "2024-06-13 12:00:00+00": ("Pacific/Kiritimati", False, False),  # two days ago there: too late
 }
 
 

@@ -33,7 +33,15 @@ from tests.factories import add_activity, add_mentor
 
 UTC = dt.UTC
 DAY = 86_400  # seconds
-TIMEZONES = ["UTC", "Pacific/Auckland", "America/Los_Angeles", "Europe/Berlin", "Asia/Kolkata"]
+TIMEZONES = [
+    "UTC",
+    "Pacific/Auckland",
+    "America/Los_Angeles",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "America/New_York",  # its 23-hour 14 March 2027 (issue 16, item 8)
+    "Pacific/Kiritimati",  # UTC+14
+]
 CERT_TYPES = ["first_aid", "safeguarding"]
 KINDS = ["session", "session", "contact", "training", "other"]
 
@@ -70,6 +78,7 @@ TURNING_POINTS = [
     dt.datetime(2026, 12, 31, 11, tzinfo=UTC),  # 2027-01-01 00:00 Auckland
     dt.datetime(2026, 2, 28, 12, tzinfo=UTC),  # the anniversary of a 29 February join
     dt.datetime(2027, 2, 28, 12, tzinfo=UTC),
+    dt.datetime(2027, 3, 14, 4, 30, tzinfo=UTC),  # a daily 04:30 UTC sweep before New York's 23-hour day
 ]
 # Offsets from as_of (seconds) that sit exactly on a threshold of the rules.
 EDGE_OFFSETS = [-10 * DAY, -10 * DAY + 1, -30 * DAY, -30 * DAY + 1, 30 * DAY, 7 * DAY, 7 * DAY + 1, DAY, 0]
@@ -159,7 +168,8 @@ def cases(draw: st.DrawFn) -> Case:
             st.one_of(
                 st.integers(0, 2 * DAY),
                 st.integers(1, 45 * DAY),
-                st.sampled_from([DAY // 2, 2 * DAY, 7 * DAY, 23 * DAY]),
+                # 23 and 47 hours step over whole local days (the anniversary grace covers them)
+                st.sampled_from([DAY // 2, 2 * DAY, 7 * DAY, 23 * DAY, 23 * 3600, 47 * 3600]),
             ),
             min_size=1,
             max_size=2,

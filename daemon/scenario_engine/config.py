@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     prune_interval_seconds: float = Field(
         default=60.0, ge=0.1, le=86_400, description="How often processed events past retention are deleted."
     )
+    installation_check_interval_seconds: float = Field(
+        default=60.0,
+        ge=0.1,
+        le=86_400,
+        description="How often the running daemon re-checks its installation (platform hooks, schema "
+        "version, grants); a problem found makes it unready until fixed.",
+    )
     personal_data_retention_days: int = Field(
         default=365,
         ge=1,

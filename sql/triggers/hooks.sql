@@ -2,8 +2,9 @@
 -- applied by `migrate` only when its `-- present:` query says it is missing. Creating a trigger
 -- needs ownership of (or TRIGGER on) the platform table: when the platform's tables belong to
 -- another role, `migrate` applies everything else and prints these statements for a DBA.
--- The functions (scenario_engine.*_v1, SECURITY DEFINER) come from sql/0008_engine_schema.sql;
--- triggers installed by 0003/0006 already point at them (ALTER FUNCTION … SET SCHEMA keeps OIDs).
+-- The functions (scenario_engine.*_v1, SECURITY DEFINER) come from sql/0008_engine_schema.sql
+-- (and 0012, 0023); triggers installed by 0003/0006 already point at them (ALTER FUNCTION … SET
+-- SCHEMA keeps OIDs).
 
 -- unit: activity_scenario_event_v1
 -- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.activity') AND tgname = 'activity_scenario_event_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_capture_event_v1()'))
@@ -54,3 +55,31 @@ CREATE CONSTRAINT TRIGGER peer_mentor_scenario_erase_late_v1
     AFTER DELETE ON public.peer_mentor
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1();
+
+-- unit: activity_scenario_truncate_v1
+-- A TRUNCATE concerns every mentor: it requests a full sweep (sql/0023_truncate_capture.sql).
+-- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.activity') AND tgname = 'activity_scenario_truncate_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_capture_truncate_v1()'))
+CREATE OR REPLACE TRIGGER activity_scenario_truncate_v1
+    AFTER TRUNCATE ON public.activity
+    FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+-- unit: certification_scenario_truncate_v1
+-- A TRUNCATE concerns every mentor: it requests a full sweep (sql/0023_truncate_capture.sql).
+-- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.certification') AND tgname = 'certification_scenario_truncate_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_capture_truncate_v1()'))
+CREATE OR REPLACE TRIGGER certification_scenario_truncate_v1
+    AFTER TRUNCATE ON public.certification
+    FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+-- unit: achievement_scenario_truncate_v1
+-- A TRUNCATE concerns every mentor: it requests a full sweep (sql/0023_truncate_capture.sql).
+-- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.achievement') AND tgname = 'achievement_scenario_truncate_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_capture_truncate_v1()'))
+CREATE OR REPLACE TRIGGER achievement_scenario_truncate_v1
+    AFTER TRUNCATE ON public.achievement
+    FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();
+
+-- unit: notification_preference_scenario_truncate_v1
+-- A TRUNCATE concerns every mentor: it requests a full sweep (sql/0023_truncate_capture.sql).
+-- present: SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('public.notification_preference') AND tgname = 'notification_preference_scenario_truncate_v1' AND tgfoid = to_regprocedure('scenario_engine.scenario_capture_truncate_v1()'))
+CREATE OR REPLACE TRIGGER notification_preference_scenario_truncate_v1
+    AFTER TRUNCATE ON public.notification_preference
+    FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_capture_truncate_v1();

@@ -10,11 +10,8 @@ milestone ledger's ON CONFLICT needs it). A missing performance index is a warni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import asyncpg
-
-from scenario_engine.db.connect import ENGINE_SCHEMA
+from scenario_engine.db.connect import ENGINE_SCHEMA, Conn
 from scenario_engine.db.migrations import LEGACY_LAST_VERSION, RUNTIME_GROUP, UNITS_AFTER, discover, sql_root
 from scenario_engine.db.queries import fetchval, query
 from scenario_engine.db.units import is_present, load_units
@@ -36,13 +33,16 @@ class InstallationError(RuntimeError):
 class InstallationReport:
     problems: list[str] = field(default_factory=list)  # fatal: exit 2
     warnings: list[str] = field(default_factory=list)
+    # Problems that refuse a start but that a daemon already running lives with: a newer engine
+    # migrated the database during a rolling upgrade (runtime/hooks.py logs them as warnings).
+    start_only: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-async def check_installation(conn: asyncpg.Connection[Any]) -> InstallationReport:
+async def check_installation(conn: Conn) -> InstallationReport:
     report = InstallationReport()
     if not await conn.fetchval(query("installation_schema_present")):
         report.problems.append(
@@ -68,9 +68,9 @@ async def check_installation(conn: asyncpg.Connection[Any]) -> InstallationRepor
         )
     newer = sorted(v for v in applied - expected if v > LEGACY_LAST_VERSION)
     if newer:
-        report.problems.append(
-            f"the database was migrated by a newer engine (versions {newer}): upgrade this one"
-        )
+        line = f"the database was migrated by a newer engine (versions {newer}): upgrade this one"
+        report.problems.append(line)
+        report.start_only.append(line)
     root = sql_root()
     for spec in UNITS_AFTER:
         if spec.path == "roles.sql":

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from scenario_engine.db.connect import Conn
+
 _UNIT = re.compile(r"^--\s*unit:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _PRESENT = re.compile(r"^--\s*present:\s*(.+)$", re.MULTILINE)
 # Errors that mean "this role may not do that here" — a DBA's job, not a failure of migrate.
@@ -94,16 +96,27 @@ def load_units(root: Path, spec: UnitFile) -> list[Unit]:
     return [Unit(u.source, u.name, u.present, u.sql, spec.mode) for u in units]
 
 
-async def is_present(conn: asyncpg.Connection[Any], unit: Unit) -> bool:
+async def is_present(conn: Conn, unit: Unit) -> bool:
     """Whether the unit's ``present`` query says it is in place (a unit without one never is)."""
     if unit.present is None:
         return False
     try:
         async with conn.transaction():
             return bool(await conn.fetchval(unit.present))
-    except asyncpg.PostgresError:
-        # e.g. a role or schema that an earlier, deferred unit would have created
+    except asyncpg.PostgresError as exc:
+        # e.g. a role or schema that an earlier, deferred unit would have created. Only such an
+        # error means "not there": a cancelled query or a shutting-down server says nothing about
+        # the unit, and must not be reported as a missing hook (runtime/hooks.py).
+        if not names_a_missing_object(exc):
+            raise
         return False
+
+
+def names_a_missing_object(exc: asyncpg.PostgresError) -> bool:
+    """SQLSTATE class 42 (undefined object, table, function; no privilege) or 3F000 (no such
+    schema): what a present query meets when the thing it looks for is not there."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith("42") or state == "3F000"
 
 
 async def _apply(conn: asyncpg.Connection[Any], unit: Unit) -> None:

@@ -181,3 +181,19 @@ SELECT clock_timestamp();
 -- name: remove_instance
 -- params: instance_id
 DELETE FROM scenario_engine.scenario_engine_instance WHERE instance_id = $1::text;
+
+-- name: full_sweep_requests
+-- Requests for a full sweep not yet answered (sql/0023: a watched table was truncated). Read
+-- when a sweep starts; a handful of rows at most.
+SELECT id, table_name, operation FROM scenario_engine.scenario_full_sweep_request ORDER BY id;
+
+-- name: full_sweep_requests_answered
+-- params: ids
+-- The requests a completed full sweep saw when it started (later ones wait for the next).
+DELETE FROM scenario_engine.scenario_full_sweep_request WHERE id = ANY($1::bigint[]);
+
+-- name: request_full_sweep
+-- params: table_name, operation
+-- A full sweep asked for by the daemon itself: a missing platform hook came back, and what
+-- changed meanwhile was never captured (runtime/hooks.py).
+INSERT INTO scenario_engine.scenario_full_sweep_request (table_name, operation) VALUES ($1::text, $2::text);

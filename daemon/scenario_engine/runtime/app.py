@@ -48,6 +48,7 @@ from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.fleet import heartbeat
+from scenario_engine.runtime.hooks import InstallationWatch
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
 from scenario_engine.runtime.listener import Listener
 from scenario_engine.runtime.scheduler import Scheduler
@@ -138,6 +139,14 @@ class Daemon:
                             every=s.prune_interval_seconds,
                             health=self.state.watch("prune", stuck_after),
                         )
+                    )
+                    workers.start_soon(  # a hook dropped while running is loud (runtime/hooks.py)
+                        InstallationWatch(
+                            pool,
+                            self.state,
+                            interval=s.installation_check_interval_seconds,
+                            health=self.state.watch("installation_check", stuck_after),
+                        ).run
                     )
                     workers.start_soon(  # retention of personal data (scenario_engine/privacy.py)
                         partial(

@@ -83,6 +83,11 @@ class Metrics:
             "scenario_listener_up", "1 while the LISTEN connection is healthy.", registry=r
         )
         self.database_up = Gauge("scenario_database_up", "1 while the database answers.", registry=r)
+        self.installation_problems = Gauge(
+            "scenario_installation_problems",
+            "Problems the last periodic installation check found (a missing platform hook, ...).",
+            registry=r,
+        )
         self.events_backlog = Gauge(
             "scenario_event_backlog", "Event rows waiting to be processed.", registry=r
         )

@@ -32,7 +32,7 @@ import asyncpg
 from scenario_engine.config import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect
-from scenario_engine.db.queries import bind, execute, fetchrow, fetchval
+from scenario_engine.db.queries import bind, execute, fetchrow, fetchval, query
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
@@ -174,8 +174,17 @@ class Scheduler:
         claim = _Claim(key=key, token=claimed["claim_token"])
         as_of = claimed["as_of"]  # an unfinished period is completed at its original instant
         since, full_as_of = await self._incremental_start(as_of, rules)
+        requested = await self._full_sweep_requests()
+        if requested:  # a watched table was truncated: everyone is due (sql/0023)
+            since, full_as_of = None, None
         mode = "full" if since is None else "incremental"
-        log.info("sweep_started", sweep_key=key, as_of=as_of.isoformat(), mode=mode)
+        log.info(
+            "sweep_started",
+            sweep_key=key,
+            as_of=as_of.isoformat(),
+            mode=mode,
+            **({"full_sweep_requested_by": sorted(set(requested.values()))} if requested else {}),
+        )
 
         async def before_batch(mentors: list[uuid.UUID]) -> bool:
             return await self._before_batch(claim, lock_conn, mentors)
@@ -222,7 +231,16 @@ class Scheduler:
                 "sweep_fenced", sweep_key=key, reason="lease_lost", mentors=result.mentors, hint=LEASE_HINT
             )
             return
+        if requested:
+            async with self.pool.acquire() as conn:
+                await execute(conn, "full_sweep_requests_answered", ids=sorted(requested))
         self._record(key, result, stats, mode, rules)
+
+    async def _full_sweep_requests(self) -> dict[int, str]:
+        """Unanswered full-sweep requests (id → "TRUNCATE table"), as seen when a sweep starts."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(query("full_sweep_requests"))
+        return {int(r["id"]): f"{r['operation']} {r['table_name']}" for r in rows}
 
     async def _before_batch(
         self, claim: _Claim, lock_conn: asyncpg.Connection[Any], mentors: list[uuid.UUID]

@@ -116,6 +116,8 @@ class RuntimeState:
     loops: dict[str, LoopHealth] = field(default_factory=dict)
     fleet: Fleet = field(default_factory=Fleet)  # this instance's rules against the leader's
     clock: Clock = field(default_factory=Clock)  # the host's clock against the database's
+    # What the periodic installation check (runtime/hooks.py) last found wrong: unready while any.
+    installation_problems: list[str] = field(default_factory=list)
 
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
@@ -141,7 +143,7 @@ class RuntimeState:
 
     @property
     def ready(self) -> bool:
-        return self.started and not self.evaluation_paused
+        return self.started and not self.evaluation_paused and not self.installation_problems
 
     @property
     def evaluation_paused(self) -> bool:
@@ -160,6 +162,8 @@ class RuntimeState:
             reasons.append("stopping")
         if self.evaluation_paused:
             reasons.append("rules_mismatch" if self.fleet.mismatch else "rules_unchecked")
+        if self.installation_problems:  # runtime/hooks.py: e.g. a dropped change-capture trigger
+            reasons.append("installation_incomplete")
         return reasons
 
     def set_leader(self, value: bool) -> None:
@@ -192,6 +196,7 @@ class RuntimeState:
             "loops": {name: h.view(time.monotonic()) for name, h in self.loops.items()},
             "rules": self.fleet.view(self.leader),
             "clock": self.clock.view(),
+            "installation_problems": self.installation_problems,
         }
 
 

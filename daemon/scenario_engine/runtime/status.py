@@ -120,6 +120,8 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if not state.ready:
         body["reasons"] = state.not_ready_because()  # e.g. rules_mismatch (runtime/fleet.py)
+    if state.installation_problems:  # runtime/hooks.py: e.g. a dropped change-capture trigger
+        body["installation_problems"] = state.installation_problems
     return web.json_response(body, status=200 if state.ready else 503)
 
 

@@ -69,6 +69,11 @@ class Scenario(Protocol[R, S]):
     outcome: OutcomeSpec
 
     #: The named set-based statements (the scenario's queries.sql) and their parameters.
+    #: ``due_query`` lists the mentors for whom the condition may have become true in
+    #: (since, as_of]. A condition tied to a local calendar day (anniversary) must stay true
+    #: for a grace after the day ends — a day can be 23 hours long, shorter than the sweep
+    #: interval — and its due query must select the days that *began* in (since, as_of], not
+    #: the day that contains as_of (issue 16, item 8; docs/SCENARIOS.md, Anniversary).
     candidate_query: str
     due_query: str
 

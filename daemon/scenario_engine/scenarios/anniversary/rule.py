@@ -19,6 +19,12 @@ class AnniversaryRule(RuleBase):
     # A rule first seen on a mentor's anniversary day records that day's greeting without a push,
     # unless backfill is true (the no-flood baseline, as for milestones).
     backfill: bool = False
+    # A greeting whose local day passed between two sweeps (a 23-hour DST day, a sweep interval
+    # of a day or more, an engine down for a day) is still sent up to this many local days late.
+    # Cover the sweep interval: the day and its grace span at least 23 + 24 * G hours (one short
+    # day at most), so grace_days = G is enough for any sweep interval up to that: 1 covers 47
+    # hours. 0: only on the day itself (then an interval of 23 hours or more can miss a day).
+    grace_days: int = Field(default=1, ge=0, le=31)
     cooldown_days: float = Field(default=0.0, ge=0, le=MAX_DAYS)
     title: str = "Happy anniversary!"
     body: str = "{years} years as a peer mentor, {display_name}. Thank you for everything you do!"

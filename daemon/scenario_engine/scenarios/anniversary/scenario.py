@@ -43,14 +43,13 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
         return {
             "years": list(rule.years),
             "zones": list(known_zones()),
+            "grace_days": rule.grace_days,
         }
 
     def from_row(self, row: Any, rule: AnniversaryRule, as_of: dt.datetime) -> Candidate:
         if row["problem"] is not None:
             raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
-        return oracle.build_candidate(
-            row["mentor_id"], rule, int(row["years"]), row["joined_on"], row["today"]
-        )
+        return oracle.build_candidate(row["mentor_id"], rule, int(row["years"]), row["joined_on"], row["day"])
 
     async def load_state(
         self, conn: Conn, rule: AnniversaryRule, mentor: MentorRecord, as_of: dt.datetime
@@ -84,10 +83,11 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
     def due_params(
         self, rules: Sequence[AnniversaryRule], since: dt.datetime, as_of: dt.datetime
     ) -> dict[str, Any]:
-        return {"since": since, "as_of": as_of, "zones": list(known_zones())}
+        grace = max((r.grace_days for r in rules), default=0)
+        return {"since": since, "as_of": as_of, "zones": list(known_zones()), "grace_days": grace}
 
     def baseline_params(self, rule: AnniversaryRule) -> dict[str, Any]:
-        return {"years": list(rule.years), "zones": list(known_zones())}
+        return {"years": list(rule.years), "zones": list(known_zones()), "grace_days": rule.grace_days}
 
     def backfill(self, rule: AnniversaryRule) -> bool:
         return rule.backfill
