@@ -26,7 +26,7 @@ import pytest
 
 from scenario_engine.outcomes.model import Arm, lift
 from scenario_engine.outcomes.report import build_report
-from scenario_engine.runtime.programme_view import load_programme_health, week_start
+from scenario_engine.runtime.programme_view import load_programme_health, rate_detail, rate_text, week_start
 from tests.cli import run_cli
 from tests.test_report import ORG_A, Group, add_candidate, add_experiment
 
@@ -109,8 +109,8 @@ async def test_report_json_and_the_page_rate_exactly_the_mature_decisions(db_url
     (org,) = page.organisations
     (quiet,) = org.scenarios
     assert quiet.outcome == Arm(achieved=3, missed=2, measuring=61, measuring_achieved=40)
-    assert quiet.rate_text == "60\u00a0%"
-    assert quiet.rate_detail == "3 of 5; still being measured: 61 (40 already achieved)"
+    assert rate_text(quiet.outcome) == "60\u00a0%"
+    assert rate_detail(quiet.outcome) == "3 of 5; still being measured: 61 (40 already achieved)"
     (difference,) = quiet.lifts
     assert difference.treated == quiet.outcome
     assert difference.holdout == Arm(achieved=1, missed=3, measuring=40, measuring_achieved=30)
@@ -128,7 +128,7 @@ async def test_report_json_and_the_page_rate_exactly_the_mature_decisions(db_url
     assert [w.mature for w in quiet.weeks if w.outcome.decisions] == [
         want[w].measuring == 0 for w in sorted(want)
     ]
-    assert quiet.weeks[-1].rate_text == "—"  # this week's decisions: all still being measured
+    assert rate_text(quiet.weeks[-1].outcome) == "—"  # this week's decisions: all still being measured
 
 
 async def test_the_edge_of_maturity_is_the_instant_taken_at(conn: Any) -> None:

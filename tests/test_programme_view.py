@@ -16,6 +16,8 @@ from scenario_engine.runtime.programme_view import (
     ProgrammeUnavailable,
     build_programme_health,
     parse_organization,
+    rate_detail,
+    rate_text,
     render_programme,
     scenario_words,
     window_weeks,
@@ -118,8 +120,8 @@ def test_weekly_numbers_totals_and_wording() -> None:
     (quiet,) = org.scenarios
     assert [w.sent for w in quiet.weeks] == [0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 4]
     assert (quiet.sent, quiet.delivered, quiet.delivered_share) == (14, 9, "64\u00a0%")
-    assert quiet.weeks[2].rate_text == "38\u00a0%" and quiet.weeks[3].rate_text == "—"
-    assert quiet.rate_detail == "3 of 8; still being measured: 2 (1 already achieved)"
+    assert rate_text(quiet.weeks[2].outcome) == "38\u00a0%" and rate_text(quiet.weeks[3].outcome) == "—"
+    assert rate_detail(quiet.outcome) == "3 of 8; still being measured: 2 (1 already achieved)"
     assert not quiet.weeks[2].mature and quiet.weeks[3].mature
     assert [w.label for w in quiet.weeks[-2:]] == ["week of 26 Oct", "week of 2 Nov (so far)"]
     assert quiet.title == "Check-ins with quiet mentors" and quiet.words.outcome == "came back"

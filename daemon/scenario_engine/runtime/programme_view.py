@@ -149,14 +149,6 @@ class WeekFigures:
         """Every outcome of the week's messages is known: its rate will not change any more."""
         return self.outcome.measuring == 0
 
-    @property
-    def rate_text(self) -> str:
-        return rate_text(self.outcome)
-
-    @property
-    def rate_detail(self) -> str:
-        return rate_detail(self.outcome)
-
 
 @dataclass(frozen=True)
 class CertificationWeek:
@@ -277,14 +269,6 @@ class ScenarioHealth:
         for week in self.weeks:
             total = total + week.outcome
         return total
-
-    @property
-    def rate_text(self) -> str:
-        return rate_text(self.outcome)
-
-    @property
-    def rate_detail(self) -> str:
-        return rate_detail(self.outcome)
 
     @property
     def delivered_share(self) -> str:
@@ -572,7 +556,13 @@ def render_programme(page: ProgrammeHealth | ProgrammeUnavailable) -> str:
     return (
         environment()
         .get_template(TEMPLATE)
-        .render(page=page, available=isinstance(page, ProgrammeHealth), min_final=MIN_FINAL_PER_ARM)
+        .render(
+            page=page,
+            available=isinstance(page, ProgrammeHealth),
+            min_final=MIN_FINAL_PER_ARM,
+            rate_text=rate_text,
+            rate_detail=rate_detail,
+        )
     )
 
 
