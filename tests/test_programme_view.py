@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from scenario_engine.outcomes.model import Arm
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.programme_view import (
     SCENARIO_WORDS,
@@ -178,6 +179,23 @@ def test_below_thirty_results_in_either_group_there_is_no_number(
     html = render_programme(build_programme_health(lift_rows(treated, holdout), AS_OF))
     (shown,) = [d for d in parse_dom(html).iter("div") if d.attrs.get("data-figure") == "lift"]
     assert shown.iter("span")[0].text == "not enough data yet" and "points" not in shown.text
+
+
+def test_the_summary_has_a_row_per_kind_of_message_and_set_up_with_mature_figures() -> None:
+    rows = merged(lift_rows((24, 40), (8, 32)), lift_rows((1, 2), (1, 2), rule_name="b", experiment_id=8))
+    sends = [
+        {"organization_id": ORG, "scenario_type": "milestone", "week": WEEKS[1], "sent": 3, "delivered": 3}
+    ]
+    page = build_programme_health(ProgrammeRows(sends, rows.outcomes, rows.experiments), AS_OF)
+    summary = [(r.scenario.scenario_type, r.lift and r.lift.name, r.sent, r.outcome) for r in page.summary]
+    quiet = Arm(achieved=25, missed=17, measuring=4, measuring_achieved=2)  # both set-ups' messaged
+    assert summary == [
+        ("inactivity", "b", 0, quiet),
+        ("inactivity", "inactive_30d", 0, quiet),
+        ("milestone", None, 3, Arm()),
+    ]
+    difference = page.summary[1].lift
+    assert difference is not None and difference.low is not None and difference.low > 0
 
 
 def test_no_comparison_group_is_said_plainly() -> None:

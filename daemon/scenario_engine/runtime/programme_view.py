@@ -308,6 +308,25 @@ class OrganisationHealth:
 
 
 @dataclass(frozen=True)
+class SummaryRow:
+    """One line of the across-organisations summary: an organisation's kind of message, what was
+    sent, its outcome over the mature cohort (with those still being measured), and — for each
+    current comparison set-up — the difference with its range (None: nothing is compared)."""
+
+    organisation: OrganisationHealth
+    scenario: ScenarioHealth
+    lift: Lift | None
+
+    @property
+    def sent(self) -> int:
+        return self.scenario.sent
+
+    @property
+    def outcome(self) -> Arm:
+        return self.scenario.outcome
+
+
+@dataclass(frozen=True)
 class ProgrammeHealth:
     as_of: dt.datetime
     weeks: tuple[dt.date, ...]
@@ -328,6 +347,18 @@ class ProgrammeHealth:
         if self.organization_id is not None:
             return f"Programme health · organisation {self.organization_id}"
         return "Programme health"
+
+    @property
+    def summary(self) -> tuple[SummaryRow, ...]:
+        """Per organisation and kind of message (in page order), one row per current comparison
+        set-up, or one row without a difference where there is none: the data of a summary
+        table and its forest plot (a point and an interval per row that has one)."""
+        return tuple(
+            SummaryRow(org, scenario, lift)
+            for org in self.organisations
+            for scenario in org.scenarios
+            for lift in (scenario.lifts or (None,))
+        )
 
 
 @dataclass(frozen=True)
