@@ -341,11 +341,11 @@ async def explain(conn: asyncpg.Connection[Any], args: argparse.Namespace) -> di
     cases: dict[str, dict[str, Any]] = {
         "report_decision_counts": counts,
         "report_delivered_counts": counts,
-        "report_outcome_counts": counts,
-        "report_certifications": {
-            "previous_since": since - dt.timedelta(days=90),
-            "since": since,
+        "outcome_counts": {**counts, "as_of": args.as_of},
+        "certification_renewals": {
+            "since": since - dt.timedelta(days=90),
             "until": args.as_of,
+            "split": since,
             "as_of": args.as_of,
             "organization_id": None,
         },

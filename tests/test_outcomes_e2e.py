@@ -27,6 +27,7 @@ from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.notifications import write_outcomes
 from scenario_engine.outcomes.holdout import in_group
+from scenario_engine.outcomes.report import build_report, report_json
 from scenario_engine.policy import PolicyDecision
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.inactivity import InactivityRule
@@ -112,6 +113,20 @@ async def test_report_of_a_hand_computed_programme(db_url: str, pool: asyncpg.Po
     # Before the window closes the mentors who came back are achieved, the rest still pending.
     await engine.run_scheduled_evaluation(T0 + 5 * DAY)
     assert await pool.fetchval("SELECT count(*) FROM scenario_outcome WHERE status = 'pending'") == 100 - 49
+    # Taken then, every window is still open: no rate yet, whatever has already been achieved
+    # (achieved / (achieved + missed) over what is known would say 100 % for both arms).
+    early = report_json(await build_report(pool, since=T0 - DAY, until=T0 + DAY, as_of=T0 + 5 * DAY))
+    early_a = next(r for r in early["rows"] if r["organization_id"] == str(ORG_A))
+    assert early_a["treated"] == {
+        "final": 0,
+        "achieved": 0,
+        "missed": 0,
+        "rate_percent": None,
+        "still_being_measured": 37,
+        "already_achieved": 25,
+    }
+    assert (early_a["holdout"]["rate_percent"], early_a["holdout"]["already_achieved"]) == (None, 15)
+    assert early_a["lift_points"] is None and "treated has 0 and holdout has 0" in early_a["lift_note"]
     await engine.run_scheduled_evaluation(T0 + 21 * DAY)  # the 14-day windows closed on day 14
 
     out = await run_cli(
@@ -132,8 +147,22 @@ async def test_report_of_a_hand_computed_programme(db_url: str, pool: asyncpg.Po
     assert (a["candidates"], a["sent"], a["delivered"], a["held_out"]) == (81, 37, 35, 43)
     assert a["suppressed"]["opted_out"] == 1 and sum(a["suppressed"].values()) == 1
     assert a["outcome_labels"] == {"achieved": "re-activated", "missed": "still inactive"}
-    assert a["treated"] == {"final": 37, "achieved": 25, "missed": 12, "pending": 0, "rate_percent": 67.5676}
-    assert a["holdout"] == {"final": 43, "achieved": 15, "missed": 28, "pending": 0, "rate_percent": 34.8837}
+    assert a["treated"] == {
+        "final": 37,
+        "achieved": 25,
+        "missed": 12,
+        "rate_percent": 67.5676,
+        "still_being_measured": 0,
+        "already_achieved": 0,
+    }
+    assert a["holdout"] == {
+        "final": 43,
+        "achieved": 15,
+        "missed": 28,
+        "rate_percent": 34.8837,
+        "still_being_measured": 0,
+        "already_achieved": 0,
+    }
     assert a["lift_points"] == 32.6838
     assert a["lift_interval"] == {"low": 10.714, "high": 50.55}
     assert (b["candidates"], b["sent"], b["delivered"], b["held_out"]) == (20, 10, 10, 10)

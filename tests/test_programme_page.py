@@ -217,12 +217,15 @@ async def insert(pool: asyncpg.Pool[Any], c: Clock, items: Iterable[Item]) -> No
                 experiment_ids[item.experiment],
             )
             if item.result is not None:
+                # A known result's window has closed (3 days, all before now); a pending one's
+                # is open (14 days from this week): the mature cohort is exactly the known ones.
+                window = dt.timedelta(days=14 if item.result == "pending" else 3)
                 await conn.execute(
                     "INSERT INTO scenario_engine.scenario_outcome (decision_id, mentor_id, organization_id,"
                     " scenario_type, rule_name, experiment_id, arm, subject, decided_at, window_ends_at,"
                     " status)"
                     " VALUES ($1, $2, $3, $4, $5, $6, $7, 'subject', $8::timestamptz,"
-                    " $8::timestamptz + interval '14 days', $9)",
+                    " $8::timestamptz + $10::interval, $9)",
                     decision_id,
                     mentor,
                     item.org,
@@ -232,6 +235,7 @@ async def insert(pool: asyncpg.Pool[Any], c: Clock, items: Iterable[Item]) -> No
                     "treated" if item.outcome == "sent" else "holdout",
                     item.at,
                     item.result,
+                    window,
                 )
 
 
@@ -570,7 +574,7 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
             assert (achieved, final) == (26, 50)  # both set-ups: 24 of 40 now, 2 of 10 before
             assert (
                 f"{round(100 * achieved / final)} %" in outcome.text
-                and "3 still being measured" in outcome.text
+                and "still being measured: 3 (0 already achieved)" in outcome.text
             )
 
             # The difference: the current set-up only, as a number with its interval.

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from scenario_engine.outcomes.model import Arm
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.programme_view import (
     SCENARIO_WORDS,
@@ -16,6 +17,8 @@ from scenario_engine.runtime.programme_view import (
     ProgrammeUnavailable,
     build_programme_health,
     parse_organization,
+    rate_detail,
+    rate_text,
     render_programme,
     scenario_words,
     window_weeks,
@@ -27,23 +30,51 @@ ORG = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
 WEEKS = window_weeks(AS_OF)
 
 
-def lift_row(treated: tuple[int, int], holdout: tuple[int, int], **extra: Any) -> dict[str, Any]:
+def outcome_row(
+    arm: str, achieved: int, final: int, measuring: int = 0, measuring_achieved: int = 0, **extra: Any
+) -> dict[str, Any]:
+    """A row of outcome_counts (queries/outcomes.sql)."""
     return {
         "organization_id": ORG,
-        "scenario_type": "inactivity",
         "rule_name": "inactive_30d",
+        "scenario_type": "inactivity",
         "experiment_id": 7,
-        "started_at": AS_OF - dt.timedelta(days=30),
-        "holdout_percent": 10,
-        "global_holdout_percent": 0,
-        "treated_achieved": treated[0],
-        "treated_final": treated[1],
-        "treated_pending": 2,
-        "holdout_achieved": holdout[0],
-        "holdout_final": holdout[1],
-        "holdout_pending": 0,
+        "arm": arm,
+        "week": WEEKS[3],
+        "achieved": achieved,
+        "missed": final - achieved,
+        "measuring": measuring,
+        "measuring_achieved": measuring_achieved,
         **extra,
     }
+
+
+def lift_rows(treated: tuple[int, int], holdout: tuple[int, int], **extra: Any) -> ProgrammeRows:
+    """One set-up (experiment 7, current) of one rule with its two arms' mature outcomes."""
+    experiment = {
+        "id": extra.pop("experiment_id", 7),
+        "rule_name": extra.get("rule_name", "inactive_30d"),
+        "scenario_type": extra.get("scenario_type", "inactivity"),
+        "started_at": AS_OF - dt.timedelta(days=30),
+        "holdout_percent": extra.pop("holdout_percent", 10),
+        "global_holdout_percent": extra.pop("global_holdout_percent", 0),
+        "current": True,
+    }
+    extra["experiment_id"] = experiment["id"]
+    return ProgrammeRows(
+        outcomes=[
+            outcome_row("treated", *treated, measuring=2, measuring_achieved=1, **extra),
+            outcome_row("holdout", *holdout, **extra),
+        ],
+        experiments=[experiment],
+    )
+
+
+def merged(*parts: ProgrammeRows) -> ProgrammeRows:
+    return ProgrammeRows(
+        outcomes=[r for p in parts for r in p.outcomes],
+        experiments=[r for p in parts for r in p.experiments],
+    )
 
 
 def test_the_window_is_twelve_utc_weeks_starting_on_monday() -> None:
@@ -83,24 +114,16 @@ def test_weekly_numbers_totals_and_wording() -> None:
                 "delivered": 99,
             },
         ],
-        outcomes=[
-            {
-                "organization_id": ORG,
-                "scenario_type": "inactivity",
-                "week": WEEKS[2],
-                "achieved": 3,
-                "final": 8,
-                "pending": 2,
-            },
-        ],
+        outcomes=[outcome_row("treated", 3, 8, measuring=2, measuring_achieved=1, week=WEEKS[2])],
     )
     page = build_programme_health(rows, AS_OF)
     (org,) = page.organisations
     (quiet,) = org.scenarios
     assert [w.sent for w in quiet.weeks] == [0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 4]
     assert (quiet.sent, quiet.delivered, quiet.delivered_share) == (14, 9, "64\u00a0%")
-    assert quiet.weeks[2].outcome.text == "38\u00a0%" and quiet.weeks[3].outcome.text == "—"
-    assert quiet.outcome.detail == "3 of 8; 2 still being measured"
+    assert rate_text(quiet.weeks[2].outcome) == "38\u00a0%" and rate_text(quiet.weeks[3].outcome) == "—"
+    assert rate_detail(quiet.outcome) == "3 of 8; still being measured: 2 (1 already achieved)"
+    assert not quiet.weeks[2].mature and quiet.weeks[3].mature
     assert [w.label for w in quiet.weeks[-2:]] == ["week of 26 Oct", "week of 2 Nov (so far)"]
     assert quiet.title == "Check-ins with quiet mentors" and quiet.words.outcome == "came back"
     assert quiet.certifications is None  # only certification reminders have that table
@@ -118,7 +141,7 @@ def test_weekly_numbers_totals_and_wording() -> None:
 
 
 def test_difference_with_its_interval_once_both_groups_have_thirty_results() -> None:
-    rows = ProgrammeRows(lifts=[lift_row((24, 40), (8, 32))])
+    rows = lift_rows((24, 40), (8, 32))
     (lift,) = build_programme_health(rows, AS_OF).organisations[0].scenarios[0].lifts
     interval = newcombe_interval(24, 40, 8, 32)
     assert lift.difference == pytest.approx(35.0)
@@ -132,19 +155,11 @@ def test_difference_with_its_interval_once_both_groups_have_thirty_results() -> 
     assert lift.measured_from == (AS_OF - dt.timedelta(days=30)).date()  # the set-up started in the window
 
     # Worse than the comparison group: said so, with a minus sign, not a hyphen.
-    (worse,) = (
-        build_programme_health(ProgrammeRows(lifts=[lift_row((5, 40), (20, 40))]), AS_OF)
-        .organisations[0]
-        .scenarios[0]
-        .lifts
-    )
+    (worse,) = build_programme_health(lift_rows((5, 40), (20, 40)), AS_OF).organisations[0].scenarios[0].lifts
     assert worse.figure == "\u221237.5 points" and "less often" in worse.verdict
     # An interval across zero is no clear difference, whatever the point estimate.
     (unclear,) = (
-        build_programme_health(ProgrammeRows(lifts=[lift_row((18, 35), (15, 33))]), AS_OF)
-        .organisations[0]
-        .scenarios[0]
-        .lifts
+        build_programme_health(lift_rows((18, 35), (15, 33)), AS_OF).organisations[0].scenarios[0].lifts
     )
     assert unclear.low is not None and unclear.low < 0 < (unclear.high or 0)
     assert unclear.verdict.startswith("No clear difference yet")
@@ -156,39 +171,51 @@ def test_difference_with_its_interval_once_both_groups_have_thirty_results() -> 
 def test_below_thirty_results_in_either_group_there_is_no_number(
     treated: tuple[int, int], holdout: tuple[int, int]
 ) -> None:
-    (lift,) = (
-        build_programme_health(ProgrammeRows(lifts=[lift_row(treated, holdout)]), AS_OF)
-        .organisations[0]
-        .scenarios[0]
-        .lifts
-    )
+    (lift,) = build_programme_health(lift_rows(treated, holdout), AS_OF).organisations[0].scenarios[0].lifts
     assert lift.difference is None and lift.low is None
     assert lift.figure == "not enough data yet" and lift.verdict == "Not enough data yet."
     assert f"{treated[1]} results known for mentors who got the message" in lift.interval
     assert "at least 30 of each" in lift.interval
-    html = render_programme(build_programme_health(ProgrammeRows(lifts=[lift_row(treated, holdout)]), AS_OF))
+    html = render_programme(build_programme_health(lift_rows(treated, holdout), AS_OF))
     (shown,) = [d for d in parse_dom(html).iter("div") if d.attrs.get("data-figure") == "lift"]
     assert shown.iter("span")[0].text == "not enough data yet" and "points" not in shown.text
 
 
+def test_the_summary_has_a_row_per_kind_of_message_and_set_up_with_mature_figures() -> None:
+    rows = merged(lift_rows((24, 40), (8, 32)), lift_rows((1, 2), (1, 2), rule_name="b", experiment_id=8))
+    sends = [
+        {"organization_id": ORG, "scenario_type": "milestone", "week": WEEKS[1], "sent": 3, "delivered": 3}
+    ]
+    page = build_programme_health(ProgrammeRows(sends, rows.outcomes, rows.experiments), AS_OF)
+    summary = [(r.scenario.scenario_type, r.lift and r.lift.name, r.sent, r.outcome) for r in page.summary]
+    quiet = Arm(achieved=25, missed=17, measuring=4, measuring_achieved=2)  # both set-ups' messaged
+    assert summary == [
+        ("inactivity", "b", 0, quiet),
+        ("inactivity", "inactive_30d", 0, quiet),
+        ("milestone", None, 3, Arm()),
+    ]
+    difference = page.summary[1].lift
+    assert difference is not None and difference.low is not None and difference.low > 0
+
+
 def test_no_comparison_group_is_said_plainly() -> None:
-    row = lift_row(
+    row = lift_rows(
         (40, 60), (0, 0), holdout_percent=0, scenario_type="certification_expiry", rule_name="cert"
     )
-    (lift,) = build_programme_health(ProgrammeRows(lifts=[row]), AS_OF).organisations[0].scenarios[0].lifts
+    (lift,) = build_programme_health(row, AS_OF).organisations[0].scenarios[0].lifts
     assert not lift.has_comparison and lift.figure == "not measured"
     assert lift.verdict.startswith("No comparison group is kept back")
     # Only the global holdout keeps mentors back: that is a comparison group too.
-    both = lift_row((40, 60), (0, 0), holdout_percent=0, global_holdout_percent=5)
-    (lift,) = build_programme_health(ProgrammeRows(lifts=[both]), AS_OF).organisations[0].scenarios[0].lifts
+    both = lift_rows((40, 60), (0, 0), holdout_percent=0, global_holdout_percent=5)
+    (lift,) = build_programme_health(both, AS_OF).organisations[0].scenarios[0].lifts
     assert lift.has_comparison and lift.keeps_back
 
 
 def test_certifications_renewed_and_lapsed_per_week() -> None:
     rows = ProgrammeRows(
         certifications=[
-            {"organization_id": ORG, "week": WEEKS[5], "renewed": 3, "lapsed": 1},
-            {"organization_id": ORG, "week": WEEKS[-1], "renewed": 0, "lapsed": 2},
+            {"organization_id": ORG, "week": WEEKS[5], "renewed_in_time": 3, "lapsed": 1},
+            {"organization_id": ORG, "week": WEEKS[-1], "renewed_in_time": 0, "lapsed": 2},
         ]
     )
     (reminders,) = build_programme_health(rows, AS_OF).organisations[0].scenarios
@@ -242,8 +269,9 @@ def test_organisations_are_separate_and_one_can_be_asked_for() -> None:
 
 
 def test_names_are_escaped_and_the_unavailable_page_says_why() -> None:
-    rows = ProgrammeRows(
-        lifts=[lift_row((1, 2), (1, 2), rule_name="<b>a</b>"), lift_row((1, 2), (1, 2), rule_name="b")]
+    rows = merged(
+        lift_rows((1, 2), (1, 2), rule_name="<b>a</b>"),
+        lift_rows((1, 2), (1, 2), rule_name="b", experiment_id=8),
     )
     html = render_programme(build_programme_health(rows, AS_OF))
     assert "<b>a</b>" not in html and "&lt;b&gt;a&lt;/b&gt;" in html  # several set-ups: named

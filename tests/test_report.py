@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.outcomes.report import MIN_FINAL_PER_GROUP, Arm, Report, build_report, lift
+from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, lift
+from scenario_engine.outcomes.report import Report, build_report
 from tests.factories import add_certification
 
 ORG_A = uuid.UUID("0000000a-0000-0000-0000-000000000000")
@@ -225,7 +226,7 @@ async def test_counts_rates_and_lift_per_organisation_rule_and_experiment(conn: 
     groups = await seed_outcomes(conn)
     report = await build_report(conn, since=SINCE, until=UNTIL, as_of=AS_OF)
     assert report.method.startswith("Newcombe hybrid score interval")
-    assert report.min_final_per_group == MIN_FINAL_PER_GROUP == 30
+    assert report.min_final_per_group == MIN_FINAL_PER_ARM == 30
     assert len(report.rows) == 4  # two experiments of one rule in one organisation stay apart
 
     g1 = _row(report, groups["g1"])
@@ -235,10 +236,11 @@ async def test_counts_rates_and_lift_per_organisation_rule_and_experiment(conn: 
         "cooldown": 3,
         "daily_cap": 1,
         "mentor_not_active": 1,
-        "cancelled": 0,
     }
-    assert (g1.treated.achieved, g1.treated.missed, g1.treated.pending) == (56, 14, 3)
-    assert (g1.holdout.achieved, g1.holdout.missed, g1.holdout.pending) == (48, 32, 2)
+    # The pending ones' windows closed long before as_of, but no resolution has run since:
+    # still being measured, in no rate.
+    assert (g1.treated.achieved, g1.treated.missed, g1.treated.measuring) == (56, 14, 3)
+    assert (g1.holdout.achieved, g1.holdout.missed, g1.holdout.measuring) == (48, 32, 2)
     assert g1.treated.rate_percent == pytest.approx(80.0)
     assert g1.holdout.rate_percent == pytest.approx(60.0)
     assert g1.lift.points == pytest.approx(20.0)
@@ -330,8 +332,9 @@ async def test_a_database_written_before_0016_reports_the_same_after_the_0017_ba
 
 
 async def seed_certifications(conn: Any) -> None:
-    """Org A: this period 9 expiring (2 renewed in time, 4 lapsed, 3 still open on 15 March),
-    previous period 2 (1 renewed, 1 lapsed); org B: 1 renewed this period, 1 lapsed before."""
+    """Org A: this period 9 expiring (1 renewed in time, 4 lapsed, 4 still open on 15 March of
+    which 1 already renewed), previous period 2 (1 renewed, 1 lapsed); org B: 1 renewed this
+    period, 1 lapsed before."""
 
     async def mentor(org: uuid.UUID) -> uuid.UUID:
         mentor_id: uuid.UUID = await conn.fetchval(
@@ -369,7 +372,7 @@ async def seed_certifications(conn: Any) -> None:
     await cert(ORG_A, at(2026, 2, 10), renewed=at(2026, 2, 15))  # renewed too late: lapsed
     await cert(ORG_A, at(2026, 3, 1))  # lapsed
     await cert(ORG_A, at(2026, 3, 20))  # still open on 15 March
-    await cert(ORG_A, at(2026, 3, 25), renewed=at(2026, 3, 10))  # renewed in time, ahead of expiry
+    await cert(ORG_A, at(2026, 3, 25), renewed=at(2026, 3, 10))  # still open, already renewed
     await cert(ORG_A, at(2026, 3, 28), renewed=at(2026, 3, 1), renewal_type="safeguarding")  # open
     await cert(ORG_A, at(2026, 2, 5), revoked=at(2025, 12, 1))  # revoked: not counted
     await cert(ORG_A, at(2026, 2, 20), renewed=at(2026, 2, 1), renewal_revoked=True)  # lapsed
@@ -393,7 +396,9 @@ async def test_certifications_this_and_the_previous_period_per_organisation(conn
     def counts(c: Any) -> tuple[int, int, int, int]:
         return (c.expiring, c.renewed_in_time, c.lapsed, c.still_open)
 
-    assert counts(by_org[ORG_A].period) == (9, 2, 4, 3)
+    # The mature rule: the one renewed ahead of an expiry after as_of is still open (already
+    # renewed), not renewed in time beside lapses whose peers have not expired yet.
+    assert counts(by_org[ORG_A].period) == (9, 1, 4, 4) and by_org[ORG_A].period.still_open_renewed == 1
     assert counts(by_org[ORG_A].previous_period) == (2, 1, 1, 0)
     assert (by_org[ORG_A].previous_period.since, by_org[ORG_A].previous_period.until) == (
         report.previous_since,
@@ -409,7 +414,10 @@ async def test_certifications_this_and_the_previous_period_per_organisation(conn
 
 def test_no_lift_below_the_minimum_of_final_outcomes_in_either_group() -> None:
     assert lift(Arm(achieved=15, missed=15), Arm(achieved=6, missed=24)).points == pytest.approx(30.0)
-    pending_do_not_count = lift(Arm(achieved=15, missed=14, pending=50), Arm(achieved=6, missed=24))
+    # Decisions still being measured are in no rate, whatever they have achieved already.
+    pending_do_not_count = lift(
+        Arm(achieved=15, missed=14, measuring=50, measuring_achieved=40), Arm(achieved=6, missed=24)
+    )
     assert pending_do_not_count.points is None
     assert pending_do_not_count.note == (
         "not enough data: treated has 29 final outcomes; at least 30 needed in each group"
@@ -417,4 +425,4 @@ def test_no_lift_below_the_minimum_of_final_outcomes_in_either_group() -> None:
     assert lift(Arm(), Arm()).note == (
         "not enough data: treated has 0 and holdout has 0 final outcomes; at least 30 needed in each group"
     )
-    assert Arm(pending=3).rate_percent is None
+    assert Arm(measuring=3, measuring_achieved=3).rate_percent is None

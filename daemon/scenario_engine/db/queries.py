@@ -39,9 +39,32 @@ def parse_named_queries(text: str, source: str = "<string>") -> dict[str, str]:
     return queries
 
 
+# A line ``-- include: other_query`` stands for the whole text of that named query: one
+# definition (a renewal in time, say) is written once and read by every statement that needs
+# it, not copied into each. The included text is a fragment without parameters ($n), so it
+# fits any statement; includes may nest, and a cycle or an unknown name fails at load.
+_INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def _expand(name: str, raw: dict[str, str], seen: tuple[str, ...] = ()) -> str:
+    if name in seen:
+        raise ValueError(f"query {name!r} includes itself: {' -> '.join((*seen, name))}")
+
+    def one(match: re.Match[str]) -> str:
+        included = match.group(1)
+        if included not in raw:
+            raise ValueError(f"query {name!r} includes {included!r}, which no .sql file defines")
+        body = _expand(included, raw, (*seen, name))
+        if re.search(r"\$\d", body):
+            raise ValueError(f"query {included!r} is included by {name!r} but takes parameters")
+        return body
+
+    return _INCLUDE.sub(one, raw[name])
+
+
 @cache
 def all_queries() -> dict[str, str]:
-    """Every named query of ``queries/*.sql`` and ``scenarios/*/queries.sql``."""
+    """Every named query of ``queries/*.sql`` and ``scenarios/*/queries.sql``, includes expanded."""
     merged: dict[str, str] = {}
     package = resources.files("scenario_engine")
     files = [e for e in (package / "queries").iterdir() if e.name.endswith(".sql")]
@@ -52,7 +75,7 @@ def all_queries() -> dict[str, str]:
             if name in merged:
                 raise ValueError(f"query {name!r} is defined in more than one file")
             merged[name] = sql
-    return merged
+    return {name: _expand(name, merged) for name in merged}
 
 
 def query(name: str) -> str:

@@ -22,22 +22,19 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import bind, fetch
+from scenario_engine.db.queries import fetch
 from scenario_engine.outcomes.labels import OutcomeLabels, outcome_labels
-from scenario_engine.outcomes.stats import METHOD, newcombe_interval
+from scenario_engine.outcomes.model import METHOD, MIN_FINAL_PER_ARM, Arm, Lift, lift, sum_arms
 
-# Below this many final outcomes in either arm the interval is so wide, and the normal
-# approximation behind it so shaky, that a lift would mislead more than it informs.
-MIN_FINAL_PER_GROUP = 30
-
-# Every suppression a decision can record (the CHECK of scenario_decision.outcome, less
-# sent, holdout and baseline), so that CSV and JSON keep one shape whatever the data holds.
+# Every suppression the write path records (policy.py), so that CSV and JSON keep one shape
+# whatever the data holds. The CHECK of scenario_decision.outcome also allows 'cancelled', but
+# no decision is ever written so: a push withdrawn at send time (the re-check) stays a 'sent'
+# decision, counted in sent and not in delivered; a column for it would always say 0.
 SUPPRESSION_REASONS: tuple[str, ...] = (
     "opted_out",
     "cooldown",
     "daily_cap",
     "mentor_not_active",
-    "cancelled",
 )
 
 
@@ -47,34 +44,6 @@ class Experiment:
     holdout_percent: float
     global_holdout_percent: float
     started_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Arm:
-    """Outcomes of one arm (treated: sent; holdout: kept back). Only final ones are in the rate."""
-
-    achieved: int = 0
-    missed: int = 0
-    pending: int = 0
-
-    @property
-    def final(self) -> int:
-        return self.achieved + self.missed
-
-    @property
-    def rate_percent(self) -> float | None:
-        return None if self.final == 0 else 100.0 * self.achieved / self.final
-
-
-@dataclass(frozen=True)
-class Lift:
-    """Treated rate minus holdout rate, in percentage points, with its 95 % interval; all three
-    None (and ``note`` saying why) when the groups are too small to say anything."""
-
-    points: float | None
-    low: float | None
-    high: float | None
-    note: str | None
 
 
 @dataclass(frozen=True)
@@ -99,9 +68,10 @@ class CertificationCounts:
     since: dt.datetime
     until: dt.datetime
     expiring: int = 0
-    renewed_in_time: int = 0
-    lapsed: int = 0
-    still_open: int = 0
+    renewed_in_time: int = 0  # expired by as_of, renewed in time
+    lapsed: int = 0  # expired by as_of, not renewed in time
+    still_open: int = 0  # not expired at as_of: still being measured
+    still_open_renewed: int = 0  # of those, already renewed
 
 
 @dataclass(frozen=True)
@@ -122,30 +92,11 @@ class Report:
     certifications: tuple[CertificationRow, ...]
     notes: tuple[str, ...] = ()
     method: str = METHOD
-    min_final_per_group: int = MIN_FINAL_PER_GROUP
+    min_final_per_group: int = MIN_FINAL_PER_ARM
     previous_since: dt.datetime = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "previous_since", self.since - (self.until - self.since))
-
-
-def lift(treated: Arm, holdout: Arm, minimum: int = MIN_FINAL_PER_GROUP) -> Lift:
-    """The lift and its interval, or why there is none (pure: the tests check it by hand)."""
-    small = [
-        f"{name} has {arm.final}"
-        for name, arm in (("treated", treated), ("holdout", holdout))
-        if arm.final < minimum
-    ]
-    if small:
-        return Lift(
-            None,
-            None,
-            None,
-            f"not enough data: {' and '.join(small)} final outcomes; at least {minimum} needed in each group",
-        )
-    interval = newcombe_interval(treated.achieved, treated.final, holdout.achieved, holdout.final)
-    points = 100.0 * (treated.achieved / treated.final - holdout.achieved / holdout.final)
-    return Lift(points, 100.0 * interval.low, 100.0 * interval.high, None)
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -159,7 +110,7 @@ class _Acc:
     delivered: int = 0
     held_out: int = 0
     suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SUPPRESSION_REASONS, 0))
-    arms: dict[str, list[int]] = field(default_factory=lambda: {"treated": [0, 0, 0], "holdout": [0, 0, 0]})
+    arms: dict[str, Arm] = field(default_factory=lambda: {"treated": Arm(), "holdout": Arm()})
 
 
 _Key = tuple[Any, str, str, int | None]
@@ -193,12 +144,11 @@ def _pivot(
         sent_group = groups.get(_key(r))
         if sent_group is not None and sent_group.sent:
             sent_group.delivered += int(r["delivered"])
-    for r in outcomes:
-        counts = groups.setdefault(_key(r), _Acc()).arms.get(r["arm"])
-        if counts is not None:
-            counts[0] += int(r["achieved"])
-            counts[1] += int(r["missed"])
-            counts[2] += int(r["pending"])
+    # outcome_counts has a row per week of the decision too: added up here, per arm.
+    for (key, arm), counts in sum_arms(outcomes, lambda r: (_key(r), r["arm"])).items():
+        arms = groups.setdefault(key, _Acc()).arms
+        if arm in arms:
+            arms[arm] = arms[arm] + counts
     return groups
 
 
@@ -243,9 +193,11 @@ async def build_report(
     """Counts of decisions with ``as_of`` in [since, until), their outcomes and lift per
     (organisation, rule, experiment), and certification renewals this and the previous period.
 
-    ``as_of`` is the instant the report is taken at: it decides which certifications are still
-    open and which renewals are known, so a report can be reproduced later. Given a pool, the
-    four counting queries run concurrently (``_fetch_all``); given a connection, one by one."""
+    ``as_of`` is the instant the report is taken at: the outcomes and certifications judged
+    (the mature cohort: windows closed by then) are those of that instant, the rest are still
+    being measured, and renewals issued later are not known; so a report can be reproduced
+    later. Given a pool, the counting queries run concurrently (``_fetch_all``); given a
+    connection, one by one."""
     since, until, as_of = _aware(since), _aware(until), _aware(as_of)
     if since >= until:
         raise ValueError(
@@ -253,27 +205,26 @@ async def build_report(
         )
     params = {"since": since, "until": until, "organization_id": organization_id, "rule_name": rule_name}
     previous_since = since - (until - since)
-    cert_records, decision_records, delivered_records, outcome_records = await _fetch_all(
+    cert_records, decision_records, delivered_records, outcome_records, experiment_records = await _fetch_all(
         conn,
         [
             (
-                "report_certifications",
+                "certification_renewals",
                 {
-                    "previous_since": previous_since,
-                    "since": since,
+                    "since": previous_since,
                     "until": until,
+                    "split": since,
                     "as_of": as_of,
                     "organization_id": organization_id,
                 },
             ),
             ("report_decision_counts", params),
             ("report_delivered_counts", params),
-            ("report_outcome_counts", params),
+            ("outcome_counts", {**params, "as_of": as_of}),
+            ("outcome_experiments", {"rule_name": rule_name}),
         ],
     )
     groups = _pivot(decision_records, delivered_records, outcome_records)
-    experiment_ids = sorted({key[3] for key in groups if key[3] is not None})
-    sql, args = bind("report_experiments", {"experiment_ids": experiment_ids})  # conn may be a pool
     experiments = {
         int(e["id"]): Experiment(
             id=int(e["id"]),
@@ -281,11 +232,11 @@ async def build_report(
             global_holdout_percent=float(e["global_holdout_percent"]),
             started_at=e["started_at"],
         )
-        for e in await conn.fetch(sql, *args)
+        for e in experiment_records
     }
     rows = []
     for (org, rule, scenario_type, experiment_id), acc in groups.items():
-        treated, holdout = (Arm(*acc.arms[a]) for a in ("treated", "holdout"))
+        treated, holdout = acc.arms["treated"], acc.arms["holdout"]
         rows.append(
             ReportRow(
                 organization_id=org,
@@ -305,24 +256,19 @@ async def build_report(
         )
     rows.sort(key=_sort_key)
 
-    by_org: dict[uuid.UUID, dict[bool, CertificationCounts]] = {}
+    # certification_renewals has a row per week of expiry too: added up per organisation and period.
+    sums: dict[uuid.UUID, dict[bool, list[int]]] = {}
     for r in cert_records:
-        this = bool(r["this_period"])
-        by_org.setdefault(r["organization_id"], {})[this] = CertificationCounts(
-            since=since if this else previous_since,
-            until=until if this else since,
-            expiring=int(r["expiring"]),
-            renewed_in_time=int(r["renewed_in_time"]),
-            lapsed=int(r["lapsed"]),
-            still_open=int(r["still_open"]),
-        )
+        counts = sums.setdefault(r["organization_id"], {}).setdefault(bool(r["after_split"]), [0] * 5)
+        for i, column in enumerate(_CERT_COLUMNS):
+            counts[i] += int(r[column])
     certifications = tuple(
         CertificationRow(
             organization_id=org,
-            period=periods.get(True, CertificationCounts(since, until)),
-            previous_period=periods.get(False, CertificationCounts(previous_since, since)),
+            period=CertificationCounts(since, until, *periods.get(True, [0] * 5)),
+            previous_period=CertificationCounts(previous_since, since, *periods.get(False, [0] * 5)),
         )
-        for org, periods in sorted(by_org.items(), key=lambda item: str(item[0]))
+        for org, periods in sorted(sums.items(), key=lambda item: str(item[0]))
     )
 
     notes = []
@@ -340,6 +286,9 @@ async def build_report(
         certifications=certifications,
         notes=tuple(notes),
     )
+
+
+_CERT_COLUMNS = ("expiring", "renewed_in_time", "lapsed", "still_open", "still_open_renewed")
 
 
 # --- output: one documented shape per format (docs/OUTCOMES.md, "Reading the output") ----------
@@ -363,12 +312,15 @@ def _num(value: float | None) -> float | None:
 
 
 def _arm_json(arm: Arm) -> dict[str, Any]:
+    """The mature cohort (final = achieved + missed, the rate's denominator) and, apart, the
+    decisions still being measured with how many of them already achieved."""
     return {
         "final": arm.final,
         "achieved": arm.achieved,
         "missed": arm.missed,
-        "pending": arm.pending,
         "rate_percent": _num(arm.rate_percent),
+        "still_being_measured": arm.measuring,
+        "already_achieved": arm.measuring_achieved,
     }
 
 
@@ -391,6 +343,7 @@ def _counts_json(c: CertificationCounts) -> dict[str, Any]:
         "renewed_in_time": c.renewed_in_time,
         "lapsed": c.lapsed,
         "still_open": c.still_open,
+        "still_open_renewed": c.still_open_renewed,
     }
 
 
@@ -455,12 +408,14 @@ CSV_COLUMNS: tuple[str, ...] = (
     "missed_label",
     "treated_final",
     "treated_achieved",
-    "treated_pending",
     "treated_rate_percent",
+    "treated_still_being_measured",
+    "treated_already_achieved",
     "holdout_final",
     "holdout_achieved",
-    "holdout_pending",
     "holdout_rate_percent",
+    "holdout_still_being_measured",
+    "holdout_already_achieved",
     "lift_points",
     "lift_low",
     "lift_high",
@@ -500,8 +455,9 @@ def report_csv_rows(report: Report) -> list[dict[str, Any]]:
         for name, arm in (("treated", r.treated), ("holdout", r.holdout)):
             row[f"{name}_final"] = arm.final
             row[f"{name}_achieved"] = arm.achieved
-            row[f"{name}_pending"] = arm.pending
             row[f"{name}_rate_percent"] = _blank(arm.rate_percent)
+            row[f"{name}_still_being_measured"] = arm.measuring
+            row[f"{name}_already_achieved"] = arm.measuring_achieved
         out.append({column: row[column] for column in CSV_COLUMNS})
     return out
 
@@ -531,6 +487,11 @@ def _aligned(header: list[str], body: list[list[str]], text: frozenset[int]) -> 
     return [line(header), *(line(cells) for cells in body)]
 
 
+def _measuring_cell(arm: Arm, verb: str) -> str:
+    """'12 (3 already achieved)': decisions still being measured, in no rate."""
+    return f"{arm.measuring} ({arm.measuring_achieved} already {verb})" if arm.measuring else "0"
+
+
 def _experiment_cell(e: Experiment | None) -> str:
     if e is None:
         return "none"
@@ -547,6 +508,8 @@ def format_table(report: Report) -> str:
         f"as of {_iso(report.as_of)}",
         f"Lift = treated rate − holdout rate, in percentage points; interval: {report.method}; "
         f"no lift below {report.min_final_per_group} final outcomes in either group.",
+        f"Rates and lifts count the mature cohort only: decisions whose outcome window closed by "
+        f"{_iso(report.as_of)}; the others are still being measured and in no rate.",
     ]
     if report.organization_id is not None or report.rule_name is not None:
         out.append(f"Only organisation {report.organization_id or 'any'}, rule {report.rule_name or 'any'}.")
@@ -580,7 +543,7 @@ def format_table(report: Report) -> str:
         ]
         out.extend(_aligned([*header, "by reason"], body, text=frozenset({0, 1, 2, 8})))
         out.append("")
-        out.append("Outcomes (final outcomes only; pending ones are not in the rates)")
+        out.append("Outcomes (mature cohort; still being measured: N (M already achieved), in no rate)")
         body = []
         for r in report.rows:
             t, h = r.treated, r.holdout
@@ -599,14 +562,18 @@ def format_table(report: Report) -> str:
                     _pct(t.rate_percent),
                     f"{h.achieved}/{h.final}",
                     _pct(h.rate_percent),
-                    str(t.pending + h.pending),
+                    _measuring_cell(t + h, "achieved"),
                     lift_cell,
                     interval_cell,
                 ]
             )
         header = ["organisation", "rule", "experiment", "outcome", "treated", "rate", "holdout", "rate"]
         out.extend(
-            _aligned([*header, "pending", "lift (pp)", "95 % interval"], body, text=frozenset({0, 1, 2, 3}))
+            _aligned(
+                [*header, "still being measured", "lift (pp)", "95 % interval"],
+                body,
+                text=frozenset({0, 1, 2, 3}),
+            )
         )
         notes = [
             f"  {_org(r.organization_id) or '(none)'} {r.rule_name} "
@@ -635,7 +602,10 @@ def format_table(report: Report) -> str:
                         str(counts.expiring),
                         str(counts.renewed_in_time),
                         str(counts.lapsed),
-                        str(counts.still_open),
+                        _measuring_cell(
+                            Arm(measuring=counts.still_open, measuring_achieved=counts.still_open_renewed),
+                            "renewed",
+                        ),
                     ]
                 )
         out.extend(

@@ -28,3 +28,72 @@ WITH done AS (
     RETURNING rule_name, arm, status
 )
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
+
+-- name: outcome_counts
+-- params: since, until, as_of, organization_id, rule_name
+-- The one count of outcomes behind `report` and the programme page (outcomes/model.py): the
+-- outcomes of the sent and held-out decisions with decided_at in [since, until), per
+-- organisation, rule, scenario type, experiment, arm and UTC week (Monday) of the decision;
+-- organization_id and rule_name may be NULL (all). Each outcome row copies its decision's
+-- instant, organisation, rule and experiment, so this is one grouped scan, no join.
+-- The mature cohort, judged at as_of (the instant the report or the page is taken at):
+--   achieved, missed: the window closed by as_of (window_ends_at <= as_of) and the outcome
+--     is resolved — only these are in a rate or a lift, in both arms alike;
+--   measuring: all the others, still being measured: the window is open at as_of, or it has
+--     closed but no resolution has run since (resolve.py runs after every sweep);
+--   measuring_achieved: of those, already achieved (an early success, not yet in a rate:
+--     counting it would count early successes without the failures still to come).
+-- achieved + missed + measuring is every outcome of the group.
+SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm,
+       date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date AS week,
+       count(*) FILTER (WHERE o.window_ends_at <= $3::timestamptz AND o.status = 'achieved')::bigint AS achieved,
+       count(*) FILTER (WHERE o.window_ends_at <= $3::timestamptz AND o.status = 'missed')::bigint AS missed,
+       count(*) FILTER (WHERE o.window_ends_at > $3::timestamptz OR o.status = 'pending')::bigint AS measuring,
+       count(*) FILTER (WHERE o.window_ends_at > $3::timestamptz AND o.status = 'achieved')::bigint
+           AS measuring_achieved
+FROM scenario_engine.scenario_outcome o
+WHERE o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
+  AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+  AND ($5::text IS NULL OR o.rule_name = $5::text)
+GROUP BY o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, week;
+
+-- name: outcome_experiments
+-- params: rule_name
+-- The experiments of one rule, or of all (NULL): one row per holdout set-up of a rule, a few
+-- per rule, with whether it is the rule's current one (its newest). The salts are left out:
+-- with them and a mentor id anyone could tell who is held out; the readers need the shares.
+SELECT e.id, e.rule_name, e.scenario_type, e.holdout_percent::float8 AS holdout_percent,
+       e.global_holdout_percent::float8 AS global_holdout_percent, e.started_at,
+       e.id = max(e.id) OVER (PARTITION BY e.rule_name) AS current
+FROM scenario_engine.scenario_experiment e
+WHERE $1::text IS NULL OR e.rule_name = $1::text;
+
+-- name: certification_renewals
+-- params: since, until, split, as_of, organization_id
+-- Certifications expiring in [since, until), per organisation (the mentor's, now), UTC week
+-- (Monday) of expiry and side of split (expires_at >= split: `report`'s period against the
+-- one before it); organization_id may be NULL (all). A revoked certification was withdrawn,
+-- not left to lapse: it is not counted. Renewed in time: certification_renewed_in_time, judged
+-- at as_of. The mature rule of outcome_counts: a certification is judged once it has expired
+-- by as_of (renewed_in_time or lapsed); before that it is still open, even when renewed
+-- already (still_open_renewed), as its outcome row is still being measured.
+WITH expiring AS (
+    SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, $4::timestamptz AS as_of, m.organization_id
+    FROM public.certification c
+    JOIN public.peer_mentor m ON m.id = c.mentor_id
+    WHERE c.revoked_at IS NULL AND c.expires_at >= $1::timestamptz AND c.expires_at < $2::timestamptz
+      AND ($5::uuid IS NULL OR m.organization_id = $5::uuid)
+), renewed AS (
+    -- include: certification_renewed_in_time
+)
+SELECT e.organization_id,
+       date_trunc('week', e.expires_at AT TIME ZONE 'UTC')::date AS week,
+       e.expires_at >= $3::timestamptz AS after_split,
+       count(*)::bigint AS expiring,
+       count(*) FILTER (WHERE e.expires_at <= $4::timestamptz AND r.id IS NOT NULL)::bigint AS renewed_in_time,
+       count(*) FILTER (WHERE e.expires_at <= $4::timestamptz AND r.id IS NULL)::bigint AS lapsed,
+       count(*) FILTER (WHERE e.expires_at > $4::timestamptz)::bigint AS still_open,
+       count(*) FILTER (WHERE e.expires_at > $4::timestamptz AND r.id IS NOT NULL)::bigint AS still_open_renewed
+FROM expiring e
+LEFT JOIN renewed r ON r.id = e.id
+GROUP BY e.organization_id, week, after_split;

@@ -8,8 +8,10 @@ figure is said in plain words: each scenario package names itself and its outcom
 (``SCENARIO_WORDS`` collects them from the registry), and the template only lays it out.
 
 ``build_programme_health`` is pure (rows in, a frozen view model out) so that the numbers and
-the wording are tested without a database; ``load_programme_health`` runs the four named
-queries of ``queries/programme.sql`` and hands their rows to it.
+the wording are tested without a database; ``load_programme_health`` runs the page's named
+queries and hands their rows to it. Outcomes, differences and renewals come from the queries
+and the outcomes model `report` uses (queries/outcomes.sql, outcomes/model.py): rates over the
+mature cohort only, the rest "still being measured", one definition of a renewal in time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -25,7 +27,8 @@ import asyncpg
 
 from scenario_engine.db.queries import fetch
 from scenario_engine.logs import get_logger
-from scenario_engine.outcomes.stats import newcombe_interval
+from scenario_engine.outcomes import model
+from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, sum_arms
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.status_page import environment
 from scenario_engine.scenarios.registry import SCENARIOS
@@ -36,8 +39,9 @@ DEFAULT_WEEKS = 12
 # Twelve weeks of decisions on a large programme take a moment; a database that does not
 # answer in this time gets the "figures unavailable" page rather than a hanging request.
 LOAD_TIMEOUT_SECONDS = 10.0
-# Below this many final outcomes in either group a difference is noise: say so, show no number.
-MIN_FINAL_OUTCOMES = 30
+# The page's window is [since, as_of], as_of included; the shared queries take [since, until).
+# timestamptz counts microseconds, so until = as_of + 1 µs is exactly "as_of included".
+_INCLUSIVE = dt.timedelta(microseconds=1)
 
 
 # --- plain words: the one place that names scenarios for programme staff -----------------------------
@@ -114,34 +118,18 @@ def window_start(weeks: Sequence[dt.date]) -> dt.datetime:
 # --- the view model ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rate:
-    """How many mentors did the hoped-for thing, of those whose result is known."""
+def rate_text(arm: Arm) -> str:
+    """The mature rate as a whole percentage, '42 %', or '—' with nothing mature yet."""
+    share = arm.share
+    return "—" if share is None else percent(share)
 
-    achieved: int = 0
-    final: int = 0
-    pending: int = 0  # results not known yet (the measuring window is still open)
 
-    @property
-    def share(self) -> float | None:
-        return self.achieved / self.final if self.final else None
-
-    @property
-    def text(self) -> str:
-        """'42 %', or '—' with nothing measured yet."""
-        share = self.share
-        return "—" if share is None else percent(share)
-
-    @property
-    def detail(self) -> str:
-        """'21 of 50', plus '8 still being measured'."""
-        parts = [f"{self.achieved} of {self.final}"] if self.final else []
-        if self.pending:
-            parts.append(f"{self.pending} still being measured")
-        return "; ".join(parts) if parts else "nothing measured yet"
-
-    def __add__(self, other: Rate) -> Rate:
-        return Rate(self.achieved + other.achieved, self.final + other.final, self.pending + other.pending)
+def rate_detail(arm: Arm) -> str:
+    """'21 of 50; still being measured: 8 (3 already achieved)'."""
+    parts = [f"{arm.achieved} of {arm.final}"] if arm.final else []
+    if arm.measuring:
+        parts.append(arm.measuring_words)
+    return "; ".join(parts) if parts else "nothing measured yet"
 
 
 @dataclass(frozen=True)
@@ -150,11 +138,16 @@ class WeekFigures:
     in_progress: bool  # the week holding as_of: its figures are still growing
     sent: int = 0
     delivered: int = 0
-    outcome: Rate = field(default_factory=Rate)
+    outcome: Arm = field(default_factory=Arm)  # the messaged decisions of the week
 
     @property
     def label(self) -> str:
         return week_label(self.week) + (" (so far)" if self.in_progress else "")
+
+    @property
+    def mature(self) -> bool:
+        """Every outcome of the week's messages is known: its rate will not change any more."""
+        return self.outcome.measuring == 0
 
 
 @dataclass(frozen=True)
@@ -176,18 +169,35 @@ class CertificationWeek:
 @dataclass(frozen=True)
 class Lift:
     """Messaged vs comparison group, for one set-up of one kind of message (a rule's current
-    experiment), over the window. ``difference`` and the interval are percentage points."""
+    experiment), over the window: the outcomes model's lift (``result``, mature cohorts only)
+    in the page's words. ``difference`` and the interval are percentage points."""
 
     name: str  # the set-up's configured name; shown only when a scenario has several
     started_at: dt.datetime  # when the current comparison set-up began
     measured_from: dt.date  # the later of the window's first day and started_at
     keeps_back: bool  # the set-up keeps a comparison group back (a rule or global holdout share > 0)
-    treated: Rate
-    holdout: Rate
     outcome: str  # the scenario's outcome words ("came back")
-    difference: float | None = None
-    low: float | None = None
-    high: float | None = None
+    result: model.Lift
+
+    @property
+    def treated(self) -> Arm:
+        return self.result.treated
+
+    @property
+    def holdout(self) -> Arm:
+        return self.result.holdout
+
+    @property
+    def difference(self) -> float | None:
+        return self.result.points
+
+    @property
+    def low(self) -> float | None:
+        return self.result.low
+
+    @property
+    def high(self) -> float | None:
+        return self.result.high
 
     @property
     def measured_from_words(self) -> str:
@@ -195,27 +205,16 @@ class Lift:
 
     @property
     def has_comparison(self) -> bool:
-        return self.keeps_back or self.holdout.final > 0 or self.holdout.pending > 0
+        return self.keeps_back or self.holdout.decisions > 0
 
     @property
     def enough_data(self) -> bool:
-        return self.difference is not None
+        return self.result.enough_data
 
     @property
     def verdict(self) -> str:
-        """One sentence a funder can read."""
-        if not self.has_comparison:
-            return (
-                "No comparison group is kept back for these messages, so the difference they make "
-                "cannot be measured."
-            )
-        if self.difference is None or self.low is None or self.high is None:
-            return "Not enough data yet."
-        if self.low > 0:
-            return f"Mentors who got the message {self.outcome} more often than those who did not."
-        if self.high < 0:
-            return f"Mentors who got the message {self.outcome} less often than those who did not."
-        return "No clear difference yet between mentors who got the message and those who did not."
+        """One sentence a funder can read (the outcomes model's words)."""
+        return model.verdict(self.result, self.outcome, has_comparison=self.has_comparison)
 
     @property
     def figure(self) -> str:
@@ -231,10 +230,7 @@ class Lift:
             return f"95\u00a0% confidence range: {points(self.low)} to {points(self.high)} points."
         if not self.has_comparison:
             return ""
-        return (
-            f"{self.treated.final} results known for mentors who got the message and "
-            f"{self.holdout.final} for those who did not; at least {MIN_FINAL_OUTCOMES} of each are needed."
-        )
+        return self.result.shortfall_words
 
 
 @dataclass(frozen=True)
@@ -268,8 +264,8 @@ class ScenarioHealth:
         return sum(w.delivered for w in self.weeks)
 
     @property
-    def outcome(self) -> Rate:
-        total = Rate()
+    def outcome(self) -> Arm:
+        total = Arm()
         for week in self.weeks:
             total = total + week.outcome
         return total
@@ -312,6 +308,25 @@ class OrganisationHealth:
 
 
 @dataclass(frozen=True)
+class SummaryRow:
+    """One line of the across-organisations summary: an organisation's kind of message, what was
+    sent, its outcome over the mature cohort (with those still being measured), and — for each
+    current comparison set-up — the difference with its range (None: nothing is compared)."""
+
+    organisation: OrganisationHealth
+    scenario: ScenarioHealth
+    lift: Lift | None
+
+    @property
+    def sent(self) -> int:
+        return self.scenario.sent
+
+    @property
+    def outcome(self) -> Arm:
+        return self.scenario.outcome
+
+
+@dataclass(frozen=True)
 class ProgrammeHealth:
     as_of: dt.datetime
     weeks: tuple[dt.date, ...]
@@ -332,6 +347,18 @@ class ProgrammeHealth:
         if self.organization_id is not None:
             return f"Programme health · organisation {self.organization_id}"
         return "Programme health"
+
+    @property
+    def summary(self) -> tuple[SummaryRow, ...]:
+        """Per organisation and kind of message (in page order), one row per current comparison
+        set-up, or one row without a difference where there is none: the data of a summary
+        table and its forest plot (a point and an interval per row that has one)."""
+        return tuple(
+            SummaryRow(org, scenario, lift)
+            for org in self.organisations
+            for scenario in org.scenarios
+            for lift in (scenario.lifts or (None,))
+        )
 
 
 @dataclass(frozen=True)
@@ -372,11 +399,13 @@ def sparkline(values: Sequence[int], labels: Sequence[str]) -> Sparkline:
 
 @dataclass(frozen=True)
 class ProgrammeRows:
-    """The rows of the four queries of ``queries/programme.sql``."""
+    """The rows the page is built from: ``programme_weekly_sends`` (queries/programme.sql) and,
+    shared with `report`, ``outcome_counts``, ``outcome_experiments`` and
+    ``certification_renewals`` (queries/outcomes.sql)."""
 
     sends: Sequence[Mapping[str, Any]] = ()
     outcomes: Sequence[Mapping[str, Any]] = ()
-    lifts: Sequence[Mapping[str, Any]] = ()
+    experiments: Sequence[Mapping[str, Any]] = ()
     certifications: Sequence[Mapping[str, Any]] = ()
 
 
@@ -386,26 +415,40 @@ def _org(value: Any) -> uuid.UUID | None:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _lift_from_row(row: Mapping[str, Any], first_day: dt.date, outcome: str) -> Lift:
-    treated = Rate(int(row["treated_achieved"]), int(row["treated_final"]), int(row["treated_pending"]))
-    holdout = Rate(int(row["holdout_achieved"]), int(row["holdout_final"]), int(row["holdout_pending"]))
-    started: dt.datetime = row["started_at"]
+def _lifts(
+    rows: ProgrammeRows,
+) -> dict[tuple[uuid.UUID | None, str], list[tuple[Mapping[str, Any], Arm, Arm]]]:
+    """Per (organisation, scenario type): each rule's current experiment with its two arms over
+    the window. A difference never mixes two holdout set-ups; a rule whose current set-up has
+    no outcome in the window gives none."""
+    current = {int(e["id"]): e for e in rows.experiments if e["current"]}
+    arms = sum_arms(
+        (r for r in rows.outcomes if r["experiment_id"] is not None and int(r["experiment_id"]) in current),
+        lambda r: (_org(r["organization_id"]), int(r["experiment_id"]), str(r["arm"])),
+    )
+    out: dict[tuple[uuid.UUID | None, str], list[tuple[Mapping[str, Any], Arm, Arm]]] = {}
+    for org, experiment_id in sorted({(o, e) for o, e, _ in arms}, key=lambda k: (str(k[0]), k[1])):
+        experiment = current[experiment_id]
+        treated = arms.get((org, experiment_id, "treated"), Arm())
+        holdout = arms.get((org, experiment_id, "holdout"), Arm())
+        out.setdefault((org, str(experiment["scenario_type"])), []).append((experiment, treated, holdout))
+    return out
+
+
+def _lift(
+    experiment: Mapping[str, Any], treated: Arm, holdout: Arm, first_day: dt.date, outcome: str
+) -> Lift:
+    started: dt.datetime = experiment["started_at"]
     # The rule's own holdout or the global one: either keeps a comparison group back.
-    keeps_back = float(row["holdout_percent"]) > 0 or float(row["global_holdout_percent"]) > 0
-    lift = Lift(
-        name=str(row["rule_name"]),
+    keeps_back = float(experiment["holdout_percent"]) > 0 or float(experiment["global_holdout_percent"]) > 0
+    return Lift(
+        name=str(experiment["rule_name"]),
         started_at=started,
         measured_from=max(first_day, started.astimezone(dt.UTC).date()),
         keeps_back=keeps_back,
-        treated=treated,
-        holdout=holdout,
         outcome=outcome,
+        result=model.lift(treated, holdout),
     )
-    if treated.final < MIN_FINAL_OUTCOMES or holdout.final < MIN_FINAL_OUTCOMES:
-        return lift
-    interval = newcombe_interval(treated.achieved, treated.final, holdout.achieved, holdout.final)
-    difference = treated.achieved / treated.final - holdout.achieved / holdout.final
-    return replace(lift, difference=100 * difference, low=100 * interval.low, high=100 * interval.high)
 
 
 def _scenario_order(scenario_type: str) -> tuple[int, str]:
@@ -431,22 +474,22 @@ def build_programme_health(
         if row["week"] in shown:
             key = (_org(row["organization_id"]), str(row["scenario_type"]))
             sends.setdefault(key, {})[row["week"]] = (int(row["sent"]), int(row["delivered"]))
-    outcomes: dict[tuple[uuid.UUID | None, str], dict[dt.date, Rate]] = {}
-    for row in rows.outcomes:
-        if row["week"] in shown:
-            key = (_org(row["organization_id"]), str(row["scenario_type"]))
-            outcomes.setdefault(key, {})[row["week"]] = Rate(
-                int(row["achieved"]), int(row["final"]), int(row["pending"])
-            )
-    lift_rows: dict[tuple[uuid.UUID | None, str], list[Mapping[str, Any]]] = {}
-    for row in rows.lifts:
-        lift_rows.setdefault((_org(row["organization_id"]), str(row["scenario_type"])), []).append(row)
+    # The messaged decisions' outcomes per week, whatever the rule or experiment.
+    weekly = sum_arms(
+        (r for r in rows.outcomes if r["arm"] == "treated" and r["week"] in shown),
+        lambda r: (_org(r["organization_id"]), str(r["scenario_type"]), r["week"]),
+    )
+    outcomes: dict[tuple[uuid.UUID | None, str], dict[dt.date, Arm]] = {}
+    for (org, scenario, week), arm in weekly.items():
+        outcomes.setdefault((org, scenario), {})[week] = arm
+    lift_rows = _lifts(rows)
     certs: dict[uuid.UUID | None, dict[dt.date, tuple[int, int]]] = {}
     for row in rows.certifications:
         if row["week"] in shown:
-            certs.setdefault(_org(row["organization_id"]), {})[row["week"]] = (
-                int(row["renewed"]),
-                int(row["lapsed"]),
+            renewed, lapsed = certs.setdefault(_org(row["organization_id"]), {}).get(row["week"], (0, 0))
+            certs[_org(row["organization_id"])][row["week"]] = (
+                renewed + int(row["renewed_in_time"]),
+                lapsed + int(row["lapsed"]),
             )
 
     keys = set(sends) | set(outcomes) | set(lift_rows) | {(org, "certification_expiry") for org in certs}
@@ -467,13 +510,15 @@ def build_programme_health(
                     in_progress=m == current,
                     sent=per_sends.get(m, (0, 0))[0],
                     delivered=per_sends.get(m, (0, 0))[1],
-                    outcome=per_outcomes.get(m, Rate()),
+                    outcome=per_outcomes.get(m, Arm()),
                 )
                 for m in mondays
             )
             lifts = tuple(
-                _lift_from_row(r, mondays[0], words.outcome)
-                for r in sorted(lift_rows.get((org, scenario), []), key=lambda r: str(r["rule_name"]))
+                _lift(experiment, treated, holdout, mondays[0], words.outcome)
+                for experiment, treated, holdout in sorted(
+                    lift_rows.get((org, scenario), []), key=lambda x: str(x[0]["rule_name"])
+                )
             )
             cert_weeks = None
             if scenario == "certification_expiry":
@@ -495,24 +540,41 @@ async def load_programme_health(
     weeks: int = DEFAULT_WEEKS,
     organization_id: uuid.UUID | None = None,
 ) -> ProgrammeHealth:
-    """Run the page's queries for the window ending at ``as_of`` and build the page.
+    """Run the page's queries for the window ending at ``as_of`` (included) and build the page.
 
-    The four reads run in one repeatable-read, read-only transaction: the sends, outcomes and
-    lift are counted from one snapshot, so their totals agree with each other."""
+    The reads run in one repeatable-read, read-only transaction: the sends, outcomes, set-ups
+    and renewals are counted from one snapshot, so their totals agree with each other. The
+    outcomes and the renewals are judged at ``as_of``, as `report` judges them."""
     mondays = window_weeks(as_of, weeks)
-    params = {"since": window_start(mondays), "until": as_of, "organization_id": organization_id}
+    since, until = window_start(mondays), as_of + _INCLUSIVE
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        fetched = [
-            await fetch(conn, name, **params)
-            for name in (
-                "programme_weekly_sends",
-                "programme_weekly_outcomes",
-                "programme_current_lift",
-                "programme_weekly_certifications",
-            )
-        ]
+        sends = await fetch(
+            conn, "programme_weekly_sends", since=since, until=as_of, organization_id=organization_id
+        )
+        outcomes = await fetch(
+            conn,
+            "outcome_counts",
+            since=since,
+            until=until,
+            as_of=as_of,
+            organization_id=organization_id,
+            rule_name=None,
+        )
+        experiments = await fetch(conn, "outcome_experiments", rule_name=None)
+        certifications = await fetch(
+            conn,
+            "certification_renewals",
+            since=since,
+            until=until,
+            split=since,
+            as_of=as_of,
+            organization_id=organization_id,
+        )
     return build_programme_health(
-        ProgrammeRows(*(_records(r) for r in fetched)), as_of, weeks, organization_id
+        ProgrammeRows(*(_records(r) for r in (sends, outcomes, experiments, certifications))),
+        as_of,
+        weeks,
+        organization_id,
     )
 
 
@@ -525,7 +587,13 @@ def render_programme(page: ProgrammeHealth | ProgrammeUnavailable) -> str:
     return (
         environment()
         .get_template(TEMPLATE)
-        .render(page=page, available=isinstance(page, ProgrammeHealth), min_final=MIN_FINAL_OUTCOMES)
+        .render(
+            page=page,
+            available=isinstance(page, ProgrammeHealth),
+            min_final=MIN_FINAL_PER_ARM,
+            rate_text=rate_text,
+            rate_detail=rate_detail,
+        )
     )
 
 

@@ -53,20 +53,46 @@ NOT EXISTS (
             AND (n.issued_at, n.id) > (c.issued_at, c.id))
 )
 
+-- name: certification_renewed_in_time
+-- The one definition of "renewed in time" (docs/OUTCOMES.md), included by the statement that
+-- resolves certification outcomes (certification_outcomes), by `report` and by the programme
+-- page (certification_renewals in queries/outcomes.sql). It reads a relation `expiring` that
+-- the including statement defines — (id, mentor_id, type, issued_at, expires_at, as_of): the
+-- certifications to judge and the instant each is judged at — and returns the ids of those
+-- renewed in time. A certification c is renewed in time when a certification n exists
+--   * of the same mentor and type, not revoked (revoked_at IS NULL, whenever it was revoked);
+--   * issued after c in the order (issued_at, id): a later instant, or the same instant and a
+--     greater id. It is the order in which the scenario calls c superseded (its candidates,
+--     re-check and oracle.py), so of two issued at one instant the later id renews the other;
+--   * issued strictly before c expires (issued_at < expires_at): a renewal issued at the
+--     expiry instant is too late, c has lapsed;
+--   * issued by the instant judged at (issued_at <= as_of): a later one is not known yet.
+-- One hash join of the judged certifications with all of them on (mentor, type), not a
+-- look-up per certification (docs/BENCHMARKS.md, report).
+SELECT DISTINCT e.id
+FROM expiring e
+JOIN public.certification n ON n.mentor_id = e.mentor_id AND n.type = e.type
+WHERE n.revoked_at IS NULL
+  AND (n.issued_at, n.id) > (e.issued_at, e.id)
+  AND n.issued_at < e.expires_at
+  AND n.issued_at <= e.as_of
+
 -- name: certification_outcomes
 -- params: scenario_type, as_of
--- Renewed in time: a newer, unrevoked certification of the same type issued (by as_of) before
--- the reminded one expires. The window of a certification outcome ends at that expiry.
-WITH done AS (
-    UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
-    FROM public.certification c
+-- Achieved: the reminded certification (the outcome's subject) was renewed in time
+-- (certification_renewed_in_time), judged at as_of. The window of a certification outcome ends
+-- at its expiry, so outcome_close makes the rest lapsed ('missed') once that has passed.
+WITH expiring AS (
+    SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, $2::timestamptz AS as_of
+    FROM scenario_engine.scenario_outcome o
+    JOIN public.certification c ON c.id = o.subject::bigint
     WHERE o.status = 'pending' AND o.scenario_type = $1::text
-      AND c.id = o.subject::bigint
-      AND EXISTS (
-          SELECT 1 FROM public.certification n
-          WHERE n.mentor_id = c.mentor_id AND n.type = c.type AND n.revoked_at IS NULL
-            AND (n.issued_at, n.id) > (c.issued_at, c.id)
-            AND n.issued_at < c.expires_at AND n.issued_at <= $2::timestamptz)
+), renewed AS (
+    -- include: certification_renewed_in_time
+), done AS (
+    UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
+    FROM renewed r
+    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.subject = r.id::text
     RETURNING o.rule_name, o.arm, o.status
 )
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
