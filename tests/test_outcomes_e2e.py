@@ -129,18 +129,27 @@ async def test_report_of_a_hand_computed_programme(db_url: str, pool: asyncpg.Po
     assert early_a["lift_points"] is None and "treated has 0 and holdout has 0" in early_a["lift_note"]
     await engine.run_scheduled_evaluation(T0 + 21 * DAY)  # the 14-day windows closed on day 14
 
-    out = await run_cli(
-        "report",
-        "--since",
-        (T0 - DAY).isoformat(),
-        "--until",
-        (T0 + DAY).isoformat(),
-        "--output",
-        "json",
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    async def cli_report(until: dt.datetime) -> dict[str, Any]:
+        out = await run_cli(
+            "report",
+            "--since",
+            (T0 - DAY).isoformat(),
+            "--until",
+            until.isoformat(),
+            "--output",
+            "json",
+            env=env,
+        )
+        assert out.returncode == 0, out.stderr
+        parsed: dict[str, Any] = json.loads(out.stdout)
+        return parsed
+
+    # A range that ends before the windows close has no mature decision, however late it is
+    # taken: the same range gives the same figures whenever it is reported.
+    closed_early = {r["organization_id"]: r for r in (await cli_report(T0 + DAY))["rows"]}[str(ORG_A)]
+    assert closed_early["treated"]["final"] == 0 and closed_early["treated"]["still_being_measured"] == 37
+    # The range that reaches the windows' end: the hand-computed cohort.
+    report = await cli_report(T0 + 15 * DAY)
     assert report["method"].startswith("Newcombe hybrid score")
     rows = {r["organization_id"]: r for r in report["rows"]}
     a, b = rows[str(ORG_A)], rows[str(ORG_B)]

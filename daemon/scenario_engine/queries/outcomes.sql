@@ -36,22 +36,25 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 -- organisation, rule, scenario type, experiment, arm and UTC week (Monday) of the decision;
 -- organization_id and rule_name may be NULL (all). Each outcome row copies its decision's
 -- instant, organisation, rule and experiment, so this is one grouped scan, no join.
--- The mature cohort, judged at as_of (the instant the report or the page is taken at):
---   achieved, missed: the window closed by as_of (window_ends_at <= as_of) and the outcome
---     is resolved — only these are in a rate or a lift, in both arms alike;
---   measuring: all the others, still being measured: the window is open at as_of, or it has
---     closed but no resolution has run since (resolve.py runs after every sweep);
+-- The mature cohort, judged at the end of the reporting range, never later than now
+-- (cutoff = least(until, as_of)), so that a report of a closed range gives the same figures
+-- whenever it is taken:
+--   achieved, missed: the window closed by the cutoff (window_ends_at <= cutoff) and the
+--     outcome is resolved — only these are in a rate or a lift, in both arms alike;
+--   measuring: all the others, still being measured: the window is open at the cutoff, or it
+--     has closed but no resolution has run since (resolve.py runs after every sweep);
 --   measuring_achieved: of those, already achieved (an early success, not yet in a rate:
 --     counting it would count early successes without the failures still to come).
 -- achieved + missed + measuring is every outcome of the group.
 SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm,
        date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date AS week,
-       count(*) FILTER (WHERE o.window_ends_at <= $3::timestamptz AND o.status = 'achieved')::bigint AS achieved,
-       count(*) FILTER (WHERE o.window_ends_at <= $3::timestamptz AND o.status = 'missed')::bigint AS missed,
-       count(*) FILTER (WHERE o.window_ends_at > $3::timestamptz OR o.status = 'pending')::bigint AS measuring,
-       count(*) FILTER (WHERE o.window_ends_at > $3::timestamptz AND o.status = 'achieved')::bigint
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint AS achieved,
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint AS missed,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint AS measuring,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
            AS measuring_achieved
 FROM scenario_engine.scenario_outcome o
+CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
 WHERE o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
   AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
   AND ($5::text IS NULL OR o.rule_name = $5::text)
