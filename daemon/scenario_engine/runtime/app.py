@@ -29,6 +29,7 @@ import asyncpg
 
 from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect, create_pool
+from scenario_engine.db.errors import condition_of
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
     POOLER_ADVICE,
@@ -267,9 +268,13 @@ class Daemon:
             return False
 
         def down(exc: BaseException) -> None:
-            if self.state.database_ok:
+            # A server that answers with a condition (read-only after a failover, out of disk …)
+            # is reachable: /readyz names the condition; only a lost connection is "down".
+            condition = condition_of(exc)
+            reachable = condition is not None and condition.reachable
+            if self.state.database_ok and not reachable:
                 log.warning("database_unreachable", error=repr(exc))
-            self.state.set_database(False)
+            self.state.set_database(reachable)
 
         await Worker(
             "health",

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import anyio
 
+from scenario_engine.db.errors import Condition
 from scenario_engine.runtime.metrics import Metrics
 
 
@@ -66,6 +67,8 @@ class LoopHealth:
     steps: int = 0
     errors: int = 0
     last_error: str | None = None
+    # The database condition its last step failed on (db/errors.py); None once a step succeeds.
+    condition: Condition | None = None
 
     def enter(self, phase: Phase, expected: float = 0.0) -> None:
         self.phase = phase
@@ -92,6 +95,7 @@ class LoopHealth:
             "steps": self.steps,
             "errors": self.errors,
             "last_error": self.last_error,
+            "condition": self.condition.name if self.condition else None,
             "stuck": self.stuck(now),
         }
 
@@ -112,6 +116,8 @@ class RuntimeState:
     backlogs: dict[str, Any] = field(default_factory=dict)
     status_port: int | None = None
     loops: dict[str, LoopHealth] = field(default_factory=dict)
+    # Conditions reported by loops that are not watched (the scheduler), by loop name.
+    other_conditions: dict[str, Condition] = field(default_factory=dict)
 
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
@@ -129,9 +135,34 @@ class RuntimeState:
                 out[name] = reason
         return out
 
+    def conditions(self) -> dict[str, Condition]:
+        """The database conditions the loops are backing off on, by loop: each makes the
+        daemon unready until that loop's next step succeeds."""
+        found = {name: h.condition for name, h in self.loops.items() if h.condition is not None}
+        return {**found, **self.other_conditions}
+
+    def set_condition(self, loop: str, condition: Condition | None) -> None:
+        """For a loop without a LoopHealth: report (or, with None, clear) its condition."""
+        if condition is None:
+            self.other_conditions.pop(loop, None)
+        else:
+            self.other_conditions[loop] = condition
+
+    def readiness(self) -> dict[str, Any]:
+        """The /readyz body: ready or not, and which database condition, if any, is why."""
+        conditions = self.conditions()
+        first = next(iter(conditions.values()), None)
+        return {
+            "ready": self.ready,
+            "database": self.database_ok,
+            "listener": self.listener_ok,
+            "condition": first.name if first else None,
+            "conditions": {loop: c.view() for loop, c in conditions.items()},
+        }
+
     @property
     def ready(self) -> bool:
-        return self.database_ok and self.listener_ok and not self.stopping.is_set()
+        return self.database_ok and self.listener_ok and not self.stopping.is_set() and not self.conditions()
 
     def set_leader(self, value: bool) -> None:
         self.leader = value
@@ -155,6 +186,7 @@ class RuntimeState:
             "ready": self.ready,
             "database": "up" if self.database_ok else "down",
             "listener": "up" if self.listener_ok else "down",
+            "conditions": {loop: c.view() for loop, c in self.conditions().items()},
             "stopping": self.stopping.is_set(),
             "started_at": self.started_at.isoformat(),
             "last_sweep": self.last_sweep,
