@@ -12,10 +12,10 @@ inserts activity and certifications.
   filled, so that the server's next extension of the table fails with ``No space left on
   device`` (SQLSTATE 53100).
 
-For each: the process stays up, /readyz answers 503 and names the condition, /status shows
-it, nothing is quarantined, no event is dead-lettered or has an attempt counted against it;
-once the condition clears, /readyz is 200 again, everything is caught up and the ledger
-check passes.
+For each: the process stays up, /readyz answers 503 and names the condition, /status and the
+metric ``scenario_database_condition`` show it, nothing is quarantined, no event is
+dead-lettered or has an attempt counted against it; once the condition clears, /readyz is
+200 again, everything is caught up and the ledger check passes.
 """
 
 from __future__ import annotations
@@ -208,6 +208,7 @@ async def run_condition(
             to_503 = time.monotonic() - started
             status = await d.status()
             assert expected in {c["condition"] for c in status["conditions"].values()}, status
+            assert await d.metric("scenario_database_condition") >= 1
             # The condition lasts: the process stays up, unready, and blames no row.
             deadline = time.monotonic() + HOLD_SECONDS
             before = writes[0]

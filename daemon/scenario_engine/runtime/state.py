@@ -6,10 +6,13 @@ import datetime as dt
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from scenario_engine.db.errors import Condition
 from scenario_engine.runtime.metrics import Metrics
@@ -119,6 +122,9 @@ class RuntimeState:
     # Conditions reported by loops that are not watched (the scheduler), by loop name.
     other_conditions: dict[str, Condition] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.metrics.registry.register(_ConditionCollector(self))
+
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
         health = LoopHealth(name, stuck_after)
@@ -194,6 +200,24 @@ class RuntimeState:
             "backlogs": self.backlogs,
             "loops": {name: h.view(time.monotonic()) for name, h in self.loops.items()},
         }
+
+
+class _ConditionCollector(Collector):
+    """``scenario_database_condition{loop, condition}``: 1 for each loop backing off on a
+    condition of the database, read at scrape time from the loops themselves."""
+
+    def __init__(self, state: RuntimeState):
+        self.state = state
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "scenario_database_condition",
+            "1 per work loop backing off on a condition of the database (what /readyz names).",
+            labels=["loop", "condition"],
+        )
+        for loop, condition in self.state.conditions().items():
+            family.add_metric([loop, condition.name], 1.0)
+        yield family
 
 
 def default_instance_id() -> str:
