@@ -174,7 +174,10 @@ async def run_condition(
     inject: Callable[[Any], Awaitable[Injected]],
     clear: Callable[[Any], Awaitable[None]],
     before_start: Callable[[Any], Awaitable[None]] | None = None,
+    loops: tuple[str, ...] = ("drain",),
 ) -> None:
+    """Run the daemon through one condition (see the module docstring); ``loops`` are the
+    work loops that must have backed off on it (logged with the condition's name)."""
     pool = await platform_pool(db_url)
     gw = FaultGateway(delay=0.02)
     await gw.start()
@@ -258,6 +261,8 @@ async def run_condition(
     assert pending > 0, "events waited for the condition to clear"
     assert_ledger(ledger)
     assert not [e for e in d.log_events() if e.get("event") in ("mentor_quarantined", "event_failed")]
+    backed_off = {e.get("worker") for e in failed_steps if e.get("condition") == expected}
+    assert set(loops) <= backed_off, (loops, backed_off)
 
 
 async def test_read_only_after_a_failover(
@@ -276,7 +281,7 @@ async def test_read_only_after_a_failover(
 
     await run_condition(
         db_url, tmp_path, rules_path, fault_rules, figures,
-        expected="database_read_only", inject=inject, clear=clear,
+        expected="database_read_only", inject=inject, clear=clear, loops=("health", "drain"),
     )  # fmt: skip
 
 
@@ -303,7 +308,15 @@ async def held_lock(db_url: str, table: str) -> AsyncIterator[Callable[[], Await
 
 
 @pytest.mark.parametrize(
-    ("setting", "expected"), [("lock_timeout", "lock_timeout"), ("statement_timeout", "query_cancelled")]
+    ("setting", "table", "expected", "loops"),
+    [
+        # the evaluation's writes (drain and sweep)
+        ("lock_timeout", "scenario_notification", "lock_timeout", ("drain",)),
+        ("statement_timeout", "scenario_notification", "query_cancelled", ("drain",)),
+        # the dispatcher's claim (and the evaluation's enqueue)
+        ("lock_timeout", "push_notification", "lock_timeout", ("drain", "dispatcher")),
+    ],
+    ids=["lock_timeout", "statement_timeout", "lock_timeout-outbox"],
 )
 async def test_a_held_lock_under_a_role_timeout(
     db_url: str,
@@ -312,7 +325,9 @@ async def test_a_held_lock_under_a_role_timeout(
     fault_rules: Rules,
     figures: Figures,
     setting: str,
+    table: str,
     expected: str,
+    loops: tuple[str, ...],
 ) -> None:
     database = db_url.rsplit("/", 1)[1].split("?")[0]
     stack = contextlib.AsyncExitStack()
@@ -324,10 +339,9 @@ async def test_a_held_lock_under_a_role_timeout(
         await pool.execute(f"ALTER ROLE CURRENT_USER IN DATABASE \"{database}\" SET {setting} = '300ms'")
 
     async def inject(pool: Any) -> Injected:
-        releases.append(
-            await stack.enter_async_context(held_lock(db_url, "scenario_engine.scenario_notification"))
-        )
-        return Injected(f"SHARE lock on scenario_notification held, role {setting} = 300ms")
+        lock = held_lock(db_url, f"scenario_engine.{table}")
+        releases.append(await stack.enter_async_context(lock))
+        return Injected(f"SHARE lock on {table} held, role {setting} = 300ms")
 
     async def clear(pool: Any) -> None:
         await releases[0]()
@@ -335,7 +349,7 @@ async def test_a_held_lock_under_a_role_timeout(
     try:
         await run_condition(
             db_url, tmp_path, rules_path, fault_rules, figures,
-            expected=expected, inject=inject, clear=clear, before_start=before_start,
+            expected=expected, inject=inject, clear=clear, before_start=before_start, loops=loops,
         )  # fmt: skip
     finally:
         await stack.aclose()
@@ -361,7 +375,7 @@ async def test_a_renamed_platform_column(
     try:
         await run_condition(
             db_url, tmp_path, rules_path, fault_rules, figures,
-            expected="schema_mismatch", inject=inject, clear=clear,
+            expected="schema_mismatch", inject=inject, clear=clear, loops=("drain", "dispatcher"),
         )  # fmt: skip
     finally:
         PLATFORM["occurred_at"] = "occurred_at"
