@@ -18,9 +18,8 @@ from scenario_engine.db.records import MentorRecord, load_mentor, plain
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.engine import Engine
 from scenario_engine.evaluate import instant
-from scenario_engine.isolation import reason_for
+from scenario_engine.isolation import may_quarantine, reason_for
 from scenario_engine.notifications import Outcome
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.scenarios.base import MentorDataError
 from scenario_engine.scenarios.registry import scenario_of
 
@@ -64,9 +63,9 @@ async def explain_mentor(
         for rule in engine.rules.enabled():
             try:
                 inputs, why_not = await describe(conn, rule, mentor, at)
-            except TRANSIENT_DB_ERRORS:
-                raise
             except Exception as exc:  # a poison row: say what, instead of failing the command
+                if not may_quarantine(exc):  # a condition of the database, not this mentor's row
+                    raise
                 problems = exc.problems.values() if isinstance(exc, MentorDataError) else [reason_for(exc)]
                 result.rules.append(
                     RuleTrace(rule.name, rule.scenario_type, {}, "cannot evaluate", "; ".join(problems))

@@ -8,12 +8,17 @@ already has one open); when it raises:
 
 * a ``MentorDataError`` names the mentors it is about: they are set aside and the rest is
   evaluated again (one retry, however many of them there are);
-* any other non-transient error (a ``PostgresError`` that is not a lost connection, a Python
-  exception while building candidates or rendering): the batch is split in halves, each
-  evaluated in its own savepoint, down to the single mentors that fail (bisection, about
-  2 log2(n) extra evaluations of shrinking halves per bad mentor);
-* a transient database error (``TRANSIENT_DB_ERRORS``) propagates: the database being away is
-  not the data's fault, and the callers already retry.
+* a data error — SQLSTATE class 22 (an invalid value, out of range, division by zero …), a
+  value asyncpg cannot encode, or a Python exception while building candidates or rendering
+  from a row's values: the batch is split in halves, each evaluated in its own savepoint,
+  down to the single mentors that fail (bisection, about 2 log2(n) extra evaluations of
+  shrinking halves per bad mentor), so a mentor is quarantined only once the error is
+  confirmed on its rows alone;
+* anything else from the database propagates at once, without bisection: a condition of the
+  database (db/errors.py: lost, read-only, out of disk, a lock or statement timeout, a
+  serialization failure, a missing column …) or another rejected statement is not the data's
+  fault. The batch fails whole (nothing quarantined, nothing written) and the callers retry it
+  with backoff — a lock held on one mentor's row must not quarantine that mentor.
 
 Every mentor set aside is recorded in ``scenario_quarantine`` (one row per mentor: reason,
 first and last time seen, occurrences), counted by each live ``QuarantineObserver`` (the
@@ -33,10 +38,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from scenario_engine.db.connect import Conn, mark_engine_write
+from scenario_engine.db.errors import is_data_error, is_database_error
 from scenario_engine.db.queries import execute, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.notifications import Outcome
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.scenarios.base import MentorDataError
 
 log = get_logger("scenario_engine.isolation")
@@ -72,6 +77,16 @@ def observe_quarantine(observer: QuarantineObserver) -> None:
 Evaluate = Callable[[list[uuid.UUID]], Awaitable[list[Outcome]]]
 
 
+def may_quarantine(exc: BaseException) -> bool:
+    """Whether ``exc`` can be a row the engine cannot evaluate (and so, once confirmed on one
+    mentor alone, a reason to quarantine it): the engine's MentorDataError, a data error
+    (SQLSTATE class 22, or a value asyncpg cannot encode), or a Python exception raised on a
+    row's values. Never a condition of the database or any other error from it."""
+    if isinstance(exc, MentorDataError) or is_data_error(exc):
+        return True
+    return not is_database_error(exc)
+
+
 def reason_for(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 1] + "…"
@@ -105,8 +120,6 @@ async def evaluate_isolated(
                 await execute(
                     conn, "clear_quarantine", mentors=group if complete is None else complete(group)
                 )
-        except TRANSIENT_DB_ERRORS:
-            raise
         except MentorDataError as exc:
             members = set(group)
             named = {m: why for m, why in exc.problems.items() if m in members}
@@ -116,6 +129,8 @@ async def evaluate_isolated(
                 continue
             error = exc
         except Exception as exc:
+            if not may_quarantine(exc):
+                raise
             error = exc
         else:
             outcomes += got

@@ -4,15 +4,17 @@ The status server listens before any work starts. Workers (drain, scheduler, pru
 stop claiming new work when a stop signal arrives and get ``shutdown_grace_seconds`` to
 finish the batch in hand; then they are cancelled.
 
-Losing the database is never fatal: every loop runs on the shared work loop
-(runtime/worker.py), which retries transient database errors with backoff, so the process
-stays up, /readyz says 503 and the loops catch up once it is back. What does end the
-process: bad configuration (exit 2: a status address that cannot be bound, a transaction
-pooler in the database URL) and bugs (exit 1: a task that dies of anything else takes the
-process down so that systemd restarts it, rather than leaving it half alive). /healthz and
-the watchdog ping follow the work loops (listener, drain, dispatcher, pruners, health), not only
-the process: a stuck one makes both fail. The scheduler is not watched: a sweep of a large
-population may rightly run for minutes; its lease and /status show its progress.
+Losing the database is never fatal, nor is any other condition of it (db/errors.py:
+read-only after a failover, out of disk, a lock or statement timeout, a schema mismatch …):
+every loop runs on the shared work loop (runtime/worker.py), which backs off on them, so the
+process stays up, /readyz says 503 naming the condition and the loops catch up once it
+clears. What does end the process: bad configuration (exit 2: a status address that cannot
+be bound, a transaction pooler in the database URL) and bugs (exit 1: a task that dies of
+anything else takes the process down so that systemd restarts it, rather than leaving it
+half alive). /healthz and the watchdog ping follow the work loops (listener, drain,
+dispatcher, pruners, health), not only the process: a stuck one makes both fail. The
+scheduler is not watched: a sweep of a large population may rightly run for minutes; its
+lease and /status show its progress.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import asyncpg
 from scenario_engine.config import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
+from scenario_engine.db.errors import condition_of
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
     POOLER_ADVICE,
@@ -292,9 +295,13 @@ class Daemon:
             return False
 
         def down(exc: BaseException) -> None:
-            if self.state.database_ok:
+            # A server that answers with a condition (read-only after a failover, out of disk …)
+            # is reachable: /readyz names the condition; only a lost connection is "down".
+            condition = condition_of(exc)
+            reachable = condition is not None and condition.reachable
+            if self.state.database_ok and not reachable:
                 log.warning("database_unreachable", error=repr(exc))
-            self.state.set_database(False)
+            self.state.set_database(reachable)
 
         await Worker(
             "health",

@@ -1,7 +1,8 @@
-"""Jittered exponential backoff, and which errors mean "the database went away".
+"""Jittered exponential backoff, and which errors a work loop backs off on.
 
-Losing the database is never fatal to the daemon: every loop that talks to it retries
-the errors classified here, with backoff. Anything else is a bug and ends the process.
+A condition of the database (db/errors.py: the server away, read-only, out of disk, a lock or
+statement timeout, a schema mismatch …) is never fatal to the daemon: every loop that talks to
+it retries, with backoff. Anything else is a bug and ends the process.
 """
 
 from __future__ import annotations
@@ -9,45 +10,33 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import asyncpg
-from asyncpg.exceptions import InternalClientError
-
-# Errors that mean "the database is (temporarily) unreachable", not "our code is wrong".
-# InternalClientError ("another operation is in progress", "protocol in an unexpected
-# state") is what asyncpg raises on a connection whose socket died mid-operation, e.g. a
-# pool connection handed out once more after the server was restarted under it.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    InternalClientError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
+from scenario_engine.db.errors import (
+    CONNECTION_ERRORS,
+    DB_ERRORS,
+    Condition,
+    condition_of,
+    first_leaf,
 )
 
+# The connection-loss errors, under the name the runtime used before conditions were
+# classified by SQLSTATE (db/errors.py). Prefer ``is_transient`` / ``condition_of``.
+TRANSIENT_DB_ERRORS = CONNECTION_ERRORS
 
-# Any database failure, transient or not: for best-effort side queries (status page, goodbye,
-# rule bookkeeping) that must never take a loop down.
-DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
+__all__ = [
+    "DB_ERRORS",
+    "TRANSIENT_DB_ERRORS",
+    "Backoff",
+    "Condition",
+    "condition_of",
+    "first_leaf",
+    "is_transient",
+]
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True if ``exc`` only says the database was lost: a transient error, or an exception
-    group (from a task group) every leaf of which is one. A group that also holds a bug is
-    not transient, so the bug is not retried away."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(is_transient(inner) for inner in exc.exceptions)
-    return isinstance(exc, TRANSIENT_DB_ERRORS)
-
-
-def first_leaf(exc: BaseException) -> BaseException:
-    """The first non-group exception inside ``exc``, for a log line that says what happened."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
+    """True if ``exc`` is a condition of the database (db/errors.py), not a bug: retried with
+    backoff. An exception group is transient only if every leaf is."""
+    return condition_of(exc) is not None
 
 
 @dataclass

@@ -36,10 +36,10 @@ import anyio
 from aiolimiter import AsyncLimiter
 
 from scenario_engine.config import Settings, collect_secrets, scrub
+from scenario_engine.db.errors import is_condition
 from scenario_engine.db.queries import bind, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.runtime.clock import ServerTime
 from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until
@@ -156,8 +156,10 @@ class Dispatcher:
     async def dispatch_once(self) -> DispatchStats:
         """Claim one batch of due pushes and see each to an outcome.
 
-        A database error while sending ends no other send: the push it concerned keeps
-        its lease and is taken up again; the first such error is raised at the end.
+        A condition of the database (db/errors.py: lost, read-only, a lock or statement
+        timeout …) while sending ends no other send: the push it concerned keeps its lease and
+        is taken up again; the first such error is raised at the end, and the work loop backs
+        off on it. So does one from the claim or the re-check.
         """
         stats = DispatchStats()
         async with self.pool.acquire() as conn:
@@ -226,7 +228,9 @@ class Dispatcher:
                 await self._execute(
                     "push_renew_claims", ids=ids, attempts=attempts, lease_secs=self.claim_lease
                 )
-            except TRANSIENT_DB_ERRORS as exc:  # the claim may lapse; the in-flight mark still fences
+            except Exception as exc:  # a condition: the claim may lapse; the in-flight mark still fences
+                if not is_condition(exc):
+                    raise
                 log.warning("push_claim_renewal_failed", error=repr(exc), pushes=len(ids))
 
     async def _send_one(
@@ -257,7 +261,9 @@ class Dispatcher:
                     attempts=message.attempts,
                     lease_secs=self.in_flight_lease,
                 )
-            except TRANSIENT_DB_ERRORS as exc:  # not marked, so not sent: the claim lapses
+            except Exception as exc:  # a condition: not marked, so not sent; the claim lapses
+                if not is_condition(exc):
+                    raise
                 errors.append(exc)
                 return
             if marked is None:
@@ -270,7 +276,9 @@ class Dispatcher:
             # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency.
             try:
                 await self._record(row, result, stats, server.now())
-            except TRANSIENT_DB_ERRORS as exc:  # stays in flight: taken up again as uncertain
+            except Exception as exc:  # a condition: stays in flight, taken up again as uncertain
+                if not is_condition(exc):
+                    raise
                 log.warning(
                     "push_outcome_not_recorded", push_id=message.id, outcome=result.kind, error=repr(exc)
                 )

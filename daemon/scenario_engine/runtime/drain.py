@@ -2,26 +2,37 @@
 
 Claiming, evaluating, enqueueing and marking happen in one transaction, so a crash at
 any point leaves the events pending and the notifications unwritten: they are simply
-done again. A batch is evaluated set-based; if it fails, its events are retried one by
-one (each in a savepoint) so that a poison event is isolated, retried a bounded number
-of times and dead-lettered with its error, never blocking the rest.
+done again. A batch is evaluated set-based, with a mentor whose rows the engine cannot
+evaluate isolated and quarantined (isolation.py).
+
+Any error from the database fails the batch whole and leaves its events pending, with no
+attempt counted and nothing quarantined: a condition of the database (db/errors.py: lost,
+read-only, a lock or statement timeout, out of disk, a missing column …) as itself, any
+other rejected statement as the condition ``evaluation_failed``; the work loop backs off,
+/readyz names the condition, and the batch is done once it clears. Only a failure of the
+engine's own code (a Python exception that the mentor isolation could not pin on a few rows)
+falls back to the events one by one, each in a savepoint, so that a poison event is
+retried a bounded number of times and dead-lettered with its error, never blocking the rest;
+that fallback quarantines no more than ``MAX_BISECTED`` mentors of a batch in all, like the
+isolation itself, and beyond that the error is raised as the bug it is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 from pydantic import ValidationError
 
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn
+from scenario_engine.db.errors import Condition, ConditionError, condition_of, is_database_error, sqlstate_of
 from scenario_engine.db.queries import execute, fetch, fetchval
 from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
+from scenario_engine.isolation import MAX_BISECTED, reason_for
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import is_transient
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 
@@ -94,24 +105,37 @@ class Drain:
             async with conn.transaction():
                 outcomes = await self.engine.evaluate_routed(conn, group(r for r, _ in batch), as_of)
         except Exception as exc:
-            if is_transient(exc):  # the database went away: not the batch's fault
-                raise
+            if is_database_error(exc):  # not the events' fault: all stay pending, retried
+                raise_batch_failure(exc)
             log.warning("drain_batch_failed", error=repr(exc), events=len(events))
-            await self._one_by_one(conn, batch, as_of)
+            await self._one_by_one(conn, batch, as_of, exc)
             return
         await execute(conn, "mark_events_processed", ids=[e.id for e in events])
         self.state.metrics.count_outcomes(outcomes)
         self._observe(batch)
 
-    async def _one_by_one(self, conn: Conn, batch: list[Claimed], as_of: dt.datetime) -> None:
+    async def _one_by_one(
+        self, conn: Conn, batch: list[Claimed], as_of: dt.datetime, first: Exception
+    ) -> None:
+        """Each event in its own savepoint, after the batch failed in the engine's own code.
+        An error from the database here fails the whole batch as in ``_process`` (no attempt
+        burnt); the mentors quarantined on the way count against one ``MAX_BISECTED`` for the
+        batch, as one evaluation would, so that a bug cannot quarantine a population one event
+        at a time."""
+        quarantined = 0
         for routed, created in batch:
             event = routed[0]
             try:
                 async with conn.transaction():
                     outcomes = await self.engine.evaluate_routed(conn, group([routed]), as_of)
+                    quarantined += len(outcomes.quarantined)
+                    if quarantined > MAX_BISECTED:
+                        raise TooManyQuarantined(quarantined, first) from first
+            except TooManyQuarantined:
+                raise
             except Exception as exc:
-                if is_transient(exc):  # never burn an attempt on a lost connection
-                    raise
+                if is_database_error(exc):  # never burn an attempt on a condition of the database
+                    raise_batch_failure(exc)
                 self.state.metrics.events_failed.inc()
                 dead = await fetchval(
                     conn, "mark_event_failed", id=event.id, error=repr(exc), max_attempts=self.max_attempts
@@ -138,6 +162,23 @@ class Drain:
         for _routed, created in batch:
             self.state.metrics.drain_latency.observe(max(0.0, now - created.timestamp()))
         self.state.metrics.events_processed.inc(len(batch))
+
+
+class TooManyQuarantined(Exception):
+    """The one-by-one fallback would quarantine more than ``MAX_BISECTED`` mentors of one
+    batch: the error is the engine's, not the rows'. Raised (a bug) with everything undone."""
+
+    def __init__(self, n: int, error: Exception):
+        super().__init__(f"more than {MAX_BISECTED} mentors of one batch failed ({n}): {reason_for(error)}")
+
+
+def raise_batch_failure(exc: Exception) -> NoReturn:
+    """Fail the batch as the work loop should see it: a condition of the database as itself;
+    any other error from the database as the condition ``evaluation_failed`` (retried with
+    backoff, named on /readyz with the server's message), not as a bug."""
+    if condition_of(exc) is not None:
+        raise exc
+    raise ConditionError(Condition("evaluation_failed", sqlstate_of(exc), reason_for(exc))) from exc
 
 
 async def prune_loop(

@@ -32,11 +32,12 @@ import asyncpg
 from scenario_engine.config import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect
+from scenario_engine.db.errors import DB_ERRORS, condition_of, first_leaf
 from scenario_engine.db.queries import bind, execute, fetchrow, fetchval, query
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS, Backoff, first_leaf, is_transient
+from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.fleet import rules_fingerprint
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.worker import sleep_or_stop
@@ -87,33 +88,44 @@ class Scheduler:
         self.state = state
         self.settings = settings
         self._waiting_for: str | None = None  # refused period already looked at (finished or owned)
+        # Reset only once a round succeeds, so that a lasting condition (a read-only server
+        # accepts the connection, then refuses the claim) is retried ever more slowly.
+        self._backoff = Backoff(maximum=settings.leader_retry_seconds)
+
+    def _succeeded(self) -> None:
+        """A round of following or leading went through: any condition has cleared."""
+        self._backoff.reset()
+        self.state.set_condition("scheduler", None)
 
     async def run(self) -> None:
         """Lead or follow until stopped. A lost database is retried; so is a sweep that fails
         for any other reason (logged as sweep_failed, counted, retried with a growing pause):
         restarting the process could not fix a sweep that fails deterministically, and the
         event path must keep working meanwhile — a crash loop would stop both."""
-        backoff = Backoff(maximum=self.settings.leader_retry_seconds)
+        backoff = self._backoff
         failures = Backoff(initial=5.0, maximum=300.0)
         while not self.state.stopping.is_set():
             conn: asyncpg.Connection[Any] | None = None
             pause: float | None = None
             try:
                 conn = await connect(self.dsn, application_name="scenario-engine leader")
-                backoff.reset()
                 await self._follow_or_lead(conn)
                 failures.reset()
             except LeadershipLost as exc:
                 log.warning("leadership_lost", reason=str(exc))
             except Exception as exc:
-                if not is_transient(exc):
+                condition = condition_of(exc)
+                if condition is None:
                     log.error("sweep_failed", error=repr(first_leaf(exc)), exc_info=exc)
                     self.state.metrics.sweeps.labels("failed").inc()
                     pause = failures.next_delay()
-                elif self.state.leader:
-                    log.warning("leadership_lost", error=repr(first_leaf(exc)))
-                else:
-                    log.debug("leader_connection_failed", error=repr(first_leaf(exc)))
+                else:  # a condition of the database: backed off, named on /readyz until it clears
+                    self.state.set_condition("scheduler", condition)
+                    log.warning(
+                        "leadership_lost" if self.state.leader else "leader_connection_failed",
+                        condition=condition.name,
+                        error=repr(first_leaf(exc)),
+                    )
             finally:
                 self.state.set_leader(False)
                 if conn is not None:
@@ -137,6 +149,7 @@ class Scheduler:
                     log.info("leadership_acquired", instance=self.state.instance_id)
                 else:
                     self.state.next_sweep_at = None
+                    self._succeeded()
                     await sleep_or_stop(self.state.stopping, self.settings.leader_retry_seconds)
                     continue
             if not await fetchval(conn, "holds_leader_lock", lock_key=LEADER_LOCK_KEY):
@@ -147,6 +160,7 @@ class Scheduler:
             now = await database_now(conn)
             key, _start, next_start = current_period(self.settings, now)
             await self._sweep_period(key, conn, now)
+            self._succeeded()
             self.state.next_sweep_at = next_start
             # Wake at the next period, but re-check leadership regularly meanwhile.
             wait = (next_start - self.state.clock.server_now()).total_seconds()
@@ -291,7 +305,7 @@ class Scheduler:
             try:
                 async with self.pool.acquire() as conn:
                     await execute(conn, "release_sweep_lease", sweep_key=claim.key, claim_token=claim.token)
-            except TRANSIENT_DB_ERRORS as exc:
+            except DB_ERRORS as exc:  # unreachable, read-only …: the lease simply expires
                 log.warning("sweep_lease_release_failed", sweep_key=claim.key, error=repr(exc))
 
     async def _claim_refused(self, conn: Any, key: str) -> None:

@@ -6,11 +6,15 @@ import datetime as dt
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from scenario_engine.db.errors import Condition
 from scenario_engine.runtime.clock import Clock
 from scenario_engine.runtime.fleet import Fleet
 from scenario_engine.runtime.metrics import Metrics
@@ -68,6 +72,8 @@ class LoopHealth:
     steps: int = 0
     errors: int = 0
     last_error: str | None = None
+    # The database condition its last step failed on (db/errors.py); None once a step succeeds.
+    condition: Condition | None = None
 
     def enter(self, phase: Phase, expected: float = 0.0) -> None:
         self.phase = phase
@@ -94,6 +100,7 @@ class LoopHealth:
             "steps": self.steps,
             "errors": self.errors,
             "last_error": self.last_error,
+            "condition": self.condition.name if self.condition else None,
             "stuck": self.stuck(now),
         }
 
@@ -118,6 +125,11 @@ class RuntimeState:
     clock: Clock = field(default_factory=Clock)  # the host's clock against the database's
     # What the periodic installation check (runtime/hooks.py) last found wrong: unready while any.
     installation_problems: list[str] = field(default_factory=list)
+    # Conditions reported by loops that are not watched (the scheduler), by loop name.
+    other_conditions: dict[str, Condition] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics.registry.register(_ConditionCollector(self))
 
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
@@ -135,6 +147,33 @@ class RuntimeState:
                 out[name] = reason
         return out
 
+    def conditions(self) -> dict[str, Condition]:
+        """The database conditions the loops are backing off on, by loop: each makes the
+        daemon unready until that loop's next step succeeds."""
+        found = {name: h.condition for name, h in self.loops.items() if h.condition is not None}
+        return {**found, **self.other_conditions}
+
+    def set_condition(self, loop: str, condition: Condition | None) -> None:
+        """For a loop without a LoopHealth: report (or, with None, clear) its condition."""
+        if condition is None:
+            self.other_conditions.pop(loop, None)
+        else:
+            self.other_conditions[loop] = condition
+
+    def readiness(self) -> dict[str, Any]:
+        """The /readyz body: ready or not, and which database condition, if any, is why."""
+        conditions = self.conditions()
+        first = next(iter(conditions.values()), None)
+        return {
+            "ready": self.ready,
+            "database": self.database_ok,
+            "listener": self.listener_ok,
+            "condition": first.name if first else None,
+            "conditions": {loop: c.view() for loop, c in conditions.items()},
+            "reasons": self.not_ready_because(),
+            "installation_problems": self.installation_problems,
+        }
+
     @property
     def started(self) -> bool:
         """Up and connected: what systemd is told once (READY=1). Unlike ``ready`` it ignores a
@@ -143,7 +182,12 @@ class RuntimeState:
 
     @property
     def ready(self) -> bool:
-        return self.started and not self.evaluation_paused and not self.installation_problems
+        return (
+            self.started
+            and not self.evaluation_paused
+            and not self.installation_problems
+            and not self.conditions()
+        )
 
     @property
     def evaluation_paused(self) -> bool:
@@ -164,6 +208,7 @@ class RuntimeState:
             reasons.append("rules_mismatch" if self.fleet.mismatch else "rules_unchecked")
         if self.installation_problems:  # runtime/hooks.py: e.g. a dropped change-capture trigger
             reasons.append("installation_incomplete")
+        reasons += sorted({c.name for c in self.conditions().values()})  # db/errors.py
         return reasons
 
     def set_leader(self, value: bool) -> None:
@@ -188,6 +233,7 @@ class RuntimeState:
             "ready": self.ready,
             "database": "up" if self.database_ok else "down",
             "listener": "up" if self.listener_ok else "down",
+            "conditions": {loop: c.view() for loop, c in self.conditions().items()},
             "stopping": self.stopping.is_set(),
             "started_at": self.started_at.isoformat(),
             "last_sweep": self.last_sweep,
@@ -198,6 +244,24 @@ class RuntimeState:
             "clock": self.clock.view(),
             "installation_problems": self.installation_problems,
         }
+
+
+class _ConditionCollector(Collector):
+    """``scenario_database_condition{loop, condition}``: 1 for each loop backing off on a
+    condition of the database, read at scrape time from the loops themselves."""
+
+    def __init__(self, state: RuntimeState):
+        self.state = state
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "scenario_database_condition",
+            "1 per work loop backing off on a condition of the database (what /readyz names).",
+            labels=["loop", "condition"],
+        )
+        for loop, condition in self.state.conditions().items():
+            family.add_metric([loop, condition.name], 1.0)
+        yield family
 
 
 def default_instance_id() -> str:

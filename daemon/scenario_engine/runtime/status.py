@@ -112,17 +112,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    body: dict[str, Any] = {
-        "ready": state.ready,
-        "database": state.database_ok,
-        "listener": state.listener_ok,
-    }
-    if not state.ready:
-        body["reasons"] = state.not_ready_because()  # e.g. rules_mismatch (runtime/fleet.py)
-    if state.installation_problems:  # runtime/hooks.py: e.g. a dropped change-capture trigger
-        body["installation_problems"] = state.installation_problems
-    return web.json_response(body, status=200 if state.ready else 503)
+    """200 when ready; 503 otherwise, with ``condition`` naming the database condition
+    (db/errors.py) the daemon is backing off on, if that is why."""
+    body = request.app[STATE_KEY].readiness()
+    return web.json_response(body, status=200 if body["ready"] else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -10,7 +10,7 @@ bug and propagates (the task group ends the process; systemd restarts it).
 The loop reports its phase to a ``LoopHealth`` so that /healthz and the systemd watchdog
 can tell a working process from one whose loop is blocked.
 
-Loops with a shape of their own (the scheduler) reuse the pieces: ``is_transient`` to
+Loops with a shape of their own (the scheduler) reuse the pieces: ``condition_of`` to
 classify, ``Backoff`` to wait and ``sleep_or_stop``; ``retry_transient`` runs a single
 database call that must survive an outage (the start-up checks).
 """
@@ -22,8 +22,9 @@ from typing import TypeVar
 
 import anyio
 
+from scenario_engine.db.errors import Condition, condition_of, first_leaf
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import Backoff, first_leaf, is_transient
+from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.state import LoopHealth, Wakeup, wait_for_wakeup
 
 log = get_logger("scenario_engine.worker")
@@ -71,11 +72,13 @@ class Worker:
                 try:
                     more = await self.step()
                 except Exception as exc:
-                    if not is_transient(exc):
+                    condition = condition_of(exc)
+                    if condition is None:
                         raise
-                    await self._failed(exc)
+                    await self._failed(exc, condition)
                     continue
                 self.health.steps += 1
+                self.health.condition = None
                 if self.backoff.attempt:  # the step failed before this success
                     log.info("worker_recovered", worker=self.name, after_errors=self.backoff.attempt)
                 self.backoff.reset()
@@ -86,30 +89,43 @@ class Worker:
         finally:
             self.health.enter("stopped")
 
-    async def _failed(self, exc: BaseException) -> None:
+    async def _failed(self, exc: BaseException, condition: Condition) -> None:
         self.health.errors += 1
         self.health.last_error = repr(first_leaf(exc))
+        self.health.condition = condition
         if self.on_transient is not None:
             result = self.on_transient(exc)
             if result is not None:
                 await result
         await _back_off(
-            exc, self.backoff, self.stopping, self.health, "worker_database_error", worker=self.name
+            exc,
+            condition,
+            self.backoff,
+            self.stopping,
+            self.health,
+            "worker_database_error",
+            worker=self.name,
         )
 
 
 async def _back_off(
     exc: BaseException,
+    condition: Condition,
     backoff: Backoff,
     stopping: anyio.Event,
     health: LoopHealth | None,
     event: str,
     **fields: object,
 ) -> None:
-    """Log the lost database, then wait the next backoff delay (or until stop)."""
+    """Log the condition, then wait the next backoff delay (or until stop)."""
     delay = backoff.next_delay()
     log.warning(
-        event, error=repr(first_leaf(exc)), attempt=backoff.attempt, retry_in=round(delay, 3), **fields
+        event,
+        condition=condition.name,
+        error=repr(first_leaf(exc)),
+        attempt=backoff.attempt,
+        retry_in=round(delay, 3),
+        **fields,
     )
     if health is not None:
         health.enter("backoff", delay)
@@ -118,13 +134,14 @@ async def _back_off(
 
 async def retry_transient(call: Callable[[], Awaitable[T]], *, stopping: anyio.Event, what: str) -> T | None:
     """Run ``call`` until it succeeds or stop is asked (then None), backing off on
-    transient database errors and re-raising anything else."""
+    conditions of the database and re-raising anything else."""
     backoff = Backoff()
     while not stopping.is_set():
         try:
             return await call()
         except Exception as exc:
-            if not is_transient(exc):
+            condition = condition_of(exc)
+            if condition is None:
                 raise
-            await _back_off(exc, backoff, stopping, None, "database_unavailable", what=what)
+            await _back_off(exc, condition, backoff, stopping, None, "database_unavailable", what=what)
     return None
