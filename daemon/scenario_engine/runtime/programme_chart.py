@@ -33,12 +33,10 @@ def signed(value: float, decimals: int = 1) -> str:
     return f"+{text}" if rounded > 0 else f"{MINUS}{text}"
 
 
-FIT_CHAR_W = 0.56  # a label's own width estimate: CHAR_W is kept generous for overlap checks
-
-
 def fit(text: str, width: float, font: float) -> str:
-    """``text`` cut with an ellipsis so that it is at most about ``width`` units wide at ``font``."""
-    most = max(1, int(width / (font * FIT_CHAR_W)))
+    """``text`` cut with an ellipsis so that it is at most ``width`` units wide at ``font`` (as estimated
+    by ``Label.box``, generous for digits and bold type)."""
+    most = max(1, int(width / (font * CHAR_W)))
     return text if len(text) <= most else text[: most - 1].rstrip() + "…"
 
 
@@ -192,7 +190,7 @@ ROW_H = 42  # label and value on one line, then the interval's strip
 ROW_H_WRAPPED = 58  # the value on a line of its own, under the label
 AXIS_H = 66
 GROUP_FONT = 14.0
-ROW_FONT = 13.0
+ROW_FONT = 12.5
 VALUE_FONT = 12.5
 TICK_FONT = 11.5
 POINT_R = 4.5
