@@ -139,7 +139,10 @@ def test_rows_are_stacked_without_overlap_and_text_stays_inside() -> None:
     for label in [*texts, *plot.x_ticks, *plot.hints, plot.x_title]:
         assert inside(label, FOREST_W), label
         assert label.box.y >= 0 and label.box.y + label.box.h <= plot.height
-    assert plot.groups[0].text.endswith("…") and plot.rows[0].label.text.endswith("…")
+    # A long label is cut at its end; an organisation's id in the middle, keeping what tells it apart.
+    assert plot.rows[0].label.text.endswith("…")
+    group = plot.groups[0].text
+    assert "…" in group and group.startswith("Organisation 0") and group.endswith("0000000a")
     boxes = [*(t.box for t in texts), *(r.band for r in plot.rows)]
     for a, b in itertools.combinations(boxes, 2):
         assert not a.overlaps(b), (a, b)
@@ -182,4 +185,7 @@ def test_fit_and_signed() -> None:
     assert fit("short", 200, 13) == "short"
     cut = fit("a rather long label that does not fit", 100, 13)
     assert cut.endswith("…") and len(cut) < 20
+    middle = fit("Organisation 00000000-0000-4000-8000-000000000002", 200, 13, middle=True)
+    assert middle.startswith("Organisation") and middle.endswith("0002") and "…" in middle
+    assert len(middle) <= int(200 / (13 * 0.62))
     assert [signed(v) for v in (8.24, -3.0, 0.04, -0.04)] == ["+8.2", "\u22123.0", "0.0", "0.0"]

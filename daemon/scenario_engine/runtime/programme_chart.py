@@ -33,11 +33,18 @@ def signed(value: float, decimals: int = 1) -> str:
     return f"+{text}" if rounded > 0 else f"{MINUS}{text}"
 
 
-def fit(text: str, width: float, font: float) -> str:
+def fit(text: str, width: float, font: float, *, middle: bool = False) -> str:
     """``text`` cut with an ellipsis so that it is at most ``width`` units wide at ``font`` (as estimated
-    by ``Label.box``, generous for digits and bold type)."""
+    by ``Label.box``, generous for digits and bold type). ``middle`` keeps both ends: organisations
+    shown by id differ at the end of it ("Organisation 00000000-…-000000000002")."""
     most = max(1, int(width / (font * CHAR_W)))
-    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
+    if len(text) <= most:
+        return text
+    if not middle:
+        return text[: most - 1].rstrip() + "…"
+    head = (most - 1) // 2
+    tail = most - 1 - head
+    return text[:head].rstrip() + "…" + text[len(text) - tail :].lstrip()
 
 
 # --- the weekly chart -------------------------------------------------------------------------------
@@ -311,7 +318,7 @@ def layout_forest(entries: Sequence[ForestEntry]) -> ForestPlot:
                 Label(
                     FOREST_PAD,
                     y + 17,
-                    fit(entry.group, FOREST_W - 2 * FOREST_PAD, GROUP_FONT),
+                    fit(entry.group, FOREST_W - 2 * FOREST_PAD, GROUP_FONT, middle=True),
                     font=GROUP_FONT,
                 )
             )
