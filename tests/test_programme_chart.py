@@ -185,7 +185,7 @@ def test_fit_and_signed() -> None:
     assert fit("short", 200, 13) == "short"
     cut = fit("a rather long label that does not fit", 100, 13)
     assert cut.endswith("…") and len(cut) < 20
-    middle = fit("Organisation 00000000-0000-4000-8000-000000000002", 200, 13, middle=True)
+    middle = fit("Organisation 00000000-0000-4000-8000-000000000002", 300, 13, middle=True)
     assert middle.startswith("Organisation") and middle.endswith("0002") and "…" in middle
-    assert len(middle) <= int(200 / (13 * 0.62))
+    assert len(middle) <= int(300 / (13 * 0.62))
     assert [signed(v) for v in (8.24, -3.0, 0.04, -0.04)] == ["+8.2", "\u22123.0", "0.0", "0.0"]
