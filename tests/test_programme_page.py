@@ -780,6 +780,7 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
             assert background == "rgb(255, 255, 255)"
             await tools.open(f"{base}/programme", 800)
             await tools.screenshot(ARTIFACTS / "programme-page-print.png")
+            await tools.screenshot_of("#summary", ARTIFACTS / "programme-summary-print.png")
             pdf = await tools.call("Page.printToPDF", printBackground=False, preferCSSPageSize=True)
             data = base64.b64decode(pdf["data"])
             (ARTIFACTS / "programme-page.pdf").write_bytes(data)

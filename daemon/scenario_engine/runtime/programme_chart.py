@@ -197,6 +197,7 @@ ROW_H = 42  # label and value on one line, then the interval's strip
 ROW_H_WRAPPED = 58  # the value on a line of its own, under the label
 AXIS_H = 66
 GROUP_FONT = 14.0
+BOLD_DIGITS = 1.15  # bold digits run wider than CHAR_W assumes: an organisation id is mostly digits
 ROW_FONT = 12.5
 VALUE_FONT = 12.5
 TICK_FONT = 11.5
@@ -318,7 +319,7 @@ def layout_forest(entries: Sequence[ForestEntry]) -> ForestPlot:
                 Label(
                     FOREST_PAD,
                     y + 17,
-                    fit(entry.group, FOREST_W - 2 * FOREST_PAD, GROUP_FONT, middle=True),
+                    fit(entry.group, FOREST_W - 2 * FOREST_PAD, GROUP_FONT * BOLD_DIGITS, middle=True),
                     font=GROUP_FONT,
                 )
             )
