@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -647,6 +648,11 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
             code, kind, text = await get(f"{base}/programme?organization={bad}")
             assert (code, kind) == (400, "text/plain"), bad
             assert "organization" in text and "Traceback" not in text
+        # Script-free: the charts are inline SVG drawn by the server; nothing is loaded from elsewhere.
+        code, _, whole = await get(f"{base}/programme")
+        assert code == 200 and "<svg" in whole and 'id="forest-plot"' in whole
+        assert "<script" not in whole.lower() and not re.search(r"\son[a-z]+\s*=", whole)
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", whole)
         code, _, only_b = await get(f"{base}/programme?organization={ORG_B}")
         assert code == 200
         dom_b = parse_dom(only_b)
