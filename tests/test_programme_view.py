@@ -238,6 +238,11 @@ def test_the_summary_table_and_its_forest_plot_show_the_same_rows() -> None:
         assert len([ln for ln in g.iter("line") if "interval" in ln.classes]) == (1 if measured else 0)
     assert "+35.0 (" in plot_rows[1].text and plot_rows[3].text.endswith("not measured")
     assert [ln for ln in plot.iter("line") if "zero" in ln.classes]
+    assert "No difference can be shown yet" not in dom.by_id("forest-caption").text
+    nothing = build_programme_health(ProgrammeRows(sends), AS_OF)
+    assert nothing.forest.measured == 0
+    caption = parse_dom(render_programme(nothing)).by_id("forest-caption").text
+    assert "No difference can be shown yet" in caption and "at least 30 known results" in caption
     measured_row = table_rows[1]
     cells = {td.attrs["data-field"]: td.text for td in measured_row.iter("td")}
     difference = page.summary[1].lift

@@ -279,6 +279,11 @@ class ForestPlot:
     x_title: Label
     description: str
 
+    @property
+    def measured(self) -> int:
+        """How many rows have a difference (a point and its range)."""
+        return sum(1 for r in self.rows if r.measured)
+
     def x(self, value: float) -> float:
         """The x of ``value`` percentage points."""
         return FOREST_PLOT_LEFT + (value - self.low) / (self.high - self.low) * (
