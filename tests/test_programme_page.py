@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -399,6 +400,16 @@ class DevTools:
         await self.wait_for("Page.loadEventFired")
         return parse_dom(await self.evaluate("document.documentElement.outerHTML"))
 
+    async def screenshot_of(self, selector: str, path: Path) -> None:
+        """One element (its first match) of the page, at its laid-out size."""
+        box = await self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+            " return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; })()"
+        )
+        clip = {"x": box[0], "y": box[1], "width": box[2], "height": box[3], "scale": 1}
+        shot = await self.call("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
     async def screenshot(self, path: Path) -> None:
         """The whole page, not only the viewport."""
         metrics = await self.call("Page.getLayoutMetrics")
@@ -519,6 +530,106 @@ def check_weeks(node: Node, want: dict[dt.date, tuple[int, int, int, int]]) -> N
     assert number_in(totals["delivered"]) == sum(v[1] for v in want.values())
 
 
+# What Chromium laid out: where the forest plot stands, and the size SVG text is shown at.
+FOREST_LAYOUT = """(() => {
+  const table = document.getElementById('summary-table').getBoundingClientRect();
+  const plot = document.getElementById('forest-plot').getBoundingClientRect();
+  return {besideTable: plot.left >= table.right - 1, plotWidth: plot.width, tableRight: table.right};
+})()"""
+SVG_TEXT_SIZES = """Array.from(document.querySelectorAll('svg.forest text, svg.weekly-chart text')).map(t => {
+  const svg = t.ownerSVGElement;
+  const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+  return parseFloat(getComputedStyle(t).fontSize) * scale;
+})"""
+
+
+def check_weekly_chart(svg: Node, want: dict[dt.date, tuple[int, int, int, int]]) -> None:
+    """Axes with ticks and unit, week labels, a legend, a bar per week with a message; the weeks
+    with results still being measured (here: only the current one) hatched."""
+    texts = list(svg.iter("text"))
+    classes = [t.classes for t in texts]
+    ticks = [t.text for t, cls in zip(texts, classes, strict=True) if "tick" in cls and "x-tick" not in cls]
+    assert ticks[0] == "0" and len(ticks) >= 3, ticks
+    assert (
+        int(ticks[-1].replace("\u202f", ""))
+        == int(svg.attrs["data-axis-max"])
+        >= max(v[0] for v in want.values())
+    )
+    week_ticks = [t.text for t, cls in zip(texts, classes, strict=True) if "x-tick" in cls]
+    last = list(want)[-1]
+    assert week_ticks[0] == f"{last.day} {last:%b}" and len(week_ticks) == 4, week_ticks
+    by_text = {t.text for t in texts}
+    assert {"Messages sent per week", "Week starting on Monday (UTC)"} <= by_text
+    assert {"Messages sent", "Sent, results still being measured"} <= by_text
+    bars = [r for r in svg.iter("rect") if "bar" in r.classes]
+    assert [int(r.attrs["data-count"]) for r in bars] == [v[0] for v in want.values() if v[0]]
+    assert [r.attrs["data-mature"] for r in bars] == ["yes"] * (len(bars) - 1) + ["no"]
+    assert bars[-1].attrs["fill"].startswith("url(#") and svg.iter("pattern")
+
+
+def check_summary(dom: Node, c: Clock, items: list[Item]) -> None:
+    table = dom.by_id("summary-table")
+    groups = list(table.iter("tbody"))
+    assert [tb.attrs["data-org"] for tb in groups] == [str(ORG_A), str(ORG_B), ""]
+    got = {}
+    for tb in groups:
+        for tr in tb.iter("tr"):
+            if "data-row" in tr.attrs:
+                cells = {td.attrs["data-field"]: td.text for td in tr.iter("td")}
+                got[(tb.attrs["data-org"], tr.attrs["data-scenario"])] = (
+                    tr.attrs["data-row"],
+                    tr.attrs["data-measured"],
+                    cells,
+                )
+    assert set(got) == {
+        (str(ORG_A), "inactivity"),
+        (str(ORG_A), "certification_expiry"),
+        (str(ORG_B), "inactivity"),
+        (str(ORG_B), "milestone"),
+        ("", "inactivity"),
+    }
+    # Organisation A's check-ins: sent over the 12 weeks, the mature rate, the difference and range.
+    key, measured, cells = got[(str(ORG_A), "inactivity")]
+    assert measured == "yes" and number_in(cells["sent"]) == 56
+    assert cells["outcome"].startswith("52 %") and "26 of 50 came back" in cells["outcome"]
+    assert "3 still being measured" in cells["outcome"]
+    x1, n1, x2, n2 = expected_lift(c, items, ORG_A, "new")
+    interval = newcombe_interval(x1, n1, x2, n2)
+    assert cells["difference"] == (
+        f"+35.0 points {points(100 * interval.low)} to {points(100 * interval.high)}"
+    )
+    assert got[(str(ORG_A), "certification_expiry")][2]["difference"] == "not measured"
+    for where in ((str(ORG_B), "inactivity"), (str(ORG_B), "milestone"), ("", "inactivity")):
+        assert got[where][1] == "no" and got[where][2]["difference"] == "not enough data yet", where
+
+    # The forest plot: the same rows in the same order; a point and its range per measured row,
+    # none for the others, which say why; one zero line; an axis with ticks and its title.
+    plot = dom.by_id("forest-plot")
+    rows = [g for g in plot.iter("g") if "row" in g.classes]
+    table_keys = [tr.attrs["data-row"] for tr in table.iter("tr") if "data-row" in tr.attrs]
+    assert [g.attrs["data-row"] for g in rows] == table_keys
+    for g in rows:
+        circles, intervals = g.iter("circle"), [ln for ln in g.iter("line") if "interval" in ln.classes]
+        if g.attrs["data-row"] == key:
+            assert g.attrs["data-measured"] == "yes" and len(circles) == 1 and len(intervals) == 1
+            assert "good" in g.classes  # the whole range is above zero
+            cx = float(circles[0].attrs["cx"])
+            x1_, x2_ = sorted(float(intervals[0].attrs[k]) for k in ("x1", "x2"))
+            assert x1_ < cx < x2_
+            zero_x = float(next(ln for ln in plot.iter("line") if "zero" in ln.classes).attrs["x1"])
+            assert zero_x < x1_  # right of the zero line: the message helps
+        else:
+            assert g.attrs["data-measured"] == "no" and not circles and not intervals
+            assert g.text.endswith(("not enough data yet", "not measured")), g.text
+    assert len([ln for ln in plot.iter("line") if "zero" in ln.classes]) == 1
+    ticks = [t.text for t in plot.iter("text") if t.classes == {"tick"}]
+    assert "0" in ticks and len(ticks) >= 3
+    assert "Difference, percentage points (95 % range)" in {t.text for t in plot.iter("text")}
+    groups_shown = [t.text for t in plot.iter("text") if "group" in t.classes]
+    assert len(groups_shown) == 3 and groups_shown[-1] == "Organisation not recorded"
+    assert all(str(ORG_A)[:8] in g for g in groups_shown[:1])
+
+
 @pytest.mark.acceptance
 async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_path: Path) -> None:
     chromium_binary()  # fail at once without a browser
@@ -537,6 +648,11 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
             code, kind, text = await get(f"{base}/programme?organization={bad}")
             assert (code, kind) == (400, "text/plain"), bad
             assert "organization" in text and "Traceback" not in text
+        # Script-free: the charts are inline SVG drawn by the server; nothing is loaded from elsewhere.
+        code, _, whole = await get(f"{base}/programme")
+        assert code == 200 and "<svg" in whole and 'id="forest-plot"' in whole
+        assert "<script" not in whole.lower() and not re.search(r"\son[a-z]+\s*=", whole)
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", whole)
         code, _, only_b = await get(f"{base}/programme?organization={ORG_B}")
         assert code == 200
         dom_b = parse_dom(only_b)
@@ -546,6 +662,8 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
         async with browser(tmp_path / "profile") as tools:
             dom = await tools.open(f"{base}/programme", 1280)
             await tools.screenshot(ARTIFACTS / "programme-page-1280.png")
+            await tools.screenshot_of("#summary", ARTIFACTS / "programme-summary-1280.png")
+            await tools.screenshot_of("article.scenario", ARTIFACTS / "programme-weekly-1280.png")
             wide_overflow = await tools.evaluate("document.documentElement.scrollWidth - window.innerWidth")
 
             text = dom.iter("main")[0].text
@@ -626,10 +744,16 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
 
             # Charts have a text alternative that carries the same numbers.
             svg = quiet.iter("svg")[0]
-            assert svg.attrs["role"] == "img"
+            assert svg.attrs["role"] == "img" and "weekly-chart" in svg.classes
             title = svg.iter("title")[0].text
             assert title.startswith("Messages sent per week") and f"{week_label(weeks[-4])}: 21" in title
-            assert len(svg.iter("rect")) == sum(1 for v in want.values() if v[0])
+            check_weekly_chart(svg, want)
+
+            # The summary at the top: a row per organisation and kind of message, with a point
+            # and its range in the forest plot where a difference is measured.
+            check_summary(dom, c, items)
+            layout = await tools.evaluate(FOREST_LAYOUT)
+            assert layout["besideTable"], f"at 1280 px the forest plot stands beside the table: {layout}"
 
             # A phone: 400 px wide, nothing wider than the screen.
             await tools.open(f"{base}/programme", 400, mobile=True)
@@ -642,7 +766,14 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
             assert overflow == [400, 400, []], f"horizontal overflow at 400 px: {overflow}"
             font = await tools.evaluate("parseFloat(getComputedStyle(document.querySelector('td')).fontSize)")
             assert font >= 14, "table text too small to read on a phone"
+            layout = await tools.evaluate(FOREST_LAYOUT)
+            assert not layout["besideTable"], f"on a phone the forest plot comes under the table: {layout}"
+            # SVG text shown at a readable size: its font size times the SVG's scale on screen.
+            sizes = await tools.evaluate(SVG_TEXT_SIZES)
+            assert sizes and min(sizes) >= 10, f"chart text too small on a phone: {sorted(sizes)[:5]}"
             await tools.screenshot(ARTIFACTS / "programme-page-400.png")
+            await tools.screenshot_of("#summary", ARTIFACTS / "programme-summary-400.png")
+            await tools.screenshot_of("article.scenario", ARTIFACTS / "programme-weekly-400.png")
 
             # Print: links for the screen go, every table stays, the PDF renders.
             await tools.call("Emulation.setEmulatedMedia", media="print")
@@ -655,6 +786,7 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
             assert background == "rgb(255, 255, 255)"
             await tools.open(f"{base}/programme", 800)
             await tools.screenshot(ARTIFACTS / "programme-page-print.png")
+            await tools.screenshot_of("#summary", ARTIFACTS / "programme-summary-print.png")
             pdf = await tools.call("Page.printToPDF", printBackground=False, preferCSSPageSize=True)
             data = base64.b64decode(pdf["data"])
             (ARTIFACTS / "programme-page.pdf").write_bytes(data)

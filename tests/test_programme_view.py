@@ -198,6 +198,96 @@ def test_the_summary_has_a_row_per_kind_of_message_and_set_up_with_mature_figure
     assert difference is not None and difference.low is not None and difference.low > 0
 
 
+def test_the_summary_table_and_its_forest_plot_show_the_same_rows() -> None:
+    """Rendered: a table row and a forest-plot row per summary row, in the same order; a point and
+    its range where a difference is measured, the words instead of a point where it is not."""
+    rows = merged(lift_rows((24, 40), (8, 32)), lift_rows((1, 2), (1, 2), rule_name="b", experiment_id=8))
+    cert = lift_rows(
+        (40, 60),
+        (0, 0),
+        holdout_percent=0,
+        scenario_type="certification_expiry",
+        rule_name="c",
+        experiment_id=9,
+    )
+    sends = [
+        {"organization_id": ORG, "scenario_type": "milestone", "week": WEEKS[1], "sent": 3, "delivered": 3}
+    ]
+    outcomes = [*rows.outcomes, *cert.outcomes]
+    page = build_programme_health(
+        ProgrammeRows(sends, outcomes, [*rows.experiments, *cert.experiments]), AS_OF
+    )
+    assert [(r.label, r.missing if not (r.lift and r.lift.enough_data) else "") for r in page.summary] == [
+        ("Check-ins with quiet mentors (b)", "not enough data yet"),
+        ("Check-ins with quiet mentors (inactive_30d)", ""),
+        ("Milestone celebrations", "not enough data yet"),  # nothing compared at all
+        ("Certification reminders", "not measured"),  # nobody kept back
+    ]
+    dom = parse_dom(render_programme(page))
+    summary = dom.by_id("summary")
+    table_rows = [tr for tr in dom.by_id("summary-table").iter("tr") if "data-row" in tr.attrs]
+    plot = dom.by_id("forest-plot")
+    plot_rows = [g for g in plot.iter("g") if "row" in g.classes]
+    keys = [r.key for r in page.summary]
+    assert len(set(keys)) == 4
+    assert [tr.attrs["data-row"] for tr in table_rows] == [g.attrs["data-row"] for g in plot_rows] == keys
+    assert [g.attrs["data-measured"] for g in plot_rows] == ["no", "yes", "no", "no"]
+    for g in plot_rows:
+        measured = g.attrs["data-measured"] == "yes"
+        assert len(g.iter("circle")) == (1 if measured else 0)
+        assert len([ln for ln in g.iter("line") if "interval" in ln.classes]) == (1 if measured else 0)
+    assert "+35.0 (" in plot_rows[1].text and plot_rows[3].text.endswith("not measured")
+    assert [ln for ln in plot.iter("line") if "zero" in ln.classes]
+    assert "No difference can be shown yet" not in dom.by_id("forest-caption").text
+    nothing = build_programme_health(ProgrammeRows(sends), AS_OF)
+    assert nothing.forest.measured == 0
+    caption = parse_dom(render_programme(nothing)).by_id("forest-caption").text
+    assert "No difference can be shown yet" in caption and "at least 30 known results" in caption
+    measured_row = table_rows[1]
+    cells = {td.attrs["data-field"]: td.text for td in measured_row.iter("td")}
+    difference = page.summary[1].lift
+    assert difference is not None and difference.low is not None and difference.high is not None
+    assert cells["difference"] == f"+35.0 points +{difference.low:.1f} to +{difference.high:.1f}"
+    assert cells["outcome"].startswith("60 %")
+    assert "25 of 42 came back" in cells["outcome"] and "4 still being measured" in cells["outcome"]
+    assert {td.attrs["data-field"]: td.text for td in table_rows[0].iter("td")}["difference"] == (
+        "not enough data yet"
+    )
+    # The summary comes before the organisations' details, and names each organisation once.
+    order = [n.attrs.get("id") for n in dom.iter("section")]
+    assert order.index("summary") < order.index(f"org-{ORG}")
+    assert [th.text for th in summary.iter("th") if th.attrs.get("scope") == "rowgroup"] == [
+        f"Organisation {ORG}"
+    ]
+
+
+def test_the_weekly_chart_marks_the_weeks_still_being_measured() -> None:
+    rows = lift_rows((24, 40), (8, 32))  # the treated arm of WEEKS[3] has 2 still being measured
+    sends = [
+        {
+            "organization_id": ORG,
+            "scenario_type": "inactivity",
+            "week": WEEKS[3],
+            "sent": 42,
+            "delivered": 40,
+        },
+        {"organization_id": ORG, "scenario_type": "inactivity", "week": WEEKS[5], "sent": 7, "delivered": 7},
+    ]
+    page = build_programme_health(ProgrammeRows(sends, rows.outcomes, rows.experiments), AS_OF)
+    (scenario,) = page.organisations[0].scenarios
+    assert [w.mature for w in scenario.weeks if w.sent] == [False, True]
+    chart = scenario.chart
+    assert [(b.value, b.mature) for b in chart.bars] == [(42, False), (7, True)]
+    dom = parse_dom(render_programme(page))
+    (svg,) = [s for s in dom.iter("svg") if "weekly-chart" in s.classes]
+    bars = [r for r in svg.iter("rect") if "bar" in r.classes]
+    assert [(r.attrs["data-count"], r.attrs["data-mature"]) for r in bars] == [("42", "no"), ("7", "yes")]
+    assert bars[0].attrs["fill"].startswith("url(#") and "measuring" in bars[0].classes
+    texts = {t.text for t in svg.iter("text")}
+    assert {"Messages sent per week", "Week starting on Monday (UTC)", "Messages sent"} <= texts
+    assert "Sent, results still being measured" in texts
+
+
 def test_no_comparison_group_is_said_plainly() -> None:
     row = lift_rows(
         (40, 60), (0, 0), holdout_percent=0, scenario_type="certification_expiry", rule_name="cert"

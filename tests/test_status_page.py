@@ -326,19 +326,18 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
         card = dom.by_id(f"backlog-{key}")
         assert str(status["backlogs"][key]) in card.text, (key, card.text)
 
-    # The chart: one bar per non-zero (scenario, day, sent|suppressed), sized and labelled.
-    svgs = dom.iter("svg")
-    assert len(svgs) == 1, "the page holds exactly one chart"
-    svg = svgs[0]
-    legend = svg.by_id("chart-legend")
-    assert {"Queued for delivery"} <= {t.text for t in legend.iter("text")}
-    assert any(t.text.startswith("Suppressed") for t in legend.iter("text"))
-    assert [r.attrs["fill"] for r in legend.iter("rect")] == [
-        r.attrs["fill"] for r in (svg.iter("rect")) if "legend-swatch" in r.classes
-    ]
-    bars = [r for r in svg.iter("rect") if "bar" in r.classes]
+    # The chart: one bar per non-zero (scenario, day, sent|suppressed), sized and labelled; one
+    # SVG per scenario (the CSS grid lays them out), an HTML legend.
+    chart = dom.by_id("decision-chart")
+    panels = [svg for svg in chart.iter("svg") if "chart-panel" in svg.classes]
+    assert [p.attrs["data-scenario"] for p in panels] == list(SCENARIOS)
+    legend = dom.by_id("chart-legend")
+    assert {"Queued for delivery"} <= {li.text for li in legend.iter("li")}
+    assert any(li.text.startswith("Suppressed") for li in legend.iter("li"))
+    assert [r.attrs["fill"] for r in legend.iter("rect")] == ["#3b7ea1", "#e2b36b"]
+    bars = [r for r in chart.iter("rect") if "bar" in r.classes]
     got: dict[tuple[str, dt.date, str], int] = {}
-    for panel in (g for g in svg.iter("g") if "panel" in g.classes):
+    for panel in panels:
         scenario = panel.attrs["data-scenario"]
         # Each panel has its own scale, fitted to its own busiest day.
         peak = max(
@@ -361,9 +360,9 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
             assert len(titles) == 1 and f"{rect.attrs['data-count']} {words}" in titles[0].text
     assert len(bars) == len(got) == len(expected) == 13
     assert got == expected
-    axis_titles = {t.text for t in svg.iter("text") if "axis-title" in t.classes}
+    axis_titles = {t.text for t in chart.iter("text") if "axis-title" in t.classes}
     assert axis_titles == {"Decisions per day", "Day (UTC)"}
-    panel_titles = [t.text for t in svg.iter("text") if "panel-title" in t.classes]
+    panel_titles = [t.text for t in chart.iter("text") if "panel-title" in t.classes]
     assert panel_titles == ["Inactivity", "Milestone", "Certification expiry", "Anniversary"]
 
     # The table beneath says the same, for screen readers and for copying.
@@ -574,7 +573,7 @@ def test_sent_is_labelled_queued_and_deliveries_are_shown() -> None:
     days = chart_window(NOW.date())
     chart = DecisionChart(days, {"inactivity": {days[-1]: DayCounts(8, 1)}})
     _, dom = page_for(RuntimeState(instance_id="x"), StoredData(chart, deliveries))
-    legend = {t.text for t in dom.by_id("chart-legend").iter("text")}
+    legend = {li.text for li in dom.by_id("chart-legend").iter("li")}
     assert "Queued for delivery" in legend and "Sent" not in legend
     assert "8 queued · 1 suppressed" in dom.by_id("decision-chart").text
     column_heads = dom.by_id("decision-table").iter("thead")[0].iter("tr")[1].iter("th")

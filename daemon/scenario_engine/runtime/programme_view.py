@@ -30,6 +30,14 @@ from scenario_engine.logs import get_logger
 from scenario_engine.outcomes import model
 from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, sum_arms
 from scenario_engine.runtime.backoff import DB_ERRORS
+from scenario_engine.runtime.programme_chart import (
+    ForestEntry,
+    ForestPlot,
+    WeeklyChart,
+    layout_forest,
+    layout_weekly,
+    signed,
+)
 from scenario_engine.runtime.status_page import environment
 from scenario_engine.scenarios.registry import SCENARIOS
 
@@ -91,10 +99,7 @@ def percent(share: float) -> str:
 
 def points(value: float) -> str:
     """A difference in percentage points, always signed: '+8.2', '−3.0', '0.0'."""
-    rounded = round(value, 1)
-    if rounded == 0:
-        return "0.0"
-    return f"+{rounded:.1f}" if rounded > 0 else f"\u2212{-rounded:.1f}"
+    return signed(value)
 
 
 def week_start(instant: dt.datetime) -> dt.date:
@@ -234,16 +239,6 @@ class Lift:
 
 
 @dataclass(frozen=True)
-class Sparkline:
-    """Bars of messages sent per week; geometry decided here, drawn by the template."""
-
-    bars: tuple[tuple[float, float, float, float], ...]  # x, y, w, h in the viewBox
-    width: int
-    height: int
-    description: str  # the text alternative
-
-
-@dataclass(frozen=True)
 class ScenarioHealth:
     scenario_type: str
     words: ScenarioWords
@@ -287,8 +282,14 @@ class ScenarioHealth:
         return len(self.lifts) > 1
 
     @property
-    def sparkline(self) -> Sparkline:
-        return sparkline([w.sent for w in self.weeks], [w.label for w in self.weeks])
+    def chart(self) -> WeeklyChart:
+        """Messages sent per week, with axes; weeks whose results are still being measured marked."""
+        return layout_weekly(
+            [w.sent for w in self.weeks],
+            [w.label for w in self.weeks],
+            [f"{w.week.day} {w.week:%b}" for w in self.weeks],
+            [w.mature for w in self.weeks],
+        )
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,38 @@ class SummaryRow:
     organisation: OrganisationHealth
     scenario: ScenarioHealth
     lift: Lift | None
+
+    @property
+    def key(self) -> str:
+        """Identifies the row in the page, in the table and in the forest plot alike."""
+        name = f"-{self.lift.name}" if self.lift is not None and self.scenario.show_lift_names else ""
+        return f"{self.organisation.anchor}-{self.scenario.scenario_type}{name}"
+
+    @property
+    def label(self) -> str:
+        """The kind of message, with the set-up's name where the kind has several."""
+        if self.lift is not None and self.scenario.show_lift_names:
+            return f"{self.scenario.title} ({self.lift.name})"
+        return self.scenario.title
+
+    @property
+    def missing(self) -> str:
+        """What the row says without a difference: 'not enough data yet' or 'not measured'."""
+        return "not enough data yet" if self.lift is None else self.lift.figure
+
+    @property
+    def forest_entry(self) -> ForestEntry:
+        lift = self.lift
+        measured = lift is not None and lift.difference is not None
+        return ForestEntry(
+            key=self.key,
+            group=self.organisation.name,
+            label=self.label,
+            point=lift.difference if measured and lift is not None else None,
+            low=lift.low if measured and lift is not None else None,
+            high=lift.high if measured and lift is not None else None,
+            missing=self.missing,
+        )
 
     @property
     def sent(self) -> int:
@@ -360,6 +393,11 @@ class ProgrammeHealth:
             for lift in (scenario.lifts or (None,))
         )
 
+    @property
+    def forest(self) -> ForestPlot:
+        """The summary's forest plot: a point and its range per summary row that has one."""
+        return layout_forest([row.forest_entry for row in self.summary])
+
 
 @dataclass(frozen=True)
 class ProgrammeUnavailable:
@@ -371,27 +409,6 @@ class ProgrammeUnavailable:
     @property
     def title(self) -> str:
         return "Programme health · figures unavailable"
-
-
-# --- geometry ---------------------------------------------------------------------------------------
-
-SPARK_W = 240
-SPARK_H = 44
-SPARK_GAP = 4
-
-
-def sparkline(values: Sequence[int], labels: Sequence[str]) -> Sparkline:
-    """Weekly bars with a shared baseline, scaled to the busiest week (a week with any message
-    keeps a visible bar); the description lists every week, for screen readers and for print."""
-    n = max(1, len(values))
-    peak = max(values, default=0)
-    bar_w = (SPARK_W - SPARK_GAP * (n - 1)) / n
-    bars = []
-    for i, value in enumerate(values):
-        h = 0.0 if peak == 0 or value == 0 else max(2.0, (SPARK_H - 2) * value / peak)
-        bars.append((round(i * (bar_w + SPARK_GAP), 2), round(SPARK_H - h, 2), round(bar_w, 2), round(h, 2)))
-    parts = ", ".join(f"{label}: {value}" for label, value in zip(labels, values, strict=True))
-    return Sparkline(tuple(bars), SPARK_W, SPARK_H, f"Messages sent per week — {parts}.")
 
 
 # --- building the page from rows --------------------------------------------------------------------
@@ -593,6 +610,7 @@ def render_programme(page: ProgrammeHealth | ProgrammeUnavailable) -> str:
             min_final=MIN_FINAL_PER_ARM,
             rate_text=rate_text,
             rate_detail=rate_detail,
+            points=points,
         )
     )
 

@@ -4,6 +4,12 @@ Pure: no I/O, no markup. ``layout_chart`` turns a ``DecisionChart`` into coordin
 labels; the template ``templates/_chart.svg.j2`` only draws what it is given. Each scenario's
 panel has its own vertical scale, so that a scenario with few decisions is still readable
 next to one with many (the table below the chart gives the exact numbers).
+
+Each panel is its own SVG with its own viewBox (``PANEL_W`` × ``PANEL_H``), laid out by the page's
+CSS grid: three side by side on a wide screen, one per row on a phone. One SVG holding all the
+panels was scaled down as a whole to the width of a phone, its text to about 3 px; a panel on
+its own is shown at about its natural size there, so its text stays readable. The legend is
+HTML, so that it wraps.
 """
 
 from __future__ import annotations
@@ -104,15 +110,12 @@ def chart_from_rows(rows: Iterable[Mapping[str, Any]], days: Sequence[dt.date]) 
 
 PANEL_W = 380
 PANEL_H = 240
-PANELS_PER_ROW = 3
-GAP = 20
-LEGEND_H = 34
 PLOT_RIGHT = 18
 PLOT_TOP = 76  # panel title, totals, then the y-axis title on its own line above the plot
 PLOT_BOTTOM = 46
 PANEL_PAD = 14
-TICK_FONT = 11.5
-AXIS_FONT = 12.0
+TICK_FONT = 12.5
+AXIS_FONT = 12.5
 CHAR_W = 0.62  # average glyph width as a share of the font size (sans-serif digits ≈ 0.55)
 MIN_BAR = 1.5  # a non-zero count stays visible however tall the panel's peak
 Y_AXIS_TITLE = "Decisions per day"
@@ -200,12 +203,14 @@ class Panel:
 class LegendItem:
     kind: str
     colour: str
-    swatch: Box
-    label: Label
+    text: str
 
 
 @dataclass(frozen=True)
 class ChartLayout:
+    """The chart's title and legend, and one panel per scenario, each ``width`` × ``height``
+    user units in its own viewBox."""
+
     width: int
     height: int
     title: str
@@ -226,33 +231,17 @@ def nice_ceiling(value: int) -> tuple[int, int]:
 
 def layout_chart(chart: DecisionChart) -> ChartLayout:
     scenarios = chart.scenarios
-    rows = math.ceil(len(scenarios) / PANELS_PER_ROW)
-    width = PANELS_PER_ROW * PANEL_W + (PANELS_PER_ROW - 1) * GAP
-    height = LEGEND_H + rows * PANEL_H + (rows - 1) * GAP
     first, last = chart.days[0], chart.days[-1]
     title = (
         "Decisions per day, by scenario: queued for delivery or suppressed, "
         f"{first:%d %b} – {last:%d %b %Y} (UTC)"
     )
     legend = (
-        LegendItem("sent", QUEUED_COLOUR, Box(0, 8, 16, 16), Label(22, 21, "Queued for delivery", font=14)),
-        LegendItem(
-            "suppressed",
-            SUPPRESSED_COLOUR,
-            Box(190, 8, 16, 16),
-            Label(212, 21, "Suppressed (opted out, cooldown, daily cap, …)", font=14),
-        ),
+        LegendItem("sent", QUEUED_COLOUR, "Queued for delivery"),
+        LegendItem("suppressed", SUPPRESSED_COLOUR, "Suppressed (opted out, cooldown, daily cap, …)"),
     )
-    panels = tuple(
-        _panel(
-            chart,
-            scenario,
-            (index % PANELS_PER_ROW) * (PANEL_W + GAP),
-            LEGEND_H + (index // PANELS_PER_ROW) * (PANEL_H + GAP),
-        )
-        for index, scenario in enumerate(scenarios)
-    )
-    return ChartLayout(width, height, title, legend, panels)
+    panels = tuple(_panel(chart, scenario, 0, 0) for scenario in scenarios)
+    return ChartLayout(PANEL_W, PANEL_H, title, legend, panels)
 
 
 def _panel(chart: DecisionChart, scenario: str, x0: float, y0: float) -> Panel:
