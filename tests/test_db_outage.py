@@ -53,14 +53,15 @@ async def eventually(
     raise AssertionError(f"{what} not reached within {timeout} s")
 
 
-def in_flight(pool: Any) -> Callable[[], Awaitable[bool]]:
-    """True once the dispatcher holds claimed pushes whose HTTP calls are under way."""
+def in_flight(gateway: Gateway) -> Callable[[], bool]:
+    """True once at least 5 pushes have reached the gateway and wait for its answer.
 
-    async def check() -> bool:
-        n = await pool.fetchval("SELECT count(*) FROM push_notification WHERE status = 'sending'")
-        return bool(n >= 5)
-
-    return check
+    Counted at the gateway, not from ``status = 'sending'``: a claim makes its whole batch
+    'sending' before any HTTP call starts (each push is marked in flight only right before
+    its call), so a fault injected on the row count could hit between the claim and the
+    calls, when nothing is in flight and no send will end while the server is down.
+    """
+    return lambda: gateway.unanswered >= 5
 
 
 def pg_ctl(cluster: LocalCluster, *args: str) -> None:
@@ -109,7 +110,10 @@ def start_daemon(dsn: str, tmp_path: Path, name: str, gateway: Gateway, **settin
         rules_file=rules,
         push_provider="webhook",
         push_webhook_url=gateway.url,
-        push_lease_seconds=5,  # a send cut off by the outage is claimed again soon
+        push_lease_seconds=5,  # a push claimed but not sent before the outage is claimed again soon
+        # A send whose outcome the outage kept from the ledger is taken up again when its
+        # in-flight lease (2 x timeout + 5 s) ends: 13 s here, 25 s with the default timeout.
+        push_timeout_seconds=4,  # the gateway answers in 2 s
         push_rate_per_second=1000,
         push_backoff_base_seconds=0.5,
         push_backoff_max_seconds=1,
@@ -173,7 +177,7 @@ async def test_postgres_restarts_under_load_are_survived(
             await add_mentors_with_two_sessions(pool, 40)
             total += 40
             # the fault hits while the dispatcher has pushes in flight to the gateway
-            await eventually(in_flight(pool), what="pushes in flight")
+            await eventually(in_flight(gateway), what="pushes in flight")
             await pool.close()
             pool = None
             await anyio.to_thread.run_sync(pg_ctl, cluster, "-m", mode, "-w", "stop")
@@ -181,7 +185,7 @@ async def test_postgres_restarts_under_load_are_survived(
             # the sends in flight end while the server is down: their outcomes cannot be recorded
 
             def sends_ended(r: int = sent_before) -> bool:
-                return len(gateway.received) >= r + 5
+                return gateway.unanswered == 0 and len(gateway.received) >= r + 5
 
             await eventually(sends_ended, what="sends ended")
             await anyio.sleep(0.5)
@@ -196,7 +200,7 @@ async def test_postgres_restarts_under_load_are_survived(
         # and a restart in one go (pg_ctl restart), pushes in flight again
         await add_mentors_with_two_sessions(pool, 40)
         total += 40
-        await eventually(in_flight(pool), what="pushes in flight")
+        await eventually(in_flight(gateway), what="pushes in flight")
         await pool.close()
         pool = None
         await anyio.to_thread.run_sync(
@@ -224,7 +228,7 @@ async def test_terminating_every_daemon_connection_is_survived(
         for _round in range(3):
             await add_mentors_with_two_sessions(pool, 40)
             total += 40
-            await eventually(in_flight(pool), what="pushes in flight")
+            await eventually(in_flight(gateway), what="pushes in flight")
             killed = await pool.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND application_name LIKE 'scenario-engine%'"
