@@ -217,6 +217,66 @@ async def test_postgres_restarts_under_load_are_survived(
         d.kill()
 
 
+# Holds every in-flight mark (the statement right before a push's HTTP call) for 3 s, so that
+# the server can be stopped after a claim and before any of its pushes is sent.
+SLOW_MARK = """
+CREATE FUNCTION public.test_slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.in_flight_at IS NOT NULL AND OLD.in_flight_at IS NULL THEN
+        PERFORM pg_sleep(3);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_slow_mark BEFORE UPDATE ON scenario_engine.push_notification
+FOR EACH ROW EXECUTE FUNCTION public.test_slow_mark();
+"""
+
+
+async def test_postgres_stopped_between_claim_and_send_sends_each_push_once(
+    own_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The window the restart test's old in-flight check fell into: a batch is claimed (its rows
+    are 'sending') but none of its pushes is marked in flight, and the server goes down. Nothing
+    may reach the gateway from that claim; once the server is back every push is sent once,
+    after the claim lease, without being taken for a possibly delivered one."""
+    gateway = await Gateway().start()
+    d = start_daemon(own_cluster.dsn, tmp_path, "claimed", gateway)
+    pool = None
+    try:
+        await d.wait_ready()
+        pool = await create_pool(own_cluster.dsn, application_name="outage-test")
+        await pool.execute(SLOW_MARK)
+        await add_mentors_with_two_sessions(pool, 20)
+
+        async def claimed(writer: Any = pool) -> bool:
+            n = await writer.fetchval("SELECT count(*) FROM push_notification WHERE status = 'sending'")
+            return bool(n >= 5)
+
+        await eventually(claimed, what="pushes claimed")
+        assert gateway.unanswered == 0 and gateway.received == []  # claimed is not in flight
+        await pool.close()
+        pool = None
+        await anyio.to_thread.run_sync(pg_ctl, own_cluster, "-m", "immediate", "-w", "stop")
+        await d.wait_http("/readyz", 503, timeout=20)
+        await anyio.sleep(1)
+        assert gateway.unanswered == 0 and gateway.received == []  # the claim sent nothing
+        await anyio.to_thread.run_sync(own_cluster.start)
+        pool = await create_pool(own_cluster.dsn, application_name="outage-test")
+        await pool.execute("DROP TRIGGER test_slow_mark ON scenario_engine.push_notification")
+        await d.wait_ready(timeout=60)
+        await assert_caught_up(pool, gateway, 20, d)
+        keys = [r.key for r in gateway.received]
+        assert len(keys) == len(set(keys)) == 20, "each push sent once"
+        assert await pool.fetchval("SELECT count(*) FROM push_notification WHERE delivery_uncertain") == 0
+        assert d.proc is not None and d.proc.poll() is None
+        assert await d.stop() == 0, d.logs()[-3000:]
+    finally:
+        if pool is not None:
+            await pool.close()
+        d.kill()
+        await gateway.stop()
+
+
 async def test_terminating_every_daemon_connection_is_survived(
     db_url: str, gateway: Gateway, tmp_path: Path
 ) -> None:
