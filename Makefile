@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.installed-embedded
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test lint format typecheck venv clean bench bench-quick schema
+.PHONY: demo test test-tools lint format typecheck venv clean bench bench-quick schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,12 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The system programs the tests drive (Chromium, systemd-analyze, PgBouncer, ...; the list is in
+# scripts/test-tools): installed with apt-get as root, otherwise one line saying what to run.
+test-tools:
+	bash scripts/test-tools
+
+test: test-tools lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -32,7 +32,12 @@ class Received:
 
 @dataclass
 class Gateway:
-    """Modes: fail_ratio (500s), throttle_ratio (429 + Retry-After), delay (slow), and up/down."""
+    """Modes: fail_ratio (500s), throttle_ratio (429 + Retry-After), delay (slow), and up/down.
+
+    ``received`` lists answered requests; ``unanswered`` counts the requests that have arrived
+    and not been answered yet: the sends truly in flight, which no database row can tell (a
+    claimed push is 'sending' before its HTTP call starts).
+    """
 
     port: int = field(default_factory=free_port)
     fail_ratio: float = 0.0
@@ -42,6 +47,7 @@ class Gateway:
     status: int = 200
     seed: int = 7
     received: list[Received] = field(default_factory=list)
+    unanswered: int = 0
     _runner: web.AppRunner | None = None
 
     def __post_init__(self) -> None:
@@ -52,6 +58,13 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}/push"
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.unanswered += 1
+        try:
+            return await self._answer(request)
+        finally:
+            self.unanswered -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         body = await request.read()
         if self.delay:
             await asyncio.sleep(self.delay)

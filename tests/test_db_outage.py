@@ -53,14 +53,15 @@ async def eventually(
     raise AssertionError(f"{what} not reached within {timeout} s")
 
 
-def in_flight(pool: Any) -> Callable[[], Awaitable[bool]]:
-    """True once the dispatcher holds claimed pushes whose HTTP calls are under way."""
+def in_flight(gateway: Gateway) -> Callable[[], bool]:
+    """True once at least 5 pushes have reached the gateway and wait for its answer.
 
-    async def check() -> bool:
-        n = await pool.fetchval("SELECT count(*) FROM push_notification WHERE status = 'sending'")
-        return bool(n >= 5)
-
-    return check
+    Counted at the gateway, not from ``status = 'sending'``: a claim makes its whole batch
+    'sending' before any HTTP call starts (each push is marked in flight only right before
+    its call), so a fault injected on the row count could hit between the claim and the
+    calls, when nothing is in flight and no send will end while the server is down.
+    """
+    return lambda: gateway.unanswered >= 5
 
 
 def pg_ctl(cluster: LocalCluster, *args: str) -> None:
@@ -109,7 +110,10 @@ def start_daemon(dsn: str, tmp_path: Path, name: str, gateway: Gateway, **settin
         rules_file=rules,
         push_provider="webhook",
         push_webhook_url=gateway.url,
-        push_lease_seconds=5,  # a send cut off by the outage is claimed again soon
+        push_lease_seconds=5,  # a push claimed but not sent before the outage is claimed again soon
+        # A send whose outcome the outage kept from the ledger is taken up again when its
+        # in-flight lease (2 x timeout + 5 s) ends: 13 s here, 25 s with the default timeout.
+        push_timeout_seconds=4,  # the gateway answers in 2 s
         push_rate_per_second=1000,
         push_backoff_base_seconds=0.5,
         push_backoff_max_seconds=1,
@@ -173,7 +177,7 @@ async def test_postgres_restarts_under_load_are_survived(
             await add_mentors_with_two_sessions(pool, 40)
             total += 40
             # the fault hits while the dispatcher has pushes in flight to the gateway
-            await eventually(in_flight(pool), what="pushes in flight")
+            await eventually(in_flight(gateway), what="pushes in flight")
             await pool.close()
             pool = None
             await anyio.to_thread.run_sync(pg_ctl, cluster, "-m", mode, "-w", "stop")
@@ -181,7 +185,7 @@ async def test_postgres_restarts_under_load_are_survived(
             # the sends in flight end while the server is down: their outcomes cannot be recorded
 
             def sends_ended(r: int = sent_before) -> bool:
-                return len(gateway.received) >= r + 5
+                return gateway.unanswered == 0 and len(gateway.received) >= r + 5
 
             await eventually(sends_ended, what="sends ended")
             await anyio.sleep(0.5)
@@ -196,7 +200,7 @@ async def test_postgres_restarts_under_load_are_survived(
         # and a restart in one go (pg_ctl restart), pushes in flight again
         await add_mentors_with_two_sessions(pool, 40)
         total += 40
-        await eventually(in_flight(pool), what="pushes in flight")
+        await eventually(in_flight(gateway), what="pushes in flight")
         await pool.close()
         pool = None
         await anyio.to_thread.run_sync(
@@ -213,6 +217,66 @@ async def test_postgres_restarts_under_load_are_survived(
         d.kill()
 
 
+# Holds every in-flight mark (the statement right before a push's HTTP call) for 3 s, so that
+# the server can be stopped after a claim and before any of its pushes is sent.
+SLOW_MARK = """
+CREATE FUNCTION public.test_slow_mark() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.in_flight_at IS NOT NULL AND OLD.in_flight_at IS NULL THEN
+        PERFORM pg_sleep(3);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_slow_mark BEFORE UPDATE ON scenario_engine.push_notification
+FOR EACH ROW EXECUTE FUNCTION public.test_slow_mark();
+"""
+
+
+async def test_postgres_stopped_between_claim_and_send_sends_each_push_once(
+    own_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """The window the restart test's old in-flight check fell into: a batch is claimed (its rows
+    are 'sending') but none of its pushes is marked in flight, and the server goes down. Nothing
+    may reach the gateway from that claim; once the server is back every push is sent once,
+    after the claim lease, without being taken for a possibly delivered one."""
+    gateway = await Gateway().start()
+    d = start_daemon(own_cluster.dsn, tmp_path, "claimed", gateway)
+    pool = None
+    try:
+        await d.wait_ready()
+        pool = await create_pool(own_cluster.dsn, application_name="outage-test")
+        await pool.execute(SLOW_MARK)
+        await add_mentors_with_two_sessions(pool, 20)
+
+        async def claimed(writer: Any = pool) -> bool:
+            n = await writer.fetchval("SELECT count(*) FROM push_notification WHERE status = 'sending'")
+            return bool(n >= 5)
+
+        await eventually(claimed, what="pushes claimed")
+        assert gateway.unanswered == 0 and gateway.received == []  # claimed is not in flight
+        await pool.close()
+        pool = None
+        await anyio.to_thread.run_sync(pg_ctl, own_cluster, "-m", "immediate", "-w", "stop")
+        await d.wait_http("/readyz", 503, timeout=20)
+        await anyio.sleep(1)
+        assert gateway.unanswered == 0 and gateway.received == []  # the claim sent nothing
+        await anyio.to_thread.run_sync(own_cluster.start)
+        pool = await create_pool(own_cluster.dsn, application_name="outage-test")
+        await pool.execute("DROP TRIGGER test_slow_mark ON scenario_engine.push_notification")
+        await d.wait_ready(timeout=60)
+        await assert_caught_up(pool, gateway, 20, d)
+        keys = [r.key for r in gateway.received]
+        assert len(keys) == len(set(keys)) == 20, "each push sent once"
+        assert await pool.fetchval("SELECT count(*) FROM push_notification WHERE delivery_uncertain") == 0
+        assert d.proc is not None and d.proc.poll() is None
+        assert await d.stop() == 0, d.logs()[-3000:]
+    finally:
+        if pool is not None:
+            await pool.close()
+        d.kill()
+        await gateway.stop()
+
+
 async def test_terminating_every_daemon_connection_is_survived(
     db_url: str, gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -224,7 +288,7 @@ async def test_terminating_every_daemon_connection_is_survived(
         for _round in range(3):
             await add_mentors_with_two_sessions(pool, 40)
             total += 40
-            await eventually(in_flight(pool), what="pushes in flight")
+            await eventually(in_flight(gateway), what="pushes in flight")
             killed = await pool.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND application_name LIKE 'scenario-engine%'"

@@ -1,5 +1,5 @@
 """A transaction pooler in the database URL is refused at start with exit 2 and a message that
-says what to connect to (issue 9, defect 8). A real PgBouncer (Debian's package; `.ci/run`
+says what to connect to (issue 9, defect 8). A real PgBouncer (Debian's package; `make test`
 installs it when missing) runs as an unprivileged user on a free port in front of the
 session-wide test server."""
 
@@ -32,7 +32,7 @@ def _pgbouncer() -> str:
     found = shutil.which("pgbouncer") or (
         "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
     )
-    assert found, "pgbouncer is not installed (.ci/run installs it: apt-get install pgbouncer)"
+    assert found, "pgbouncer is not installed (make test installs it as root: scripts/test-tools)"
     return found
 
 

@@ -156,7 +156,7 @@ def chromium_binary() -> str:
     if found is None:
         pytest.fail(
             "Chromium is not installed, and this test needs a real browser: "
-            "apt-get update && apt-get install -y chromium (.ci/run does this)",
+            "apt-get update && apt-get install -y chromium (make test does this as root: scripts/test-tools)",
             pytrace=False,
         )
     return found

@@ -27,7 +27,11 @@ from scenario_engine.errors import ConfigError
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
 from tests.daemon import DaemonProcess
 
-MENTORS = 200_000
+# Enough mentors that the sweep is far from done when the fault is injected (it hits once
+# KILL_AFTER are notified: 5 of 25 batches), few enough that each test sweeps its period twice
+# (the original claim, then the take-over) in seconds rather than a minute.
+MENTORS = 50_000
+KILL_AFTER = 10_000
 RULES = '[[inactivity]]\nname = "inactive_21d"\nthreshold_days = 21\n'
 # One period for the whole test, small batches (many chances to be fenced), and pushes kept
 # nearly idle so the dispatcher does not compete with the sweep for the two cores.
@@ -153,7 +157,9 @@ async def test_leader_whose_lock_connection_dies_stops_before_its_next_batch(
     b = daemons("b", rules_file=rules_file, **{**DAEMON, "leader_retry_seconds": 0.1})
     await b.wait_ready()
     await eventually(
-        lambda: pool.fetchval("SELECT count(*) >= 30000 FROM scenario_notification"), 60, "a sweeping"
+        lambda: pool.fetchval("SELECT count(*) >= $1 FROM scenario_notification", KILL_AFTER),
+        60,
+        "a sweeping",
     )
     # The backend that holds the leader lock is a's lock connection: terminate it.
     lock_pid = await pool.fetchval(
@@ -227,7 +233,9 @@ async def test_sigkilled_leader_period_is_taken_over_after_its_lease_at_its_as_o
     b = daemons("b", rules_file=rules_file, **settings)
     await b.wait_ready()
     await eventually(
-        lambda: pool.fetchval("SELECT count(*) >= 30000 FROM scenario_notification"), 60, "a sweeping"
+        lambda: pool.fetchval("SELECT count(*) >= $1 FROM scenario_notification", KILL_AFTER),
+        60,
+        "a sweeping",
     )
     a.kill()
     killed_at = await pool.fetchval("SELECT now()")
