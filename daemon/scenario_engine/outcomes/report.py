@@ -24,6 +24,7 @@ import asyncpg
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import bind, fetch
 from scenario_engine.outcomes.labels import OutcomeLabels, outcome_labels
+from scenario_engine.outcomes.organisations import organisation_label, organisation_names
 from scenario_engine.outcomes.stats import METHOD, newcombe_interval
 
 # Below this many final outcomes in either arm the interval is so wide, and the normal
@@ -123,7 +124,13 @@ class Report:
     notes: tuple[str, ...] = ()
     method: str = METHOD
     min_final_per_group: int = MIN_FINAL_PER_GROUP
+    # Names of the organisations above, where the platform records them (outcomes/organisations.py).
+    organisation_names: Mapping[uuid.UUID, str] = field(default_factory=dict)
     previous_since: dt.datetime = field(init=False)
+
+    def organisation(self, organization_id: uuid.UUID | None) -> str:
+        """How the table names an organisation: its name, else its id."""
+        return organisation_label(organization_id, self.organisation_names, unrecorded="(none)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "previous_since", self.since - (self.until - self.since))
@@ -325,6 +332,10 @@ async def build_report(
         for org, periods in sorted(by_org.items(), key=lambda item: str(item[0]))
     )
 
+    names = await organisation_names(
+        conn,
+        [organization_id, *(r.organization_id for r in rows), *(c.organization_id for c in certifications)],
+    )
     notes = []
     if not rows:
         scope = f" of rule {rule_name!r}" if rule_name is not None else ""
@@ -339,6 +350,7 @@ async def build_report(
         rows=tuple(rows),
         certifications=certifications,
         notes=tuple(notes),
+        organisation_names=names,
     )
 
 
@@ -408,6 +420,9 @@ def report_json(report: Report) -> dict[str, Any]:
         "rows": [
             {
                 "organization_id": _org(r.organization_id),
+                "organization_name": report.organisation_names.get(r.organization_id)
+                if r.organization_id is not None
+                else None,
                 "rule": r.rule_name,
                 "scenario_type": r.scenario_type,
                 "experiment": _experiment_json(r.experiment),
@@ -430,6 +445,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "certifications": [
             {
                 "organization_id": str(c.organization_id),
+                "organization_name": report.organisation_names.get(c.organization_id),
                 "period": _counts_json(c.period),
                 "previous_period": _counts_json(c.previous_period),
             }
@@ -549,14 +565,15 @@ def format_table(report: Report) -> str:
         f"no lift below {report.min_final_per_group} final outcomes in either group.",
     ]
     if report.organization_id is not None or report.rule_name is not None:
-        out.append(f"Only organisation {report.organization_id or 'any'}, rule {report.rule_name or 'any'}.")
+        where = "any" if report.organization_id is None else report.organisation(report.organization_id)
+        out.append(f"Only organisation {where}, rule {report.rule_name or 'any'}.")
     out.append("")
     out.extend(report.notes)
     if report.rows:
         out.append("Decisions")
         body = [
             [
-                _org(r.organization_id) or "(none)",
+                report.organisation(r.organization_id),
                 r.rule_name,
                 _experiment_cell(r.experiment),
                 str(r.candidates),
@@ -591,7 +608,7 @@ def format_table(report: Report) -> str:
                 interval_cell = f"[{_points(r.lift.low)}, {_points(r.lift.high)}]"
             body.append(
                 [
-                    _org(r.organization_id) or "(none)",
+                    report.organisation(r.organization_id),
                     r.rule_name,
                     _experiment_cell(r.experiment),
                     f"{r.labels.achieved} / {r.labels.missed}",
@@ -609,7 +626,7 @@ def format_table(report: Report) -> str:
             _aligned([*header, "pending", "lift (pp)", "95 % interval"], body, text=frozenset({0, 1, 2, 3}))
         )
         notes = [
-            f"  {_org(r.organization_id) or '(none)'} {r.rule_name} "
+            f"  {report.organisation(r.organization_id)} {r.rule_name} "
             f"{_experiment_cell(r.experiment)}: {r.lift.note}"
             for r in report.rows
             if r.lift.note
@@ -630,7 +647,7 @@ def format_table(report: Report) -> str:
             for label, counts in (("this", c.period), ("previous", c.previous_period)):
                 body.append(
                     [
-                        str(c.organization_id),
+                        report.organisation(c.organization_id),
                         label,
                         str(counts.expiring),
                         str(counts.renewed_in_time),
