@@ -71,9 +71,11 @@ async def test_history_spans_twelve_weeks_in_both_arms(
 ) -> None:
     _, stats, seconds = seeded
     print(f"seeded 1500 mentors and twelve weeks in {seconds:.1f} s: {stats}")
-    first, last = await db.fetchrow(
+    span = await db.fetchrow(
         "SELECT min(as_of), max(as_of) FROM scenario_engine.scenario_decision WHERE outcome = 'sent'"
     )
+    assert span is not None
+    first, last = span
     assert first <= NOW - 11 * WEEK and last >= NOW - dt.timedelta(days=2)
     weeks = await db.fetchval(
         "SELECT count(DISTINCT date_trunc('week', as_of)) FROM scenario_engine.scenario_decision"
