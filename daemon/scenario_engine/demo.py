@@ -302,7 +302,8 @@ async def _announce(daemon: Daemon, lock: DataDirLock, database_url: str) -> Non
         await anyio.sleep(0.05)
     status_url = f"http://{daemon.settings.status_host}:{daemon.state.status_port}/"
     lock.record(status_url=status_url, database_url=database_url)
-    _say(f"status page: {status_url}  ·  programme page: {status_url}programme")
+    _say(f"status page: {status_url}")
+    _say(f"programme page (outcomes per organisation): {status_url}programme")
 
 
 async def run_demo(

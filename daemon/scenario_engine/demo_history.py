@@ -332,8 +332,11 @@ async def seed_history(
     world = _World(random.Random(SEED), start, now)
     await conn.execute("SET session_replication_role = replica")
     try:
-        await conn.executemany(
-            query("demo_insert_organization"), [(org_id, name) for org_id, name, _ in ORGANISATIONS]
+        await execute(
+            conn,
+            "demo_insert_organizations",
+            ids=[org_id for org_id, _, _ in ORGANISATIONS],
+            names=[name for _, name, _ in ORGANISATIONS],
         )
         mentor_rows, activity_rows = world.population(mentors)
         await _copy(

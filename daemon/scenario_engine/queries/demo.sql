@@ -1,9 +1,10 @@
 -- The demo (demo.py, demo_history.py): its history's helpers, the live generator and the feed.
 
--- name: demo_insert_organization
--- params: id, name
+-- name: demo_insert_organizations
+-- params: ids, names
 -- The organisations' names (the optional platform table public.organization).
-INSERT INTO public.organization (id, name) VALUES ($1::uuid, $2::text)
+INSERT INTO public.organization (id, name)
+SELECT * FROM unnest($1::uuid[], $2::text[])
 ON CONFLICT (id) DO UPDATE SET name = excluded.name;
 
 -- name: demo_certification_sequence
