@@ -106,7 +106,7 @@ async def _ensure_database(cluster: LocalCluster) -> str:
     return cluster.url(DEMO_DB)
 
 
-async def _counts(conn: Any) -> dict[str, int]:
+async def _counts(conn: Any) -> dict[str, Any]:
     row = await conn.fetchrow(query("demo_counts"))
     return dict(row) if row is not None else {}
 
@@ -146,9 +146,10 @@ async def _seed(url: str, mentors: int, rules: Rules) -> None:
         await migrate(conn)
         counts = await _counts(conn)
         if counts["mentors"]:
+            older = "" if counts["has_organisations"] else "; made by an older demo, without its history"
             _say(
                 f"reusing demo data: {counts['mentors']} mentors, {counts['activities']} activities, "
-                f"{counts['certifications']} certifications (--fresh starts over)"
+                f"{counts['certifications']} certifications{older} (--fresh starts over)"
             )
             return
         _say(f"seeding {mentors} mentors and {HISTORY_DAYS // 7} weeks of history through the engine …")
@@ -196,14 +197,16 @@ async def _feed(url: str, stopping: anyio.Event, colour: bool, after_id: int) ->
 
 
 async def _generate(url: str, stopping: anyio.Event, thresholds: list[int]) -> None:
-    """Keep logging activity like the platform would, favouring mentors one session short
-    of a milestone so that the event path visibly fires."""
+    """Keep logging activity like the platform would, favouring mentors a few sessions short
+    of a milestone so that the event path visibly fires, minute after minute."""
     conn = await connect(url)
     rng = random.Random()
     try:
         while not stopping.is_set():
             near = [r["mentor_id"] for r in await fetch(conn, "demo_near_milestone", thresholds=thresholds)]
-            targets = near[:2] or [r["id"] for r in await fetch(conn, "demo_random_mentors", limit=1)]
+            # Two near a milestone, and anyone: the platform's everyday activity, which also
+            # brings quiet mentors back and more mentors within reach of a milestone.
+            targets = near[:2] + [r["id"] for r in await fetch(conn, "demo_random_mentors", limit=1)]
             for mentor in targets:
                 await execute(
                     conn,

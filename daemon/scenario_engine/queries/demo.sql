@@ -37,13 +37,20 @@ WHERE p.id = d.id;
 
 -- name: demo_near_milestone
 -- params: thresholds
--- Active mentors one session short of a threshold this year: the generator's targets,
--- so that the event path visibly fires.
-SELECT a.mentor_id
-FROM public.activity a JOIN public.peer_mentor p ON p.id = a.mentor_id AND p.status = 'active'
-WHERE a.kind = 'session' AND a.occurred_at >= date_trunc('year', now())
-GROUP BY a.mentor_id
-HAVING count(*) + 1 = ANY($1::int[])
+-- Active mentors one to three sessions short of a threshold this year, the nearest first: the
+-- generator's targets, so that the event path visibly fires, and keeps firing (random activity
+-- brings more mentors within reach as the demo runs).
+WITH counts AS (
+    SELECT a.mentor_id, count(*) AS n
+    FROM public.activity a JOIN public.peer_mentor p ON p.id = a.mentor_id AND p.status = 'active'
+    WHERE a.kind = 'session' AND a.occurred_at >= date_trunc('year', now())
+    GROUP BY a.mentor_id
+)
+SELECT c.mentor_id
+FROM counts c
+CROSS JOIN LATERAL (SELECT min(t - c.n) AS short FROM unnest($1::int[]) AS t WHERE t > c.n) s
+WHERE s.short BETWEEN 1 AND 3
+ORDER BY s.short, random()
 LIMIT 50;
 
 -- name: demo_random_mentors
@@ -72,5 +79,6 @@ LIMIT 200;
 
 -- name: demo_counts
 SELECT (SELECT count(*) FROM public.peer_mentor) AS mentors,
+       to_regclass('public.organization') IS NOT NULL AS has_organisations,
        (SELECT count(*) FROM public.activity) AS activities,
        (SELECT count(*) FROM public.certification) AS certifications;
