@@ -43,6 +43,9 @@ async def test_report_and_page_show_the_organisations_name(pool: asyncpg.Pool[An
     assert NAME in table and str(ORG) not in table
     assert {r["organization_name"] for r in doc["rows"]} == {NAME}
     assert "Fjord &amp; Fell Mentors" in html and f"Organisation {ORG}" not in html
+    async with pool.acquire() as conn:
+        one = await load_programme_health(conn, AS_OF + DAY, organization_id=ORG)
+    assert one.title == f"Programme health · {NAME}"
 
 
 async def test_without_the_table_the_id_is_shown(pool: asyncpg.Pool[Any], engine: Engine) -> None:
@@ -52,6 +55,9 @@ async def test_without_the_table_the_id_is_shown(pool: asyncpg.Pool[Any], engine
     assert str(ORG) in table
     assert {r["organization_name"] for r in doc["rows"]} == {None}
     assert f"Organisation {ORG}" in html
+    async with pool.acquire() as conn:
+        one = await load_programme_health(conn, AS_OF + DAY, organization_id=ORG)
+    assert one.title == f"Programme health · organisation {ORG}"
 
 
 async def test_a_table_of_another_shape_or_a_blank_name_is_not_used(

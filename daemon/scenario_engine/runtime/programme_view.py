@@ -25,7 +25,7 @@ import asyncpg
 
 from scenario_engine.db.queries import fetch
 from scenario_engine.logs import get_logger
-from scenario_engine.outcomes.organisations import organisation_label, organisation_names
+from scenario_engine.outcomes.organisations import organisation_names
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.status_page import environment
@@ -333,8 +333,8 @@ class ProgrammeHealth:
     @property
     def title(self) -> str:
         if self.organization_id is not None:
-            name = organisation_label(self.organization_id, self.organisation_names, unrecorded="")
-            return f"Programme health · {name}"
+            name = self.organisation_names.get(self.organization_id)
+            return f"Programme health · {name or f'organisation {self.organization_id}'}"
         return "Programme health"
 
 
