@@ -164,6 +164,7 @@ async def test_dry_run_on_the_terminal_lists_who_would_be_notified(db_url: str, 
     listed = [line for line in text.splitlines() if line.startswith("  ") and "We miss you" in line]
     assert len(listed) == 10
     assert "  … and 4 more" in text
+    assert "We miss you — It has been 25 days since your last activity" in text  # and why
     assert any(str(m) in text for m in quiet)
     assert "certification_expiry: 1 would be notified" in text
     assert terminal_safe(HOSTILE_NAME)[:24] in text and "\x1b" not in text

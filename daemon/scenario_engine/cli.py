@@ -52,7 +52,7 @@ from scenario_engine.exit_codes import (
 from scenario_engine.logs import configure_logging
 from scenario_engine.notifications import Outcome
 from scenario_engine.runtime.backoff import first_leaf
-from scenario_engine.templates import render_title
+from scenario_engine.templates import render_body, render_title
 from scenario_engine.terminal import terminal_safe
 from scenario_engine.version import VERSION
 
@@ -440,8 +440,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
-# How many mentors per rule a dry run lists on the terminal; --output csv or json lists all.
+# How many mentors per rule a dry run lists on the terminal (--output csv or json lists all),
+# and how much of each message it shows.
 DRY_RUN_PAGE = 10
+DRY_RUN_MESSAGE_WIDTH = 100
 
 
 def _would_send(result: SweepResult) -> dict[str, list[Outcome]]:
@@ -458,8 +460,8 @@ def _first_pages(result: SweepResult) -> list[Outcome]:
 
 
 def _would_notify(result: SweepResult, rules: Rules, names: Mapping[uuid.UUID, str | None]) -> str:
-    """Who would be notified, per rule: the first ``DRY_RUN_PAGE`` mentors with the title they
-    would get (README: "who would be notified now, and why")."""
+    """Who would be notified, per rule: the first ``DRY_RUN_PAGE`` mentors with the message they
+    would get, which says why (README: "who would be notified now, and why")."""
     per_rule = _would_send(result)
     if not per_rule:
         return "\nNobody would be notified."
@@ -476,8 +478,13 @@ def _would_notify(result: SweepResult, rules: Rules, names: Mapping[uuid.UUID, s
         for o in outcomes[:DRY_RUN_PAGE]:
             name = names.get(o.candidate.mentor_id) or "no name"
             context = {**o.candidate.inputs, "rule": rule_name, "display_name": name}
-            title = render_title(rule.title, context) if rule is not None else ""
-            out.append(f"  {o.candidate.mentor_id}  {_v(name)[:24]:<24}  {_v(title)}".rstrip())
+            message = ""  # the message says why: "It has been 37 days since your last activity"
+            if rule is not None:
+                message = f"{render_title(rule.title, context)} — {render_body(rule.body, context)}"
+            message = _v(message)
+            if len(message) > DRY_RUN_MESSAGE_WIDTH:
+                message = message[: DRY_RUN_MESSAGE_WIDTH - 1] + "…"
+            out.append(f"  {o.candidate.mentor_id}  {_v(name)[:24]:<24}  {message}".rstrip())
         if len(outcomes) > DRY_RUN_PAGE:
             out.append(f"  … and {len(outcomes) - DRY_RUN_PAGE} more")
     return "\n".join(out)
