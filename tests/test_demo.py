@@ -73,10 +73,12 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         "--mentors",
         "600",
     ]
+    started_demos: list[subprocess.Popen[str]] = []
     try:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=cli_env(), text=True
         )
+        started_demos.append(proc)
         url = None
         lines: list[str] = []
         printed: dict[str, str] = {}
@@ -99,7 +101,7 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
                 if "--database-url" in chunk and url is None:
                     url = _url(chunk)
                     started = time.monotonic()
-                if "programme page:" in chunk:
+                if chunk.startswith("programme page"):
                     printed["programme"] = chunk.rsplit(" ", 1)[1].strip()
                 match = FEED_LINE.match(chunk)
                 if match and match.group(1) == "SENT":
@@ -172,6 +174,7 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=cli_env(), text=True
         )
+        started_demos.append(proc)
         assert proc.stdout is not None
         second: list[str] = []
         _read_until(proc, "reusing demo data", 60, second)
@@ -186,6 +189,7 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         again = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=cli_env(), text=True
         )
+        started_demos.append(again)
         assert again.stdout is not None
         third: list[str] = []
         _read_until(again, "daemon starting", 60, third)
@@ -216,6 +220,10 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         assert again.wait(timeout=60) == 0
         again.stdout.close()
     finally:
+        for demo in started_demos:  # a failed assertion leaves none of them running
+            if demo.poll() is None:
+                demo.kill()
+                demo.wait()
         for pid in _postgres_pids(data_dir):
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(base)], check=False)
