@@ -36,7 +36,7 @@ from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import execute, fetch, query
-from scenario_engine.demo_history import HISTORY_DAYS, ORGANISATIONS, SWEEP_EVERY_DAYS, seed_history
+from scenario_engine.demo_history import HISTORY_DAYS, ORGANISATIONS, SWEEPS_PER_WEEK, seed_history
 from scenario_engine.domain.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.embedded import (
     DataDirBusy,
@@ -158,7 +158,7 @@ async def _seed(url: str, mentors: int, rules: Rules) -> None:
         _say(
             f"seeded {stats.mentors} mentors in {len(ORGANISATIONS)} organisations, {stats.activities} "
             f"activities, {stats.certifications + stats.renewals} certifications "
-            f"({stats.renewals} renewals); {stats.sweeps} sweeps (every {SWEEP_EVERY_DAYS} days) decided "
+            f"({stats.renewals} renewals); {stats.sweeps} sweeps ({SWEEPS_PER_WEEK} a week) decided "
             f"{decided} times, {stats.decisions.get('sent', 0)} sent and "
             f"{stats.decisions.get('holdout', 0)} held out, in {stats.seconds:.1f} s"
         )

@@ -46,11 +46,15 @@ DAY = dt.timedelta(days=1)
 HISTORY_DAYS = 84  # twelve weeks
 PRE_HISTORY_DAYS = 90  # activity before the first simulated day (the year's counts, last activity)
 SEED = 17
-# The history's sweeps: every other day (the daemon sweeps every minute; a day's grain is
-# enough for reminders counted in days, and half the sweeps keep a fresh demo quick), a full
-# one every fourth time and incremental ones in between, as the daemon's scheduler does.
-SWEEP_EVERY_DAYS = 2
-FULL_SWEEP_EVERY = 4
+# The history's sweeps: four a week, two days apart but one (the daemon sweeps every minute;
+# a day's grain is enough for reminders counted in days, and fewer sweeps keep a fresh demo
+# quick). The same days of every seven, so that each calendar week holds four sweeps covering
+# seven days of activity: every other day would give weeks of 8 and 6 days in turn, a zigzag in
+# the weekly figures that nobody's mentors made. Counted back from the last, the day before now.
+# A full sweep once a week, incremental ones in between, as the daemon's scheduler does.
+SWEEP_DAYS = (0, 2, 4, 6)  # of each seven
+SWEEPS_PER_WEEK = len(SWEEP_DAYS)
+FULL_SWEEP_EVERY = SWEEPS_PER_WEEK
 
 # (id, name, share of mentors): one large organisation with enough mentors in both arms for a
 # lift, two medium ones, and a small one whose holdout stays too small to say anything.
@@ -205,7 +209,7 @@ class _World:
             last = self.start
             if rng.random() < QUIET_AT_START:
                 mentor.quiet = True
-                last = self.start - dt.timedelta(days=rng.uniform(0, 50))
+                last = self.start - dt.timedelta(days=rng.uniform(0, 30))
             day = max(pre_start, joined)
             while day < last:
                 if rng.random() < mentor.rate:
@@ -316,7 +320,6 @@ async def seed_history(
     mentors: int,
     now: dt.datetime,
     days: int = HISTORY_DAYS,
-    sweep_every_days: int = SWEEP_EVERY_DAYS,
     progress: Callable[[int, int], None] | None = None,
 ) -> HistoryStats:
     """Seed the population as it was ``days`` ago, then run the engine at the end of each past
@@ -375,10 +378,10 @@ async def seed_history(
                 stats.renewals += len(renewals)
                 if day == days - 1:
                     break  # the last day ends now: the daemon's first sweep evaluates it
-                if (days - 2 - day) % sweep_every_days:
+                if (days - 2 - day) % 7 not in SWEEP_DAYS:
                     continue  # the last sweep of the history is at the end of the day before now
                 # Incremental sweeps evaluate the mentors for whom something may have come due
-                # since the previous one; a full one now and then (SWEEP_EVERY_DAYS).
+                # since the previous one; a full one once a week (SWEEP_DAYS).
                 full = previous is None or stats.sweeps % FULL_SWEEP_EVERY == 0
                 result = await engine.run_scheduled_evaluation(
                     hi, collect=True, since=None if full else previous
