@@ -5,7 +5,8 @@ and the difference against the held-out mentors. That needs history, and history
 engine's own code wrote, so that every figure on the programme page and in ``report`` is one
 the engine would have produced. So this module simulates a platform day by day and runs the
 engine's sweep (``Engine.run_scheduled_evaluation``, the same code the daemon runs) at the end
-of each past day: decisions, holdouts, dedup keys, cooldowns and outcomes are all the engine's.
+of past days, four a week: decisions, holdouts, dedup keys, cooldowns and outcomes are all the
+engine's.
 
 What the simulation writes is only what a platform would: mentors, their organisations,
 activities, certifications (and their renewals), opt-outs; each row dated when it happens,
@@ -31,7 +32,6 @@ import datetime as dt
 import random
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,12 +268,15 @@ class _World:
                 m.quiet = True
             elif rng.random() < m.rate:
                 activities.append(self._activity(m.id, self._at(lo, hi)))
-        due = [(at, cert) for at, cert in self.scheduled if at <= hi]
-        self.scheduled = [(at, cert) for at, cert in self.scheduled if at > hi]
-        renewals = [
+        return activities, self.renewals_until(hi)
+
+    def renewals_until(self, until: dt.datetime) -> list[tuple[Any, ...]]:
+        """The scheduled renewals dated up to ``until``: new certifications for a year."""
+        due = [(at, cert) for at, cert in self.scheduled if at <= until]
+        self.scheduled = [(at, cert) for at, cert in self.scheduled if at > until]
+        return [
             self._row(self._certification(cert.mentor_id, cert.type, at, at + 365 * DAY)) for at, cert in due
         ]
-        return activities, renewals
 
     def react(self, outcomes: list[Any], as_of: dt.datetime) -> None:
         """Mentors respond to what the engine decided at ``as_of``."""
@@ -320,10 +323,10 @@ async def seed_history(
     mentors: int,
     now: dt.datetime,
     days: int = HISTORY_DAYS,
-    progress: Callable[[int, int], None] | None = None,
 ) -> HistoryStats:
-    """Seed the population as it was ``days`` ago, then run the engine at the end of each past
-    day, the platform's rows of that day inserted first and the mentors reacting afterwards.
+    """Seed the population as it was ``days`` ago, then live through each past day: the
+    platform's rows of that day inserted, the engine's sweep at its end (on SWEEP_DAYS), the
+    mentors reacting to what it decided.
 
     ``conn`` must be a superuser's: platform rows are written with triggers off
     (``session_replication_role = replica``), as a bulk load, so that the daemon does not start
@@ -349,12 +352,7 @@ async def seed_history(
             ("id", "organization_id", "display_name", "status", "timezone", "joined_at"),
         )
         cert_rows = world.initial_certifications()
-        # Early renewals dated before the history starts are simply part of the past.
-        before = [(at, c) for at, c in world.scheduled if at <= start]
-        world.scheduled = [(at, c) for at, c in world.scheduled if at > start]
-        cert_rows += [
-            world._row(world._certification(c.mentor_id, c.type, at, at + 365 * DAY)) for at, c in before
-        ]
+        cert_rows += world.renewals_until(start)  # early renewals dated before the history: the past
         await _copy(conn, "activity", activity_rows, ACTIVITY_COLUMNS)
         await _copy(conn, "certification", cert_rows, CERTIFICATION_COLUMNS)
         await _copy(
@@ -392,8 +390,6 @@ async def seed_history(
                     for outcome, n in counts.items():
                         stats.decisions[outcome] = stats.decisions.get(outcome, 0) + n
                 world.react(result.outcomes, hi)
-                if progress is not None:
-                    progress(day + 1, days)
         finally:
             await pool.close()
         await conn.execute(query("demo_certification_sequence"))
