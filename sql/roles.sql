@@ -106,6 +106,12 @@ $$;
 -- present: SELECT has_table_privilege('scenario_engine_runtime', 'public.peer_mentor', 'SELECT') AND has_table_privilege('scenario_engine_runtime', 'public.activity', 'SELECT') AND has_table_privilege('scenario_engine_runtime', 'public.certification', 'SELECT') AND has_table_privilege('scenario_engine_runtime', 'public.achievement', 'SELECT') AND has_table_privilege('scenario_engine_runtime', 'public.notification_preference', 'SELECT') AND has_table_privilege('scenario_engine_runtime', 'public.device_token', 'SELECT')
 GRANT SELECT ON public.peer_mentor, public.activity, public.certification, public.achievement, public.notification_preference, public.device_token TO scenario_engine_runtime;
 
+-- unit: runtime_organization_read
+-- The optional organisation names (public.organization) for the report and the programme page:
+-- granted when the table exists and this role may grant it; otherwise the engine shows ids.
+-- present: SELECT to_regclass('public.organization') IS NULL OR has_table_privilege('scenario_engine_runtime', 'public.organization', 'SELECT') OR NOT has_table_privilege(current_user, 'public.organization', 'SELECT WITH GRANT OPTION')
+GRANT SELECT ON public.organization TO scenario_engine_runtime;
+
 -- unit: runtime_platform_write
 -- Milestones the engine celebrates are written to the platform's ledger; FCM deactivates
 -- tokens the provider reports as unregistered.
@@ -116,7 +122,7 @@ GRANT UPDATE (active, deactivated_at, last_error) ON public.device_token TO scen
 -- unit: runtime_platform_policies
 -- Only on reference tables the engine created itself (row-level security on, owned by the
 -- migrating role); a platform's own tables and policies are never touched.
--- present: SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname IN ('peer_mentor', 'activity', 'certification', 'achievement', 'notification_preference', 'device_token') AND c.relrowsecurity AND c.relowner = current_user::regrole AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'scenario_engine_runtime'))
+-- present: SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname IN ('peer_mentor', 'activity', 'certification', 'achievement', 'notification_preference', 'device_token', 'organization') AND c.relrowsecurity AND c.relowner = current_user::regrole AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'scenario_engine_runtime'))
 DO $$
 DECLARE
     t text;
@@ -124,7 +130,7 @@ BEGIN
     FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = 'public'
                AND c.relname IN ('peer_mentor', 'activity', 'certification', 'achievement',
-                                 'notification_preference', 'device_token')
+                                 'notification_preference', 'device_token', 'organization')
                AND c.relrowsecurity AND c.relowner = current_user::regrole
                AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'scenario_engine_runtime')
     LOOP

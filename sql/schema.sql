@@ -348,6 +348,15 @@ CREATE TABLE public.notification_preference (
 );
 
 --
+-- Name: organization; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.organization (
+    id uuid NOT NULL,
+    name text NOT NULL
+);
+
+--
 -- Name: peer_mentor; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -728,6 +737,13 @@ ALTER TABLE ONLY public.device_token
 
 ALTER TABLE ONLY public.notification_preference
     ADD CONSTRAINT notification_preference_pkey PRIMARY KEY (mentor_id, scenario_type);
+
+--
+-- Name: organization organization_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.organization
+    ADD CONSTRAINT organization_pkey PRIMARY KEY (id);
 
 --
 -- Name: peer_mentor peer_mentor_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -1275,6 +1291,12 @@ ALTER TABLE public.device_token ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.notification_preference ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: organization; Type: ROW SECURITY; Schema: public; Owner: -
+--
+
+ALTER TABLE public.organization ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: peer_mentor; Type: ROW SECURITY; Schema: public; Owner: -
 --
 
@@ -1309,6 +1331,12 @@ CREATE POLICY scenario_engine_runtime ON public.device_token TO scenario_engine_
 --
 
 CREATE POLICY scenario_engine_runtime ON public.notification_preference TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: organization scenario_engine_runtime; Type: POLICY; Schema: public; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON public.organization TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
 -- Name: peer_mentor scenario_engine_runtime; Type: POLICY; Schema: public; Owner: -
@@ -1598,6 +1626,12 @@ GRANT UPDATE(last_error) ON TABLE public.device_token TO scenario_engine_runtime
 --
 
 GRANT SELECT ON TABLE public.notification_preference TO scenario_engine_runtime;
+
+--
+-- Name: TABLE organization; Type: ACL; Schema: public; Owner: -
+--
+
+GRANT SELECT ON TABLE public.organization TO scenario_engine_runtime;
 
 --
 -- Name: TABLE peer_mentor; Type: ACL; Schema: public; Owner: -

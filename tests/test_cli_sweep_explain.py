@@ -143,3 +143,53 @@ def test_terminal_safe_escapes_what_could_drive_a_terminal_and_nothing_else() ->
     assert terminal_safe("one\ntwo\x1b", keep_newlines=True) == "one\ntwo\\x1b"
     family = "Zoë \U0001f469\u200d\U0001f467 Ünal 日本"  # letters, emoji with a zero-width joiner
     assert terminal_safe(family) == family
+
+
+async def test_dry_run_on_the_terminal_lists_who_would_be_notified(db_url: str, pool: Any) -> None:
+    """README: `sweep --dry-run` shows who would be notified now, and why. The table output lists a
+    first page of mentors per rule, with the message title, and says how many more there are."""
+    quiet = []
+    for i in range(13):
+        m = await add_mentor(pool, joined_at=AS_OF - 200 * DAY, name=f"Quiet {i:02d}")
+        await add_activity(pool, m, AS_OF - 25 * DAY)
+        quiet.append(m)
+    hostile = await add_mentor(pool, joined_at=AS_OF - 200 * DAY, name=HOSTILE_NAME)
+    await add_certification(pool, hostile, expires_at=AS_OF + 5 * DAY)
+    env = {"SCENARIO_DATABASE_URL": db_url}
+    out = await run_cli("sweep", "--dry-run", "--as-of", AS_OF.isoformat(), env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "Who would be notified (the first 10 per rule; --output csv or json lists all):" in text
+    assert "inactive_21d: 14 would be notified" in text  # 13 quiet, and the one never active
+    listed = [line for line in text.splitlines() if line.startswith("  ") and "We miss you" in line]
+    assert len(listed) == 10
+    assert "  … and 4 more" in text
+    assert "We miss you — It has been 25 days since your last activity" in text  # and why
+    assert any(str(m) in text for m in quiet)
+    assert "certification_expiry: 1 would be notified" in text
+    assert terminal_safe(HOSTILE_NAME)[:24] in text and "\x1b" not in text
+    assert await pool.fetchval("SELECT count(*) FROM scenario_decision") == 0  # still a dry run
+
+
+async def test_explain_accepts_the_short_id_the_demo_feed_shows(db_url: str, pool: Any) -> None:
+    mentor = await add_mentor(pool, joined_at=AS_OF - 200 * DAY, name="Short Id")
+    env = {"SCENARIO_DATABASE_URL": db_url}
+    out = await run_cli("explain", mentor.hex[:8], "--as-of", AS_OF.isoformat(), env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"mentor {mentor} (Short Id)" in out.stdout
+    missing = "0" * 8 if not mentor.hex.startswith("0" * 8) else "f" * 8
+    out = await run_cli("explain", missing, env=env)
+    assert out.returncode == 1 and f"no mentor's id starts with {missing}" in out.stderr
+    out = await run_cli("explain", "abc", env=env)
+    assert out.returncode == 2 and "first 8 or more hex digits" in out.stderr
+
+
+async def test_explain_says_when_a_short_id_is_ambiguous(db_url: str, pool: Any) -> None:
+    for suffix in ("1", "2"):
+        await pool.execute(
+            "INSERT INTO peer_mentor (id, organization_id) VALUES ($1::uuid, gen_random_uuid())",
+            "abcdef12-0000-4000-8000-00000000000" + suffix,
+        )
+    out = await run_cli("explain", "abcdef12", env={"SCENARIO_DATABASE_URL": db_url})
+    assert out.returncode == 1
+    assert "more than one mentor's id starts with abcdef12" in out.stderr

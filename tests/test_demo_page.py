@@ -89,11 +89,6 @@ class Output:
         return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the demo's seeded 12 weeks of history with a 10 % comparison group and renewals "
-    "(issue 17, the demo item, on its own branch); remove this marker once both are merged",
-)
 async def test_demo_programme_page_shows_a_difference_names_and_renewals_within_a_minute(
     tmp_path: Path,
 ) -> None:

@@ -429,13 +429,14 @@ async def test_a_megabyte_in_any_platform_text_column_inserts(db_url: str) -> No
             mentor,
             mb,
         )
+        await conn.execute("INSERT INTO public.organization (id, name) VALUES (gen_random_uuid(), $1)", mb)
         written = {(r["t"], r["col"]) for r in text_columns}
         covered = {
             ("peer_mentor", "display_name"), ("peer_mentor", "status"), ("peer_mentor", "timezone"),
             ("activity", "kind"), ("activity", "note"), ("certification", "type"),
             ("achievement", "milestone"), ("achievement", "period"), ("achievement", "awarded_by"),
             ("notification_preference", "scenario_type"), ("device_token", "token"),
-            ("device_token", "platform"), ("device_token", "last_error"),
+            ("device_token", "platform"), ("device_token", "last_error"), ("organization", "name"),
         }  # fmt: skip
         assert written - covered == set(), "a platform text column this test does not write"
         # the same milestone again is refused by the engine's hashed unique index, as it should be

@@ -21,7 +21,8 @@ import sys
 import traceback
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
+from scenario_engine.db.queries import fetch
 from scenario_engine.db.units import dba_script
-from scenario_engine.domain.rules import load_rules
+from scenario_engine.domain.rule import RuleBase
+from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.errors import ConfigError
 from scenario_engine.evaluate import AS_OF_FROM, AS_OF_UNTIL
@@ -48,7 +51,9 @@ from scenario_engine.exit_codes import (
     EXIT_OK,
 )
 from scenario_engine.logs import configure_logging
+from scenario_engine.notifications import Outcome
 from scenario_engine.runtime.backoff import first_leaf
+from scenario_engine.templates import render_body, render_title
 from scenario_engine.terminal import terminal_safe
 from scenario_engine.version import VERSION
 
@@ -381,7 +386,12 @@ def _progress_reporter() -> Iterator[Callable[[int, int], None]]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    # A dry run on the table output lists who would be notified (a first page per rule): it
+    # needs the decisions themselves, as csv and json do.
+    listing = args.output == "table" and args.dry_run
+
     async def run(settings: Settings) -> int:
+        names: dict[uuid.UUID, str | None] = {}
         async with _engine(settings) as engine:
             if not (args.dry_run or args.force):
                 async with engine.pool.acquire() as conn:  # "now" is the database's clock
@@ -391,8 +401,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     return EXIT_CONFIG
             with _progress_reporter() as progress:
                 result = await engine.run_scheduled_evaluation(
-                    args.as_of, dry_run=args.dry_run, collect=args.output != "table", progress=progress
+                    args.as_of,
+                    dry_run=args.dry_run,
+                    collect=args.output != "table" or listing,
+                    progress=progress,
                 )
+            if listing:
+                shown = [o.candidate.mentor_id for o in _first_pages(result)]
+                async with engine.pool.acquire() as conn:
+                    found = await fetch(conn, "mentor_display_names", mentor_ids=shown)
+                names = {r["id"]: r["display_name"] for r in found}
+            rules = engine.rules
         if args.output == "json":
             print(
                 json.dumps(
@@ -415,9 +434,61 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             writer.writerows(rows)
         else:
             _show(_summary(result))
+            if listing:
+                _show(_would_notify(result, rules, names))
         return EXIT_OK
 
     return _run_db_command(args, run)
+
+
+# How many mentors per rule a dry run lists on the terminal (--output csv or json lists all),
+# and how much of each message it shows.
+DRY_RUN_PAGE = 10
+DRY_RUN_MESSAGE_WIDTH = 100
+
+
+def _would_send(result: SweepResult) -> dict[str, list[Outcome]]:
+    """Per rule, the candidates a real sweep would send to, in the sweep's order."""
+    out: dict[str, list[Outcome]] = {}
+    for o in result.outcomes:
+        if o.decision.outcome == "sent" and not o.duplicate:
+            out.setdefault(o.candidate.rule_name, []).append(o)
+    return out
+
+
+def _first_pages(result: SweepResult) -> list[Outcome]:
+    return [o for outcomes in _would_send(result).values() for o in outcomes[:DRY_RUN_PAGE]]
+
+
+def _would_notify(result: SweepResult, rules: Rules, names: Mapping[uuid.UUID, str | None]) -> str:
+    """Who would be notified, per rule: the first ``DRY_RUN_PAGE`` mentors with the message they
+    would get, which says why (README: "who would be notified now, and why")."""
+    per_rule = _would_send(result)
+    if not per_rule:
+        return "\nNobody would be notified."
+    out = ["", f"Who would be notified (the first {DRY_RUN_PAGE} per rule; --output csv or json lists all):"]
+    for rule_name in sorted(per_rule):
+        outcomes = per_rule[rule_name]
+        held_out = result.per_rule.get(rule_name, Counter()).get("holdout", 0)
+        extra = f", {held_out} held out (not notified: the comparison group)" if held_out else ""
+        out.append(f"{_v(rule_name)}: {len(outcomes)} would be notified{extra}")
+        try:
+            rule: RuleBase | None = rules.by_name(rule_name)
+        except KeyError:
+            rule = None
+        for o in outcomes[:DRY_RUN_PAGE]:
+            name = names.get(o.candidate.mentor_id) or "no name"
+            context = {**o.candidate.inputs, "rule": rule_name, "display_name": name}
+            message = ""  # the message says why: "It has been 37 days since your last activity"
+            if rule is not None:
+                message = f"{render_title(rule.title, context)} — {render_body(rule.body, context)}"
+            message = _v(message)
+            if len(message) > DRY_RUN_MESSAGE_WIDTH:
+                message = message[: DRY_RUN_MESSAGE_WIDTH - 1] + "…"
+            out.append(f"  {o.candidate.mentor_id}  {_v(name)[:24]:<24}  {message}".rstrip())
+        if len(outcomes) > DRY_RUN_PAGE:
+            out.append(f"  … and {len(outcomes) - DRY_RUN_PAGE} more")
+    return "\n".join(out)
 
 
 def _format_explanation(expl: Any) -> str:
@@ -457,11 +528,13 @@ def _format_explanation(expl: Any) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from scenario_engine.explain import explain_mentor
+    from scenario_engine.explain import explain_mentor, resolve_mentor
 
     async def run(settings: Settings) -> int:
         async with _engine(settings) as engine:
-            expl = await explain_mentor(engine, args.mentor_id, args.as_of)
+            async with engine.pool.acquire() as conn:
+                mentor_id = await resolve_mentor(conn, args.mentor_id)
+            expl = await explain_mentor(engine, mentor_id, args.as_of)
         if args.json:
             print(
                 json.dumps(
@@ -667,6 +740,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _mentor_reference(text: str) -> str:
+    from scenario_engine.explain import mentor_reference
+
+    try:
+        return mentor_reference(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scenario-engine",
@@ -733,7 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     dispatch_parser = p
 
     p = add("explain", cmd_explain, "Show, per rule, a mentor's inputs, the decision and why.")
-    p.add_argument("mentor_id", type=uuid.UUID)
+    p.add_argument(
+        "mentor_id", type=_mentor_reference, metavar="MENTOR_ID", help="an id, or its first 8+ hex digits"
+    )
     p.add_argument("--config", type=Path, help="rules TOML file (overrides SCENARIO_RULES_FILE)")
     p.add_argument("--as-of", type=_iso_instant, default=None)
     p.add_argument("--json", action="store_true", help="machine-readable output")

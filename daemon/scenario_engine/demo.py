@@ -18,9 +18,13 @@ import datetime as dt
 import errno
 import os
 import random
+import re
+import shlex
 import shutil
 import socket
 import sys
+import uuid
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,8 @@ from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import execute, fetch, query
-from scenario_engine.domain.rules import default_rules
+from scenario_engine.demo_history import HISTORY_DAYS, ORGANISATIONS, SWEEPS_PER_WEEK, seed_history
+from scenario_engine.domain.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.embedded import (
     DataDirBusy,
     DataDirLock,
@@ -45,8 +50,17 @@ from scenario_engine.runtime.app import Daemon
 from scenario_engine.terminal import terminal_safe
 
 DEMO_DB = "scenario_demo"
-COLOURS = {"sent": "\033[32m", "opted_out": "\033[33m", "cooldown": "\033[36m", "daily_cap": "\033[35m"}
+COLOURS = {
+    "sent": "\033[32m",
+    "holdout": "\033[34m",
+    "opted_out": "\033[33m",
+    "cooldown": "\033[36m",
+    "daily_cap": "\033[35m",
+}
 RESET = "\033[0m"
+# A demo's server: a crash may lose the last moments of the demo's transactions (never corrupt
+# it); every commit of the twelve weeks of history does not wait for the disk.
+DEMO_PG_SETTINGS = {"synchronous_commit": "off"}
 
 
 class DemoError(EmbeddedPostgresError):
@@ -92,43 +106,76 @@ async def _ensure_database(cluster: LocalCluster) -> str:
     return cluster.url(DEMO_DB)
 
 
-async def _counts(conn: Any) -> dict[str, int]:
+async def _counts(conn: Any) -> dict[str, Any]:
     row = await conn.fetchrow(query("demo_counts"))
     return dict(row) if row is not None else {}
 
 
-async def _seed(url: str, mentors: int) -> None:
+# The demo's rules: the default rules with a 10 % holdout each, so that the report and the
+# programme page can compare the nudged with the held-out mentors. Written beside the data
+# directory, so that the commands the demo prints (explain, sweep) run under the same rules,
+# and so under the same experiments, as the daemon.
+DEMO_HOLDOUT_PERCENT = 10
+
+
+def demo_rules_text() -> str:
+    text = (resources.files("scenario_engine.domain") / DEFAULT_RULES).read_text("utf-8")
+    text = re.sub(
+        r'^(name = ".*")$', rf"\1\nholdout_percent = {DEMO_HOLDOUT_PERCENT}", text, flags=re.MULTILINE
+    )
+    header = "# Written by `scenario-engine demo`: the default rules with a holdout (docs/OUTCOMES.md).\n"
+    return header + text
+
+
+def rules_path(data_dir: Path) -> Path:
+    """Beside the data directory, like its lock: the directory itself belongs to the cluster."""
+    return data_dir.with_name(data_dir.name + ".rules.toml")
+
+
+def write_demo_rules(data_dir: Path) -> tuple[Path, Rules]:
+    path = rules_path(data_dir)
+    text = demo_rules_text()
+    if not path.exists() or path.read_text("utf-8") != text:
+        path.write_text(text, "utf-8")
+    return path, load_rules(path)
+
+
+async def _seed(url: str, mentors: int, rules: Rules) -> None:
     conn = await connect(url)
     try:
         await migrate(conn)
         counts = await _counts(conn)
         if counts["mentors"]:
+            older = "" if counts["has_organisations"] else "; made by an older demo, without its history"
             _say(
                 f"reusing demo data: {counts['mentors']} mentors, {counts['activities']} activities, "
-                f"{counts['certifications']} certifications"
+                f"{counts['certifications']} certifications{older} (--fresh starts over)"
             )
             return
-        now = dt.datetime.now(dt.UTC)
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")  # no events for the bulk load
-            await execute(conn, "demo_seed_mentors", mentor_count=mentors, now=now)
-            await execute(conn, "demo_seed_activities", now=now)
-            await execute(conn, "demo_seed_certifications", now=now)
-            await conn.execute(query("demo_seed_preferences"))
-        await conn.execute("ANALYZE")
-        counts = await _counts(conn)
+        _say(f"seeding {mentors} mentors and {HISTORY_DAYS // 7} weeks of history through the engine …")
+        stats = await seed_history(url, conn, rules, mentors=mentors, now=dt.datetime.now(dt.UTC))
+        decided = sum(stats.decisions.values())
         _say(
-            f"seeded {counts['mentors']} mentors, {counts['activities']} activities, "
-            f"{counts['certifications']} certifications"
+            f"seeded {stats.mentors} mentors in {len(ORGANISATIONS)} organisations, {stats.activities} "
+            f"activities, {stats.certifications + stats.renewals} certifications "
+            f"({stats.renewals} renewals); {stats.sweeps} sweeps ({SWEEPS_PER_WEEK} a week) decided "
+            f"{decided} times, {stats.decisions.get('sent', 0)} sent and "
+            f"{stats.decisions.get('holdout', 0)} held out, in {stats.seconds:.1f} s"
         )
     finally:
         await conn.close()
 
 
-async def _feed(url: str, stopping: anyio.Event, colour: bool) -> None:
-    """Print each new decision as a readable line."""
+def short_id(mentor_id: uuid.UUID) -> str:
+    """The first 8 hex digits: what the feed shows and what ``explain`` accepts as a prefix."""
+    return mentor_id.hex[:8]
+
+
+async def _feed(url: str, stopping: anyio.Event, colour: bool, after_id: int) -> None:
+    """Print each decision taken after ``after_id`` (this run's, not the history's or an earlier
+    run's) as a readable line, with the mentor's short id for ``explain``."""
     conn = await connect(url)
-    last = 0
+    last = after_id
     try:
         while not stopping.is_set():
             for row in await fetch(conn, "demo_new_decisions", after_id=last):
@@ -141,7 +188,7 @@ async def _feed(url: str, stopping: anyio.Event, colour: bool) -> None:
                 name = terminal_safe(row["display_name"] or "?")  # the database's values, escaped;
                 _say(  # the label's colours are ours
                     f"{row['created_at']:%H:%M:%S}  {label} {terminal_safe(row['scenario_type']):<21} "
-                    f"{name:<18} {terminal_safe(detail)}"
+                    f"{short_id(row['mentor_id'])}  {name:<18} {terminal_safe(detail)}"
                 )
             with anyio.move_on_after(0.5):
                 await stopping.wait()
@@ -150,14 +197,16 @@ async def _feed(url: str, stopping: anyio.Event, colour: bool) -> None:
 
 
 async def _generate(url: str, stopping: anyio.Event, thresholds: list[int]) -> None:
-    """Keep logging activity like the platform would, favouring mentors one session short
-    of a milestone so that the event path visibly fires."""
+    """Keep logging activity like the platform would, favouring mentors a few sessions short
+    of a milestone so that the event path visibly fires, minute after minute."""
     conn = await connect(url)
     rng = random.Random()
     try:
         while not stopping.is_set():
             near = [r["mentor_id"] for r in await fetch(conn, "demo_near_milestone", thresholds=thresholds)]
-            targets = near[:2] or [r["id"] for r in await fetch(conn, "demo_random_mentors", limit=1)]
+            # Two near a milestone, and anyone: the platform's everyday activity, which also
+            # brings quiet mentors back and more mentors within reach of a milestone.
+            targets = near[:2] + [r["id"] for r in await fetch(conn, "demo_random_mentors", limit=1)]
             for mentor in targets:
                 await execute(
                     conn,
@@ -225,6 +274,28 @@ def check_port_free(host: str, port: int) -> None:
             raise
 
 
+def cli_command() -> str:
+    """How to run this very installation's CLI from a shell: the ``scenario-engine`` script
+    beside the running interpreter (the venv's, under ``make demo``), else ``python -m``."""
+    script = Path(sys.executable).parent / "scenario-engine"
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m scenario_engine"
+
+
+def printed_commands(url: str, rules_file: Path) -> list[str]:
+    """Commands to try beside the demo, runnable as printed (the database URL last)."""
+    cli, rules = cli_command(), shlex.quote(str(rules_file))
+    return [
+        "in another terminal, while the demo runs:",
+        f"  explain a mentor (the 8-digit id of a feed line): {cli} explain MENTOR_ID --config {rules} "
+        f"--database-url {url}",
+        f"  outcomes and lift per organisation and rule:      {cli} report --database-url {url}",
+        f"  who would be notified now (writes nothing):       {cli} sweep --dry-run --config {rules} "
+        f"--database-url {url}",
+    ]
+
+
 async def _announce(daemon: Daemon, lock: DataDirLock, database_url: str) -> None:
     """Once the status server listens, say where (its port may have been 0) and record it in
     the lock file, for a second demo to point at."""
@@ -235,6 +306,7 @@ async def _announce(daemon: Daemon, lock: DataDirLock, database_url: str) -> Non
     status_url = f"http://{daemon.settings.status_host}:{daemon.state.status_port}/"
     lock.record(status_url=status_url, database_url=database_url)
     _say(f"status page: {status_url}")
+    _say(f"programme page (outcomes per organisation): {status_url}programme")
 
 
 async def run_demo(
@@ -268,23 +340,31 @@ async def _run_locked(
         instance_id="demo",
     )
     check_port_free(demo_settings.status_host, status_port)
+    rules_file, rules = write_demo_rules(data_dir)
     _say(f"starting a private PostgreSQL in {data_dir} …")
     cluster = await anyio.to_thread.run_sync(
-        lambda: start_private_cluster(data_dir=data_dir, bin_dir=bin_dir, owner_pid=os.getpid(), lock=lock)
+        lambda: start_private_cluster(
+            data_dir=data_dir, bin_dir=bin_dir, owner_pid=os.getpid(), lock=lock, settings=DEMO_PG_SETTINGS
+        )
     )
     try:
         url = await _ensure_database(cluster)
-        await _seed(url, mentors)
-        settings = demo_settings.model_copy(update={"database_url": SecretStr(url)})
-        rules = default_rules()
+        await _seed(url, mentors, rules)
+        settings = demo_settings.model_copy(update={"database_url": SecretStr(url), "rules_file": rules_file})
         thresholds = [int(t) for r in rules.milestone for t in r.thresholds]
-        daemon = Daemon(settings)
+        conn = await connect(url)
+        try:
+            after_id = int(await conn.fetchval(query("demo_last_decision")))
+        finally:
+            await conn.close()
+        daemon = Daemon(settings, rules)
         _say("daemon starting — Ctrl-C stops everything")
-        _say(f"explain a mentor: scenario-engine explain MENTOR_ID --database-url {url}")
+        for line in printed_commands(url, rules_file):
+            _say(line)
         colour = sys.stdout.isatty()
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_feed, url, daemon.state.stopping, colour)
+                tg.start_soon(_feed, url, daemon.state.stopping, colour, after_id)
                 tg.start_soon(_generate, url, daemon.state.stopping, thresholds)
                 tg.start_soon(_announce, daemon, lock, url)
                 await daemon.run()

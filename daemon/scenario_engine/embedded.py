@@ -72,6 +72,29 @@ def lock_path(data_dir: Path) -> Path:
     return data_dir.with_name(data_dir.name + ".lock")
 
 
+def port_path(data_dir: Path) -> Path:
+    """Beside the data directory, like the lock: the port a kept cluster was last served on,
+    so that its URL stays the same from one start to the next (and across ``--fresh``)."""
+    return data_dir.with_name(data_dir.name + ".port")
+
+
+def remembered_port(data_dir: Path, host: str = "127.0.0.1") -> int | None:
+    """The port this data directory was last served on, if it is free now."""
+    try:
+        port = int(port_path(data_dir).read_text("utf-8").strip())
+    except (OSError, ValueError):
+        return None
+    if not 0 < port < 65536:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return None  # somebody else has it now: a new port, and a new URL
+    return port
+
+
 def _pid_alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
@@ -361,7 +384,8 @@ class LocalCluster:
             # that the port and settings are ours.
             self.stop()
         if not self.port:
-            self.port = free_port()
+            remembered = None if self.ephemeral else remembered_port(self.data_dir)
+            self.port = remembered or free_port()
         options = {
             "port": str(self.port),
             "listen_addresses": "127.0.0.1",
@@ -384,6 +408,9 @@ class LocalCluster:
                 "start",
             ]
         )
+        if not self.ephemeral:
+            with contextlib.suppress(OSError):
+                port_path(self.data_dir).write_text(f"{self.port}\n", "utf-8")
         if owner_pid is not None:
             self._watchdog = subprocess.Popen(
                 [

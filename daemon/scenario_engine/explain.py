@@ -45,6 +45,33 @@ class Explanation:
     quarantine: dict[str, Any] | None = None
 
 
+MIN_PREFIX_DIGITS = 8
+
+
+def mentor_reference(text: str) -> str:
+    """A mentor id, or its first 8 or more hex digits (dashes ignored), as 8–32 lower-case hex
+    digits; ValueError for anything else."""
+    compact = text.strip().replace("-", "").lower()
+    if not (MIN_PREFIX_DIGITS <= len(compact) <= 32 and all(c in "0123456789abcdef" for c in compact)):
+        raise ValueError(f"not a mentor id, nor its first {MIN_PREFIX_DIGITS} or more hex digits: {text!r}")
+    return compact
+
+
+async def resolve_mentor(conn: Conn, reference: str) -> uuid.UUID:
+    """The one mentor a ``mentor_reference`` names: a whole id as it is, a prefix looked up
+    (LookupError when no mentor or more than one has it)."""
+    if len(reference) == 32:
+        return uuid.UUID(reference)
+    low, high = uuid.UUID(reference.ljust(32, "0")), uuid.UUID(reference.ljust(32, "f"))
+    rows = await fetch(conn, "mentor_id_prefix", low=low, high=high)
+    if not rows:
+        raise LookupError(f"no mentor's id starts with {reference}")
+    if len(rows) > 1:
+        raise LookupError(f"more than one mentor's id starts with {reference}: give more digits")
+    mentor_id: uuid.UUID = rows[0]["id"]
+    return mentor_id
+
+
 async def explain_mentor(
     engine: Engine, mentor_id: uuid.UUID, as_of: dt.datetime | None = None
 ) -> Explanation:

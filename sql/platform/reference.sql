@@ -24,6 +24,18 @@ EXCEPTION WHEN invalid_parameter_value THEN
 END;
 $$;
 
+-- unit: organization
+-- present: SELECT to_regclass('public.organization') IS NOT NULL OR to_regclass('public.peer_mentor') IS NOT NULL
+-- Organisations' names, for the report and the programme page (outcomes/organisations.py). An
+-- optional table: the engine shows an organisation's id where it has no name. It is created
+-- only with a fresh reference schema (no peer_mentor yet): a platform whose tables exist keeps
+-- its organisations where it keeps them, and migrate never asks its DBA for this table.
+CREATE TABLE public.organization (
+    id   uuid PRIMARY KEY,
+    name text NOT NULL
+);
+ALTER TABLE public.organization ENABLE ROW LEVEL SECURITY;
+
 -- unit: peer_mentor
 -- present: SELECT to_regclass('public.peer_mentor') IS NOT NULL
 CREATE TABLE public.peer_mentor (

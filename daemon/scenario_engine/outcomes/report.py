@@ -25,6 +25,7 @@ from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch
 from scenario_engine.outcomes.labels import OutcomeLabels, outcome_labels
 from scenario_engine.outcomes.model import METHOD, MIN_FINAL_PER_ARM, Arm, Lift, lift, sum_arms
+from scenario_engine.outcomes.organisations import organisation_label, organisation_names
 
 # Every suppression the write path records (policy.py), so that CSV and JSON keep one shape
 # whatever the data holds. The CHECK of scenario_decision.outcome also allows 'cancelled', but
@@ -93,7 +94,13 @@ class Report:
     notes: tuple[str, ...] = ()
     method: str = METHOD
     min_final_per_group: int = MIN_FINAL_PER_ARM
+    # Names of the organisations above, where the platform records them (outcomes/organisations.py).
+    organisation_names: Mapping[uuid.UUID, str] = field(default_factory=dict)
     previous_since: dt.datetime = field(init=False)
+
+    def organisation(self, organization_id: uuid.UUID | None) -> str:
+        """How the table names an organisation: its name, else its id."""
+        return organisation_label(organization_id, self.organisation_names, unrecorded="(none)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "previous_since", self.since - (self.until - self.since))
@@ -271,6 +278,10 @@ async def build_report(
         for org, periods in sorted(sums.items(), key=lambda item: str(item[0]))
     )
 
+    names = await organisation_names(
+        conn,
+        [organization_id, *(r.organization_id for r in rows), *(c.organization_id for c in certifications)],
+    )
     notes = []
     if not rows:
         scope = f" of rule {rule_name!r}" if rule_name is not None else ""
@@ -285,6 +296,7 @@ async def build_report(
         rows=tuple(rows),
         certifications=certifications,
         notes=tuple(notes),
+        organisation_names=names,
     )
 
 
@@ -361,6 +373,9 @@ def report_json(report: Report) -> dict[str, Any]:
         "rows": [
             {
                 "organization_id": _org(r.organization_id),
+                "organization_name": report.organisation_names.get(r.organization_id)
+                if r.organization_id is not None
+                else None,
                 "rule": r.rule_name,
                 "scenario_type": r.scenario_type,
                 "experiment": _experiment_json(r.experiment),
@@ -383,6 +398,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "certifications": [
             {
                 "organization_id": str(c.organization_id),
+                "organization_name": report.organisation_names.get(c.organization_id),
                 "period": _counts_json(c.period),
                 "previous_period": _counts_json(c.previous_period),
             }
@@ -512,14 +528,15 @@ def format_table(report: Report) -> str:
         f"{_iso(report.as_of)}; the others are still being measured and in no rate.",
     ]
     if report.organization_id is not None or report.rule_name is not None:
-        out.append(f"Only organisation {report.organization_id or 'any'}, rule {report.rule_name or 'any'}.")
+        where = "any" if report.organization_id is None else report.organisation(report.organization_id)
+        out.append(f"Only organisation {where}, rule {report.rule_name or 'any'}.")
     out.append("")
     out.extend(report.notes)
     if report.rows:
         out.append("Decisions")
         body = [
             [
-                _org(r.organization_id) or "(none)",
+                report.organisation(r.organization_id),
                 r.rule_name,
                 _experiment_cell(r.experiment),
                 str(r.candidates),
@@ -554,7 +571,7 @@ def format_table(report: Report) -> str:
                 interval_cell = f"[{_points(r.lift.low)}, {_points(r.lift.high)}]"
             body.append(
                 [
-                    _org(r.organization_id) or "(none)",
+                    report.organisation(r.organization_id),
                     r.rule_name,
                     _experiment_cell(r.experiment),
                     f"{r.labels.achieved} / {r.labels.missed}",
@@ -576,7 +593,7 @@ def format_table(report: Report) -> str:
             )
         )
         notes = [
-            f"  {_org(r.organization_id) or '(none)'} {r.rule_name} "
+            f"  {report.organisation(r.organization_id)} {r.rule_name} "
             f"{_experiment_cell(r.experiment)}: {r.lift.note}"
             for r in report.rows
             if r.lift.note
@@ -597,7 +614,7 @@ def format_table(report: Report) -> str:
             for label, counts in (("this", c.period), ("previous", c.previous_period)):
                 body.append(
                     [
-                        str(c.organization_id),
+                        report.organisation(c.organization_id),
                         label,
                         str(counts.expiring),
                         str(counts.renewed_in_time),

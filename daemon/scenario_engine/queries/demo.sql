@@ -1,66 +1,56 @@
--- Demo population: generated in SQL so that a few thousand mentors take a second.
+-- The demo (demo.py, demo_history.py): its history's helpers, the live generator and the feed.
 
--- name: demo_seed_mentors
--- params: mentor_count, now
--- Five organisations, mentors across time zones, some paused.
-INSERT INTO public.peer_mentor (organization_id, display_name, status, timezone, joined_at)
-SELECT ('00000000-0000-4000-8000-00000000000' || (g % 5 + 1))::uuid,
-       (ARRAY['Ada','Bea','Cai','Dev','Eli','Fay','Gus','Hana','Ivo','Jun','Kim','Lea','Max','Noa','Oli',
-              'Pia','Quin','Rae','Sam','Tove'])[g % 20 + 1] || ' ' ||
-       (ARRAY['Berg','Okafor','Larsen','Nakamura','Silva','Haddad','Novak','Reyes','Moreau','Lindqvist',
-              'Dubois','Kowalski'])[(g / 20) % 12 + 1],
-       CASE WHEN g % 19 = 0 THEN 'paused' ELSE 'active' END,
-       (ARRAY['Europe/Oslo','Europe/London','America/New_York','America/Los_Angeles','Asia/Tokyo',
-              'Australia/Sydney','Pacific/Auckland','UTC'])[g % 8 + 1],
-       $2::timestamptz - make_interval(days => 30 + (g * 7919) % 700)
-FROM generate_series(1, $1::int) AS g;
+-- name: demo_insert_organizations
+-- params: ids, names
+-- The organisations' names (the optional platform table public.organization).
+INSERT INTO public.organization (id, name)
+SELECT * FROM unnest($1::uuid[], $2::text[])
+ON CONFLICT (id) DO UPDATE SET name = excluded.name;
 
--- name: demo_seed_activities
--- params: now
--- A year of activity: most mentors active recently, a tail inactive for weeks or months.
-INSERT INTO public.activity (mentor_id, kind, occurred_at, duration_minutes, contacts)
-SELECT m.id,
-       (ARRAY['session','session','session','contact','training'])[1 + abs(hashtext(m.id::text || g)) % 5],
-       $1::timestamptz - make_interval(days => m.quiet_days + (abs(hashtext(m.id::text || g || 'd')) % 330),
-                                       mins => abs(hashtext(m.id::text || g || 'm')) % 1440),
-       30 + abs(hashtext(m.id::text || g || 'h')) % 90,
-       abs(hashtext(m.id::text || g || 'c')) % 4
+-- name: demo_certification_sequence
+-- The history's certifications carry their ids (the simulation refers to them); the identity
+-- continues after the largest, for rows the platform adds later.
+SELECT setval(pg_get_serial_sequence('public.certification', 'id'),
+              greatest((SELECT max(id) FROM public.certification), 1));
+
+-- name: demo_analyze_platform
+-- Statistics for the bulk-loaded tables before the first sweep plans its queries.
+ANALYZE public.peer_mentor, public.activity, public.certification, public.notification_preference;
+
+-- name: demo_deliver_history
+-- params: until, undelivered_percent
+-- The simulated push gateway of the history: the dispatcher sends only now, so the pushes of
+-- past decisions are accepted (a few rejected) a minute after their decision.
+UPDATE scenario_engine.push_notification p
+SET status = d.status,
+    attempts = 1,
+    sent_at = CASE WHEN d.status = 'sent' THEN p.decided_at + interval '1 minute' END,
+    provider = 'log',
+    last_error = CASE WHEN d.status = 'dead' THEN 'the device token is no longer registered (demo)' END
 FROM (
-    SELECT id, CASE WHEN abs(hashtext(id::text)) % 10 < 7 THEN 0 ELSE 18 + abs(hashtext(id::text)) % 80 END
-               AS quiet_days,
-           10 + abs(hashtext(id::text || 'n')) % 60 AS n
-    FROM public.peer_mentor
-) m
-CROSS JOIN LATERAL generate_series(1, m.n) AS g;
-
--- name: demo_seed_certifications
--- params: now
--- First aid and safeguarding; expiries from last month to next year, some revoked.
-INSERT INTO public.certification (mentor_id, type, issued_at, expires_at, revoked_at)
-SELECT p.id, t.type,
-       $1::timestamptz - make_interval(days => 365 - d.offset_days),
-       $1::timestamptz + make_interval(days => d.offset_days),
-       CASE WHEN abs(hashtext(p.id::text || t.type || 'r')) % 40 = 0 THEN $1::timestamptz - interval '3 days' END
-FROM public.peer_mentor p
-CROSS JOIN (VALUES ('first_aid'), ('safeguarding')) AS t(type)
-CROSS JOIN LATERAL (SELECT -20 + abs(hashtext(p.id::text || t.type)) % 380 AS offset_days) d
-WHERE abs(hashtext(p.id::text || t.type || 'has')) % 3 <> 0;
-
--- name: demo_seed_preferences
-INSERT INTO public.notification_preference (mentor_id, scenario_type, opted_out)
-SELECT id, (ARRAY['all','inactivity','milestone','certification_expiry'])[1 + abs(hashtext(id::text)) % 4], true
-FROM public.peer_mentor
-WHERE abs(hashtext(id::text || 'opt')) % 100 < 6;
+    SELECT id, CASE WHEN abs(hashtext(idempotency_key)) % 10000 < $2::float8 * 100 THEN 'dead' ELSE 'sent' END
+               AS status
+    FROM scenario_engine.push_notification
+    WHERE status = 'pending' AND decided_at < $1::timestamptz
+) d
+WHERE p.id = d.id;
 
 -- name: demo_near_milestone
 -- params: thresholds
--- Active mentors one session short of a threshold this year: the generator's targets,
--- so that the event path visibly fires.
-SELECT a.mentor_id
-FROM public.activity a JOIN public.peer_mentor p ON p.id = a.mentor_id AND p.status = 'active'
-WHERE a.kind = 'session' AND a.occurred_at >= date_trunc('year', now())
-GROUP BY a.mentor_id
-HAVING count(*) + 1 = ANY($1::int[])
+-- Active mentors one to three sessions short of a threshold this year, the nearest first: the
+-- generator's targets, so that the event path visibly fires, and keeps firing (random activity
+-- brings more mentors within reach as the demo runs).
+WITH counts AS (
+    SELECT a.mentor_id, count(*) AS n
+    FROM public.activity a JOIN public.peer_mentor p ON p.id = a.mentor_id AND p.status = 'active'
+    WHERE a.kind = 'session' AND a.occurred_at >= date_trunc('year', now())
+    GROUP BY a.mentor_id
+)
+SELECT c.mentor_id
+FROM counts c
+CROSS JOIN LATERAL (SELECT min(t - c.n) AS short FROM unnest($1::int[]) AS t WHERE t > c.n) s
+WHERE s.short BETWEEN 1 AND 3
+ORDER BY s.short, random()
 LIMIT 50;
 
 -- name: demo_random_mentors
@@ -72,9 +62,14 @@ SELECT id FROM public.peer_mentor WHERE status = 'active' ORDER BY random() LIMI
 INSERT INTO public.activity (mentor_id, kind, occurred_at, duration_minutes, contacts)
 VALUES ($1::uuid, $2::text, now(), $3::int, $4::int);
 
+-- name: demo_last_decision
+-- Where the live feed starts: decisions up to here were taken before this run of the demo
+-- (its history, or a previous run) and are not news.
+SELECT coalesce(max(id), 0) FROM scenario_engine.scenario_decision;
+
 -- name: demo_new_decisions
 -- params: after_id
-SELECT d.id, d.created_at, d.scenario_type, d.rule_name, d.outcome, d.reason, p.display_name, pn.title, pn.body
+SELECT d.id, d.created_at, d.mentor_id, d.scenario_type, d.rule_name, d.outcome, d.reason, p.display_name, pn.title, pn.body
 FROM scenario_engine.scenario_decision d
 JOIN public.peer_mentor p ON p.id = d.mentor_id
 LEFT JOIN scenario_engine.push_notification pn ON pn.notification_id = d.notification_id
@@ -84,5 +79,6 @@ LIMIT 200;
 
 -- name: demo_counts
 SELECT (SELECT count(*) FROM public.peer_mentor) AS mentors,
+       to_regclass('public.organization') IS NOT NULL AS has_organisations,
        (SELECT count(*) FROM public.activity) AS activities,
        (SELECT count(*) FROM public.certification) AS certifications;

@@ -56,3 +56,15 @@ FROM scenario_engine.push_notification WHERE mentor_id = $1 ORDER BY id DESC LIM
 -- params: mentor_id
 SELECT mentor_id, reason, first_seen_at, last_seen_at, occurrences, cleared_at
 FROM scenario_engine.scenario_quarantine WHERE mentor_id = $1;
+
+-- name: mentor_id_prefix
+-- params: low, high
+-- Mentors whose id starts with a prefix (`explain` accepts the 8 hex digits the demo's feed
+-- shows): ids between the prefix padded with 0s and with fs, a range on the primary key rather
+-- than a text match; two rows are enough to call it ambiguous.
+SELECT id FROM public.peer_mentor WHERE id BETWEEN $1::uuid AND $2::uuid ORDER BY id LIMIT 2;
+
+-- name: mentor_display_names
+-- params: mentor_ids
+-- The names shown beside the mentors a dry-run sweep would notify (cli.py, sweep --dry-run).
+SELECT id, display_name FROM public.peer_mentor WHERE id = ANY($1::uuid[]);

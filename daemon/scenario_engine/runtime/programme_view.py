@@ -29,6 +29,7 @@ from scenario_engine.db.queries import fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.outcomes import model
 from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, sum_arms
+from scenario_engine.outcomes.organisations import organisation_names
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.programme_chart import (
     ForestEntry,
@@ -296,12 +297,13 @@ class ScenarioHealth:
 class OrganisationHealth:
     organization_id: uuid.UUID | None  # None: decisions taken before organisations were recorded
     scenarios: tuple[ScenarioHealth, ...]
+    label: str | None = None  # the platform's name for it (outcomes/organisations.py), if any
 
     @property
     def name(self) -> str:
         if self.organization_id is None:
             return "Organisation not recorded"
-        return f"Organisation {self.organization_id}"
+        return self.label or f"Organisation {self.organization_id}"
 
     @property
     def anchor(self) -> str:
@@ -365,6 +367,7 @@ class ProgrammeHealth:
     weeks: tuple[dt.date, ...]
     organisations: tuple[OrganisationHealth, ...]
     organization_id: uuid.UUID | None = None  # the one organisation asked for, if any
+    organisation_names: Mapping[uuid.UUID, str] = field(default_factory=dict)
 
     @property
     def first_week(self) -> str:
@@ -378,7 +381,8 @@ class ProgrammeHealth:
     @property
     def title(self) -> str:
         if self.organization_id is not None:
-            return f"Programme health · organisation {self.organization_id}"
+            name = self.organisation_names.get(self.organization_id)
+            return f"Programme health · {name or f'organisation {self.organization_id}'}"
         return "Programme health"
 
     @property
@@ -478,10 +482,11 @@ def build_programme_health(
     as_of: dt.datetime,
     weeks: int = DEFAULT_WEEKS,
     organization_id: uuid.UUID | None = None,
+    names: Mapping[uuid.UUID, str] | None = None,
 ) -> ProgrammeHealth:
     """The page from the queries' rows. Rows outside the window are ignored; every week of the
     window is shown, empty weeks as zeros; an organisation asked for but without figures is
-    still shown (and says it has none)."""
+    still shown (and says it has none). ``names``: organisations' names, where known."""
     mondays = window_weeks(as_of, weeks)
     shown = set(mondays)
     current = mondays[-1]
@@ -544,8 +549,9 @@ def build_programme_health(
                     CertificationWeek(m, m == current, *per_cert.get(m, (0, 0))) for m in mondays
                 )
             scenarios.append(ScenarioHealth(scenario, words, week_rows, lifts, cert_weeks))
-        organisations.append(OrganisationHealth(org, tuple(scenarios)))
-    return ProgrammeHealth(as_of, mondays, tuple(organisations), organization_id)
+        label = None if org is None else (names or {}).get(org)
+        organisations.append(OrganisationHealth(org, tuple(scenarios), label))
+    return ProgrammeHealth(as_of, mondays, tuple(organisations), organization_id, names or {})
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -587,11 +593,19 @@ async def load_programme_health(
             as_of=as_of,
             organization_id=organization_id,
         )
+        names = await organisation_names(
+            conn,
+            [
+                organization_id,
+                *(r["organization_id"] for rows in (sends, outcomes, certifications) for r in rows),
+            ],
+        )
     return build_programme_health(
         ProgrammeRows(*(_records(r) for r in (sends, outcomes, experiments, certifications))),
         as_of,
         weeks,
         organization_id,
+        names,
     )
 
 
