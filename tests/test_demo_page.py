@@ -75,8 +75,14 @@ class Output:
     def __init__(self, proc: subprocess.Popen[str]):
         self.lines: list[str] = []
         assert proc.stdout is not None
+        self._stream = proc.stdout
         self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
         self._thread.start()
+
+    def close(self) -> None:
+        """After the process ended: the rest of its output read, the pipe closed."""
+        self._thread.join(timeout=10)
+        self._stream.close()
 
     def _read(self, stream: object) -> None:
         for line in stream:  # type: ignore[attr-defined]
@@ -132,6 +138,7 @@ async def test_demo_programme_page_shows_a_difference_names_and_renewals_within_
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        output.close()
         for pid in _postgres_pids(data_dir):
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(base)], check=False)
