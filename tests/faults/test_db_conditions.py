@@ -211,6 +211,8 @@ async def run_condition(
             to_503 = time.monotonic() - started
             status = await d.status()
             assert expected in {c["condition"] for c in status["conditions"].values()}, status
+            # The open probe names the condition only; the server's words are on /status (token).
+            assert all("detail" not in c for c in seen["conditions"].values()), seen
             assert await d.metric("scenario_database_condition") >= 1
             # The condition lasts: the process stays up, unready, and blames no row.
             deadline = time.monotonic() + HOLD_SECONDS

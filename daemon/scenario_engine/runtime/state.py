@@ -169,7 +169,11 @@ class RuntimeState:
             "database": self.database_ok,
             "listener": self.listener_ok,
             "condition": first.name if first else None,
-            "conditions": {loop: c.view() for loop, c in conditions.items()},
+            # Names only: /readyz is open to anyone who reaches the port, and the server's
+            # message can name schema objects or file paths; /status (token) has the detail.
+            "conditions": {
+                loop: {"condition": c.name, "sqlstate": c.sqlstate} for loop, c in conditions.items()
+            },
             "reasons": self.not_ready_because(),
             "installation_problems": self.installation_problems,
         }
