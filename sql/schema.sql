@@ -390,6 +390,13 @@ CREATE TABLE scenario_engine.push_notification (
     organization_id uuid,
     experiment_id bigint,
     decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    channel text DEFAULT 'push'::text NOT NULL,
+    recipient text,
+    fallback text[] DEFAULT '{}'::text[] NOT NULL,
+    fell_back_from text,
+    fallback_reason text,
+    CONSTRAINT push_notification_channel_known CHECK ((channel = ANY (ARRAY['push'::text, 'email'::text]))),
+    CONSTRAINT push_notification_email_has_recipient CHECK (((channel <> 'email'::text) OR (recipient IS NOT NULL))),
     CONSTRAINT push_notification_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'dead'::text, 'cancelled'::text, 'abandoned'::text])))
 );
 

@@ -43,8 +43,13 @@ async def write_outcomes(
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
     experiment_id: int,
+    *,
+    fallback: Sequence[str] = (),
 ) -> list[Outcome]:
-    """Persist one batch of decisions for one rule in one engine-marked transaction."""
+    """Persist one batch of decisions for one rule in one engine-marked transaction.
+
+    ``fallback``: the channels the programme allows when a push cannot be delivered, copied
+    onto each push (the rules file's ``fallback``)."""
     recorded = [(c, d) for c, d in decided if d.recorded]
     suppressed = [(c, d) for c, d in decided if not d.recorded]
     achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
@@ -63,7 +68,7 @@ async def write_outcomes(
                 achieved_at=as_of,
             )
         if recorded:
-            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id)
+            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id, fallback)
             missing = [c.dedup_key for c, _ in recorded if c.dedup_key not in created]
             if missing:
                 rows = await fetch(conn, "existing_notifications", dedup_keys=missing)
@@ -94,6 +99,7 @@ async def _enqueue(
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
     experiment_id: int,
+    fallback: Sequence[str] = (),
 ) -> dict[str, int]:
     """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
     and the pushes of the sent ones; dedup key → ledger id of the rows new in this call."""
@@ -113,6 +119,7 @@ async def _enqueue(
         bodies=[render_body(rule.body, ctx) for ctx in contexts],
         held_out=[d.outcome == "holdout" for _, d in recorded],
         window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
+        fallbacks=[",".join(fallback)] * len(recorded),
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))

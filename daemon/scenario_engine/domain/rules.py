@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
@@ -31,6 +31,11 @@ class _RulesCore(BaseModel):
     # A global holdout: mentors whom no rule nudges (docs/OUTCOMES.md).
     global_holdout_percent: float = Field(default=0.0, ge=0, le=100)
     global_holdout_salt: HoldoutSalt = "global"
+    # Channels tried, in order, when a push cannot reach the mentor at all (no device token,
+    # token unregistered); off by default (docs/CHANNELS.md).
+    fallback: tuple[Literal["email"], ...] = Field(
+        default=(), description='Fallback channels for an undeliverable push, e.g. ["email"].'
+    )
 
     if TYPE_CHECKING:  # the per-type lists come from the registry — e.g. ``rules.inactivity``
 
@@ -40,6 +45,7 @@ class _RulesCore(BaseModel):
             daily_cap: int = ...,
             global_holdout_percent: float = ...,
             global_holdout_salt: str = ...,
+            fallback: Sequence[str] = ...,
             **per_type: Sequence[RuleBase],
         ) -> None: ...
 

@@ -2,17 +2,18 @@
 -- (scenario_engine.origin = 'engine') so that the triggers do not turn it into events.
 
 -- name: enqueue_batch
--- params: mentor_ids, scenario_types, rule_names, subjects, seqs, dedup_keys, contexts, titles, bodies, as_of, held_out, organization_ids, experiment_id, window_ends, reasons
+-- params: mentor_ids, scenario_types, rule_names, subjects, seqs, dedup_keys, contexts, titles, bodies, as_of, held_out, organization_ids, experiment_id, window_ends, reasons, fallbacks
 -- One scenario_notification per dedup key (a repeat is a no-op), and for each new one: the
 -- cooldown state, a 'sent' or 'holdout' decision-log row with its pending outcome, and — unless
 -- held out — a pending push. Parallel arrays but for as_of (the evaluation instant) and
--- experiment_id (the rule's experiment).
+-- experiment_id (the rule's experiment). fallbacks: per row, the channels its programme allows
+-- when the push cannot be delivered, comma-separated ('' for none; docs/CHANNELS.md).
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
                          $7::jsonb[], $8::text[], $9::text[], $11::boolean[], $12::uuid[], $14::timestamptz[],
-                         $15::text[])
+                         $15::text[], $16::text[])
         AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body, held_out,
-             organization_id, window_ends_at, reason)
+             organization_id, window_ends_at, reason, fallback)
 ), ins AS (
     INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, as_of, held_out)
     SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $10::timestamptz, held_out FROM input
@@ -29,10 +30,11 @@ WITH input AS (
     WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at
 ), push AS (
     INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body, data, idempotency_key,
-                                   organization_id, experiment_id, decided_at)
+                                   organization_id, experiment_id, decided_at, fallback)
     SELECT ins.id, ins.mentor_id, ins.scenario_type, i.title, i.body,
            jsonb_build_object('rule', ins.rule_name, 'notification_id', ins.id, 'context', i.context),
-           ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz
+           ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz,
+           coalesce(string_to_array(nullif(i.fallback, ''), ','), '{}')
     FROM ins JOIN input i USING (dedup_key)
     WHERE NOT ins.held_out
     ON CONFLICT (idempotency_key) DO NOTHING

@@ -17,6 +17,12 @@ mid-call, or a call without an answer) is marked ``delivery_uncertain``; if the 
 later finds it no longer wanted it is ``abandoned`` — "may have been delivered" — never
 ``cancelled``.
 
+Every channel goes through this one mechanism (docs/CHANNELS.md): a row's ``channel`` picks
+its provider (push: webhook / FCM / log; email: SMTP) and its rate limit; the claim, the
+re-check, the in-flight fence, retries, dead letters and idempotency keys are the same. A push
+that cannot reach the mentor at all (no device token, token unregistered) is switched, once, to
+a channel its programme allows as fallback (``push_fall_back``), and is then sent like any row.
+
 No database connection is held across an HTTP call or while another is acquired: every
 statement takes a connection from the pool and gives it back, so no batch size or pool
 size can make the dispatcher starve its own pool.
@@ -28,6 +34,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,12 +108,23 @@ class DispatchStats:
     deferred: int = 0
     interrupted: int = 0  # claimed after an earlier attempt was cut off mid-call
     lost: int = 0  # claim taken over by another dispatcher before the send: not sent here
+    fell_back: int = 0  # switched to a fallback channel (sent by it in a later attempt)
 
 
 class Dispatcher:
-    def __init__(self, pool: Any, provider: PushProvider, settings: Settings, metrics: Metrics):
+    def __init__(
+        self,
+        pool: Any,
+        provider: PushProvider | Mapping[str, PushProvider],
+        settings: Settings,
+        metrics: Metrics,
+    ):
+        """``provider``: the push provider alone, or one provider per channel ('push', 'email')."""
         self.pool = pool
-        self.provider = provider
+        self.providers: dict[str, PushProvider] = (
+            dict(provider) if isinstance(provider, Mapping) else {"push": provider}
+        )
+        self.provider = self.providers["push"]
         self.settings = settings
         self.metrics = metrics
         self.retry = RetryPolicy(
@@ -118,11 +136,18 @@ class Dispatcher:
         self.quiet = settings.quiet_window
         self.secrets = collect_secrets(settings)  # never stored in last_error, never logged
         self.limiter = anyio.CapacityLimiter(settings.push_concurrency)
-        self.rate = AsyncLimiter(settings.push_rate_per_second, 1.0)
+        # One rate limit per channel: a slow mail relay must not throttle pushes, nor the reverse.
+        self.rates = {
+            "push": AsyncLimiter(settings.push_rate_per_second, 1.0),
+            "email": AsyncLimiter(settings.email_rate_per_second, 1.0),
+        }
+        self.rate = self.rates["push"]
         self.session: aiohttp.ClientSession | None = None
         # A provider may make two calls per push (FCM: a token refresh after a 401).
         self.send_deadline = 2 * settings.push_timeout_seconds
         self.in_flight_lease = self.send_deadline + RECORD_GRACE_SECONDS
+        # Per channel: the whole SMTP conversation is bounded by the email timeout.
+        self.send_deadlines = {"push": self.send_deadline, "email": settings.email_timeout_seconds}
         self.claim_lease = settings.push_lease_seconds
 
     async def __aenter__(self) -> Dispatcher:
@@ -134,7 +159,8 @@ class Dispatcher:
         with anyio.CancelScope(shield=True):
             if self.session is not None:
                 await self.session.close()
-            await self.provider.close()
+            for provider in self.providers.values():
+                await provider.close()
 
     async def run(self, stopping: anyio.Event, wakeup: Wakeup, health: LoopHealth | None = None) -> None:
         """Loop until stopped, waking on NOTIFY from enqueue or on the poll interval; a lost
@@ -176,7 +202,7 @@ class Dispatcher:
                 stats.interrupted += 1
                 log.warning("push_attempt_interrupted", push_id=row["id"], attempts=row["attempts"] - 1)
         now = server.at
-        to_send = []
+        to_send: list[tuple[Any, Any]] = []
         finished: list[tuple[Any, str, str]] = []
         deferred: list[tuple[Any, dt.datetime]] = []
         for row in rows:
@@ -192,7 +218,12 @@ class Dispatcher:
                 deferred.append((row, until))
                 stats.deferred += 1
                 continue
-            to_send.append(row)
+            if self._channel(row) not in self.providers:  # e.g. SMTP no longer configured
+                reason = f"no provider configured for channel {self._channel(row)!r}"
+                finished.append((row, "failed", with_uncertainty(reason, row["delivery_uncertain"])))
+                stats.failed += 1
+                continue
+            to_send.append((row, check))
         await self._finish_many(finished)  # one statement each, not one per push
         if deferred:
             await self._execute(
@@ -203,13 +234,13 @@ class Dispatcher:
             )
             for row, _ in deferred:
                 self._count(row, "deferred")
-        waiting = {row["id"]: row["attempts"] for row in to_send}
+        waiting = {row["id"]: row["attempts"] for row, _ in to_send}
         errors: list[BaseException] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew_claims, waiting)
             async with anyio.create_task_group() as sends:
-                for row in to_send:
-                    sends.start_soon(self._send_one, row, stats, waiting, errors, server)
+                for row, check in to_send:
+                    sends.start_soon(self._send_one, row, check, stats, waiting, errors, server)
             tg.cancel_scope.cancel()
         if errors:
             raise errors[0]
@@ -232,6 +263,7 @@ class Dispatcher:
     async def _send_one(
         self,
         row: Any,
+        check: Any,
         stats: DispatchStats,
         waiting: dict[int, int],
         errors: list[BaseException],
@@ -246,16 +278,21 @@ class Dispatcher:
             data=row["data"] or {},
             idempotency_key=row["idempotency_key"],
             attempts=row["attempts"],
+            channel=self._channel(row),
+            recipient=row["recipient"],
+            locale=check["locale"],
         )
+        provider = self.providers[message.channel]
+        deadline = self.send_deadlines.get(message.channel, self.send_deadline)
         async with self.limiter:
-            await self.rate.acquire()
+            await self.rates.get(message.channel, self.rate).acquire()
             waiting.pop(message.id, None)
             try:
                 marked = await self._fetchval(
                     "push_mark_in_flight",
                     id=message.id,
                     attempts=message.attempts,
-                    lease_secs=self.in_flight_lease,
+                    lease_secs=deadline + RECORD_GRACE_SECONDS,
                 )
             except TRANSIENT_DB_ERRORS as exc:  # not marked, so not sent: the claim lapses
                 errors.append(exc)
@@ -265,34 +302,37 @@ class Dispatcher:
                 log.info("push_claim_lost", push_id=message.id, attempts=message.attempts)
                 return
             started = time.perf_counter()
-            result = await self._call(message)
-            self.metrics.push_latency.labels(self.provider.name).observe(time.perf_counter() - started)
+            result = await self._call(provider, message, deadline)
+            self.metrics.push_latency.labels(provider.name).observe(time.perf_counter() - started)
             # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency.
             try:
-                await self._record(row, result, stats, server.now())
+                await self._record(row, result, stats, server.now(), check)
             except TRANSIENT_DB_ERRORS as exc:  # stays in flight: taken up again as uncertain
                 log.warning(
                     "push_outcome_not_recorded", push_id=message.id, outcome=result.kind, error=repr(exc)
                 )
                 errors.append(exc)
 
-    async def _call(self, message: PushMessage) -> SendResult:
+    async def _call(self, provider: PushProvider, message: PushMessage, deadline: float) -> SendResult:
         """One provider call, cut off at the send deadline that the in-flight lease counts on."""
         assert self.session is not None
         try:
-            with anyio.fail_after(self.send_deadline):
-                return await self.provider.send(message, self.session)
+            with anyio.fail_after(deadline):
+                return await provider.send(message, self.session)
         except TimeoutError:
-            return SendResult.retry(f"no answer within {self.send_deadline:g} s", maybe_delivered=True)
+            return SendResult.retry(f"no answer within {deadline:g} s", maybe_delivered=True)
         except Exception as exc:  # a provider bug must not kill the worker: retry, then dead-letter
             log.exception("push_provider_error", push_id=message.id)
             return SendResult.retry(f"provider error: {exc!r}", maybe_delivered=True)
 
-    async def _record(self, row: Any, result: SendResult, stats: DispatchStats, now: dt.datetime) -> None:
-        """``now``: the server's clock at the send's end, against which its age is judged."""
+    async def _record(
+        self, row: Any, result: SendResult, stats: DispatchStats, now: dt.datetime, check: Any = None
+    ) -> None:
+        """``now``: the server's clock at the send's end, against which its age is judged;
+        ``check``: the send-time re-check of the row (the mentor's email address, if known)."""
         if result.error and self.secrets:  # a gateway may echo our URL or token into its answer
             result = dataclasses.replace(result, error=scrub(result.error, self.secrets))
-        name = self.provider.name
+        name = self._provider_name(row)
         uncertain = bool(row["delivery_uncertain"]) or result.maybe_delivered
         if result.kind == "delivered":
             await self._execute(
@@ -305,6 +345,12 @@ class Dispatcher:
             self._count(row, "sent")
             stats.sent += 1
             return
+        if result.kind == "failed" and result.unreachable and self._channel(row) == "push":
+            if await self._fall_back(row, result.error or "unreachable", check):
+                stats.fell_back += 1
+                return
+            if "email" in (row["fallback"] or []):
+                result = dataclasses.replace(result, error=f"{result.error}; {self._no_fallback(check)}")
         if result.kind == "failed":
             await self._finish(row, "failed", with_uncertainty(result.error or "failed", uncertain))
             stats.failed += 1
@@ -329,6 +375,42 @@ class Dispatcher:
         self._count(row, "retried")
         stats.retried += 1
 
+    async def _fall_back(self, row: Any, error: str, check: Any) -> bool:
+        """Switch an undeliverable push to the email channel, when its programme allows it and
+        the platform knows an address; True if switched. At most once per row (SQL fence)."""
+        if "email" not in (row["fallback"] or []) or "email" not in self.providers:
+            return False
+        address = check["email"] if check is not None else None
+        if not address:
+            return False
+        switched = await self._fetchval(
+            "push_fall_back",
+            id=row["id"],
+            attempts=row["attempts"],
+            channel="email",
+            recipient=address,
+            reason=error,
+        )
+        if switched is None:
+            return False
+        self._count(row, "fell_back")
+        log.info("push_fell_back", push_id=row["id"], channel="email", reason=error)
+        return True
+
+    def _no_fallback(self, check: Any) -> str:
+        if "email" not in self.providers:
+            return "no email fallback: no SMTP server configured"
+        return "no email fallback: the platform has no address for the mentor"
+
+    @staticmethod
+    def _channel(row: Any) -> str:
+        channel: str = row["channel"] or "push"
+        return channel
+
+    def _provider_name(self, row: Any) -> str:
+        provider = self.providers.get(self._channel(row))
+        return provider.name if provider is not None else self._channel(row)
+
     async def _finish(self, row: Any, status: str, reason: str) -> None:
         await self._finish_many([(row, status, reason)])
 
@@ -336,14 +418,18 @@ class Dispatcher:
         """Record terminal outcomes (row, status, reason) in one statement."""
         if not outcomes:
             return
-        await self._execute(
-            "push_finish",
-            ids=[row["id"] for row, _, _ in outcomes],
-            attempts=[row["attempts"] for row, _, _ in outcomes],
-            statuses=[status for _, status, _ in outcomes],
-            provider=self.provider.name,
-            reasons=[reason for _, _, reason in outcomes],
-        )
+        by_provider: dict[str, list[tuple[Any, str, str]]] = {}
+        for outcome in outcomes:
+            by_provider.setdefault(self._provider_name(outcome[0]), []).append(outcome)
+        for name, group in by_provider.items():  # one statement per channel's provider
+            await self._execute(
+                "push_finish",
+                ids=[row["id"] for row, _, _ in group],
+                attempts=[row["attempts"] for row, _, _ in group],
+                statuses=[status for _, status, _ in group],
+                provider=name,
+                reasons=[reason for _, _, reason in group],
+            )
         for row, status, reason in outcomes:
             self._count(row, status)
             if status == "abandoned":
@@ -361,7 +447,7 @@ class Dispatcher:
             return await conn.fetchval(sql, *args)
 
     def _count(self, row: Any, outcome: str) -> None:
-        self.metrics.push_outcomes.labels(self.provider.name, row["scenario_type"], outcome).inc()
+        self.metrics.push_outcomes.labels(self._provider_name(row), row["scenario_type"], outcome).inc()
 
 
 async def requeue_dead(pool: Any, since: dt.datetime | None) -> int:
