@@ -94,13 +94,13 @@ def build_email(message: PushMessage, sender: str, unsubscribe_template: str | N
     mail["Date"] = formatdate(localtime=False, usegmt=True)
     mail["Message-ID"] = message_id(message.idempotency_key, sender)
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to a nudge
-    if message.locale:
-        mail["Content-Language"] = message.locale
     if link:
         mail["List-Unsubscribe"] = f"<{link}>"
         mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(text)
     mail.add_alternative(html, subtype="html")
+    if message.locale:  # after the content: set_content drops every Content-* header
+        mail["Content-Language"] = message.locale
     return mail
 
 
