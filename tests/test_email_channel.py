@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,6 +26,7 @@ from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.scenarios.inactivity import InactivityRule
 from tests import test_push_fcm as fcm
 from tests.factories import add_mentor
+from tests.gateway import Gateway
 from tests.smtp import Mailbox, SmtpServer
 from tests.test_push_fcm import FakeGoogle, add_token, fcm_error, token_row
 
@@ -273,3 +275,65 @@ async def test_smtp_down_is_retried_with_backoff_then_delivered_once(
     finally:
         server.stop()
     assert len(server.mailbox.messages) == 1
+
+
+RULES_WITH_FALLBACK = """
+daily_cap = 3
+fallback = ["email"]
+
+[[inactivity]]
+name = "inactive_21d"
+threshold_days = 21
+cooldown_days = 7
+max_reminders = 2
+"""
+
+
+async def test_kill9_mid_email_then_restart_sends_at_most_once_more_with_the_same_message_id(
+    pool: asyncpg.Pool[Any], mail_columns: None, daemons: Any, tmp_path: Path
+) -> None:
+    """The real daemon: the push gateway answers 410 (unregistered), the mail server holds DATA;
+    kill -9 while it does, restart — the mentor gets the email at most twice, one Message-ID."""
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(RULES_WITH_FALLBACK)
+    gateway = await Gateway(status=410).start()
+    mailbox = Mailbox(mode="slow", delay=3.0)
+    server = SmtpServer(mailbox).start()
+    config: dict[str, Any] = {
+        "rules_file": rules_file,
+        "push_provider": "webhook",
+        "push_webhook_url": gateway.url,
+        "email_smtp_host": "127.0.0.1",
+        "email_smtp_port": server.port,
+        "email_smtp_security": "none",
+        "email_from": SENDER,
+        "email_timeout_seconds": 2,
+        "push_lease_seconds": 1,
+        "push_backoff_base_seconds": 0.1,
+        "push_backoff_max_seconds": 0.3,
+        "dispatch_poll_interval_seconds": 0.2,
+        "sweep_interval_seconds": 1,
+    }
+    try:
+        await mentor(pool, email="kari@example.no")
+        first = daemons("first", **config)
+        with anyio.fail_after(30):
+            while mailbox.data_started < 1:
+                await anyio.sleep(0.02)
+        first.kill()  # SIGKILL while the server holds the message's DATA
+        assert await pool.fetchval("SELECT in_flight_at IS NOT NULL FROM push_notification")
+        mailbox.mode = "accept"
+        daemons("second", **config)
+        with anyio.fail_after(40):
+            while await pool.fetchval("SELECT status FROM push_notification") != "sent":
+                await anyio.sleep(0.1)
+        await anyio.sleep(0.5)  # anything sent late would have arrived by now
+    finally:
+        server.stop()
+        await gateway.stop()
+    push = await the_push(pool)
+    assert (push["channel"], push["delivery_uncertain"]) == ("email", True)
+    assert 1 <= len(mailbox.messages) <= 2  # the first DATA may have been kept: at most once more
+    assert set(mailbox.message_ids) == {message_id(push["idempotency_key"], SENDER)}
+    assert mailbox.data_started == 2
+    assert len(gateway.received) == 1  # the push was tried once, the fallback never repeated it
