@@ -15,6 +15,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+# The From of the tests' email channel; its domain names the Message-IDs.
+SENDER = "Mentor programme <nudges@mentors.example>"
+
 
 def free_port() -> int:
     with socket.socket() as s:

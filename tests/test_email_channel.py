@@ -27,7 +27,7 @@ from scenario_engine.scenarios.inactivity import InactivityRule
 from tests import test_push_fcm as fcm
 from tests.factories import add_mentor
 from tests.gateway import Gateway
-from tests.smtp import Mailbox, SmtpServer
+from tests.smtp import SENDER, Mailbox, SmtpServer
 from tests.test_push_fcm import FakeGoogle, add_token, fcm_error, token_row
 
 # The FCM stand-in's fixtures (a real OAuth2 endpoint and FCM v1 endpoint, tests/test_push_fcm.py).
@@ -37,7 +37,6 @@ credentials_file = fcm.credentials_file
 provider = fcm.provider
 
 DAY = dt.timedelta(days=1)
-SENDER = "Mentor programme <nudges@mentors.example>"
 UNSUBSCRIBE = "https://platform.example/unsubscribe?mentor={mentor_id}&kind={scenario_type}"
 
 
