@@ -18,6 +18,7 @@ import pytest
 from scenario_engine.config import Settings
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
+from scenario_engine.outcomes.report import ChannelCounts, build_report, format_table
 from scenario_engine.push.base import PushProvider
 from scenario_engine.push.fcm import FcmProvider
 from scenario_engine.push.smtp import SmtpProvider, message_id
@@ -171,6 +172,11 @@ async def test_unregistered_token_falls_back_once(
     push = await the_push(pool)
     assert (push["status"], push["channel"]) == ("sent", "email")
     assert "UNREGISTERED" in push["fallback_reason"]
+    # The report: delivery by channel, and the share only email reached.
+    report = await build_report(pool, since=now() - DAY, until=now() + DAY, as_of=now())
+    assert report.channels == (ChannelCounts("email", sent=1, fell_back=1, sent_after_fallback=1),)
+    assert report.only_email_share == 1.0
+    assert "Only email reached 100.0 % of the delivered notifications." in format_table(report)
     # A row falls back at most once: the switch is fenced on channel = 'push'.
     assert await pool.fetchval(
         "UPDATE scenario_engine.push_notification SET status = 'sending' WHERE id = $1 RETURNING id",

@@ -82,6 +82,18 @@ class CertificationRow:
 
 
 @dataclass(frozen=True)
+class ChannelCounts:
+    """Deliveries of the period by one channel (docs/CHANNELS.md)."""
+
+    channel: str
+    sent: int = 0
+    not_delivered: int = 0  # failed, dead, cancelled or abandoned
+    pending: int = 0
+    fell_back: int = 0  # switched to this channel from push (no device, token unregistered)
+    sent_after_fallback: int = 0  # of sent: notifications only this channel reached
+
+
+@dataclass(frozen=True)
 class Report:
     since: dt.datetime
     until: dt.datetime
@@ -93,7 +105,15 @@ class Report:
     notes: tuple[str, ...] = ()
     method: str = METHOD
     min_final_per_group: int = MIN_FINAL_PER_ARM
+    channels: tuple[ChannelCounts, ...] = ()
     previous_since: dt.datetime = field(init=False)
+
+    @property
+    def only_email_share(self) -> float | None:
+        """Of the delivered notifications, the share that only email reached (None: none delivered)."""
+        sent = sum(c.sent for c in self.channels)
+        only = sum(c.sent_after_fallback for c in self.channels if c.channel == "email")
+        return only / sent if sent else None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "previous_since", self.since - (self.until - self.since))
@@ -205,7 +225,14 @@ async def build_report(
         )
     params = {"since": since, "until": until, "organization_id": organization_id, "rule_name": rule_name}
     previous_since = since - (until - since)
-    cert_records, decision_records, delivered_records, outcome_records, experiment_records = await _fetch_all(
+    (
+        cert_records,
+        decision_records,
+        delivered_records,
+        outcome_records,
+        experiment_records,
+        channel_records,
+    ) = await _fetch_all(
         conn,
         [
             (
@@ -222,6 +249,7 @@ async def build_report(
             ("report_delivered_counts", params),
             ("outcome_counts", {**params, "as_of": as_of}),
             ("outcome_experiments", {"rule_name": rule_name}),
+            ("report_channel_counts", params),
         ],
     )
     groups = _pivot(decision_records, delivered_records, outcome_records)
@@ -285,7 +313,28 @@ async def build_report(
         rows=tuple(rows),
         certifications=certifications,
         notes=tuple(notes),
+        channels=_channels(channel_records),
     )
+
+
+def _channels(records: Iterable[Mapping[str, Any]]) -> tuple[ChannelCounts, ...]:
+    acc: dict[str, dict[str, int]] = {}
+    for r in records:
+        c = acc.setdefault(
+            str(r["channel"]),
+            dict.fromkeys(("sent", "not_delivered", "pending", "fell_back", "sent_after_fallback"), 0),
+        )
+        n = int(r["pushes"])
+        status = r["status"]
+        key = (
+            "sent" if status == "sent" else "pending" if status in ("pending", "sending") else "not_delivered"
+        )
+        c[key] += n
+        if r["fell_back"]:
+            c["fell_back"] += n
+            if status == "sent":
+                c["sent_after_fallback"] += n
+    return tuple(ChannelCounts(channel, **counts) for channel, counts in sorted(acc.items()))
 
 
 _CERT_COLUMNS = ("expiring", "renewed_in_time", "lapsed", "still_open", "still_open_renewed")
@@ -388,6 +437,18 @@ def report_json(report: Report) -> dict[str, Any]:
             }
             for c in report.certifications
         ],
+        "channels": [
+            {
+                "channel": c.channel,
+                "sent": c.sent,
+                "not_delivered": c.not_delivered,
+                "pending": c.pending,
+                "fell_back": c.fell_back,
+                "sent_after_fallback": c.sent_after_fallback,
+            }
+            for c in report.channels
+        ],
+        "only_email_share": _num(report.only_email_share),
         "notes": list(report.notes),
     }
 
@@ -515,6 +576,16 @@ def format_table(report: Report) -> str:
         out.append(f"Only organisation {report.organization_id or 'any'}, rule {report.rule_name or 'any'}.")
     out.append("")
     out.extend(report.notes)
+    if report.channels:
+        parts = [
+            f"{c.channel} {c.sent} sent, {c.not_delivered} not delivered"
+            + (f" ({c.fell_back} by fallback)" if c.fell_back else "")
+            for c in report.channels
+        ]
+        out.append("Delivery by channel: " + "; ".join(parts) + ".")
+        if (share := report.only_email_share) is not None:
+            out.append(f"Only email reached {share * 100:.1f} % of the delivered notifications.")
+        out.append("")
     if report.rows:
         out.append("Decisions")
         body = [
