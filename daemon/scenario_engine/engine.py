@@ -219,7 +219,7 @@ class Engine:
             decision = decide_policy(state, scenario_type, rule.cooldown, self.rules.daily_cap, at)
             experiment = await experiment_id(conn, rule, self.rules, self._seen, at)
             [outcome] = await write_outcomes(
-                conn, rule, [(cand, decision)], at, states, experiment, fallback=self.rules.fallback
+                conn, rule, [(cand, decision)], at, states, experiment, rules=self.rules
             )
         return EnqueueResult(outcome.notification_id, decision.allowed and not outcome.duplicate, decision)
 

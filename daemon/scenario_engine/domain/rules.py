@@ -36,6 +36,15 @@ class _RulesCore(BaseModel):
     fallback: tuple[Literal["email"], ...] = Field(
         default=(), description='Fallback channels for an undeliverable push, e.g. ["email"].'
     )
+    # The mentor's usual hour (rules with send_at = "usual_hour"; docs/CHANNELS.md): the most
+    # frequent local hour of their last usual_hour_activities activities, if they have at least
+    # usual_hour_min_history; else the programme's usual_hour. timing_percent of the mentors a
+    # rule sends to get the held push, the rest the immediate one (salted hash, holdout.py).
+    usual_hour: int = Field(default=18, ge=0, le=23)
+    usual_hour_activities: int = Field(default=20, ge=1, le=1000)
+    usual_hour_min_history: int = Field(default=5, ge=1, le=1000)
+    timing_percent: float = Field(default=50.0, ge=0, le=100)
+    timing_salt: HoldoutSalt = "timing"
 
     if TYPE_CHECKING:  # the per-type lists come from the registry — e.g. ``rules.inactivity``
 
@@ -46,6 +55,11 @@ class _RulesCore(BaseModel):
             global_holdout_percent: float = ...,
             global_holdout_salt: str = ...,
             fallback: Sequence[str] = ...,
+            usual_hour: int = ...,
+            usual_hour_activities: int = ...,
+            usual_hour_min_history: int = ...,
+            timing_percent: float = ...,
+            timing_salt: str = ...,
             **per_type: Sequence[RuleBase],
         ) -> None: ...
 

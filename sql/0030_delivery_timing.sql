@@ -1,0 +1,17 @@
+-- Delivery timing and its experiment (issue 21, docs/CHANNELS.md).
+--
+-- held_until / hold_reason: a push held for the mentor's usual hour (a rule's send_at =
+-- "usual_hour"): next_attempt_at is the hold's end, and the reason says why, for explain and
+-- the mentor view ("held until 19:00 Europe/Oslo: 14 of the last 20 activities ...").
+ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS held_until timestamptz;
+ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS hold_reason text;
+
+-- timing_arm: the experiment arm of a sent decision of a rule with send_at = "usual_hour":
+-- 'usual_hour' (the new behaviour) or 'immediate' (the old), drawn by a salted hash of the
+-- mentor like the holdout (outcomes/holdout.py); NULL when the rule runs no timing experiment,
+-- and for held-out decisions (they get no push at all). The report compares the two arms'
+-- outcome rates over the mature cohort (docs/OUTCOMES.md, "Experiment arms").
+ALTER TABLE scenario_engine.scenario_outcome ADD COLUMN IF NOT EXISTS timing_arm text;
+ALTER TABLE scenario_engine.scenario_outcome DROP CONSTRAINT IF EXISTS scenario_outcome_timing_arm_known;
+ALTER TABLE scenario_engine.scenario_outcome ADD CONSTRAINT scenario_outcome_timing_arm_known
+    CHECK (timing_arm IN ('usual_hour', 'immediate'));
