@@ -20,6 +20,7 @@ from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.explain import explain_mentor
 from scenario_engine.outcomes.holdout import in_group
+from scenario_engine.outcomes.report import build_report, format_table
 from scenario_engine.push.log import LogProvider
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.metrics import Metrics
@@ -229,3 +230,46 @@ async def test_timing_arms_follow_the_salted_hash(pool: asyncpg.Pool[Any]) -> No
         assert (row["held_until"] is not None) == (arm == "usual_hour")
     assert {row["timing_arm"] for row in rows} == {"usual_hour", "immediate"}
     assert set(mentors) == {row["mentor_id"] for row in rows}
+
+
+async def test_report_shows_the_timing_arms_difference_over_the_mature_cohort(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    r = rules(timing_percent=50)
+    joined = z("2025-06-01T00:00:00")
+    for _ in range(90):
+        await add_mentor(pool, joined_at=joined, timezone="Europe/Oslo")
+    await Engine(pool, r).run_scheduled_evaluation(SPRING)
+    # Resolve by hand: in each arm, the first 60 % (usual hour) or 40 % (immediate) achieved.
+    await pool.execute(
+        "UPDATE scenario_outcome o SET window_ends_at = $1, status = CASE WHEN x.n <= x.total * "
+        "CASE x.timing_arm WHEN 'usual_hour' THEN 0.6 ELSE 0.4 END THEN 'achieved' ELSE 'missed' END "
+        "FROM (SELECT decision_id, timing_arm, "
+        "row_number() OVER (PARTITION BY timing_arm ORDER BY decision_id) AS n, "
+        "count(*) OVER (PARTITION BY timing_arm) AS total FROM scenario_outcome) x "
+        "WHERE x.decision_id = o.decision_id",
+        SPRING + dt.timedelta(days=14),
+    )
+    counts = dict(await pool.fetch("SELECT timing_arm, count(*) FROM scenario_outcome GROUP BY 1"))
+    achieved = dict(
+        await pool.fetch(
+            "SELECT timing_arm, count(*) FROM scenario_outcome WHERE status = 'achieved' GROUP BY 1"
+        )
+    )
+    assert min(counts.values()) >= 30
+    day = dt.timedelta(days=1)
+    report = await build_report(pool, since=SPRING - day, until=SPRING + 30 * day, as_of=SPRING + 30 * day)
+    [arms] = report.arm_experiments
+    assert (arms.rule_name, arms.experiment) == ("inactive_21d", "timing")
+    assert (arms.new.achieved, arms.new.final) == (achieved["usual_hour"], counts["usual_hour"])
+    assert (arms.old.achieved, arms.old.final) == (achieved["immediate"], counts["immediate"])
+    points = 100 * (
+        achieved["usual_hour"] / counts["usual_hour"] - achieved["immediate"] / counts["immediate"]
+    )
+    assert arms.lift.points == pytest.approx(points)
+    assert arms.lift.low is not None and arms.lift.high is not None
+    assert arms.lift.low < points < arms.lift.high
+    line = (
+        f"inactive_21d: sending at the usual hour: {points:+.1f} points, 95 % range {arms.lift.low:+.1f} to "
+    )
+    assert line in format_table(report)

@@ -93,6 +93,28 @@ class ChannelCounts:
     sent_after_fallback: int = 0  # of sent: notifications only this channel reached
 
 
+# The delivery experiments (docs/OUTCOMES.md, "Experiment arms"): per experiment, its new
+# behaviour's arm, its old one's, and the words the report uses for the new one.
+ARM_EXPERIMENTS: dict[str, tuple[str, str, str]] = {
+    "timing": ("usual_hour", "immediate", "sending at the usual hour"),
+}
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """One rule's delivery experiment: the new behaviour's arm against the old one's."""
+
+    rule_name: str
+    experiment: str  # 'timing'
+    new: Arm
+    old: Arm
+    lift: Lift
+
+    @property
+    def words(self) -> str:
+        return ARM_EXPERIMENTS[self.experiment][2]
+
+
 @dataclass(frozen=True)
 class Report:
     since: dt.datetime
@@ -106,6 +128,7 @@ class Report:
     method: str = METHOD
     min_final_per_group: int = MIN_FINAL_PER_ARM
     channels: tuple[ChannelCounts, ...] = ()
+    arm_experiments: tuple[ArmComparison, ...] = ()
     previous_since: dt.datetime = field(init=False)
 
     @property
@@ -232,6 +255,7 @@ async def build_report(
         outcome_records,
         experiment_records,
         channel_records,
+        arm_records,
     ) = await _fetch_all(
         conn,
         [
@@ -250,6 +274,7 @@ async def build_report(
             ("outcome_counts", {**params, "as_of": as_of}),
             ("outcome_experiments", {"rule_name": rule_name}),
             ("report_channel_counts", params),
+            ("arm_outcome_counts", {**params, "as_of": as_of}),
         ],
     )
     groups = _pivot(decision_records, delivered_records, outcome_records)
@@ -314,7 +339,18 @@ async def build_report(
         certifications=certifications,
         notes=tuple(notes),
         channels=_channels(channel_records),
+        arm_experiments=_arm_experiments(arm_records),
     )
+
+
+def _arm_experiments(records: Iterable[Mapping[str, Any]]) -> tuple[ArmComparison, ...]:
+    arms = sum_arms(records, lambda r: (str(r["rule_name"]), str(r["experiment"]), str(r["arm"])))
+    out = []
+    for rule, experiment in sorted({(k[0], k[1]) for k in arms}):
+        new_arm, old_arm, _ = ARM_EXPERIMENTS[experiment]
+        new, old = arms.get((rule, experiment, new_arm), Arm()), arms.get((rule, experiment, old_arm), Arm())
+        out.append(ArmComparison(rule, experiment, new, old, lift(new, old)))
+    return tuple(out)
 
 
 def _channels(records: Iterable[Mapping[str, Any]]) -> tuple[ChannelCounts, ...]:
@@ -449,6 +485,20 @@ def report_json(report: Report) -> dict[str, Any]:
             for c in report.channels
         ],
         "only_email_share": _num(report.only_email_share),
+        "arm_experiments": [
+            {
+                "rule": a.rule_name,
+                "experiment": a.experiment,
+                "new": _arm_json(a.new),
+                "old": _arm_json(a.old),
+                "difference_points": _num(a.lift.points),
+                "difference_interval": None
+                if a.lift.low is None or a.lift.high is None
+                else {"low": _num(a.lift.low), "high": _num(a.lift.high)},
+                "note": a.lift.note,
+            }
+            for a in report.arm_experiments
+        ],
         "notes": list(report.notes),
     }
 
@@ -585,6 +635,17 @@ def format_table(report: Report) -> str:
         out.append("Delivery by channel: " + "; ".join(parts) + ".")
         if (share := report.only_email_share) is not None:
             out.append(f"Only email reached {share * 100:.1f} % of the delivered notifications.")
+        out.append("")
+    if report.arm_experiments:
+        out.append("Experiment arms (new behaviour − old, mature cohort, 95 % range)")
+        for a in report.arm_experiments:
+            if a.lift.points is None or a.lift.low is None or a.lift.high is None:
+                out.append(f"  {a.rule_name}: {a.words}: {a.lift.note}")
+            else:
+                out.append(
+                    f"  {a.rule_name}: {a.words}: {_points(a.lift.points)} points, "
+                    f"95 % range {_points(a.lift.low)} to {_points(a.lift.high)}"
+                )
         out.append("")
     if report.rows:
         out.append("Decisions")
