@@ -15,3 +15,18 @@ ALTER TABLE scenario_engine.scenario_outcome ADD COLUMN IF NOT EXISTS timing_arm
 ALTER TABLE scenario_engine.scenario_outcome DROP CONSTRAINT IF EXISTS scenario_outcome_timing_arm_known;
 ALTER TABLE scenario_engine.scenario_outcome ADD CONSTRAINT scenario_outcome_timing_arm_known
     CHECK (timing_arm IN ('usual_hour', 'immediate'));
+
+-- Digests (rules file: digest_minutes > 0). digest: this push waits for the mentor's open
+-- digest window (its next_attempt_at is the window's end, shared by every push of the mentor
+-- that joins it); the dispatcher sends the digest pushes of one mentor claimed together as one
+-- message. digest_of: the push whose message carried this one (the leader's own id for the
+-- leader), set when a digest of two or more is sent; each push keeps its row, status and outcome.
+ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS digest boolean NOT NULL DEFAULT false;
+ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS digest_of bigint;
+
+-- digest_arm: the digest experiment's arm of a sent decision ('digest' or 'separate'), NULL
+-- when the programme runs no digests or the decision is not in the experiment.
+ALTER TABLE scenario_engine.scenario_outcome ADD COLUMN IF NOT EXISTS digest_arm text;
+ALTER TABLE scenario_engine.scenario_outcome DROP CONSTRAINT IF EXISTS scenario_outcome_digest_arm_known;
+ALTER TABLE scenario_engine.scenario_outcome ADD CONSTRAINT scenario_outcome_digest_arm_known
+    CHECK (digest_arm IN ('digest', 'separate'));

@@ -25,7 +25,7 @@ from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.templates import render, render_body, render_title
-from scenario_engine.timing import NOT_TIMED, plan_holds
+from scenario_engine.timing import NOT_TIMED, digested, plan_holds
 
 __all__ = ["Outcome", "record_last_triggered", "render", "write_outcomes"]
 
@@ -112,7 +112,9 @@ async def _enqueue(
     scenario = scenario_of(rule)
     fallback = ",".join(rules.fallback) if rules is not None else ""
     holds = [NOT_TIMED] * len(recorded)
+    digest: list[tuple[bool, str | None]] = [(False, None)] * len(recorded)
     if rules is not None:
+        digest = [digested(rule, rules, c) if d.allowed else (False, None) for c, d in recorded]
         sent = [i for i, (_, d) in enumerate(recorded) if d.allowed]
         planned = await plan_holds(conn, rule, rules, [recorded[i][0] for i in sent], as_of)
         for i, hold in zip(sent, planned, strict=True):
@@ -132,6 +134,9 @@ async def _enqueue(
         hold_untils=[h.until for h in holds],
         hold_reasons=[h.reason for h in holds],
         timing_arms=[h.arm for h in holds],
+        digests=[d for d, _ in digest],
+        digest_arms=[a for _, a in digest],
+        digest_secs=60.0 * (rules.digest_minutes if rules is not None else 0),
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))

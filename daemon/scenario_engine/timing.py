@@ -51,6 +51,23 @@ class Hold:
 NOT_TIMED = Hold(None, None, None)
 
 
+def digest_arm(rules: Rules, mentor_id: uuid.UUID) -> str | None:
+    """The mentor's arm of the programme's digest experiment ('digest' or 'separate'); None
+    when the programme sends no digests. Per mentor, not per rule: a digest spans rules."""
+    if rules.digest_minutes <= 0:
+        return None
+    return "digest" if in_group(rules.digest_percent, rules.digest_salt, mentor_id) else "separate"
+
+
+def digested(rule: RuleBase, rules: Rules, candidate: Candidate) -> tuple[bool, str | None]:
+    """Whether this allowed push waits for the mentor's digest, and the mentor's digest arm.
+    A last-tier certification reminder is never held back by a digest (and is in no arm)."""
+    if rules.digest_minutes <= 0 or last_tier(rule, candidate):
+        return False, None
+    arm = digest_arm(rules, candidate.mentor_id)
+    return arm == "digest", arm
+
+
 def timing_arm(rule: RuleBase, rules: Rules, mentor_id: uuid.UUID) -> TimingArm:
     """The mentor's arm of this rule's timing experiment: a pure function of salt and mentor."""
     salt = f"{rules.timing_salt}:{rule.name}"

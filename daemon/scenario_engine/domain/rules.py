@@ -45,6 +45,11 @@ class _RulesCore(BaseModel):
     usual_hour_min_history: int = Field(default=5, ge=1, le=1000)
     timing_percent: float = Field(default=50.0, ge=0, le=100)
     timing_salt: HoldoutSalt = "timing"
+    # Digests (docs/CHANNELS.md): pushes for one mentor due within digest_minutes go as one
+    # message (0: off); digest_percent of the mentors get digests, the rest separate pushes.
+    digest_minutes: int = Field(default=0, ge=0, le=1440)
+    digest_percent: float = Field(default=50.0, ge=0, le=100)
+    digest_salt: HoldoutSalt = "digest"
 
     if TYPE_CHECKING:  # the per-type lists come from the registry — e.g. ``rules.inactivity``
 
@@ -60,6 +65,9 @@ class _RulesCore(BaseModel):
             usual_hour_min_history: int = ...,
             timing_percent: float = ...,
             timing_salt: str = ...,
+            digest_minutes: int = ...,
+            digest_percent: float = ...,
+            digest_salt: str = ...,
             **per_type: Sequence[RuleBase],
         ) -> None: ...
 

@@ -25,7 +25,7 @@ SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + mak
 FROM due WHERE p.id = due.id
 RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempotency_key, p.attempts,
           p.created_at, p.delivery_uncertain, due.in_flight_at IS NOT NULL AS interrupted,
-          p.channel, p.recipient, p.fallback;
+          p.channel, p.recipient, p.fallback, p.digest;
 
 -- name: push_renew_claims
 -- params: ids, attempts, lease_secs
@@ -84,6 +84,15 @@ SET status = 'pending', next_attempt_at = now(), channel = $3::text, recipient =
     in_flight_at = NULL
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int AND channel = 'push'
 RETURNING id;
+
+-- name: push_digest_group
+-- params: ids, attempts, leader
+-- The pushes one digest message carries (ids with their claim's attempts, the leader among
+-- them), marked before the send so that the report counts what was merged.
+UPDATE scenario_engine.push_notification p
+SET digest_of = $3::bigint
+FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)
+WHERE p.id = c.id AND p.attempts = c.attempts AND p.status = 'sending';
 
 -- name: push_retry
 -- params: id, attempts, delay_secs, provider, error, maybe_delivered

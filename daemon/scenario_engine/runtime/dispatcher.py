@@ -46,6 +46,7 @@ from scenario_engine.config import Settings, collect_secrets, scrub
 from scenario_engine.db.queries import bind, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
+from scenario_engine.push.digest import digest_message
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
 from scenario_engine.runtime.clock import ServerTime
 from scenario_engine.runtime.metrics import Metrics
@@ -109,6 +110,7 @@ class DispatchStats:
     interrupted: int = 0  # claimed after an earlier attempt was cut off mid-call
     lost: int = 0  # claim taken over by another dispatcher before the send: not sent here
     fell_back: int = 0  # switched to a fallback channel (sent by it in a later attempt)
+    digested: int = 0  # pushes carried by another's digest message (not counting the leaders)
 
 
 class Dispatcher:
@@ -239,12 +241,28 @@ class Dispatcher:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew_claims, waiting)
             async with anyio.create_task_group() as sends:
-                for row, check in to_send:
-                    sends.start_soon(self._send_one, row, check, stats, waiting, errors, server)
+                for group in self._groups(to_send):
+                    sends.start_soon(self._send_one, group, stats, waiting, errors, server)
             tg.cancel_scope.cancel()
         if errors:
             raise errors[0]
         return stats
+
+    def _groups(self, to_send: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+        """One message per push, but one per mentor and channel for the digest pushes claimed
+        together (they share their window's end, so a claim takes them together)."""
+        groups: list[list[tuple[Any, Any]]] = []
+        digests: dict[tuple[Any, str], list[tuple[Any, Any]]] = {}
+        for row, check in to_send:
+            if not row["digest"]:
+                groups.append([(row, check)])
+                continue
+            key = (row["mentor_id"], self._channel(row))
+            if key not in digests:
+                digests[key] = []
+                groups.append(digests[key])
+            digests[key].append((row, check))
+        return groups
 
     async def _renew_claims(self, waiting: dict[int, int]) -> None:
         """Keep the claim on the pushes still waiting for a slot, however long the batch takes."""
@@ -262,56 +280,99 @@ class Dispatcher:
 
     async def _send_one(
         self,
-        row: Any,
-        check: Any,
+        members: list[tuple[Any, Any]],
         stats: DispatchStats,
         waiting: dict[int, int],
         errors: list[BaseException],
         server: ServerTime,
     ) -> None:
-        message = PushMessage(
+        """Send one message: one push, or the digest of several pushes (row, re-check) of one
+        mentor and channel. Each row is marked in flight and recorded on its own fence; the
+        message is the first marked row's (its id and idempotency key)."""
+        channel = self._channel(members[0][0])
+        provider = self.providers[channel]
+        deadline = self.send_deadlines.get(channel, self.send_deadline)
+        async with self.limiter:
+            await self.rates.get(channel, self.rate).acquire()
+            for row, _ in members:
+                waiting.pop(row["id"], None)
+            marked: list[tuple[Any, Any]] = []
+            for row, check in members:
+                try:
+                    ok = await self._fetchval(
+                        "push_mark_in_flight",
+                        id=row["id"],
+                        attempts=row["attempts"],
+                        lease_secs=deadline + RECORD_GRACE_SECONDS,
+                    )
+                except TRANSIENT_DB_ERRORS as exc:  # not marked, so not sent: the claim lapses
+                    errors.append(exc)
+                    ok = None
+                    if not marked:
+                        return
+                if ok is None:
+                    stats.lost += 1
+                    log.info("push_claim_lost", push_id=row["id"], attempts=row["attempts"])
+                    continue
+                marked.append((row, check))
+            if not marked:
+                return
+            message = self._message(marked)
+            if len(marked) > 1:
+                try:
+                    await self._execute(
+                        "push_digest_group",
+                        ids=[r["id"] for r, _ in marked],
+                        attempts=[r["attempts"] for r, _ in marked],
+                        leader=message.id,
+                    )
+                except TRANSIENT_DB_ERRORS as exc:  # in flight, unsent: taken up again later
+                    errors.append(exc)
+                    return
+                stats.digested += len(marked) - 1
+            started = time.perf_counter()
+            result = await self._call(provider, message, deadline)
+            self.metrics.push_latency.labels(provider.name).observe(time.perf_counter() - started)
+            # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency messages.
+            for row, check in marked:
+                try:
+                    await self._record(row, result, stats, server.now(), check)
+                except TRANSIENT_DB_ERRORS as exc:  # stays in flight: taken up again as uncertain
+                    log.warning(
+                        "push_outcome_not_recorded", push_id=row["id"], outcome=result.kind, error=repr(exc)
+                    )
+                    errors.append(exc)
+
+    def _message(self, members: list[tuple[Any, Any]]) -> PushMessage:
+        """The message of one push, or the digest naming each of several (push/digest.py)."""
+        row, check = members[0]
+        title, body, data = row["title"], row["body"], row["data"] or {}
+        if len(members) > 1:
+            title, body = digest_message([r["title"] for r, _ in members], check["locale"])
+            data = {
+                "digest": [
+                    {
+                        "notification_id": r["data"].get("notification_id") if r["data"] else None,
+                        "scenario_type": r["scenario_type"],
+                        "title": r["title"],
+                    }
+                    for r, _ in members
+                ],
+                "notification_id": data.get("notification_id"),
+            }
+        return PushMessage(
             id=row["id"],
             mentor_id=row["mentor_id"],
-            scenario_type=row["scenario_type"],
-            title=row["title"],
-            body=row["body"],
-            data=row["data"] or {},
+            scenario_type=row["scenario_type"] if len(members) == 1 else "digest",
+            title=title,
+            body=body,
+            data=data,
             idempotency_key=row["idempotency_key"],
             attempts=row["attempts"],
             channel=self._channel(row),
             recipient=row["recipient"],
             locale=check["locale"],
         )
-        provider = self.providers[message.channel]
-        deadline = self.send_deadlines.get(message.channel, self.send_deadline)
-        async with self.limiter:
-            await self.rates.get(message.channel, self.rate).acquire()
-            waiting.pop(message.id, None)
-            try:
-                marked = await self._fetchval(
-                    "push_mark_in_flight",
-                    id=message.id,
-                    attempts=message.attempts,
-                    lease_secs=deadline + RECORD_GRACE_SECONDS,
-                )
-            except TRANSIENT_DB_ERRORS as exc:  # not marked, so not sent: the claim lapses
-                errors.append(exc)
-                return
-            if marked is None:
-                stats.lost += 1
-                log.info("push_claim_lost", push_id=message.id, attempts=message.attempts)
-                return
-            started = time.perf_counter()
-            result = await self._call(provider, message, deadline)
-            self.metrics.push_latency.labels(provider.name).observe(time.perf_counter() - started)
-            # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency.
-            try:
-                await self._record(row, result, stats, server.now(), check)
-            except TRANSIENT_DB_ERRORS as exc:  # stays in flight: taken up again as uncertain
-                log.warning(
-                    "push_outcome_not_recorded", push_id=message.id, outcome=result.kind, error=repr(exc)
-                )
-                errors.append(exc)
 
     async def _call(self, provider: PushProvider, message: PushMessage, deadline: float) -> SendResult:
         """One provider call, cut off at the send deadline that the in-flight lease counts on."""
