@@ -97,6 +97,7 @@ class ChannelCounts:
 # behaviour's arm, its old one's, and the words the report uses for the new one.
 ARM_EXPERIMENTS: dict[str, tuple[str, str, str]] = {
     "timing": ("usual_hour", "immediate", "sending at the usual hour"),
+    "digest": ("digest", "separate", "delivering in a digest"),
 }
 
 
@@ -129,6 +130,8 @@ class Report:
     min_final_per_group: int = MIN_FINAL_PER_ARM
     channels: tuple[ChannelCounts, ...] = ()
     arm_experiments: tuple[ArmComparison, ...] = ()
+    # Per rule: pushes delivered inside another's digest, and candidates the daily cap dropped.
+    digests: tuple[tuple[str, int, int], ...] = ()
     previous_since: dt.datetime = field(init=False)
 
     @property
@@ -256,6 +259,7 @@ async def build_report(
         experiment_records,
         channel_records,
         arm_records,
+        digest_records,
     ) = await _fetch_all(
         conn,
         [
@@ -275,6 +279,7 @@ async def build_report(
             ("outcome_experiments", {"rule_name": rule_name}),
             ("report_channel_counts", params),
             ("arm_outcome_counts", {**params, "as_of": as_of}),
+            ("report_digest_counts", params),
         ],
     )
     groups = _pivot(decision_records, delivered_records, outcome_records)
@@ -340,6 +345,9 @@ async def build_report(
         notes=tuple(notes),
         channels=_channels(channel_records),
         arm_experiments=_arm_experiments(arm_records),
+        digests=tuple(
+            sorted((str(r["rule_name"]), int(r["merged"]), int(r["capped"])) for r in digest_records)
+        ),
     )
 
 
@@ -485,6 +493,9 @@ def report_json(report: Report) -> dict[str, Any]:
             for c in report.channels
         ],
         "only_email_share": _num(report.only_email_share),
+        "digests": [
+            {"rule": rule, "merged": merged, "capped": capped} for rule, merged, capped in report.digests
+        ],
         "arm_experiments": [
             {
                 "rule": a.rule_name,
@@ -635,6 +646,15 @@ def format_table(report: Report) -> str:
         out.append("Delivery by channel: " + "; ".join(parts) + ".")
         if (share := report.only_email_share) is not None:
             out.append(f"Only email reached {share * 100:.1f} % of the delivered notifications.")
+        out.append("")
+    if report.digests:
+        out.append(
+            "Digests and the daily cap, per rule (pushes merged into a digest; candidates the cap dropped)"
+        )
+        out.extend(
+            f"  {rule}: {merged} merged, {capped} dropped by the cap"
+            for rule, merged, capped in report.digests
+        )
         out.append("")
     if report.arm_experiments:
         out.append("Experiment arms (new behaviour − old, mature cohort, 95 % range)")
