@@ -54,6 +54,8 @@ RULES = Rules(
     usual_hour_activities=6,
     usual_hour_min_history=2,
     timing_percent=50,
+    digest_minutes=30,
+    digest_percent=50,
     inactivity=[
         InactivityRule(
             name="inactive_10d",
@@ -277,7 +279,7 @@ SNAPSHOT_QUERIES = {
     ),
     "push_notification": (
         "SELECT idempotency_key, mentor_id, scenario_type, title, body, status, channel, fallback::text, "
-        "held_until, hold_reason FROM push_notification"
+        "held_until, hold_reason, digest FROM push_notification"
     ),
     "scenario_cooldown": (
         "SELECT mentor_id, scenario_type, last_triggered_at, last_rule_name FROM scenario_cooldown"
@@ -286,7 +288,7 @@ SNAPSHOT_QUERIES = {
     # Which decisions are tracked, in which arm and window (resolving them is the sweep's job,
     # after the decisions: tests/test_outcomes_e2e.py).
     "scenario_outcome": (
-        "SELECT mentor_id, rule_name, arm, subject, decided_at, window_ends_at, timing_arm "
+        "SELECT mentor_id, rule_name, arm, subject, decided_at, window_ends_at, timing_arm, digest_arm "
         "FROM scenario_outcome"
     ),
 }

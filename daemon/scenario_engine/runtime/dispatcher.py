@@ -22,6 +22,8 @@ its provider (push: webhook / FCM / log; email: SMTP) and its rate limit; the cl
 re-check, the in-flight fence, retries, dead letters and idempotency keys are the same. A push
 that cannot reach the mentor at all (no device token, token unregistered) is switched, once, to
 a channel its programme allows as fallback (``push_fall_back``), and is then sent like any row.
+The digest pushes of one mentor and channel claimed together go as one message (push/digest.py),
+each row marked in flight and recorded on its own fence.
 
 No database connection is held across an HTTP call or while another is acquired: every
 statement takes a connection from the pool and gives it back, so no batch size or pool
