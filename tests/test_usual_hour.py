@@ -24,6 +24,7 @@ from scenario_engine.outcomes.report import build_report, format_table
 from scenario_engine.push.log import LogProvider
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.metrics import Metrics
+from scenario_engine.runtime.programme_view import load_programme_health, render_programme
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.timing import timing_arm
@@ -273,3 +274,10 @@ async def test_report_shows_the_timing_arms_difference_over_the_mature_cohort(
         f"inactive_21d: sending at the usual hour: {points:+.1f} points, 95 % range {arms.lift.low:+.1f} to "
     )
     assert line in format_table(report)
+    # The programme page shows the same comparison.
+    async with pool.acquire() as conn:
+        page = await load_programme_health(conn, SPRING + 30 * day)
+    [shown] = page.delivery_experiments
+    assert shown == arms
+    html = render_programme(page)
+    assert 'data-experiment="timing"' in html and f"{points:+.1f} points" in html

@@ -351,6 +351,12 @@ async def build_report(
     )
 
 
+def arm_comparisons(records: Iterable[Mapping[str, Any]]) -> tuple[ArmComparison, ...]:
+    """Rows of ``arm_outcome_counts`` → per rule and delivery experiment, new arm against old
+    (the report and the programme page alike)."""
+    return _arm_experiments(records)
+
+
 def _arm_experiments(records: Iterable[Mapping[str, Any]]) -> tuple[ArmComparison, ...]:
     arms = sum_arms(records, lambda r: (str(r["rule_name"]), str(r["experiment"]), str(r["arm"])))
     out = []

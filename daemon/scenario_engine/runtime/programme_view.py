@@ -29,6 +29,7 @@ from scenario_engine.db.queries import fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.outcomes import model
 from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, sum_arms
+from scenario_engine.outcomes.report import ArmComparison, arm_comparisons
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.status_page import environment
 from scenario_engine.scenarios.registry import SCENARIOS
@@ -332,6 +333,8 @@ class ProgrammeHealth:
     weeks: tuple[dt.date, ...]
     organisations: tuple[OrganisationHealth, ...]
     organization_id: uuid.UUID | None = None  # the one organisation asked for, if any
+    # How delivering differently changed outcomes, per rule (docs/OUTCOMES.md, "Experiment arms").
+    delivery_experiments: tuple[ArmComparison, ...] = ()
 
     @property
     def first_week(self) -> str:
@@ -407,6 +410,7 @@ class ProgrammeRows:
     outcomes: Sequence[Mapping[str, Any]] = ()
     experiments: Sequence[Mapping[str, Any]] = ()
     certifications: Sequence[Mapping[str, Any]] = ()
+    arms: Sequence[Mapping[str, Any]] = ()  # arm_outcome_counts: the delivery experiments
 
 
 def _org(value: Any) -> uuid.UUID | None:
@@ -528,7 +532,7 @@ def build_programme_health(
                 )
             scenarios.append(ScenarioHealth(scenario, words, week_rows, lifts, cert_weeks))
         organisations.append(OrganisationHealth(org, tuple(scenarios)))
-    return ProgrammeHealth(as_of, mondays, tuple(organisations), organization_id)
+    return ProgrammeHealth(as_of, mondays, tuple(organisations), organization_id, arm_comparisons(rows.arms))
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -561,6 +565,15 @@ async def load_programme_health(
             rule_name=None,
         )
         experiments = await fetch(conn, "outcome_experiments", rule_name=None)
+        arms = await fetch(
+            conn,
+            "arm_outcome_counts",
+            since=since,
+            until=until,
+            as_of=as_of,
+            organization_id=organization_id,
+            rule_name=None,
+        )
         certifications = await fetch(
             conn,
             "certification_renewals",
@@ -571,7 +584,7 @@ async def load_programme_health(
             organization_id=organization_id,
         )
     return build_programme_health(
-        ProgrammeRows(*(_records(r) for r in (sends, outcomes, experiments, certifications))),
+        ProgrammeRows(*(_records(r) for r in (sends, outcomes, experiments, certifications, arms))),
         as_of,
         weeks,
         organization_id,
