@@ -23,6 +23,9 @@ ALTER TABLE scenario_engine.scenario_outcome ADD CONSTRAINT scenario_outcome_tim
 -- leader), set when a digest of two or more is sent; each push keeps its row, status and outcome.
 ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS digest boolean NOT NULL DEFAULT false;
 ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS digest_of bigint;
+-- digest_window: the end of the digest window the push joined (the same for every push of it);
+-- the daily cap counts one digest once (queries/evaluate.sql, policy_inputs).
+ALTER TABLE scenario_engine.push_notification ADD COLUMN IF NOT EXISTS digest_window timestamptz;
 
 -- digest_arm: the digest experiment's arm of a sent decision ('digest' or 'separate'), NULL
 -- when the programme runs no digests or the decision is not in the experiment.

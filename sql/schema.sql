@@ -399,6 +399,7 @@ CREATE TABLE scenario_engine.push_notification (
     hold_reason text,
     digest boolean DEFAULT false NOT NULL,
     digest_of bigint,
+    digest_window timestamp with time zone,
     CONSTRAINT push_notification_channel_known CHECK ((channel = ANY (ARRAY['push'::text, 'email'::text]))),
     CONSTRAINT push_notification_email_has_recipient CHECK (((channel <> 'email'::text) OR (recipient IS NOT NULL))),
     CONSTRAINT push_notification_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'dead'::text, 'cancelled'::text, 'abandoned'::text])))

@@ -180,3 +180,25 @@ async def test_usual_hour_and_digest_hand_computed_across_spring_forward(
     for row in rows:
         held, due = expected[row["mentor_id"]]
         assert (row["held_until"], row["next_attempt_at"], row["digest"]) == (z(held), z(due), True)
+
+
+@pytest.mark.parametrize("digest_percent", [100.0, 0.0], ids=["digest", "separate"])
+async def test_a_digest_counts_once_against_the_daily_cap(
+    pool: asyncpg.Pool[Any], digest_percent: float
+) -> None:
+    """Cap 2, three messages due: with digests the three go as one and none is dropped; without,
+    the cap drops the third (anniversary, the last rule in order) and the report says so."""
+    now = await pool.fetchval("SELECT now()")
+    mentor = await add_mentor(pool, joined_at=now.replace(year=now.year - 1), timezone="UTC")
+    await add_certification(pool, mentor, expires_at=now + 20 * DAY)
+    await Engine(pool, rules(digest_percent=digest_percent, daily_cap=2)).run_scheduled_evaluation()
+    pushes = await pool.fetchval("SELECT count(*) FROM push_notification")
+    capped = await pool.fetch("SELECT rule_name FROM scenario_decision WHERE outcome = 'daily_cap'")
+    report = await build_report(pool, since=now - DAY, until=now + DAY, as_of=now + DAY)
+    if digest_percent:
+        assert (pushes, capped) == (3, [])
+        assert await pool.fetchval("SELECT count(DISTINCT digest_window) FROM push_notification") == 1
+    else:
+        assert (pushes, [c["rule_name"] for c in capped]) == (2, ["anniversary"])
+        assert ("anniversary", 0, 1) in report.digests
+        assert "anniversary: 0 merged, 1 dropped by the cap" in format_table(report)

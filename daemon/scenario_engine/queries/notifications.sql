@@ -38,19 +38,21 @@ WITH input AS (
 ), push AS (
     INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body, data, idempotency_key,
                                    organization_id, experiment_id, decided_at, fallback,
-                                   next_attempt_at, held_until, hold_reason, digest)
+                                   next_attempt_at, held_until, hold_reason, digest, digest_window)
     SELECT ins.id, ins.mentor_id, ins.scenario_type, i.title, i.body,
            jsonb_build_object('rule', ins.rule_name, 'notification_id', ins.id, 'context', i.context),
            ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz,
            coalesce(string_to_array(nullif(i.fallback, ''), ','), '{}'),
-           CASE WHEN i.digest THEN coalesce(
-               (SELECT min(q.next_attempt_at) FROM scenario_engine.push_notification q
-                WHERE q.mentor_id = ins.mentor_id AND q.digest AND q.status = 'pending'
-                  AND q.next_attempt_at > greatest(coalesce(i.hold_until, now()), now())),
-               greatest(coalesce(i.hold_until, now()), now()) + make_interval(secs => $22::float8))
-           ELSE greatest(coalesce(i.hold_until, now()), now()) END,
-           i.hold_until, i.hold_reason, i.digest
+           w.due, i.hold_until, i.hold_reason, i.digest, CASE WHEN i.digest THEN w.due END
     FROM ins JOIN input i USING (dedup_key)
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN i.digest THEN coalesce(
+                   (SELECT min(q.digest_window) FROM scenario_engine.push_notification q
+                    WHERE q.mentor_id = ins.mentor_id AND q.digest AND q.status = 'pending'
+                      AND q.digest_window > greatest(coalesce(i.hold_until, now()), now())),
+                   greatest(coalesce(i.hold_until, now()), now()) + make_interval(secs => $22::float8))
+               ELSE greatest(coalesce(i.hold_until, now()), now()) END AS due
+    ) w
     WHERE NOT ins.held_out
     ON CONFLICT (idempotency_key) DO NOTHING
 ), superseded AS (  -- the candidate's earlier (suppressed) decisions are no longer its final one
