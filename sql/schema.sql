@@ -399,6 +399,18 @@ CREATE TABLE scenario_engine.push_notification (
     organization_id uuid,
     experiment_id bigint,
     decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    channel text DEFAULT 'push'::text NOT NULL,
+    recipient text,
+    fallback text[] DEFAULT '{}'::text[] NOT NULL,
+    fell_back_from text,
+    fallback_reason text,
+    held_until timestamp with time zone,
+    hold_reason text,
+    digest boolean DEFAULT false NOT NULL,
+    digest_of bigint,
+    digest_window timestamp with time zone,
+    CONSTRAINT push_notification_channel_known CHECK ((channel = ANY (ARRAY['push'::text, 'email'::text]))),
+    CONSTRAINT push_notification_email_has_recipient CHECK (((channel <> 'email'::text) OR (recipient IS NOT NULL))),
     CONSTRAINT push_notification_status_known CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'sent'::text, 'failed'::text, 'dead'::text, 'cancelled'::text, 'abandoned'::text])))
 );
 
@@ -632,8 +644,12 @@ CREATE TABLE scenario_engine.scenario_outcome (
     window_ends_at timestamp with time zone NOT NULL,
     status text DEFAULT 'pending'::text NOT NULL,
     resolved_at timestamp with time zone,
+    timing_arm text,
+    digest_arm text,
     CONSTRAINT scenario_outcome_arm_check CHECK ((arm = ANY (ARRAY['treated'::text, 'holdout'::text]))),
-    CONSTRAINT scenario_outcome_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'achieved'::text, 'missed'::text])))
+    CONSTRAINT scenario_outcome_digest_arm_known CHECK ((digest_arm = ANY (ARRAY['digest'::text, 'separate'::text]))),
+    CONSTRAINT scenario_outcome_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'achieved'::text, 'missed'::text]))),
+    CONSTRAINT scenario_outcome_timing_arm_known CHECK ((timing_arm = ANY (ARRAY['usual_hour'::text, 'immediate'::text])))
 );
 
 --

@@ -33,6 +33,10 @@ async def test_json_output_has_the_documented_shape_with_numbers_as_numbers(db_u
         "rule",
         "rows",
         "certifications",
+        "channels",
+        "only_email_share",
+        "arm_experiments",
+        "digests",
         "notes",
     }
     assert doc["method"].startswith("Newcombe hybrid score interval")

@@ -48,9 +48,23 @@ KINDS = ["session", "session", "contact", "training", "other"]
 RULES = Rules(
     daily_cap=2,
     global_holdout_percent=10,  # holdouts are drawn identically on every path (outcomes/holdout.py)
+    # Delivery (docs/CHANNELS.md): the fallback is copied onto every push, and the usual-hour
+    # holds and timing arms are computed alike on every path (timing.py).
+    fallback=("email",),
+    usual_hour_activities=6,
+    usual_hour_min_history=2,
+    timing_percent=50,
+    digest_minutes=30,
+    digest_percent=50,
     inactivity=[
         InactivityRule(
-            name="inactive_10d", threshold_days=10, cooldown_days=2, max_reminders=2, holdout_percent=40
+            name="inactive_10d",
+            threshold_days=10,
+            cooldown_days=2,
+            max_reminders=2,
+            holdout_percent=40,
+            send_at="usual_hour",
+            max_delay_hours=12,
         ),
         InactivityRule(name="inactive_30d", threshold_days=30, cooldown_days=0.5, max_reminders=3),
     ],
@@ -58,7 +72,9 @@ RULES = Rules(
         MilestoneRule(name="sessions_year", metric="sessions", period="year", thresholds=[1, 2, 4, 7]),
         MilestoneRule(name="hours_all", metric="hours", period="all_time", thresholds=[1.5, 4, 7.25, 12]),
     ],
-    certification_expiry=[CertificationExpiryRule(name="cert_expiry", tiers_days=[30, 7, 1])],
+    certification_expiry=[
+        CertificationExpiryRule(name="cert_expiry", tiers_days=[30, 7, 1], send_at="usual_hour")
+    ],
     anniversary=[
         AnniversaryRule(name="anniversary", years=[]),
         AnniversaryRule(name="first_years", years=[1, 2], cooldown_days=1),
@@ -262,7 +278,8 @@ SNAPSHOT_QUERIES = {
         "SELECT mentor_id, milestone, threshold::text, period, achieved_at, awarded_by FROM achievement"
     ),
     "push_notification": (
-        "SELECT idempotency_key, mentor_id, scenario_type, title, body, status FROM push_notification"
+        "SELECT idempotency_key, mentor_id, scenario_type, title, body, status, channel, fallback::text, "
+        "held_until, hold_reason, digest FROM push_notification"
     ),
     "scenario_cooldown": (
         "SELECT mentor_id, scenario_type, last_triggered_at, last_rule_name FROM scenario_cooldown"
@@ -271,7 +288,8 @@ SNAPSHOT_QUERIES = {
     # Which decisions are tracked, in which arm and window (resolving them is the sweep's job,
     # after the decisions: tests/test_outcomes_e2e.py).
     "scenario_outcome": (
-        "SELECT mentor_id, rule_name, arm, subject, decided_at, window_ends_at FROM scenario_outcome"
+        "SELECT mentor_id, rule_name, arm, subject, decided_at, window_ends_at, timing_arm, digest_arm "
+        "FROM scenario_outcome"
     ),
 }
 

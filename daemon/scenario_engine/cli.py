@@ -668,7 +668,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_dispatch(args: argparse.Namespace) -> int:
-    from scenario_engine.push.factory import make_provider
+    from scenario_engine.push.factory import make_providers
     from scenario_engine.runtime.dispatcher import Dispatcher, DispatchStats, requeue_dead
     from scenario_engine.runtime.metrics import Metrics
 
@@ -682,7 +682,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
                 print(f"re-queued {n} dead-lettered pushes")
                 return EXIT_OK
             total = DispatchStats()
-            async with Dispatcher(pool, make_provider(settings, pool), settings, Metrics()) as dispatcher:
+            async with Dispatcher(pool, make_providers(settings, pool), settings, Metrics()) as dispatcher:
                 while True:  # everything due now, then exit
                     stats = await dispatcher.dispatch_once()
                     for key, value in vars(stats).items():

@@ -238,6 +238,38 @@ class Settings(BaseSettings):
         description="Quiet window in the mentor's zone, e.g. 21:00-08:00: pushes wait until its end.",
     )
 
+    # --- email channel (docs/CHANNELS.md): used when a programme's rules say fallback = ["email"] ---
+    email_smtp_host: str | None = Field(
+        default=None, max_length=255, description="SMTP server; unset: no email channel."
+    )
+    email_smtp_port: int = Field(
+        default=587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 TLS)."
+    )
+    email_smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (required upgrade), tls (implicit, port 465) or none (a local relay only).",
+    )
+    email_smtp_username: str | None = Field(default=None, max_length=255, description="SMTP login name.")
+    email_smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    email_smtp_password_file: Path | None = Field(
+        default=None, description="File holding the SMTP password, used if the password is unset."
+    )
+    email_from: str = Field(
+        default="Scenario Engine <nudges@localhost>", max_length=320, description="The From header."
+    )
+    email_unsubscribe_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="One-click unsubscribe URL (RFC 8058); {mentor_id}, {scenario_type} and "
+        "{notification_id} are filled in. Unset: no List-Unsubscribe header.",
+    )
+    email_rate_per_second: float = Field(
+        default=10.0, ge=0.1, le=100_000, description="Email channel rate limit (messages/s)."
+    )
+    email_timeout_seconds: float = Field(
+        default=30.0, ge=0.1, le=600, description="SMTP timeout per message."
+    )
+
     @field_validator("sweep_interval_seconds")
     @classmethod
     def _whole_seconds(cls, value: float) -> float:
@@ -328,6 +360,7 @@ SECRET_SOURCES: dict[str, str] = {
     "push_webhook_token": "push-webhook-token",
     "push_webhook_hmac_secret": "push-webhook-hmac-secret",
     "status_token": "status-token",
+    "email_smtp_password": "email-smtp-password",
 }
 # Variables of the test suite (tests/pg.py), not of the daemon.
 RESERVED_ENV_PREFIXES = ("SCENARIO_TEST_",)
@@ -750,7 +783,12 @@ def collect_secrets(settings: Settings) -> list[str]:
         found += _url_secrets(settings.database_url.get_secret_value())
     if settings.push_webhook_url:
         found += _url_secrets(settings.push_webhook_url)
-    for secret in (settings.push_webhook_token, settings.push_webhook_hmac_secret, settings.status_token):
+    for secret in (
+        settings.push_webhook_token,
+        settings.push_webhook_hmac_secret,
+        settings.status_token,
+        settings.email_smtp_password,
+    ):
         if secret is not None:
             found.append(secret.get_secret_value())
     return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)

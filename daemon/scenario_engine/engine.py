@@ -218,7 +218,9 @@ class Engine:
                 return EnqueueResult(None, False, PolicyDecision("mentor_not_active", "no such mentor"))
             decision = decide_policy(state, scenario_type, rule.cooldown, self.rules.daily_cap, at)
             experiment = await experiment_id(conn, rule, self.rules, self._seen, at)
-            [outcome] = await write_outcomes(conn, rule, [(cand, decision)], at, states, experiment)
+            [outcome] = await write_outcomes(
+                conn, rule, [(cand, decision)], at, states, experiment, rules=self.rules
+            )
         return EnqueueResult(outcome.notification_id, decision.allowed and not outcome.duplicate, decision)
 
     async def record_last_triggered(

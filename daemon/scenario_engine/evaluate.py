@@ -223,7 +223,7 @@ async def decide_and_write(
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
     decided = hold_out(apply_policy(candidates, states, rule, rules, as_of), rule, rules)
-    return await write_outcomes(conn, rule, decided, as_of, states, experiment_id)
+    return await write_outcomes(conn, rule, decided, as_of, states, experiment_id, rules=rules)
 
 
 # --- rules seen for the first time ------------------------------------------------------

@@ -22,6 +22,7 @@ from scenario_engine.isolation import may_quarantine, reason_for
 from scenario_engine.notifications import Outcome
 from scenario_engine.scenarios.base import MentorDataError
 from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.timing import plan_holds
 
 
 @dataclass
@@ -103,13 +104,18 @@ async def explain_mentor(
                 result.rules.append(RuleTrace(rule.name, rule.scenario_type, inputs, "not due", why_not))
             for o in fired:
                 verdict = "would send" if o.decision.allowed else f"suppressed: {o.decision.outcome}"
+                reason = o.decision.reason
+                if o.decision.allowed:  # when: the usual-hour hold the push would get (timing.py)
+                    [hold] = await plan_holds(conn, rule, engine.rules, [o.candidate], at)
+                    if hold.reason:
+                        reason = f"{reason}; {hold.reason}"
                 result.rules.append(
                     RuleTrace(
                         rule.name,
                         rule.scenario_type,
                         {**inputs, **o.candidate.inputs},
                         verdict,
-                        o.decision.reason,
+                        reason,
                     )
                 )
         entry = await fetchrow(conn, "mentor_quarantine", mentor_id=mentor_id)

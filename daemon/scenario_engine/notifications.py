@@ -20,10 +20,12 @@ import asyncpg
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
+from scenario_engine.domain.rules import Rules
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.templates import render, render_body, render_title
+from scenario_engine.timing import NOT_TIMED, digested, plan_holds
 
 __all__ = ["Outcome", "record_last_triggered", "render", "write_outcomes"]
 
@@ -43,8 +45,13 @@ async def write_outcomes(
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
     experiment_id: int,
+    *,
+    rules: Rules | None = None,
 ) -> list[Outcome]:
-    """Persist one batch of decisions for one rule in one engine-marked transaction."""
+    """Persist one batch of decisions for one rule in one engine-marked transaction.
+
+    ``rules``: the programme's delivery settings — its ``fallback`` channels, copied onto each
+    push, and the usual-hour settings of a rule with ``send_at = "usual_hour"`` (timing.py)."""
     recorded = [(c, d) for c, d in decided if d.recorded]
     suppressed = [(c, d) for c, d in decided if not d.recorded]
     achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
@@ -63,7 +70,7 @@ async def write_outcomes(
                 achieved_at=as_of,
             )
         if recorded:
-            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id)
+            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id, rules)
             missing = [c.dedup_key for c, _ in recorded if c.dedup_key not in created]
             if missing:
                 rows = await fetch(conn, "existing_notifications", dedup_keys=missing)
@@ -94,6 +101,7 @@ async def _enqueue(
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
     experiment_id: int,
+    rules: Rules | None = None,
 ) -> dict[str, int]:
     """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
     and the pushes of the sent ones; dedup key → ledger id of the rows new in this call."""
@@ -102,6 +110,15 @@ async def _enqueue(
         for c, _ in recorded
     ]
     scenario = scenario_of(rule)
+    fallback = ",".join(rules.fallback) if rules is not None else ""
+    holds = [NOT_TIMED] * len(recorded)
+    digest: list[tuple[bool, str | None]] = [(False, None)] * len(recorded)
+    if rules is not None:
+        digest = [digested(rule, rules, c) if d.allowed else (False, None) for c, d in recorded]
+        sent = [i for i, (_, d) in enumerate(recorded) if d.allowed]
+        planned = await plan_holds(conn, rule, rules, [recorded[i][0] for i in sent], as_of)
+        for i, hold in zip(sent, planned, strict=True):
+            holds[i] = hold
     rows = await fetch(
         conn,
         "enqueue_batch",
@@ -113,6 +130,13 @@ async def _enqueue(
         bodies=[render_body(rule.body, ctx) for ctx in contexts],
         held_out=[d.outcome == "holdout" for _, d in recorded],
         window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
+        fallbacks=[fallback] * len(recorded),
+        hold_untils=[h.until for h in holds],
+        hold_reasons=[h.reason for h in holds],
+        timing_arms=[h.arm for h in holds],
+        digests=[d for d, _ in digest],
+        digest_arms=[a for _, a in digest],
+        digest_secs=60.0 * (rules.digest_minutes if rules is not None else 0),
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))

@@ -21,6 +21,7 @@ from scenario_engine.engine import Engine
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.gateway import Gateway
+from tests.smtp import Mailbox
 
 TERMINAL = ("sent", "failed", "dead", "cancelled", "abandoned")
 RULES_TOML = """
@@ -194,8 +195,19 @@ class Ledger:
         )
 
 
-async def read_ledger(pool: Any, gateway: FaultGateway | None, rules: Rules | None) -> Ledger:
-    """The ledger as a user would audit it, read from the database (schema-qualified)."""
+async def read_ledger(
+    pool: Any,
+    gateway: FaultGateway | None,
+    rules: Rules | None,
+    *,
+    mailbox: Mailbox | None = None,
+    sender: str | None = None,
+) -> Ledger:
+    """The ledger as a user would audit it, read from the database (schema-qualified).
+
+    With a ``mailbox`` (the email channel's SMTP server, tests/smtp.py) and the daemon's
+    ``sender``, email deliveries are audited like pushes: a Message-ID is the email's
+    Idempotency-Key (push/smtp.py derives it from the key)."""
     ev = await pool.fetchrow(
         "SELECT count(*) AS n, "
         "count(*) FILTER (WHERE processed_at IS NULL AND dead_at IS NULL) AS pending, "
@@ -247,6 +259,23 @@ async def read_ledger(pool: Any, gateway: FaultGateway | None, rules: Rules | No
             "WHERE status = 'cancelled' AND idempotency_key = ANY($1)",
             list(counts),
         )
+    if mailbox is not None:
+        assert sender is not None
+        from scenario_engine.push.smtp import message_id
+
+        rows = await pool.fetch(
+            "SELECT idempotency_key, status, delivery_uncertain FROM scenario_engine.push_notification "
+            "WHERE channel = 'email'"
+        )
+        by_id = {message_id(r["idempotency_key"], sender): r for r in rows}
+        kept = collections.Counter(str(m["Message-ID"]) for m in mailbox.messages)
+        arrived = set(mailbox.message_ids)
+        sent_not_received += sum(1 for i, r in by_id.items() if r["status"] == "sent" and kept[i] == 0)
+        duplicates += sum(n - 1 for n in kept.values() if n > 1)
+        certain_dups += sum(
+            n - 1 for i, n in kept.items() if n > 1 and i in by_id and not by_id[i]["delivery_uncertain"]
+        )
+        cancelled_arrived += sum(1 for i, r in by_id.items() if r["status"] == "cancelled" and i in arrived)
     would = 0
     if rules is not None:
         dry = await Engine(pool, rules).run_scheduled_evaluation(dry_run=True)

@@ -9,7 +9,7 @@ SIGHUP reload instead of a push.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -64,6 +64,11 @@ class RuleBase(BaseModel):
     holdout_percent: float = Field(default=0.0, ge=0, le=100)
     holdout_salt: HoldoutSalt = ""
     outcome_window_days: int = Field(default=14, ge=1, le=365)
+    # Delivery timing (docs/CHANNELS.md): "usual_hour" holds a push until the local hour at
+    # which the mentor most often logs activity, at most max_delay_hours; an experiment, like
+    # the holdout (the programme's timing_percent of the rule's mentors get it).
+    send_at: Literal["now", "usual_hour"] = "now"
+    max_delay_hours: float = Field(default=20.0, ge=0, le=168)
 
     @field_validator("title", "body")
     @classmethod

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
@@ -31,6 +31,25 @@ class _RulesCore(BaseModel):
     # A global holdout: mentors whom no rule nudges (docs/OUTCOMES.md).
     global_holdout_percent: float = Field(default=0.0, ge=0, le=100)
     global_holdout_salt: HoldoutSalt = "global"
+    # Channels tried, in order, when a push cannot reach the mentor at all (no device token,
+    # token unregistered); off by default (docs/CHANNELS.md).
+    fallback: tuple[Literal["email"], ...] = Field(
+        default=(), description='Fallback channels for an undeliverable push, e.g. ["email"].'
+    )
+    # The mentor's usual hour (rules with send_at = "usual_hour"; docs/CHANNELS.md): the most
+    # frequent local hour of their last usual_hour_activities activities, if they have at least
+    # usual_hour_min_history; else the programme's usual_hour. timing_percent of the mentors a
+    # rule sends to get the held push, the rest the immediate one (salted hash, holdout.py).
+    usual_hour: int = Field(default=18, ge=0, le=23)
+    usual_hour_activities: int = Field(default=20, ge=1, le=1000)
+    usual_hour_min_history: int = Field(default=5, ge=1, le=1000)
+    timing_percent: float = Field(default=50.0, ge=0, le=100)
+    timing_salt: HoldoutSalt = "timing"
+    # Digests (docs/CHANNELS.md): pushes for one mentor due within digest_minutes go as one
+    # message (0: off); digest_percent of the mentors get digests, the rest separate pushes.
+    digest_minutes: int = Field(default=0, ge=0, le=1440)
+    digest_percent: float = Field(default=50.0, ge=0, le=100)
+    digest_salt: HoldoutSalt = "digest"
 
     if TYPE_CHECKING:  # the per-type lists come from the registry — e.g. ``rules.inactivity``
 
@@ -40,6 +59,15 @@ class _RulesCore(BaseModel):
             daily_cap: int = ...,
             global_holdout_percent: float = ...,
             global_holdout_salt: str = ...,
+            fallback: Sequence[str] = ...,
+            usual_hour: int = ...,
+            usual_hour_activities: int = ...,
+            usual_hour_min_history: int = ...,
+            timing_percent: float = ...,
+            timing_salt: str = ...,
+            digest_minutes: int = ...,
+            digest_percent: float = ...,
+            digest_salt: str = ...,
             **per_type: Sequence[RuleBase],
         ) -> None: ...
 

@@ -83,6 +83,41 @@ class CertificationRow:
 
 
 @dataclass(frozen=True)
+class ChannelCounts:
+    """Deliveries of the period by one channel (docs/CHANNELS.md)."""
+
+    channel: str
+    sent: int = 0
+    not_delivered: int = 0  # failed, dead, cancelled or abandoned
+    pending: int = 0
+    fell_back: int = 0  # switched to this channel from push (no device, token unregistered)
+    sent_after_fallback: int = 0  # of sent: notifications only this channel reached
+
+
+# The delivery experiments (docs/OUTCOMES.md, "Experiment arms"): per experiment, its new
+# behaviour's arm, its old one's, and the words the report uses for the new one.
+ARM_EXPERIMENTS: dict[str, tuple[str, str, str]] = {
+    "timing": ("usual_hour", "immediate", "sending at the usual hour"),
+    "digest": ("digest", "separate", "delivering in a digest"),
+}
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """One rule's delivery experiment: the new behaviour's arm against the old one's."""
+
+    rule_name: str
+    experiment: str  # 'timing'
+    new: Arm
+    old: Arm
+    lift: Lift
+
+    @property
+    def words(self) -> str:
+        return ARM_EXPERIMENTS[self.experiment][2]
+
+
+@dataclass(frozen=True)
 class Report:
     since: dt.datetime
     until: dt.datetime
@@ -96,6 +131,18 @@ class Report:
     min_final_per_group: int = MIN_FINAL_PER_ARM
     # Names of the organisations above, where the platform records them (outcomes/organisations.py).
     organisation_names: Mapping[uuid.UUID, str] = field(default_factory=dict)
+    channels: tuple[ChannelCounts, ...] = ()
+    arm_experiments: tuple[ArmComparison, ...] = ()
+    # Per rule: pushes delivered inside another's digest, and candidates the daily cap dropped.
+    digests: tuple[tuple[str, int, int], ...] = ()
+
+    @property
+    def only_email_share(self) -> float | None:
+        """Of the delivered notifications, the share that only email reached (None: none delivered)."""
+        sent = sum(c.sent for c in self.channels)
+        only = sum(c.sent_after_fallback for c in self.channels if c.channel == "email")
+        return only / sent if sent else None
+
     previous_since: dt.datetime = field(init=False)
 
     def organisation(self, organization_id: uuid.UUID | None) -> str:
@@ -212,7 +259,16 @@ async def build_report(
         )
     params = {"since": since, "until": until, "organization_id": organization_id, "rule_name": rule_name}
     previous_since = since - (until - since)
-    cert_records, decision_records, delivered_records, outcome_records, experiment_records = await _fetch_all(
+    (
+        cert_records,
+        decision_records,
+        delivered_records,
+        outcome_records,
+        experiment_records,
+        channel_records,
+        arm_records,
+        digest_records,
+    ) = await _fetch_all(
         conn,
         [
             (
@@ -229,6 +285,9 @@ async def build_report(
             ("report_delivered_counts", params),
             ("outcome_counts", {**params, "as_of": as_of}),
             ("outcome_experiments", {"rule_name": rule_name}),
+            ("report_channel_counts", params),
+            ("arm_outcome_counts", {**params, "as_of": as_of}),
+            ("report_digest_counts", params),
         ],
     )
     groups = _pivot(decision_records, delivered_records, outcome_records)
@@ -297,7 +356,48 @@ async def build_report(
         certifications=certifications,
         notes=tuple(notes),
         organisation_names=names,
+        channels=_channels(channel_records),
+        arm_experiments=_arm_experiments(arm_records),
+        digests=tuple(
+            sorted((str(r["rule_name"]), int(r["merged"]), int(r["capped"])) for r in digest_records)
+        ),
     )
+
+
+def arm_comparisons(records: Iterable[Mapping[str, Any]]) -> tuple[ArmComparison, ...]:
+    """Rows of ``arm_outcome_counts`` → per rule and delivery experiment, new arm against old
+    (the report and the programme page alike)."""
+    return _arm_experiments(records)
+
+
+def _arm_experiments(records: Iterable[Mapping[str, Any]]) -> tuple[ArmComparison, ...]:
+    arms = sum_arms(records, lambda r: (str(r["rule_name"]), str(r["experiment"]), str(r["arm"])))
+    out = []
+    for rule, experiment in sorted({(k[0], k[1]) for k in arms}):
+        new_arm, old_arm, _ = ARM_EXPERIMENTS[experiment]
+        new, old = arms.get((rule, experiment, new_arm), Arm()), arms.get((rule, experiment, old_arm), Arm())
+        out.append(ArmComparison(rule, experiment, new, old, lift(new, old)))
+    return tuple(out)
+
+
+def _channels(records: Iterable[Mapping[str, Any]]) -> tuple[ChannelCounts, ...]:
+    acc: dict[str, dict[str, int]] = {}
+    for r in records:
+        c = acc.setdefault(
+            str(r["channel"]),
+            dict.fromkeys(("sent", "not_delivered", "pending", "fell_back", "sent_after_fallback"), 0),
+        )
+        n = int(r["pushes"])
+        status = r["status"]
+        key = (
+            "sent" if status == "sent" else "pending" if status in ("pending", "sending") else "not_delivered"
+        )
+        c[key] += n
+        if r["fell_back"]:
+            c["fell_back"] += n
+            if status == "sent":
+                c["sent_after_fallback"] += n
+    return tuple(ChannelCounts(channel, **counts) for channel, counts in sorted(acc.items()))
 
 
 _CERT_COLUMNS = ("expiring", "renewed_in_time", "lapsed", "still_open", "still_open_renewed")
@@ -403,6 +503,35 @@ def report_json(report: Report) -> dict[str, Any]:
                 "previous_period": _counts_json(c.previous_period),
             }
             for c in report.certifications
+        ],
+        "channels": [
+            {
+                "channel": c.channel,
+                "sent": c.sent,
+                "not_delivered": c.not_delivered,
+                "pending": c.pending,
+                "fell_back": c.fell_back,
+                "sent_after_fallback": c.sent_after_fallback,
+            }
+            for c in report.channels
+        ],
+        "only_email_share": _num(report.only_email_share),
+        "digests": [
+            {"rule": rule, "merged": merged, "capped": capped} for rule, merged, capped in report.digests
+        ],
+        "arm_experiments": [
+            {
+                "rule": a.rule_name,
+                "experiment": a.experiment,
+                "new": _arm_json(a.new),
+                "old": _arm_json(a.old),
+                "difference_points": _num(a.lift.points),
+                "difference_interval": None
+                if a.lift.low is None or a.lift.high is None
+                else {"low": _num(a.lift.low), "high": _num(a.lift.high)},
+                "note": a.lift.note,
+            }
+            for a in report.arm_experiments
         ],
         "notes": list(report.notes),
     }
@@ -532,6 +661,36 @@ def format_table(report: Report) -> str:
         out.append(f"Only organisation {where}, rule {report.rule_name or 'any'}.")
     out.append("")
     out.extend(report.notes)
+    if report.channels:
+        parts = [
+            f"{c.channel} {c.sent} sent, {c.not_delivered} not delivered"
+            + (f" ({c.fell_back} by fallback)" if c.fell_back else "")
+            for c in report.channels
+        ]
+        out.append("Delivery by channel: " + "; ".join(parts) + ".")
+        if (share := report.only_email_share) is not None:
+            out.append(f"Only email reached {share * 100:.1f} % of the delivered notifications.")
+        out.append("")
+    if report.digests:
+        out.append(
+            "Digests and the daily cap, per rule (pushes merged into a digest; candidates the cap dropped)"
+        )
+        out.extend(
+            f"  {rule}: {merged} merged, {capped} dropped by the cap"
+            for rule, merged, capped in report.digests
+        )
+        out.append("")
+    if report.arm_experiments:
+        out.append("Experiment arms (new behaviour − old, mature cohort, 95 % range)")
+        for a in report.arm_experiments:
+            if a.lift.points is None or a.lift.low is None or a.lift.high is None:
+                out.append(f"  {a.rule_name}: {a.words}: {a.lift.note}")
+            else:
+                out.append(
+                    f"  {a.rule_name}: {a.words}: {_points(a.lift.points)} points, "
+                    f"95 % range {_points(a.lift.low)} to {_points(a.lift.high)}"
+                )
+        out.append("")
     if report.rows:
         out.append("Decisions")
         body = [

@@ -27,6 +27,11 @@ class PushMessage:
     data: dict[str, Any]
     idempotency_key: str
     attempts: int
+    # The channel this delivery goes by, and its recipient ('email': the address; 'push': None,
+    # the provider finds the device tokens). locale: the mentor's, when the platform has one.
+    channel: str = "push"
+    recipient: str | None = None
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class SendResult:
     # delivered". The dispatcher keeps this on the push, so that a later re-check can never
     # record as "cancelled" a push the receiver may already have.
     maybe_delivered: bool = False
+    # A definite failure because the recipient cannot be reached by this channel at all (no
+    # active device token, every token unregistered): the dispatcher may fall back to another
+    # channel (docs/CHANNELS.md). Only meaningful with kind "failed".
+    unreachable: bool = False
 
     @classmethod
     def delivered(cls, message_id: str | None) -> SendResult:
@@ -53,8 +62,8 @@ class SendResult:
         return cls("retry", error=error, retry_after=retry_after, maybe_delivered=maybe_delivered)
 
     @classmethod
-    def failed(cls, error: str) -> SendResult:
-        return cls("failed", error=error)
+    def failed(cls, error: str, *, unreachable: bool = False) -> SendResult:
+        return cls("failed", error=error, unreachable=unreachable)
 
 
 class PushProvider(Protocol):
@@ -104,4 +113,6 @@ def classify_http(status: int, body: str, retry_after: str | None) -> SendResult
         return SendResult.retry(detail, parse_retry_after(retry_after))
     if status >= 500 or status == 408:
         return SendResult.retry(detail, parse_retry_after(retry_after))
-    return SendResult.failed(detail)
+    # 410 Gone: the receiver has no device for this mentor (token unregistered); another
+    # channel may still reach them.
+    return SendResult.failed(detail, unreachable=status == 410)

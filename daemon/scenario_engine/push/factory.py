@@ -21,6 +21,27 @@ def require_provider(settings: Settings) -> None:
         raise ConfigError([(env_name("push_provider"), problem)])
 
 
+def make_providers(settings: Settings, pool: asyncpg.Pool[Any]) -> dict[str, PushProvider]:
+    """One provider per configured channel: 'push' always, 'email' when an SMTP host is set."""
+    providers = {"push": make_provider(settings, pool)}
+    if settings.email_smtp_host:
+        from scenario_engine.push.smtp import SmtpProvider
+
+        providers["email"] = SmtpProvider(
+            settings.email_smtp_host,
+            settings.email_smtp_port,
+            security=settings.email_smtp_security,
+            username=settings.email_smtp_username,
+            password=(
+                settings.email_smtp_password.get_secret_value() if settings.email_smtp_password else None
+            ),
+            sender=settings.email_from,
+            unsubscribe_url=settings.email_unsubscribe_url,
+            timeout=settings.email_timeout_seconds,
+        )
+    return providers
+
+
 def make_provider(settings: Settings, pool: asyncpg.Pool[Any]) -> PushProvider:
     if settings.push_provider == "webhook":
         assert settings.push_webhook_url is not None  # enforced by Settings

@@ -263,7 +263,7 @@ class FcmProvider:
     async def send(self, message: PushMessage, session: aiohttp.ClientSession) -> SendResult:
         tokens: list[str] = [r["token"] for r in await self.pool.fetch(SELECT_TOKENS, message.mentor_id)]
         if not tokens:
-            return SendResult.failed("no active device token")
+            return SendResult.failed("no active device token", unreachable=True)
         try:
             access_token = await self._access_token()
         except google.auth.exceptions.GoogleAuthError as exc:
@@ -316,4 +316,5 @@ def _combine(results: list[_TokenResult], invalid_tokens: tuple[str, ...]) -> Se
         )
     if len(invalid_tokens) == len(results):
         errors = f"all device tokens invalid ({errors})"
+        return SendResult("failed", error=errors, invalid_tokens=invalid_tokens, unreachable=True)
     return SendResult("failed", error=errors, invalid_tokens=invalid_tokens)

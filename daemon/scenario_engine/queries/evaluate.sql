@@ -76,7 +76,13 @@ SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name, p.organization_i
         ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
        cd.last_triggered_at, cd.last_rule_name,
        (SELECT count(*) FROM scenario_engine.scenario_notification sn
-        WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int AS sent_24h
+        WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int
+       -- A digest counts once against the cap: its pushes (one digest window each) beyond the
+       -- first are taken off again (docs/CHANNELS.md). Pushes copy their decision's instant.
+       - (SELECT count(*) - count(DISTINCT pn.digest_window) FROM scenario_engine.push_notification pn
+          WHERE pn.mentor_id = p.id AND pn.digest_window IS NOT NULL
+            AND pn.decided_at > $3::timestamptz - interval '24 hours' AND pn.decided_at <= $3::timestamptz)::int
+       AS sent_24h
 FROM public.peer_mentor p
 LEFT JOIN scenario_engine.scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
 WHERE p.id = ANY($1::uuid[]);

@@ -2,17 +2,25 @@
 -- (scenario_engine.origin = 'engine') so that the triggers do not turn it into events.
 
 -- name: enqueue_batch
--- params: mentor_ids, scenario_types, rule_names, subjects, seqs, dedup_keys, contexts, titles, bodies, as_of, held_out, organization_ids, experiment_id, window_ends, reasons
+-- params: mentor_ids, scenario_types, rule_names, subjects, seqs, dedup_keys, contexts, titles, bodies, as_of, held_out, organization_ids, experiment_id, window_ends, reasons, fallbacks, hold_untils, hold_reasons, timing_arms, digests, digest_arms, digest_secs
 -- One scenario_notification per dedup key (a repeat is a no-op), and for each new one: the
 -- cooldown state, a 'sent' or 'holdout' decision-log row with its pending outcome, and — unless
 -- held out — a pending push. Parallel arrays but for as_of (the evaluation instant) and
--- experiment_id (the rule's experiment).
+-- experiment_id (the rule's experiment). fallbacks: per row, the channels its programme allows
+-- when the push cannot be delivered, comma-separated ('' for none; docs/CHANNELS.md).
+-- hold_untils, hold_reasons, timing_arms: per row, the usual-hour hold (NULL: due at once), why,
+-- and the timing experiment's arm (timing.py); the reason is appended to the decision's.
+-- digests, digest_arms: per row, whether the push waits for the mentor's digest window and the
+-- digest experiment's arm; digest_secs: the window. A digest push joins the mentor's open
+-- window (a pending digest push not yet due: the same next_attempt_at), else opens one.
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
                          $7::jsonb[], $8::text[], $9::text[], $11::boolean[], $12::uuid[], $14::timestamptz[],
-                         $15::text[])
+                         $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[],
+                         $20::boolean[], $21::text[])
         AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body, held_out,
-             organization_id, window_ends_at, reason)
+             organization_id, window_ends_at, reason, fallback, hold_until, hold_reason, timing_arm,
+             digest, digest_arm)
 ), ins AS (
     INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, as_of, held_out)
     SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $10::timestamptz, held_out FROM input
@@ -29,11 +37,22 @@ WITH input AS (
     WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at
 ), push AS (
     INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body, data, idempotency_key,
-                                   organization_id, experiment_id, decided_at)
+                                   organization_id, experiment_id, decided_at, fallback,
+                                   next_attempt_at, held_until, hold_reason, digest, digest_window)
     SELECT ins.id, ins.mentor_id, ins.scenario_type, i.title, i.body,
            jsonb_build_object('rule', ins.rule_name, 'notification_id', ins.id, 'context', i.context),
-           ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz
+           ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz,
+           coalesce(string_to_array(nullif(i.fallback, ''), ','), '{}'),
+           w.due, i.hold_until, i.hold_reason, i.digest, CASE WHEN i.digest THEN w.due END
     FROM ins JOIN input i USING (dedup_key)
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN i.digest THEN coalesce(
+                   (SELECT min(q.digest_window) FROM scenario_engine.push_notification q
+                    WHERE q.mentor_id = ins.mentor_id AND q.digest AND q.status = 'pending'
+                      AND q.digest_window > greatest(coalesce(i.hold_until, now()), now())),
+                   greatest(coalesce(i.hold_until, now()), now()) + make_interval(secs => $22::float8))
+               ELSE greatest(coalesce(i.hold_until, now()), now()) END AS due
+    ) w
     WHERE NOT ins.held_out
     ON CONFLICT (idempotency_key) DO NOTHING
 ), superseded AS (  -- the candidate's earlier (suppressed) decisions are no longer its final one
@@ -44,16 +63,17 @@ WITH input AS (
                                    notification_id, organization_id, experiment_id)
     SELECT ins.mentor_id, ins.scenario_type, ins.rule_name, ins.dedup_key,
            CASE WHEN ins.held_out THEN 'holdout' ELSE 'sent' END,
-           i.reason,
+           CASE WHEN ins.held_out OR i.hold_reason IS NULL THEN i.reason ELSE i.reason || '; ' || i.hold_reason END,
            i.context, $10::timestamptz, ins.id, i.organization_id, $13::bigint
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
     RETURNING id, dedup_key
 ), outcome AS (
     INSERT INTO scenario_engine.scenario_outcome (decision_id, mentor_id, organization_id, scenario_type, rule_name, experiment_id,
-                                  arm, subject, decided_at, window_ends_at)
+                                  arm, subject, decided_at, window_ends_at, timing_arm, digest_arm)
     SELECT log.id, ins.mentor_id, i.organization_id, ins.scenario_type, ins.rule_name, $13::bigint,
-           CASE WHEN ins.held_out THEN 'holdout' ELSE 'treated' END, ins.subject, $10::timestamptz, i.window_ends_at
+           CASE WHEN ins.held_out THEN 'holdout' ELSE 'treated' END, ins.subject, $10::timestamptz, i.window_ends_at,
+           CASE WHEN NOT ins.held_out THEN i.timing_arm END, CASE WHEN NOT ins.held_out THEN i.digest_arm END
     FROM log JOIN ins USING (dedup_key) JOIN input i USING (dedup_key)
 )
 SELECT id, dedup_key FROM ins;

@@ -100,3 +100,36 @@ SELECT e.organization_id,
 FROM expiring e
 LEFT JOIN renewed r ON r.id = e.id
 GROUP BY e.organization_id, week, after_split;
+
+-- name: arm_outcome_counts
+-- params: since, until, as_of, organization_id, rule_name
+-- The delivery experiments (docs/OUTCOMES.md, "Experiment arms"): the outcomes of the sent
+-- decisions in [since, until) that were in a timing experiment, per rule and arm ('usual_hour'
+-- or 'immediate'), and in the digest experiment ('digest' or 'separate'), with the mature-cohort
+-- columns and cutoff of outcome_counts. Two grouped scans.
+SELECT o.rule_name, 'timing'::text AS experiment, o.timing_arm AS arm,
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint AS achieved,
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint AS missed,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint AS measuring,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
+           AS measuring_achieved
+FROM scenario_engine.scenario_outcome o
+CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
+WHERE o.timing_arm IS NOT NULL
+  AND o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
+  AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+  AND ($5::text IS NULL OR o.rule_name = $5::text)
+GROUP BY o.rule_name, o.timing_arm
+UNION ALL
+SELECT o.rule_name, 'digest'::text, o.digest_arm,
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint,
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
+FROM scenario_engine.scenario_outcome o
+CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
+WHERE o.digest_arm IS NOT NULL
+  AND o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
+  AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+  AND ($5::text IS NULL OR o.rule_name = $5::text)
+GROUP BY o.rule_name, o.digest_arm;

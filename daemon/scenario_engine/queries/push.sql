@@ -24,7 +24,8 @@ SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + mak
     in_flight_at = NULL, delivery_uncertain = p.delivery_uncertain OR due.in_flight_at IS NOT NULL
 FROM due WHERE p.id = due.id
 RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempotency_key, p.attempts,
-          p.created_at, p.delivery_uncertain, due.in_flight_at IS NOT NULL AS interrupted;
+          p.created_at, p.delivery_uncertain, due.in_flight_at IS NOT NULL AS interrupted,
+          p.channel, p.recipient, p.fallback, p.digest;
 
 -- name: push_renew_claims
 -- params: ids, attempts, lease_secs
@@ -47,7 +48,11 @@ RETURNING id;
 -- params: ids
 -- Re-check at send time what may have changed since enqueue (DESIGN.md §3): mentor status,
 -- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
+-- email and locale: read through to_jsonb so that the platform may or may not have the columns
+-- (peer_mentor.email is optional, docs/CHANNELS.md); NULL when it has not.
 SELECT p.id, m.timezone,
+    nullif(btrim(to_jsonb(m) ->> 'email'), '') AS email,
+    nullif(btrim(to_jsonb(m) ->> 'locale'), '') AS locale,
     CASE
         WHEN m.id IS NULL THEN 'mentor no longer exists'
         WHEN m.status <> 'active' THEN 'mentor is ' || m.status
@@ -67,6 +72,27 @@ UPDATE scenario_engine.push_notification
 SET status = 'sent', sent_at = now(), provider = $3::text, provider_message_id = $4::text, last_error = NULL,
     in_flight_at = NULL
 WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int;
+
+-- name: push_fall_back
+-- params: id, attempts, channel, recipient, reason
+-- The push cannot be delivered (no device token, token unregistered): the same delivery goes
+-- by another channel instead, due at once. Only a 'push' row switches, so a notification falls
+-- back once; the attempt count carries on (max attempts and max age bound the whole delivery).
+UPDATE scenario_engine.push_notification
+SET status = 'pending', next_attempt_at = now(), channel = $3::text, recipient = $4::text,
+    fell_back_from = channel, fallback_reason = left($5::text, 2000), last_error = left($5::text, 2000),
+    in_flight_at = NULL
+WHERE id = $1::bigint AND status = 'sending' AND attempts = $2::int AND channel = 'push'
+RETURNING id;
+
+-- name: push_digest_group
+-- params: ids, attempts, leader
+-- The pushes one digest message carries (ids with their claim's attempts, the leader among
+-- them), marked before the send so that the report counts what was merged.
+UPDATE scenario_engine.push_notification p
+SET digest_of = $3::bigint
+FROM unnest($1::bigint[], $2::int[]) AS c(id, attempts)
+WHERE p.id = c.id AND p.attempts = c.attempts AND p.status = 'sending';
 
 -- name: push_retry
 -- params: id, attempts, delay_secs, provider, error, maybe_delivered

@@ -50,3 +50,42 @@ SELECT d.organization_id, coalesce(e.rule_name, d.rule_name) AS rule_name, d.sce
 FROM delivered d
 LEFT JOIN scenario_engine.scenario_experiment e ON e.id = d.experiment_id
 WHERE $4::text IS NULL OR coalesce(e.rule_name, d.rule_name) = $4::text;
+
+-- name: report_channel_counts
+-- params: since, until, organization_id, rule_name
+-- Delivery by channel (docs/CHANNELS.md): the period's pushes (by decided_at, like delivered)
+-- per channel and status, and how many of them went by a fallback channel. One grouped scan.
+-- A row that fell back from push and was sent by email is a notification only email reached.
+SELECT p.channel, p.status, (p.fell_back_from IS NOT NULL) AS fell_back, count(*)::bigint AS pushes
+FROM scenario_engine.push_notification p
+WHERE p.notification_id IS NOT NULL
+  AND p.decided_at >= $1::timestamptz AND p.decided_at < $2::timestamptz
+  AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+  AND ($4::text IS NULL OR p.data ->> 'rule' = $4::text)
+GROUP BY p.channel, p.status, (p.fell_back_from IS NOT NULL);
+
+-- name: report_digest_counts
+-- params: since, until, organization_id, rule_name
+-- Per rule: the period's pushes delivered inside another push's digest message (merged), and
+-- its candidates the daily cap dropped (from the decision log), side by side: what the cap
+-- used to drop, and what digests deliver instead (docs/CHANNELS.md).
+SELECT coalesce(m.rule_name, c.rule_name) AS rule_name, coalesce(m.merged, 0)::bigint AS merged,
+       coalesce(c.capped, 0)::bigint AS capped
+FROM (
+    SELECT p.data ->> 'rule' AS rule_name, count(*) AS merged
+    FROM scenario_engine.push_notification p
+    WHERE p.status = 'sent' AND p.digest_of IS NOT NULL AND p.digest_of <> p.id
+      AND p.decided_at >= $1::timestamptz AND p.decided_at < $2::timestamptz
+      AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
+      AND ($4::text IS NULL OR p.data ->> 'rule' = $4::text)
+    GROUP BY 1
+) m
+FULL JOIN (
+    SELECT d.rule_name, count(*) AS capped
+    FROM scenario_engine.scenario_decision d
+    WHERE d.final AND d.outcome = 'daily_cap'
+      AND d.as_of >= $1::timestamptz AND d.as_of < $2::timestamptz
+      AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
+      AND ($4::text IS NULL OR d.rule_name = $4::text)
+    GROUP BY 1
+) c ON c.rule_name = m.rule_name;

@@ -46,7 +46,7 @@ from scenario_engine.errors import ConfigError, find_in_group
 from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import get_logger
 from scenario_engine.privacy import personal_data_loop
-from scenario_engine.push.factory import make_provider
+from scenario_engine.push.factory import make_providers
 from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
@@ -113,7 +113,7 @@ class Daemon:
                 await outer.start(listener.run)
                 outer.start_soon(self._health, pool, engine)
                 outer.start_soon(self._monitor)
-                dispatcher = Dispatcher(pool, make_provider(s, pool), s, self.state.metrics)
+                dispatcher = Dispatcher(pool, make_providers(s, pool), s, self.state.metrics)
                 async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
                     drain = Drain(

@@ -17,6 +17,14 @@ mid-call, or a call without an answer) is marked ``delivery_uncertain``; if the 
 later finds it no longer wanted it is ``abandoned`` — "may have been delivered" — never
 ``cancelled``.
 
+Every channel goes through this one mechanism (docs/CHANNELS.md): a row's ``channel`` picks
+its provider (push: webhook / FCM / log; email: SMTP) and its rate limit; the claim, the
+re-check, the in-flight fence, retries, dead letters and idempotency keys are the same. A push
+that cannot reach the mentor at all (no device token, token unregistered) is switched, once, to
+a channel its programme allows as fallback (``push_fall_back``), and is then sent like any row.
+The digest pushes of one mentor and channel claimed together go as one message (push/digest.py),
+each row marked in flight and recorded on its own fence.
+
 No database connection is held across an HTTP call or while another is acquired: every
 statement takes a connection from the pool and gives it back, so no batch size or pool
 size can make the dispatcher starve its own pool.
@@ -28,6 +36,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +49,7 @@ from scenario_engine.db.errors import is_condition
 from scenario_engine.db.queries import bind, fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
+from scenario_engine.push.digest import digest_message
 from scenario_engine.runtime.clock import ServerTime
 from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until
@@ -101,12 +111,24 @@ class DispatchStats:
     deferred: int = 0
     interrupted: int = 0  # claimed after an earlier attempt was cut off mid-call
     lost: int = 0  # claim taken over by another dispatcher before the send: not sent here
+    fell_back: int = 0  # switched to a fallback channel (sent by it in a later attempt)
+    digested: int = 0  # pushes carried by another's digest message (not counting the leaders)
 
 
 class Dispatcher:
-    def __init__(self, pool: Any, provider: PushProvider, settings: Settings, metrics: Metrics):
+    def __init__(
+        self,
+        pool: Any,
+        provider: PushProvider | Mapping[str, PushProvider],
+        settings: Settings,
+        metrics: Metrics,
+    ):
+        """``provider``: the push provider alone, or one provider per channel ('push', 'email')."""
         self.pool = pool
-        self.provider = provider
+        self.providers: dict[str, PushProvider] = (
+            dict(provider) if isinstance(provider, Mapping) else {"push": provider}
+        )
+        self.provider = self.providers["push"]
         self.settings = settings
         self.metrics = metrics
         self.retry = RetryPolicy(
@@ -118,11 +140,18 @@ class Dispatcher:
         self.quiet = settings.quiet_window
         self.secrets = collect_secrets(settings)  # never stored in last_error, never logged
         self.limiter = anyio.CapacityLimiter(settings.push_concurrency)
-        self.rate = AsyncLimiter(settings.push_rate_per_second, 1.0)
+        # One rate limit per channel: a slow mail relay must not throttle pushes, nor the reverse.
+        self.rates = {
+            "push": AsyncLimiter(settings.push_rate_per_second, 1.0),
+            "email": AsyncLimiter(settings.email_rate_per_second, 1.0),
+        }
+        self.rate = self.rates["push"]
         self.session: aiohttp.ClientSession | None = None
         # A provider may make two calls per push (FCM: a token refresh after a 401).
         self.send_deadline = 2 * settings.push_timeout_seconds
         self.in_flight_lease = self.send_deadline + RECORD_GRACE_SECONDS
+        # Per channel: the whole SMTP conversation is bounded by the email timeout.
+        self.send_deadlines = {"push": self.send_deadline, "email": settings.email_timeout_seconds}
         self.claim_lease = settings.push_lease_seconds
 
     async def __aenter__(self) -> Dispatcher:
@@ -134,7 +163,8 @@ class Dispatcher:
         with anyio.CancelScope(shield=True):
             if self.session is not None:
                 await self.session.close()
-            await self.provider.close()
+            for provider in self.providers.values():
+                await provider.close()
 
     async def run(self, stopping: anyio.Event, wakeup: Wakeup, health: LoopHealth | None = None) -> None:
         """Loop until stopped, waking on NOTIFY from enqueue or on the poll interval; a lost
@@ -178,7 +208,7 @@ class Dispatcher:
                 stats.interrupted += 1
                 log.warning("push_attempt_interrupted", push_id=row["id"], attempts=row["attempts"] - 1)
         now = server.at
-        to_send = []
+        to_send: list[tuple[Any, Any]] = []
         finished: list[tuple[Any, str, str]] = []
         deferred: list[tuple[Any, dt.datetime]] = []
         for row in rows:
@@ -194,7 +224,12 @@ class Dispatcher:
                 deferred.append((row, until))
                 stats.deferred += 1
                 continue
-            to_send.append(row)
+            if self._channel(row) not in self.providers:  # e.g. SMTP no longer configured
+                reason = f"no provider configured for channel {self._channel(row)!r}"
+                finished.append((row, "failed", with_uncertainty(reason, row["delivery_uncertain"])))
+                stats.failed += 1
+                continue
+            to_send.append((row, check))
         await self._finish_many(finished)  # one statement each, not one per push
         if deferred:
             await self._execute(
@@ -205,17 +240,33 @@ class Dispatcher:
             )
             for row, _ in deferred:
                 self._count(row, "deferred")
-        waiting = {row["id"]: row["attempts"] for row in to_send}
+        waiting = {row["id"]: row["attempts"] for row, _ in to_send}
         errors: list[BaseException] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew_claims, waiting)
             async with anyio.create_task_group() as sends:
-                for row in to_send:
-                    sends.start_soon(self._send_one, row, stats, waiting, errors, server)
+                for group in self._groups(to_send):
+                    sends.start_soon(self._send_one, group, stats, waiting, errors, server)
             tg.cancel_scope.cancel()
         if errors:
             raise errors[0]
         return stats
+
+    def _groups(self, to_send: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+        """One message per push, but one per mentor and channel for the digest pushes claimed
+        together (they share their window's end, so a claim takes them together)."""
+        groups: list[list[tuple[Any, Any]]] = []
+        digests: dict[tuple[Any, str], list[tuple[Any, Any]]] = {}
+        for row, check in to_send:
+            if not row["digest"]:
+                groups.append([(row, check)])
+                continue
+            key = (row["mentor_id"], self._channel(row))
+            if key not in digests:
+                digests[key] = []
+                groups.append(digests[key])
+            digests[key].append((row, check))
+        return groups
 
     async def _renew_claims(self, waiting: dict[int, int]) -> None:
         """Keep the claim on the pushes still waiting for a slot, however long the batch takes."""
@@ -235,72 +286,126 @@ class Dispatcher:
 
     async def _send_one(
         self,
-        row: Any,
+        members: list[tuple[Any, Any]],
         stats: DispatchStats,
         waiting: dict[int, int],
         errors: list[BaseException],
         server: ServerTime,
     ) -> None:
-        message = PushMessage(
+        """Send one message: one push, or the digest of several pushes (row, re-check) of one
+        mentor and channel. Each row is marked in flight and recorded on its own fence; the
+        message is the first marked row's (its id and idempotency key)."""
+        channel = self._channel(members[0][0])
+        provider = self.providers[channel]
+        deadline = self.send_deadlines.get(channel, self.send_deadline)
+        async with self.limiter:
+            await self.rates.get(channel, self.rate).acquire()
+            for row, _ in members:
+                waiting.pop(row["id"], None)
+            marked: list[tuple[Any, Any]] = []
+            for row, check in members:
+                try:
+                    ok = await self._fetchval(
+                        "push_mark_in_flight",
+                        id=row["id"],
+                        attempts=row["attempts"],
+                        lease_secs=deadline + RECORD_GRACE_SECONDS,
+                    )
+                except Exception as exc:  # not marked, so not sent: the claim lapses
+                    if not is_condition(exc):
+                        raise
+                    errors.append(exc)
+                    ok = None
+                    if not marked:
+                        return
+                if ok is None:
+                    stats.lost += 1
+                    log.info("push_claim_lost", push_id=row["id"], attempts=row["attempts"])
+                    continue
+                marked.append((row, check))
+            if not marked:
+                return
+            message = self._message(marked)
+            if len(marked) > 1:
+                try:
+                    await self._execute(
+                        "push_digest_group",
+                        ids=[r["id"] for r, _ in marked],
+                        attempts=[r["attempts"] for r, _ in marked],
+                        leader=message.id,
+                    )
+                except Exception as exc:  # in flight, unsent: taken up again later
+                    if not is_condition(exc):
+                        raise
+                    errors.append(exc)
+                    return
+                stats.digested += len(marked) - 1
+            started = time.perf_counter()
+            result = await self._call(provider, message, deadline)
+            self.metrics.push_latency.labels(provider.name).observe(time.perf_counter() - started)
+            # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency messages.
+            for row, check in marked:
+                try:
+                    await self._record(row, result, stats, server.now(), check)
+                except Exception as exc:  # stays in flight: taken up again as uncertain
+                    if not is_condition(exc):
+                        raise
+                    log.warning(
+                        "push_outcome_not_recorded", push_id=row["id"], outcome=result.kind, error=repr(exc)
+                    )
+                    errors.append(exc)
+
+    def _message(self, members: list[tuple[Any, Any]]) -> PushMessage:
+        """The message of one push, or the digest naming each of several (push/digest.py)."""
+        row, check = members[0]
+        title, body, data = row["title"], row["body"], row["data"] or {}
+        if len(members) > 1:
+            title, body = digest_message([r["title"] for r, _ in members], check["locale"])
+            data = {
+                "digest": [
+                    {
+                        "notification_id": r["data"].get("notification_id") if r["data"] else None,
+                        "scenario_type": r["scenario_type"],
+                        "title": r["title"],
+                    }
+                    for r, _ in members
+                ],
+                "notification_id": data.get("notification_id"),
+            }
+        return PushMessage(
             id=row["id"],
             mentor_id=row["mentor_id"],
-            scenario_type=row["scenario_type"],
-            title=row["title"],
-            body=row["body"],
-            data=row["data"] or {},
+            scenario_type=row["scenario_type"] if len(members) == 1 else "digest",
+            title=title,
+            body=body,
+            data=data,
             idempotency_key=row["idempotency_key"],
             attempts=row["attempts"],
+            channel=self._channel(row),
+            recipient=row["recipient"],
+            locale=check["locale"],
         )
-        async with self.limiter:
-            await self.rate.acquire()
-            waiting.pop(message.id, None)
-            try:
-                marked = await self._fetchval(
-                    "push_mark_in_flight",
-                    id=message.id,
-                    attempts=message.attempts,
-                    lease_secs=self.in_flight_lease,
-                )
-            except Exception as exc:  # a condition: not marked, so not sent; the claim lapses
-                if not is_condition(exc):
-                    raise
-                errors.append(exc)
-                return
-            if marked is None:
-                stats.lost += 1
-                log.info("push_claim_lost", push_id=message.id, attempts=message.attempts)
-                return
-            started = time.perf_counter()
-            result = await self._call(message)
-            self.metrics.push_latency.labels(self.provider.name).observe(time.perf_counter() - started)
-            # Recorded inside the slot: unrecorded outcomes never outnumber push_concurrency.
-            try:
-                await self._record(row, result, stats, server.now())
-            except Exception as exc:  # a condition: stays in flight, taken up again as uncertain
-                if not is_condition(exc):
-                    raise
-                log.warning(
-                    "push_outcome_not_recorded", push_id=message.id, outcome=result.kind, error=repr(exc)
-                )
-                errors.append(exc)
 
-    async def _call(self, message: PushMessage) -> SendResult:
+    async def _call(self, provider: PushProvider, message: PushMessage, deadline: float) -> SendResult:
         """One provider call, cut off at the send deadline that the in-flight lease counts on."""
         assert self.session is not None
         try:
-            with anyio.fail_after(self.send_deadline):
-                return await self.provider.send(message, self.session)
+            with anyio.fail_after(deadline):
+                return await provider.send(message, self.session)
         except TimeoutError:
-            return SendResult.retry(f"no answer within {self.send_deadline:g} s", maybe_delivered=True)
+            return SendResult.retry(f"no answer within {deadline:g} s", maybe_delivered=True)
         except Exception as exc:  # a provider bug must not kill the worker: retry, then dead-letter
             log.exception("push_provider_error", push_id=message.id)
             return SendResult.retry(f"provider error: {exc!r}", maybe_delivered=True)
 
-    async def _record(self, row: Any, result: SendResult, stats: DispatchStats, now: dt.datetime) -> None:
-        """``now``: the server's clock at the send's end, against which its age is judged."""
+    async def _record(
+        self, row: Any, result: SendResult, stats: DispatchStats, now: dt.datetime, check: Any = None
+    ) -> None:
+        """``now``: the server's clock at the send's end, against which its age is judged;
+        ``check``: the send-time re-check of the row (the mentor's email address, if known)."""
         if result.error and self.secrets:  # a gateway may echo our URL or token into its answer
             result = dataclasses.replace(result, error=scrub(result.error, self.secrets))
-        name = self.provider.name
+        name = self._provider_name(row)
         uncertain = bool(row["delivery_uncertain"]) or result.maybe_delivered
         if result.kind == "delivered":
             await self._execute(
@@ -313,6 +418,12 @@ class Dispatcher:
             self._count(row, "sent")
             stats.sent += 1
             return
+        if result.kind == "failed" and result.unreachable and self._channel(row) == "push":
+            if await self._fall_back(row, result.error or "unreachable", check):
+                stats.fell_back += 1
+                return
+            if "email" in (row["fallback"] or []):
+                result = dataclasses.replace(result, error=f"{result.error}; {self._no_fallback(check)}")
         if result.kind == "failed":
             await self._finish(row, "failed", with_uncertainty(result.error or "failed", uncertain))
             stats.failed += 1
@@ -337,6 +448,42 @@ class Dispatcher:
         self._count(row, "retried")
         stats.retried += 1
 
+    async def _fall_back(self, row: Any, error: str, check: Any) -> bool:
+        """Switch an undeliverable push to the email channel, when its programme allows it and
+        the platform knows an address; True if switched. At most once per row (SQL fence)."""
+        if "email" not in (row["fallback"] or []) or "email" not in self.providers:
+            return False
+        address = check["email"] if check is not None else None
+        if not address:
+            return False
+        switched = await self._fetchval(
+            "push_fall_back",
+            id=row["id"],
+            attempts=row["attempts"],
+            channel="email",
+            recipient=address,
+            reason=error,
+        )
+        if switched is None:
+            return False
+        self._count(row, "fell_back")
+        log.info("push_fell_back", push_id=row["id"], channel="email", reason=error)
+        return True
+
+    def _no_fallback(self, check: Any) -> str:
+        if "email" not in self.providers:
+            return "no email fallback: no SMTP server configured"
+        return "no email fallback: the platform has no address for the mentor"
+
+    @staticmethod
+    def _channel(row: Any) -> str:
+        channel: str = row["channel"] or "push"
+        return channel
+
+    def _provider_name(self, row: Any) -> str:
+        provider = self.providers.get(self._channel(row))
+        return provider.name if provider is not None else self._channel(row)
+
     async def _finish(self, row: Any, status: str, reason: str) -> None:
         await self._finish_many([(row, status, reason)])
 
@@ -344,14 +491,18 @@ class Dispatcher:
         """Record terminal outcomes (row, status, reason) in one statement."""
         if not outcomes:
             return
-        await self._execute(
-            "push_finish",
-            ids=[row["id"] for row, _, _ in outcomes],
-            attempts=[row["attempts"] for row, _, _ in outcomes],
-            statuses=[status for _, status, _ in outcomes],
-            provider=self.provider.name,
-            reasons=[reason for _, _, reason in outcomes],
-        )
+        by_provider: dict[str, list[tuple[Any, str, str]]] = {}
+        for outcome in outcomes:
+            by_provider.setdefault(self._provider_name(outcome[0]), []).append(outcome)
+        for name, group in by_provider.items():  # one statement per channel's provider
+            await self._execute(
+                "push_finish",
+                ids=[row["id"] for row, _, _ in group],
+                attempts=[row["attempts"] for row, _, _ in group],
+                statuses=[status for _, status, _ in group],
+                provider=name,
+                reasons=[reason for _, _, reason in group],
+            )
         for row, status, reason in outcomes:
             self._count(row, status)
             if status == "abandoned":
@@ -369,7 +520,7 @@ class Dispatcher:
             return await conn.fetchval(sql, *args)
 
     def _count(self, row: Any, outcome: str) -> None:
-        self.metrics.push_outcomes.labels(self.provider.name, row["scenario_type"], outcome).inc()
+        self.metrics.push_outcomes.labels(self._provider_name(row), row["scenario_type"], outcome).inc()
 
 
 async def requeue_dead(pool: Any, since: dt.datetime | None) -> int:

@@ -30,6 +30,7 @@ from scenario_engine.logs import get_logger
 from scenario_engine.outcomes import model
 from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, sum_arms
 from scenario_engine.outcomes.organisations import organisation_names
+from scenario_engine.outcomes.report import ArmComparison, arm_comparisons
 from scenario_engine.runtime.backoff import DB_ERRORS
 from scenario_engine.runtime.programme_chart import (
     ForestEntry,
@@ -368,6 +369,8 @@ class ProgrammeHealth:
     organisations: tuple[OrganisationHealth, ...]
     organization_id: uuid.UUID | None = None  # the one organisation asked for, if any
     organisation_names: Mapping[uuid.UUID, str] = field(default_factory=dict)
+    # How delivering differently changed outcomes, per rule (docs/OUTCOMES.md, "Experiment arms").
+    delivery_experiments: tuple[ArmComparison, ...] = ()
 
     @property
     def first_week(self) -> str:
@@ -428,6 +431,7 @@ class ProgrammeRows:
     outcomes: Sequence[Mapping[str, Any]] = ()
     experiments: Sequence[Mapping[str, Any]] = ()
     certifications: Sequence[Mapping[str, Any]] = ()
+    arms: Sequence[Mapping[str, Any]] = ()  # arm_outcome_counts: the delivery experiments
 
 
 def _org(value: Any) -> uuid.UUID | None:
@@ -551,7 +555,9 @@ def build_programme_health(
             scenarios.append(ScenarioHealth(scenario, words, week_rows, lifts, cert_weeks))
         label = None if org is None else (names or {}).get(org)
         organisations.append(OrganisationHealth(org, tuple(scenarios), label))
-    return ProgrammeHealth(as_of, mondays, tuple(organisations), organization_id, names or {})
+    return ProgrammeHealth(
+        as_of, mondays, tuple(organisations), organization_id, names or {}, arm_comparisons(rows.arms)
+    )
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -584,6 +590,15 @@ async def load_programme_health(
             rule_name=None,
         )
         experiments = await fetch(conn, "outcome_experiments", rule_name=None)
+        arms = await fetch(
+            conn,
+            "arm_outcome_counts",
+            since=since,
+            until=until,
+            as_of=as_of,
+            organization_id=organization_id,
+            rule_name=None,
+        )
         certifications = await fetch(
             conn,
             "certification_renewals",
@@ -601,7 +616,7 @@ async def load_programme_health(
             ],
         )
     return build_programme_health(
-        ProgrammeRows(*(_records(r) for r in (sends, outcomes, experiments, certifications))),
+        ProgrammeRows(*(_records(r) for r in (sends, outcomes, experiments, certifications, arms))),
         as_of,
         weeks,
         organization_id,
