@@ -21,9 +21,10 @@ Parts:
 * ``latency`` — a paced writer inserts single-row activities at ``--rate``/s; latency is
   ``processed_at − created_at`` of each event (both clock_timestamp() in the server), and the
   daemon's own ``scenario_event_drain_latency_seconds`` histogram. NOTIFY mode and poll mode.
-* ``inserts`` — the raw cost of the triggers: pgbench inserting into ``activity`` (4 clients,
-  one row per transaction, and 50 rows per statement) with the triggers in notify mode (with a
-  LISTENing connection, as in production), in poll mode, and with ``DISABLE TRIGGER USER``.
+* ``inserts`` — the raw cost of the triggers: pgbench single-row INSERTs into ``activity`` at
+  ``--pgbench-clients`` clients, durable and with fsync off, with the triggers in notify mode
+  (with a LISTENing connection, as in production), in poll mode, and with
+  ``DISABLE TRIGGER USER`` (``bench.events.inserts``).
 * ``health`` — the health loop's ``backlogs`` and ``outbox_stats`` queries over a retained
   history of processed events and sent pushes (``--health-sizes``, ``--health-push-rows``).
 
@@ -45,7 +46,7 @@ from typing import Any
 
 from bench.events.db import prepare_template
 from bench.events.health import run_health
-from bench.events.inserts import paired_ratios, run_inserts
+from bench.events.inserts import run_inserts
 from bench.events.latency import run_latency
 from bench.events.throughput import run_throughput
 from bench.harness.cluster import (
@@ -142,11 +143,11 @@ def _latency_line(r: dict[str, Any]) -> str:
 
 
 def _inserts_lines(ins: dict[str, Any]) -> list[str]:
-    paired = ins.get("relative_to_disabled_median_of_rounds") or paired_ratios(ins["runs"])
+    paired = ins["relative_to_disabled_median_of_rounds"]
     return [
-        f"  pgbench {key:<28} {rate:>8,} rows/s (best of {ins['rounds']}); "
+        f"  pgbench {key:<22} {tps:>8,} tps (median of {ins['rounds']}); "
         f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio)"
-        for key, rate in ins["best_rows_per_s"].items()
+        for key, tps in ins["median_tps"].items()
     ]
 
 
@@ -218,6 +219,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1000.0, help="paced writer rate (latency part)")
     p.add_argument("--pgbench-seconds", type=int, default=10)
     p.add_argument("--pgbench-rounds", type=int, default=2)
+    p.add_argument(
+        "--pgbench-clients", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 4, 16]
+    )
     p.add_argument(
         "--health-sizes",
         type=lambda s: [int(x) for x in s.split(",") if x],
