@@ -96,9 +96,7 @@ def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
     """Per round, each cell's rate over the ``disabled`` rate of the same round, durability and
     clients (they ran back to back), then the median over the rounds: robust to load that
     changes between rounds."""
-    base = {
-        (r["round"], r["durability"], r["clients"]): r["tps"] for r in runs if r["mode"] == "disabled"
-    }
+    base = {(r["round"], r["durability"], r["clients"]): r["tps"] for r in runs if r["mode"] == "disabled"}
     ratios: dict[str, list[float]] = {}
     for r in runs:
         ratios.setdefault(cell_key(r["mode"], r["durability"], r["clients"]), []).append(

@@ -50,6 +50,15 @@ async def stranger(pg_server: pg.TestServer, db_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture(autouse=True)
+async def notify_mode(pool: asyncpg.Pool[Any]) -> None:
+    """The triggers in notify mode (a new installation polls since sql/0025): these tests are
+    about what the NOTIFY wake-ups carry and cost."""
+    await pool.execute(
+        "UPDATE scenario_engine.scenario_engine_setting SET value = 'notify' WHERE key = 'notify_mode'"
+    )
+
+
 async def _milestone_writes(pool: asyncpg.Pool[Any]) -> uuid.UUID:
     """A mentor reaching the 2-session milestone: one decision and one push for the daemon."""
     mentor = await add_mentor(pool, joined_at=now() - dt.timedelta(days=1))

@@ -10,6 +10,13 @@ ORDER BY id
 LIMIT $1::int
 FOR UPDATE SKIP LOCKED;
 
+-- name: pending_event_exists
+-- The drain's poll between batches (runtime/drain.py): an index-only probe of
+-- scenario_event_pending_idx that stops at the first entry; no lock, no transaction.
+SELECT EXISTS (
+    SELECT 1 FROM scenario_engine.scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
+);
+
 -- name: mark_events_processed
 -- params: ids
 UPDATE scenario_engine.scenario_event SET processed_at = clock_timestamp(), attempts = attempts + 1

@@ -5,6 +5,13 @@ any point leaves the events pending and the notifications unwritten: they are si
 done again. A batch is evaluated set-based; if it fails, its events are retried one by
 one (each in a savepoint) so that a poison event is isolated, retried a bounded number
 of times and dead-lettered with its error, never blocking the rest.
+
+Between batches the drain polls, because in the default ``poll`` notify mode (sql/0025) no
+NOTIFY tells it that an event arrived. The poll is a cheap probe — one index-only look at the
+partial index of pending events, outside any transaction — and it adapts (``AdaptivePoll``):
+every few milliseconds while events flow, doubling on each empty probe up to the idle
+interval, so an idle daemon costs the database a few trivial queries a second. In ``notify``
+mode a NOTIFY still cuts the wait short.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pydantic import ValidationError
 
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import execute, fetch, fetchval
+from scenario_engine.db.queries import execute, fetch, fetchval, query
 from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.logs import get_logger
@@ -31,6 +38,31 @@ log = get_logger("scenario_engine.drain")
 Claimed = tuple[Routed, dt.datetime]
 
 
+class AdaptivePoll:
+    """The wait before the drain's next probe: ``fastest`` right after a probe or batch that
+    found events, doubled on each empty probe up to ``slowest``.
+
+    While events flow (even one every few hundred milliseconds) the drain looks every
+    ``fastest`` seconds, so an event waits about half that; once events stop, the probes thin
+    out geometrically to one per ``slowest``.
+    """
+
+    def __init__(self, fastest: float, slowest: float, factor: float = 2.0):
+        self.slowest = slowest
+        self.fastest = min(fastest, slowest)
+        self.factor = factor
+        self.current = self.fastest
+
+    def found(self) -> None:
+        self.current = self.fastest
+
+    def empty(self) -> None:
+        self.current = min(self.slowest, self.current * self.factor)
+
+    def __call__(self) -> float:
+        return self.current
+
+
 class Drain:
     def __init__(
         self,
@@ -41,6 +73,7 @@ class Drain:
         batch_size: int,
         poll_interval: float,
         max_attempts: int,
+        min_poll_interval: float | None = None,
         health: LoopHealth | None = None,
     ):
         self.health = health
@@ -48,15 +81,16 @@ class Drain:
         self.engine = engine
         self.state = state
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.poll = AdaptivePoll(min_poll_interval or poll_interval, poll_interval)
         self.max_attempts = max_attempts
+        self._idle = True  # the last look found nothing: probe before claiming
 
     async def run(self) -> None:
         await Worker(
             "drain",
             self._step,
             stopping=self.state.stopping,
-            poll_interval=self.poll_interval,
+            poll_interval=self.poll,
             wakeup=self.state.drain_wakeup,
             health=self.health,
         ).run()
@@ -64,7 +98,25 @@ class Drain:
     async def _step(self) -> bool:
         if self.state.evaluation_paused:  # rules differ from the leader's: leave events to it
             return False
-        return await self.drain_once() >= self.batch_size
+        # After a look that found nothing, probe before claiming: the probe takes no lock and
+        # no transaction, so the idle poll costs one index-only lookup, not a claim.
+        found = not self._idle or await self.pending()
+        claimed = await self.drain_once() if found else 0
+        self._idle = claimed == 0
+        if self._idle:
+            self.poll.empty()
+        else:
+            self.poll.found()
+        self.state.metrics.drain_poll_interval.set(self.poll())
+        return claimed >= self.batch_size
+
+    async def pending(self) -> bool:
+        """Whether any event is pending: an index-only probe of the partial index of pending
+        rows, in autocommit, that locks nothing (claiming is ``drain_once``'s job)."""
+        async with self.pool.acquire() as conn:
+            found = bool(await conn.fetchval(query("pending_event_exists")))
+        self.state.metrics.drain_polls.labels("pending" if found else "empty").inc()
+        return found
 
     async def drain_once(self) -> int:
         """Claim and process one batch; returns how many rows were claimed."""

@@ -31,6 +31,17 @@ class Metrics:
         self.events_processed = Counter(
             "scenario_events_processed", "Event rows processed by the drain.", registry=r
         )
+        self.drain_polls = Counter(
+            "scenario_drain_polls",
+            "The drain's probes for pending events between batches, by result (pending, empty).",
+            ["result"],
+            registry=r,
+        )
+        self.drain_poll_interval = Gauge(
+            "scenario_drain_poll_interval_seconds",
+            "The drain's current wait between probes (short while events flow, long when idle).",
+            registry=r,
+        )
         self.events_failed = Counter(
             "scenario_events_failed", "Failed attempts at processing an event row.", registry=r
         )
