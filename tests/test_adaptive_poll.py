@@ -117,3 +117,29 @@ async def _processed(pool: Any) -> bool:
         "SELECT count(*) > 0 AND bool_and(processed_at IS NOT NULL) FROM scenario_event"
     )
     return done
+
+
+def test_batch_histogram_counts_a_batch_as_single_observations() -> None:
+    """The drain observes a batch's latencies at once: the same buckets, count and sum."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from scenario_engine.runtime.metrics import BatchHistogram
+
+    buckets = (0.01, 0.1, 1.0)
+    values = [0.0, 0.01, 0.010001, 0.05, 0.1, 0.5, 1.0, 2.0, 30.0, 0.05]
+    one = Histogram("one", "d", buckets=buckets, registry=CollectorRegistry())
+    many = BatchHistogram("many", "d", buckets=buckets, registry=CollectorRegistry())
+    for v in values:
+        one.observe(v)
+    many.observe_many(values)
+    many.observe_many([])
+
+    def samples(h: Histogram) -> list[tuple[str, float]]:
+        return [
+            (s.name.split("_", 1)[1] + str(s.labels), s.value)
+            for m in h.collect()
+            for s in m.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(one) == samples(many)

@@ -85,7 +85,16 @@ def throughput_runs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, 
         (f"notify-batch{batch}-{n}daemons", "notify", {"daemons": n, "drain_batch_size": batch})
         for n in args.extra_daemons
     ]
-    return runs
+    runs += [
+        (f"poll-batch{batch}-concurrency{n}", "poll", {"drain_batch_size": batch, "drain_concurrency": n})
+        for n in args.concurrencies
+    ]
+    # repeated rounds, interleaved, so that a change in the machine's load hits every run alike
+    return [
+        (label if args.throughput_rounds == 1 else f"{label}-r{r}", mode, kwargs)
+        for r in range(args.throughput_rounds)
+        for label, mode, kwargs in runs
+    ]
 
 
 async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str, Any], workdir: Path) -> None:
@@ -215,6 +224,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[2],
         help="extra full-speed runs with this many daemon processes (what drain concurrency would give)",
     )
+    p.add_argument(
+        "--concurrencies",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1, 2, 3],
+        help="extra full-speed runs in poll mode with SCENARIO_DRAIN_CONCURRENCY at these values",
+    )
+    p.add_argument("--throughput-rounds", type=int, default=1, help="repeat the throughput runs, interleaved")
     p.add_argument("--drain-timeout", type=float, default=180.0)
     p.add_argument("--rate", type=float, default=1000.0, help="paced writer rate (latency part)")
     p.add_argument("--pgbench-seconds", type=int, default=10)

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from bench.events.db import INSERT_MANY, KINDS, fresh_db, mentor_ids, prepare_template
+from bench.events.throughput import pgss_reset, pgss_top
 from bench.harness.cluster import RUNTIME_PG_SETTINGS, private_cluster
 from bench.harness.report import RESULTS_DIR, log, scratch_dir, write_json
 from scenario_engine.db.connect import create_pool
@@ -71,11 +72,18 @@ async def insert_backlog(url: str, mentors: int, events: int, rows: int = 50) ->
 
 async def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"params": {k: str(v) for k, v in vars(args).items()}}
-    with private_cluster(dict(RUNTIME_PG_SETTINGS)) as cluster:
-        args.pgss = False
+    settings = {
+        **RUNTIME_PG_SETTINGS,
+        "shared_preload_libraries": "pg_stat_statements",
+        "pg_stat_statements.track": "all",
+    }
+    with private_cluster(settings) as cluster:
+        args.pgss = True
         await prepare_template(cluster, args, workdir)
         url = await fresh_db(cluster, "poll")
         out["insert_s"] = round(await insert_backlog(url, args.mentors, args.events), 2)
+        monitor = await asyncpg.connect(url)
+        await pgss_reset(monitor)
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
             state = RuntimeState(instance_id="profile")
@@ -101,8 +109,10 @@ async def profile(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             if prof:
                 prof.disable()
             wall = time.perf_counter() - t0
+            out["pg_stat_statements"] = await pgss_top(monitor, 25)
         finally:
             await pool.close()
+            await monitor.close()
     out.update(
         events=processed,
         batches=batches,
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for line in result.get("cprofile_tottime", [])[:45]:
         print(line)
+    for row in result["pg_stat_statements"]:
+        print(f"{row['total_ms']:>9} ms {row['calls']:>6} calls {row['rows']:>8} rows  {row['query'][:110]}")
     return 0
 
 

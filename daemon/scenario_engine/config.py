@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         "(the poll doubles from it towards SCENARIO_POLL_INTERVAL_SECONDS on each empty probe).",
     )
     drain_batch_size: int = Field(default=2000, ge=1, le=50_000, description="Events claimed per batch.")
+    drain_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Batches drained at once while a backlog lasts (SKIP LOCKED): one batch's "
+        "Python work overlaps another's queries. Each takes a pool connection.",
+    )
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts before an event is dead-lettered."
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import anyio
 import asyncpg
 from pydantic import ValidationError
 
@@ -29,11 +30,12 @@ from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import is_transient
-from scenario_engine.runtime.state import LoopHealth, RuntimeState
+from scenario_engine.runtime.state import LoopHealth, RuntimeState, Wakeup
 from scenario_engine.runtime.worker import Worker
 
 log = get_logger("scenario_engine.drain")
 
+HELPER_IDLE_WAIT = 3600.0
 # A claimed event, routed to its scenario types, with the instant its row was written.
 Claimed = tuple[Routed, dt.datetime]
 
@@ -74,6 +76,7 @@ class Drain:
         poll_interval: float,
         max_attempts: int,
         min_poll_interval: float | None = None,
+        concurrency: int = 1,
         health: LoopHealth | None = None,
     ):
         self.health = health
@@ -83,17 +86,39 @@ class Drain:
         self.batch_size = batch_size
         self.poll = AdaptivePoll(min_poll_interval or poll_interval, poll_interval)
         self.max_attempts = max_attempts
+        self.concurrency = concurrency
         self._idle = True  # the last look found nothing: probe before claiming
+        self._backlog = Wakeup()  # the polling loop found a full batch: the helpers claim too
 
     async def run(self) -> None:
-        await Worker(
-            "drain",
-            self._step,
-            stopping=self.state.stopping,
-            poll_interval=self.poll,
-            wakeup=self.state.drain_wakeup,
-            health=self.health,
-        ).run()
+        """One polling loop, and ``concurrency - 1`` helpers that claim only while a backlog
+        lasts: woken when the polling loop claims a full batch, they drain side by side with
+        it (SKIP LOCKED keeps their batches apart) and go back to sleep on an empty claim, so
+        an idle daemon still makes one probe per poll interval, not one per loop."""
+        async with anyio.create_task_group() as tg:
+            for n in range(1, self.concurrency):
+                tg.start_soon(
+                    Worker(
+                        f"drain-{n}",
+                        self._help,
+                        stopping=self.state.stopping,
+                        poll_interval=HELPER_IDLE_WAIT,  # only a backlog wakes a helper
+                        wakeup=self._backlog,
+                    ).run
+                )
+            await Worker(
+                "drain",
+                self._step,
+                stopping=self.state.stopping,
+                poll_interval=self.poll,
+                wakeup=self.state.drain_wakeup,
+                health=self.health,
+            ).run()
+
+    async def _help(self) -> bool:
+        if self.state.evaluation_paused:
+            return False
+        return await self.drain_once() >= self.batch_size
 
     async def _step(self) -> bool:
         if self.state.evaluation_paused:  # rules differ from the leader's: leave events to it
@@ -108,7 +133,10 @@ class Drain:
         else:
             self.poll.found()
         self.state.metrics.drain_poll_interval.set(self.poll())
-        return claimed >= self.batch_size
+        if claimed >= self.batch_size:
+            self._backlog.poke()
+            return True
+        return False
 
     async def pending(self) -> bool:
         """Whether any event is pending: an index-only probe of the partial index of pending
@@ -187,8 +215,9 @@ class Drain:
 
     def _observe(self, batch: list[Claimed]) -> None:
         now = self.state.clock.server_now().timestamp()  # the rows were stamped by the server
-        for _routed, created in batch:
-            self.state.metrics.drain_latency.observe(max(0.0, now - created.timestamp()))
+        self.state.metrics.drain_latency.observe_many(
+            [max(0.0, now - created.timestamp()) for _routed, created in batch]
+        )
         self.state.metrics.events_processed.inc(len(batch))
 
 
