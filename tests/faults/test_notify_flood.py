@@ -114,6 +114,7 @@ async def test_a_notify_flood_costs_only_wakeups(
     d = daemons(
         rules_file=rules_path,
         poll_interval_seconds=60,
+        poll_min_interval_seconds=60,  # a fixed poll: no adaptive probe decides the write first
         dispatch_poll_interval_seconds=60,
         listen_ping_timeout_seconds=5,
     )
