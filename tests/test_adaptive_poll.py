@@ -143,3 +143,38 @@ def test_batch_histogram_counts_a_batch_as_single_observations() -> None:
         ]
 
     assert samples(one) == samples(many)
+
+
+async def test_a_backlog_is_drained_by_concurrent_loops_one_partition_of_mentors_each(
+    daemons: Any, pool: Any, rules_file: Path
+) -> None:
+    """SCENARIO_DRAIN_CONCURRENCY=3 over a backlog written while the daemon was down: every event
+    is processed once, and the helpers' batches each hold the mentors of one partition."""
+    mentors = [
+        r["id"]
+        for r in await pool.fetch(
+            "INSERT INTO peer_mentor (organization_id, joined_at) "
+            "SELECT gen_random_uuid(), now() - interval '1 day' FROM generate_series(1, 300) RETURNING id"
+        )
+    ]
+    await pool.execute(
+        "INSERT INTO activity (mentor_id, kind, occurred_at) "
+        "SELECT m, 'session', now() - g * interval '1 minute' "
+        "FROM unnest($1::uuid[]) m, generate_series(1, 10) g",
+        mentors,
+    )
+    d = daemons(
+        rules_file=rules_file, sweep_interval_seconds=86400, drain_concurrency=3, drain_batch_size=100
+    )
+    await d.wait_ready()
+    await eventually(
+        lambda: pool.fetchval("SELECT count(*) = 0 FROM scenario_event WHERE processed_at IS NULL"),
+        what="backlog drained",
+    )
+    assert await pool.fetchval("SELECT count(*) FROM scenario_event WHERE attempts <> 1") == 0
+    # one drain transaction = one xmin; a batch claimed by partition holds one partition only
+    partitions = await pool.fetch(
+        "SELECT xmin::text AS tx, count(DISTINCT (hashtext(mentor_id::text) & 2147483647) % 3) AS n, "
+        "min((hashtext(mentor_id::text) & 2147483647) % 3) AS p FROM scenario_event GROUP BY 1"
+    )
+    assert any(r["n"] == 1 and r["p"] > 0 for r in partitions), partitions  # helpers took part

@@ -17,6 +17,7 @@ mode a NOTIFY still cuts the wait short.
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import anyio
@@ -88,22 +89,29 @@ class Drain:
         self.max_attempts = max_attempts
         self.concurrency = concurrency
         self._idle = True  # the last look found nothing: probe before claiming
-        self._backlog = Wakeup()  # the polling loop found a full batch: the helpers claim too
+        # Helpers draining a backlog now (helper k claims partition k of ``concurrency``), and
+        # the wake-up of each helper.
+        self._helping: set[int] = set()
+        self._wake = {k: Wakeup() for k in range(1, concurrency)}
 
     async def run(self) -> None:
         """One polling loop, and ``concurrency - 1`` helpers that claim only while a backlog
-        lasts: woken when the polling loop claims a full batch, they drain side by side with
-        it (SKIP LOCKED keeps their batches apart) and go back to sleep on an empty claim, so
-        an idle daemon still makes one probe per poll interval, not one per loop."""
+        lasts, so that one batch's Python work overlaps another's queries.
+
+        The helpers sleep until the polling loop claims a full batch; then every loop claims
+        its own partition of the pending events (by a hash of the mentor), so no two batches
+        of this process evaluate the same mentor at once. A helper whose claim comes back
+        short goes back to sleep; once all are asleep the polling loop claims every partition
+        again. An idle daemon thus makes one probe per poll interval, not one per loop."""
         async with anyio.create_task_group() as tg:
-            for n in range(1, self.concurrency):
+            for k in range(1, self.concurrency):
                 tg.start_soon(
                     Worker(
-                        f"drain-{n}",
-                        self._help,
+                        f"drain-{k}",
+                        partial(self._help, k),
                         stopping=self.state.stopping,
                         poll_interval=HELPER_IDLE_WAIT,  # only a backlog wakes a helper
-                        wakeup=self._backlog,
+                        wakeup=self._wake[k],
                     ).run
                 )
             await Worker(
@@ -115,26 +123,38 @@ class Drain:
                 health=self.health,
             ).run()
 
-    async def _help(self) -> bool:
-        if self.state.evaluation_paused:
+    async def _help(self, k: int) -> bool:
+        if k not in self._helping:  # not woken by a backlog
             return False
-        return await self.drain_once() >= self.batch_size
+        claimed = 0
+        try:
+            if not self.state.evaluation_paused:
+                claimed = await self.drain_once((self.concurrency, k))
+        finally:
+            if claimed < self.batch_size:
+                self._helping.discard(k)
+        return claimed >= self.batch_size
 
     async def _step(self) -> bool:
         if self.state.evaluation_paused:  # rules differ from the leader's: leave events to it
             return False
+        # While helpers drain, this loop keeps to partition 0; otherwise it claims everything.
+        partition = (self.concurrency, 0) if self._helping else None
         # After a look that found nothing, probe before claiming: the probe takes no lock and
         # no transaction, so the idle poll costs one index-only lookup, not a claim.
         found = not self._idle or await self.pending()
-        claimed = await self.drain_once() if found else 0
-        self._idle = claimed == 0
+        claimed = await self.drain_once(partition) if found else 0
+        self._idle = claimed == 0 and not self._helping
         if self._idle:
             self.poll.empty()
         else:
             self.poll.found()
         self.state.metrics.drain_poll_interval.set(self.poll())
         if claimed >= self.batch_size:
-            self._backlog.poke()
+            for k, wakeup in self._wake.items():
+                if k not in self._helping:
+                    self._helping.add(k)
+                    wakeup.poke()
             return True
         return False
 
@@ -146,10 +166,20 @@ class Drain:
         self.state.metrics.drain_polls.labels("pending" if found else "empty").inc()
         return found
 
-    async def drain_once(self) -> int:
-        """Claim and process one batch; returns how many rows were claimed."""
+    async def drain_once(self, partition: tuple[int, int] | None = None) -> int:
+        """Claim and process one batch — of partition ``(partitions, k)`` only, if given;
+        returns how many rows were claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await fetch(conn, "claim_events", batch_size=self.batch_size)
+            if partition is None:
+                rows = await fetch(conn, "claim_events", batch_size=self.batch_size)
+            else:
+                rows = await fetch(
+                    conn,
+                    "claim_events_partition",
+                    batch_size=self.batch_size,
+                    partitions=partition[0],
+                    partition=partition[1],
+                )
             if not rows:
                 return 0
             good: list[Claimed] = []
