@@ -62,6 +62,7 @@ from bench.harness.report import RESULTS_DIR, log, machine_facts, run_header, sc
 THROUGHPUT_BAR = 10_000.0
 P50_BAR_MS = 10.0
 P99_BAR_MS = 50.0
+POLL_P99_BAR_MS = 250.0  # issue 18: the default (poll) mode at 1k events/s
 
 # --- main -----------------------------------------------------------------------------------------
 
@@ -142,11 +143,16 @@ def _throughput_line(r: dict[str, Any]) -> str:
 
 def _latency_line(r: dict[str, Any]) -> str:
     lat = r["events_after_first_second"]["latency_ms"]
-    ok = (lat["p50"] or 1e9) <= P50_BAR_MS and (lat["p99"] or 1e9) <= P99_BAR_MS
+    if r["notify_mode"] == "poll":
+        ok = (lat["p99"] or 1e9) <= POLL_P99_BAR_MS
+        bar = f"p99≤{POLL_P99_BAR_MS:g} ms"
+    else:
+        ok = (lat["p50"] or 1e9) <= P50_BAR_MS and (lat["p99"] or 1e9) <= P99_BAR_MS
+        bar = f"p50≤{P50_BAR_MS:g}/p99≤{P99_BAR_MS:g} ms"
     return (
         f"  latency {r['label']:<10} {r['writer']['achieved_rate_per_s']}/s  p50 {lat['p50']} ms  "
         f"p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}  (daemon histogram "
-        f"{r['daemon_histogram_quantiles_ms']})  bar p50≤{P50_BAR_MS:g}/p99≤{P99_BAR_MS:g} ms: "
+        f"{r['daemon_histogram_quantiles_ms']})  bar {bar}: "
         f"{'met' if ok else 'MISSED'}  load {r['load_during']}"
     )
 

@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     )
     drain_batch_size: int = Field(default=2000, ge=1, le=50_000, description="Events claimed per batch.")
     drain_concurrency: int = Field(
-        default=2,
+        default=3,
         ge=1,
         le=8,
         description="Batches drained at once while a backlog lasts (SKIP LOCKED): one batch's "
