@@ -83,7 +83,7 @@ BEGIN
     VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, left(v_row_id, 200));
 
     SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF coalesce(v_mode, 'notify') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
+    IF coalesce(v_mode, 'poll') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
         PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
@@ -107,7 +107,7 @@ BEGIN
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
     VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::text);
     SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF coalesce(v_mode, 'notify') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
+    IF coalesce(v_mode, 'poll') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
         PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;

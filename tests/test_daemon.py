@@ -70,7 +70,14 @@ async def _pending(pool: Any) -> int:
 
 
 async def test_notify_wakes_the_daemon_within_a_second(daemons: Any, pool: Any, rules_file: Path) -> None:
-    d = daemons(rules_file=rules_file, poll_interval_seconds=3600, sweep_interval_seconds=86400)
+    # notify mode (a new installation polls since sql/0025); the poll backs off to an hour
+    await pool.execute("UPDATE scenario_engine_setting SET value = 'notify' WHERE key = 'notify_mode'")
+    d = daemons(
+        rules_file=rules_file,
+        poll_interval_seconds=3600,
+        poll_min_interval_seconds=60,  # no adaptive probe finds the events before the NOTIFY
+        sweep_interval_seconds=86400,
+    )
     await d.wait_ready()
     await eventually(
         lambda: pool.fetchval("SELECT count(*) = 1 FROM scenario_sweep WHERE finished_at IS NOT NULL")

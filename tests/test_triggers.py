@@ -1,5 +1,6 @@
-"""The change-capture triggers: one event row per changed row and an empty NOTIFY (a wake-up
-that names nothing) per writing transaction."""
+"""The change-capture triggers: one event row per changed row and, in notify mode, an empty
+NOTIFY (a wake-up that names nothing) per writing transaction. Poll mode — the default of a new
+installation since sql/0025 — writes the event row only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncpg
 import pytest
 
 from scenario_engine.db.connect import mark_engine_write
+from scenario_engine.db.migrations import discover, migrate
 from tests.factories import add_activity, add_certification, add_mentor
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
@@ -30,7 +32,11 @@ class Listener:
 
 @pytest.fixture
 async def listener(db_url: str) -> Any:
+    """A LISTENing connection, with the triggers in notify mode (what the NOTIFY tests test)."""
     conn = await asyncpg.connect(db_url)
+    await conn.execute(
+        "UPDATE scenario_engine.scenario_engine_setting SET value = 'notify' WHERE key = 'notify_mode'"
+    )
     lst = Listener()
     await conn.add_listener("scenario_events", lst)
     yield lst
@@ -139,13 +145,51 @@ async def test_notify_mode_rejects_unknown_values(conn: asyncpg.Connection[Any])
         await conn.execute("UPDATE scenario_engine_setting SET value = 'loud' WHERE key = 'notify_mode'")
 
 
-async def test_missing_setting_row_defaults_to_notify(
+async def test_missing_setting_row_defaults_to_poll(
     conn: asyncpg.Connection[Any], listener: Listener
 ) -> None:
+    """Since sql/0025 a missing row means poll: the platform's commits take no NOTIFY lock."""
     mentor = await add_mentor(conn)
     await conn.execute("DELETE FROM scenario_engine_setting")
     await add_activity(conn, mentor, NOW)
-    assert len(await listener.settle()) == 1
+    assert len(await _events(conn)) == 1
+    assert await listener.settle() == []
+
+
+async def _notify_mode(url: str) -> str | None:
+    conn = await asyncpg.connect(url)
+    try:
+        mode: str | None = await conn.fetchval(
+            "SELECT value FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode'"
+        )
+        return mode
+    finally:
+        await conn.close()
+
+
+async def test_new_installation_defaults_to_poll(empty_db_url: str) -> None:
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    assert await _notify_mode(empty_db_url) == "poll"
+
+
+async def test_upgrade_keeps_the_mode_of_an_installation_that_captured_events(empty_db_url: str) -> None:
+    """An installation migrated before 0025 that has captured events keeps 'notify' (0008's row
+    cannot tell a choice from the old default); one that never captured an event is new."""
+    before = [m for m in discover() if m.version < 25]
+    conn = await asyncpg.connect(empty_db_url)
+    try:
+        await migrate(conn, before)
+        mentor = await add_mentor(conn)
+        await add_activity(conn, mentor, NOW)
+        await conn.execute("DELETE FROM scenario_engine.scenario_event")  # pruned: still used
+        await migrate(conn)
+    finally:
+        await conn.close()
+    assert await _notify_mode(empty_db_url) == "notify"
 
 
 async def test_oversized_row_never_fails_the_platform_write(

@@ -1,4 +1,22 @@
-"""The ``inserts`` part: the raw cost of the event triggers, measured with pgbench."""
+"""The ``inserts`` part: what the event triggers cost the platform's own writes, with pgbench.
+
+One pgbench cell is ``--pgbench-seconds`` of single-row INSERTs into ``activity`` (one row,
+one transaction: the platform's common write) at a number of clients, with the engine's real
+triggers (the migrated ``activity_scenario_event_v1``) in one mode:
+
+* ``disabled`` — ``DISABLE TRIGGER USER``: the platform without the engine, the yardstick;
+* ``notify`` — the trigger writes the event row and a ``pg_notify('scenario_events', '')``
+  (an empty wake-up since sql/0020), with one connection LISTENing as the daemon does;
+* ``poll`` — the trigger writes the event row only (the default since sql/0025).
+
+Cells run for clients in ``--pgbench-clients`` under two durability settings — ``durable``
+(fsync, synchronous_commit and full_page_writes on, as a production primary) and ``fsync_off``
+(all three off, as the other benchmarks) — switched with ALTER SYSTEM + pg_reload_conf on the
+same cluster. The three modes of a (durability, clients) cell run back to back, and the whole
+grid is repeated ``--pgbench-rounds`` times, so the machine's load (2 cores shared with other
+jobs) hits every mode alike; a mode's figure is the median over rounds of its rate divided by
+the ``disabled`` rate of the same round.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +41,12 @@ PGBENCH_ONE = """\\set i random(1, {mentors})
 INSERT INTO activity (mentor_id, kind, occurred_at, duration_minutes, contacts)
 VALUES (md5('bench-mentor-' || :i)::uuid, 'session', clock_timestamp(), 45, 1);
 """
-PGBENCH_MANY = """INSERT INTO activity (mentor_id, kind, occurred_at, duration_minutes, contacts)
-SELECT md5('bench-mentor-' || (1 + floor(random() * {mentors}))::int)::uuid,
-       'session', clock_timestamp(), 45, 1
-FROM generate_series(1, 50);
-"""
+
+MODES = ("disabled", "notify", "poll")
+DURABILITY: dict[str, dict[str, str]] = {
+    "durable": {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"},
+    "fsync_off": {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
+}
 
 
 def _counting(box: list[int]) -> Any:
@@ -50,7 +69,7 @@ async def pgbench(cluster: LocalCluster, script: Path, seconds: int, clients: in
         "-c",
         str(clients),
         "-j",
-        "2",
+        str(min(2, clients)),
         "-T",
         str(seconds),
         "-f",
@@ -69,110 +88,70 @@ async def pgbench(cluster: LocalCluster, script: Path, seconds: int, clients: in
     return {"tps": float(tps.group(1)), "latency_avg_ms": float(lat.group(1)) if lat else None}
 
 
-STATEMENT_TRIGGER = """
-CREATE FUNCTION bench_capture_insert_stmt() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_n    bigint;
-    v_mode text;
-BEGIN
-    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
-    SELECT TG_TABLE_NAME, TG_OP, n.mentor_id, n.id::text FROM new_rows n;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF v_n > 0 AND coalesce(v_mode, 'notify') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', json_build_object(
-            'event_id', currval(pg_get_serial_sequence('scenario_engine.scenario_event', 'id')),
-            'table', TG_TABLE_NAME, 'op', TG_OP, 'rows', v_n)::text);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-CREATE TRIGGER bench_activity_insert_stmt AFTER INSERT ON activity
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION bench_capture_insert_stmt();
-"""
-INSERT_MODES: dict[str, tuple[str, list[str]]] = {
-    # mode: (notify_mode setting, trigger statements)
-    "notify": (
-        "notify",
-        [
-            "ALTER TABLE activity ENABLE TRIGGER activity_scenario_event_v1",
-            "ALTER TABLE activity DISABLE TRIGGER bench_activity_insert_stmt",
-        ],
-    ),
-    "poll": (
-        "poll",
-        [
-            "ALTER TABLE activity ENABLE TRIGGER activity_scenario_event_v1",
-            "ALTER TABLE activity DISABLE TRIGGER bench_activity_insert_stmt",
-        ],
-    ),
-    "disabled": ("notify", ["ALTER TABLE activity DISABLE TRIGGER USER"]),
-    # a proposal, not the engine's trigger: one event INSERT … SELECT and one NOTIFY per statement
-    "statement_notify": (
-        "notify",
-        [
-            "ALTER TABLE activity DISABLE TRIGGER activity_scenario_event_v1",
-            "ALTER TABLE activity ENABLE TRIGGER bench_activity_insert_stmt",
-        ],
-    ),
-}
+def cell_key(mode: str, durability: str, clients: int) -> str:
+    return f"{mode}/{durability}/c{clients}"
 
 
 def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
-    """Per round, each mode's rate over the disabled rate of the same round (they ran back to
-    back), then the median over the rounds: robust to load that changes between rounds."""
-    base = {(r["round"], r["script"]): r["rows_per_s"] for r in runs if r["mode"] == "disabled"}
+    """Per round, each cell's rate over the ``disabled`` rate of the same round, durability and
+    clients (they ran back to back), then the median over the rounds: robust to load that
+    changes between rounds."""
+    base = {(r["round"], r["durability"], r["clients"]): r["tps"] for r in runs if r["mode"] == "disabled"}
     ratios: dict[str, list[float]] = {}
     for r in runs:
-        ratios.setdefault(f"{r['mode']}/{r['script']}", []).append(
-            r["rows_per_s"] / base[(r["round"], r["script"])]
+        ratios.setdefault(cell_key(r["mode"], r["durability"], r["clients"]), []).append(
+            r["tps"] / base[(r["round"], r["durability"], r["clients"])]
         )
     return {k: round(statistics.median(v), 2) for k, v in ratios.items()}
 
 
-def _pgbench_scripts(workdir: Path, mentors: int) -> dict[str, tuple[Path, int]]:
-    """name → (pgbench script, rows per transaction)."""
-    scripts = {}
-    for name, text, rows in (("one_row", PGBENCH_ONE, 1), ("fifty_rows", PGBENCH_MANY, 50)):
-        path = workdir / f"pgbench-{name}.sql"
-        path.write_text(text.format(mentors=mentors), encoding="utf-8")
-        path.chmod(0o644)
-        scripts[name] = (path, rows)
-    return scripts
+def median_rates(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """Median tps over the rounds per cell."""
+    rates: dict[str, list[float]] = {}
+    for r in runs:
+        rates.setdefault(cell_key(r["mode"], r["durability"], r["clients"]), []).append(r["tps"])
+    return {k: round(statistics.median(v)) for k, v in rates.items()}
 
 
-async def _trigger_mode(conn: asyncpg.Connection[Any], mode: str) -> None:
-    setting, statements = INSERT_MODES[mode]
+async def set_mode(conn: asyncpg.Connection[Any], mode: str) -> None:
+    """The engine's triggers on ``activity`` on (notify / poll) or off (disabled)."""
+    if mode == "disabled":
+        await conn.execute("ALTER TABLE activity DISABLE TRIGGER USER")
+        return
     await conn.execute("ALTER TABLE activity ENABLE TRIGGER USER")
-    for sql in statements:
-        await conn.execute(sql)
     await conn.execute(
-        "UPDATE scenario_engine.scenario_engine_setting SET value = $1 WHERE key = 'notify_mode'", setting
+        "INSERT INTO scenario_engine.scenario_engine_setting (key, value) VALUES ('notify_mode', $1) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+        mode,
     )
 
 
-async def _pgbench_run(
+async def set_durability(conn: asyncpg.Connection[Any], name: str) -> dict[str, str]:
+    """ALTER SYSTEM the durability settings and reload; returns what the server then reports."""
+    for key, value in DURABILITY[name].items():
+        await conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+    await conn.execute("SELECT pg_reload_conf()")
+    await asyncio.sleep(0.3)  # the postmaster signals the backends; new sessions read it at start
+    return {key: await conn.fetchval(f"SHOW {key}") for key in DURABILITY[name]}
+
+
+async def _cell(
     cluster: LocalCluster,
     conn: asyncpg.Connection[Any],
     script: Path,
-    rows: int,
     seconds: int,
+    clients: int,
     received: list[int],
 ) -> dict[str, Any]:
-    """One pgbench run on an empty event table: rows/s, events written, NOTIFYs received."""
+    """One pgbench cell on an empty event table: tps, events written, NOTIFYs received."""
     await conn.execute("TRUNCATE scenario_engine.scenario_event")
     await conn.execute("CHECKPOINT")
     received[0] = 0
     load = load_average()
-    got = await pgbench(cluster, script, seconds, 4)
+    got = await pgbench(cluster, script, seconds, clients)
     await asyncio.sleep(0.2)
     return {
-        "rows_per_transaction": rows,
         **got,
-        "rows_per_s": round(got["tps"] * rows),
         "events_written": await conn.fetchval("SELECT count(*) FROM scenario_engine.scenario_event"),
         "notifications_received": received[0],
         "load_before": load,
@@ -180,25 +159,18 @@ async def _pgbench_run(
     }
 
 
-def _best_rates(runs: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, float]]:
-    """Best rows/s per mode and script, and each relative to triggers disabled."""
-    best: dict[str, int] = {}
-    for r in runs:
-        key = f"{r['mode']}/{r['script']}"
-        best[key] = max(best.get(key, 0), r["rows_per_s"])
-    relative = {k: round(v / best[f"disabled/{k.split('/')[1]}"], 3) for k, v in best.items()}
-    return best, relative
-
-
 async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """pgbench into ``activity`` with the triggers in each mode; modes interleaved over
-    ``--pgbench-rounds`` rounds on one database so that a change in machine load hits all alike."""
-    scripts = _pgbench_scripts(workdir, args.mentors)
+    """The grid rounds × durability × clients × mode on one database (module docstring)."""
+    script = workdir / "pgbench-one-row.sql"
+    script.write_text(PGBENCH_ONE.format(mentors=args.mentors), encoding="utf-8")
+    script.chmod(0o644)
     out: dict[str, Any] = {
-        "clients": 4,
+        "statement": "INSERT INTO activity … VALUES (…): one row per transaction",
+        "clients": args.pgbench_clients,
         "seconds": args.pgbench_seconds,
         "rounds": args.pgbench_rounds,
-        "listener": "one asyncpg connection LISTENs on scenario_events during every run",
+        "durability": DURABILITY,
+        "listener": "one asyncpg connection LISTENs on scenario_events during every cell",
         "runs": [],
     }
     url = await fresh_db(cluster, "notify")
@@ -207,23 +179,32 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
     received = [0]
     await listener.add_listener("scenario_events", _counting(received))
     try:
-        await conn.execute(STATEMENT_TRIGGER)
         for round_no in range(args.pgbench_rounds):
-            for mode in INSERT_MODES:
-                await _trigger_mode(conn, mode)
-                for name, (path, rows) in scripts.items():
-                    got = await _pgbench_run(cluster, conn, path, rows, args.pgbench_seconds, received)
-                    run = {"round": round_no, "mode": mode, "script": name, **got}
-                    out["runs"].append(run)
-                    log(
-                        f"pgbench r{round_no} {mode:<16} {name:<10} {run['rows_per_s']:>8,} rows/s "
-                        f"(tps {got['tps']:.0f}, {got['latency_avg_ms']} ms), "
-                        f"events {run['events_written']}, "
-                        f"notifications {run['notifications_received']}, load {run['load_after']}"
-                    )
+            for durability in DURABILITY:
+                shown = await set_durability(conn, durability)
+                for clients in args.pgbench_clients:
+                    for mode in MODES:
+                        await set_mode(conn, mode)
+                        got = await _cell(cluster, conn, script, args.pgbench_seconds, clients, received)
+                        run = {
+                            "round": round_no,
+                            "durability": durability,
+                            "server_settings": shown,
+                            "clients": clients,
+                            "mode": mode,
+                            **got,
+                        }
+                        out["runs"].append(run)
+                        log(
+                            f"pgbench r{round_no} {durability:<9} c{clients:<2} {mode:<8} "
+                            f"tps {got['tps']:>8,.0f} ({got['latency_avg_ms']} ms), "
+                            f"events {run['events_written']}, "
+                            f"notifications {run['notifications_received']}, load {run['load_after']}"
+                        )
     finally:
+        await set_durability(conn, "fsync_off")
         await listener.close()
         await conn.close()
     out["relative_to_disabled_median_of_rounds"] = paired_ratios(out["runs"])
-    out["best_rows_per_s"], out["relative_to_disabled"] = _best_rates(out["runs"])
+    out["median_tps"] = median_rates(out["runs"])
     return out

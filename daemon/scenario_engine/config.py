@@ -81,9 +81,27 @@ class Settings(BaseSettings):
         description="Longest wait for a pool connection; a starved pool is then an error, not a hang.",
     )
     poll_interval_seconds: float = Field(
-        default=5.0, ge=0.05, le=3600, description="Event drain poll interval when no NOTIFY arrives."
+        default=0.5,
+        ge=0.05,
+        le=3600,
+        description="Longest wait between two probes for pending events: the drain's poll backs "
+        "off to it while no event comes (a NOTIFY, in notify mode, cuts any wait short).",
+    )
+    poll_min_interval_seconds: float = Field(
+        default=0.01,
+        ge=0.001,
+        le=60,
+        description="Shortest wait between two probes for pending events, while events flow "
+        "(the poll doubles from it towards SCENARIO_POLL_INTERVAL_SECONDS on each empty probe).",
     )
     drain_batch_size: int = Field(default=2000, ge=1, le=50_000, description="Events claimed per batch.")
+    drain_concurrency: int = Field(
+        default=3,
+        ge=1,
+        le=8,
+        description="Batches drained at once while a backlog lasts (SKIP LOCKED): one batch's "
+        "Python work overlaps another's queries. Each takes a pool connection.",
+    )
     event_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Attempts before an event is dead-lettered."
     )

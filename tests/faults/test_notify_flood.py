@@ -50,6 +50,15 @@ async def stranger(pg_server: pg.TestServer, db_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@pytest.fixture(autouse=True)
+async def notify_mode(pool: asyncpg.Pool[Any]) -> None:
+    """The triggers in notify mode (a new installation polls since sql/0025): these tests are
+    about what the NOTIFY wake-ups carry and cost."""
+    await pool.execute(
+        "UPDATE scenario_engine.scenario_engine_setting SET value = 'notify' WHERE key = 'notify_mode'"
+    )
+
+
 async def _milestone_writes(pool: asyncpg.Pool[Any]) -> uuid.UUID:
     """A mentor reaching the 2-session milestone: one decision and one push for the daemon."""
     mentor = await add_mentor(pool, joined_at=now() - dt.timedelta(days=1))
@@ -105,6 +114,7 @@ async def test_a_notify_flood_costs_only_wakeups(
     d = daemons(
         rules_file=rules_path,
         poll_interval_seconds=60,
+        poll_min_interval_seconds=60,  # a fixed poll: no adaptive probe decides the write first
         dispatch_poll_interval_seconds=60,
         listen_ping_timeout_seconds=5,
     )

@@ -50,6 +50,7 @@ DAEMON: dict[str, Any] = {
     "push_backoff_max_seconds": 0.5,
     # The drain sleeps 30 s without a NOTIFY: catching up sooner shows the LISTEN path is back.
     "poll_interval_seconds": 30,
+    "poll_min_interval_seconds": 30,  # a fixed poll: no adaptive probe finds the events first
     "dispatch_poll_interval_seconds": 0.2,
     "drain_batch_size": 25,
     "sweep_interval_seconds": 2,
@@ -100,6 +101,10 @@ async def test_terminated_listener_and_pool_connections_are_survived(
 ) -> None:
     # The test's own connections carry another name, so that they survive the terminations.
     pool = await create_pool(db_url, min_size=1, max_size=4, application_name="fault-test")
+    # notify mode (a new installation polls since sql/0025): this test is about the LISTEN path
+    await pool.execute(
+        "UPDATE scenario_engine.scenario_engine_setting SET value = 'notify' WHERE key = 'notify_mode'"
+    )
     gw = FaultGateway(delay=0.05)
     await gw.start()
     d = DaemonProcess(db_url, tmp_path, "terminate", rules_file=rules_path, push_webhook_url=gw.url, **DAEMON)

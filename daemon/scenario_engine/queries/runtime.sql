@@ -10,6 +10,27 @@ ORDER BY id
 LIMIT $1::int
 FOR UPDATE SKIP LOCKED;
 
+-- name: claim_events_partition
+-- params: batch_size, partitions, partition
+-- claim_events restricted to one partition of the mentors (runtime/drain.py, concurrent loops
+-- of one process): a mentor's events are always in the same partition, so two loops never
+-- evaluate one mentor at once. An event without a mentor (dead-lettered on claim) is in
+-- partition 0; one that moved a row to another mentor goes by its new mentor.
+SELECT id, table_name, operation, mentor_id, old_mentor_id, row_id, attempts, created_at
+FROM scenario_engine.scenario_event
+WHERE processed_at IS NULL AND dead_at IS NULL
+  AND coalesce((hashtext(mentor_id::text) & 2147483647) % $2::int, 0) = $3::int
+ORDER BY id
+LIMIT $1::int
+FOR UPDATE SKIP LOCKED;
+
+-- name: pending_event_exists
+-- The drain's poll between batches (runtime/drain.py): an index-only probe of
+-- scenario_event_pending_idx that stops at the first entry; no lock, no transaction.
+SELECT EXISTS (
+    SELECT 1 FROM scenario_engine.scenario_event WHERE processed_at IS NULL AND dead_at IS NULL
+);
+
 -- name: mark_events_processed
 -- params: ids
 UPDATE scenario_engine.scenario_event SET processed_at = clock_timestamp(), attempts = attempts + 1

@@ -122,6 +122,8 @@ class Daemon:
                         self.state,
                         batch_size=s.drain_batch_size,
                         poll_interval=s.poll_interval_seconds,
+                        min_poll_interval=s.poll_min_interval_seconds,
+                        concurrency=s.drain_concurrency,
                         max_attempts=s.event_max_attempts,
                         health=self.state.watch("drain", stuck_after),
                     )

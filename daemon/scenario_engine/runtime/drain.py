@@ -15,31 +15,66 @@ falls back to the events one by one, each in a savepoint, so that a poison event
 retried a bounded number of times and dead-lettered with its error, never blocking the rest;
 that fallback quarantines no more than ``MAX_BISECTED`` mentors of a batch in all, like the
 isolation itself, and beyond that the error is raised as the bug it is.
+
+Between batches the drain polls, because in the default ``poll`` notify mode (sql/0025) no
+NOTIFY tells it that an event arrived. The poll is a cheap probe — one index-only look at the
+partial index of pending events, outside any transaction — and it adapts (``AdaptivePoll``):
+every few milliseconds while events flow, doubling on each empty probe up to the idle
+interval, so an idle daemon costs the database a few trivial queries a second. In ``notify``
+mode a NOTIFY still cuts the wait short.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any, NoReturn
 
+import anyio
 import asyncpg
 from pydantic import ValidationError
 
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.errors import Condition, ConditionError, condition_of, is_database_error, sqlstate_of
-from scenario_engine.db.queries import execute, fetch, fetchval
+from scenario_engine.db.queries import execute, fetch, fetchval, query
 from scenario_engine.engine import Engine
 from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
 from scenario_engine.isolation import MAX_BISECTED, reason_for
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.state import LoopHealth, RuntimeState
+from scenario_engine.runtime.state import LoopHealth, RuntimeState, Wakeup
 from scenario_engine.runtime.worker import Worker
 
 log = get_logger("scenario_engine.drain")
 
+HELPER_IDLE_WAIT = 3600.0
 # A claimed event, routed to its scenario types, with the instant its row was written.
 Claimed = tuple[Routed, dt.datetime]
+
+
+class AdaptivePoll:
+    """The wait before the drain's next probe: ``fastest`` right after a probe or batch that
+    found events, doubled on each empty probe up to ``slowest``.
+
+    While events flow (even one every few hundred milliseconds) the drain looks every
+    ``fastest`` seconds, so an event waits about half that; once events stop, the probes thin
+    out geometrically to one per ``slowest``.
+    """
+
+    def __init__(self, fastest: float, slowest: float, factor: float = 2.0):
+        self.slowest = slowest
+        self.fastest = min(fastest, slowest)
+        self.factor = factor
+        self.current = self.fastest
+
+    def found(self) -> None:
+        self.current = self.fastest
+
+    def empty(self) -> None:
+        self.current = min(self.slowest, self.current * self.factor)
+
+    def __call__(self) -> float:
+        return self.current
 
 
 class Drain:
@@ -52,6 +87,8 @@ class Drain:
         batch_size: int,
         poll_interval: float,
         max_attempts: int,
+        min_poll_interval: float | None = None,
+        concurrency: int = 1,
         health: LoopHealth | None = None,
     ):
         self.health = health
@@ -59,28 +96,101 @@ class Drain:
         self.engine = engine
         self.state = state
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
+        self.poll = AdaptivePoll(min_poll_interval or poll_interval, poll_interval)
         self.max_attempts = max_attempts
+        self.concurrency = concurrency
+        self._idle = True  # the last look found nothing: probe before claiming
+        # Helpers draining a backlog now (helper k claims partition k of ``concurrency``), and
+        # the wake-up of each helper.
+        self._helping: set[int] = set()
+        self._wake = {k: Wakeup() for k in range(1, concurrency)}
 
     async def run(self) -> None:
-        await Worker(
-            "drain",
-            self._step,
-            stopping=self.state.stopping,
-            poll_interval=self.poll_interval,
-            wakeup=self.state.drain_wakeup,
-            health=self.health,
-        ).run()
+        """One polling loop, and ``concurrency - 1`` helpers that claim only while a backlog
+        lasts, so that one batch's Python work overlaps another's queries.
+
+        The helpers sleep until the polling loop claims a full batch; then every loop claims
+        its own partition of the pending events (by a hash of the mentor), so no two batches
+        of this process evaluate the same mentor at once. A helper whose claim comes back
+        short goes back to sleep; once all are asleep the polling loop claims every partition
+        again. An idle daemon thus makes one probe per poll interval, not one per loop."""
+        async with anyio.create_task_group() as tg:
+            for k in range(1, self.concurrency):
+                tg.start_soon(
+                    Worker(
+                        f"drain-{k}",
+                        partial(self._help, k),
+                        stopping=self.state.stopping,
+                        poll_interval=HELPER_IDLE_WAIT,  # only a backlog wakes a helper
+                        wakeup=self._wake[k],
+                    ).run
+                )
+            await Worker(
+                "drain",
+                self._step,
+                stopping=self.state.stopping,
+                poll_interval=self.poll,
+                wakeup=self.state.drain_wakeup,
+                health=self.health,
+            ).run()
+
+    async def _help(self, k: int) -> bool:
+        if k not in self._helping:  # not woken by a backlog
+            return False
+        claimed = 0
+        try:
+            if not self.state.evaluation_paused:
+                claimed = await self.drain_once((self.concurrency, k))
+        finally:
+            if claimed < self.batch_size:
+                self._helping.discard(k)
+        return claimed >= self.batch_size
 
     async def _step(self) -> bool:
         if self.state.evaluation_paused:  # rules differ from the leader's: leave events to it
             return False
-        return await self.drain_once() >= self.batch_size
+        # While helpers drain, this loop keeps to partition 0; otherwise it claims everything.
+        partition = (self.concurrency, 0) if self._helping else None
+        # After a look that found nothing, probe before claiming: the probe takes no lock and
+        # no transaction, so the idle poll costs one index-only lookup, not a claim.
+        found = not self._idle or await self.pending()
+        claimed = await self.drain_once(partition) if found else 0
+        self._idle = claimed == 0 and not self._helping
+        if self._idle:
+            self.poll.empty()
+        else:
+            self.poll.found()
+        self.state.metrics.drain_poll_interval.set(self.poll())
+        if claimed >= self.batch_size:
+            for k, wakeup in self._wake.items():
+                if k not in self._helping:
+                    self._helping.add(k)
+                    wakeup.poke()
+            return True
+        return False
 
-    async def drain_once(self) -> int:
-        """Claim and process one batch; returns how many rows were claimed."""
+    async def pending(self) -> bool:
+        """Whether any event is pending: an index-only probe of the partial index of pending
+        rows, in autocommit, that locks nothing (claiming is ``drain_once``'s job)."""
+        async with self.pool.acquire() as conn:
+            found = bool(await conn.fetchval(query("pending_event_exists")))
+        self.state.metrics.drain_polls.labels("pending" if found else "empty").inc()
+        return found
+
+    async def drain_once(self, partition: tuple[int, int] | None = None) -> int:
+        """Claim and process one batch — of partition ``(partitions, k)`` only, if given;
+        returns how many rows were claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await fetch(conn, "claim_events", batch_size=self.batch_size)
+            if partition is None:
+                rows = await fetch(conn, "claim_events", batch_size=self.batch_size)
+            else:
+                rows = await fetch(
+                    conn,
+                    "claim_events_partition",
+                    batch_size=self.batch_size,
+                    partitions=partition[0],
+                    partition=partition[1],
+                )
             if not rows:
                 return 0
             good: list[Claimed] = []
@@ -159,8 +269,9 @@ class Drain:
 
     def _observe(self, batch: list[Claimed]) -> None:
         now = self.state.clock.server_now().timestamp()  # the rows were stamped by the server
-        for _routed, created in batch:
-            self.state.metrics.drain_latency.observe(max(0.0, now - created.timestamp()))
+        self.state.metrics.drain_latency.observe_many(
+            [max(0.0, now - created.timestamp()) for _routed, created in batch]
+        )
         self.state.metrics.events_processed.inc(len(batch))
 
 

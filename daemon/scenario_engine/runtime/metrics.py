@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -10,6 +12,23 @@ from scenario_engine.isolation import observe_quarantine
 from scenario_engine.notifications import Outcome
 from scenario_engine.outcomes.resolve import ResolvedCount
 from scenario_engine.version import VERSION
+
+
+class BatchHistogram(Histogram):
+    """A histogram that also takes a batch of observations at once.
+
+    ``observe`` costs a lock and a bucket scan per value; the drain observes every event of a
+    batch (thousands), which took about a tenth of its Python time. ``observe_many`` adds the
+    batch with one increment per bucket it touches: the same counts, sum and buckets."""
+
+    def observe_many(self, amounts: Sequence[float]) -> None:
+        if not amounts:
+            return
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        self._sum.inc(sum(amounts))
+        # the first bucket whose upper bound is >= the amount (the last bound is +Inf)
+        for index, n in Tally(bisect_left(self._upper_bounds, a) for a in amounts).items():
+            self._buckets[index].inc(n)
 
 
 class Metrics:
@@ -31,13 +50,24 @@ class Metrics:
         self.events_processed = Counter(
             "scenario_events_processed", "Event rows processed by the drain.", registry=r
         )
+        self.drain_polls = Counter(
+            "scenario_drain_polls",
+            "The drain's probes for pending events between batches, by result (pending, empty).",
+            ["result"],
+            registry=r,
+        )
+        self.drain_poll_interval = Gauge(
+            "scenario_drain_poll_interval_seconds",
+            "The drain's current wait between probes (short while events flow, long when idle).",
+            registry=r,
+        )
         self.events_failed = Counter(
             "scenario_events_failed", "Failed attempts at processing an event row.", registry=r
         )
         self.events_dead = Counter(
             "scenario_events_dead_lettered", "Event rows dead-lettered.", ["reason"], registry=r
         )
-        self.drain_latency = Histogram(
+        self.drain_latency = BatchHistogram(
             "scenario_event_drain_latency_seconds",
             "From the event row's insert to its processing.",
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 5, 10, 30, 60, 300),

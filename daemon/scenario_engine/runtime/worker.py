@@ -1,11 +1,12 @@
 """One work loop for every long-running worker: drain, dispatcher, listener, pruner, health.
 
 Each round: wait for a wake-up (NOTIFY), the poll timeout or stop; run one step; repeat
-at once while the step says there is more. A step that fails because the database went
-away — including when the error arrives wrapped in an ``ExceptionGroup`` from a task
-group — is retried after a jittered backoff, never fatal: the process stays up, /readyz
-says 503, and the next successful step catches up from the tables. Any other error is a
-bug and propagates (the task group ends the process; systemd restarts it).
+at once while the step says there is more. The poll timeout is a number, or a callable asked
+before each wait (the drain's adaptive poll: short while events flow, long when idle). A step
+that fails because the database went away — including when the error arrives wrapped in an
+``ExceptionGroup`` from a task group — is retried after a jittered backoff, never fatal: the
+process stays up, /readyz says 503, and the next successful step catches up from the tables.
+Any other error is a bug and propagates (the task group ends the process; systemd restarts it).
 
 The loop reports its phase to a ``LoopHealth`` so that /healthz and the systemd watchdog
 can tell a working process from one whose loop is blocked.
@@ -32,6 +33,8 @@ T = TypeVar("T")
 
 # A step returns True when it should run again at once (a full batch), False to wait.
 Step = Callable[[], Awaitable[bool]]
+# Seconds to wait for a wake-up before the next step: fixed, or asked anew before each wait.
+PollInterval = float | Callable[[], float]
 ErrorHook = Callable[[BaseException], Awaitable[None] | None]
 DEFAULT_STUCK_AFTER = 300.0
 
@@ -49,7 +52,7 @@ class Worker:
         step: Step,
         *,
         stopping: anyio.Event,
-        poll_interval: float,
+        poll_interval: PollInterval,
         wakeup: Wakeup | None = None,
         health: LoopHealth | None = None,
         backoff: Backoff | None = None,
@@ -84,8 +87,9 @@ class Worker:
                 self.backoff.reset()
                 if more:
                     continue
-                self.health.enter("idle", self.poll_interval)
-                await wait_for_wakeup(event, self.stopping, self.poll_interval)
+                wait = self.poll_interval() if callable(self.poll_interval) else self.poll_interval
+                self.health.enter("idle", wait)
+                await wait_for_wakeup(event, self.stopping, wait)
         finally:
             self.health.enter("stopped")
 
