@@ -36,8 +36,9 @@ AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
 
 # The candidates of one rule for a group of mentors (set-based or single-mentor).
 CandidateSource = Callable[[RuleBase, list[uuid.UUID]], Awaitable[list[Candidate]]]
-# Rule name → the id of the experiment it runs under (scenario_experiment).
-Experiments = Mapping[str, int]
+# Rule name (the default programme's rule) or an experiment's key (any organisation's variant)
+# → the id of the experiment it runs under (scenario_experiment).
+Experiments = Mapping[str | ExperimentKey, int]
 
 
 @dataclass
@@ -76,21 +77,50 @@ def utc(as_of: dt.datetime | None) -> dt.datetime:
 
 
 async def set_based_candidates(
-    conn: Conn, rule: RuleBase, mentors: list[uuid.UUID], as_of: dt.datetime
+    conn: Conn, rule: RuleBase, mentors: list[uuid.UUID], as_of: dt.datetime, rules: Rules | None = None
 ) -> list[Candidate]:
-    """One statement of the rule's scenario for a batch of mentors."""
+    """The rule's candidates for a batch of mentors, each under the effective rule of the
+    mentor's organisation. When every organisation runs the same rule (today's files) this is
+    one statement, exactly as before; otherwise the batch's mentors are split by the distinct
+    effective rule (read in one statement) and each part is one statement: the cost grows with
+    the number of distinct parameter sets of this rule, never with the number of organisations."""
     if not mentors:
         return []
-    return await scenario_of(rule).candidates(conn, rule, mentors, as_of)
+    scenario = scenario_of(rule)
+    variants = rules.variants(rule.name) if rules is not None else None
+    if variants is None or variants.uniform:
+        if variants is not None and variants.default is not None and not variants.default.enabled:
+            return []
+        return await scenario.candidates(conn, rule, mentors, as_of)
+    rows = await fetch(conn, "mentor_organizations", mentors=mentors)
+    parts: dict[int, list[uuid.UUID]] = {}
+    distinct: list[RuleBase] = []
+    for row in rows:
+        effective = variants.for_org(row["organization_id"])
+        if effective is None:
+            continue
+        if effective not in distinct:
+            distinct.append(effective)
+        parts.setdefault(distinct.index(effective), []).append(row["id"])
+    out: list[Candidate] = []
+    for index, members in parts.items():
+        out += await scenario.candidates(conn, distinct[index], members, as_of)
+    return sorted(out, key=lambda c: c.mentor_id) if len(parts) > 1 else out
 
 
 async def single_mentor_candidates(
-    conn: Conn, rule: RuleBase, mentor_id: uuid.UUID, as_of: dt.datetime
+    conn: Conn, rule: RuleBase, mentor_id: uuid.UUID, as_of: dt.datetime, rules: Rules | None = None
 ) -> list[Candidate]:
-    """The scenario's oracle over one mentor's raw rows (none if the mentor does not exist)."""
+    """The scenario's oracle over one mentor's raw rows (none if the mentor does not exist),
+    under the effective rule of the mentor's organisation (the oracle takes that rule)."""
     mentor = await load_mentor(conn, mentor_id)
     if mentor is None:
         return []
+    if rules is not None and rule.name in rules.rule_names():
+        effective = rules.variants(rule.name).for_org(mentor.organization_id)
+        if effective is None:
+            return []
+        rule = effective
     scenario = scenario_of(rule)
     state = await scenario.load_state(conn, rule, mentor, as_of)
     return scenario.decide(state, rule, as_of)
@@ -120,7 +150,7 @@ async def evaluate_set_based(
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         members = set(group)
         return await set_based_candidates(
-            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of
+            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of, rules
         )
 
     def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -146,7 +176,7 @@ async def evaluate_single(
     enabled rule may clear the mentor's quarantine."""
 
     async def candidates(rule: RuleBase, _group: list[uuid.UUID]) -> list[Candidate]:
-        return await single_mentor_candidates(conn, rule, mentor_id, as_of)
+        return await single_mentor_candidates(conn, rule, mentor_id, as_of, rules)
 
     every_rule = list(selected) == rules.enabled()
     return await evaluate_isolated(
@@ -173,7 +203,7 @@ async def rule_loop(
     out: list[Outcome] = []
     for rule in selected:
         found = await candidates(rule, group)
-        out += await decide_and_write(conn, found, rule, rules, experiments[rule.name], as_of)
+        out += await decide_and_write(conn, found, rule, rules, experiments, as_of)
     return out
 
 
@@ -187,6 +217,15 @@ async def policy_states(
     return {r["mentor_id"]: state_from_row(r) for r in rows}
 
 
+def effective(rule: RuleBase, rules: Rules, org: uuid.UUID | None) -> tuple[RuleBase, Rules]:
+    """The rule and programme a mentor of ``org`` runs (the rule itself when it is an ad-hoc
+    rule of a seed interface, or no organisation overrides it)."""
+    programme = rules.organization(org)
+    if programme is rules or rule.name not in rules.rule_names():
+        return rule, programme
+    return rules.variants(rule.name).for_org(org) or rule, programme
+
+
 def apply_policy(
     candidates: Sequence[Candidate],
     states: dict[uuid.UUID, PolicyState],
@@ -194,15 +233,17 @@ def apply_policy(
     rules: Rules,
     as_of: dt.datetime,
 ) -> list[tuple[Candidate, PolicyDecision]]:
-    """Pure: decide each candidate in order; earlier allowed ones count toward the cap."""
+    """Pure: decide each candidate in order; earlier allowed ones count toward the cap. The
+    cooldown and the cap are those of the mentor's organisation's programme."""
     pending: Counter[uuid.UUID] = Counter()
     out: list[tuple[Candidate, PolicyDecision]] = []
     for cand in candidates:
         state = states.get(cand.mentor_id)
         if state is None:  # mentor deleted between the two reads
             continue
+        own, programme = effective(rule, rules, state.organization_id)
         decision = decide_policy(
-            state, cand.scenario_type, rule.cooldown, rules.daily_cap, as_of, pending[cand.mentor_id]
+            state, cand.scenario_type, own.cooldown, programme.daily_cap, as_of, pending[cand.mentor_id]
         )
         if decision.allowed:
             pending[cand.mentor_id] += 1
@@ -215,21 +256,39 @@ async def decide_and_write(
     candidates: list[Candidate],
     rule: RuleBase,
     rules: Rules,
-    experiment_id: int,
+    experiments: Experiments | int,
     as_of: dt.datetime,
 ) -> list[Outcome]:
+    """Policy, holdout and write for one rule's candidates. Each candidate is decided under its
+    organisation's programme and written with the effective rule (its message, outcome window)
+    and experiment: one write per distinct effective rule, normally one."""
     if not candidates:
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
-    decided = hold_out(apply_policy(candidates, states, rule, rules, as_of), rule, rules)
-    return await write_outcomes(conn, rule, decided, as_of, states, experiment_id)
+    decided = apply_policy(candidates, states, rule, rules, as_of)
+    groups: dict[ExperimentKey, tuple[RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]]] = {}
+    for cand, decision in decided:
+        own, programme = effective(rule, rules, states[cand.mentor_id].organization_id)
+        key = experiment_key(own, programme)
+        groups.setdefault(key, (own, programme, []))[2].append((cand, decision))
+    out: list[Outcome] = []
+    for key, (own, programme, part) in groups.items():
+        if isinstance(experiments, int):
+            experiment = experiments
+        else:
+            experiment = experiments.get(key) or experiments[rule.name]
+        held = hold_out(part, own, programme)
+        out += await write_outcomes(conn, own, held, as_of, states, experiment, rules)
+    return out
 
 
 # --- rules seen for the first time ------------------------------------------------------
 
 
-async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules) -> dict[str, int]:
+async def ensure_rules_seen(
+    conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules
+) -> dict[str | ExperimentKey, int]:
     """Record each rule the first time any engine sees it (its scenario takes its no-flood
     baseline in the same transaction), and the experiment each enabled rule runs under.
     ``seen`` caches both, so the common case costs nothing. Returns rule name → experiment."""
@@ -254,7 +313,14 @@ async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: 
             if claimed:
                 await scenario.first_seen(conn, rule, as_of)
         seen.names.add(rule.name)
-    return {r.name: await experiment_id(conn, r, rules, seen, as_of) for r in rules.enabled()}
+    found: dict[str | ExperimentKey, int] = {
+        r.name: await experiment_id(conn, r, rules, seen, as_of) for r in rules.enabled()
+    }
+    for org in rules.organization_ids():  # each organisation's variants: same key, same experiment
+        programme = rules.organization(org)
+        for r in programme.enabled():
+            found[experiment_key(r, programme)] = await experiment_id(conn, r, programme, seen, as_of)
+    return found
 
 
 async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:

@@ -20,6 +20,8 @@ import asyncpg
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
+from scenario_engine.domain.rules import Rules
+from scenario_engine.messages import Rendering, fill
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
@@ -43,8 +45,10 @@ async def write_outcomes(
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
     experiment_id: int,
+    rules: Rules | None = None,
 ) -> list[Outcome]:
-    """Persist one batch of decisions for one rule in one engine-marked transaction."""
+    """Persist one batch of decisions for one rule in one engine-marked transaction. With
+    ``rules`` (the programmes) each message is in its mentor's language (messages.py)."""
     recorded = [(c, d) for c, d in decided if d.recorded]
     suppressed = [(c, d) for c, d in decided if not d.recorded]
     achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
@@ -63,7 +67,7 @@ async def write_outcomes(
                 achieved_at=as_of,
             )
         if recorded:
-            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id)
+            created = await _enqueue(conn, rule, recorded, as_of, states, experiment_id, rules)
             missing = [c.dedup_key for c, _ in recorded if c.dedup_key not in created]
             if missing:
                 rows = await fetch(conn, "existing_notifications", dedup_keys=missing)
@@ -94,6 +98,7 @@ async def _enqueue(
     as_of: dt.datetime,
     states: Mapping[uuid.UUID, PolicyState],
     experiment_id: int,
+    rules: Rules | None,
 ) -> dict[str, int]:
     """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
     and the pushes of the sent ones; dedup key → ledger id of the rows new in this call."""
@@ -102,6 +107,13 @@ async def _enqueue(
         for c, _ in recorded
     ]
     scenario = scenario_of(rule)
+    texts = [
+        _texts(rule, rules, states.get(c.mentor_id), ctx)
+        for (c, _), ctx in zip(recorded, contexts, strict=True)
+    ]
+    for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
+        if loc is not None:
+            ctx["locale"] = loc  # the decision log's context records the language used
     rows = await fetch(
         conn,
         "enqueue_batch",
@@ -109,14 +121,28 @@ async def _enqueue(
         subjects=[c.subject for c, _ in recorded],
         seqs=[c.seq for c, _ in recorded],
         contexts=contexts,
-        titles=[render_title(rule.title, ctx) for ctx in contexts],
-        bodies=[render_body(rule.body, ctx) for ctx in contexts],
+        titles=[t for t, _, _ in texts],
+        bodies=[b for _, b, _ in texts],
         held_out=[d.outcome == "holdout" for _, d in recorded],
         window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))
     return {r["dedup_key"]: r["id"] for r in rows}
+
+
+def _texts(
+    rule: Rule, rules: Rules | None, state: PolicyState | None, ctx: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """Title, body and the locale used: the mentor's language through the programmes, or the
+    rule's own texts exactly as before when no programmes are given."""
+    if rules is None:
+        return render_title(rule.title, ctx), render_body(rule.body, ctx), None
+    org = state.organization_id if state else None
+    chosen, names = rules.message(rule, org, state.locale if state else None)
+    how = Rendering(chosen.locale, state.timezone if state else None, names)
+    title, body = fill(chosen, ctx, how)
+    return title, body, chosen.locale
 
 
 def _decision_columns(

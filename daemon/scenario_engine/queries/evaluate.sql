@@ -70,7 +70,10 @@ SELECT rule_name FROM scenario_engine.scenario_rule_state;
 -- params: mentors, scenario_type, as_of
 -- What should_notify needs for one scenario type: status, opt-out, cooldown, cap usage (and the
 -- organisation and display name that the decision and the message carry).
+-- The locale is read through to_jsonb so that the statement works whether or not the platform
+-- has the optional peer_mentor.locale column (docs/PROGRAMMES.md).
 SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name, p.organization_id,
+       to_jsonb(p) ->> 'locale' AS locale,
        (SELECT np.scenario_type FROM public.notification_preference np
         WHERE np.mentor_id = p.id AND np.opted_out AND np.scenario_type IN ('all', $2::text)
         ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
@@ -108,3 +111,8 @@ LEFT JOIN old ON old.mentor_id = up.mentor_id;
 -- this to the open entries, normally none).
 UPDATE scenario_engine.scenario_quarantine SET cleared_at = now()
 WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;
+
+-- name: mentor_organizations
+-- params: mentors
+-- Each mentor's organisation: which programme's rule applies (evaluate.set_based_candidates).
+SELECT p.id, p.organization_id FROM public.peer_mentor p WHERE p.id = ANY($1::uuid[]) ORDER BY p.id;
