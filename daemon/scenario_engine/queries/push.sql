@@ -47,7 +47,7 @@ RETURNING id;
 -- params: ids
 -- Re-check at send time what may have changed since enqueue (DESIGN.md §3): mentor status,
 -- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
-SELECT p.id, m.timezone,
+SELECT p.id, m.timezone, m.organization_id,
     CASE
         WHEN m.id IS NULL THEN 'mentor no longer exists'
         WHEN m.status <> 'active' THEN 'mentor is ' || m.status

@@ -110,7 +110,9 @@ class Daemon:
                 await outer.start(listener.run)
                 outer.start_soon(self._health, pool, engine)
                 outer.start_soon(self._monitor)
-                dispatcher = Dispatcher(pool, make_provider(s, pool), s, self.state.metrics)
+                dispatcher = Dispatcher(
+                    pool, make_provider(s, pool), s, self.state.metrics, rules=lambda: engine.rules
+                )
                 async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
                     drain = Drain(

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,9 @@ import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
 
-from scenario_engine.config import Settings, collect_secrets, scrub
+from scenario_engine.config import Settings, collect_secrets, parse_quiet_hours, scrub
 from scenario_engine.db.queries import bind, fetch
+from scenario_engine.domain.rules import Rules
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.runtime.backoff import TRANSIENT_DB_ERRORS
@@ -104,7 +106,22 @@ class DispatchStats:
 
 
 class Dispatcher:
-    def __init__(self, pool: Any, provider: PushProvider, settings: Settings, metrics: Metrics):
+    def quiet_window(self, check: Any) -> tuple[dt.time, dt.time] | None:
+        """The quiet hours of the push's mentor: their organisation's programme's, else the
+        environment's (the default programme's fallback)."""
+        if self.rules is None or check is None:
+            return self.quiet
+        hours = self.rules().organization(check["organization_id"]).quiet_hours
+        return parse_quiet_hours(hours) if hours else self.quiet
+
+    def __init__(
+        self,
+        pool: Any,
+        provider: PushProvider,
+        settings: Settings,
+        metrics: Metrics,
+        rules: Callable[[], Rules] | None = None,
+    ):
         self.pool = pool
         self.provider = provider
         self.settings = settings
@@ -116,6 +133,9 @@ class Dispatcher:
             maximum=settings.push_backoff_max_seconds,
         )
         self.quiet = settings.quiet_window
+        # The programmes as reloaded (SIGHUP): an organisation's quiet hours, else the rules
+        # file's top level, else SCENARIO_QUIET_HOURS (docs/PROGRAMMES.md).
+        self.rules = rules
         self.secrets = collect_secrets(settings)  # never stored in last_error, never logged
         self.limiter = anyio.CapacityLimiter(settings.push_concurrency)
         self.rate = AsyncLimiter(settings.push_rate_per_second, 1.0)
@@ -187,7 +207,7 @@ class Dispatcher:
                 finished.append((row, status, text))
                 setattr(stats, status, getattr(stats, status) + 1)
                 continue
-            until = quiet_until(now, check["timezone"] if check else None, self.quiet)
+            until = quiet_until(now, check["timezone"] if check else None, self.quiet_window(check))
             if until is not None:
                 deferred.append((row, until))
                 stats.deferred += 1
