@@ -426,8 +426,15 @@ def _format_explanation(expl: Any) -> str:
         f"mentor {_v(m['id'])} ({_v(m.get('display_name') or 'no name')}), status {_v(m['status'])}, "
         f"timezone {_v(m['timezone'])}, joined {_v(m['joined_at'])}",
         f"as of {expl.as_of.isoformat()}",
-        "",
     ]
+    if expl.programme:
+        pr = expl.programme
+        name = f" ({_v(pr['organization_name'])})" if pr.get("organization_name") else ""
+        out.append(f"programme: {_v(pr['programme'])}{name} — {_v(pr['why'])}")
+        if pr["overrides"]:
+            out.append(f"    overrides: {json.dumps(pr['overrides'], default=str)}")
+        out.append(f"    locale: {_v(pr['locale'])} (chain {json.dumps(pr['locale_chain'])})")
+    out.append("")
     for trace in expl.rules:
         out.append(
             f"[{_v(trace.rule)}] ({_v(trace.scenario_type)}) → {_v(trace.verdict)}: {_v(trace.reason)}"
@@ -472,6 +479,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         "history": expl.history,
                         "pushes": expl.pushes,
                         "quarantine": expl.quarantine,
+                        "programme": expl.programme,
                     },
                     indent=2,
                     default=str,
