@@ -112,8 +112,9 @@ async def _count(conn: Conn, wanted: bool) -> int:
 def due_statements(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tuple[str, dict[str, Any]]]:
     """The named statements (and their parameters) of the incremental sweep's work list for
     (since, as_of]: each scenario's due window for its enabled rules, and what policy adds (an
-    ended cooldown, the cap window). bench/ times exactly these."""
-    enabled = rules.enabled()
+    ended cooldown, the cap window). bench/ times exactly these. Every organisation's variant
+    of a rule takes part (its own threshold, cooldown): the list is a superset, never short."""
+    enabled = [v for r in rules.enabled() for v in rules.variants(r.name).distinct()]
     out: list[tuple[str, dict[str, Any]]] = []
     for scenario in SCENARIOS:
         of_type = [r for r in enabled if r.scenario_type == scenario.type]
