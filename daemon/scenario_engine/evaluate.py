@@ -92,20 +92,19 @@ async def set_based_candidates(
         if variants is not None and variants.default is not None and not variants.default.enabled:
             return []
         return await scenario.candidates(conn, rule, mentors, as_of)
-    rows = await fetch(conn, "mentor_organizations", mentors=mentors)
-    parts: dict[int, list[uuid.UUID]] = {}
-    distinct: list[RuleBase] = []
-    for row in rows:
-        effective = variants.for_org(row["organization_id"])
-        if effective is None:
+    distinct: list[RuleBase | None] = [variants.default if variants.default_runs else None]
+    orgs: dict[uuid.UUID, int] = {}
+    for org, _ in variants.orgs:
+        own = variants.for_org(org)
+        if own is None and None not in distinct[1:]:
+            distinct.append(None)  # one slot for "does not run the rule here"
+        if own is None:
+            orgs[org] = 1 + distinct.index(None, 1)
             continue
-        if effective not in distinct:
-            distinct.append(effective)
-        parts.setdefault(distinct.index(effective), []).append(row["id"])
-    out: list[Candidate] = []
-    for index, members in parts.items():
-        out += await scenario.candidates(conn, distinct[index], members, as_of)
-    return sorted(out, key=lambda c: c.mentor_id) if len(parts) > 1 else out
+        if own not in distinct:
+            distinct.append(own)
+        orgs[org] = 1 + distinct.index(own)
+    return await scenario.candidates_across(conn, distinct, orgs, mentors, as_of)
 
 
 async def single_mentor_candidates(

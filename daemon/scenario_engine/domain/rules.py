@@ -118,6 +118,10 @@ class Variants:
         """True when every organisation runs exactly the default's rule (today's case)."""
         return all(r == self.default for _, r in self.orgs)
 
+    @property
+    def default_runs(self) -> bool:
+        return self.default is not None and self.default.enabled
+
     def for_org(self, org: uuid.UUID | None) -> RuleBase | None:
         """The effective rule for a mentor of ``org``, or None when it does not run there."""
         for oid, rule in self.orgs:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -86,6 +86,17 @@ class Scenario(Protocol[R, S]):
     ) -> list[Candidate]:
         """Set-based: one statement for the batch. Rows that cannot be evaluated raise one
         ``MentorDataError`` naming every such mentor (isolation.py quarantines them)."""
+        ...
+
+    async def candidates_across(
+        self,
+        conn: Conn,
+        variants: Sequence[R | None],
+        orgs: Mapping[uuid.UUID, int],
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+    ) -> list[Candidate]:
+        """Set-based over several programmes: the rule's variants as data, one statement."""
         ...
 
     async def load_state(self, conn: Conn, rule: R, mentor: MentorRecord, as_of: dt.datetime) -> S:
