@@ -301,3 +301,51 @@ async def test_mentor_locale_column_wins_when_the_platform_has_it(pool: Any) -> 
     await Engine(pool, two_orgs()).run_scheduled_evaluation(T0)
     title, body = (await _pushes(pool))[(m["b"], "inactive_21d")]
     assert title == "Vi saknar deg" and body.startswith("Det er 15 dagar sidan")
+
+
+# --- no flood per organisation --------------------------------------------------------------
+
+RAISED = f"""
+[[milestone]]
+name = "sessions_year"
+metric = "sessions"
+period = "year"
+thresholds = [10, 25]
+
+[organizations."{OSLO}".rules.sessions_year]
+thresholds = [2, 5]
+"""
+
+
+async def _sent(engine: Engine, at: dt.datetime) -> set[tuple[uuid.UUID, str]]:
+    result = await engine.run_scheduled_evaluation(at, collect=True)
+    return {
+        (o.candidate.mentor_id, o.candidate.subject) for o in result.outcomes if o.decision.outcome == "sent"
+    }
+
+
+async def test_an_organisations_new_thresholds_and_a_move_baseline_like_a_new_rule(pool: Any) -> None:
+    """Oslo lowers its milestones to 2 and 5 sessions. Its mentors already past 2 are not
+    congratulated for what happened before (baseline), exactly like a newly seen rule; a mentor
+    who moves to Oslo later is baselined too; a later crossing (5) is celebrated."""
+    default = Rules.model_validate(tomllib.loads(RAISED.split("[organizations")[0]))
+    oslo_rules = Rules.model_validate(tomllib.loads(RAISED))
+    b = await _mentor(pool, OSLO, "Bjørn")
+    a = await _mentor(pool, ORG, "Ann")
+    await Engine(pool, default).run_scheduled_evaluation(T0 - 20 * DAY)  # the rule is seen
+    for m in (a, b):
+        for d in (12, 11, 10):
+            await add_activity(pool, m, T0 - d * DAY)
+    engine = Engine(pool, oslo_rules)
+    assert await _sent(engine, T0 - 9 * DAY) == set()  # b's "2" is baselined, a runs 10/25
+    await pool.execute("UPDATE peer_mentor SET organization_id = $2 WHERE id = $1", a, OSLO)
+    assert await _sent(engine, T0 - 8 * DAY) == set()  # a moved: baselined, not congratulated
+    baselined = await pool.fetch(
+        "SELECT mentor_id, threshold::int FROM achievement WHERE awarded_by = 'engine-baseline' ORDER BY 1"
+    )
+    assert sorted((r["mentor_id"], r["threshold"]) for r in baselined) == sorted([(a, 2), (b, 2)])
+    for m in (a, b):
+        for d in (7, 6):
+            await add_activity(pool, m, T0 - d * DAY)
+    sent = await _sent(engine, T0 - 5 * DAY)
+    assert {m for m, _ in sent} == {a, b}  # 5 sessions: a crossing after the baseline

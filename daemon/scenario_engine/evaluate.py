@@ -12,6 +12,8 @@ policy and persistence are one piece of code. The scenario itself is asked of th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -48,9 +50,11 @@ class SeenRules:
 
     names: set[str] = field(default_factory=set)
     experiments: dict[ExperimentKey, int] = field(default_factory=dict)
+    # (rule name, organisation, parameters digest) of organisation variants baselined already.
+    variants: set[tuple[str, uuid.UUID, str]] = field(default_factory=set)
 
     def copy(self) -> SeenRules:
-        return SeenRules(set(self.names), dict(self.experiments))
+        return SeenRules(set(self.names), dict(self.experiments), set(self.variants))
 
 
 async def instant(conn: Conn, as_of: dt.datetime | None) -> dt.datetime:
@@ -144,6 +148,7 @@ async def evaluate_set_based(
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
     if not everyone:
         return Outcomes()
+    await baseline_moves(conn, rules, everyone, as_of)
     by_type = {t: set(ms) for t, ms in wanted.items()}
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
@@ -178,6 +183,7 @@ async def evaluate_single(
         return await single_mentor_candidates(conn, rule, mentor_id, as_of, rules)
 
     every_rule = list(selected) == rules.enabled()
+    await baseline_moves(conn, rules, [mentor_id], as_of)
     return await evaluate_isolated(
         conn,
         [mentor_id],
@@ -312,6 +318,7 @@ async def ensure_rules_seen(
             if claimed:
                 await scenario.first_seen(conn, rule, as_of)
         seen.names.add(rule.name)
+    await ensure_variants_seen(conn, rules, as_of, seen)
     found: dict[str | ExperimentKey, int] = {
         r.name: await experiment_id(conn, r, rules, seen, as_of) for r in rules.enabled()
     }
@@ -320,6 +327,80 @@ async def ensure_rules_seen(
         for r in programme.enabled():
             found[experiment_key(r, programme)] = await experiment_id(conn, r, programme, seen, as_of)
     return found
+
+
+# --- no flood per organisation ------------------------------------------------------------
+
+
+def baseline_digest(rule: RuleBase) -> str:
+    """What an organisation's variant's baseline depends on: the parameters its scenario's
+    baseline takes and whether it runs. Changing any of them (raised thresholds, the rule
+    enabled for the organisation) makes the variant new for that organisation's mentors."""
+    params = {k: v for k, v in scenario_of(rule).baseline_params(rule).items() if k != "zones"}
+    text = json.dumps({"enabled": rule.enabled, **params}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _needs_baseline(rule: RuleBase) -> bool:
+    scenario = scenario_of(rule)
+    return scenario.baseline_query is not None and not scenario.backfill(rule)
+
+
+async def ensure_variants_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules) -> None:
+    """Baseline each organisation's own variant of a rule the first time any engine sees it —
+    for that organisation's mentors only, exactly as a newly seen rule is for everyone."""
+    todo: list[tuple[uuid.UUID, RuleBase, str]] = []
+    for org in rules.organization_ids():
+        for listed in rules.enabled():
+            variants = rules.variants(listed.name)
+            own = variants.for_org(org)
+            if own is None or own == (variants.default if variants.default_runs else None):
+                continue
+            if not _needs_baseline(own):
+                continue
+            digest = baseline_digest(own)
+            if (own.name, org, digest) not in seen.variants:
+                todo.append((org, own, digest))
+    if not todo:
+        return
+    rows = await conn.fetch(query("programme_seen"))
+    seen.variants.update((r["rule_name"], r["organization_id"], r["params_digest"]) for r in rows)
+    for org, own, digest in todo:
+        if (own.name, org, digest) in seen.variants:
+            continue
+        async with conn.transaction():
+            await mark_engine_write(conn)
+            claimed = await fetchval(
+                conn,
+                "claim_programme_seen",
+                rule_name=own.name,
+                organization_id=org,
+                params_digest=digest,
+                as_of=as_of,
+            )
+            if claimed:
+                mentors = [r["id"] for r in await fetch(conn, "organization_mentors", organization_id=org)]
+                await scenario_of(own).first_seen(conn, own, as_of, mentors)
+        seen.variants.add((own.name, org, digest))
+
+
+async def baseline_moves(conn: Conn, rules: Rules, mentors: list[uuid.UUID], as_of: dt.datetime) -> None:
+    """A mentor who moved to another organisation since the engine last saw them is newly seen
+    by the rules of their new programme: each rule with a no-flood baseline takes it for them
+    (under the variant of their new organisation). Nothing to do without organisations."""
+    if not rules.organization_ids() or not mentors:
+        return
+    async with conn.transaction():
+        await mark_engine_write(conn)
+        moved = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
+        by_org: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for row in moved:
+            by_org.setdefault(row["organization_id"], []).append(row["id"])
+        for org, group in by_org.items():
+            for listed in rules.enabled():
+                own = rules.variants(listed.name).for_org(org)
+                if own is not None and _needs_baseline(own):
+                    await scenario_of(own).first_seen(conn, own, as_of, group)
 
 
 async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:

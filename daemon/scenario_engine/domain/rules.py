@@ -12,7 +12,7 @@ import stat
 import tomllib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -112,6 +112,10 @@ class Variants:
     name: str
     default: RuleBase | None
     orgs: tuple[tuple[uuid.UUID, RuleBase | None], ...]
+    by_org: dict[uuid.UUID, RuleBase | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_org", dict(self.orgs))
 
     @property
     def uniform(self) -> bool:
@@ -124,9 +128,9 @@ class Variants:
 
     def for_org(self, org: uuid.UUID | None) -> RuleBase | None:
         """The effective rule for a mentor of ``org``, or None when it does not run there."""
-        for oid, rule in self.orgs:
-            if oid == org:
-                return rule if rule is not None and rule.enabled else None
+        if org in self.by_org:
+            rule = self.by_org[org]
+            return rule if rule is not None and rule.enabled else None
         return self.default if self.default is not None and self.default.enabled else None
 
     def distinct(self) -> list[RuleBase]:
@@ -152,6 +156,9 @@ class Rules(_PerType):
     display_names: dict[Locale, dict[str, dict[str, str]]] = Field(default_factory=dict)
     # Filled by the validator: organisation id → (its name or None, effective programme).
     _orgs: dict[uuid.UUID, tuple[str | None, Rules]] = PrivateAttr(default_factory=dict)
+    # Computed once per rules object (the evaluation asks per candidate).
+    _variants: dict[str, Variants] = PrivateAttr(default_factory=dict)
+    _names: list[str] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:
@@ -317,17 +324,22 @@ class Rules(_PerType):
     def rule_names(self) -> list[str]:
         """Every rule name of any programme, in evaluation order: the default's, then each
         organisation's own rules in file order (registry order within each)."""
-        names = [r.name for r in self.all()]
-        for _, effective in self._orgs.values():
-            names += [r.name for r in effective.all() if r.name not in names]
-        return names
+        if self._names is None:
+            names = [r.name for r in self.all()]
+            for _, effective in self._orgs.values():
+                names += [r.name for r in effective.all() if r.name not in names]
+            self._names = names
+        return self._names
 
     def variants(self, name: str) -> Variants:
-        default = next((r for r in self.all() if r.name == name), None)
-        orgs = []
-        for org, (_, effective) in self._orgs.items():
-            orgs.append((org, next((r for r in effective.all() if r.name == name), None)))
-        return Variants(name, default, tuple(orgs))
+        found = self._variants.get(name)
+        if found is None:
+            default = next((r for r in self.all() if r.name == name), None)
+            orgs = []
+            for org, (_, effective) in self._orgs.items():
+                orgs.append((org, next((r for r in effective.all() if r.name == name), None)))
+            found = self._variants[name] = Variants(name, default, tuple(orgs))
+        return found
 
     def anywhere(self) -> list[RuleBase]:
         """One rule per name enabled in any programme, in evaluation order: the default's rule

@@ -116,3 +116,35 @@ WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;
 -- params: mentors
 -- Each mentor's organisation: which programme's rule applies (evaluate.set_based_candidates).
 SELECT p.id, p.organization_id FROM public.peer_mentor p WHERE p.id = ANY($1::uuid[]) ORDER BY p.id;
+
+-- name: claim_programme_seen
+-- params: rule_name, organization_id, params_digest, as_of
+-- Exactly one engine records an organisation's variant of a rule as seen (and baselines it).
+INSERT INTO scenario_engine.scenario_programme_seen (rule_name, organization_id, params_digest, first_seen_at)
+VALUES ($1::text, $2::uuid, $3::text, $4::timestamptz)
+ON CONFLICT DO NOTHING
+RETURNING rule_name;
+
+-- name: programme_seen
+SELECT rule_name, organization_id, params_digest FROM scenario_engine.scenario_programme_seen;
+
+-- name: organization_mentors
+-- params: organization_id
+SELECT p.id FROM public.peer_mentor p WHERE p.organization_id = $1::uuid ORDER BY p.id;
+
+-- name: mentor_programme_moves
+-- params: mentors, as_of
+-- Record the organisation of each of these mentors; return those whose organisation changed
+-- since the engine last saw them (a mentor seen for the first time is not a move). Only the
+-- rows that differ are written: a steady sweep writes nothing.
+WITH now_in AS (
+    SELECT p.id, p.organization_id, s.organization_id AS was_in
+    FROM public.peer_mentor p
+    LEFT JOIN scenario_engine.scenario_mentor_programme s ON s.mentor_id = p.id
+    WHERE p.id = ANY($1::uuid[]) AND s.organization_id IS DISTINCT FROM p.organization_id
+), up AS (
+    INSERT INTO scenario_engine.scenario_mentor_programme AS s (mentor_id, organization_id, seen_at)
+    SELECT id, organization_id, $2::timestamptz FROM now_in
+    ON CONFLICT (mentor_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, seen_at = EXCLUDED.seen_at
+)
+SELECT id, organization_id FROM now_in WHERE was_in IS NOT NULL ORDER BY id;

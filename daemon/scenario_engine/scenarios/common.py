@@ -93,11 +93,20 @@ class SetBased(ABC, Generic[R]):
     #: without a push. None: nothing that already happened can flood.
     baseline_query: str | None = None
 
-    async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
+    async def first_seen(
+        self, conn: Conn, rule: R, as_of: dt.datetime, mentors: list[uuid.UUID] | None = None
+    ) -> None:
+        """The no-flood baseline: for everyone (a rule first seen), or for ``mentors`` (an
+        organisation's new variant of the rule, a mentor who moved organisation)."""
         if self.baseline_query is None or self.backfill(rule):
             return
         await execute(
-            conn, self.baseline_query, as_of=as_of, rule_name=rule.name, **self.baseline_params(rule)
+            conn,
+            self.baseline_query,
+            as_of=as_of,
+            rule_name=rule.name,
+            mentors=mentors,
+            **self.baseline_params(rule),
         )
 
     def baseline_params(self, rule: R) -> dict[str, Any]:

@@ -77,6 +77,13 @@ class Scenario(Protocol[R, S]):
     candidate_query: str
     due_query: str
 
+    @property
+    def baseline_query(self) -> str | None:
+        """The no-flood baseline statement (None: nothing that already happened can flood)."""
+        ...
+
+    def baseline_params(self, rule: R) -> dict[str, Any]: ...
+
     def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
 
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
@@ -111,8 +118,11 @@ class Scenario(Protocol[R, S]):
         """The inputs the rule looked at, and why it would not fire if it does not."""
         ...
 
-    async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
-        """Called once, in the transaction that records a rule as seen (the no-flood baseline)."""
+    async def first_seen(
+        self, conn: Conn, rule: R, as_of: dt.datetime, mentors: list[uuid.UUID] | None = None
+    ) -> None:
+        """Called once, in the transaction that records a rule as seen (the no-flood baseline);
+        with ``mentors``, the baseline of only those (an organisation's variant, a move)."""
         ...
 
     def backfill(self, rule: R) -> bool:
