@@ -159,6 +159,7 @@ class Rules(_PerType):
     # Computed once per rules object (the evaluation asks per candidate).
     _variants: dict[str, Variants] = PrivateAttr(default_factory=dict)
     _names: list[str] | None = PrivateAttr(default=None)
+    _anywhere: list[RuleBase] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:
@@ -344,13 +345,15 @@ class Rules(_PerType):
     def anywhere(self) -> list[RuleBase]:
         """One rule per name enabled in any programme, in evaluation order: the default's rule
         if it runs, else the first organisation's (the representative the loops carry)."""
-        out = []
-        for s in SCENARIOS:
-            for name in dict.fromkeys(self._names_of_type(s.type)):
-                found = self.variants(name).distinct()
-                if found:
-                    out.append(found[0])
-        return out
+        if self._anywhere is None:
+            out = []
+            for s in SCENARIOS:
+                for name in dict.fromkeys(self._names_of_type(s.type)):
+                    found = self.variants(name).distinct()
+                    if found:
+                        out.append(found[0])
+            self._anywhere = out
+        return list(self._anywhere)
 
     def _names_of_type(self, scenario_type: str) -> list[str]:
         names = [r.name for r in self.of_type(scenario_type)]
