@@ -19,7 +19,8 @@ from scenario_engine.domain.rules import Rules, default_rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError
 from scenario_engine.events import ScenarioEvent
-from scenario_engine.messages import Rendering, render_message
+from scenario_engine.messages import Rendering, check_programme_texts, render_message
+from tests.cli import run_cli
 from tests.factories import ORG, add_activity, add_certification, add_mentor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,3 +350,34 @@ async def test_an_organisations_new_thresholds_and_a_move_baseline_like_a_new_ru
             await add_activity(pool, m, T0 - d * DAY)
     sent = await _sent(engine, T0 - 5 * DAY)
     assert {m for m, _ in sent} == {a, b}  # 5 sessions: a crossing after the baseline
+
+
+# --- check-config ---------------------------------------------------------------------------
+
+
+def test_every_template_of_every_locale_renders_with_the_sample_numbers() -> None:
+    rules = two_orgs(
+        '[messages.nn.inactive_21d]\ntitle = "Hei"\nbody = "{days_inactive, plural, other {# dagar}}"\n'
+    )
+    problems, warnings = check_programme_texts(rules)
+    assert problems == []
+    assert warnings == []  # en, nb and nn have built-in texts for every built-in rule
+
+
+async def test_check_config_warns_of_an_unknown_organisation_and_a_missing_translation(
+    db_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(TWO_ORGS + '\n[organizations."0b6f0000-0000-4000-8000-0000000000ff"]\nlocale = "de"\n')
+    result = await run_cli(
+        "check-config", env={"SCENARIO_DATABASE_URL": db_url, "SCENARIO_RULES_FILE": str(path)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"organizations.{OSLO}: no mentor has this organisation id" in result.stderr
+    assert "messages.de.inactive_21d: no de text for rule 'inactive_21d'; falls back to en" in result.stderr
+    path.write_text(TWO_ORGS + '\n[organizations."0b6f0000-0000-4000-8000-0000000000ff"]\nlocale = "xx"\n')
+    result = await run_cli(
+        "check-config", env={"SCENARIO_DATABASE_URL": db_url, "SCENARIO_RULES_FILE": str(path)}
+    )
+    assert result.returncode == 2
+    assert "organizations.0b6f0000-0000-4000-8000-0000000000ff.locale: unknown locale 'xx'" in result.stderr

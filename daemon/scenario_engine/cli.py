@@ -34,6 +34,7 @@ from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
+from scenario_engine.db.queries import fetch
 from scenario_engine.db.units import dba_script
 from scenario_engine.domain.rules import load_rules
 from scenario_engine.engine import Engine, SweepResult
@@ -282,9 +283,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = _load(args)
     except ConfigError as exc:
         return _print_config_error(exc, collect_secrets_of_overrides(args))
+    from scenario_engine.messages import check_programme_texts
+
+    problems, warnings = check_programme_texts(config.rules)
+    if problems:
+        return _print_config_error(ConfigError(problems), collect_secrets_of_overrides(args))
+    warnings += _organisations_without_mentors(config)
     print(json.dumps(effective_config(config.settings, config.rules), indent=2))
     sys.stdout.flush()  # a closed pipe shows here, inside main()'s handler
+    for line in warnings:
+        _err(f"check-config: warning: {line}")
     return EXIT_OK
+
+
+def _organisations_without_mentors(config: Any) -> list[str]:
+    """An organisation listed in the rules file that no mentor has: a warning (a typo, or an
+    organisation not yet on the platform), never an error. Only with a database configured."""
+    orgs = config.rules.organization_ids()
+    if not orgs or config.settings.database_url is None:
+        return []
+
+    async def ask() -> list[str]:
+        conn = await asyncpg.connect(config.settings.database_url.get_secret_value(), timeout=10)
+        try:
+            rows = await fetch(conn, "organisations_with_mentors", organizations=orgs)
+        finally:
+            await conn.close()
+        have = {r["organization_id"] for r in rows}
+        return [f"organizations.{o}: no mentor has this organisation id" for o in orgs if o not in have]
+
+    try:
+        return anyio.run(ask)
+    except Exception as exc:  # the database is not needed to check the file
+        return [f"could not ask the database which organisations have mentors: {type(exc).__name__}"]
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -386,3 +386,66 @@ def fill(chosen: Chosen, context: Mapping[str, Any], how: Rendering) -> tuple[st
     return render_message(chosen.title, context, how, title=True), render_message(
         chosen.body, context, how, title=False
     )
+
+
+# --- check-config -------------------------------------------------------------------------
+
+_TEXT_SAMPLES = {
+    "certification_type": "first_aid",
+    "metric": "sessions",
+    "period": "2026",
+    "period_label": "year",
+    "since": "last_activity",
+    "display_name": "Kari",
+    "rule": "a_rule",
+}
+
+
+def sample_context(keys: Set[str], n: int) -> dict[str, Any]:
+    """A message context for check-config: every placeholder filled, numbers set to ``n``."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key.endswith("_on"):
+            out[key] = "2026-03-01"
+        elif key.endswith("_at"):
+            out[key] = "2026-03-01T12:00:00+00:00"
+        elif key in _TEXT_SAMPLES:
+            out[key] = _TEXT_SAMPLES[key]
+        elif key == "threshold_text":
+            out[key] = str(n)
+        else:
+            out[key] = n
+    return out
+
+
+def check_programme_texts(rules: Any) -> tuple[list[tuple[str, str]], list[str]]:
+    """Render every template of every locale in use against the sample numbers: problems
+    (a render failure, a placeholder left unfilled) and warnings (a locale without its own
+    text for a rule, which falls back along the chain)."""
+    problems: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    locales = dict.fromkeys([rules.default_locale])
+    for org in rules.organization_ids():
+        locales[rules.organization(org).default_locale] = None
+    locales.update(dict.fromkeys(rules.messages))
+    for name in rules.rule_names():
+        rule = next(r for r in rules.variants(name).distinct() or [rules.variants(name).default] if r)
+        for loc in locales:
+            chosen, names = rules.message(rule, None, loc)
+            where = f"messages.{loc}.{name}"
+            if chosen.locale != loc:
+                warnings.append(f"{where}: no {loc} text for rule {name!r}; falls back to {chosen.locale}")
+            how = Rendering(chosen.locale, "Europe/Oslo", names)
+            for n in SAMPLE_NUMBERS:
+                ctx = sample_context(rule.CONTEXT_KEYS, n)
+                try:
+                    title, body = fill(chosen, ctx, how)
+                except Exception as exc:  # a render failure is what this check is for
+                    problems.append((where, f"does not render with {n}: {exc}"))
+                    break
+                left = [k for k in rule.CONTEXT_KEYS if "{" + k in title + body]
+                if left or not title.strip() or not body.strip():
+                    why = f"placeholder {{{left[0]}}} left unfilled" if left else "renders empty"
+                    problems.append((where, f"{why} (sample {n})"))
+                    break
+    return problems, warnings

@@ -148,3 +148,8 @@ WITH now_in AS (
     ON CONFLICT (mentor_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, seen_at = EXCLUDED.seen_at
 )
 SELECT id, organization_id FROM now_in WHERE was_in IS NOT NULL ORDER BY id;
+
+-- name: organisations_with_mentors
+-- params: organizations
+-- Which of the rules file's organisations some mentor has (check-config warns about the rest).
+SELECT DISTINCT p.organization_id FROM public.peer_mentor p WHERE p.organization_id = ANY($1::uuid[]);
