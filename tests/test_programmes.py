@@ -381,3 +381,23 @@ async def test_check_config_warns_of_an_unknown_organisation_and_a_missing_trans
     )
     assert result.returncode == 2
     assert "organizations.0b6f0000-0000-4000-8000-0000000000ff.locale: unknown locale 'xx'" in result.stderr
+
+
+# --- visible everywhere ---------------------------------------------------------------------
+
+
+async def test_sweep_dry_run_and_explain_show_the_programme(pool: Any, db_url: str, tmp_path: Path) -> None:
+    m = await _population(pool)
+    path = tmp_path / "rules.toml"
+    path.write_text(TWO_ORGS, "utf-8")
+    env = {"SCENARIO_DATABASE_URL": db_url, "SCENARIO_RULES_FILE": str(path)}
+    dry = await run_cli("sweep", "--dry-run", "--as-of", T0.isoformat(), env=env)
+    assert dry.returncode == 0, dry.stderr
+    oslo_line = next(line for line in dry.stdout.splitlines() if line.startswith("Oslo peer mentors"))
+    assert oslo_line.startswith(f"Oslo peer mentors ({OSLO})")
+    assert oslo_line.split(")", 1)[1].split()[0] == "2"  # b's reminder, c's certification
+    out = await run_cli("explain", str(m["b"]), "--as-of", T0.isoformat(), env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"programme: organisation {OSLO} (Oslo peer mentors)" in out.stdout
+    assert '"threshold_days": 14' in out.stdout and "locale: nb" in out.stdout
+    assert "[sessions_year] (milestone) → not in programme" in out.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -36,7 +37,7 @@ from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
 from scenario_engine.db.queries import fetch
 from scenario_engine.db.units import dba_script
-from scenario_engine.domain.rules import load_rules
+from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.errors import ConfigError
 from scenario_engine.evaluate import AS_OF_FROM, AS_OF_UNTIL
@@ -361,13 +362,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
-def _summary(result: SweepResult) -> str:
+def _summary(result: SweepResult, rules: Rules | None = None) -> str:
     width = max([len("rule"), *(len(r) for r in result.per_rule)])
     head = "would send" if result.dry_run else "sent"
     cols = (head, *OUTCOME_COLUMNS[1:])
     lines = ["  ".join([f"{'rule':<{width}}", *(f"{c:>17}" for c in cols)])]
     for rule, counts in sorted(result.per_rule.items()):
         lines.append("  ".join([f"{rule:<{width}}", *(f"{counts.get(c, 0):>17}" for c in OUTCOME_COLUMNS)]))
+    if rules is not None and rules.organization_ids() and result.per_organization:
+        named = {org: _organization_label(rules, org) for org in result.per_organization}
+        w = max([len("organisation"), *(len(n) for n in named.values())])
+        lines.append("")
+        lines.append("  ".join([f"{'organisation':<{w}}", *(f"{c:>17}" for c in cols)]))
+        for org, counts in sorted(result.per_organization.items(), key=lambda kv: named[kv[0]]):
+            lines.append(
+                "  ".join([f"{named[org]:<{w}}", *(f"{counts.get(c, 0):>17}" for c in OUTCOME_COLUMNS)])
+            )
     lines.append(
         f"{result.mentors} active mentors evaluated as of {result.as_of.isoformat()}"
         f" in {result.seconds:.2f} s" + (" — dry run, nothing was written" if result.dry_run else "")
@@ -377,12 +387,22 @@ def _summary(result: SweepResult) -> str:
     return "\n".join(lines)
 
 
+def _organization_label(rules: Rules, org: uuid.UUID | None) -> str:
+    """An organisation as `sweep` and `report` show it: the rules file's name and its id."""
+    if org is None:
+        return "(not recorded)"
+    name = rules.organization_name(org)
+    programme = "" if org in rules.organization_ids() else " (default programme)"
+    return f"{name} ({org})" if name else f"{org}{programme}"
+
+
 def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
     return [
         {
             "mentor_id": str(o.candidate.mentor_id),
             "scenario_type": o.candidate.scenario_type,
             "rule": o.candidate.rule_name,
+            "organization_id": str(o.organization_id) if o.organization_id else None,
             "outcome": "duplicate" if o.duplicate else o.decision.outcome,
             "reason": o.decision.reason,
             "dedup_key": o.candidate.dedup_key,
@@ -424,6 +444,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 result = await engine.run_scheduled_evaluation(
                     args.as_of, dry_run=args.dry_run, collect=args.output != "table", progress=progress
                 )
+            rules = engine.rules
         if args.output == "json":
             print(
                 json.dumps(
@@ -431,6 +452,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         "as_of": result.as_of.isoformat(),
                         "dry_run": result.dry_run,
                         "per_rule": result.per_rule,
+                        "per_organization": {
+                            str(org): {"name": rules.organization_name(org) if org else None, **counts}
+                            for org, counts in result.per_organization.items()
+                        },
                         "quarantined": {str(m): why for m, why in result.quarantined.items()},
                         "decisions": _decision_rows(result),
                     },
@@ -445,7 +470,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
         else:
-            _show(_summary(result))
+            _show(_summary(result, rules))
         return EXIT_OK
 
     return _run_db_command(args, run)
@@ -587,6 +612,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         finally:
             await pool.close()
+        with contextlib.suppress(ConfigError):  # names only: the report does not need the rules
+            rules = load_rules(settings.rules_file)
+            report = dataclasses.replace(report, names=rules.organization_names())
         if args.output == "json":
             print(json.dumps(report_json(report), indent=2))
         elif args.output == "csv":

@@ -36,6 +36,7 @@ class Outcome:
     decision: PolicyDecision
     notification_id: int | None = None
     duplicate: bool = False  # allowed, but the dedup key had already been enqueued
+    organization_id: uuid.UUID | None = None  # the mentor's, at the decision (whose programme ran)
 
 
 async def write_outcomes(
@@ -82,12 +83,13 @@ async def write_outcomes(
             )
     out: list[Outcome] = []
     for c, d in decided:
+        org = _organization(states, c.mentor_id)
         if not d.recorded:
-            out.append(Outcome(c, d))
+            out.append(Outcome(c, d, organization_id=org))
         elif c.dedup_key in created:
-            out.append(Outcome(c, d, created[c.dedup_key]))
+            out.append(Outcome(c, d, created[c.dedup_key], organization_id=org))
         else:
-            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True))
+            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True, organization_id=org))
     return out
 
 

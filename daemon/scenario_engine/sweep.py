@@ -38,6 +38,8 @@ class SweepResult:
     mentors: int = 0
     seconds: float = 0.0
     per_rule: dict[str, Counter[str]] = field(default_factory=dict)
+    # The same counts per organisation (None: not recorded), for `sweep --dry-run` (issue 20).
+    per_organization: dict[uuid.UUID | None, Counter[str]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False  # stopped between batches; the period is not complete
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
@@ -49,6 +51,7 @@ class SweepResult:
         for o in outcomes:
             key = "duplicate" if o.duplicate else o.decision.outcome
             self.per_rule.setdefault(o.candidate.rule_name, Counter())[key] += 1
+            self.per_organization.setdefault(o.organization_id, Counter())[key] += 1
 
     @property
     def sent(self) -> int:

@@ -316,6 +316,10 @@ class Rules(_PerType):
         found = self._orgs.get(org) if org is not None else None
         return found[0] if found is not None else None
 
+    def organization_names(self) -> dict[uuid.UUID, str]:
+        """The names the rules file gives organisations (pages, report, sweep)."""
+        return {org: name for org, (name, _) in self._orgs.items() if name}
+
     def overrides(self, org: uuid.UUID | None) -> dict[str, Any]:
         """What the rules file sets for ``org`` (explain, the decision log): its table as written."""
         if org is None:

@@ -94,6 +94,14 @@ class Report:
     method: str = METHOD
     min_final_per_group: int = MIN_FINAL_PER_ARM
     previous_since: dt.datetime = field(init=False)
+    # The rules file's organisation names (issue 20): shown next to the ids.
+    names: dict[uuid.UUID, str] = field(default_factory=dict)
+
+    def organisation(self, org: uuid.UUID | None) -> str:
+        if org is None:
+            return "(none)"
+        name = self.names.get(org)
+        return f"{name} ({org})" if name else str(org)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "previous_since", self.since - (self.until - self.since))
@@ -361,6 +369,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "rows": [
             {
                 "organization_id": _org(r.organization_id),
+                "organization_name": report.names.get(r.organization_id) if r.organization_id else None,
                 "rule": r.rule_name,
                 "scenario_type": r.scenario_type,
                 "experiment": _experiment_json(r.experiment),
@@ -519,7 +528,7 @@ def format_table(report: Report) -> str:
         out.append("Decisions")
         body = [
             [
-                _org(r.organization_id) or "(none)",
+                report.organisation(r.organization_id),
                 r.rule_name,
                 _experiment_cell(r.experiment),
                 str(r.candidates),
@@ -554,7 +563,7 @@ def format_table(report: Report) -> str:
                 interval_cell = f"[{_points(r.lift.low)}, {_points(r.lift.high)}]"
             body.append(
                 [
-                    _org(r.organization_id) or "(none)",
+                    report.organisation(r.organization_id),
                     r.rule_name,
                     _experiment_cell(r.experiment),
                     f"{r.labels.achieved} / {r.labels.missed}",
@@ -576,7 +585,7 @@ def format_table(report: Report) -> str:
             )
         )
         notes = [
-            f"  {_org(r.organization_id) or '(none)'} {r.rule_name} "
+            f"  {report.organisation(r.organization_id)} {r.rule_name} "
             f"{_experiment_cell(r.experiment)}: {r.lift.note}"
             for r in report.rows
             if r.lift.note

@@ -76,6 +76,7 @@ class Daemon:
         s = self.settings
         pool = await self._open_pool()
         engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
+        self.state.organization_names = self.rules.organization_names()
         stuck_after = s.worker_stuck_seconds
         try:
             async with anyio.create_task_group() as outer:
@@ -261,6 +262,7 @@ class Daemon:
             errors = [f"{self.settings.rules_file}: unexpected error {type(exc).__name__}: {exc}"]
         else:
             engine.replace_rules(rules)
+            self.state.organization_names = rules.organization_names()
             self.state.metrics.rules_reloads.labels("applied").inc()
             log.info("rules_reloaded", rules=[r.name for r in rules.enabled()])
             applied = True

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -118,6 +119,9 @@ class RuntimeState:
     clock: Clock = field(default_factory=Clock)  # the host's clock against the database's
     # What the periodic installation check (runtime/hooks.py) last found wrong: unready while any.
     installation_problems: list[str] = field(default_factory=list)
+    # The rules file's organisation names (issue 20), for the programme page; set at start and
+    # at each applied reload.
+    organization_names: dict[uuid.UUID, str] = field(default_factory=dict)
 
     def watch(self, name: str, stuck_after: float) -> LoopHealth:
         """Register a work loop whose liveness /healthz and the watchdog depend on."""
