@@ -402,10 +402,10 @@ def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
             "mentor_id": str(o.candidate.mentor_id),
             "scenario_type": o.candidate.scenario_type,
             "rule": o.candidate.rule_name,
-            "organization_id": str(o.organization_id) if o.organization_id else None,
             "outcome": "duplicate" if o.duplicate else o.decision.outcome,
             "reason": o.decision.reason,
             "dedup_key": o.candidate.dedup_key,
+            "organization_id": str(o.organization_id) if o.organization_id else None,
             "inputs": o.candidate.inputs,  # an object in JSON; csv writes it as a JSON string
         }
         for o in result.outcomes
