@@ -19,7 +19,7 @@ from scenario_engine.domain.rules import Rules, default_rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError
 from scenario_engine.events import ScenarioEvent
-from scenario_engine.messages import Rendering, check_programme_texts, render_message
+from scenario_engine.messages import BUILTIN, Rendering, check_programme_texts, render_message
 from tests.cli import run_cli
 from tests.factories import ORG, add_activity, add_certification, add_mentor
 
@@ -201,6 +201,10 @@ def test_plurals_numbers_dates_and_display_names_follow_the_locale() -> None:
     assert render_message("{n}", {"n": 1234567}, nb, title=True) == "1\xa0234\xa0567"
     # A date is the local day in the mentor's zone: 23:30 UTC is already the next day in Oslo.
     assert render_message("{d, date}", {"d": "2026-03-01T23:30:00+00:00"}, nb, title=True) == "2. mars 2026"
+    anniversary = BUILTIN["en"]["anniversary"][1]
+    assert render_message(anniversary, {"years": 1, "display_name": "Ada"}, en, title=False).startswith(
+        "1 year as a peer mentor, Ada."
+    )
     raw = Rendering("en", None, {})
     assert render_message("{certification_type}", ctx, raw, title=True) == "first_aid"  # last fallback
 
