@@ -81,13 +81,20 @@ def utc(as_of: dt.datetime | None) -> dt.datetime:
 
 
 async def set_based_candidates(
-    conn: Conn, rule: RuleBase, mentors: list[uuid.UUID], as_of: dt.datetime, rules: Rules | None = None
+    conn: Conn,
+    rule: RuleBase,
+    mentors: list[uuid.UUID],
+    as_of: dt.datetime,
+    rules: Rules | None = None,
+    orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[Candidate]:
     """The rule's candidates for a batch of mentors, each under the effective rule of the
     mentor's organisation. When every organisation runs the same rule (today's files) this is
-    one statement, exactly as before; otherwise the batch's mentors are split by the distinct
-    effective rule (read in one statement) and each part is one statement: the cost grows with
-    the number of distinct parameter sets of this rule, never with the number of organisations."""
+    the scenario's own statement, exactly as before. Otherwise the mentors who run the default
+    programme's rule still get that statement, and all the others one more: the distinct
+    parameter sets (variants) and the organisation → variant map reach SQL as data
+    (scenarios/programmes.py) — two statements for the batch, whatever the number of
+    organisations. ``orgs_of`` (mentor → organisation) saves reading the organisations again."""
     if not mentors:
         return []
     scenario = scenario_of(rule)
@@ -96,19 +103,26 @@ async def set_based_candidates(
         if variants is not None and variants.default is not None and not variants.default.enabled:
             return []
         return await scenario.candidates(conn, rule, mentors, as_of)
-    distinct: list[RuleBase | None] = [variants.default if variants.default_runs else None]
-    orgs: dict[uuid.UUID, int] = {}
-    for org, _ in variants.orgs:
-        own = variants.for_org(org)
-        if own is None and None not in distinct[1:]:
-            distinct.append(None)  # one slot for "does not run the rule here"
-        if own is None:
-            orgs[org] = 1 + distinct.index(None, 1)
-            continue
-        if own not in distinct:
-            distinct.append(own)
-        orgs[org] = 1 + distinct.index(own)
-    return await scenario.candidates_across(conn, distinct, orgs, mentors, as_of)
+    if orgs_of is None:
+        rows = await fetch(conn, "mentor_organizations", mentors=mentors)
+        orgs_of = {r["id"]: r["organization_id"] for r in rows}
+    default = variants.default if variants.default_runs else None
+    own = {org for org, _ in variants.orgs if variants.for_org(org) != default}
+    plain = [m for m in mentors if m in orgs_of and orgs_of[m] not in own]
+    other = [m for m in mentors if m in orgs_of and orgs_of[m] in own]
+    found: list[Candidate] = []
+    if plain and default is not None:
+        found += await scenario.candidates(conn, default, plain, as_of)
+    if other:
+        distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
+        orgs: dict[uuid.UUID, int] = {}
+        for org in own:
+            effective = variants.for_org(org)
+            if effective not in distinct:
+                distinct.append(effective)
+            orgs[org] = 1 + distinct.index(effective)
+        found += await scenario.candidates_across(conn, distinct, orgs, other, as_of)
+    return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
 
 
 async def single_mentor_candidates(
@@ -148,13 +162,13 @@ async def evaluate_set_based(
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
     if not everyone:
         return Outcomes()
-    await baseline_moves(conn, rules, everyone, as_of)
+    orgs_of = await baseline_moves(conn, rules, everyone, as_of)
     by_type = {t: set(ms) for t, ms in wanted.items()}
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         members = set(group)
         return await set_based_candidates(
-            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of, rules
+            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of, rules, orgs_of
         )
 
     def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -384,23 +398,28 @@ async def ensure_variants_seen(conn: Conn, rules: Rules, as_of: dt.datetime, see
         seen.variants.add((own.name, org, digest))
 
 
-async def baseline_moves(conn: Conn, rules: Rules, mentors: list[uuid.UUID], as_of: dt.datetime) -> None:
+async def baseline_moves(
+    conn: Conn, rules: Rules, mentors: list[uuid.UUID], as_of: dt.datetime
+) -> dict[uuid.UUID, uuid.UUID] | None:
     """A mentor who moved to another organisation since the engine last saw them is newly seen
     by the rules of their new programme: each rule with a no-flood baseline takes it for them
-    (under the variant of their new organisation). Nothing to do without organisations."""
+    (under the variant of their new organisation). Returns each mentor's organisation (the
+    candidates need it; one statement serves both), None without organisations in the rules."""
     if not rules.organization_ids() or not mentors:
-        return
+        return None
     async with conn.transaction():
         await mark_engine_write(conn)
-        moved = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
+        rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
         by_org: dict[uuid.UUID, list[uuid.UUID]] = {}
-        for row in moved:
-            by_org.setdefault(row["organization_id"], []).append(row["id"])
+        for row in rows:
+            if row["moved"]:
+                by_org.setdefault(row["organization_id"], []).append(row["id"])
         for org, group in by_org.items():
             for listed in rules.enabled():
                 own = rules.variants(listed.name).for_org(org)
                 if own is not None and _needs_baseline(own):
                     await scenario_of(own).first_seen(conn, own, as_of, group)
+    return {r["id"]: r["organization_id"] for r in rows}
 
 
 async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:

@@ -134,20 +134,22 @@ SELECT p.id FROM public.peer_mentor p WHERE p.organization_id = $1::uuid ORDER B
 
 -- name: mentor_programme_moves
 -- params: mentors, as_of
--- Record the organisation of each of these mentors; return those whose organisation changed
--- since the engine last saw them (a mentor seen for the first time is not a move). Only the
--- rows that differ are written: a steady sweep writes nothing.
-WITH now_in AS (
+-- Each of these mentors' organisation (which programme's rules apply), and whether they moved to
+-- another organisation since the engine last saw them (a mentor seen for the first time has not
+-- moved). Only the rows that differ are written: a steady sweep writes nothing. Only active
+-- mentors, as the sweep sees them (and every candidate query asks for): a paused mentor's move
+-- is found when they are active again, on every path alike.
+WITH cur AS (
     SELECT p.id, p.organization_id, s.organization_id AS was_in
     FROM public.peer_mentor p
     LEFT JOIN scenario_engine.scenario_mentor_programme s ON s.mentor_id = p.id
-    WHERE p.id = ANY($1::uuid[]) AND s.organization_id IS DISTINCT FROM p.organization_id
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
 ), up AS (
     INSERT INTO scenario_engine.scenario_mentor_programme AS s (mentor_id, organization_id, seen_at)
-    SELECT id, organization_id, $2::timestamptz FROM now_in
+    SELECT id, organization_id, $2::timestamptz FROM cur WHERE was_in IS DISTINCT FROM organization_id
     ON CONFLICT (mentor_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, seen_at = EXCLUDED.seen_at
 )
-SELECT id, organization_id FROM now_in WHERE was_in IS NOT NULL ORDER BY id;
+SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur ORDER BY id;
 
 -- name: organisations_with_mentors
 -- params: organizations
