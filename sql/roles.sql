@@ -78,6 +78,13 @@ GRANT SELECT ON scenario_engine.scenario_erasure_mark TO scenario_engine_runtime
 -- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_full_sweep_request', 'SELECT, INSERT, DELETE')) AS v(t, p)
 GRANT SELECT, INSERT, DELETE ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
 
+-- unit: runtime_programmes
+-- Per-organisation programmes (sql/0028): which organisation variants were baselined, and the
+-- organisation each mentor was last evaluated in (a move is baselined like a new rule).
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_programme_seen', 'SELECT, INSERT'), ('scenario_mentor_programme', 'SELECT, INSERT, UPDATE, DELETE')) AS v(t, p)
+GRANT SELECT, INSERT ON scenario_engine.scenario_programme_seen TO scenario_engine_runtime;
+GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_mentor_programme TO scenario_engine_runtime;
+
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
 -- when it fires). A function the planner inlines is still checked for EXECUTE.

@@ -597,6 +597,16 @@ ALTER TABLE scenario_engine.scenario_full_sweep_request ALTER COLUMN id ADD GENE
 );
 
 --
+-- Name: scenario_mentor_programme; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_mentor_programme (
+    mentor_id uuid NOT NULL,
+    organization_id uuid NOT NULL,
+    seen_at timestamp with time zone NOT NULL
+);
+
+--
 -- Name: scenario_notification; Type: TABLE; Schema: scenario_engine; Owner: -
 --
 
@@ -650,6 +660,17 @@ CREATE TABLE scenario_engine.scenario_outcome (
     CONSTRAINT scenario_outcome_digest_arm_known CHECK ((digest_arm = ANY (ARRAY['digest'::text, 'separate'::text]))),
     CONSTRAINT scenario_outcome_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'achieved'::text, 'missed'::text]))),
     CONSTRAINT scenario_outcome_timing_arm_known CHECK ((timing_arm = ANY (ARRAY['usual_hour'::text, 'immediate'::text])))
+);
+
+--
+-- Name: scenario_programme_seen; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_programme_seen (
+    rule_name text NOT NULL,
+    organization_id uuid NOT NULL,
+    params_digest text NOT NULL,
+    first_seen_at timestamp with time zone NOT NULL
 );
 
 --
@@ -853,6 +874,13 @@ ALTER TABLE ONLY scenario_engine.scenario_full_sweep_request
     ADD CONSTRAINT scenario_full_sweep_request_pkey PRIMARY KEY (id);
 
 --
+-- Name: scenario_mentor_programme scenario_mentor_programme_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_mentor_programme
+    ADD CONSTRAINT scenario_mentor_programme_pkey PRIMARY KEY (mentor_id);
+
+--
 -- Name: scenario_notification scenario_notification_dedup_key_unique; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
 --
 
@@ -872,6 +900,13 @@ ALTER TABLE ONLY scenario_engine.scenario_notification
 
 ALTER TABLE ONLY scenario_engine.scenario_outcome
     ADD CONSTRAINT scenario_outcome_pkey PRIMARY KEY (decision_id);
+
+--
+-- Name: scenario_programme_seen scenario_programme_seen_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_programme_seen
+    ADD CONSTRAINT scenario_programme_seen_pkey PRIMARY KEY (rule_name, organization_id, params_digest);
 
 --
 -- Name: scenario_quarantine scenario_quarantine_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
@@ -1439,6 +1474,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_experiment TO 
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_mentor_programme scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_mentor_programme TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_notification scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
 --
 
@@ -1449,6 +1490,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_notification T
 --
 
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_outcome TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: scenario_programme_seen scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_programme_seen TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
 -- Name: scenario_quarantine scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
@@ -1511,6 +1558,12 @@ ALTER TABLE scenario_engine.scenario_experiment ENABLE ROW LEVEL SECURITY;
 ALTER TABLE scenario_engine.scenario_full_sweep_request ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: scenario_mentor_programme; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_mentor_programme ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: scenario_notification; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
 --
 
@@ -1521,6 +1574,12 @@ ALTER TABLE scenario_engine.scenario_notification ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE scenario_engine.scenario_outcome ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_programme_seen; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_programme_seen ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: scenario_quarantine; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
@@ -1710,6 +1769,12 @@ GRANT SELECT,INSERT ON TABLE scenario_engine.scenario_experiment TO scenario_eng
 GRANT SELECT,INSERT,DELETE ON TABLE scenario_engine.scenario_full_sweep_request TO scenario_engine_runtime;
 
 --
+-- Name: TABLE scenario_mentor_programme; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_mentor_programme TO scenario_engine_runtime;
+
+--
 -- Name: TABLE scenario_notification; Type: ACL; Schema: scenario_engine; Owner: -
 --
 
@@ -1720,6 +1785,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_notification
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_outcome TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_programme_seen; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT ON TABLE scenario_engine.scenario_programme_seen TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_quarantine; Type: ACL; Schema: scenario_engine; Owner: -

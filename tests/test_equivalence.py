@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from scenario_engine.db.connect import SEARCH_PATH, create_pool
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
+from scenario_engine.events import ScenarioEvent
 from scenario_engine.notifications import Outcome
 from scenario_engine.scenarios.anniversary import AnniversaryRule
 from scenario_engine.scenarios.certification import CertificationExpiryRule
@@ -96,6 +97,48 @@ TURNING_POINTS = [
     dt.datetime(2027, 2, 28, 12, tzinfo=UTC),
     dt.datetime(2027, 3, 14, 4, 30, tzinfo=UTC),  # a daily 04:30 UTC sweep before New York's 23-hour day
 ]
+# Three organisations: the first is never listed (the default programme), the others get random
+# overrides of policy keys and rule fields, a rule of their own, and a locale.
+ORGS = [uuid.UUID(f"00000000-0000-4000-8000-00000000000{i}") for i in range(3)]
+
+
+@st.composite
+def organization_overrides(draw: st.DrawFn) -> dict[str, Any]:
+    table: dict[str, Any] = {"name": draw(st.sampled_from(["Oslo", "Bergen", "Leeds"]))}
+    if draw(st.booleans()):
+        table["daily_cap"] = draw(st.integers(1, 3))
+    if draw(st.booleans()):
+        table["locale"] = draw(st.sampled_from(["en", "nb", "nn"]))
+    if draw(st.booleans()):
+        table["global_holdout_percent"] = draw(st.sampled_from([0, 10, 50]))
+    rules: dict[str, Any] = {}
+    if draw(st.booleans()):
+        rules["inactive_10d"] = {
+            "threshold_days": draw(st.sampled_from([5, 10, 14])),
+            "cooldown_days": draw(st.sampled_from([0.5, 1, 3])),
+        }
+    if draw(st.booleans()):
+        rules["cert_expiry"] = {"tiers_days": draw(st.sampled_from([[60, 14], [30, 7, 1], [7]]))}
+    if draw(st.booleans()):
+        rules["sessions_year"] = draw(st.sampled_from([{"enabled": False}, {"thresholds": [1, 3]}]))
+    if draw(st.booleans()):
+        rules["first_years"] = {"enabled": False}
+    if rules:
+        table["rules"] = rules
+    if draw(st.booleans()):
+        table["certification_expiry"] = [
+            {"name": "org_first_aid", "certification_types": ["first_aid"], "tiers_days": [45, 3]}
+        ]
+    return table
+
+
+def programme(case: Case) -> Rules:
+    """RULES with the case's organisations: the top level is exactly RULES."""
+    return Rules.model_validate(
+        {**RULES.model_dump(exclude={"organizations"}), "organizations": case.organizations}
+    )
+
+
 # Offsets from as_of (seconds) that sit exactly on a threshold of the rules.
 EDGE_OFFSETS = [-10 * DAY, -10 * DAY + 1, -30 * DAY, -30 * DAY + 1, 30 * DAY, 7 * DAY, 7 * DAY + 1, DAY, 0]
 
@@ -127,6 +170,7 @@ class Mentor:
     activities: list[Act]
     certifications: list[Cert]
     opt_out: str | None
+    org: int = 0  # index into ORGS
 
 
 @dataclass(frozen=True)
@@ -134,6 +178,10 @@ class Case:
     as_of: dt.datetime
     later: list[dt.datetime]  # further rounds, increasing
     mentors: list[Mentor] = field(default_factory=list)
+    # Per-organisation overrides (the rules file's [organizations."<id>"] tables), and before
+    # each later round the mentors (index) that move to another organisation (index).
+    organizations: dict[str, Any] = field(default_factory=dict)
+    moves: list[list[tuple[int, int]]] = field(default_factory=list)
 
 
 def offset(at: dt.datetime, lo_days: int, hi_days: int) -> st.SearchStrategy[dt.datetime]:
@@ -228,9 +276,15 @@ def cases(draw: st.DrawFn) -> Case:
                         [None] * 6 + ["all", "inactivity", "milestone", "certification_expiry", "anniversary"]
                     )
                 ),
+                org=draw(st.integers(0, len(ORGS) - 1)),
             )
         )
-    return Case(as_of=as_of, later=later, mentors=mentors)
+    organizations = {str(org): draw(organization_overrides()) for org in ORGS[1:] if draw(st.booleans())}
+    moves = [
+        draw(st.lists(st.tuples(st.integers(0, len(mentors) - 1), st.integers(0, len(ORGS) - 1)), max_size=2))
+        for _ in later
+    ]
+    return Case(as_of=as_of, later=later, mentors=mentors, organizations=organizations, moves=moves)
 
 
 async def populate(conn: asyncpg.Connection[Any], case: Case) -> list[uuid.UUID]:
@@ -238,10 +292,11 @@ async def populate(conn: asyncpg.Connection[Any], case: Case) -> list[uuid.UUID]
     for m in case.mentors:
         mentor_id: uuid.UUID = await conn.fetchval(
             "INSERT INTO peer_mentor (organization_id, status, timezone, joined_at) "
-            "VALUES (gen_random_uuid(), $1, $2, $3) RETURNING id",
+            "VALUES ($4, $1, $2, $3) RETURNING id",
             m.status,
             m.timezone,
             m.joined_at,
+            ORGS[m.org],
         )
         ids.append(mentor_id)
         await conn.executemany(
@@ -260,7 +315,7 @@ async def populate(conn: asyncpg.Connection[Any], case: Case) -> list[uuid.UUID]
                 mentor_id,
                 m.opt_out,
             )
-    return sorted(ids)
+    return ids  # in case.mentors order (moves name mentors by index)
 
 
 # --- what the two paths wrote ------------------------------------------------------------------
@@ -352,15 +407,31 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
             await _admin(pg_server, f'ALTER DATABASE "{db}" SET search_path = {SEARCH_PATH}')
         incr_pool = await create_pool(pg_server.url(incr_db), min_size=1, max_size=2)
         pools.append(incr_pool)
-        incr_engine = Engine(incr_pool, RULES)
+        rules = programme(case)
+        incr_engine = Engine(incr_pool, rules)
         sweep_pool = await create_pool(pg_server.url(sweep_db), min_size=1, max_size=2)
         pools.append(sweep_pool)
         single_pool = await create_pool(pg_server.url(single_db), min_size=1, max_size=2)
         pools.append(single_pool)
-        sweep_engine, single_engine = Engine(sweep_pool, RULES), Engine(single_pool, RULES)
+        sweep_engine, single_engine = Engine(sweep_pool, rules), Engine(single_pool, rules)
 
         previous: dt.datetime | None = None
-        for as_of in [case.as_of, *case.later]:
+        for round_, as_of in enumerate([case.as_of, *case.later]):
+            moved = case.moves[round_ - 1] if round_ else []
+            for index, org in moved:  # a mentor changes organisation between two sweeps
+                for p in pools:
+                    await p.execute(
+                        "UPDATE peer_mentor SET organization_id = $2 WHERE id = $1", mentors[index], ORGS[org]
+                    )
+            if moved:  # the incremental sweep hears of a move as the daemon does: an event
+                events = [
+                    ScenarioEvent(
+                        id=i, table_name="peer_mentor", operation="UPDATE", mentor_id=mentors[index]
+                    )
+                    for i, (index, _) in enumerate(moved, 1)
+                ]
+                async with incr_pool.acquire() as event_conn:
+                    await incr_engine.handle_database_events(event_conn, events, as_of)
             result = await sweep_engine.run_scheduled_evaluation(as_of, collect=True)
             # the incremental sweep (only mentors that became due since the previous sweep)
             # must leave the same rows as the full sweep

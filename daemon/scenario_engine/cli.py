@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -287,9 +288,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = _load(args)
     except ConfigError as exc:
         return _print_config_error(exc, collect_secrets_of_overrides(args))
+    from scenario_engine.messages import check_programme_texts
+
+    problems, warnings = check_programme_texts(config.rules)
+    if problems:
+        return _print_config_error(ConfigError(problems), collect_secrets_of_overrides(args))
+    warnings += _organisations_without_mentors(config)
     print(json.dumps(effective_config(config.settings, config.rules), indent=2))
     sys.stdout.flush()  # a closed pipe shows here, inside main()'s handler
+    for line in warnings:
+        _err(f"check-config: warning: {line}")
     return EXIT_OK
+
+
+def _organisations_without_mentors(config: Any) -> list[str]:
+    """An organisation listed in the rules file that no mentor has: a warning (a typo, or an
+    organisation not yet on the platform), never an error. Only with a database configured."""
+    orgs = config.rules.organization_ids()
+    if not orgs or config.settings.database_url is None:
+        return []
+
+    async def ask() -> list[str]:
+        conn = await asyncpg.connect(config.settings.database_url.get_secret_value(), timeout=10)
+        try:
+            rows = await fetch(conn, "organisations_with_mentors", organizations=orgs)
+        finally:
+            await conn.close()
+        have = {r["organization_id"] for r in rows}
+        return [f"organizations.{o}: no mentor has this organisation id" for o in orgs if o not in have]
+
+    try:
+        return anyio.run(ask)
+    except Exception as exc:  # the database is not needed to check the file
+        return [f"could not ask the database which organisations have mentors: {type(exc).__name__}"]
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -335,13 +366,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return _run_db_command(args, run)
 
 
-def _summary(result: SweepResult) -> str:
+def _summary(result: SweepResult, rules: Rules | None = None) -> str:
     width = max([len("rule"), *(len(r) for r in result.per_rule)])
     head = "would send" if result.dry_run else "sent"
     cols = (head, *OUTCOME_COLUMNS[1:])
     lines = ["  ".join([f"{'rule':<{width}}", *(f"{c:>17}" for c in cols)])]
     for rule, counts in sorted(result.per_rule.items()):
         lines.append("  ".join([f"{rule:<{width}}", *(f"{counts.get(c, 0):>17}" for c in OUTCOME_COLUMNS)]))
+    if rules is not None and rules.organization_ids() and result.per_organization:
+        named = {org: _organization_label(rules, org) for org in result.per_organization}
+        w = max([len("organisation"), *(len(n) for n in named.values())])
+        lines.append("")
+        lines.append("  ".join([f"{'organisation':<{w}}", *(f"{c:>17}" for c in cols)]))
+        for org, counts in sorted(result.per_organization.items(), key=lambda kv: named[kv[0]]):
+            lines.append(
+                "  ".join([f"{named[org]:<{w}}", *(f"{counts.get(c, 0):>17}" for c in OUTCOME_COLUMNS)])
+            )
     lines.append(
         f"{result.mentors} active mentors evaluated as of {result.as_of.isoformat()}"
         f" in {result.seconds:.2f} s" + (" — dry run, nothing was written" if result.dry_run else "")
@@ -349,6 +389,15 @@ def _summary(result: SweepResult) -> str:
     if result.quarantined:  # rows the engine cannot evaluate; `explain MENTOR_ID` says why
         lines.append(f"{len(result.quarantined)} mentors quarantined (see scenario_quarantine)")
     return "\n".join(lines)
+
+
+def _organization_label(rules: Rules, org: uuid.UUID | None) -> str:
+    """An organisation as `sweep` and `report` show it: the rules file's name and its id."""
+    if org is None:
+        return "(not recorded)"
+    name = rules.organization_name(org)
+    programme = "" if org in rules.organization_ids() else " (default programme)"
+    return f"{name} ({org})" if name else f"{org}{programme}"
 
 
 def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
@@ -360,6 +409,7 @@ def _decision_rows(result: SweepResult) -> list[dict[str, Any]]:
             "outcome": "duplicate" if o.duplicate else o.decision.outcome,
             "reason": o.decision.reason,
             "dedup_key": o.candidate.dedup_key,
+            "organization_id": str(o.organization_id) if o.organization_id else None,
             "inputs": o.candidate.inputs,  # an object in JSON; csv writes it as a JSON string
         }
         for o in result.outcomes
@@ -419,6 +469,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                         "as_of": result.as_of.isoformat(),
                         "dry_run": result.dry_run,
                         "per_rule": result.per_rule,
+                        "per_organization": {
+                            str(org): {"name": rules.organization_name(org) if org else None, **counts}
+                            for org, counts in result.per_organization.items()
+                        },
                         "quarantined": {str(m): why for m, why in result.quarantined.items()},
                         "decisions": _decision_rows(result),
                     },
@@ -433,7 +487,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             writer.writeheader()
             writer.writerows(rows)
         else:
-            _show(_summary(result))
+            _show(_summary(result, rules))
             if listing:
                 _show(_would_notify(result, rules, names))
         return EXIT_OK
@@ -497,8 +551,15 @@ def _format_explanation(expl: Any) -> str:
         f"mentor {_v(m['id'])} ({_v(m.get('display_name') or 'no name')}), status {_v(m['status'])}, "
         f"timezone {_v(m['timezone'])}, joined {_v(m['joined_at'])}",
         f"as of {expl.as_of.isoformat()}",
-        "",
     ]
+    if expl.programme:
+        pr = expl.programme
+        name = f" ({_v(pr['organization_name'])})" if pr.get("organization_name") else ""
+        out.append(f"programme: {_v(pr['programme'])}{name} — {_v(pr['why'])}")
+        if pr["overrides"]:
+            out.append(f"    overrides: {json.dumps(pr['overrides'], default=str)}")
+        out.append(f"    locale: {_v(pr['locale'])} (chain {json.dumps(pr['locale_chain'])})")
+    out.append("")
     for trace in expl.rules:
         out.append(
             f"[{_v(trace.rule)}] ({_v(trace.scenario_type)}) → {_v(trace.verdict)}: {_v(trace.reason)}"
@@ -545,6 +606,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                         "history": expl.history,
                         "pushes": expl.pushes,
                         "quarantine": expl.quarantine,
+                        "programme": expl.programme,
                     },
                     indent=2,
                     default=str,
@@ -621,6 +683,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         finally:
             await pool.close()
+        with contextlib.suppress(ConfigError):  # names only: the report does not need the rules
+            rules = load_rules(settings.rules_file)
+            report = dataclasses.replace(
+                report, organisation_names={**report.organisation_names, **rules.organization_names()}
+            )
         if args.output == "json":
             print(json.dumps(report_json(report), indent=2))
         elif args.output == "csv":

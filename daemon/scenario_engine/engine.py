@@ -23,6 +23,7 @@ from scenario_engine.domain.rule import ScenarioType
 from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import (
     SeenRules,
+    effective,
     ensure_rules_seen,
     evaluate_set_based,
     evaluate_single,
@@ -181,7 +182,8 @@ class Engine:
         state = states.get(user_id)
         if state is None:
             return PolicyDecision("mentor_not_active", "no such mentor")
-        return decide_policy(state, scenario_type, rule.cooldown, self.rules.daily_cap, at)
+        own, programme = effective(rule, self.rules, state.organization_id)
+        return decide_policy(state, scenario_type, own.cooldown, programme.daily_cap, at)
 
     async def enqueue_notification(
         self,
@@ -216,10 +218,11 @@ class Engine:
             state = states.get(user_id)
             if state is None:
                 return EnqueueResult(None, False, PolicyDecision("mentor_not_active", "no such mentor"))
-            decision = decide_policy(state, scenario_type, rule.cooldown, self.rules.daily_cap, at)
-            experiment = await experiment_id(conn, rule, self.rules, self._seen, at)
+            own, programme = effective(rule, self.rules, state.organization_id)
+            decision = decide_policy(state, scenario_type, own.cooldown, programme.daily_cap, at)
+            experiment = await experiment_id(conn, own, programme, self._seen, at)
             [outcome] = await write_outcomes(
-                conn, rule, [(cand, decision)], at, states, experiment, rules=self.rules
+                conn, own, [(cand, decision)], at, states, experiment, rules=self.rules
             )
         return EnqueueResult(outcome.notification_id, decision.allowed and not outcome.duplicate, decision)
 

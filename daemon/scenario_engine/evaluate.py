@@ -12,6 +12,8 @@ policy and persistence are one piece of code. The scenario itself is asked of th
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,8 +38,9 @@ AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
 
 # The candidates of one rule for a group of mentors (set-based or single-mentor).
 CandidateSource = Callable[[RuleBase, list[uuid.UUID]], Awaitable[list[Candidate]]]
-# Rule name → the id of the experiment it runs under (scenario_experiment).
-Experiments = Mapping[str, int]
+# Rule name (the default programme's rule) or an experiment's key (any organisation's variant)
+# → the id of the experiment it runs under (scenario_experiment).
+Experiments = Mapping[str | ExperimentKey, int]
 
 
 @dataclass
@@ -47,9 +50,11 @@ class SeenRules:
 
     names: set[str] = field(default_factory=set)
     experiments: dict[ExperimentKey, int] = field(default_factory=dict)
+    # (rule name, organisation, parameters digest) of organisation variants baselined already.
+    variants: set[tuple[str, uuid.UUID, str]] = field(default_factory=set)
 
     def copy(self) -> SeenRules:
-        return SeenRules(set(self.names), dict(self.experiments))
+        return SeenRules(set(self.names), dict(self.experiments), set(self.variants))
 
 
 async def instant(conn: Conn, as_of: dt.datetime | None) -> dt.datetime:
@@ -76,21 +81,63 @@ def utc(as_of: dt.datetime | None) -> dt.datetime:
 
 
 async def set_based_candidates(
-    conn: Conn, rule: RuleBase, mentors: list[uuid.UUID], as_of: dt.datetime
+    conn: Conn,
+    rule: RuleBase,
+    mentors: list[uuid.UUID],
+    as_of: dt.datetime,
+    rules: Rules | None = None,
+    orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> list[Candidate]:
-    """One statement of the rule's scenario for a batch of mentors."""
+    """The rule's candidates for a batch of mentors, each under the effective rule of the
+    mentor's organisation. When every organisation runs the same rule (today's files) this is
+    the scenario's own statement, exactly as before. Otherwise the mentors who run the default
+    programme's rule still get that statement, and all the others one more: the distinct
+    parameter sets (variants) and the organisation → variant map reach SQL as data
+    (scenarios/programmes.py) — two statements for the batch, whatever the number of
+    organisations. ``orgs_of`` (mentor → organisation) saves reading the organisations again."""
     if not mentors:
         return []
-    return await scenario_of(rule).candidates(conn, rule, mentors, as_of)
+    scenario = scenario_of(rule)
+    variants = rules.variants(rule.name) if rules is not None else None
+    if variants is None or variants.uniform:
+        if variants is not None and variants.default is not None and not variants.default.enabled:
+            return []
+        return await scenario.candidates(conn, rule, mentors, as_of)
+    if orgs_of is None:
+        rows = await fetch(conn, "mentor_organizations", mentors=mentors)
+        orgs_of = {r["id"]: r["organization_id"] for r in rows}
+    default = variants.default if variants.default_runs else None
+    own = {org for org, _ in variants.orgs if variants.for_org(org) != default}
+    plain = [m for m in mentors if m in orgs_of and orgs_of[m] not in own]
+    other = [m for m in mentors if m in orgs_of and orgs_of[m] in own]
+    found: list[Candidate] = []
+    if plain and default is not None:
+        found += await scenario.candidates(conn, default, plain, as_of)
+    if other:
+        distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
+        orgs: dict[uuid.UUID, int] = {}
+        for org in own:
+            effective = variants.for_org(org)
+            if effective not in distinct:
+                distinct.append(effective)
+            orgs[org] = 1 + distinct.index(effective)
+        found += await scenario.candidates_across(conn, distinct, orgs, other, as_of)
+    return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
 
 
 async def single_mentor_candidates(
-    conn: Conn, rule: RuleBase, mentor_id: uuid.UUID, as_of: dt.datetime
+    conn: Conn, rule: RuleBase, mentor_id: uuid.UUID, as_of: dt.datetime, rules: Rules | None = None
 ) -> list[Candidate]:
-    """The scenario's oracle over one mentor's raw rows (none if the mentor does not exist)."""
+    """The scenario's oracle over one mentor's raw rows (none if the mentor does not exist),
+    under the effective rule of the mentor's organisation (the oracle takes that rule)."""
     mentor = await load_mentor(conn, mentor_id)
     if mentor is None:
         return []
+    if rules is not None and rule.name in rules.rule_names():
+        effective = rules.variants(rule.name).for_org(mentor.organization_id)
+        if effective is None:
+            return []
+        rule = effective
     scenario = scenario_of(rule)
     state = await scenario.load_state(conn, rule, mentor, as_of)
     return scenario.decide(state, rule, as_of)
@@ -115,12 +162,13 @@ async def evaluate_set_based(
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
     if not everyone:
         return Outcomes()
+    orgs_of = await baseline_moves(conn, rules, everyone, as_of)
     by_type = {t: set(ms) for t, ms in wanted.items()}
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         members = set(group)
         return await set_based_candidates(
-            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of
+            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of, rules, orgs_of
         )
 
     def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -146,9 +194,10 @@ async def evaluate_single(
     enabled rule may clear the mentor's quarantine."""
 
     async def candidates(rule: RuleBase, _group: list[uuid.UUID]) -> list[Candidate]:
-        return await single_mentor_candidates(conn, rule, mentor_id, as_of)
+        return await single_mentor_candidates(conn, rule, mentor_id, as_of, rules)
 
     every_rule = list(selected) == rules.enabled()
+    await baseline_moves(conn, rules, [mentor_id], as_of)
     return await evaluate_isolated(
         conn,
         [mentor_id],
@@ -173,7 +222,7 @@ async def rule_loop(
     out: list[Outcome] = []
     for rule in selected:
         found = await candidates(rule, group)
-        out += await decide_and_write(conn, found, rule, rules, experiments[rule.name], as_of)
+        out += await decide_and_write(conn, found, rule, rules, experiments, as_of)
     return out
 
 
@@ -187,6 +236,15 @@ async def policy_states(
     return {r["mentor_id"]: state_from_row(r) for r in rows}
 
 
+def effective(rule: RuleBase, rules: Rules, org: uuid.UUID | None) -> tuple[RuleBase, Rules]:
+    """The rule and programme a mentor of ``org`` runs (the rule itself when it is an ad-hoc
+    rule of a seed interface, or no organisation overrides it)."""
+    programme = rules.organization(org)
+    if programme is rules or rule.name not in rules.rule_names():
+        return rule, programme
+    return rules.variants(rule.name).for_org(org) or rule, programme
+
+
 def apply_policy(
     candidates: Sequence[Candidate],
     states: dict[uuid.UUID, PolicyState],
@@ -194,15 +252,17 @@ def apply_policy(
     rules: Rules,
     as_of: dt.datetime,
 ) -> list[tuple[Candidate, PolicyDecision]]:
-    """Pure: decide each candidate in order; earlier allowed ones count toward the cap."""
+    """Pure: decide each candidate in order; earlier allowed ones count toward the cap. The
+    cooldown and the cap are those of the mentor's organisation's programme."""
     pending: Counter[uuid.UUID] = Counter()
     out: list[tuple[Candidate, PolicyDecision]] = []
     for cand in candidates:
         state = states.get(cand.mentor_id)
         if state is None:  # mentor deleted between the two reads
             continue
+        own, programme = effective(rule, rules, state.organization_id)
         decision = decide_policy(
-            state, cand.scenario_type, rule.cooldown, rules.daily_cap, as_of, pending[cand.mentor_id]
+            state, cand.scenario_type, own.cooldown, programme.daily_cap, as_of, pending[cand.mentor_id]
         )
         if decision.allowed:
             pending[cand.mentor_id] += 1
@@ -215,21 +275,39 @@ async def decide_and_write(
     candidates: list[Candidate],
     rule: RuleBase,
     rules: Rules,
-    experiment_id: int,
+    experiments: Experiments | int,
     as_of: dt.datetime,
 ) -> list[Outcome]:
+    """Policy, holdout and write for one rule's candidates. Each candidate is decided under its
+    organisation's programme and written with the effective rule (its message, outcome window)
+    and experiment: one write per distinct effective rule, normally one."""
     if not candidates:
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
-    decided = hold_out(apply_policy(candidates, states, rule, rules, as_of), rule, rules)
-    return await write_outcomes(conn, rule, decided, as_of, states, experiment_id, rules=rules)
+    decided = apply_policy(candidates, states, rule, rules, as_of)
+    groups: dict[ExperimentKey, tuple[RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]]] = {}
+    for cand, decision in decided:
+        own, programme = effective(rule, rules, states[cand.mentor_id].organization_id)
+        key = experiment_key(own, programme)
+        groups.setdefault(key, (own, programme, []))[2].append((cand, decision))
+    out: list[Outcome] = []
+    for key, (own, programme, part) in groups.items():
+        if isinstance(experiments, int):
+            experiment = experiments
+        else:
+            experiment = experiments.get(key) or experiments[rule.name]
+        held = hold_out(part, own, programme)
+        out += await write_outcomes(conn, own, held, as_of, states, experiment, rules=rules)
+    return out
 
 
 # --- rules seen for the first time ------------------------------------------------------
 
 
-async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules) -> dict[str, int]:
+async def ensure_rules_seen(
+    conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules
+) -> dict[str | ExperimentKey, int]:
     """Record each rule the first time any engine sees it (its scenario takes its no-flood
     baseline in the same transaction), and the experiment each enabled rule runs under.
     ``seen`` caches both, so the common case costs nothing. Returns rule name → experiment."""
@@ -254,7 +332,94 @@ async def ensure_rules_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: 
             if claimed:
                 await scenario.first_seen(conn, rule, as_of)
         seen.names.add(rule.name)
-    return {r.name: await experiment_id(conn, r, rules, seen, as_of) for r in rules.enabled()}
+    await ensure_variants_seen(conn, rules, as_of, seen)
+    found: dict[str | ExperimentKey, int] = {
+        r.name: await experiment_id(conn, r, rules, seen, as_of) for r in rules.enabled()
+    }
+    for org in rules.organization_ids():  # each organisation's variants: same key, same experiment
+        programme = rules.organization(org)
+        for r in programme.enabled():
+            found[experiment_key(r, programme)] = await experiment_id(conn, r, programme, seen, as_of)
+    return found
+
+
+# --- no flood per organisation ------------------------------------------------------------
+
+
+def baseline_digest(rule: RuleBase) -> str:
+    """What an organisation's variant's baseline depends on: the parameters its scenario's
+    baseline takes and whether it runs. Changing any of them (raised thresholds, the rule
+    enabled for the organisation) makes the variant new for that organisation's mentors."""
+    params = {k: v for k, v in scenario_of(rule).baseline_params(rule).items() if k != "zones"}
+    text = json.dumps({"enabled": rule.enabled, **params}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _needs_baseline(rule: RuleBase) -> bool:
+    scenario = scenario_of(rule)
+    return scenario.baseline_query is not None and not scenario.backfill(rule)
+
+
+async def ensure_variants_seen(conn: Conn, rules: Rules, as_of: dt.datetime, seen: SeenRules) -> None:
+    """Baseline each organisation's own variant of a rule the first time any engine sees it —
+    for that organisation's mentors only, exactly as a newly seen rule is for everyone."""
+    todo: list[tuple[uuid.UUID, RuleBase, str]] = []
+    for org in rules.organization_ids():
+        for listed in rules.enabled():
+            variants = rules.variants(listed.name)
+            own = variants.for_org(org)
+            if own is None or own == (variants.default if variants.default_runs else None):
+                continue
+            if not _needs_baseline(own):
+                continue
+            digest = baseline_digest(own)
+            if (own.name, org, digest) not in seen.variants:
+                todo.append((org, own, digest))
+    if not todo:
+        return
+    rows = await conn.fetch(query("programme_seen"))
+    seen.variants.update((r["rule_name"], r["organization_id"], r["params_digest"]) for r in rows)
+    for org, own, digest in todo:
+        if (own.name, org, digest) in seen.variants:
+            continue
+        async with conn.transaction():
+            await mark_engine_write(conn)
+            claimed = await fetchval(
+                conn,
+                "claim_programme_seen",
+                rule_name=own.name,
+                organization_id=org,
+                params_digest=digest,
+                as_of=as_of,
+            )
+            if claimed:
+                mentors = [r["id"] for r in await fetch(conn, "organization_mentors", organization_id=org)]
+                await scenario_of(own).first_seen(conn, own, as_of, mentors)
+        seen.variants.add((own.name, org, digest))
+
+
+async def baseline_moves(
+    conn: Conn, rules: Rules, mentors: list[uuid.UUID], as_of: dt.datetime
+) -> dict[uuid.UUID, uuid.UUID] | None:
+    """A mentor who moved to another organisation since the engine last saw them is newly seen
+    by the rules of their new programme: each rule with a no-flood baseline takes it for them
+    (under the variant of their new organisation). Returns each mentor's organisation (the
+    candidates need it; one statement serves both), None without organisations in the rules."""
+    if not rules.organization_ids() or not mentors:
+        return None
+    async with conn.transaction():
+        await mark_engine_write(conn)
+        rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
+        by_org: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for row in rows:
+            if row["moved"]:
+                by_org.setdefault(row["organization_id"], []).append(row["id"])
+        for org, group in by_org.items():
+            for listed in rules.enabled():
+                own = rules.variants(listed.name).for_org(org)
+                if own is not None and _needs_baseline(own):
+                    await scenario_of(own).first_seen(conn, own, as_of, group)
+    return {r["id"]: r["organization_id"] for r in rows}
 
 
 async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:

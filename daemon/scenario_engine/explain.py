@@ -16,6 +16,7 @@ from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch, fetchrow
 from scenario_engine.db.records import MentorRecord, load_mentor, plain
 from scenario_engine.domain.rule import RuleBase
+from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.evaluate import instant
 from scenario_engine.isolation import may_quarantine, reason_for
@@ -44,6 +45,9 @@ class Explanation:
     # The mentor's scenario_quarantine entry (open or cleared), and whether this evaluation
     # would quarantine it again (with the reason) — rows the engine cannot evaluate.
     quarantine: dict[str, Any] | None = None
+    # Which programme applied and why: the organisation, its name, the overrides the rules file
+    # sets for it, and the locale chain with the locale whose texts a message would use.
+    programme: dict[str, Any] = field(default_factory=dict)
 
 
 MIN_PREFIX_DIGITS = 8
@@ -88,7 +92,14 @@ async def explain_mentor(
         if mentor is None:
             raise LookupError(f"no mentor with id {mentor_id}")
         result = Explanation(mentor=plain(vars(mentor)), as_of=at)
-        for rule in engine.rules.enabled():
+        result.programme = programme_of(engine.rules, mentor, await mentor_locale(conn, mentor_id))
+        for listed in engine.rules.enabled():
+            own = engine.rules.variants(listed.name).for_org(mentor.organization_id)
+            if own is None:
+                why = "not in this mentor's programme (disabled for the organisation, or another's rule)"
+                result.rules.append(RuleTrace(listed.name, listed.scenario_type, {}, "not in programme", why))
+                continue
+            rule = own
             try:
                 inputs, why_not = await describe(conn, rule, mentor, at)
             except Exception as exc:  # a poison row: say what, instead of failing the command
@@ -131,6 +142,36 @@ async def explain_mentor(
         for row in await fetch(conn, "mentor_pushes", mentor_id=mentor_id, limit=20):
             result.pushes.append(plain(row))
     return result
+
+
+async def mentor_locale(conn: Conn, mentor_id: uuid.UUID) -> str | None:
+    """``peer_mentor.locale`` when the platform has that column (policy_inputs reads it)."""
+    rows = await fetch(
+        conn, "policy_inputs", mentors=[mentor_id], scenario_type="all", as_of=dt.datetime.now(dt.UTC)
+    )
+    return rows[0]["locale"] if rows else None
+
+
+def programme_of(rules: Rules, mentor: MentorRecord, locale: str | None) -> dict[str, Any]:
+    """Which programme a mentor runs under, what it overrides, and which locale applies."""
+    org = mentor.organization_id
+    listed = org in rules.organization_ids()
+    chain = rules.locale_chain(org, locale)
+    return {
+        "organization_id": str(org),
+        "organization_name": rules.organization_name(org),
+        "programme": f"organisation {org}" if listed else "default",
+        "why": "the rules file lists this organisation"
+        if listed
+        else "the organisation is not listed in the rules file: the top level applies",
+        "overrides": rules.overrides(org),
+        "locale_chain": {
+            "mentor": locale,
+            "organization": rules.organization(org).default_locale,
+            "default": rules.default_locale,
+        },
+        "locale": next((c for c in chain if c), rules.default_locale),
+    }
 
 
 async def describe(

@@ -21,11 +21,12 @@ from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.domain.rules import Rules
+from scenario_engine.messages import Rendering, fill
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.templates import render, render_body, render_title
-from scenario_engine.timing import NOT_TIMED, digested, plan_holds
+from scenario_engine.timing import NOT_TIMED, Hold, digested, plan_holds
 
 __all__ = ["Outcome", "record_last_triggered", "render", "write_outcomes"]
 
@@ -36,6 +37,7 @@ class Outcome:
     decision: PolicyDecision
     notification_id: int | None = None
     duplicate: bool = False  # allowed, but the dedup key had already been enqueued
+    organization_id: uuid.UUID | None = None  # the mentor's, at the decision (whose programme ran)
 
 
 async def write_outcomes(
@@ -50,8 +52,10 @@ async def write_outcomes(
 ) -> list[Outcome]:
     """Persist one batch of decisions for one rule in one engine-marked transaction.
 
-    ``rules``: the programme's delivery settings — its ``fallback`` channels, copied onto each
-    push, and the usual-hour settings of a rule with ``send_at = "usual_hour"`` (timing.py)."""
+    ``rules``: the programmes (the whole rules file). Each message is in its mentor's language
+    (messages.py), and each push takes the delivery settings of its mentor's organisation's
+    programme — its ``fallback`` channels, digest window and the usual-hour settings of a rule
+    with ``send_at = "usual_hour"`` (timing.py)."""
     recorded = [(c, d) for c, d in decided if d.recorded]
     suppressed = [(c, d) for c, d in decided if not d.recorded]
     achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
@@ -85,12 +89,13 @@ async def write_outcomes(
             )
     out: list[Outcome] = []
     for c, d in decided:
+        org = _organization(states, c.mentor_id)
         if not d.recorded:
-            out.append(Outcome(c, d))
+            out.append(Outcome(c, d, organization_id=org))
         elif c.dedup_key in created:
-            out.append(Outcome(c, d, created[c.dedup_key]))
+            out.append(Outcome(c, d, created[c.dedup_key], organization_id=org))
         else:
-            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True))
+            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True, organization_id=org))
     return out
 
 
@@ -110,15 +115,14 @@ async def _enqueue(
         for c, _ in recorded
     ]
     scenario = scenario_of(rule)
-    fallback = ",".join(rules.fallback) if rules is not None else ""
-    holds = [NOT_TIMED] * len(recorded)
-    digest: list[tuple[bool, str | None]] = [(False, None)] * len(recorded)
-    if rules is not None:
-        digest = [digested(rule, rules, c) if d.allowed else (False, None) for c, d in recorded]
-        sent = [i for i, (_, d) in enumerate(recorded) if d.allowed]
-        planned = await plan_holds(conn, rule, rules, [recorded[i][0] for i in sent], as_of)
-        for i, hold in zip(sent, planned, strict=True):
-            holds[i] = hold
+    texts = [
+        _texts(rule, rules, states.get(c.mentor_id), ctx)
+        for (c, _), ctx in zip(recorded, contexts, strict=True)
+    ]
+    for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
+        if loc is not None:
+            ctx["locale"] = loc  # the decision log's context records the language used
+    delivery = await _delivery(conn, rule, rules, recorded, states, as_of)
     rows = await fetch(
         conn,
         "enqueue_batch",
@@ -126,21 +130,80 @@ async def _enqueue(
         subjects=[c.subject for c, _ in recorded],
         seqs=[c.seq for c, _ in recorded],
         contexts=contexts,
-        titles=[render_title(rule.title, ctx) for ctx in contexts],
-        bodies=[render_body(rule.body, ctx) for ctx in contexts],
+        titles=[t for t, _, _ in texts],
+        bodies=[b for _, b, _ in texts],
         held_out=[d.outcome == "holdout" for _, d in recorded],
         window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
-        fallbacks=[fallback] * len(recorded),
-        hold_untils=[h.until for h in holds],
-        hold_reasons=[h.reason for h in holds],
-        timing_arms=[h.arm for h in holds],
-        digests=[d for d, _ in digest],
-        digest_arms=[a for _, a in digest],
-        digest_secs=60.0 * (rules.digest_minutes if rules is not None else 0),
+        fallbacks=[d.fallback for d in delivery],
+        hold_untils=[d.hold.until for d in delivery],
+        hold_reasons=[d.hold.reason for d in delivery],
+        timing_arms=[d.hold.arm for d in delivery],
+        digests=[d.digest for d in delivery],
+        digest_arms=[d.digest_arm for d in delivery],
+        digest_secs=[d.digest_secs for d in delivery],
     )
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))
     return {r["dedup_key"]: r["id"] for r in rows}
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """How one decided candidate's push is delivered, by its organisation's programme."""
+
+    fallback: str = ""  # channels, comma-separated ('' for none)
+    hold: Hold = NOT_TIMED
+    digest: bool = False
+    digest_arm: str | None = None
+    digest_secs: float = 0.0
+
+
+async def _delivery(
+    conn: Conn,
+    rule: Rule,
+    rules: Rules | None,
+    recorded: Sequence[tuple[Candidate, PolicyDecision]],
+    states: Mapping[uuid.UUID, PolicyState],
+    as_of: dt.datetime,
+) -> list[_Delivery]:
+    """Each candidate's delivery under its own programme: candidates are grouped by programme
+    (a handful per batch, however many mentors), and each group's usual hours are one query."""
+    out = [_Delivery()] * len(recorded)
+    if rules is None:
+        return out
+    groups: dict[int, tuple[Rules, list[int]]] = {}
+    for i, (c, _) in enumerate(recorded):
+        programme = rules.organization(_organization(states, c.mentor_id))
+        groups.setdefault(id(programme), (programme, []))[1].append(i)
+    for programme, members in groups.values():
+        sent = [i for i in members if recorded[i][1].allowed]
+        holds = await plan_holds(conn, rule, programme, [recorded[i][0] for i in sent], as_of)
+        held = dict(zip(sent, holds, strict=True))
+        for i in members:
+            c, d = recorded[i]
+            digest, arm = digested(rule, programme, c) if d.allowed else (False, None)
+            out[i] = _Delivery(
+                ",".join(programme.fallback),
+                held.get(i, NOT_TIMED),
+                digest,
+                arm,
+                60.0 * programme.digest_minutes,
+            )
+    return out
+
+
+def _texts(
+    rule: Rule, rules: Rules | None, state: PolicyState | None, ctx: dict[str, Any]
+) -> tuple[str, str, str | None]:
+    """Title, body and the locale used: the mentor's language through the programmes, or the
+    rule's own texts exactly as before when no programmes are given."""
+    if rules is None:
+        return render_title(rule.title, ctx), render_body(rule.body, ctx), None
+    org = state.organization_id if state else None
+    chosen, names = rules.message(rule, org, state.locale if state else None)
+    how = Rendering(chosen.locale, state.timezone if state else None, names)
+    title, body = fill(chosen, ctx, how)
+    return title, body, chosen.locale
 
 
 def _decision_columns(

@@ -29,6 +29,8 @@ class PolicyState:
     # Not policy inputs: what the decision log and the message carry (read in the same query).
     display_name: str | None = None
     organization_id: uuid.UUID | None = None
+    timezone: str | None = None
+    locale: str | None = None  # peer_mentor.locale when the platform has that column
 
 
 @dataclass(frozen=True)

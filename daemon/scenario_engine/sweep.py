@@ -38,6 +38,8 @@ class SweepResult:
     mentors: int = 0
     seconds: float = 0.0
     per_rule: dict[str, Counter[str]] = field(default_factory=dict)
+    # The same counts per organisation (None: not recorded), for `sweep --dry-run` (issue 20).
+    per_organization: dict[uuid.UUID | None, Counter[str]] = field(default_factory=dict)
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False  # stopped between batches; the period is not complete
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
@@ -49,6 +51,7 @@ class SweepResult:
         for o in outcomes:
             key = "duplicate" if o.duplicate else o.decision.outcome
             self.per_rule.setdefault(o.candidate.rule_name, Counter())[key] += 1
+            self.per_organization.setdefault(o.organization_id, Counter())[key] += 1
 
     @property
     def sent(self) -> int:
@@ -112,8 +115,9 @@ async def _count(conn: Conn, wanted: bool) -> int:
 def due_statements(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[tuple[str, dict[str, Any]]]:
     """The named statements (and their parameters) of the incremental sweep's work list for
     (since, as_of]: each scenario's due window for its enabled rules, and what policy adds (an
-    ended cooldown, the cap window). bench/ times exactly these."""
-    enabled = rules.enabled()
+    ended cooldown, the cap window). bench/ times exactly these. Every organisation's variant
+    of a rule takes part (its own threshold, cooldown): the list is a superset, never short."""
+    enabled = [v for r in rules.enabled() for v in rules.variants(r.name).distinct()]
     out: list[tuple[str, dict[str, Any]]] = []
     for scenario in SCENARIOS:
         of_type = [r for r in enabled if r.scenario_type == scenario.type]

@@ -129,7 +129,8 @@ class Report:
     notes: tuple[str, ...] = ()
     method: str = METHOD
     min_final_per_group: int = MIN_FINAL_PER_ARM
-    # Names of the organisations above, where the platform records them (outcomes/organisations.py).
+    # Names of the organisations above: the rules file's (issue 20), else the platform's
+    # organization table's (outcomes/organisations.py).
     organisation_names: Mapping[uuid.UUID, str] = field(default_factory=dict)
     channels: tuple[ChannelCounts, ...] = ()
     arm_experiments: tuple[ArmComparison, ...] = ()

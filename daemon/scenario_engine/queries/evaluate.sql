@@ -70,7 +70,10 @@ SELECT rule_name FROM scenario_engine.scenario_rule_state;
 -- params: mentors, scenario_type, as_of
 -- What should_notify needs for one scenario type: status, opt-out, cooldown, cap usage (and the
 -- organisation and display name that the decision and the message carry).
+-- The locale is read through to_jsonb so that the statement works whether or not the platform
+-- has the optional peer_mentor.locale column (docs/PROGRAMMES.md).
 SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name, p.organization_id,
+       to_jsonb(p) ->> 'locale' AS locale,
        (SELECT np.scenario_type FROM public.notification_preference np
         WHERE np.mentor_id = p.id AND np.opted_out AND np.scenario_type IN ('all', $2::text)
         ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
@@ -114,3 +117,47 @@ LEFT JOIN old ON old.mentor_id = up.mentor_id;
 -- this to the open entries, normally none).
 UPDATE scenario_engine.scenario_quarantine SET cleared_at = now()
 WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;
+
+-- name: mentor_organizations
+-- params: mentors
+-- Each mentor's organisation: which programme's rule applies (evaluate.set_based_candidates).
+SELECT p.id, p.organization_id FROM public.peer_mentor p WHERE p.id = ANY($1::uuid[]) ORDER BY p.id;
+
+-- name: claim_programme_seen
+-- params: rule_name, organization_id, params_digest, as_of
+-- Exactly one engine records an organisation's variant of a rule as seen (and baselines it).
+INSERT INTO scenario_engine.scenario_programme_seen (rule_name, organization_id, params_digest, first_seen_at)
+VALUES ($1::text, $2::uuid, $3::text, $4::timestamptz)
+ON CONFLICT DO NOTHING
+RETURNING rule_name;
+
+-- name: programme_seen
+SELECT rule_name, organization_id, params_digest FROM scenario_engine.scenario_programme_seen;
+
+-- name: organization_mentors
+-- params: organization_id
+SELECT p.id FROM public.peer_mentor p WHERE p.organization_id = $1::uuid ORDER BY p.id;
+
+-- name: mentor_programme_moves
+-- params: mentors, as_of
+-- Each of these mentors' organisation (which programme's rules apply), and whether they moved to
+-- another organisation since the engine last saw them (a mentor seen for the first time has not
+-- moved). Only the rows that differ are written: a steady sweep writes nothing. Only active
+-- mentors, as the sweep sees them (and every candidate query asks for): a paused mentor's move
+-- is found when they are active again, on every path alike.
+WITH cur AS (
+    SELECT p.id, p.organization_id, s.organization_id AS was_in
+    FROM public.peer_mentor p
+    LEFT JOIN scenario_engine.scenario_mentor_programme s ON s.mentor_id = p.id
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+), up AS (
+    INSERT INTO scenario_engine.scenario_mentor_programme AS s (mentor_id, organization_id, seen_at)
+    SELECT id, organization_id, $2::timestamptz FROM cur WHERE was_in IS DISTINCT FROM organization_id
+    ON CONFLICT (mentor_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, seen_at = EXCLUDED.seen_at
+)
+SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur ORDER BY id;
+
+-- name: organisations_with_mentors
+-- params: organizations
+-- Which of the rules file's organisations some mentor has (check-config warns about the rest).
+SELECT DISTINCT p.organization_id FROM public.peer_mentor p WHERE p.organization_id = ANY($1::uuid[]);

@@ -11,16 +11,16 @@
 -- hold_untils, hold_reasons, timing_arms: per row, the usual-hour hold (NULL: due at once), why,
 -- and the timing experiment's arm (timing.py); the reason is appended to the decision's.
 -- digests, digest_arms: per row, whether the push waits for the mentor's digest window and the
--- digest experiment's arm; digest_secs: the window. A digest push joins the mentor's open
+-- digest experiment's arm; digest_secs: per row, the window of the mentor's programme. A digest push joins the mentor's open
 -- window (a pending digest push not yet due: the same next_attempt_at), else opens one.
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
                          $7::jsonb[], $8::text[], $9::text[], $11::boolean[], $12::uuid[], $14::timestamptz[],
                          $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[],
-                         $20::boolean[], $21::text[])
+                         $20::boolean[], $21::text[], $22::float8[])
         AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body, held_out,
              organization_id, window_ends_at, reason, fallback, hold_until, hold_reason, timing_arm,
-             digest, digest_arm)
+             digest, digest_arm, digest_secs)
 ), ins AS (
     INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, as_of, held_out)
     SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $10::timestamptz, held_out FROM input
@@ -50,7 +50,7 @@ WITH input AS (
                    (SELECT min(q.digest_window) FROM scenario_engine.push_notification q
                     WHERE q.mentor_id = ins.mentor_id AND q.digest AND q.status = 'pending'
                       AND q.digest_window > greatest(coalesce(i.hold_until, now()), now())),
-                   greatest(coalesce(i.hold_until, now()), now()) + make_interval(secs => $22::float8))
+                   greatest(coalesce(i.hold_until, now()), now()) + make_interval(secs => i.digest_secs))
                ELSE greatest(coalesce(i.hold_until, now()), now()) END AS due
     ) w
     WHERE NOT ins.held_out

@@ -50,7 +50,7 @@ RETURNING id;
 -- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
 -- email and locale: read through to_jsonb so that the platform may or may not have the columns
 -- (peer_mentor.email is optional, docs/CHANNELS.md); NULL when it has not.
-SELECT p.id, m.timezone,
+SELECT p.id, m.timezone, m.organization_id,
     nullif(btrim(to_jsonb(m) ->> 'email'), '') AS email,
     nullif(btrim(to_jsonb(m) ->> 'locale'), '') AS locale,
     CASE

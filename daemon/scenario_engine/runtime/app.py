@@ -79,6 +79,7 @@ class Daemon:
         s = self.settings
         pool = await self._open_pool()
         engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
+        self.state.organization_names = self.rules.organization_names()
         stuck_after = s.worker_stuck_seconds
         try:
             async with anyio.create_task_group() as outer:
@@ -113,7 +114,9 @@ class Daemon:
                 await outer.start(listener.run)
                 outer.start_soon(self._health, pool, engine)
                 outer.start_soon(self._monitor)
-                dispatcher = Dispatcher(pool, make_providers(s, pool), s, self.state.metrics)
+                dispatcher = Dispatcher(
+                    pool, make_providers(s, pool), s, self.state.metrics, rules=lambda: engine.rules
+                )
                 async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
                     drain = Drain(
@@ -264,6 +267,7 @@ class Daemon:
             errors = [f"{self.settings.rules_file}: unexpected error {type(exc).__name__}: {exc}"]
         else:
             engine.replace_rules(rules)
+            self.state.organization_names = rules.organization_names()
             self.state.metrics.rules_reloads.labels("applied").inc()
             log.info("rules_reloaded", rules=[r.name for r in rules.enabled()])
             applied = True

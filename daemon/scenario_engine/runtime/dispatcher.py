@@ -36,7 +36,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +44,10 @@ import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
 
-from scenario_engine.config import Settings, collect_secrets, scrub
+from scenario_engine.config import Settings, collect_secrets, parse_quiet_hours, scrub
 from scenario_engine.db.errors import is_condition
 from scenario_engine.db.queries import bind, fetch
+from scenario_engine.domain.rules import Rules
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.push.digest import digest_message
@@ -116,12 +117,21 @@ class DispatchStats:
 
 
 class Dispatcher:
+    def quiet_window(self, check: Any) -> tuple[dt.time, dt.time] | None:
+        """The quiet hours of the push's mentor: their organisation's programme's, else the
+        environment's (the default programme's fallback)."""
+        if self.rules is None or check is None:
+            return self.quiet
+        hours = self.rules().organization(check["organization_id"]).quiet_hours
+        return parse_quiet_hours(hours) if hours else self.quiet
+
     def __init__(
         self,
         pool: Any,
         provider: PushProvider | Mapping[str, PushProvider],
         settings: Settings,
         metrics: Metrics,
+        rules: Callable[[], Rules] | None = None,
     ):
         """``provider``: the push provider alone, or one provider per channel ('push', 'email')."""
         self.pool = pool
@@ -138,6 +148,9 @@ class Dispatcher:
             maximum=settings.push_backoff_max_seconds,
         )
         self.quiet = settings.quiet_window
+        # The programmes as reloaded (SIGHUP): an organisation's quiet hours, else the rules
+        # file's top level, else SCENARIO_QUIET_HOURS (docs/PROGRAMMES.md).
+        self.rules = rules
         self.secrets = collect_secrets(settings)  # never stored in last_error, never logged
         self.limiter = anyio.CapacityLimiter(settings.push_concurrency)
         # One rate limit per channel: a slow mail relay must not throttle pushes, nor the reverse.
@@ -219,7 +232,7 @@ class Dispatcher:
                 finished.append((row, status, text))
                 setattr(stats, status, getattr(stats, status) + 1)
                 continue
-            until = quiet_until(now, check["timezone"] if check else None, self.quiet)
+            until = quiet_until(now, check["timezone"] if check else None, self.quiet_window(check))
             if until is not None:
                 deferred.append((row, until))
                 stats.deferred += 1

@@ -16,6 +16,7 @@ mature cohort only, the rest "still being measured", one definition of a renewal
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -674,15 +675,28 @@ async def programme_page(
     *,
     weeks: int = DEFAULT_WEEKS,
     limit_seconds: float = LOAD_TIMEOUT_SECONDS,
+    names: Mapping[uuid.UUID, str] | None = None,
 ) -> ProgrammeHealth | ProgrammeUnavailable:
     """The page's model, or why the figures cannot be shown: a database that is down or slow
-    gives a page that says so, never an error page."""
+    gives a page that says so, never an error page. ``names``: the rules file's organisation
+    names, shown instead of the ids."""
     if pool is None:
         return ProgrammeUnavailable("This server was started without a database connection.", organization_id)
     try:
         with anyio.fail_after(limit_seconds):
             async with pool.acquire() as conn:
-                return await load_programme_health(conn, as_of, weeks, organization_id)
+                health = await load_programme_health(conn, as_of, weeks, organization_id)
+                if not names:
+                    return health
+                named = tuple(  # the rules file's names first, then the platform's
+                    dataclasses.replace(o, label=names.get(o.organization_id) or o.label)
+                    if o.organization_id
+                    else o
+                    for o in health.organisations
+                )
+                return dataclasses.replace(
+                    health, organisations=named, organisation_names={**health.organisation_names, **names}
+                )
     except DB_ERRORS as exc:
         log.warning("programme_page_unavailable", error=repr(exc))
         if isinstance(exc, TimeoutError):

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -125,6 +126,9 @@ class RuntimeState:
     clock: Clock = field(default_factory=Clock)  # the host's clock against the database's
     # What the periodic installation check (runtime/hooks.py) last found wrong: unready while any.
     installation_problems: list[str] = field(default_factory=list)
+    # The rules file's organisation names (issue 20), for the programme page; set at start and
+    # at each applied reload.
+    organization_names: dict[uuid.UUID, str] = field(default_factory=dict)
     # Conditions reported by loops that are not watched (the scheduler), by loop name.
     other_conditions: dict[str, Condition] = field(default_factory=dict)
 

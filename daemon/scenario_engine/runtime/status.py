@@ -146,7 +146,12 @@ async def programme(request: web.Request) -> web.Response:
         organization_id = parse_organization(request.query.getall("organization", []))
     except BadOrganization as exc:
         return web.Response(text=f"{exc}\n", status=400, content_type="text/plain", charset="utf-8")
-    page = await programme_page(request.app[POOL_KEY], dt.datetime.now(dt.UTC), organization_id)
+    page = await programme_page(
+        request.app[POOL_KEY],
+        dt.datetime.now(dt.UTC),
+        organization_id,
+        names=request.app[STATE_KEY].organization_names,
+    )
     return web.Response(
         text=render_programme(page),
         content_type="text/html",

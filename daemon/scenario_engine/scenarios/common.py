@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import execute, fetch
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.scenarios.base import Candidate, collect_candidates
+from scenario_engine.scenarios.programmes import VARIANT_COLUMN, programme_statement
 
 R = TypeVar("R", bound=RuleBase)
 
@@ -50,15 +51,62 @@ class SetBased(ABC, Generic[R]):
         rows = await fetch(conn, self.candidate_query, **self.candidate_params(rule, mentors, as_of))
         return collect_candidates(rows, lambda row: self.from_row(row, rule, as_of))
 
+    async def candidates_across(
+        self,
+        conn: Conn,
+        variants: Sequence[R | None],
+        orgs: Mapping[uuid.UUID, int],
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+    ) -> list[Candidate]:
+        """The candidates of one rule run with different parameters per organisation, in one
+        statement (scenarios/programmes.py): ``variants[0]`` is the default programme's rule
+        (None: it does not run there), ``orgs`` maps an organisation to the 1-based index of
+        its variant (a None entry: it does not run the rule). Each candidate is built with its
+        own variant, in the order the per-rule query gives for one mentor."""
+        present = [v for v in variants if v is not None]
+        if not present or not mentors:
+            return []
+        names = tuple(self.rule_params(present[0]))
+        sql, kept = programme_statement(self.candidate_query, names)
+        shared = {
+            k: v for k, v in self.candidate_params(present[0], mentors, as_of).items() if k not in names
+        }
+        args = [
+            mentors,
+            list(orgs),
+            list(orgs.values()),
+            [self.rule_params(v) if v is not None else None for v in variants],
+            *(shared[k] for k in kept),
+        ]
+        rows = await conn.fetch(sql, *args)
+
+        def build(row: Any) -> Candidate:
+            rule = variants[row[VARIANT_COLUMN] - 1]
+            assert rule is not None  # a None variant has no row (engine_variants skips it)
+            return self.from_row(row, rule, as_of)
+
+        found = collect_candidates(rows, build)
+        return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
+
     #: The no-flood baseline run when a rule is first seen: what already happened is recorded
     #: without a push. None: nothing that already happened can flood.
     baseline_query: str | None = None
 
-    async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
+    async def first_seen(
+        self, conn: Conn, rule: R, as_of: dt.datetime, mentors: list[uuid.UUID] | None = None
+    ) -> None:
+        """The no-flood baseline: for everyone (a rule first seen), or for ``mentors`` (an
+        organisation's new variant of the rule, a mentor who moved organisation)."""
         if self.baseline_query is None or self.backfill(rule):
             return
         await execute(
-            conn, self.baseline_query, as_of=as_of, rule_name=rule.name, **self.baseline_params(rule)
+            conn,
+            self.baseline_query,
+            as_of=as_of,
+            rule_name=rule.name,
+            mentors=mentors,
+            **self.baseline_params(rule),
         )
 
     def baseline_params(self, rule: R) -> dict[str, Any]:

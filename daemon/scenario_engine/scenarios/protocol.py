@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -77,6 +77,13 @@ class Scenario(Protocol[R, S]):
     candidate_query: str
     due_query: str
 
+    @property
+    def baseline_query(self) -> str | None:
+        """The no-flood baseline statement (None: nothing that already happened can flood)."""
+        ...
+
+    def baseline_params(self, rule: R) -> dict[str, Any]: ...
+
     def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
 
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
@@ -86,6 +93,17 @@ class Scenario(Protocol[R, S]):
     ) -> list[Candidate]:
         """Set-based: one statement for the batch. Rows that cannot be evaluated raise one
         ``MentorDataError`` naming every such mentor (isolation.py quarantines them)."""
+        ...
+
+    async def candidates_across(
+        self,
+        conn: Conn,
+        variants: Sequence[R | None],
+        orgs: Mapping[uuid.UUID, int],
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+    ) -> list[Candidate]:
+        """Set-based over several programmes: the rule's variants as data, one statement."""
         ...
 
     async def load_state(self, conn: Conn, rule: R, mentor: MentorRecord, as_of: dt.datetime) -> S:
@@ -100,8 +118,11 @@ class Scenario(Protocol[R, S]):
         """The inputs the rule looked at, and why it would not fire if it does not."""
         ...
 
-    async def first_seen(self, conn: Conn, rule: R, as_of: dt.datetime) -> None:
-        """Called once, in the transaction that records a rule as seen (the no-flood baseline)."""
+    async def first_seen(
+        self, conn: Conn, rule: R, as_of: dt.datetime, mentors: list[uuid.UUID] | None = None
+    ) -> None:
+        """Called once, in the transaction that records a rule as seen (the no-flood baseline);
+        with ``mentors``, the baseline of only those (an organisation's variant, a move)."""
         ...
 
     def backfill(self, rule: R) -> bool:

@@ -45,7 +45,8 @@ SELECT m.id, NULL, NULL, NULL, m.timezone FROM m WHERE NOT m.zone_ok
 ORDER BY mentor_id;
 
 -- name: anniversary_baseline
--- params: as_of, rule_name, years, zones, grace_days
+-- params: as_of, rule_name, years, zones, grace_days, mentors
+-- mentors: NULL for the whole population, or those an organisation's new variant concerns.
 -- The no-flood baseline when a rule is first seen: the anniversaries due now (today's, and those
 -- still within the grace, in each mentor's zone) are recorded as 'baseline' decisions, without a
 -- push. Whole population, one statement.
@@ -54,6 +55,7 @@ WITH a AS (
            ($1::timestamptz AT TIME ZONE p.timezone)::date AS today
     FROM public.peer_mentor p
     WHERE p.status = 'active' AND p.timezone = ANY($4::text[])
+      AND ($6::uuid[] IS NULL OR p.id = ANY($6::uuid[]))
       AND p.joined_at >= '0001-01-02 00:00:00+00'::timestamptz AND p.joined_at <= '9999-12-30 00:00:00+00'::timestamptz
 ), y AS (
     SELECT a.id, a.today, y.years, (a.joined_on + make_interval(years => y.years))::date AS day

@@ -60,7 +60,9 @@ SELECT id, NULL, NULL, NULL, NULL, timezone FROM bad_zone
 ORDER BY mentor_id;
 
 -- name: milestone_baseline
--- params: as_of, rule_name, metric, period, thresholds, zones
+-- params: as_of, rule_name, metric, period, thresholds, zones, mentors
+-- mentors: NULL for the whole population, or the mentors an organisation's new variant of the
+-- rule (or a move to another organisation) concerns (evaluate.py, no flood per organisation).
 -- Record, without any push, every threshold already crossed when a rule is first seen,
 -- so that enabling a rule on a live population does not flood. Whole population, one
 -- statement; the period is the candidates' own (scenario_engine.milestone_period, sql/0018).
@@ -71,7 +73,8 @@ WITH m AS (
     SELECT p.id, per.period, per.period_start
     FROM public.peer_mentor p
     CROSS JOIN LATERAL scenario_engine.milestone_period($4::text, $1::timestamptz, p.timezone) AS per
-    WHERE $4::text <> 'year' OR p.timezone IN (SELECT z.name FROM unnest($6::text[]) AS z(name))
+    WHERE ($4::text <> 'year' OR p.timezone IN (SELECT z.name FROM unnest($6::text[]) AS z(name)))
+      AND ($7::uuid[] IS NULL OR p.id = ANY($7::uuid[]))
 ), agg AS (
     SELECT m.id, m.period,
            CASE $3::text
