@@ -43,6 +43,7 @@ class SweepResult:
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
     # Outcomes that became final (or were seen achieved) after the sweep (outcomes/resolve.py).
     resolved: list[ResolvedCount] = field(default_factory=list)
+    resolve_seconds: float = 0.0  # of ``seconds``: the outcome resolution after the sweep
 
     def count(self, outcomes: Outcomes) -> None:
         self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
