@@ -197,6 +197,7 @@ def _plans_folder(results: Path, mentors: int) -> Path:
 
 
 def _write_profile(profiler: cProfile.Profile, out_file: Path) -> None:
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     with open(out_file, "w", encoding="utf-8") as fh:
         pstats.Stats(profiler, stream=fh).sort_stats("tottime").print_stats(40)
         pstats.Stats(profiler, stream=fh).sort_stats("cumulative").print_stats(60)

@@ -925,6 +925,12 @@ CREATE INDEX activity_occurred_idx ON public.activity USING btree (occurred_at) 
 CREATE INDEX certification_expiring_idx ON public.certification USING btree (expires_at) INCLUDE (mentor_id, issued_at) WHERE (revoked_at IS NULL);
 
 --
+-- Name: certification_issued_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certification_issued_idx ON public.certification USING btree (issued_at) INCLUDE (mentor_id);
+
+--
 -- Name: certification_mentor_expiring_idx; Type: INDEX; Schema: public; Owner: -
 --
 

@@ -116,14 +116,22 @@ async def evaluate_set_based(
     if not everyone:
         return Outcomes()
     by_type = {t: set(ms) for t, ms in wanted.items()}
+    # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
+    # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
+    # mentor of a group is complete — no per-rule filtering of the batch (issue 18: it was a
+    # tenth of a full sweep's Python time).
+    uniform = all(len(ms) == len(everyone) for ms in by_type.values())
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
+        of_type = wanted[rule.scenario_type]
+        if len(group) == len(everyone) and len(of_type) == len(everyone):
+            return await set_based_candidates(conn, rule, of_type, as_of)
         members = set(group)
-        return await set_based_candidates(
-            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of
-        )
+        return await set_based_candidates(conn, rule, [m for m in of_type if m in members], as_of)
 
     def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
+        if uniform:
+            return group
         return [m for m in group if all(m in ms for ms in by_type.values())]
 
     return await evaluate_isolated(

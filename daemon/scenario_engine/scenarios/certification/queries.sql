@@ -102,14 +102,20 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 -- certification_outcomes, judging only the pending outcomes that may have changed since the
 -- previous resolution (outcome_activity_after_since says which and why): decided since, window
 -- (the expiry) closed, or the mentor has a certification issued in (since, as_of]
--- (certification_mentor_issued_idx, one probe per pending certification outcome).
-WITH todo AS (
+-- (certification_issued_idx, index-only).
+WITH touched AS (
+    SELECT DISTINCT n.mentor_id FROM public.certification n
+    WHERE n.issued_at > $3::timestamptz AND n.issued_at <= $2::timestamptz
+), todo AS (
     SELECT o.subject FROM scenario_engine.scenario_outcome o
+    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = $1::text
+    UNION
+    SELECT o.subject FROM scenario_engine.scenario_outcome o
+    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.window_ends_at <= $2::timestamptz
+    UNION
+    SELECT o.subject FROM touched t
+    JOIN scenario_engine.scenario_outcome o ON o.mentor_id = t.mentor_id
     WHERE o.status = 'pending' AND o.scenario_type = $1::text
-      AND (o.decision_id > $4::bigint OR o.window_ends_at <= $2::timestamptz
-           OR EXISTS (SELECT 1 FROM public.certification n
-                      WHERE n.mentor_id = o.mentor_id
-                        AND n.issued_at > $3::timestamptz AND n.issued_at <= $2::timestamptz))
 ), expiring AS (
     SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, $2::timestamptz AS as_of
     FROM public.certification c
