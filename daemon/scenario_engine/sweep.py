@@ -64,6 +64,7 @@ class SweepPlan:
     collect: bool = False
     before_batch: BeforeBatch | None = None
     progress: Progress | None = None
+    reader: Conn | None = None  # a second connection: candidate reads ahead (evaluate._Prefetch)
 
 
 async def run_sweep(
@@ -91,7 +92,9 @@ async def run_sweep(
             break
         after = mentors[-1]
         result.mentors += len(mentors)
-        outcomes = await evaluate_set_based(conn, rules, experiments, plan.as_of, _everyone(mentors))
+        outcomes = await evaluate_set_based(
+            conn, rules, experiments, plan.as_of, _everyone(mentors), reader=plan.reader
+        )
         result.count(outcomes)
         if plan.collect:
             result.outcomes += outcomes
