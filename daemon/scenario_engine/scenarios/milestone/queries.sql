@@ -8,20 +8,16 @@
 -- whether or not a threshold would be crossed, exactly as the single-mentor path fails.
 WITH zones AS (
     SELECT z.name FROM unnest($8::text[]) AS z(name)
-), p AS MATERIALIZED (
-    -- The batch's active mentors, looked up once (not once for the bad zones and once more for
-    -- the others: issue 18).
-    SELECT p.id, p.timezone,
-           ($5::text <> 'year' OR EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)) AS zone_ok
-    FROM public.peer_mentor p
-    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
 ), bad_zone AS (
-    SELECT p.id, p.timezone FROM p WHERE NOT p.zone_ok
+    SELECT p.id, p.timezone FROM public.peer_mentor p
+    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
 ), m AS (
     SELECT p.id, per.period, per.period_start
-    FROM p
+    FROM public.peer_mentor p
     CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, p.timezone) AS per
-    WHERE p.zone_ok
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM bad_zone b WHERE b.id = p.id)
 ), agg AS (
     SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
     FROM m
