@@ -40,7 +40,7 @@ BENCH_SCRATCH ?= /var/tmp/scenario-engine-bench-quick
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 --results-dir $(BENCH_SCRATCH) $(BENCH_ARGS)
 	$(BIN)/python -m bench.report --mentors 100000 --results-dir $(BENCH_SCRATCH)
-	$(BIN)/python -m bench.docs --mentors 100000 --results-dir $(BENCH_SCRATCH) --output $(BENCH_SCRATCH)/BENCHMARKS-figures.md
+	$(BIN)/python -m bench.docs --mentors 100000 --report-mentors 100000 --results-dir $(BENCH_SCRATCH) --output $(BENCH_SCRATCH)/BENCHMARKS-figures.md
 
 # sql/schema.sql: the schema a fresh `migrate` creates (pg_dump on a throwaway private cluster).
 schema: $(STAMP)

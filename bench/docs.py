@@ -205,7 +205,7 @@ def report_section(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def figures(folder: Path, sizes: list[int]) -> str:
+def figures(folder: Path, sizes: list[int], report_sizes: list[int]) -> str:
     body = [
         "## Figures of the last run",
         "",
@@ -214,7 +214,7 @@ def figures(folder: Path, sizes: list[int]) -> str:
         "",
     ]
     body += sweep_section(_load(folder, "sweep", sizes))
-    body += report_section(_load(folder, "report", sizes))
+    body += report_section(_load(folder, "report", report_sizes))
     return "\n".join(body).rstrip() + "\n"
 
 
@@ -233,9 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--doc", type=Path, default=DOC, help="the doc whose generated section is replaced")
     p.add_argument("--output", type=Path, default=None, help="write the section alone here instead")
-    p.add_argument("--mentors", type=int, nargs="+", default=SIZES, help="the populations the run measured")
+    p.add_argument("--mentors", type=int, nargs="+", default=SIZES, help="the sweep's populations in the run")
+    p.add_argument(
+        "--report-mentors", type=int, nargs="+", default=[1_000_000], help="the report's populations"
+    )
     args = p.parse_args(argv)
-    section = figures(args.results_dir, args.mentors)
+    section = figures(args.results_dir, args.mentors, args.report_mentors)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(section, encoding="utf-8")
