@@ -27,12 +27,20 @@ venv: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/scenario-engine demo $(DEMO_ARGS)
 
-# The DESIGN.md §6 benchmarks (minutes; results in bench/results/, summary in docs/BENCHMARKS.md).
+# The DESIGN.md §6 benchmarks (minutes): results in bench/results/, and docs/BENCHMARKS.md's
+# figures section regenerated from them (bench/docs.py; the prose around it is hand-written).
 bench: $(STAMP)
-	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
-
-bench-quick: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 $(BENCH_ARGS)
+	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
+	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.docs --mentors 100000 1000000
+
+# The same at 100k into a scratch directory: neither bench/results/ nor docs/ change.
+BENCH_SCRATCH ?= /var/tmp/scenario-engine-bench-quick
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.sweep --mentors 100000 --results-dir $(BENCH_SCRATCH) $(BENCH_ARGS)
+	$(BIN)/python -m bench.report --mentors 100000 --results-dir $(BENCH_SCRATCH)
+	$(BIN)/python -m bench.docs --mentors 100000 --report-mentors 100000 --results-dir $(BENCH_SCRATCH) --output $(BENCH_SCRATCH)/BENCHMARKS-figures.md
 
 # sql/schema.sql: the schema a fresh `migrate` creates (pg_dump on a throwaway private cluster).
 schema: $(STAMP)

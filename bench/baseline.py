@@ -5,9 +5,11 @@ SQL producing the same rows"). It is written the way one would write a one-off j
 the whole population: per rule, one candidate statement over all mentors (hash joins and
 aggregates instead of per-mentor lookups), one policy statement (opt-out, cooldown, daily
 cap with the same ordering rule as the engine), then the writes the engine makes —
-achievements, scenario_notification, scenario_cooldown, push_notification and
-scenario_decision rows for sent and suppressed candidates. Rules are applied in the
-engine's order, so the daily cap sees earlier rules' notifications exactly as the sweep does.
+achievements, scenario_notification, scenario_cooldown, push_notification, scenario_decision
+rows for sent and suppressed candidates (with their organisation, experiment and final flag) and
+the sent ones' pending scenario_outcome rows — then the outcome resolution the engine runs after
+every sweep. Rules are applied in the engine's order, so the daily cap sees earlier rules'
+notifications exactly as the sweep does.
 
 It depends on nothing in the engine except the rule objects (names, thresholds, templates),
 taken from ``bench.harness.engine`` like every engine import of ``bench/``.
@@ -92,7 +94,8 @@ SELECT s.mentor_id, s.spell AS subject, coalesce(x.n, 0)::int + 1 AS seq,
            'reminder', coalesce(x.n, 0) + 1,
            'max_reminders', {rule.max_reminders}) AS inputs,
        0::bigint AS ord,
-       NULL::jsonb AS achieved
+       NULL::jsonb AS achieved,
+       {at} + interval '{rule.outcome_window_days} days' AS window_end
 FROM spell s LEFT JOIN sent x ON x.mentor_id = s.mentor_id AND x.subject = s.spell
 WHERE coalesce(x.n, 0) < {rule.max_reminders}
   AND (x.last_as_of IS NULL OR x.last_as_of <= {at} - make_interval(secs => {spacing}))
@@ -145,7 +148,8 @@ SELECT id AS mentor_id, period AS subject, 0 AS seq,
                           'newly_crossed', to_jsonb(new), 'period', period,
                           'period_label', {label}) AS inputs,
        0::bigint AS ord,
-       to_jsonb(new) AS achieved
+       to_jsonb(new) AS achieved,
+       {at} + interval '{rule.outcome_window_days} days' AS window_end
 FROM grouped
 """
 
@@ -182,7 +186,8 @@ SELECT c.mentor_id, c.id::text AS subject, c.tier AS seq,
            'days_left', ceil(extract(epoch FROM c.expires_at - {at}) / 86400)::int,
            'tier_days', c.tier) AS inputs,
        c.id AS ord,
-       NULL::jsonb AS achieved
+       NULL::jsonb AS achieved,
+       c.expires_at AS window_end
 FROM c LEFT JOIN fired f ON f.mentor_id = c.mentor_id AND f.subject = c.id::text
 WHERE f.min_tier IS NULL OR c.tier < f.min_tier
 """
@@ -197,7 +202,7 @@ def _policy(rule: Rule, rules: Rules, at: str) -> str:
     return f"""
 CREATE TEMP TABLE bl_decided ON COMMIT DROP AS
 WITH d AS (
-    SELECT c.*, p.status, p.display_name, o.scope AS opted_out_scope,
+    SELECT c.*, p.status, p.display_name, p.organization_id, o.scope AS opted_out_scope,
            cd.last_triggered_at, cd.last_rule_name, coalesce(s.n, 0) AS sent_24h,
            row_number() OVER (PARTITION BY c.mentor_id ORDER BY c.ord) AS rnk
     FROM bl_cand c
@@ -236,10 +241,14 @@ FROM d
 
 
 def _writes(rule: Rule, at: str) -> list[str]:
+    """What the engine writes for one rule: achievements; for each sent candidate its
+    notification, cooldown, push, decision (superseding the key's earlier suppressions) and
+    pending outcome; for each suppressed one a decision, final unless the key was sent."""
     name, stype = _lit(rule.name), _lit(rule.scenario_type)
     ctx = (
         f"(d.inputs || jsonb_build_object('rule', {name}, 'display_name', coalesce(d.display_name, 'there')))"
     )
+    experiment = f"(SELECT max(id) FROM scenario_engine.scenario_experiment WHERE rule_name = {name})"
     out: list[str] = []
     if isinstance(rule, MilestoneRule):
         out.append(f"""
@@ -250,14 +259,15 @@ ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(pe
 """)
     out.append(f"""
 WITH input AS (
-    SELECT d.mentor_id, d.subject, d.seq, d.dedup_key, {ctx} AS context FROM bl_decided d
+    SELECT d.mentor_id, d.subject, d.seq, d.dedup_key, d.organization_id, d.window_end, {ctx} AS context
+    FROM bl_decided d
     WHERE d.outcome = 'sent'
 ), ins AS (
     INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq,
-                                                       dedup_key, context, as_of)
-    SELECT mentor_id, {stype}, {name}, subject, seq, dedup_key, context, {at} FROM input
+                                                       dedup_key, context, as_of, held_out)
+    SELECT mentor_id, {stype}, {name}, subject, seq, dedup_key, context, {at}, false FROM input
     ON CONFLICT (dedup_key) DO NOTHING
-    RETURNING id, mentor_id, dedup_key
+    RETURNING id, mentor_id, subject, dedup_key
 ), cooldown AS (
     INSERT INTO scenario_engine.scenario_cooldown (mentor_id, scenario_type, last_triggered_at,
                                                    last_rule_name, last_notification_id)
@@ -268,29 +278,82 @@ WITH input AS (
     WHERE scenario_cooldown.last_triggered_at <= excluded.last_triggered_at
 ), push AS (
     INSERT INTO scenario_engine.push_notification (notification_id, mentor_id, scenario_type, title, body,
-                                                   data, idempotency_key)
+                                                   data, idempotency_key, organization_id, experiment_id,
+                                                   decided_at)
     SELECT ins.id, ins.mentor_id, {stype},
            {_render(rule.title, "i.context")},
            {_render(rule.body, "i.context")},
-           jsonb_build_object('rule', {name}, 'notification_id', ins.id, 'context', i.context), ins.dedup_key
+           jsonb_build_object('rule', {name}, 'notification_id', ins.id, 'context', i.context), ins.dedup_key,
+           i.organization_id, {experiment}, {at}
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT (idempotency_key) DO NOTHING
+), superseded AS (
+    UPDATE scenario_engine.scenario_decision d SET final = false
+    FROM ins WHERE d.dedup_key = ins.dedup_key AND d.final
+), log AS (
+    INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
+                                                   reason, inputs, as_of, notification_id, organization_id,
+                                                   experiment_id)
+    SELECT ins.mentor_id, {stype}, {name}, ins.dedup_key, 'sent', 'all checks passed', i.context, {at},
+           ins.id, i.organization_id, {experiment}
+    FROM ins JOIN input i USING (dedup_key)
+    ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
+    RETURNING id, dedup_key
 )
-INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
-                                               reason, inputs, as_of, notification_id)
-SELECT ins.mentor_id, {stype}, {name}, ins.dedup_key, 'sent', 'all checks passed', i.context, {at}, ins.id
-FROM ins JOIN input i USING (dedup_key)
-ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
+INSERT INTO scenario_engine.scenario_outcome (decision_id, mentor_id, organization_id, scenario_type,
+                                              rule_name, experiment_id, arm, subject, decided_at,
+                                              window_ends_at)
+SELECT log.id, ins.mentor_id, i.organization_id, {stype}, {name}, {experiment}, 'treated', ins.subject,
+       {at}, i.window_end
+FROM log JOIN ins USING (dedup_key) JOIN input i USING (dedup_key)
 """)
     out.append(f"""
 INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
-                                               reason, inputs, as_of)
-SELECT d.mentor_id, {stype}, {name}, d.dedup_key, d.outcome, d.reason, d.inputs, {at}
+                                               reason, inputs, as_of, organization_id, experiment_id, final)
+SELECT d.mentor_id, {stype}, {name}, d.dedup_key, d.outcome, d.reason, d.inputs, {at}, d.organization_id,
+       {experiment},
+       NOT EXISTS (SELECT 1 FROM scenario_engine.scenario_decision s
+                   WHERE s.dedup_key = d.dedup_key AND s.outcome IN ('sent', 'holdout'))
 FROM bl_decided d WHERE d.outcome <> 'sent'
 ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
 """)
     out.append("DROP TABLE bl_cand; DROP TABLE bl_decided")
     return out
+
+
+def _resolution(at: str) -> list[tuple[str, str]]:
+    """Outcome resolution as of the sweep's instant, as the engine runs it after a sweep:
+    achieved when the mentor was active in the window (or the certification renewed in time),
+    then whatever is pending with its window closed is missed."""
+    return [
+        (
+            "resolve: activity",
+            f"""
+UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = {at}
+WHERE o.status = 'pending' AND o.scenario_type <> 'certification_expiry'
+  AND EXISTS (SELECT 1 FROM activity a WHERE a.mentor_id = o.mentor_id AND a.occurred_at > o.decided_at
+              AND a.occurred_at <= least(o.window_ends_at, {at}))
+""",
+        ),
+        (
+            "resolve: renewals",
+            f"""
+UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = {at}
+FROM certification c
+WHERE o.status = 'pending' AND o.scenario_type = 'certification_expiry' AND c.id = o.subject::bigint
+  AND EXISTS (SELECT 1 FROM certification n WHERE n.mentor_id = c.mentor_id AND n.type = c.type
+              AND n.revoked_at IS NULL AND (n.issued_at, n.id) > (c.issued_at, c.id)
+              AND n.issued_at < c.expires_at AND n.issued_at <= {at})
+""",
+        ),
+        (
+            "resolve: close",
+            f"""
+UPDATE scenario_engine.scenario_outcome SET status = 'missed', resolved_at = {at}
+WHERE status = 'pending' AND window_ends_at <= {at}
+""",
+        ),
+    ]
 
 
 def statements(rules: Rules, as_of: dt.datetime) -> list[tuple[str, str]]:
@@ -311,4 +374,4 @@ def statements(rules: Rules, as_of: dt.datetime) -> list[tuple[str, str]]:
         out.append((f"{rule.name}: policy", _policy(rule, rules, at)))
         for i, sql in enumerate(_writes(rule, at)):
             out.append((f"{rule.name}: write {i + 1}", sql))
-    return out
+    return out + _resolution(at)

@@ -85,6 +85,11 @@ GRANT SELECT, INSERT, DELETE ON scenario_engine.scenario_full_sweep_request TO s
 GRANT SELECT, INSERT ON scenario_engine.scenario_programme_seen TO scenario_engine_runtime;
 GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_mentor_programme TO scenario_engine_runtime;
 
+-- unit: runtime_outcome_resolution
+-- The last outcome resolution's mark (sql/0027), read and moved by every resolution.
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_outcome_resolution', 'SELECT, INSERT, UPDATE')) AS v(t, p)
+GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_outcome_resolution TO scenario_engine_runtime;
+
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
 -- when it fires). A function the planner inlines is still checked for EXECUTE.

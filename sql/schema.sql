@@ -663,6 +663,17 @@ CREATE TABLE scenario_engine.scenario_outcome (
 );
 
 --
+-- Name: scenario_outcome_resolution; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_outcome_resolution (
+    singleton boolean DEFAULT true NOT NULL,
+    resolved_at timestamp with time zone,
+    last_decision_id bigint NOT NULL,
+    CONSTRAINT scenario_outcome_resolution_singleton_check CHECK (singleton)
+);
+
+--
 -- Name: scenario_programme_seen; Type: TABLE; Schema: scenario_engine; Owner: -
 --
 
@@ -902,6 +913,13 @@ ALTER TABLE ONLY scenario_engine.scenario_outcome
     ADD CONSTRAINT scenario_outcome_pkey PRIMARY KEY (decision_id);
 
 --
+-- Name: scenario_outcome_resolution scenario_outcome_resolution_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_outcome_resolution
+    ADD CONSTRAINT scenario_outcome_resolution_pkey PRIMARY KEY (singleton);
+
+--
 -- Name: scenario_programme_seen scenario_programme_seen_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
 --
 
@@ -972,6 +990,18 @@ CREATE INDEX activity_occurred_idx ON public.activity USING btree (occurred_at) 
 --
 
 CREATE INDEX certification_expiring_idx ON public.certification USING btree (expires_at) INCLUDE (mentor_id, issued_at) WHERE (revoked_at IS NULL);
+
+--
+-- Name: certification_issued_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certification_issued_idx ON public.certification USING btree (issued_at) INCLUDE (mentor_id);
+
+--
+-- Name: certification_mentor_expiring_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX certification_mentor_expiring_idx ON public.certification USING btree (mentor_id, expires_at) WHERE (revoked_at IS NULL);
 
 --
 -- Name: certification_mentor_issued_idx; Type: INDEX; Schema: public; Owner: -
@@ -1492,6 +1522,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_notification T
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_outcome TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_outcome_resolution scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_outcome_resolution TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_programme_seen scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
 --
 
@@ -1574,6 +1610,12 @@ ALTER TABLE scenario_engine.scenario_notification ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE scenario_engine.scenario_outcome ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_outcome_resolution; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_outcome_resolution ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: scenario_programme_seen; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
@@ -1785,6 +1827,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_notification
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_outcome TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_outcome_resolution; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE scenario_engine.scenario_outcome_resolution TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_programme_seen; Type: ACL; Schema: scenario_engine; Owner: -

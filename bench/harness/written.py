@@ -20,7 +20,8 @@ async def _grouped(conn: Conn, sql: str) -> dict[str, list[str]]:
 
 
 async def fingerprint(conn: Conn) -> dict[str, Any]:
-    """Per table and group: the row count and an order-free hash of the keys."""
+    """Per table and group: the row count and an order-free hash of the keys and of the columns
+    the reports read. Every table a sweep writes is here (scenario_outcome included)."""
     return {
         "scenario_notification": await _grouped(
             conn,
@@ -29,14 +30,26 @@ async def fingerprint(conn: Conn) -> dict[str, Any]:
         ),
         "scenario_decision": await _grouped(
             conn,
-            "SELECT rule_name, outcome, count(*) AS n, coalesce(sum(hashtextextended(dedup_key, 0)), 0) AS h "
-            "FROM scenario_engine.scenario_decision GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT rule_name, outcome, final, experiment_id, count(*) AS n, "
+            "coalesce(sum(hashtextextended(dedup_key || coalesce(organization_id::text, '-'), 0)), 0) AS h "
+            "FROM scenario_engine.scenario_decision GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
         ),
         "push_notification": await _grouped(
             conn,
-            "SELECT scenario_type, status, count(*) AS n, "
-            "coalesce(sum(hashtextextended(idempotency_key || title || body, 0)), 0) AS h "
-            "FROM scenario_engine.push_notification GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT scenario_type, status, experiment_id, count(*) AS n, "
+            "coalesce(sum(hashtextextended(idempotency_key || title || body"
+            " || coalesce(organization_id::text, '-') || decided_at::text, 0)), 0) AS h "
+            "FROM scenario_engine.push_notification GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        ),
+        "scenario_outcome": await _grouped(
+            conn,
+            "SELECT o.rule_name, o.arm, o.status, o.experiment_id, count(*) AS n, "
+            "coalesce(sum(hashtextextended(d.dedup_key || o.subject || coalesce(o.organization_id::text, '-')"
+            " || o.decided_at::text || o.window_ends_at::text"
+            " || coalesce(o.resolved_at::text, '-'), 0)), 0) AS h "
+            "FROM scenario_engine.scenario_outcome o "
+            "JOIN scenario_engine.scenario_decision d ON d.id = o.decision_id "
+            "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
         ),
         "achievement": await _grouped(
             conn,
@@ -47,7 +60,8 @@ async def fingerprint(conn: Conn) -> dict[str, Any]:
         "scenario_cooldown": await _grouped(
             conn,
             "SELECT scenario_type, count(*) AS n, "
-            "coalesce(sum(hashtextextended(mentor_id::text || last_rule_name, 0)), 0) AS h "
+            "coalesce(sum(hashtextextended(mentor_id::text || last_rule_name"
+            " || last_triggered_at::text, 0)), 0) AS h "
             "FROM scenario_engine.scenario_cooldown GROUP BY 1 ORDER BY 1",
         ),
     }

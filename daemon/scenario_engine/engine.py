@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from scenario_engine.sweep import SweepPlan, SweepResult, run_sweep
 __all__ = ["Engine", "EnqueueResult", "SweepResult"]
 
 R = TypeVar("R", bound=Rule)
+# How long a sweep waits for a second connection (its candidate reads ahead) before going without.
+READER_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,24 @@ class Engine:
                 yield conn, self._seen.copy()  # what a dry run created is rolled back: forget it
             finally:
                 await tx.rollback()
+
+    @contextlib.asynccontextmanager
+    async def _reader(self, dry_run: bool) -> AsyncIterator[Conn | None]:
+        """A second connection for a sweep's candidate reads (evaluate._Prefetch), if the pool
+        has one to spare at once; none for a dry run, whose reads must see its own rolled-back
+        writes (a rule's first-seen baseline)."""
+        if dry_run:
+            yield None
+            return
+        try:
+            reader = await self.pool.acquire(timeout=READER_WAIT_S)
+        except TimeoutError:
+            yield None
+            return
+        try:
+            yield reader
+        finally:
+            await self.pool.release(reader)
 
     # -- single-mentor detectors -----------------------------------------------------------
 
@@ -271,17 +292,27 @@ class Engine:
         """The sweep over all active mentors (sweep.py); incremental with ``since``. ``rules``:
         the rules to run (default: those loaded now); the scheduler passes the rules it records."""
         run_rules = self.rules if rules is None else rules
-        async with self._session(dry_run) as (conn, seen):
+        async with self._session(dry_run) as (conn, seen), self._reader(dry_run) as reader:
             at = await instant(conn, as_of)
             plan = SweepPlan(
-                at, self.sweep_batch, None if since is None else utc(since), collect, before_batch, progress
+                at,
+                self.sweep_batch,
+                None if since is None else utc(since),
+                collect,
+                before_batch,
+                progress,
+                reader,
             )
             experiments = await ensure_rules_seen(conn, run_rules, at, seen)
             result = await run_sweep(
                 conn, run_rules, experiments, plan, SweepResult(as_of=at, dry_run=dry_run)
             )
             if not result.interrupted:
+                started = time.perf_counter()
                 result.resolved = await resolve_outcomes(conn, at)
+                # A sweep's figure includes the resolution it runs (docs/BENCHMARKS.md).
+                result.resolve_seconds = time.perf_counter() - started
+                result.seconds += result.resolve_seconds
             return result
 
     async def handle_database_events(

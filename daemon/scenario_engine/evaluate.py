@@ -11,6 +11,8 @@ policy and persistence are one piece of code. The scenario itself is asked of th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -146,17 +148,79 @@ async def single_mentor_candidates(
 # --- the rule loop ------------------------------------------------------------------------
 
 
+class _Prefetch:
+    """A batch's candidate statements, rule after rule, on a second connection (``reader``)
+    while the writing connection decides and writes the rules before: the database works on the
+    next rule's reads while Python decides and the writes go in (issue 18: the two never
+    overlapped). Safe because a rule's candidates depend only on what that rule wrote (its own
+    notifications, achievements, baseline rows — every candidate statement filters on the rule's
+    name), never on another rule's writes in the same batch; policy (cap, cooldown), which does
+    read other rules' writes, still runs on the writing connection. Each result is used once,
+    for the whole batch: a retry of part of it (isolation.py) reads on the writing connection,
+    and so does a rule whose prefetch failed — the error, if it is the data's, is raised there
+    and isolated as before."""
+
+    def __init__(
+        self,
+        reader: Conn,
+        rules: Sequence[RuleBase],
+        mentors_of: Callable[[str], list[uuid.UUID]],
+        as_of: dt.datetime,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._results: dict[str, asyncio.Future[list[Candidate]]] = {
+            r.name: loop.create_future() for r in rules
+        }
+        self._task = asyncio.create_task(self._run(reader, rules, mentors_of, as_of))
+
+    async def _run(
+        self,
+        reader: Conn,
+        rules: Sequence[RuleBase],
+        mentors_of: Callable[[str], list[uuid.UUID]],
+        as_of: dt.datetime,
+    ) -> None:
+        for rule in rules:
+            future = self._results[rule.name]
+            try:
+                found = await set_based_candidates(reader, rule, mentors_of(rule.scenario_type), as_of)
+            except Exception as exc:  # read again on the writing connection, which isolates
+                future.set_exception(exc)
+            else:
+                future.set_result(found)
+
+    async def take(self, rule: RuleBase) -> list[Candidate] | None:
+        future = self._results.pop(rule.name, None)
+        if future is None:
+            return None
+        try:
+            return await future
+        except Exception:
+            return None
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        for future in self._results.values():  # unused: retrieve, so nothing is logged
+            if future.done() and not future.cancelled():
+                future.exception()
+
+
 async def evaluate_set_based(
     conn: Conn,
     rules: Rules,
     experiments: Experiments,
     as_of: dt.datetime,
     mentors_for: Callable[[str], list[uuid.UUID]],
+    reader: Conn | None = None,
 ) -> Outcomes:
     """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its scenario
     type: one candidate query, one policy query and one write per rule. The whole batch is one
     transaction (a savepoint inside the caller's); a mentor whose rows cannot be evaluated is
-    isolated and quarantined, the others are written (isolation.py)."""
+    isolated and quarantined, the others are written (isolation.py). With a ``reader``
+    connection (a sweep), the candidate statements run on it ahead of the rule loop
+    (``_Prefetch``)."""
     enabled = rules.enabled()
     wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
@@ -164,22 +228,48 @@ async def evaluate_set_based(
         return Outcomes()
     orgs_of = await baseline_moves(conn, rules, everyone, as_of)
     by_type = {t: set(ms) for t, ms in wanted.items()}
+    # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
+    # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
+    # mentor of a group is complete — no per-rule filtering of the batch (issue 18: it was a
+    # tenth of a full sweep's Python time).
+    uniform = all(len(ms) == len(everyone) for ms in by_type.values())
+
+    # Not with per-organisation programmes: their candidates depend on this batch's own
+    # uncommitted writes (the baselines of mentors who moved, baseline_moves), which a second
+    # connection cannot see.
+    prefetch = (
+        _Prefetch(reader, enabled, wanted.__getitem__, as_of)
+        if reader is not None and uniform and not rules.organizations
+        else None
+    )
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
+        of_type = wanted[rule.scenario_type]
+        if len(group) == len(everyone) and len(of_type) == len(everyone):
+            found = None if prefetch is None else await prefetch.take(rule)
+            if found is not None:
+                return found
+            return await set_based_candidates(conn, rule, of_type, as_of, rules, orgs_of)
         members = set(group)
         return await set_based_candidates(
-            conn, rule, [m for m in wanted[rule.scenario_type] if m in members], as_of, rules, orgs_of
+            conn, rule, [m for m in of_type if m in members], as_of, rules, orgs_of
         )
 
     def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:
+        if uniform:
+            return group
         return [m for m in group if all(m in ms for ms in by_type.values())]
 
-    return await evaluate_isolated(
-        conn,
-        everyone,
-        lambda group: rule_loop(conn, enabled, rules, experiments, group, candidates, as_of),
-        complete,
-    )
+    try:
+        return await evaluate_isolated(
+            conn,
+            everyone,
+            lambda group: rule_loop(conn, enabled, rules, experiments, group, candidates, as_of),
+            complete,
+        )
+    finally:
+        if prefetch is not None:
+            await prefetch.close()
 
 
 async def evaluate_single(

@@ -45,6 +45,7 @@ class SweepResult:
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)  # mentor -> why (isolation.py)
     # Outcomes that became final (or were seen achieved) after the sweep (outcomes/resolve.py).
     resolved: list[ResolvedCount] = field(default_factory=list)
+    resolve_seconds: float = 0.0  # of ``seconds``: the outcome resolution after the sweep
 
     def count(self, outcomes: Outcomes) -> None:
         self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
@@ -66,6 +67,7 @@ class SweepPlan:
     collect: bool = False
     before_batch: BeforeBatch | None = None
     progress: Progress | None = None
+    reader: Conn | None = None  # a second connection: candidate reads ahead (evaluate._Prefetch)
 
 
 async def run_sweep(
@@ -93,7 +95,9 @@ async def run_sweep(
             break
         after = mentors[-1]
         result.mentors += len(mentors)
-        outcomes = await evaluate_set_based(conn, rules, experiments, plan.as_of, _everyone(mentors))
+        outcomes = await evaluate_set_based(
+            conn, rules, experiments, plan.as_of, _everyone(mentors), reader=plan.reader
+        )
         result.count(outcomes)
         if plan.collect:
             result.outcomes += outcomes

@@ -56,6 +56,22 @@ DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_issued_idx;
 CREATE INDEX CONCURRENTLY certification_mentor_issued_idx ON public.certification (mentor_id, issued_at);
 DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_type_idx;
 
+-- unit: certification_mentor_expiring_idx
+-- A sweep batch's expiring certifications: its own mentors' entries in the reminder window, one
+-- descent per mentor (certification_candidates). Without it each batch ANDed the batch's mentor
+-- entries with the whole population's expiry window (38k entries at 1M, read once per batch of
+-- 20k: a cost growing with the square of the population; docs/BENCHMARKS.md, issue 18).
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_mentor_expiring_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_expiring_idx;
+CREATE INDEX CONCURRENTLY certification_mentor_expiring_idx ON public.certification (mentor_id, expires_at) WHERE revoked_at IS NULL;
+
+-- unit: certification_issued_idx
+-- The certifications issued since the previous outcome resolution (certification_outcomes_since):
+-- a resolution then costs the renewals of the last minutes, not a probe per open reminder.
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_issued_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_issued_idx;
+CREATE INDEX CONCURRENTLY certification_issued_idx ON public.certification (issued_at) INCLUDE (mentor_id);
+
 -- unit: achievement_once_per_period_key
 -- "An achievement is unique per mentor, milestone, threshold and period" (DESIGN.md §3), which
 -- the engine's inserts rely on (ON CONFLICT). Text and numeric are hashed: a numeric can be

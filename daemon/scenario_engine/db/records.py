@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,8 +30,15 @@ D = TypeVar("D", bound="DataclassInstance")
 def from_row(cls: type[D], row: asyncpg.Record | Mapping[str, Any], **converted: Any) -> D:
     """A record from a row whose columns carry its field names; ``converted`` gives the few
     fields that need a conversion (instants). A missing column fails here, naming it."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in converted]
+    names = _init_fields(cls, frozenset(converted))
     return cls(**{name: row[name] for name in names}, **converted)
+
+
+@functools.cache
+def _init_fields(cls: type[DataclassInstance], converted: frozenset[str]) -> tuple[str, ...]:
+    """The fields ``from_row`` reads from the row: asked once per record type (a sweep makes a
+    policy state per candidate; dataclasses.fields per call was a tenth of its Python time)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in converted)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,14 @@
 
 Each scenario names the statement that marks its pending outcomes achieved (an activity in
 the window, a renewal before expiry); then whatever is still pending once its window has
-closed is missed. Both touch only pending rows, so a run costs what is open, not the
-history. Runs after every completed sweep (engine.py), i.e. as of the sweep's instant.
+closed is missed. Runs after every completed sweep (engine.py), i.e. as of the sweep's instant.
+
+A resolution costs what changed since the previous one, not every open outcome: the previous
+resolution's instant and the newest decision it had seen are kept (sql/0027), and each
+scenario's ``…_since`` statement judges only the pending outcomes decided since, those whose
+window has closed, and those of mentors with platform data dated since (queries/outcomes.sql,
+outcome_activity_after_since). The first resolution, and one at an instant before the previous
+one (an ``--as-of`` in the past), judges every pending outcome.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from scenario_engine.db.connect import Conn, mark_engine_write
-from scenario_engine.db.queries import fetch
+from scenario_engine.db.queries import execute, fetch, query
 from scenario_engine.scenarios.registry import SCENARIOS
 
 
@@ -28,9 +34,28 @@ async def resolve_outcomes(conn: Conn, as_of: dt.datetime) -> list[ResolvedCount
     out: list[ResolvedCount] = []
     async with conn.transaction():
         await mark_engine_write(conn)
+        mark = await conn.fetchrow(query("outcome_resolution_mark"))
+        assert mark is not None  # an upsert returns its row
+        since: dt.datetime | None = mark["resolved_at"]
+        newest = int(mark["newest_decision"] or 0)
+        if since is not None and as_of < since:  # back in time: judge everything again
+            since = None
         for scenario in SCENARIOS:
-            rows = await fetch(conn, scenario.outcome.resolve_query, scenario_type=scenario.type, as_of=as_of)
+            if since is None:
+                rows = await fetch(
+                    conn, scenario.outcome.resolve_query, scenario_type=scenario.type, as_of=as_of
+                )
+            else:
+                rows = await fetch(
+                    conn,
+                    scenario.outcome.resolve_since_query,
+                    scenario_type=scenario.type,
+                    as_of=as_of,
+                    since=since,
+                    after_decision=int(mark["last_decision_id"]),
+                )
             out += [ResolvedCount(r["rule_name"], r["arm"], r["status"], int(r["n"])) for r in rows]
         rows = await fetch(conn, "outcome_close", as_of=as_of)
         out += [ResolvedCount(r["rule_name"], r["arm"], r["status"], int(r["n"])) for r in rows]
+        await execute(conn, "outcome_resolution_save", as_of=as_of, last_decision_id=newest)
     return out

@@ -19,6 +19,54 @@ WITH done AS (
 )
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
 
+-- name: outcome_activity_after_since
+-- params: scenario_type, as_of, since, after_decision
+-- outcome_activity_after, judging only the pending outcomes that may have changed since the
+-- previous resolution (at `since`, having seen decisions up to `after_decision`; resolve.py):
+-- those decided since (decision id above it), those whose window has closed (judged in full
+-- once more before outcome_close makes them final), and those of a mentor with an activity dated
+-- in (since, as_of] (activity_occurred_idx, index-only). Any other pending outcome had no
+-- activity in its window up to `since` and has none after it, so its status cannot change —
+-- but for an activity inserted after the previous resolution yet dated before it, which this
+-- sees when the outcome's window closes (docs/OUTCOMES.md).
+WITH touched AS (
+    SELECT DISTINCT a.mentor_id FROM public.activity a
+    WHERE a.occurred_at > $3::timestamptz AND a.occurred_at <= $2::timestamptz
+), todo AS (
+    SELECT o.decision_id FROM scenario_engine.scenario_outcome o
+    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = $1::text
+    UNION
+    SELECT o.decision_id FROM scenario_engine.scenario_outcome o
+    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.window_ends_at <= $2::timestamptz
+    UNION
+    SELECT o.decision_id FROM touched t
+    JOIN scenario_engine.scenario_outcome o ON o.mentor_id = t.mentor_id
+    WHERE o.status = 'pending' AND o.scenario_type = $1::text
+), done AS (
+    UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
+    FROM todo
+    WHERE o.decision_id = todo.decision_id AND o.status = 'pending'
+      AND EXISTS (
+          SELECT 1 FROM public.activity a
+          WHERE a.mentor_id = o.mentor_id AND a.occurred_at > o.decided_at
+            AND a.occurred_at <= least(o.window_ends_at, $2::timestamptz))
+    RETURNING o.rule_name, o.arm, o.status
+)
+SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
+
+-- name: outcome_resolution_mark
+-- The previous resolution's instant and the newest decision it had seen (sql/0027), locked for
+-- this one's transaction (concurrent resolutions take turns). NULL the first time: the
+-- resolution is then a full one.
+INSERT INTO scenario_engine.scenario_outcome_resolution AS r (singleton, resolved_at, last_decision_id)
+VALUES (true, NULL, 0)
+ON CONFLICT (singleton) DO UPDATE SET singleton = r.singleton
+RETURNING r.resolved_at, r.last_decision_id, (SELECT max(d.id) FROM scenario_engine.scenario_decision d) AS newest_decision;
+
+-- name: outcome_resolution_save
+-- params: as_of, last_decision_id
+UPDATE scenario_engine.scenario_outcome_resolution SET resolved_at = $1::timestamptz, last_decision_id = $2::bigint;
+
 -- name: outcome_close
 -- params: as_of
 -- What is still pending once its window has closed is missed; from then on it is final.

@@ -48,6 +48,12 @@ class OutcomeSpec:
     resolve_query: str
     plain: str  # "came back": reads after "mentors who …" (the programme page)
 
+    @property
+    def resolve_since_query(self) -> str:
+        """The same statement judging only what may have changed since the previous resolution
+        (params scenario_type, as_of, since, after_decision; outcomes/resolve.py)."""
+        return f"{self.resolve_query}_since"
+
 
 class Scenario(Protocol[R, S]):
     #: The scenario type: the key of its rules in the rules file and of opt-outs.
