@@ -21,6 +21,7 @@ ENGINE_TABLES = [
     "scenario_outcome",
     "scenario_erasure_mark",
     "scenario_full_sweep_request",
+    "scenario_sweep_range",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",
