@@ -126,7 +126,8 @@ async def test_sigkilled_replica_range_is_reclaimed_after_its_lease(
             await pool.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM scenario_sweep_range "
                 "WHERE state = 'claimed' AND claimed_by = $1) "
-                "AND (SELECT count(*) FROM scenario_sweep_range WHERE state = 'done' AND claimed_by = $1) >= 3",
+                "AND (SELECT count(*) FROM scenario_sweep_range "
+                "WHERE state = 'done' AND claimed_by = $1) >= 3",
                 victim_id,
             )
         )
@@ -240,7 +241,7 @@ async def test_range_claims_are_fenced_and_the_last_completion_closes_the_period
         )
         z = await fetchrow(c3, "claim_sweep_range", instance_id="z", lease_secs=30, rules_fingerprint="r1")
         w = await fetchrow(c3, "claim_sweep_range", instance_id="w", lease_secs=30, rules_fingerprint="r1")
-        assert {z["batch_no"], w["batch_no"]} == {1, 2}
+        assert z is not None and w is not None and {z["batch_no"], w["batch_no"]} == {1, 2}
         assert (
             await fetchrow(c3, "claim_sweep_range", instance_id="v", lease_secs=30, rules_fingerprint="r1")
             is None
@@ -259,6 +260,7 @@ async def test_range_claims_are_fenced_and_the_last_completion_closes_the_period
                 await tx.commit()
                 return
             totals = await fetchrow(conn, "shared_sweep_totals", sweep_key="p")
+            assert totals is not None
             if totals["remaining"] == 0:
                 closed = await fetchrow(
                     conn,
@@ -275,7 +277,7 @@ async def test_range_claims_are_fenced_and_the_last_completion_closes_the_period
             tg.start_soon(last, c2, "w", t2)  # waits for y's lock on the period row
             await anyio.sleep(0.3)
             totals = await fetchrow(c1, "shared_sweep_totals", sweep_key="p")
-            assert totals["remaining"] == 1  # w's completion is not committed yet
+            assert totals is not None and totals["remaining"] == 1  # w's completion is not committed yet
             await t1.commit()
         assert closes == ["w"]
     sweep = await pool.fetchrow("SELECT * FROM scenario_sweep WHERE sweep_key = 'p'")
