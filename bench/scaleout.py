@@ -64,6 +64,15 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
   AND application_name LIKE 'scenario-engine%'
 """
 
+# What SCALING.md extrapolates: rows and on-disk size (table + indexes + TOAST) after two sweeps.
+SIZES = """
+SELECT c.relname AS name, c.reltuples::bigint AS rows, pg_total_relation_size(c.oid) AS bytes
+FROM pg_class c
+WHERE c.relkind = 'r' AND c.relnamespace IN ('public'::regnamespace, 'scenario_engine'::regnamespace)
+  AND pg_total_relation_size(c.oid) > 64 * 1024
+ORDER BY bytes DESC
+"""
+
 
 def _machine_ticks() -> tuple[int, int]:
     with open("/proc/stat", encoding="ascii") as fh:
@@ -227,12 +236,14 @@ async def run_count(cluster: LocalCluster, n: int, args: argparse.Namespace, wor
         await asyncio.sleep(1.0)  # the closer's outcome resolution and records
         log(f"{n} daemon(s): steady sweep …")
         steady = await one_sweep(cluster, url, conn, daemons, again, args.limit)
+        await conn.execute("ANALYZE")  # reltuples for the sizes below
         log(f"  steady {steady['seconds']} s, ranges {steady['ranges_by_instance']}")
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM scenario_engine.scenario_notification) AS notifications, "
             "(SELECT count(DISTINCT dedup_key) FROM scenario_engine.scenario_notification) AS keys"
         )
         assert counts is not None
+        sizes = await conn.fetch(SIZES)
         errors = [e for d in daemons for e in d.log_errors()]
         return {
             "daemons": n,
@@ -241,6 +252,9 @@ async def run_count(cluster: LocalCluster, n: int, args: argparse.Namespace, wor
             "steady": steady,
             "notifications": int(counts["notifications"]),
             "distinct_dedup_keys": int(counts["keys"]),
+            "table_sizes": {
+                r["name"]: {"rows": int(r["rows"]), "mb": round(r["bytes"] / 2**20, 1)} for r in sizes
+            },
             "errors": errors,
         }
     finally:
