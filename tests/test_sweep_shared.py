@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from scenario_engine.db.queries import fetch, fetchrow, fetchval
 from tests.daemon import DaemonProcess
-from tests.test_sweep_fencing import eventually, settled
+from tests.test_sweep_fencing import eventually
 
 MENTORS = 120_000
 RULES = '[[inactivity]]\nname = "inactive_21d"\nthreshold_days = 21\n'
@@ -47,6 +48,21 @@ async def _population(pool: Any, n: int) -> None:
         n,
     )
     await pool.execute("ANALYZE peer_mentor")
+
+
+def settled(*procs: DaemonProcess) -> Callable[[], Awaitable[bool]]:
+    """Every sweep a daemon started has ended: finished (it closed the period), closed by
+    another instance, fenced or interrupted."""
+
+    async def check() -> bool:
+        for d in procs:
+            events = [e.get("event") for e in d.log_events()]
+            ends = ("sweep_finished", "sweep_closed_elsewhere", "sweep_fenced", "sweep_interrupted")
+            if events.count("sweep_started") > sum(events.count(e) for e in ends):
+                return False
+        return True
+
+    return check
 
 
 async def _assert_swept_once(pool: Any, procs: list[DaemonProcess]) -> dict[str, int]:

@@ -96,6 +96,7 @@ class Scheduler:
         self.state = state
         self.settings = settings
         self._waiting_for: str | None = None  # refused period already looked at (finished or owned)
+        self._closed_here: str | None = None  # the last shared period this instance closed
         self.shared = SharedSweeper(
             pool, engine, state.instance_id, settings.sweep_lease_seconds, BATCH_LEDGER_RETENTION
         )
@@ -295,7 +296,9 @@ class Scheduler:
                     lease_secs=self.settings.sweep_lease_seconds,
                 )
             if guard is None or guard["finished"]:
-                return  # closed, here or by another instance (which recorded it)
+                if claim.key != self._closed_here:  # the instance that closed it recorded it
+                    log.info("sweep_closed_elsewhere", sweep_key=claim.key)
+                return
             if not guard["renewed"]:
                 claim.stopped = "lease_lost"
                 break
@@ -337,6 +340,7 @@ class Scheduler:
     async def _record_shared(self, closed: ClosedPeriod, rules: Rules) -> None:
         """What follows a period's completion, done once by the instance that closed it: outcome
         resolution, the full-sweep requests the period answered, the metrics and the log."""
+        self._closed_here = closed.key
         resolved = await self.engine.resolve_after_sweep(closed.as_of)
         requested = [int(i) for i in closed.plan.get("requested", [])]
         if requested:
