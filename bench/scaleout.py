@@ -43,12 +43,14 @@ from bench.harness.cluster import (
     LocalCluster,
     admin,
     cluster_cpu,
+    connect,
     cpu_delta,
     create_database,
     private_cluster,
     server_version,
 )
 from bench.harness.daemon import DaemonProc
+from bench.harness.engine import benchmark_rules, ensure_rules_seen
 from bench.harness.population import Shape, generate
 from bench.harness.procfs import load_average
 from bench.harness.report import RESULTS_DIR, Timings, log, machine_facts, run_header, scratch_dir, write_json
@@ -88,6 +90,20 @@ async def prepare_template(cluster: LocalCluster, mentors: int) -> dict[str, Any
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         shape = Shape(mentors=mentors, activities_per_mentor=10.0, certifications=mentors, as_of=now)
         data = await generate(conn, shape, timings)
+    finally:
+        await conn.close()
+    # The rules first seen a week ago, with their milestone baseline, as on a live system (and
+    # as bench/sweep.py does): otherwise the daemons' start-up races to baseline a new rule over
+    # the whole population, the losers time out (30 s) and the baseline lands in the sweep's
+    # first range, where every other daemon's first range waits for it (Lock:transactionid).
+    engine_conn = await connect(url)
+    try:
+        with timings.step("rules first seen + milestone baseline"):
+            await ensure_rules_seen(engine_conn, benchmark_rules(), now - dt.timedelta(days=7))
+    finally:
+        await engine_conn.close()
+    conn = await asyncpg.connect(url)
+    try:
         await conn.execute("VACUUM (ANALYZE)")
         await conn.execute("CHECKPOINT")
     finally:

@@ -134,9 +134,12 @@ RETURNING as_of,
 -- params: sweep_key, claim_token, lease_secs
 -- The opener's watch over its shared period: renews its period lease while the period is open
 -- and still its claim (another leader takes an unfinished period over only after it lapses).
+-- A lease that lapsed while the owner evaluated a long range is renewed all the same if nobody
+-- claimed the period meanwhile (the token still matches): the ranges are fenced by their own
+-- claims, the period lease only says who watches the period.
 WITH renewed AS (
     UPDATE scenario_engine.scenario_sweep SET lease_until = now() + make_interval(secs => $3::float8)
-    WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL AND lease_until > now()
+    WHERE sweep_key = $1::text AND claim_token = $2::uuid AND finished_at IS NULL
     RETURNING sweep_key
 )
 SELECT finished_at IS NOT NULL AS finished, EXISTS (SELECT 1 FROM renewed) AS renewed
