@@ -1747,3 +1747,9 @@ GRANT SELECT,INSERT,UPDATE ON TABLE scenario_engine.scenario_sweep TO scenario_e
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_sweep_batch TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_sweep_range; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_sweep_range TO scenario_engine_runtime;

@@ -299,3 +299,28 @@ async def test_range_claims_are_fenced_and_the_last_completion_closes_the_period
     sweep = await pool.fetchrow("SELECT * FROM scenario_sweep WHERE sweep_key = 'p'")
     assert sweep["finished_at"] is not None and sweep["stats"] == {"n": 3}
     assert await pool.fetchval("SELECT count(*) FROM scenario_sweep_range WHERE state = 'done'") == 3
+
+
+async def test_an_unfinished_period_is_abandoned_once_a_newer_one_begins(pool: Any) -> None:
+    """One catch-up, not one per missed period: ranges of a period that a newer period followed
+    (its daemons died, the fleet was down) are no longer claimed, as a leader-only sweep
+    never resumes such a period either."""
+    await _population(pool, 10)
+    plan = {"rules": "r1", "full_as_of": "2026-01-01T00:00:00+00:00", "requested": []}
+    now = dt.datetime.now(dt.UTC)
+    async with pool.acquire() as c:
+        old = await fetchrow(c, "claim_sweep", sweep_key="old", as_of=now, instance_id="o", lease_secs=30)
+        assert old is not None
+        await fetchrow(
+            c, "open_shared_sweep", sweep_key="old", claim_token=old["claim_token"], batch_size=4, plan=plan
+        )
+        claimed = await fetchrow(
+            c, "claim_sweep_range", instance_id="x", lease_secs=30, rules_fingerprint="r1"
+        )
+        assert claimed is not None and claimed["sweep_key"] == "old"
+        later = now + dt.timedelta(hours=1)
+        assert await fetchrow(c, "claim_sweep", sweep_key="new", as_of=later, instance_id="o", lease_secs=30)
+        assert (
+            await fetchrow(c, "claim_sweep_range", instance_id="x", lease_secs=30, rules_fingerprint="r1")
+            is None
+        )

@@ -39,14 +39,17 @@ SELECT (SELECT count(*) FROM written) AS written,
 -- One range of an open shared period run under these rules: pending, or claimed by an owner
 -- whose lease lapsed (it died between its claim and its evaluation's commit). SKIP LOCKED: a
 -- range whose evaluation is running (its row is locked by that transaction) is never taken,
--- however late; nor is one another instance is claiming this instant. Oldest period first.
+-- however late; nor is one another instance is claiming this instant. Only the latest period
+-- is worked: a period left unfinished when a newer one began (its leader died, the fleet was
+-- down) is abandoned, as a leader-only sweep abandons it — one catch-up, not one per period.
 WITH next AS (
     SELECT r.sweep_key, r.batch_no, s.as_of, s.shared
     FROM scenario_engine.scenario_sweep_range r
     JOIN scenario_engine.scenario_sweep s ON s.sweep_key = r.sweep_key
     WHERE r.state <> 'done' AND (r.state = 'pending' OR r.lease_until <= now())
       AND s.finished_at IS NULL AND s.shared ->> 'rules' = $3::text
-    ORDER BY s.as_of, r.batch_no
+      AND NOT EXISTS (SELECT 1 FROM scenario_engine.scenario_sweep n WHERE n.as_of > s.as_of)
+    ORDER BY r.batch_no
     LIMIT 1
     FOR UPDATE OF r SKIP LOCKED
 )
