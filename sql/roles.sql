@@ -90,6 +90,12 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_mentor_programm
 -- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_outcome_resolution', 'SELECT, INSERT, UPDATE')) AS v(t, p)
 GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_outcome_resolution TO scenario_engine_runtime;
 
+-- unit: runtime_sweep_range
+-- The ranges of a shared full sweep (sql/0026): written by the instance that opens a period,
+-- claimed and completed by every instance, pruned by the one that closes a period.
+-- present: SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_sweep_range', 'SELECT, INSERT, UPDATE, DELETE')) AS v(t, p)
+GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_sweep_range TO scenario_engine_runtime;
+
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
 -- when it fires). A function the planner inlines is still checked for EXECUTE.

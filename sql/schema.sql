@@ -732,7 +732,8 @@ CREATE TABLE scenario_engine.scenario_sweep (
     finished_at timestamp with time zone,
     stats jsonb DEFAULT '{}'::jsonb NOT NULL,
     claim_token uuid,
-    lease_until timestamp with time zone
+    lease_until timestamp with time zone,
+    shared jsonb
 );
 
 --
@@ -749,6 +750,27 @@ CREATE TABLE scenario_engine.scenario_sweep_batch (
     mentors integer NOT NULL,
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone
+);
+
+--
+-- Name: scenario_sweep_range; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.scenario_sweep_range (
+    sweep_key text NOT NULL,
+    batch_no integer NOT NULL,
+    lower_mentor uuid,
+    upper_mentor uuid,
+    state text DEFAULT 'pending'::text NOT NULL,
+    claimed_by text,
+    claim_token uuid,
+    lease_until timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    claimed_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    mentors integer,
+    stats jsonb,
+    CONSTRAINT scenario_sweep_range_state_check CHECK ((state = ANY (ARRAY['pending'::text, 'claimed'::text, 'done'::text])))
 );
 
 --
@@ -960,6 +982,13 @@ ALTER TABLE ONLY scenario_engine.scenario_sweep_batch
 
 ALTER TABLE ONLY scenario_engine.scenario_sweep
     ADD CONSTRAINT scenario_sweep_pkey PRIMARY KEY (sweep_key);
+
+--
+-- Name: scenario_sweep_range scenario_sweep_range_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.scenario_sweep_range
+    ADD CONSTRAINT scenario_sweep_range_pkey PRIMARY KEY (sweep_key, batch_no);
 
 --
 -- Name: achievement_once_per_period_key; Type: INDEX; Schema: public; Owner: -
@@ -1200,6 +1229,12 @@ CREATE INDEX scenario_sweep_finished_as_of_idx ON scenario_engine.scenario_sweep
 --
 
 CREATE INDEX scenario_sweep_finished_at_idx ON scenario_engine.scenario_sweep USING btree (finished_at) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: scenario_sweep_range_open_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_sweep_range_open_idx ON scenario_engine.scenario_sweep_range USING btree (sweep_key, batch_no) WHERE (state <> 'done'::text);
 
 --
 -- Name: push_notification_decided_week_stat; Type: STATISTICS; Schema: scenario_engine; Owner: -
@@ -1564,6 +1599,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_sweep TO scena
 CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_sweep_batch TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
+-- Name: scenario_sweep_range scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_sweep_range TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
 -- Name: scenario_engine_setting; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
 --
 
@@ -1652,6 +1693,12 @@ ALTER TABLE scenario_engine.scenario_sweep ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE scenario_engine.scenario_sweep_batch ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: scenario_sweep_range; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.scenario_sweep_range ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: SCHEMA scenario_engine; Type: ACL; Schema: -; Owner: -
@@ -1869,3 +1916,9 @@ GRANT SELECT,INSERT,UPDATE ON TABLE scenario_engine.scenario_sweep TO scenario_e
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_sweep_batch TO scenario_engine_runtime;
+
+--
+-- Name: TABLE scenario_sweep_range; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.scenario_sweep_range TO scenario_engine_runtime;

@@ -22,6 +22,7 @@ ENGINE_TABLES = [
     "scenario_erasure_mark",
     "scenario_full_sweep_request",
     "scenario_outcome_resolution",
+    "scenario_sweep_range",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",

@@ -35,10 +35,14 @@ KILL_AFTER = 10_000
 RULES = '[[inactivity]]\nname = "inactive_21d"\nthreshold_days = 21\n'
 # One period for the whole test, small batches (many chances to be fenced), and pushes kept
 # nearly idle so the dispatcher does not compete with the sweep for the two cores.
+# These tests pin the leader-only sweep (SCENARIO_SWEEP_SHARED=false), which incremental
+# periods always use: its claim, lease and takeover are what they assert. A shared full sweep
+# (runtime/shared_sweep.py) fences each range on its own claim instead: tests/test_sweep_shared.py.
 DAEMON = {
     "sweep_interval_seconds": 86400,
     "sweep_batch_size": 2000,
     "push_rate_per_second": 1,
+    "sweep_shared": False,
 }
 
 

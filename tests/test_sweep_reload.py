@@ -4,7 +4,8 @@ The sweep runs with the rules it started with; it used to record the fingerprint
 loaded meanwhile, so the next sweep compared equal, went incremental, and a rule the reload
 added was never fully evaluated (its mentors were not "due" in the incremental window). The
 race is reproduced deterministically: the reload happens inside the sweep, between batches,
-through the scheduler's own per-batch hook.
+through the scheduler's own per-batch hook — for a shared full sweep (runtime/shared_sweep.py),
+its per-range one: the ranges the leader evaluates run under the rules the period started with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 
 from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
@@ -46,9 +48,17 @@ class ReloadingScheduler(Scheduler):
             self.engine.replace_rules(AFTER)
         return await super()._before_batch(claim, lock_conn, mentors)
 
+    async def _work_shared(self, rules: Rules) -> bool:
+        """The same reload in a shared full sweep: before its second range."""
+        self.ranges_started = getattr(self, "ranges_started", 0) + 1
+        if self.ranges_started == 2 and self.engine.rules is BEFORE:
+            self.engine.replace_rules(AFTER)
+        return await super()._work_shared(rules)
 
+
+@pytest.mark.parametrize("shared", [False, True], ids=["leader-only", "shared"])
 async def test_a_reload_mid_sweep_leaves_the_next_sweep_full_for_the_new_rule(
-    db_url: str, pool: asyncpg.Pool[Any]
+    db_url: str, pool: asyncpg.Pool[Any], shared: bool
 ) -> None:
     now = dt.datetime.now(dt.UTC)
     for _ in range(MENTORS):  # each certified until 60 days from now: inside cert_90's first tier
@@ -56,7 +66,11 @@ async def test_a_reload_mid_sweep_leaves_the_next_sweep_full_for_the_new_rule(
         await add_certification(pool, mentor, expires_at=now + dt.timedelta(days=60))
     engine = Engine(pool, BEFORE, sweep_batch=BATCH)
     scheduler = ReloadingScheduler(
-        db_url, pool, engine, RuntimeState(instance_id="reloader"), Settings(full_sweep_interval_hours=24)
+        db_url,
+        pool,
+        engine,
+        RuntimeState(instance_id="reloader"),
+        Settings(full_sweep_interval_hours=24, sweep_batch_size=BATCH, sweep_shared=shared),
     )
     lock_conn = await connect(db_url)
     try:

@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     leader_retry_seconds: float = Field(
         default=5.0, ge=0.1, le=3600, description="How often a follower tries to become leader."
     )
+    sweep_shared: bool = Field(
+        default=True,
+        description="Full sweeps are split into ranges of mentors that every running instance claims "
+        "(SKIP LOCKED), so each added instance adds sweep throughput; off: the leader sweeps alone.",
+    )
     sweep_lease_seconds: float = Field(
         default=30.0,
         ge=1,

@@ -36,7 +36,7 @@ from scenario_engine.evaluate import (
 from scenario_engine.events import ScenarioEvent, route
 from scenario_engine.isolation import Outcomes
 from scenario_engine.notifications import Outcome, record_last_triggered, write_outcomes
-from scenario_engine.outcomes.resolve import resolve_outcomes
+from scenario_engine.outcomes.resolve import ResolvedCount, resolve_outcomes
 from scenario_engine.policy import PolicyDecision, decide_policy
 from scenario_engine.scenarios.base import Candidate, dedup_key
 from scenario_engine.scenarios.certification import CertificationExpiryRule
@@ -314,6 +314,21 @@ class Engine:
                 result.resolve_seconds = time.perf_counter() - started
                 result.seconds += result.resolve_seconds
             return result
+
+    async def evaluate_sweep_range(
+        self, conn: Conn, rules: Rules, as_of: dt.datetime, mentors: list[uuid.UUID]
+    ) -> Outcomes:
+        """One range of a shared full sweep (runtime/shared_sweep.py): the very evaluation of a
+        sweep batch (``run_sweep``'s), inside the caller's transaction, so that the range's
+        completion commits with its decisions or not at all."""
+        experiments = await ensure_rules_seen(conn, rules, as_of, self._seen)
+        return await evaluate_set_based(conn, rules, experiments, as_of, lambda _scenario_type: mentors)
+
+    async def resolve_after_sweep(self, as_of: dt.datetime) -> list[ResolvedCount]:
+        """The outcome resolution that follows a completed sweep (as in run_scheduled_evaluation);
+        a shared sweep runs it once, in the instance that closed the period."""
+        async with self.pool.acquire() as conn:
+            return await resolve_outcomes(conn, as_of)
 
     async def handle_database_events(
         self, conn: Conn, events: Sequence[ScenarioEvent], as_of: dt.datetime | None = None

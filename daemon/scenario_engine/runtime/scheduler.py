@@ -16,12 +16,20 @@ an unfinished period over only when its lease has lapsed, and completes it at it
 original ``as_of``. Each batch is recorded in ``scenario_sweep_batch`` (who, which mentor
 range, when), so "no batch evaluated by two instances at once" can be checked afterwards.
 The lease must stay well above one batch's duration: renewal happens between batches.
+
+A *full* period is shared (``SCENARIO_SWEEP_SHARED``, runtime/shared_sweep.py): its owner
+writes the period's mentor ranges and then works them like every other instance — followers
+claim ranges between their tries for the lock — while it keeps its period lease renewed.
+Each range is fenced on its own claim token, so losing leadership or the period lease only
+stops the owner from watching the period; the completion of the last range closes it.
+Incremental periods (small due sets) stay with the leader.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +47,7 @@ from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.fleet import rules_fingerprint
+from scenario_engine.runtime.shared_sweep import ClosedPeriod, SharedSweeper
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.worker import sleep_or_stop
 
@@ -91,6 +100,10 @@ class Scheduler:
         # Reset only once a round succeeds, so that a lasting condition (a read-only server
         # accepts the connection, then refuses the claim) is retried ever more slowly.
         self._backoff = Backoff(maximum=settings.leader_retry_seconds)
+        self._closed_here: str | None = None  # the last shared period this instance closed
+        self.shared = SharedSweeper(
+            pool, engine, state.instance_id, settings.sweep_lease_seconds, BATCH_LEDGER_RETENTION
+        )
 
     def _succeeded(self) -> None:
         """A round of following or leading went through: any condition has cleared."""
@@ -150,7 +163,7 @@ class Scheduler:
                 else:
                     self.state.next_sweep_at = None
                     self._succeeded()
-                    await sleep_or_stop(self.state.stopping, self.settings.leader_retry_seconds)
+                    await self._help(self.settings.leader_retry_seconds)
                     continue
             if not await fetchval(conn, "holds_leader_lock", lock_key=LEADER_LOCK_KEY):
                 log.warning("leadership_lost", reason="lock no longer held")
@@ -164,7 +177,8 @@ class Scheduler:
             self.state.next_sweep_at = next_start
             # Wake at the next period, but re-check leadership regularly meanwhile.
             wait = (next_start - self.state.clock.server_now()).total_seconds()
-            await sleep_or_stop(self.state.stopping, max(0.05, min(wait, self.settings.leader_retry_seconds)))
+            # (working ranges of shared periods meanwhile: one whose owner died waits for its lease)
+            await self._help(max(0.05, min(wait, self.settings.leader_retry_seconds)))
 
     async def _sweep_period(self, key: str, lock_conn: asyncpg.Connection[Any], as_of: dt.datetime) -> None:
         """Claim and sweep one period at ``as_of`` (the server's clock), under the rules loaded
@@ -199,6 +213,10 @@ class Scheduler:
             mode=mode,
             **({"full_sweep_requested_by": sorted(set(requested.values()))} if requested else {}),
         )
+
+        if self.settings.sweep_shared and (mode == "full" or await self._opened_shared(key)):
+            await self._sweep_shared(claim, lock_conn, as_of, rules, full_as_of, requested)
+            return
 
         async def before_batch(mentors: list[uuid.UUID]) -> bool:
             return await self._before_batch(claim, lock_conn, mentors)
@@ -249,6 +267,109 @@ class Scheduler:
             async with self.pool.acquire() as conn:
                 await execute(conn, "full_sweep_requests_answered", ids=sorted(requested))
         self._record(key, result, stats, mode, rules)
+
+    async def _opened_shared(self, key: str) -> bool:
+        """Whether a previous owner opened this period as a shared one (then it stays shared)."""
+        async with self.pool.acquire() as conn:
+            return await fetchval(conn, "shared_sweep_plan", sweep_key=key) is not None
+
+    async def _sweep_shared(
+        self,
+        claim: _Claim,
+        lock_conn: asyncpg.Connection[Any],
+        as_of: dt.datetime,
+        rules: Rules,
+        full_as_of: dt.datetime | None,
+        requested: dict[int, str],
+    ) -> None:
+        """Opens the period's ranges and works them alongside every other instance, renewing the
+        period lease, until the period is closed (by whichever instance completes its last range).
+        Stopping, a lost lock or a lost period lease end the watch, as before a batch of a
+        leader-only sweep; ranges in flight are fenced by their own claims either way."""
+        plan = {
+            "rules": rules_fingerprint(rules),
+            "full_as_of": (full_as_of or as_of).isoformat(),
+            "requested": sorted(requested),
+            "batch_size": self.settings.sweep_batch_size,
+        }
+        await self.shared.open(claim.key, claim.token, self.settings.sweep_batch_size, plan)
+        idle = min(0.5, self.settings.sweep_lease_seconds / 4)
+        while True:
+            if self.state.stopping.is_set():
+                claim.stopped = "stopping"
+                break
+            if not await self._holds_lock(lock_conn):
+                claim.stopped = "leadership_lost"
+                break
+            async with self.pool.acquire() as conn:
+                guard = await fetchrow(
+                    conn,
+                    "guard_shared_sweep",
+                    sweep_key=claim.key,
+                    claim_token=claim.token,
+                    lease_secs=self.settings.sweep_lease_seconds,
+                )
+            if guard is None or guard["finished"]:
+                if claim.key != self._closed_here:  # the instance that closed it recorded it
+                    log.info("sweep_closed_elsewhere", sweep_key=claim.key)
+                return
+            if not guard["renewed"]:
+                claim.stopped = "lease_lost"
+                break
+            if not await self._work_shared(rules):
+                await sleep_or_stop(self.state.stopping, idle)  # ranges in flight elsewhere
+        await self._give_up(claim)
+        if claim.stopped == "stopping":
+            self.state.metrics.sweeps.labels("interrupted").inc()
+            log.info("sweep_interrupted", sweep_key=claim.key, shared=True)
+            return
+        self.state.metrics.sweeps.labels("fenced").inc()
+        log.warning("sweep_fenced", sweep_key=claim.key, reason=claim.stopped, shared=True)
+        if claim.stopped == "leadership_lost":
+            raise LeadershipLost("leader lock lost mid-sweep")
+
+    async def _help(self, seconds: float) -> None:
+        """A follower's wait for the lock: works ranges of shared periods meanwhile (under the
+        rules loaded now), looking for one at least every second."""
+        if not self.settings.sweep_shared:
+            await sleep_or_stop(self.state.stopping, seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.state.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if not await self._work_shared(self.engine.rules):
+                await sleep_or_stop(self.state.stopping, min(1.0, left))
+
+    async def _work_shared(self, rules: Rules) -> bool:
+        """One range, if there is one; records the period if this range closed it."""
+        if self.state.stopping.is_set():
+            return False
+        worked, closed = await self.shared.work_one(rules)
+        if closed is not None:
+            await self._record_shared(closed, rules)
+        return worked
+
+    async def _record_shared(self, closed: ClosedPeriod, rules: Rules) -> None:
+        """What follows a period's completion, done once by the instance that closed it: outcome
+        resolution, the full-sweep requests the period answered, the metrics and the log."""
+        self._closed_here = closed.key
+        resolved = await self.engine.resolve_after_sweep(closed.as_of)
+        requested = [int(i) for i in closed.plan.get("requested", [])]
+        if requested:
+            async with self.pool.acquire() as conn:
+                await execute(conn, "full_sweep_requests_answered", ids=requested)
+        result = SweepResult(
+            as_of=closed.as_of,
+            dry_run=False,
+            mentors=closed.mentors,
+            seconds=closed.seconds,
+            per_rule=closed.per_rule,
+            resolved=resolved,
+        )
+        stats = {rule: dict(c) for rule, c in closed.per_rule.items()}
+        self._record(closed.key, result, stats, "full", rules)
 
     async def _full_sweep_requests(self) -> dict[int, str]:
         """Unanswered full-sweep requests (id → "TRUNCATE table"), as seen when a sweep starts."""
