@@ -281,3 +281,43 @@ async def test_report_shows_the_timing_arms_difference_over_the_mature_cohort(
     assert shown == arms
     html = render_programme(page)
     assert 'data-experiment="timing"' in html and f"{points:+.1f} points" in html
+
+
+async def test_each_organisation_s_variant_decides_its_own_hold_in_a_batch(pool: asyncpg.Pool[Any]) -> None:
+    """Two organisations' variants of one rule that differ only in fields the experiment key
+    leaves out (here ``send_at``) share an experiment. The sweep decides a batch's candidates
+    per experiment; each push must still be timed by its own organisation's variant, exactly as
+    ``evaluate_mentor`` times it — the batch once wrote every candidate of the experiment with
+    the first candidate's variant (the equivalence property found it with ``tiers_days``)."""
+    now_org = uuid.UUID("00000000-0000-4000-8000-0000000000b1")
+    r = Rules.model_validate(
+        {
+            "daily_cap": 5,
+            "timing_percent": 100,
+            "certification_expiry": [{"name": "cert_expiry", "tiers_days": [30, 1], "send_at": "usual_hour"}],
+            "organizations": {str(now_org): {"rules": {"cert_expiry": {"send_at": "now"}}}},
+        }
+    )
+    now = await pool.fetchval("SELECT now()")
+    timed: list[uuid.UUID] = []
+    at_once: list[uuid.UUID] = []
+    for _ in range(3):  # both orders of the two organisations' mentors in the batch, whatever the ids
+        for group, org in ((timed, None), (at_once, now_org)):
+            mentor = await add_mentor(pool, timezone="Europe/Oslo")
+            if org is not None:
+                await pool.execute("UPDATE peer_mentor SET organization_id = $2 WHERE id = $1", mentor, org)
+            await add_certification(pool, mentor, expires_at=now + dt.timedelta(days=20))
+            group.append(mentor)
+    await Engine(pool, r).run_scheduled_evaluation()
+    rows = {
+        row["mentor_id"]: row
+        for row in await pool.fetch(
+            "SELECT p.mentor_id, p.held_until, p.hold_reason, o.timing_arm FROM push_notification p "
+            "JOIN scenario_outcome o ON o.mentor_id = p.mentor_id"
+        )
+    }
+    assert set(rows) == {*timed, *at_once}
+    for mentor in timed:
+        assert rows[mentor]["timing_arm"] == "usual_hour" and rows[mentor]["held_until"] is not None
+    for mentor in at_once:
+        assert rows[mentor]["timing_arm"] is None and rows[mentor]["hold_reason"] is None

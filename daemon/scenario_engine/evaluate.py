@@ -369,20 +369,27 @@ async def decide_and_write(
     as_of: dt.datetime,
 ) -> list[Outcome]:
     """Policy, holdout and write for one rule's candidates. Each candidate is decided under its
-    organisation's programme and written with the effective rule (its message, outcome window)
-    and experiment: one write per distinct effective rule, normally one."""
+    organisation's programme and written with the effective rule (its message, outcome window,
+    tiers and ``send_at`` for the delivery timing) and experiment: one write per distinct
+    effective rule, normally one. Grouped by the rule itself, not only by its experiment: two
+    organisations' variants share an experiment when they differ only in fields the experiment
+    key leaves out (tiers, ``send_at``, …), and a batch must not write one organisation's
+    candidates with the other's variant (a single mentor's evaluation never would)."""
     if not candidates:
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
     decided = apply_policy(candidates, states, rule, rules, as_of)
-    groups: dict[ExperimentKey, tuple[RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]]] = {}
+    groups: dict[
+        tuple[ExperimentKey, int],
+        tuple[ExperimentKey, RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]],
+    ] = {}
     for cand, decision in decided:
         own, programme = effective(rule, rules, states[cand.mentor_id].organization_id)
         key = experiment_key(own, programme)
-        groups.setdefault(key, (own, programme, []))[2].append((cand, decision))
+        groups.setdefault((key, id(own)), (key, own, programme, []))[3].append((cand, decision))
     out: list[Outcome] = []
-    for key, (own, programme, part) in groups.items():
+    for key, own, programme, part in groups.values():
         if isinstance(experiments, int):
             experiment = experiments
         else:
