@@ -23,6 +23,8 @@ ENGINE_TABLES = [
     "scenario_full_sweep_request",
     "scenario_outcome_resolution",
     "scenario_sweep_range",
+    "scenario_programme_seen",
+    "scenario_mentor_programme",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",

@@ -57,7 +57,8 @@ listen_port = {port}
 unix_socket_dir =
 auth_type = any
 pool_mode = {mode}
-default_pool_size = 4
+; SCENARIO_POOL_SIZE (8) + 2 sessions: what docs/DEPLOY.md says a daemon needs
+default_pool_size = 10
 max_client_conn = 50
 ignore_startup_parameters = {ignore}
 logfile = {workdir}/pgbouncer.log

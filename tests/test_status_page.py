@@ -269,7 +269,10 @@ async def test_status_page_in_headless_chromium(daemons: Any, pool: Any, tmp_pat
     while anyio.current_time() < deadline:
         status = await d.status()
         seen = (status["last_sweep"], status["backlogs"], await today_outcomes())
-        settled = seen[0] is not None and seen[2] == {"sent": 2, "opted_out": 1}
+        # The drain (the seeded rows' events) and the first sweep race for the two reminders:
+        # whichever decides second logs cooldowns beside them; the page is checked against the
+        # database's own counts below, whichever won.
+        settled = seen[0] is not None and seen[2].get("sent") == 2 and seen[2].get("opted_out", 0) >= 1
         if settled and seen[1].get("events_pending") == 0 and seen[1].get("pushes_pending") == 0:
             break
         await anyio.sleep(0.1)
