@@ -1,9 +1,10 @@
 """The digest message: several pushes for one mentor delivered as one (docs/CHANNELS.md).
 
-Its wording lives in templates (``push/templates/digest/{title,body}.txt``, plural-aware:
-"1 update" / "3 updates: …"), looked up per locale like the email templates, so localised
-wording slots in as a template, not as code. Title and body keep the push size caps of
-templates.py.
+The title names how many ("1 update" / "3 updates: …") in the mentor's language, with the
+locale's CLDR plural categories through messages.py (Babel) — no plural rule is written here;
+a language without its own title falls back along its tag, then to English. The body lists the
+titles from a template (``push/templates/digest/body.txt``, per locale like the email
+templates). Title and body keep the push size caps of templates.py.
 """
 
 from __future__ import annotations
@@ -12,13 +13,30 @@ from collections.abc import Sequence
 
 import jinja2
 
-from scenario_engine.templates import BODY_MAX_BYTES, ELLIPSIS, TITLE_MAX_BYTES, utf8_len
+from scenario_engine.messages import Rendering, render_message
+from scenario_engine.templates import BODY_MAX_BYTES, ELLIPSIS, utf8_len
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("scenario_engine.push", "templates"),
     autoescape=False,  # plain text: a push title and body, never markup
     undefined=jinja2.StrictUndefined,
 )
+
+
+# The digest's title per language, in the messages' ICU-like syntax (messages.py).
+TITLES = {
+    "en": "{count, plural, one {# update} other {# updates}}: {titles}",
+    "nb": "{count, plural, one {# oppdatering} other {# oppdateringer}}: {titles}",
+    "nn": "{count, plural, one {# oppdatering} other {# oppdateringar}}: {titles}",
+}
+
+
+def _title_locale(locale: str | None) -> str:
+    tag = (locale or "en").replace("_", "-")
+    for candidate in (tag, tag.split("-", 1)[0]):
+        if candidate in TITLES:
+            return candidate
+    return "en"
 
 
 def _names(locale: str | None, part: str) -> list[str]:
@@ -42,7 +60,9 @@ def _cap(text: str, max_bytes: int) -> str:
 
 def digest_message(titles: Sequence[str], locale: str | None = None) -> tuple[str, str]:
     """The title and body of one digest naming each underlying push by its title."""
-    values = {"count": len(titles), "titles": list(titles)}
-    title = TEMPLATES.select_template(_names(locale, "title")).render(values).strip()
-    body = TEMPLATES.select_template(_names(locale, "body")).render(values).strip()
-    return _cap(title, TITLE_MAX_BYTES), _cap(body, BODY_MAX_BYTES)
+    tag = _title_locale(locale)
+    title = render_message(
+        TITLES[tag], {"count": len(titles), "titles": ", ".join(titles)}, Rendering(tag, None, {}), title=True
+    )
+    body = TEMPLATES.select_template(_names(locale, "body")).render(titles=list(titles)).strip()
+    return title, _cap(body, BODY_MAX_BYTES)
