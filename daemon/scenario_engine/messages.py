@@ -244,6 +244,15 @@ def check_message(text: str, known: Set[str]) -> None:
         )
 
 
+def locale_chain(name: str | None) -> list[str]:
+    """A locale tag and its language, most specific first ("nb_NO" → ["nb-NO", "nb"]; none: []):
+    where per-locale texts and templates are looked up before the default."""
+    if not name:
+        return []
+    tag = name.replace("_", "-")
+    return [tag, tag.split("-", 1)[0]] if "-" in tag else [tag]
+
+
 @cache
 def locale(name: str) -> Locale:
     """A Babel locale; an unknown one is a MessageError (check-config rejects it)."""

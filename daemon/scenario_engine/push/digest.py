@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import jinja2
 
-from scenario_engine.messages import Rendering, render_message
-from scenario_engine.templates import BODY_MAX_BYTES, ELLIPSIS, utf8_len
+from scenario_engine.messages import Rendering, locale_chain, render_message
+from scenario_engine.templates import BODY_MAX_BYTES, truncate_utf8
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("scenario_engine.push", "templates"),
@@ -32,30 +32,11 @@ TITLES = {
 
 
 def _title_locale(locale: str | None) -> str:
-    tag = (locale or "en").replace("_", "-")
-    for candidate in (tag, tag.split("-", 1)[0]):
-        if candidate in TITLES:
-            return candidate
-    return "en"
+    return next((tag for tag in locale_chain(locale) if tag in TITLES), "en")
 
 
 def _names(locale: str | None, part: str) -> list[str]:
-    names = []
-    if locale:
-        tag = locale.replace("_", "-")
-        names.append(f"digest/{tag}/{part}.txt")
-        if "-" in tag:
-            names.append(f"digest/{tag.split('-', 1)[0]}/{part}.txt")
-    names.append(f"digest/{part}.txt")
-    return names
-
-
-def _cap(text: str, max_bytes: int) -> str:
-    if utf8_len(text) <= max_bytes:
-        return text
-    budget = max_bytes - utf8_len(ELLIPSIS)
-    out = text.encode("utf-8")[:budget].decode("utf-8", errors="ignore")
-    return out + ELLIPSIS
+    return [*(f"digest/{tag}/{part}.txt" for tag in locale_chain(locale)), f"digest/{part}.txt"]
 
 
 def digest_message(titles: Sequence[str], locale: str | None = None) -> tuple[str, str]:
@@ -65,4 +46,4 @@ def digest_message(titles: Sequence[str], locale: str | None = None) -> tuple[st
         TITLES[tag], {"count": len(titles), "titles": ", ".join(titles)}, Rendering(tag, None, {}), title=True
     )
     body = TEMPLATES.select_template(_names(locale, "body")).render(titles=list(titles)).strip()
-    return title, _cap(body, BODY_MAX_BYTES)
+    return title, truncate_utf8(body, BODY_MAX_BYTES)

@@ -30,6 +30,7 @@ import aiohttp
 import aiosmtplib
 import jinja2
 
+from scenario_engine.messages import locale_chain
 from scenario_engine.push.base import PushMessage, SendResult
 
 TEMPLATES = jinja2.Environment(
@@ -42,14 +43,10 @@ TEMPLATES = jinja2.Environment(
 
 def template_names(locale: str | None, part: str) -> list[str]:
     """Where a part ('html' or 'txt') is looked up, most specific first: nb-NO, nb, default."""
-    names = []
-    if locale:
-        tag = locale.replace("_", "-")
-        names.append(f"email/{tag}/notification.{part}")
-        if "-" in tag:
-            names.append(f"email/{tag.split('-', 1)[0]}/notification.{part}")
-    names.append(f"email/notification.{part}")
-    return names
+    return [
+        *(f"email/{tag}/notification.{part}" for tag in locale_chain(locale)),
+        f"email/notification.{part}",
+    ]
 
 
 def render_parts(message: PushMessage, unsubscribe_url: str | None) -> tuple[str, str]:
