@@ -14,8 +14,11 @@ points at the platform's unsubscribe URL when one is configured.
 
 The answer is classified like an HTTP gateway's: a 4xx reply or a connection that never
 got to DATA is a retry with nothing delivered; a 5xx reply is a permanent failure that keeps
-the server's reply; a connection lost or a timeout once DATA has begun may have delivered
-the message (``maybe_delivered``) and is retried with the same Message-ID.
+the server's reply — but a 5xx to RCPT TO (the recipient refused: "550 user unknown") is
+dead-lettered with that reply, so that an operator sees it among the dead letters and can
+requeue it once the address is fixed (a 4xx to RCPT TO is retried like any 4xx); a connection
+lost or a timeout once DATA has begun may have delivered the message (``maybe_delivered``)
+and is retried with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -155,14 +158,16 @@ class SmtpProvider:
             in_data = True
             response = await client.data(mail.as_bytes())
             return SendResult.delivered(str(mail["Message-ID"]) + (f" {response.message}"[:200]))
+        except aiosmtplib.SMTPRecipientRefused as exc:  # RCPT TO refused: nothing delivered
+            if 400 <= exc.code < 500:  # temporary (greylisting, mailbox busy): retried with backoff
+                return SendResult.retry(_reply(exc))
+            return SendResult.dead(f"recipient refused: {_reply(exc)}")
         except aiosmtplib.SMTPResponseException as exc:  # the server answered: trust its code
             if in_data and not 400 <= exc.code < 600:
                 return SendResult.retry(_reply(exc), maybe_delivered=True)
             if 400 <= exc.code < 500:
                 return SendResult.retry(_reply(exc))
             return SendResult.failed(_reply(exc))
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            return SendResult.failed("; ".join(_reply(e) for e in exc.recipients))
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
             return SendResult.retry(f"smtp connect: {exc}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
