@@ -267,7 +267,7 @@ class Dispatcher:
 
     def _groups(self, to_send: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
         """One message per push, but one per mentor and channel for the digest pushes claimed
-        together (they share their window's end, so a claim takes them together)."""
+        together (claim_pushes claims a mentor's due digest pushes whole)."""
         groups: list[list[tuple[Any, Any]]] = []
         digests: dict[tuple[Any, str], list[tuple[Any, Any]]] = {}
         for row, check in to_send:
