@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,16 @@ async def drain(
                 if not stats.claimed:
                     await anyio.sleep(0.02)
     return total
+
+
+async def dispatch_until(
+    pool: asyncpg.Pool[Any], providers: dict[str, PushProvider], done: Callable[[DispatchStats], bool]
+) -> None:
+    """Dispatch batch after batch until ``done`` says so of one."""
+    async with Dispatcher(pool, providers, settings(), Metrics()) as d:
+        with anyio.fail_after(20):
+            while not done(await d.dispatch_once()):
+                await anyio.sleep(0.02)
 
 
 async def the_push(pool: asyncpg.Pool[Any]) -> Any:
@@ -259,10 +269,7 @@ async def test_temporarily_refused_recipient_is_retried_with_backoff_then_delive
         await mentor(pool, email="kari@example.no")
         await sweep(pool, "email")
         providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
-        async with Dispatcher(pool, providers, settings(), Metrics()) as d:
-            with anyio.fail_after(10):
-                while (await d.dispatch_once()).retried == 0:
-                    await anyio.sleep(0.02)
+        await dispatch_until(pool, providers, lambda stats: stats.retried > 0)
         retry = await the_push(pool)
         assert retry["status"] == "pending" and retry["next_attempt_at"] > now()  # backed off
         assert retry["last_error"].startswith("SMTP 450: 4.2.1") and not retry["delivery_uncertain"]
@@ -285,11 +292,7 @@ async def test_connection_dropped_mid_data_is_retried_with_the_same_message_id(
         await mentor(pool, email="kari@example.no")
         await sweep(pool, "email")
         providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
-        async with Dispatcher(pool, providers, settings(), Metrics()) as d:
-            with anyio.fail_after(20):
-                while mailbox.data_started < 1:
-                    await d.dispatch_once()
-                    await anyio.sleep(0.05)
+        await dispatch_until(pool, providers, lambda _: mailbox.data_started >= 1)
         retry = await the_push(pool)
         assert retry["status"] == "pending" and retry["delivery_uncertain"]  # may have been delivered
         mailbox.mode = "accept"
@@ -308,12 +311,7 @@ async def test_smtp_down_is_retried_with_backoff_then_delivered_once(
     await mentor(pool, email="kari@example.no")
     await sweep(pool, "email")
     providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
-    async with Dispatcher(pool, providers, settings(), Metrics()) as d:
-        await d.dispatch_once()  # the push: falls back
-        await anyio.sleep(0.01)
-        with anyio.fail_after(10):
-            while (await d.dispatch_once()).retried == 0:
-                await anyio.sleep(0.02)
+    await dispatch_until(pool, providers, lambda stats: stats.retried > 0)  # the push falls back first
     push = await the_push(pool)
     assert push["status"] == "pending" and not push["delivery_uncertain"]  # refused: nothing delivered
     assert "smtp connect" in push["last_error"] and push["next_attempt_at"] > now()

@@ -31,25 +31,9 @@ from email.utils import formatdate, parseaddr
 
 import aiohttp
 import aiosmtplib
-import jinja2
 
-from scenario_engine.messages import locale_chain
 from scenario_engine.push.base import PushMessage, SendResult
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("scenario_engine.push", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-
-
-def template_names(locale: str | None, part: str) -> list[str]:
-    """Where a part ('html' or 'txt') is looked up, most specific first: nb-NO, nb, default."""
-    return [
-        *(f"email/{tag}/notification.{part}" for tag in locale_chain(locale)),
-        f"email/notification.{part}",
-    ]
+from scenario_engine.push.templating import localised
 
 
 def render_parts(message: PushMessage, unsubscribe_url: str | None) -> tuple[str, str]:
@@ -61,8 +45,8 @@ def render_parts(message: PushMessage, unsubscribe_url: str | None) -> tuple[str
         "unsubscribe_url": unsubscribe_url,
         "scenario_type": message.scenario_type,
     }
-    text = TEMPLATES.select_template(template_names(message.locale, "txt")).render(values)
-    html = TEMPLATES.select_template(template_names(message.locale, "html")).render(values)
+    text = localised("email", "notification.txt", message.locale).render(values)
+    html = localised("email", "notification.html", message.locale).render(values)
     return text, html
 
 
