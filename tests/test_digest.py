@@ -257,6 +257,34 @@ async def test_a_claim_batch_boundary_never_splits_a_digest(
         assert {d["notification_id"] for d in message["data"]["digest"]} == {r["ledger"] for r in rows}
 
 
+# The digest lock's class key in claim_pushes and lock_digest_windows ('dgst').
+DIGEST_LOCK = 1684501364
+
+
+async def test_a_concurrent_claim_never_takes_part_of_a_digest(
+    pool: asyncpg.Pool[Any], gateway: Gateway
+) -> None:
+    """Another dispatcher's claim, caught between its two scans, holds what a claim holds there:
+    the mentor's digest lock and the row lock of the first due push it found. A claim meanwhile
+    skips the mentor's digest whole (it used to skip that row only, and send the other two as a
+    digest of two, the first later alone); once the other is done, one message carries all."""
+    [mentor] = await year_old_mentors(pool, [True])
+    await Engine(pool, rules()).run_scheduled_evaluation()
+    await pool.execute("UPDATE push_notification SET next_attempt_at = now()")
+    first = await pool.fetchval("SELECT min(id) FROM push_notification")
+    s = Settings(push_provider="webhook", push_webhook_url=gateway.url, push_rate_per_second=10_000)
+    async with Dispatcher(pool, make_provider(s, pool), s, Metrics()) as d:
+        async with pool.acquire() as other, other.transaction():
+            await other.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", DIGEST_LOCK, mentor
+            )
+            await other.execute("SELECT 1 FROM push_notification WHERE id = $1 FOR UPDATE", first)
+            assert (await d.dispatch_once()).claimed == 0
+        assert (await d.dispatch_once()).claimed == 3
+    [message] = gateway.received
+    assert message.json["title"].startswith("3 updates: ")
+
+
 def one_rule(name: str) -> Rules:
     """A programme of one rule with digests for everyone: two of them enqueue for the same
     mentors without meeting on a dedup key."""
