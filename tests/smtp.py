@@ -1,6 +1,6 @@
 """Real local SMTP servers (aiosmtpd) for the email channel's tests: one that accepts and
-keeps every message, one that refuses recipients, one that drops the connection mid-DATA,
-one that answers slowly — and, for "down", a port nobody listens on."""
+keeps every message, one that refuses recipients (for good, or for now), one that drops the
+connection mid-DATA, one that answers slowly — and, for "down", a port nobody listens on."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ class Mailbox:
 
     mode: str = "accept"  # accept | refuse | drop | slow
     delay: float = 0.0
+    # The next this many RCPT TO are refused for now (450: mailbox busy), whatever the mode.
+    temporary_refusals: int = 0
+    rcpt_attempts: list[str] = field(default_factory=list)  # every RCPT TO, answered how it may
     messages: list[EmailMessage] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
     data_started: int = 0
@@ -39,6 +42,11 @@ class Mailbox:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        with self.lock:
+            self.rcpt_attempts.append(address)
+            if self.temporary_refusals > 0:
+                self.temporary_refusals -= 1
+                return f"450 4.2.1 <{address}>: Recipient address rejected: Mailbox busy, try again later"
         if self.mode == "refuse":
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         envelope.rcpt_tos.append(address)

@@ -60,8 +60,13 @@ async def gateway() -> AsyncIterator[Gateway]:
     await gw.stop()
 
 
-async def drain(pool: asyncpg.Pool[Any], gateway: Gateway) -> DispatchStats:
-    s = Settings(push_provider="webhook", push_webhook_url=gateway.url, push_rate_per_second=10_000)
+async def drain(pool: asyncpg.Pool[Any], gateway: Gateway, batch_size: int = 100) -> DispatchStats:
+    s = Settings(
+        push_provider="webhook",
+        push_webhook_url=gateway.url,
+        push_rate_per_second=10_000,
+        push_batch_size=batch_size,
+    )
     total = DispatchStats()
     async with Dispatcher(pool, make_provider(s, pool), s, Metrics()) as d:
         with anyio.fail_after(30):
@@ -202,3 +207,178 @@ async def test_a_digest_counts_once_against_the_daily_cap(
         assert (pushes, [c["rule_name"] for c in capped]) == (2, ["anniversary"])
         assert ("anniversary", 0, 1) in report.digests
         assert "anniversary: 0 merged, 1 dropped by the cap" in format_table(report)
+
+
+async def year_old_mentors(pool: asyncpg.Pool[Any], certified: list[bool]) -> list[uuid.UUID]:
+    """Mentors who joined a year ago today (UTC), inactive since: inactivity and anniversary
+    fire for each, and a certification reminder (tier 30) for the certified ones."""
+    now = await pool.fetchval("SELECT now()")
+    out = []
+    for cert in certified:
+        mentor = await add_mentor(pool, joined_at=now.replace(year=now.year - 1), timezone="UTC")
+        if cert:
+            await add_certification(pool, mentor, expires_at=now + 20 * DAY)
+        out.append(mentor)
+    return out
+
+
+@pytest.mark.parametrize("dispatchers", [1, 2], ids=["one-dispatcher", "two-dispatchers-at-once"])
+async def test_a_claim_batch_boundary_never_splits_a_digest(
+    pool: asyncpg.Pool[Any], gateway: Gateway, dispatchers: int
+) -> None:
+    """Claim batches of 2, fewer than the 5 mentors with 2 or 3 due pushes each: every mentor
+    still gets exactly one message naming all of theirs, and every push keeps its own row. The
+    pushes are claimed in id order, rule by rule, so a batch of 2 used to take the first rule's
+    pushes of two mentors only and send the rest of their digests as further messages."""
+    certified = [True, False, True, False, True]
+    mentors = await year_old_mentors(pool, certified)
+    await Engine(pool, rules()).run_scheduled_evaluation()
+    assert await pool.fetchval("SELECT count(*) FROM push_notification WHERE digest") == 13
+    await pool.execute("UPDATE push_notification SET next_attempt_at = now()")  # the windows end
+    async with anyio.create_task_group() as tg:
+        for _ in range(dispatchers):
+            tg.start_soon(drain, pool, gateway, 2)
+    by_mentor: dict[str, list[Any]] = {}
+    for request in gateway.received:
+        by_mentor.setdefault(request.json["mentor_id"], []).append(request.json)
+    assert sorted(by_mentor) == sorted(str(m) for m in mentors)
+    for mentor, cert in zip(mentors, certified, strict=True):
+        [message] = by_mentor[str(mentor)]  # one message per mentor
+        count = 3 if cert else 2
+        assert message["title"].startswith(f"{count} updates: ")
+        assert len(message["data"]["digest"]) == count
+        rows = await pool.fetch(
+            "SELECT p.status, p.digest_of, p.notification_id, n.id AS ledger FROM push_notification p "
+            "JOIN scenario_notification n ON n.id = p.notification_id WHERE p.mentor_id = $1",
+            mentor,
+        )
+        assert len(rows) == count and {r["status"] for r in rows} == {"sent"}
+        assert len({r["digest_of"] for r in rows}) == 1  # one message carried them all
+        assert {d["notification_id"] for d in message["data"]["digest"]} == {r["ledger"] for r in rows}
+
+
+# The digest lock's class key in claim_pushes and lock_digest_windows ('dgst').
+DIGEST_LOCK = 1684501364
+
+
+async def test_a_concurrent_claim_never_takes_part_of_a_digest(
+    pool: asyncpg.Pool[Any], gateway: Gateway
+) -> None:
+    """Another dispatcher's claim, caught between its two scans, holds what a claim holds there:
+    the mentor's digest lock and the row lock of the first due push it found. A claim meanwhile
+    skips the mentor's digest whole (it used to skip that row only, and send the other two as a
+    digest of two, the first later alone); once the other is done, one message carries all."""
+    [mentor] = await year_old_mentors(pool, [True])
+    await Engine(pool, rules()).run_scheduled_evaluation()
+    await pool.execute("UPDATE push_notification SET next_attempt_at = now()")
+    first = await pool.fetchval("SELECT min(id) FROM push_notification")
+    s = Settings(push_provider="webhook", push_webhook_url=gateway.url, push_rate_per_second=10_000)
+    async with Dispatcher(pool, make_provider(s, pool), s, Metrics()) as d:
+        async with pool.acquire() as other, other.transaction():
+            await other.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", DIGEST_LOCK, mentor
+            )
+            await other.execute("SELECT 1 FROM push_notification WHERE id = $1 FOR UPDATE", first)
+            assert (await d.dispatch_once()).claimed == 0
+        assert (await d.dispatch_once()).claimed == 3
+    [message] = gateway.received
+    assert message.json["title"].startswith("3 updates: ")
+
+
+def one_rule(name: str) -> Rules:
+    """A programme of one rule with digests for everyone: two of them enqueue for the same
+    mentors without meeting on a dedup key."""
+    if name == "inactivity":
+        return Rules(
+            digest_minutes=30,
+            digest_percent=100.0,
+            inactivity=[InactivityRule(name="inactive_21d", threshold_days=21, cooldown_days=7)],
+        )
+    return Rules(
+        digest_minutes=30,
+        digest_percent=100.0,
+        anniversary=[AnniversaryRule(name="anniversary", years=[1], backfill=True)],
+    )
+
+
+async def windows_per_mentor(pool: asyncpg.Pool[Any], mentors: list[uuid.UUID]) -> list[tuple[int, int]]:
+    """(pushes, distinct digest windows) of each mentor."""
+    rows = await pool.fetch(
+        "SELECT count(p.id) AS pushes, count(DISTINCT p.digest_window) AS windows "
+        "FROM unnest($1::uuid[]) AS m(id) LEFT JOIN push_notification p ON p.mentor_id = m.id "
+        "GROUP BY m.id",
+        mentors,
+    )
+    return [(r["pushes"], r["windows"]) for r in rows]
+
+
+async def test_an_enqueue_that_finds_another_opening_the_window_waits_and_joins_it(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """Two connections enqueue for the same mentors at once (the event path, two programmes'
+    rules): the second starts while the first's transaction, which opened the windows, has not
+    committed. It waits for the mentors' digest lock, then joins those windows."""
+    mentors = await year_old_mentors(pool, [False, False, False])
+    first, second = Engine(pool, one_rule("inactivity")), Engine(pool, one_rule("anniversary"))
+    async with pool.acquire() as one, pool.acquire() as two:
+        pid = two.get_server_pid()
+        tx = one.transaction()
+        await tx.start()
+        await first.evaluate_routed(one, {"inactivity": set(mentors)})
+        done = anyio.Event()
+        waited = False
+
+        async def enqueue_second() -> None:
+            async with two.transaction():
+                await second.evaluate_routed(two, {"anniversary": set(mentors)})
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(enqueue_second)
+            with anyio.fail_after(10):  # blocked on the lock, or (the code before) done
+                while not done.is_set():
+                    waited = await pool.fetchval(
+                        "SELECT wait_event_type = 'Lock' AND wait_event = 'advisory' "
+                        "FROM pg_stat_activity WHERE pid = $1",
+                        pid,
+                    )
+                    if waited:
+                        break
+                    await anyio.sleep(0.01)
+            await tx.commit()
+    assert waited
+    assert await windows_per_mentor(pool, mentors) == [(2, 1)] * 3
+
+
+async def test_concurrent_enqueues_open_one_window_per_mentor_however_they_race(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """The free race, repeated: two connections enqueue for the same fresh mentors, released at
+    the same instant. Without the lock most rounds left a mentor with two windows."""
+    first, second = Engine(pool, one_rule("inactivity")), Engine(pool, one_rule("anniversary"))
+    split = 0
+    for _ in range(ROUNDS):
+        mentors = await year_old_mentors(pool, [False] * 4)
+        go = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(enqueue_when, go, pool, first, {"inactivity": set(mentors)})
+            tg.start_soon(enqueue_when, go, pool, second, {"anniversary": set(mentors)})
+            await anyio.sleep(0.05)  # both hold a connection and wait for the start
+            go.set()
+        counts = await windows_per_mentor(pool, mentors)
+        assert all(pushes == 2 for pushes, _ in counts)
+        split += sum(windows > 1 for _, windows in counts)
+    assert split == 0
+
+
+ROUNDS = 20
+
+
+async def enqueue_when(
+    go: anyio.Event, pool: asyncpg.Pool[Any], engine: Engine, routed: dict[str, set[uuid.UUID]]
+) -> None:
+    """One enqueue (the event path) in a transaction of its own, started when ``go`` is set."""
+    async with pool.acquire() as conn:
+        await go.wait()
+        async with conn.transaction():
+            await engine.evaluate_routed(conn, routed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,16 @@ async def drain(
     return total
 
 
+async def dispatch_until(
+    pool: asyncpg.Pool[Any], providers: dict[str, PushProvider], done: Callable[[DispatchStats], bool]
+) -> None:
+    """Dispatch batch after batch until ``done`` says so of one."""
+    async with Dispatcher(pool, providers, settings(), Metrics()) as d:
+        with anyio.fail_after(20):
+            while not done(await d.dispatch_once()):
+                await anyio.sleep(0.02)
+
+
 async def the_push(pool: asyncpg.Pool[Any]) -> Any:
     row = await pool.fetchrow("SELECT * FROM push_notification")
     assert row is not None
@@ -216,21 +226,61 @@ async def test_no_address_known_fails_the_push_and_says_why(
     assert "no address for the mentor" in push["last_error"]
 
 
-async def test_refused_recipient_fails_with_the_smtp_reply(
+async def test_refused_recipient_dead_letters_with_the_smtp_reply_and_is_not_retried(
     pool: asyncpg.Pool[Any], mail_columns: None, provider: FcmProvider
 ) -> None:
+    """550 to RCPT TO: the delivery is dead-lettered at once with the server's code and text;
+    nothing is retried, and the notification keeps its ledger row."""
     server = SmtpServer(Mailbox(mode="refuse")).start()
     try:
-        await mentor(pool, email="nobody@example.org")
+        who = await mentor(pool, email="nobody@example.org")
         await sweep(pool, "email")
-        stats = await drain(pool, {"push": provider, "email": smtp_provider(server.port)})
+        providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
+        stats = await drain(pool, providers)
+        async with Dispatcher(pool, providers, settings(), Metrics()) as d:  # nothing left to retry
+            for _ in range(3):
+                assert (await d.dispatch_once()).claimed == 0
+                await anyio.sleep(0.3)  # past the longest backoff of these settings
     finally:
         server.stop()
-    assert stats.failed == 1
+    assert (stats.fell_back, stats.dead, stats.failed, stats.retried, stats.sent) == (1, 1, 0, 0, 0)
     push = await the_push(pool)
-    assert (push["status"], push["channel"]) == ("failed", "email")
-    assert "SMTP 550" in push["last_error"] and "Recipient address rejected" in push["last_error"]
+    assert (push["status"], push["channel"], push["recipient"]) == ("dead", "email", "nobody@example.org")
+    assert push["attempts"] == 2 and push["fell_back_from"] == "push"  # the push, then one email
+    assert push["last_error"] == (
+        "recipient refused: SMTP 550: 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown"
+    )
+    assert server.mailbox.rcpt_attempts == ["nobody@example.org"]  # refused once, never asked again
     assert server.mailbox.data_started == 0
+    ledger = await pool.fetch("SELECT id, mentor_id FROM scenario_notification")
+    assert [(r["id"], r["mentor_id"]) for r in ledger] == [(push["notification_id"], who)]
+    decision = await pool.fetchval(
+        "SELECT outcome FROM scenario_decision WHERE notification_id = $1", push["notification_id"]
+    )
+    assert decision == "sent"
+
+
+async def test_temporarily_refused_recipient_is_retried_with_backoff_then_delivered(
+    pool: asyncpg.Pool[Any], mail_columns: None, provider: FcmProvider
+) -> None:
+    """450 to RCPT TO (mailbox busy, greylisting): a retry like any transient failure."""
+    server = SmtpServer(Mailbox(temporary_refusals=2)).start()
+    try:
+        await mentor(pool, email="kari@example.no")
+        await sweep(pool, "email")
+        providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
+        await dispatch_until(pool, providers, lambda stats: stats.retried > 0)
+        retry = await the_push(pool)
+        assert retry["status"] == "pending" and retry["next_attempt_at"] > now()  # backed off
+        assert retry["last_error"].startswith("SMTP 450: 4.2.1") and not retry["delivery_uncertain"]
+        stats = await drain(pool, providers)
+    finally:
+        server.stop()
+    assert (stats.sent, stats.retried, stats.dead, stats.failed) == (1, 1, 0, 0)
+    push = await the_push(pool)
+    assert (push["status"], push["channel"], push["attempts"]) == ("sent", "email", 4)
+    assert server.mailbox.rcpt_attempts == ["kari@example.no"] * 3
+    assert len(server.mailbox.messages) == 1
 
 
 async def test_connection_dropped_mid_data_is_retried_with_the_same_message_id(
@@ -242,11 +292,7 @@ async def test_connection_dropped_mid_data_is_retried_with_the_same_message_id(
         await mentor(pool, email="kari@example.no")
         await sweep(pool, "email")
         providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
-        async with Dispatcher(pool, providers, settings(), Metrics()) as d:
-            with anyio.fail_after(20):
-                while mailbox.data_started < 1:
-                    await d.dispatch_once()
-                    await anyio.sleep(0.05)
+        await dispatch_until(pool, providers, lambda _: mailbox.data_started >= 1)
         retry = await the_push(pool)
         assert retry["status"] == "pending" and retry["delivery_uncertain"]  # may have been delivered
         mailbox.mode = "accept"
@@ -265,12 +311,7 @@ async def test_smtp_down_is_retried_with_backoff_then_delivered_once(
     await mentor(pool, email="kari@example.no")
     await sweep(pool, "email")
     providers: dict[str, PushProvider] = {"push": provider, "email": smtp_provider(server.port)}
-    async with Dispatcher(pool, providers, settings(), Metrics()) as d:
-        await d.dispatch_once()  # the push: falls back
-        await anyio.sleep(0.01)
-        with anyio.fail_after(10):
-            while (await d.dispatch_once()).retried == 0:
-                await anyio.sleep(0.02)
+    await dispatch_until(pool, providers, lambda stats: stats.retried > 0)  # the push falls back first
     push = await the_push(pool)
     assert push["status"] == "pending" and not push["delivery_uncertain"]  # refused: nothing delivered
     assert "smtp connect" in push["last_error"] and push["next_attempt_at"] > now()

@@ -123,6 +123,9 @@ async def _enqueue(
         if loc is not None:
             ctx["locale"] = loc  # the decision log's context records the language used
     delivery = await _delivery(conn, rule, rules, recorded, states, as_of)
+    windowed = [c.mentor_id for (c, _), d in zip(recorded, delivery, strict=True) if d.digest]
+    if windowed:  # one digest window per mentor, however many processes enqueue at once
+        await execute(conn, "lock_digest_windows", mentor_ids=windowed)
     rows = await fetch(
         conn,
         "enqueue_batch",

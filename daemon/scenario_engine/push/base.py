@@ -14,7 +14,10 @@ from typing import Any, Literal, Protocol
 
 import aiohttp
 
-Kind = Literal["delivered", "retry", "failed"]
+# "dead": a permanent refusal that an operator may want to act on and requeue (a mail server
+# refusing the recipient, 5xx to RCPT TO): dead-lettered at once with the server's reply, never
+# retried on its own.
+Kind = Literal["delivered", "retry", "failed", "dead"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class SendResult:
     @classmethod
     def failed(cls, error: str, *, unreachable: bool = False) -> SendResult:
         return cls("failed", error=error, unreachable=unreachable)
+
+    @classmethod
+    def dead(cls, error: str) -> SendResult:
+        return cls("dead", error=error)
 
 
 class PushProvider(Protocol):

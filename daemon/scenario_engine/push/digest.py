@@ -11,17 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jinja2
-
 from scenario_engine.messages import Rendering, locale_chain, render_message
+from scenario_engine.push.templating import localised
 from scenario_engine.templates import BODY_MAX_BYTES, truncate_utf8
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("scenario_engine.push", "templates"),
-    autoescape=False,  # plain text: a push title and body, never markup
-    undefined=jinja2.StrictUndefined,
-)
-
 
 # The digest's title per language, in the messages' ICU-like syntax (messages.py).
 TITLES = {
@@ -35,15 +27,11 @@ def _title_locale(locale: str | None) -> str:
     return next((tag for tag in locale_chain(locale) if tag in TITLES), "en")
 
 
-def _names(locale: str | None, part: str) -> list[str]:
-    return [*(f"digest/{tag}/{part}.txt" for tag in locale_chain(locale)), f"digest/{part}.txt"]
-
-
 def digest_message(titles: Sequence[str], locale: str | None = None) -> tuple[str, str]:
     """The title and body of one digest naming each underlying push by its title."""
     tag = _title_locale(locale)
     title = render_message(
         TITLES[tag], {"count": len(titles), "titles": ", ".join(titles)}, Rendering(tag, None, {}), title=True
     )
-    body = TEMPLATES.select_template(_names(locale, "body")).render(titles=list(titles)).strip()
+    body = localised("digest", "body.txt", locale).render(titles=list(titles)).strip()
     return title, truncate_utf8(body, BODY_MAX_BYTES)

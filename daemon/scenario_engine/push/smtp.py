@@ -14,8 +14,11 @@ points at the platform's unsubscribe URL when one is configured.
 
 The answer is classified like an HTTP gateway's: a 4xx reply or a connection that never
 got to DATA is a retry with nothing delivered; a 5xx reply is a permanent failure that keeps
-the server's reply; a connection lost or a timeout once DATA has begun may have delivered
-the message (``maybe_delivered``) and is retried with the same Message-ID.
+the server's reply — but a 5xx to RCPT TO (the recipient refused: "550 user unknown") is
+dead-lettered with that reply, so that an operator sees it among the dead letters and can
+requeue it once the address is fixed (a 4xx to RCPT TO is retried like any 4xx); a connection
+lost or a timeout once DATA has begun may have delivered the message (``maybe_delivered``)
+and is retried with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -28,25 +31,9 @@ from email.utils import formatdate, parseaddr
 
 import aiohttp
 import aiosmtplib
-import jinja2
 
-from scenario_engine.messages import locale_chain
 from scenario_engine.push.base import PushMessage, SendResult
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("scenario_engine.push", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-
-
-def template_names(locale: str | None, part: str) -> list[str]:
-    """Where a part ('html' or 'txt') is looked up, most specific first: nb-NO, nb, default."""
-    return [
-        *(f"email/{tag}/notification.{part}" for tag in locale_chain(locale)),
-        f"email/notification.{part}",
-    ]
+from scenario_engine.push.templating import localised
 
 
 def render_parts(message: PushMessage, unsubscribe_url: str | None) -> tuple[str, str]:
@@ -58,8 +45,8 @@ def render_parts(message: PushMessage, unsubscribe_url: str | None) -> tuple[str
         "unsubscribe_url": unsubscribe_url,
         "scenario_type": message.scenario_type,
     }
-    text = TEMPLATES.select_template(template_names(message.locale, "txt")).render(values)
-    html = TEMPLATES.select_template(template_names(message.locale, "html")).render(values)
+    text = localised("email", "notification.txt", message.locale).render(values)
+    html = localised("email", "notification.html", message.locale).render(values)
     return text, html
 
 
@@ -155,14 +142,16 @@ class SmtpProvider:
             in_data = True
             response = await client.data(mail.as_bytes())
             return SendResult.delivered(str(mail["Message-ID"]) + (f" {response.message}"[:200]))
+        except aiosmtplib.SMTPRecipientRefused as exc:  # RCPT TO refused: nothing delivered
+            if 400 <= exc.code < 500:  # temporary (greylisting, mailbox busy): retried with backoff
+                return SendResult.retry(_reply(exc))
+            return SendResult.dead(f"recipient refused: {_reply(exc)}")
         except aiosmtplib.SMTPResponseException as exc:  # the server answered: trust its code
             if in_data and not 400 <= exc.code < 600:
                 return SendResult.retry(_reply(exc), maybe_delivered=True)
             if 400 <= exc.code < 500:
                 return SendResult.retry(_reply(exc))
             return SendResult.failed(_reply(exc))
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            return SendResult.failed("; ".join(_reply(e) for e in exc.recipients))
         except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPConnectTimeoutError) as exc:
             return SendResult.retry(f"smtp connect: {exc}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

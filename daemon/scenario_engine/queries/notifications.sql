@@ -78,6 +78,19 @@ WITH input AS (
 )
 SELECT id, dedup_key FROM ins;
 
+-- name: lock_digest_windows
+-- params: mentor_ids
+-- Before enqueue_batch, in its transaction: the digest lock of each mentor whose push waits for
+-- a digest window (the key the dispatcher's claim_pushes tries), taken in key order so that two
+-- enqueues never wait on each other in a cycle. Held to commit, it makes "join the mentor's open
+-- window, else open one" atomic: a second enqueue for the mentor waits here, and its
+-- enqueue_batch, a later statement with a later snapshot (READ COMMITTED), sees the window the
+-- first one opened. Why a lock and not a unique index: a window is "open" by the clock (its end
+-- still ahead of the push's own due time, which a usual-hour hold moves), and one mentor may
+-- have several, which no unique constraint can express without a window table of its own.
+SELECT pg_advisory_xact_lock(1684501364, k)
+FROM (SELECT DISTINCT hashtext(m::text) AS k FROM unnest($1::uuid[]) AS m ORDER BY k) keys;
+
 -- name: existing_notifications
 -- params: dedup_keys
 SELECT id, dedup_key FROM scenario_engine.scenario_notification WHERE dedup_key = ANY($1::text[]);

@@ -12,19 +12,34 @@
 
 -- name: claim_pushes
 -- params: batch_size, lease_secs
+-- A mentor's due digest pushes are claimed whole, so that no batch boundary can split a digest
+-- into two messages: with any of them in the batch, all the others come too (mates; the batch
+-- may exceed batch_size by them). Concurrent claimers cannot split them either: a digest push is
+-- claimable only by the claimer that holds the mentor's digest lock (a transaction-level
+-- advisory lock, key (1684501364 = 'dgst', hashtext(mentor id)), tried, never waited for, and
+-- released when this statement commits); the enqueue takes the same lock (lock_digest_windows),
+-- so a window is never claimed while a push is joining it.
 WITH due AS (
-    SELECT id, in_flight_at FROM scenario_engine.push_notification
+    SELECT id, mentor_id, digest, in_flight_at FROM scenario_engine.push_notification
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+      AND (NOT digest OR pg_try_advisory_xact_lock(1684501364, hashtext(mentor_id::text)))
     ORDER BY next_attempt_at, id
     LIMIT $1::int
     FOR UPDATE SKIP LOCKED
+), mates AS (
+    SELECT q.id, q.in_flight_at FROM scenario_engine.push_notification q
+    WHERE q.digest AND q.status IN ('pending', 'sending') AND q.next_attempt_at <= now()
+      AND q.mentor_id IN (SELECT mentor_id FROM due WHERE digest)
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    SELECT id, in_flight_at FROM due UNION SELECT id, in_flight_at FROM mates
 )
 UPDATE scenario_engine.push_notification p
 SET status = 'sending', attempts = p.attempts + 1, next_attempt_at = now() + make_interval(secs => $2::float8),
-    in_flight_at = NULL, delivery_uncertain = p.delivery_uncertain OR due.in_flight_at IS NOT NULL
-FROM due WHERE p.id = due.id
+    in_flight_at = NULL, delivery_uncertain = p.delivery_uncertain OR c.in_flight_at IS NOT NULL
+FROM claimed c WHERE p.id = c.id
 RETURNING p.id, p.mentor_id, p.scenario_type, p.title, p.body, p.data, p.idempotency_key, p.attempts,
-          p.created_at, p.delivery_uncertain, due.in_flight_at IS NOT NULL AS interrupted,
+          p.created_at, p.delivery_uncertain, c.in_flight_at IS NOT NULL AS interrupted,
           p.channel, p.recipient, p.fallback, p.digest;
 
 -- name: push_renew_claims

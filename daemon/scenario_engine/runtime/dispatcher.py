@@ -267,7 +267,7 @@ class Dispatcher:
 
     def _groups(self, to_send: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
         """One message per push, but one per mentor and channel for the digest pushes claimed
-        together (they share their window's end, so a claim takes them together)."""
+        together (claim_pushes claims a mentor's due digest pushes whole)."""
         groups: list[list[tuple[Any, Any]]] = []
         digests: dict[tuple[Any, str], list[tuple[Any, Any]]] = {}
         for row, check in to_send:
@@ -437,6 +437,11 @@ class Dispatcher:
                 return
             if "email" in (row["fallback"] or []):
                 result = dataclasses.replace(result, error=f"{result.error}; {self._no_fallback(check)}")
+        if result.kind == "dead":  # a permanent refusal (SMTP 5xx to RCPT TO): no retry
+            await self._finish(row, "dead", with_uncertainty(result.error or "refused", uncertain))
+            stats.dead += 1
+            log.error("push_dead_lettered", push_id=row["id"], attempts=row["attempts"], error=result.error)
+            return
         if result.kind == "failed":
             await self._finish(row, "failed", with_uncertainty(result.error or "failed", uncertain))
             stats.failed += 1
