@@ -32,7 +32,7 @@ import anyio
 import asyncpg
 from pydantic import SecretStr
 
-from scenario_engine.config import Settings
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import execute, fetch, query

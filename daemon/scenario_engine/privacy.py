@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.config import Settings
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import ENGINE_SCHEMA, Conn, mark_engine_write
 from scenario_engine.db.queries import execute, fetch, fetchval
