@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.outcomes.report import CSV_COLUMNS
+from scenario_engine.cli.output.report import CSV_COLUMNS
 from tests.cli import run_cli
 from tests.test_report import ORG_A, ORG_B, seed_certifications, seed_outcomes
 

@@ -231,17 +231,6 @@ async def forget_mentor(
     return ForgetReport(dry_run=dry_run, rows=rows, mentor_exists=exists)
 
 
-def format_forget_report(report: ForgetReport) -> str:
-    """Counts per table only: no id, no name, no content of what was erased."""
-    width = max([len("table"), *(len(t) for t in report.rows)])
-    verb = "would erase" if report.dry_run else "erased"
-    lines = [f"{'table':<{width}}  {'rows':>8}"]
-    lines += [f"{t:<{width}}  {n:>8}" for t, n in sorted(report.rows.items())]
-    tail = " — dry run, nothing was changed" if report.dry_run else ""
-    lines.append(f"{verb} {report.total} rows in {len(report.rows)} engine tables{tail}")
-    return "\n".join(lines)
-
-
 STILL_EXISTS_NOTE = (
     "the mentor still exists in public.peer_mentor: the engine will evaluate them afresh on the "
     "next sweep or event — their dedup history, cooldowns and decision log are gone, so a "
