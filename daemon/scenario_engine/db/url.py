@@ -13,6 +13,7 @@ import re
 import urllib.parse
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_DIRECT_TLS_MODES = ("require", "verify-ca", "verify-full")
 _TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 _ENUM_PARAMS: dict[str, tuple[str, ...]] = {
     "sslmode": _SSLMODES,
@@ -119,4 +120,9 @@ def dsn_problems(url: str) -> list[str]:
                 out.append(f"unknown parameter {name!r}; did you mean {close[0]!r}?")
             elif not _GUC_NAME.match(name):
                 out.append(f"parameter {name!r} is neither a connection parameter nor a server setting")
+    # asyncpg refuses direct TLS (PostgreSQL 17's sslnegotiation=direct) unless TLS is required;
+    # sslmode defaults to PGSSLMODE, then prefer, as asyncpg reads it.
+    sslmode = query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
+    if query.get("sslnegotiation") == "direct" and sslmode in _SSLMODES and sslmode not in _DIRECT_TLS_MODES:
+        out.append(f"sslnegotiation=direct requires sslmode {', '.join(_DIRECT_TLS_MODES)}")
     return out
