@@ -163,6 +163,7 @@ def report_json(report: Report) -> dict[str, Any]:
 
 CSV_COLUMNS: tuple[str, ...] = (
     "organization_id",
+    "organization_name",
     "rule",
     "scenario_type",
     "experiment_id",
@@ -202,6 +203,10 @@ def report_csv_rows(report: Report) -> list[dict[str, Any]]:
         e = r.experiment
         row: dict[str, Any] = {
             "organization_id": _org(r.organization_id) or "",
+            # The rules file's name, else the platform's (build_report, cli/report.py), else empty.
+            "organization_name": ""
+            if r.organization_id is None
+            else report.organisation_names.get(r.organization_id, ""),
             "rule": r.rule_name,
             "scenario_type": r.scenario_type,
             "experiment_id": "" if e is None else e.id,
