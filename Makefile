@@ -44,7 +44,7 @@ bench-quick: $(STAMP)
 
 # sql/schema.sql: the schema a fresh `migrate` creates (pg_dump on a throwaway private cluster).
 schema: $(STAMP)
-	$(BIN)/python -m scenario_engine.db.snapshot --output sql/schema.sql
+	$(BIN)/python -m scenario_engine.dev.snapshot --output sql/schema.sql
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench

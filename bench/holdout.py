@@ -33,7 +33,7 @@ from bench.harness.engine import Engine, Rules, benchmark_rules
 from bench.harness.population import DEFAULT_AS_OF, POP_DB, Shape, populate
 from bench.harness.report import RESULTS_DIR, Timings, log, machine_facts, run_header, write_json
 from scenario_engine.db.connect import create_pool
-from scenario_engine.embedded import LocalCluster, server_version
+from scenario_engine.dev.embedded import LocalCluster, server_version
 
 BAR_PERCENT = 5.0
 

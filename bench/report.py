@@ -56,7 +56,7 @@ from bench.harness.report import RESULTS_DIR, Timings, log, machine_facts, wait_
 from scenario_engine.db.connect import Conn, connect, create_pool
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import bind
-from scenario_engine.embedded import LocalCluster, server_version, start_private_cluster
+from scenario_engine.dev.embedded import LocalCluster, server_version, start_private_cluster
 from scenario_engine.outcomes.report import CONCURRENT_QUERIES, Report, build_report
 from scenario_engine.runtime.programme_view import load_programme_health
 

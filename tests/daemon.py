@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from scenario_engine.embedded import free_port
+from scenario_engine.dev.embedded import free_port
 from tests.cli import cli_env
 
 

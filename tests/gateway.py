@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from scenario_engine.embedded import free_port
+from scenario_engine.dev.embedded import free_port
 
 
 @dataclass

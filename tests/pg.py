@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from scenario_engine.embedded import FAST_TEST_SETTINGS, start_private_cluster
+from scenario_engine.dev.embedded import FAST_TEST_SETTINGS, start_private_cluster
 
 
 @dataclass(frozen=True)

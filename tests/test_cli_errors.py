@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from scenario_engine.embedded import LocalCluster, free_port, start_private_cluster
+from scenario_engine.dev.embedded import LocalCluster, free_port, start_private_cluster
 from tests import pg
 from tests.cli import cli_env, run_cli
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scenario_engine.outcomes.report import CSV_COLUMNS
+from scenario_engine.cli.output.report import CSV_COLUMNS
 from tests.cli import run_cli
 from tests.test_report import ORG_A, ORG_B, seed_certifications, seed_outcomes
 
@@ -86,6 +87,32 @@ async def test_csv_and_table_outputs(db_url: str, conn: Any) -> None:
     assert "[+5.2, +33.4]" in row and "re-activated / still inactive" in row
     assert "not enough data: holdout has 29 final outcomes" in text
     assert "Certifications" in text
+
+
+async def test_csv_names_each_organisation_from_the_rules_file_then_the_platform(
+    db_url: str, conn: Any, tmp_path: Path
+) -> None:
+    """Issue 20 item 5: the CSV carries the organisation's name as the table and JSON do — the
+    rules file's first, then the platform's public.organization, else an empty cell."""
+    await seed_outcomes(conn)
+    await conn.execute(
+        "INSERT INTO public.organization (id, name) "
+        "VALUES ($1, 'A on the platform'), ($2, 'B on the platform')",
+        ORG_A,
+        ORG_B,
+    )
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[organizations."{ORG_A}"]\nname = "A from the rules"\n', "utf-8")
+    env = {"SCENARIO_DATABASE_URL": db_url, "SCENARIO_RULES_FILE": str(rules)}
+    out = await run_cli("report", *PERIOD, "--output", "csv", env=env)
+    assert out.returncode == 0, out.stderr
+    names = {(r["organization_id"], r["organization_name"]) for r in csv.DictReader(io.StringIO(out.stdout))}
+    assert names == {(str(ORG_A), "A from the rules"), (str(ORG_B), "B on the platform")}
+
+    await conn.execute("DELETE FROM public.organization")
+    out = await run_cli("report", *PERIOD, "--output", "csv", env={"SCENARIO_DATABASE_URL": db_url})
+    assert out.returncode == 0, out.stderr
+    assert {r["organization_name"] for r in csv.DictReader(io.StringIO(out.stdout))} == {""}
 
 
 async def test_unknown_rule_is_an_empty_report_that_says_so(db_url: str, conn: Any) -> None:

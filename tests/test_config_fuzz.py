@@ -25,6 +25,7 @@ from unittest import mock
 
 import anyio
 import asyncpg.connect_utils
+import pytest
 from aiolimiter import AsyncLimiter
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -395,3 +396,25 @@ def test_check_config_subprocess_matches_in_process_validation(values: dict[str,
     if expected == 2:
         assert any(key in result.stderr for key in env if key != "SCENARIO_DATABASE_URL")
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        ("sslnegotiation=direct", True),  # sslmode defaults to prefer
+        ("sslnegotiation=direct&sslmode=disable", True),
+        ("sslnegotiation=direct&sslmode=prefer", True),
+        ("sslnegotiation=direct&sslmode=require", False),
+        ("sslnegotiation=postgres", False),
+    ],
+)
+def test_direct_tls_is_accepted_exactly_when_asyncpg_accepts_it(
+    query: str, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by test_database_url_check_agrees_with_asyncpg: asyncpg refuses direct TLS unless
+    the sslmode requires TLS, and the check passed such a URL (exit 0 at check-config, then every
+    connect failed)."""
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    url = f"postgresql://127.0.0.1/platform?{query}"
+    assert asyncpg_refuses(url) is refused
+    assert bool(dsn_problems(url)) is refused

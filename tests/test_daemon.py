@@ -14,7 +14,7 @@ import pytest
 
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import migrate
-from scenario_engine.embedded import FAST_TEST_SETTINGS, LocalCluster, start_private_cluster
+from scenario_engine.dev.embedded import FAST_TEST_SETTINGS, LocalCluster, start_private_cluster
 from tests.daemon import DaemonProcess
 from tests.factories import add_activity, add_mentor
 from tests.pg import allow_unqualified_test_sql

@@ -25,7 +25,7 @@ import pytest
 
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.migrations import migrate
-from scenario_engine.embedded import FAST_TEST_SETTINGS, LocalCluster, free_port, start_private_cluster
+from scenario_engine.dev.embedded import FAST_TEST_SETTINGS, LocalCluster, free_port, start_private_cluster
 from tests.daemon import DaemonProcess
 from tests.gateway import Gateway
 from tests.pg import allow_unqualified_test_sql

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from scenario_engine.db.connect import connect
-from scenario_engine.embedded import port_path, remembered_port
+from scenario_engine.dev.embedded import port_path, remembered_port
 from tests.cli import cli_env
 
 pytestmark = pytest.mark.acceptance

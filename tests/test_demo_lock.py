@@ -24,7 +24,7 @@ from typing import IO
 
 import pytest
 
-from scenario_engine.embedded import free_port
+from scenario_engine.dev.embedded import free_port
 from tests.cli import cli_env
 
 pytestmark = pytest.mark.acceptance
@@ -125,7 +125,7 @@ def _postgres_pids(data_dir: Path) -> list[int]:
 
 
 def _watchdog_pids(owner: int) -> list[int]:
-    return _pgrep(f"scenario_engine.embedded --watch {owner} ")
+    return _pgrep(f"scenario_engine.dev.embedded --watch {owner} ")
 
 
 def _wait_until(what: str, condition: Callable[[], object], timeout: float = 30) -> None:

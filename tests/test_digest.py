@@ -18,10 +18,11 @@ import anyio
 import asyncpg
 import pytest
 
+from scenario_engine.cli.output.report import format_table
 from scenario_engine.config import Settings
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
-from scenario_engine.outcomes.report import build_report, format_table
+from scenario_engine.outcomes.report import build_report
 from scenario_engine.push.factory import make_provider
 from scenario_engine.runtime.dispatcher import Dispatcher, DispatchStats
 from scenario_engine.runtime.metrics import Metrics

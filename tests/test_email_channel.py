@@ -15,10 +15,11 @@ import anyio
 import asyncpg
 import pytest
 
+from scenario_engine.cli.output.report import format_table
 from scenario_engine.config import Settings
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
-from scenario_engine.outcomes.report import ChannelCounts, build_report, format_table
+from scenario_engine.outcomes.report import ChannelCounts, build_report
 from scenario_engine.push.base import PushProvider
 from scenario_engine.push.fcm import FcmProvider
 from scenario_engine.push.smtp import SmtpProvider, message_id

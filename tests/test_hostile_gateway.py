@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from scenario_engine.config import Settings
-from scenario_engine.embedded import free_port
+from scenario_engine.dev.embedded import free_port
 from scenario_engine.engine import Engine
 from scenario_engine.push.base import MAX_RETRY_AFTER_SECONDS, parse_retry_after
 from scenario_engine.push.factory import make_provider

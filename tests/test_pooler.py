@@ -20,7 +20,7 @@ import anyio
 import pytest
 
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
-from scenario_engine.embedded import CLUSTER_USER, ensure_cluster_user, free_port, is_root
+from scenario_engine.dev.embedded import CLUSTER_USER, ensure_cluster_user, free_port, is_root
 from tests import pg
 from tests.cli import run_cli
 from tests.daemon import DaemonProcess

@@ -27,7 +27,7 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, WSMsgType
 
-from scenario_engine.embedded import free_port
+from scenario_engine.dev.embedded import free_port
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.programme_view import points, week_label, week_start
 from scenario_engine.runtime.state import RuntimeState

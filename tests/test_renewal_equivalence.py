@@ -21,9 +21,10 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scenario_engine.cli.output.report import report_json
 from scenario_engine.db.connect import mark_engine_write
 from scenario_engine.outcomes.model import Arm
-from scenario_engine.outcomes.report import build_report, report_json
+from scenario_engine.outcomes.report import build_report
 from scenario_engine.outcomes.resolve import resolve_outcomes
 from scenario_engine.runtime.programme_view import load_programme_health, window_start, window_weeks
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import anyio
 
 from scenario_engine.db.migrations import discover, sql_root
-from scenario_engine.db.snapshot import HEADER, ZONES_ELIDED, migrate_fresh, normalise, render
-from scenario_engine.embedded import find_pg_bin
+from scenario_engine.dev.embedded import find_pg_bin
+from scenario_engine.dev.snapshot import HEADER, ZONES_ELIDED, migrate_fresh, normalise, render
 
 SNAPSHOT = Path(__file__).resolve().parents[1] / "sql" / "schema.sql"
 

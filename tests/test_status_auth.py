@@ -56,7 +56,7 @@ async def test_no_log_line_of_the_daemon_carries_a_secret(daemons: Any, db_url: 
     import asyncpg
     from aiohttp import web
 
-    from scenario_engine.embedded import free_port
+    from scenario_engine.dev.embedded import free_port
     from tests.factories import add_mentor
 
     key, bearer = "apikey-5c2b9e41", "bearer-88f0a1d3"

@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession
 
-from scenario_engine.embedded import free_port
+from scenario_engine.dev.embedded import free_port
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.status import StatusPageSource, serve_status
 from scenario_engine.runtime.status_chart import (

@@ -15,12 +15,13 @@ from typing import Any
 import asyncpg
 import pytest
 
+from scenario_engine.cli.output.report import format_table
 from scenario_engine.config import Settings
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.explain import explain_mentor
 from scenario_engine.outcomes.holdout import in_group
-from scenario_engine.outcomes.report import build_report, format_table
+from scenario_engine.outcomes.report import build_report
 from scenario_engine.push.log import LogProvider
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.metrics import Metrics

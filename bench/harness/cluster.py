@@ -1,7 +1,7 @@
 """The benchmarks' private PostgreSQL cluster and its databases.
 
 The benchmarks start their own cluster the way the test suite does
-(``scenario_engine.embedded.start_private_cluster``), with settings sized for a benchmark
+(``scenario_engine.dev.embedded.start_private_cluster``), with settings sized for a benchmark
 machine instead of the test suite's small defaults, and copy populated databases with
 ``CREATE DATABASE … TEMPLATE`` instead of generating them again.
 """
@@ -20,7 +20,7 @@ import asyncpg
 from bench.harness.procfs import parent_pid, proc_cpu_seconds
 from scenario_engine.db.connect import Conn, connect, create_pool
 from scenario_engine.db.migrations import migrate
-from scenario_engine.embedded import (
+from scenario_engine.dev.embedded import (
     FAST_TEST_SETTINGS,
     LocalCluster,
     free_port,

@@ -11,7 +11,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from scenario_engine.config import scrub
+from scenario_engine.redaction import scrub
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 LIBRARY_HANDLER = "scenario_engine.library_logs"

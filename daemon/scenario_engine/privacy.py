@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.config import Settings
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import ENGINE_SCHEMA, Conn, mark_engine_write
 from scenario_engine.db.queries import execute, fetch, fetchval
@@ -229,17 +229,6 @@ async def forget_mentor(
                 )
                 rows[table.name] = _rows(status)
     return ForgetReport(dry_run=dry_run, rows=rows, mentor_exists=exists)
-
-
-def format_forget_report(report: ForgetReport) -> str:
-    """Counts per table only: no id, no name, no content of what was erased."""
-    width = max([len("table"), *(len(t) for t in report.rows)])
-    verb = "would erase" if report.dry_run else "erased"
-    lines = [f"{'table':<{width}}  {'rows':>8}"]
-    lines += [f"{t:<{width}}  {n:>8}" for t, n in sorted(report.rows.items())]
-    tail = " — dry run, nothing was changed" if report.dry_run else ""
-    lines.append(f"{verb} {report.total} rows in {len(report.rows)} engine tables{tail}")
-    return "\n".join(lines)
 
 
 STILL_EXISTS_NOTE = (

@@ -416,7 +416,7 @@ class Rules(_PerType):
 def parse_quiet_window(text: str) -> tuple[Any, Any]:
     """``"HH:MM-HH:MM"`` as two times (config.parse_quiet_hours, imported late: config imports
     this module)."""
-    from scenario_engine.config import parse_quiet_hours
+    from scenario_engine.config.settings import parse_quiet_hours
 
     return parse_quiet_hours(text)
 

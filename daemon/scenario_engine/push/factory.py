@@ -6,9 +6,10 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.config import Settings, env_name, fcm_extra_problem
+from scenario_engine.config.settings import Settings, env_name
 from scenario_engine.errors import ConfigError
 from scenario_engine.push.base import PushProvider
+from scenario_engine.push.checks import fcm_extra_problem
 from scenario_engine.push.log import LogProvider
 from scenario_engine.push.webhook import WebhookProvider
 

@@ -1,4 +1,4 @@
--- The demo (demo.py, demo_history.py): its history's helpers, the live generator and the feed.
+-- The demo (dev/demo.py, dev/demo_history.py): its history's helpers, the live generator and the feed.
 
 -- name: demo_insert_organizations
 -- params: ids, names

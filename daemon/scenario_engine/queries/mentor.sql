@@ -66,5 +66,5 @@ SELECT id FROM public.peer_mentor WHERE id BETWEEN $1::uuid AND $2::uuid ORDER B
 
 -- name: mentor_display_names
 -- params: mentor_ids
--- The names shown beside the mentors a dry-run sweep would notify (cli.py, sweep --dry-run).
+-- The names shown beside the mentors a dry-run sweep would notify (cli/sweep.py, sweep --dry-run).
 SELECT id, display_name FROM public.peer_mentor WHERE id = ANY($1::uuid[]);

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 import asyncpg
 
-from scenario_engine.config import Settings
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
 from scenario_engine.db.errors import condition_of

@@ -44,13 +44,14 @@ import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
 
-from scenario_engine.config import Settings, collect_secrets, parse_quiet_hours, scrub
+from scenario_engine.config.settings import Settings, parse_quiet_hours
 from scenario_engine.db.errors import is_condition
 from scenario_engine.db.queries import bind, fetch
 from scenario_engine.domain.rules import Rules
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.push.digest import digest_message
+from scenario_engine.redaction import collect_secrets, scrub
 from scenario_engine.runtime.clock import ServerTime
 from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.runtime.quiet import quiet_until

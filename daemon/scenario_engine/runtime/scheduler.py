@@ -37,7 +37,7 @@ from typing import Any, Literal
 import anyio
 import asyncpg
 
-from scenario_engine.config import Settings
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect
 from scenario_engine.db.errors import DB_ERRORS, condition_of, first_leaf

@@ -32,13 +32,12 @@ import anyio
 import asyncpg
 from pydantic import SecretStr
 
-from scenario_engine.config import Settings
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import execute, fetch, query
-from scenario_engine.demo_history import HISTORY_DAYS, ORGANISATIONS, SWEEPS_PER_WEEK, seed_history
-from scenario_engine.domain.rules import DEFAULT_RULES, Rules, load_rules
-from scenario_engine.embedded import (
+from scenario_engine.dev.demo_history import HISTORY_DAYS, ORGANISATIONS, SWEEPS_PER_WEEK, seed_history
+from scenario_engine.dev.embedded import (
     DataDirBusy,
     DataDirLock,
     EmbeddedPostgresError,
@@ -46,6 +45,7 @@ from scenario_engine.embedded import (
     is_root,
     start_private_cluster,
 )
+from scenario_engine.domain.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.runtime.app import Daemon
 from scenario_engine.terminal import terminal_safe
 

@@ -416,7 +416,7 @@ class LocalCluster:
                 [
                     sys.executable,
                     "-m",
-                    "scenario_engine.embedded",
+                    "scenario_engine.dev.embedded",
                     "--watch",
                     str(owner_pid),
                     "--data-dir",
