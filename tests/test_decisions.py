@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import apply_policy, utc
 from scenario_engine.notifications import render
 from scenario_engine.policy import PolicyState, decide_policy
@@ -43,6 +42,7 @@ from scenario_engine.scenarios.milestone import (
     metric_value,
     period_of,
 )
+from scenario_engine.scenarios.rules import Rules
 
 UTC = dt.UTC
 LA = ZoneInfo("America/Los_Angeles")

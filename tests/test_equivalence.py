@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenario_engine.db.connect import SEARCH_PATH, create_pool
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.events import ScenarioEvent
 from scenario_engine.notifications import Outcome
@@ -29,6 +28,7 @@ from scenario_engine.scenarios.anniversary import AnniversaryRule
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rules
 from tests import pg
 from tests.factories import add_activity, add_mentor
 

@@ -34,12 +34,12 @@ from pydantic import SecretStr
 from scenario_engine.config import Config, Settings, collect_secrets, effective_config, load_config, scrub
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
+from scenario_engine.db.errors import first_leaf
 from scenario_engine.db.migrations import MigrationError, migrate
 from scenario_engine.db.pooler import TransactionPoolerError, check_session_pooling
 from scenario_engine.db.queries import fetch
 from scenario_engine.db.units import dba_script
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.errors import ConfigError
 from scenario_engine.evaluate import AS_OF_FROM, AS_OF_UNTIL
@@ -53,7 +53,7 @@ from scenario_engine.exit_codes import (
 )
 from scenario_engine.logs import configure_logging
 from scenario_engine.notifications import Outcome
-from scenario_engine.runtime.backoff import first_leaf
+from scenario_engine.scenarios.rules import Rules, load_rules
 from scenario_engine.templates import render_body, render_title
 from scenario_engine.terminal import terminal_safe
 from scenario_engine.version import VERSION

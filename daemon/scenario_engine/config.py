@@ -31,8 +31,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.errors import ConfigError
+from scenario_engine.scenarios.rules import Rules, load_rules
 
 ENV_PREFIX = "SCENARIO_"
 

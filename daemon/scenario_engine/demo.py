@@ -37,7 +37,6 @@ from scenario_engine.db.connect import connect
 from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import execute, fetch, query
 from scenario_engine.demo_history import HISTORY_DAYS, ORGANISATIONS, SWEEPS_PER_WEEK, seed_history
-from scenario_engine.domain.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.embedded import (
     DataDirBusy,
     DataDirLock,
@@ -47,6 +46,7 @@ from scenario_engine.embedded import (
     start_private_cluster,
 )
 from scenario_engine.runtime.app import Daemon
+from scenario_engine.scenarios.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.terminal import terminal_safe
 
 DEMO_DB = "scenario_demo"

@@ -31,7 +31,7 @@ import asyncpg
 from scenario_engine.config import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
-from scenario_engine.db.errors import condition_of
+from scenario_engine.db.errors import DB_ERRORS, condition_of
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
     POOLER_ADVICE,
@@ -40,24 +40,24 @@ from scenario_engine.db.pooler import (
     pooler_symptom,
 )
 from scenario_engine.db.queries import execute, query
-from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError, find_in_group
 from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import get_logger
-from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_providers
-from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
+from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.fleet import heartbeat
 from scenario_engine.runtime.hooks import InstallationWatch
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
 from scenario_engine.runtime.listener import Listener
+from scenario_engine.runtime.retention import personal_data_loop
 from scenario_engine.runtime.scheduler import Scheduler
 from scenario_engine.runtime.state import RuntimeState, default_instance_id
-from scenario_engine.runtime.status import StatusServerError, serve_status
 from scenario_engine.runtime.worker import Worker, retry_transient
+from scenario_engine.scenarios.rules import Rules, load_rules
+from scenario_engine.web.server import StatusServerError, serve_status
 
 log = get_logger("scenario_engine.app")
 HEALTH_INTERVAL = 2.0
@@ -78,7 +78,12 @@ class Daemon:
     async def run(self) -> None:
         s = self.settings
         pool = await self._open_pool()
-        engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
+        engine = Engine(
+            pool,
+            self.rules,
+            sweep_batch=s.sweep_batch_size,
+            on_quarantine=self.state.metrics.count_quarantined,
+        )
         self.state.organization_names = self.rules.organization_names()
         stuck_after = s.worker_stuck_seconds
         try:
@@ -156,7 +161,7 @@ class Daemon:
                             health=self.state.watch("installation_check", stuck_after),
                         ).run
                     )
-                    workers.start_soon(  # retention of personal data (scenario_engine/privacy.py)
+                    workers.start_soon(  # retention of personal data (runtime/retention.py)
                         partial(
                             personal_data_loop,
                             pool,

@@ -44,10 +44,10 @@ import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
 
-from scenario_engine.config import Settings, collect_secrets, parse_quiet_hours, scrub
+from scenario_engine.config import Settings, collect_secrets, scrub
 from scenario_engine.db.errors import is_condition
 from scenario_engine.db.queries import bind, fetch
-from scenario_engine.domain.rules import Rules
+from scenario_engine.domain.quiet_hours import parse_quiet_hours
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.push.digest import digest_message
@@ -57,6 +57,7 @@ from scenario_engine.runtime.quiet import quiet_until
 from scenario_engine.runtime.state import LoopHealth, Wakeup
 from scenario_engine.runtime.worker import Worker
 from scenario_engine.scenarios.registry import bind_recheck
+from scenario_engine.scenarios.rules import Rules
 
 log = get_logger("scenario_engine.dispatcher")
 

@@ -25,8 +25,8 @@ import asyncpg
 from anyio.abc import TaskStatus
 
 from scenario_engine.db.connect import connect
+from scenario_engine.db.errors import first_leaf
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import first_leaf
 from scenario_engine.runtime.state import LoopHealth, RuntimeState, Wakeup
 from scenario_engine.runtime.worker import Worker
 
