@@ -46,9 +46,11 @@ bench-quick: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m scenario_engine.db.snapshot --output sql/schema.sql
 
+# ruff, and the import-layer contract (.importlinter; the layers of docs/ARCHITECTURE.md).
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench
 	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/lint-imports --no-logo --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format daemon tests bench

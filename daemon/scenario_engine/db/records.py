@@ -80,6 +80,41 @@ class NotificationRecord:
     as_of: dt.datetime
 
 
+@dataclass(frozen=True)
+class ClaimedPush:
+    """A push the dispatcher claimed (queries/push.sql ``claim_pushes``): its message, its
+    fence (``attempts``) and how it is to go (channel, recipient, fallback, digest)."""
+
+    id: int
+    mentor_id: uuid.UUID
+    scenario_type: str
+    title: str
+    body: str
+    data: dict[str, Any] | None
+    idempotency_key: str
+    attempts: int
+    created_at: dt.datetime
+    delivery_uncertain: bool
+    interrupted: bool  # claimed after an earlier attempt was cut off mid-call
+    channel: str | None
+    recipient: str | None
+    fallback: list[str] | None
+    digest: bool
+
+
+@dataclass(frozen=True)
+class PushCheck:
+    """The send-time re-check of a claimed push (queries/push.sql ``recheck_pushes``): why it is
+    cancelled now, if it is, and what of the mentor the send needs (zone, address, locale)."""
+
+    id: int
+    timezone: str | None
+    organization_id: uuid.UUID | None
+    email: str | None
+    locale: str | None
+    cancel_reason: str | None
+
+
 async def load_mentor(conn: Conn, mentor_id: uuid.UUID) -> MentorRecord | None:
     row = await fetchrow(conn, "mentor_row", mentor_id=mentor_id)
     if row is None:
