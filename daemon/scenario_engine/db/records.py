@@ -1,8 +1,13 @@
 """Typed records: where rows of the platform and the engine become Python values.
 
-Business code (scenarios, policy, the dispatcher) sees these frozen dataclasses, never an
-``asyncpg.Record``: a column rename fails here, in one place, and instants are normalised
-once (naive ±infinity → aware bounds, instants.py).
+Business code (scenarios, policy, the dispatcher) reads typed values, never an untyped
+``asyncpg.Record``, in one of two ways:
+
+* frozen dataclasses (``from_row``): a column rename fails here, in one place, and instants
+  are normalised once (naive ±infinity → aware bounds, instants.py);
+* ``TypedRow``: rows read by the thousand on a sweep's hot path (each scenario's candidate rows,
+  ``scenarios/<type>/scenario.py``) are built by asyncpg itself as a subclass of its Record
+  whose columns are typed attributes (``Column``) — typed for mypy, with no copy per row.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
 
@@ -25,6 +30,26 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 D = TypeVar("D", bound="DataclassInstance")
+T = TypeVar("T")
+
+
+class Column(Generic[T]):
+    """A typed column of a ``TypedRow``: ``row.name`` is ``row["name"]``, typed ``T``."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, row: asyncpg.Record, owner: type | None = None) -> T:
+        value: T = row[self.name]
+        return value
+
+
+class TypedRow(asyncpg.Record):
+    """A row whose class names its columns (``Column`` attributes); fetched with
+    ``record_class=`` so asyncpg builds it directly. A column the query does not return fails
+    with ``KeyError`` naming it on first read."""
 
 
 def from_row(cls: type[D], row: asyncpg.Record | Mapping[str, Any], **converted: Any) -> D:
