@@ -362,8 +362,8 @@ class Engine:
     async def evaluate_routed(
         self, conn: Conn, by_type: Mapping[str, set[uuid.UUID]], as_of: dt.datetime | None = None
     ) -> Outcomes:
-        """The rule loop over the mentors each scenario type's events touched (runtime/drain.py
-        routes once, while it checks each event)."""
+        """The rule loop over the mentors each scenario type's events touched (events.Routes:
+        runtime/drain.py routes each event once, while it checks it)."""
         at = await instant(conn, as_of)
         experiments = await ensure_rules_seen(conn, self.rules, at, self._seen)
         return await evaluate_set_based(
