@@ -27,7 +27,7 @@ venv: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/scenario-engine demo $(DEMO_ARGS)
 
-# The DESIGN.md §6 benchmarks (minutes): results in bench/results/, and docs/BENCHMARKS.md's
+# The benchmarks of docs/ARCHITECTURE.md's "Bars" (minutes): results in bench/results/, and docs/BENCHMARKS.md's
 # figures section regenerated from them (bench/docs.py; the prose around it is hand-written).
 bench: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""Unit tests of the pure decision code (DESIGN.md §3): no database, no event loop.
+"""Unit tests of the pure decision code (docs/SCENARIOS.md): no database, no event loop.
 
 Every instant the engine hands these functions comes from Postgres (UTC) or through
 ``evaluate.utc()``; the tests also feed instants in other zones, because a pure function

@@ -1,5 +1,5 @@
 """Deployment files: the systemd units (verified by ``systemd-analyze``) and the Dockerfile
-(linted by hadolint, plus the image rules of DESIGN.md §5). No database needed."""
+(linted by hadolint, plus the image rules of docs/DEPLOY.md). No database needed."""
 
 from __future__ import annotations
 

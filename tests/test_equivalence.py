@@ -1,4 +1,5 @@
-"""The set-based sweep and the single-mentor interfaces make the same decisions (DESIGN.md §2).
+"""The set-based sweep and the single-mentor interfaces make the same decisions (the seed
+interfaces of docs/ARCHITECTURE.md).
 
 For a random small population: build it in a fresh database, clone that database
 (``CREATE DATABASE … TEMPLATE``), run ``Engine.run_scheduled_evaluation`` on one copy and

@@ -1,4 +1,4 @@
-"""Every rule of DESIGN.md §3 on a real Postgres, through the seed interfaces."""
+"""Every rule of docs/SCENARIOS.md on a real Postgres, through the seed interfaces."""
 
 from __future__ import annotations
 

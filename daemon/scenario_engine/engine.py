@@ -1,4 +1,4 @@
-"""The eight seed interfaces of DESIGN.md §2, composed from the modules around it.
+"""The eight seed interfaces (docs/ARCHITECTURE.md, "Seed interfaces"), composed from the modules around it.
 
 Every evaluation takes an explicit ``as_of`` (default: now). ``dry_run=True`` runs the
 very same code inside a transaction that is rolled back, so a dry run's counts are

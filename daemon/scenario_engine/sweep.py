@@ -3,9 +3,10 @@
 A full sweep pages through all active mentors; an *incremental* one (``since`` = the instant
 of the previous completed sweep under the same rules) evaluates only the mentors for whom a
 time-driven condition may have become true in (since, as_of] — each scenario names its own
-(``Scenario.due``), policy adds ended cooldowns and the 24-hour cap window. Every data change
-is an event that the event path has evaluated already; the result equals a full sweep's
-(tests/test_equivalence.py), and the scheduler still runs a full sweep now and then.
+(its ``due_query`` with ``due_params``, scenarios/protocol.py), policy adds ended cooldowns
+and the 24-hour cap window. Every data change is an event that the event path has evaluated
+already; the result equals a full sweep's (tests/test_equivalence.py), and the scheduler
+still runs a full sweep now and then.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ RETURNING id;
 
 -- name: recheck_pushes
 -- params: ids
--- Re-check at send time what may have changed since enqueue (DESIGN.md §3): mentor status,
+-- Re-check at send time what may have changed since enqueue (docs/SCENARIOS.md): mentor status,
 -- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
 -- email and locale: read through to_jsonb so that the platform may or may not have the columns
 -- (peer_mentor.email is optional, docs/CHANNELS.md); NULL when it has not.
