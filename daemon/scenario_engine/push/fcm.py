@@ -34,7 +34,7 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
 
-from scenario_engine.db.queries import bind, query
+from scenario_engine.db.queries import bind
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, SendResult, classify_http, read_bounded
 
@@ -277,10 +277,8 @@ class FcmProvider:
 
     async def _deactivate(self, message: PushMessage, invalid: list[tuple[str, _TokenResult]]) -> None:
         try:
-            await self.pool.executemany(
-                query("fcm_deactivate_token"),
-                [bind("fcm_deactivate_token", {"token": t, "error": r.error})[1] for t, r in invalid],
-            )
+            bound = [bind("fcm_deactivate_token", {"token": t, "error": r.error}) for t, r in invalid]
+            await self.pool.executemany(bound[0][0], [args for _, args in bound])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             # The send already happened; report it truthfully. The token is found invalid
             # again on the next push and deactivated then.
