@@ -27,7 +27,7 @@ venv: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/scenario-engine demo $(DEMO_ARGS)
 
-# The DESIGN.md §6 benchmarks (minutes): results in bench/results/, and docs/BENCHMARKS.md's
+# The benchmarks of docs/ARCHITECTURE.md's "Bars" (minutes): results in bench/results/, and docs/BENCHMARKS.md's
 # figures section regenerated from them (bench/docs.py; the prose around it is hand-written).
 bench: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 $(BENCH_ARGS)
@@ -46,9 +46,11 @@ bench-quick: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m scenario_engine.dev.snapshot --output sql/schema.sql
 
+# ruff, and the import-layer contract (.importlinter; the layers of docs/ARCHITECTURE.md).
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench
 	$(BIN)/ruff format --check daemon tests bench
+	$(BIN)/lint-imports --no-logo --no-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format daemon tests bench

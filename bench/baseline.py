@@ -1,8 +1,8 @@
 """Hand-written set-based SQL that writes what one sweep writes, for the same rules.
 
-This is the yardstick of DESIGN.md §6 ("first sweep within 1.5× of hand-written set-based
-SQL producing the same rows"). It is written the way one would write a one-off job against
-the whole population: per rule, one candidate statement over all mentors (hash joins and
+This is the yardstick of docs/ARCHITECTURE.md's "Bars" ("first sweep within 1.5× of
+hand-written set-based SQL producing the same rows"). It is written the way one would write a
+one-off job against the whole population: per rule, one candidate statement over all mentors (hash joins and
 aggregates instead of per-mentor lookups), one policy statement (opt-out, cooldown, daily
 cap with the same ordering rule as the engine), then the writes the engine makes —
 achievements, scenario_notification, scenario_cooldown, push_notification, scenario_decision

@@ -58,7 +58,7 @@ from scenario_engine.db.migrations import migrate
 from scenario_engine.db.queries import bind
 from scenario_engine.dev.embedded import LocalCluster, server_version, start_private_cluster
 from scenario_engine.outcomes.report import CONCURRENT_QUERIES, Report, build_report
-from scenario_engine.runtime.programme_view import load_programme_health
+from scenario_engine.web.programme_view import load_programme_health
 
 DEFAULT_AS_OF = dt.datetime(2025, 6, 16, 7, 0, tzinfo=dt.UTC)
 DB = "bench_report"

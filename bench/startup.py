@@ -1,4 +1,4 @@
-"""Startup benchmark (DESIGN.md §6: ready ≤ 2 s after start).
+"""Startup benchmark (docs/ARCHITECTURE.md, "Bars": ready ≤ 2 s after start).
 
     .venv/bin/python -m bench.startup            # 5 runs: process start → /readyz 200, RSS at ready
 

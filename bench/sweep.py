@@ -1,4 +1,4 @@
-"""Sweep benchmark (DESIGN.md §6): the scheduled sweep over a large population.
+"""Sweep benchmark (docs/ARCHITECTURE.md, "Bars"): the scheduled sweep over a large population.
 
     .venv/bin/python -m bench.sweep                      # 1M mentors, 10M activities, 1M certifications
     .venv/bin/python -m bench.sweep --mentors 100000     # quick run (about two minutes)

@@ -13,11 +13,11 @@ import pytest
 
 from scenario_engine.db.connect import SEARCH_PATH, connect, create_pool
 from scenario_engine.db.migrations import migrate
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rules
 from tests.daemon import DaemonProcess
 from tests.pg import TestServer, test_server
 

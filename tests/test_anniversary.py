@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.events import ScenarioEvent
 from scenario_engine.explain import explain_mentor
@@ -26,6 +25,7 @@ from scenario_engine.scenarios.anniversary import (
     decide_anniversary,
 )
 from scenario_engine.scenarios.certification import CertificationExpiryRule
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.scenarios.zones import load_zone
 from tests.cli import run_cli
 from tests.factories import add_certification, add_mentor, opt_out

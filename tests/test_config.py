@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from scenario_engine.config import Settings, load_config, load_settings
-from scenario_engine.domain.rules import default_rules, load_rules
 from scenario_engine.errors import ConfigError
+from scenario_engine.scenarios.rules import default_rules, load_rules
 from scenario_engine.templates import BODY_MAX_BYTES, TITLE_MAX_BYTES, render_body, render_title
 
 GOOD_RULES = """

@@ -31,7 +31,6 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from scenario_engine.config import Config, Settings, dsn_problems, env_name, load_config
-from scenario_engine.domain.rules import Rule, Rules, load_rules
 from scenario_engine.errors import ConfigError
 from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.dispatcher import RetryPolicy
@@ -40,6 +39,7 @@ from scenario_engine.scenarios import certification, inactivity, milestone
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rule, Rules, load_rules
 from scenario_engine.templates import BODY_MAX_BYTES, TITLE_MAX_BYTES, render_body, render_title
 from tests.cli import cli_env
 

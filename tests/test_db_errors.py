@@ -23,9 +23,9 @@ from scenario_engine.db.errors import (
     ConditionError,
     condition_of,
     is_data_error,
+    is_transient,
 )
 from scenario_engine.isolation import MAX_BISECTED, Outcomes, evaluate_isolated, may_quarantine
-from scenario_engine.runtime.backoff import is_transient
 from scenario_engine.runtime.drain import Drain, TooManyQuarantined
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.scenarios.base import MentorDataError

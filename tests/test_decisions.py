@@ -1,4 +1,4 @@
-"""Unit tests of the pure decision code (DESIGN.md §3): no database, no event loop.
+"""Unit tests of the pure decision code (docs/SCENARIOS.md): no database, no event loop.
 
 Every instant the engine hands these functions comes from Postgres (UTC) or through
 ``evaluate.utc()``; the tests also feed instants in other zones, because a pure function
@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import apply_policy, utc
 from scenario_engine.notifications import render
 from scenario_engine.policy import PolicyState, decide_policy
@@ -43,6 +42,7 @@ from scenario_engine.scenarios.milestone import (
     metric_value,
     period_of,
 )
+from scenario_engine.scenarios.rules import Rules
 
 UTC = dt.UTC
 LA = ZoneInfo("America/Los_Angeles")

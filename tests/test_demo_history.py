@@ -23,7 +23,7 @@ from scenario_engine.db.connect import connect
 from scenario_engine.dev.demo import demo_rules_text, write_demo_rules
 from scenario_engine.dev.demo_history import ORGANISATIONS, HistoryStats, seed_history
 from scenario_engine.outcomes.report import Report, build_report
-from scenario_engine.runtime.programme_view import load_programme_health, render_programme
+from scenario_engine.web.programme_view import load_programme_health, render_programme
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 WEEK = dt.timedelta(days=7)

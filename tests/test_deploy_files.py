@@ -1,5 +1,5 @@
 """Deployment files: the systemd units (verified by ``systemd-analyze``) and the Dockerfile
-(linted by hadolint, plus the image rules of DESIGN.md §5). No database needed."""
+(linted by hadolint, plus the image rules of docs/DEPLOY.md). No database needed."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from scenario_engine.domain.rules import Rules, default_rules, load_rules
-from scenario_engine.runtime.status_guard import MAX_CONNECTIONS
+from scenario_engine.scenarios.rules import Rules, default_rules, load_rules
+from scenario_engine.web.guard import MAX_CONNECTIONS
 from tests.cli import cli_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,7 +123,7 @@ def test_service_watchdog_and_credential() -> None:
 
 def test_service_sets_an_open_file_limit_with_room_beyond_the_status_connections() -> None:
     """The status server keeps at most half the soft file limit for its clients
-    (runtime/status_guard.py); the unit sets the limit rather than inherit systemd's 1024."""
+    (web/guard.py); the unit sets the limit rather than inherit systemd's 1024."""
     limit = int(parse_unit(SERVICE)["Service"]["LimitNOFILE"][-1])
     assert limit >= 4 * MAX_CONNECTIONS
 

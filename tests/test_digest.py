@@ -20,7 +20,6 @@ import pytest
 
 from scenario_engine.cli.output.report import format_table
 from scenario_engine.config import Settings
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.outcomes.report import build_report
 from scenario_engine.push.factory import make_provider
@@ -29,6 +28,7 @@ from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.scenarios.anniversary import AnniversaryRule
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.rules import Rules
 from tests.factories import add_activity, add_certification, add_mentor
 from tests.gateway import Gateway
 

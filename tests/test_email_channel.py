@@ -17,7 +17,6 @@ import pytest
 
 from scenario_engine.cli.output.report import format_table
 from scenario_engine.config import Settings
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.outcomes.report import ChannelCounts, build_report
 from scenario_engine.push.base import PushProvider
@@ -26,6 +25,7 @@ from scenario_engine.push.smtp import SmtpProvider, message_id
 from scenario_engine.runtime.dispatcher import Dispatcher, DispatchStats
 from scenario_engine.runtime.metrics import Metrics
 from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.rules import Rules
 from tests import test_push_fcm as fcm
 from tests.factories import add_mentor
 from tests.gateway import Gateway

@@ -1,4 +1,5 @@
-"""The set-based sweep and the single-mentor interfaces make the same decisions (DESIGN.md §2).
+"""The set-based sweep and the single-mentor interfaces make the same decisions (the seed
+interfaces of docs/ARCHITECTURE.md).
 
 For a random small population: build it in a fresh database, clone that database
 (``CREATE DATABASE … TEMPLATE``), run ``Engine.run_scheduled_evaluation`` on one copy and
@@ -21,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenario_engine.db.connect import SEARCH_PATH, create_pool
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.events import ScenarioEvent
 from scenario_engine.notifications import Outcome
@@ -29,6 +29,7 @@ from scenario_engine.scenarios.anniversary import AnniversaryRule
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rules
 from tests import pg
 from tests.factories import add_activity, add_mentor
 

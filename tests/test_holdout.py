@@ -19,10 +19,10 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.outcomes.holdout import bucket, holdout_reason, in_group
 from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.rules import Rules, load_rules
 from tests.factories import add_mentor
 
 AS_OF = dt.datetime(2026, 5, 4, 9, tzinfo=dt.UTC)

@@ -26,7 +26,7 @@ import pytest
 
 from scenario_engine.outcomes.model import Arm, lift
 from scenario_engine.outcomes.report import build_report
-from scenario_engine.runtime.programme_view import load_programme_health, rate_detail, rate_text, week_start
+from scenario_engine.web.programme_view import load_programme_health, rate_detail, rate_text, week_start
 from tests.cli import run_cli
 from tests.test_report import ORG_A, Group, add_candidate, add_experiment
 

@@ -13,7 +13,7 @@ from scenario_engine.cli.output.report import format_table, report_json
 from scenario_engine.engine import Engine
 from scenario_engine.outcomes.organisations import organisation_names
 from scenario_engine.outcomes.report import build_report
-from scenario_engine.runtime.programme_view import load_programme_health, render_programme
+from scenario_engine.web.programme_view import load_programme_health, render_programme
 from tests.factories import ORG, add_activity, add_certification, add_mentor
 
 AS_OF = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)

@@ -24,7 +24,6 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.cli.output.report import report_json
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.notifications import write_outcomes
 from scenario_engine.outcomes.holdout import in_group
@@ -32,6 +31,7 @@ from scenario_engine.outcomes.report import build_report
 from scenario_engine.policy import PolicyDecision
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.rules import Rules
 from tests.cli import run_cli
 from tests.factories import opt_out
 

@@ -27,6 +27,7 @@ from scenario_engine.engine import Engine
 from scenario_engine.events import ScenarioEvent
 from scenario_engine.explain import explain_mentor
 from scenario_engine.isolation import evaluate_isolated
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.scenarios.zones import UnknownTimezone, load_zone
 from tests.cli import run_cli
 from tests.factories import add_certification, add_mentor
@@ -222,6 +223,28 @@ async def test_fixing_the_row_heals_the_mentor(pool: asyncpg.Pool[Any], engine: 
     assert row["cleared_at"] is not None and row["occurrences"] == 1
     assert (bad, "certification_expiry") in await _notified(pool, [bad])
     assert await _notified(pool, healthy) == _expected(healthy)
+
+
+async def test_the_quarantine_counter_is_the_one_its_engine_was_given(
+    pool: asyncpg.Pool[Any], rules: Rules
+) -> None:
+    """Observers are passed in, not registered in a module global: an engine tells only the
+    counter it was built with (the daemon's Prometheus counter), on the sweep's path and on the
+    single-mentor path, and an engine built without one tells nobody."""
+    told: list[int] = []
+    untouched: list[int] = []
+    counted = Engine(pool, rules, on_quarantine=told.append)
+    Engine(pool, rules, on_quarantine=untouched.append)  # alive, but never asked to evaluate
+    silent = Engine(pool, rules)
+    _healthy, bad = await _population(pool, POISONS[0])
+
+    assert bad in (await silent.run_scheduled_evaluation()).quarantined
+    assert told == []
+    assert bad in (await counted.run_scheduled_evaluation()).quarantined
+    assert told == [1]
+    assert await counted.evaluate_mentor(bad) == []
+    assert told == [1, 1]
+    assert untouched == []
 
 
 async def test_an_event_batch_with_a_poison_mentor_is_processed(

@@ -16,12 +16,12 @@ import asyncpg
 import pytest
 
 from scenario_engine.db.connect import connect
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.privacy import prune_personal_data
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rules
 from tests import pg
 from tests.catalog import PLATFORM_TABLES
 from tests.cli import run_cli

@@ -1,4 +1,4 @@
-"""The programme page's charts (runtime/programme_chart.py), as geometry: no database, no browser."""
+"""The programme page's charts (web/programme_chart.py), as geometry: no database, no browser."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenario_engine.runtime.programme_chart import (
+from scenario_engine.web.programme_chart import (
     FOREST_W,
     MEASURING_LEGEND,
     WEEK_W,
@@ -21,7 +21,7 @@ from scenario_engine.runtime.programme_chart import (
     layout_weekly,
     signed,
 )
-from scenario_engine.runtime.status_chart import Label
+from scenario_engine.web.status_chart import Label
 
 WEEKS = 12
 LABELS = [f"week of {d} Nov" for d in range(1, WEEKS + 1)]

@@ -29,9 +29,9 @@ from aiohttp import ClientSession, ClientWebSocketResponse, WSMsgType
 
 from scenario_engine.dev.embedded import free_port
 from scenario_engine.outcomes.stats import newcombe_interval
-from scenario_engine.runtime.programme_view import points, week_label, week_start
 from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status import serve_status
+from scenario_engine.web.programme_view import points, week_label, week_start
+from scenario_engine.web.server import serve_status
 from tests.test_status_page import Node, chromium_binary, parse_dom, png_size
 
 REPO = Path(__file__).resolve().parents[1]

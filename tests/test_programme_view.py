@@ -10,7 +10,7 @@ import pytest
 
 from scenario_engine.outcomes.model import Arm
 from scenario_engine.outcomes.stats import newcombe_interval
-from scenario_engine.runtime.programme_view import (
+from scenario_engine.web.programme_view import (
     SCENARIO_WORDS,
     BadOrganization,
     ProgrammeRows,

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.domain.rules import Rules, default_rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError
 from scenario_engine.events import ScenarioEvent
 from scenario_engine.messages import BUILTIN, Rendering, check_programme_texts, render_message
+from scenario_engine.scenarios.rules import Rules, default_rules, load_rules
 from tests.cli import run_cli
 from tests.factories import ORG, add_activity, add_certification, add_mentor
 

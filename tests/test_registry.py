@@ -12,9 +12,9 @@ import typing
 import pytest
 
 from scenario_engine.db.queries import all_queries, bind, query, query_params
-from scenario_engine.domain.rules import Rules
 from scenario_engine.events import WATCHED_TABLES
 from scenario_engine.scenarios.registry import SCENARIOS, bind_recheck, recheck_query, scenario_types
+from scenario_engine.scenarios.rules import Rules
 
 
 def test_every_declared_parameter_list_matches_the_placeholders_of_its_query() -> None:

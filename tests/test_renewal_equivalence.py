@@ -26,7 +26,7 @@ from scenario_engine.db.connect import mark_engine_write
 from scenario_engine.outcomes.model import Arm
 from scenario_engine.outcomes.report import build_report
 from scenario_engine.outcomes.resolve import resolve_outcomes
-from scenario_engine.runtime.programme_view import load_programme_health, window_start, window_weeks
+from scenario_engine.web.programme_view import load_programme_health, window_start, window_weeks
 
 AS_OF = dt.datetime(2026, 6, 10, 12, tzinfo=dt.UTC)  # a Wednesday
 SINCE = window_start(window_weeks(AS_OF))  # the page's first instant: Monday 12 weeks back

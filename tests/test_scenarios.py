@@ -1,4 +1,4 @@
-"""Every rule of DESIGN.md §3 on a real Postgres, through the seed interfaces."""
+"""Every rule of docs/SCENARIOS.md on a real Postgres, through the seed interfaces."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rules
 from tests.factories import add_activity, add_certification, add_mentor, opt_out
 
 T0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)

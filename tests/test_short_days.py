@@ -22,10 +22,10 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.config import Settings
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.runtime.scheduler import current_period
 from scenario_engine.scenarios.anniversary import AnniversaryRule
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.scenarios.zones import load_zone
 from tests.factories import add_mentor
 

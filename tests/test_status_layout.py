@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status_chart import DayCounts, DecisionChart, chart_window
-from scenario_engine.runtime.status_page import render_page
-from scenario_engine.runtime.status_view import StoredData, build_page, deliveries_from_rows
+from scenario_engine.web.status_chart import DayCounts, DecisionChart, chart_window
+from scenario_engine.web.status_page import render_page
+from scenario_engine.web.status_view import StoredData, build_page, deliveries_from_rows
 from tests.test_programme_page import ARTIFACTS, browser
 from tests.test_status_page import NOW, chromium_binary
 

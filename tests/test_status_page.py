@@ -25,16 +25,16 @@ from aiohttp import ClientSession
 
 from scenario_engine.dev.embedded import free_port
 from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status import StatusPageSource, serve_status
-from scenario_engine.runtime.status_chart import (
+from scenario_engine.web.server import StatusPageSource, serve_status
+from scenario_engine.web.status_chart import (
     DayCounts,
     DecisionChart,
     chart_window,
     layout_chart,
     nice_ceiling,
 )
-from scenario_engine.runtime.status_page import render_page
-from scenario_engine.runtime.status_view import (
+from scenario_engine.web.status_page import render_page
+from scenario_engine.web.status_view import (
     DELIVERY_COLUMNS,
     Period,
     StatusPage,

@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.connect import connect
-from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import SeenRules, ensure_rules_seen, evaluate_set_based
+from scenario_engine.scenarios.rules import Rules
 from tests.factories import add_activity, add_mentor
 
 AS_OF = dt.datetime(2026, 5, 4, 9, tzinfo=dt.UTC)

@@ -19,13 +19,13 @@ import pytest
 
 from scenario_engine.config import Settings
 from scenario_engine.db.connect import connect
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.runtime.fleet import rules_fingerprint
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY, Scheduler, _Claim
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.rules import Rules
 from tests.factories import add_certification, add_mentor
 
 MENTORS = 30

@@ -17,7 +17,6 @@ import pytest
 
 from scenario_engine.cli.output.report import format_table
 from scenario_engine.config import Settings
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.explain import explain_mentor
 from scenario_engine.outcomes.holdout import in_group
@@ -25,10 +24,11 @@ from scenario_engine.outcomes.report import build_report
 from scenario_engine.push.log import LogProvider
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.metrics import Metrics
-from scenario_engine.runtime.programme_view import load_programme_health, render_programme
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.timing import timing_arm
+from scenario_engine.web.programme_view import load_programme_health, render_programme
 from tests.factories import add_activity, add_certification, add_mentor
 
 UTC = dt.UTC

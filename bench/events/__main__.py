@@ -1,4 +1,4 @@
-"""Events benchmark (DESIGN.md §6): activity insert → trigger → scenario_event → daemon drain.
+"""Events benchmark (docs/ARCHITECTURE.md, "Bars"): activity insert → trigger → scenario_event → daemon drain.
 
     .venv/bin/python -m bench.events                       # everything (about 10 minutes)
     .venv/bin/python -m bench.events --parts latency       # one part: throughput, latency, inserts, health

@@ -30,11 +30,11 @@ from bench.events.throughput import pgss_reset, pgss_top
 from bench.harness.cluster import RUNTIME_PG_SETTINGS, private_cluster
 from bench.harness.report import RESULTS_DIR, log, scratch_dir, write_json
 from scenario_engine.db.connect import create_pool
-from scenario_engine.domain.rules import default_rules
 from scenario_engine.engine import Engine
 from scenario_engine.runtime import drain as drain_module
 from scenario_engine.runtime.drain import Drain
 from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.scenarios.rules import default_rules
 
 
 class PhaseTimer:

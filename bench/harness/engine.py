@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 
 from scenario_engine.db.queries import all_queries, bind, query
-from scenario_engine.domain.rules import Rule, Rules, default_rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.evaluate import SeenRules
 from scenario_engine.evaluate import ensure_rules_seen as _ensure_rules_seen
@@ -22,6 +21,7 @@ from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
 from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.scenarios.rules import Rule, Rules, default_rules
 from scenario_engine.sweep import due_statements
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The eight seed interfaces of DESIGN.md §2, composed from the modules around it.
+"""The eight seed interfaces (docs/ARCHITECTURE.md, "Seed interfaces"), composed from the modules around it.
 
 Every evaluation takes an explicit ``as_of`` (default: now). ``dry_run=True`` runs the
 very same code inside a transaction that is rolled back, so a dry run's counts are
@@ -21,7 +21,6 @@ from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import fetchrow
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.domain.rule import ScenarioType
-from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import (
     SeenRules,
     effective,
@@ -34,7 +33,7 @@ from scenario_engine.evaluate import (
     utc,
 )
 from scenario_engine.events import ScenarioEvent, route
-from scenario_engine.isolation import Outcomes
+from scenario_engine.isolation import Outcomes, QuarantineCounter
 from scenario_engine.notifications import Outcome, record_last_triggered, write_outcomes
 from scenario_engine.outcomes.resolve import ResolvedCount, resolve_outcomes
 from scenario_engine.policy import PolicyDecision, decide_policy
@@ -42,6 +41,7 @@ from scenario_engine.scenarios.base import Candidate, dedup_key
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.sweep import SweepPlan, SweepResult, run_sweep
 
 __all__ = ["Engine", "EnqueueResult", "SweepResult"]
@@ -61,8 +61,18 @@ class EnqueueResult:
 class Engine:
     """Holds the pool and the current rules; safe to share between tasks."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], rules: Rules, *, sweep_batch: int = 20_000):
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        rules: Rules,
+        *,
+        sweep_batch: int = 20_000,
+        on_quarantine: QuarantineCounter | None = None,
+    ):
+        """``on_quarantine(n)``: told how many mentors each evaluation quarantined (the daemon
+        passes its Prometheus counter; isolation.py)."""
         self.pool = pool
+        self.on_quarantine = on_quarantine
         self.rules = rules
         self.sweep_batch = sweep_batch
         self._seen = SeenRules()
@@ -117,7 +127,9 @@ class Engine:
             for rule in rules:  # an ad-hoc rule of a seed interface runs under its own experiment
                 if rule.name not in experiments:
                     experiments[rule.name] = await experiment_id(conn, rule, self.rules, seen, at)
-            return await evaluate_single(conn, self.rules, experiments, rules, mentor_id, at)
+            return await evaluate_single(
+                conn, self.rules, experiments, rules, mentor_id, at, self.on_quarantine
+            )
 
     async def evaluate_inactivity_scenario(
         self,
@@ -276,7 +288,14 @@ class Engine:
     async def evaluate_mentors(self, conn: Conn, mentors: list[uuid.UUID], as_of: dt.datetime) -> Outcomes:
         """Every enabled rule for a set of mentors, set-based (poison rows isolated)."""
         experiments = await ensure_rules_seen(conn, self.rules, as_of, self._seen)
-        return await evaluate_set_based(conn, self.rules, experiments, as_of, lambda _scenario_type: mentors)
+        return await evaluate_set_based(
+            conn,
+            self.rules,
+            experiments,
+            as_of,
+            lambda _scenario_type: mentors,
+            on_quarantine=self.on_quarantine,
+        )
 
     async def run_scheduled_evaluation(
         self,
@@ -302,6 +321,7 @@ class Engine:
                 before_batch,
                 progress,
                 reader,
+                self.on_quarantine,
             )
             experiments = await ensure_rules_seen(conn, run_rules, at, seen)
             result = await run_sweep(
@@ -322,7 +342,9 @@ class Engine:
         sweep batch (``run_sweep``'s), inside the caller's transaction, so that the range's
         completion commits with its decisions or not at all."""
         experiments = await ensure_rules_seen(conn, rules, as_of, self._seen)
-        return await evaluate_set_based(conn, rules, experiments, as_of, lambda _scenario_type: mentors)
+        return await evaluate_set_based(
+            conn, rules, experiments, as_of, lambda _scenario_type: mentors, on_quarantine=self.on_quarantine
+        )
 
     async def resolve_after_sweep(self, as_of: dt.datetime) -> list[ResolvedCount]:
         """The outcome resolution that follows a completed sweep (as in run_scheduled_evaluation);
@@ -340,12 +362,17 @@ class Engine:
     async def evaluate_routed(
         self, conn: Conn, by_type: Mapping[str, set[uuid.UUID]], as_of: dt.datetime | None = None
     ) -> Outcomes:
-        """The rule loop over the mentors each scenario type's events touched (runtime/drain.py
-        routes once, while it checks each event)."""
+        """The rule loop over the mentors each scenario type's events touched (events.Routes:
+        runtime/drain.py routes each event once, while it checks it)."""
         at = await instant(conn, as_of)
         experiments = await ensure_rules_seen(conn, self.rules, at, self._seen)
         return await evaluate_set_based(
-            conn, self.rules, experiments, at, lambda scenario_type: sorted(by_type.get(scenario_type, ()))
+            conn,
+            self.rules,
+            experiments,
+            at,
+            lambda scenario_type: sorted(by_type.get(scenario_type, ())),
+            on_quarantine=self.on_quarantine,
         )
 
     async def handle_database_event(self, event: ScenarioEvent, as_of: dt.datetime | None = None) -> Outcomes:

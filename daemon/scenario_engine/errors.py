@@ -1,4 +1,4 @@
-"""Errors shared by the process configuration (the config package) and the rules (domain/rules.py), and
+"""Errors shared by the process configuration (the config package) and the rules (scenarios/rules.py), and
 how to look inside the exception groups a task group ends with."""
 
 from __future__ import annotations

@@ -26,14 +26,14 @@ from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import fetch, fetchval, query
 from scenario_engine.db.records import load_mentor
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.domain.rules import Rules
 from scenario_engine.instants import EVALUABLE_FROM, EVALUABLE_UNTIL
-from scenario_engine.isolation import Outcomes, evaluate_isolated
+from scenario_engine.isolation import Outcomes, QuarantineCounter, evaluate_isolated
 from scenario_engine.notifications import Outcome, write_outcomes
 from scenario_engine.outcomes.holdout import ExperimentKey, experiment_key, hold_out
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.scenarios.rules import Rules
 
 AS_OF_FROM = EVALUABLE_FROM.replace(year=1000)
 AS_OF_UNTIL = EVALUABLE_UNTIL.replace(year=9000)
@@ -214,6 +214,7 @@ async def evaluate_set_based(
     as_of: dt.datetime,
     mentors_for: Callable[[str], list[uuid.UUID]],
     reader: Conn | None = None,
+    on_quarantine: QuarantineCounter | None = None,
 ) -> Outcomes:
     """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its scenario
     type: one candidate query, one policy query and one write per rule. The whole batch is one
@@ -266,6 +267,7 @@ async def evaluate_set_based(
             everyone,
             lambda group: rule_loop(conn, enabled, rules, experiments, group, candidates, as_of),
             complete,
+            on_quarantine,
         )
     finally:
         if prefetch is not None:
@@ -279,6 +281,7 @@ async def evaluate_single(
     selected: Sequence[RuleBase],
     mentor_id: uuid.UUID,
     as_of: dt.datetime,
+    on_quarantine: QuarantineCounter | None = None,
 ) -> Outcomes:
     """The ``selected`` rules for one mentor through the oracles. Only an evaluation of every
     enabled rule may clear the mentor's quarantine."""
@@ -293,6 +296,7 @@ async def evaluate_single(
         [mentor_id],
         lambda group: rule_loop(conn, selected, rules, experiments, group, candidates, as_of),
         None if every_rule else _none,
+        on_quarantine,
     )
 
 

@@ -53,19 +53,22 @@ def scenarios_for(event: ScenarioEvent) -> frozenset[str]:
     return WATCHED_TABLES[event.table_name]
 
 
-# An event with the scenario types it concerns (checked once, by ``scenarios_for``).
-Routed = tuple[ScenarioEvent, frozenset[str]]
+class Routes:
+    """Scenario type → the mentors that events touched for it. ``add`` is the one place an
+    event is routed: the engine routes a batch with ``route``, the drain adds each event as it
+    checks it (an invalid one raises EventError before anything is added, and is dead-lettered)."""
+
+    def __init__(self) -> None:
+        self.by_type: dict[str, set[uuid.UUID]] = {}
+
+    def add(self, event: ScenarioEvent) -> None:
+        for scenario_type in scenarios_for(event):
+            self.by_type.setdefault(scenario_type, set()).update(event.mentors())
 
 
 def route(events: Iterable[ScenarioEvent]) -> dict[str, set[uuid.UUID]]:
     """Scenario type → the mentors a batch of events touched for it (EventError as above)."""
-    return group((event, scenarios_for(event)) for event in events)
-
-
-def group(routed: Iterable[Routed]) -> dict[str, set[uuid.UUID]]:
-    """Scenario type → the mentors of events already routed."""
-    by_type: dict[str, set[uuid.UUID]] = {}
-    for event, scenario_types in routed:
-        for scenario_type in scenario_types:
-            by_type.setdefault(scenario_type, set()).update(event.mentors())
-    return by_type
+    routes = Routes()
+    for event in events:
+        routes.add(event)
+    return routes.by_type

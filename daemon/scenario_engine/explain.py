@@ -16,13 +16,13 @@ from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch, fetchrow
 from scenario_engine.db.records import MentorRecord, load_mentor, plain
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.evaluate import instant
 from scenario_engine.isolation import may_quarantine, reason_for
 from scenario_engine.notifications import Outcome
 from scenario_engine.scenarios.base import MentorDataError
 from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.timing import plan_holds
 
 

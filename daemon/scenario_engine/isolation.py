@@ -21,8 +21,8 @@ already has one open); when it raises:
   with backoff — a lock held on one mentor's row must not quarantine that mentor.
 
 Every mentor set aside is recorded in ``scenario_quarantine`` (one row per mentor: reason,
-first and last time seen, occurrences), counted by each live ``QuarantineObserver`` (the
-daemon's Prometheus counter) and logged once — when it is first quarantined or its reason
+first and last time seen, occurrences), counted by the ``on_quarantine`` callback its caller passes
+in (the daemon's Prometheus counter) and logged once — when it is first quarantined or its reason
 changes. A quarantined mentor is simply evaluated again next time; once it evaluates cleanly
 its row is marked ``cleared_at``. An error that fails more than ``MAX_BISECTED`` single
 mentors of one batch is not a poison row but a bug or a broken dependency: it is raised as
@@ -32,10 +32,8 @@ before rather than quarantining a population.
 from __future__ import annotations
 
 import uuid
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.errors import is_data_error, is_database_error
@@ -62,16 +60,9 @@ class Outcomes(list[Outcome]):
     quarantined: tuple[Quarantined, ...] = ()
 
 
-class QuarantineObserver(Protocol):
-    def count_quarantined(self, n: int) -> None: ...
-
-
-_observers: weakref.WeakSet[QuarantineObserver] = weakref.WeakSet()
-
-
-def observe_quarantine(observer: QuarantineObserver) -> None:
-    """Tell ``observer`` how many mentors each evaluation quarantined (held weakly)."""
-    _observers.add(observer)
+# Told how many mentors each evaluation quarantined (the daemon's Prometheus counter): passed
+# in by whoever evaluates (Engine), never registered in a module global.
+QuarantineCounter = Callable[[int], None]
 
 
 Evaluate = Callable[[list[uuid.UUID]], Awaitable[list[Outcome]]]
@@ -97,6 +88,7 @@ async def evaluate_isolated(
     mentors: Sequence[uuid.UUID],
     evaluate: Evaluate,
     complete: Callable[[list[uuid.UUID]], list[uuid.UUID]] | None = None,
+    on_quarantine: QuarantineCounter | None = None,
 ) -> Outcomes:
     """``evaluate(mentors)`` with the mentors it cannot handle isolated and quarantined.
 
@@ -104,7 +96,7 @@ async def evaluate_isolated(
     and may be called again with any subset of ``mentors``. ``complete(group)`` names the
     mentors of a group that every rule looked at (default: all): only those are cleared from
     quarantine, so that an event that concerns one scenario does not clear a mentor that
-    another scenario cannot evaluate."""
+    another scenario cannot evaluate. ``on_quarantine(n)`` is told how many were quarantined."""
     found: dict[uuid.UUID, str] = {}
     outcomes = Outcomes()
     bisected = 0
@@ -145,11 +137,13 @@ async def evaluate_isolated(
         stack += [group[half:], group[:half]]  # the first half is popped (and written) first
     if found:
         outcomes.quarantined = tuple(Quarantined(m, why) for m, why in found.items())
-        await record_quarantine(conn, outcomes.quarantined)
+        await record_quarantine(conn, outcomes.quarantined, on_quarantine)
     return outcomes
 
 
-async def record_quarantine(conn: Conn, entries: Iterable[Quarantined]) -> None:
+async def record_quarantine(
+    conn: Conn, entries: Iterable[Quarantined], on_quarantine: QuarantineCounter | None = None
+) -> None:
     ordered = sorted(entries, key=lambda q: q.mentor_id)  # one lock order for concurrent writers
     async with conn.transaction():
         await mark_engine_write(conn)
@@ -165,5 +159,5 @@ async def record_quarantine(conn: Conn, entries: Iterable[Quarantined]) -> None:
             log.warning("mentor_quarantined", mentor_id=str(q.mentor_id), reason=q.reason)
         else:
             log.debug("mentor_still_quarantined", mentor_id=str(q.mentor_id), reason=q.reason)
-    for observer in list(_observers):
-        observer.count_quarantined(len(ordered))
+    if on_quarantine is not None:
+        on_quarantine(len(ordered))

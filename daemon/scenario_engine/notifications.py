@@ -20,11 +20,11 @@ import asyncpg
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
-from scenario_engine.domain.rules import Rules
 from scenario_engine.messages import Rendering, fill
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.templates import render, render_body, render_title
 from scenario_engine.timing import NOT_TIMED, Hold, digested, plan_holds
 

@@ -7,6 +7,9 @@ retention period only what keeps the engine from notifying twice must stay: the
 rows and the cooldown state. So the pruner strips inputs and contexts and deletes finished
 pushes, and never deletes what dedup reads. docs/PRIVACY.md is the user-facing account.
 
+This module holds the data operations only; the daemon's loop that runs the pruner on an
+interval is runtime/retention.py.
+
 Erasure is generic on purpose: ``forget`` discovers the engine's tables and columns from the
 catalogue at run time, so a table that a later migration adds is erased too (a test adds one).
 """
@@ -16,19 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
-from scenario_engine.config.settings import Settings
-from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import ENGINE_SCHEMA, Conn, mark_engine_write
 from scenario_engine.db.queries import execute, fetch, fetchval
-from scenario_engine.logs import get_logger
-from scenario_engine.runtime.state import LoopHealth, RuntimeState
-from scenario_engine.runtime.worker import Worker
-
-log = get_logger("scenario_engine.privacy")
 
 # Seconds a `forget` waits for a row lock held by a running engine transaction before it
 # gives up (exit 1, nothing changed) instead of hanging behind a stuck session.
@@ -88,43 +83,6 @@ async def prune_personal_data(
         else:
             stats.more = True
     return stats
-
-
-async def personal_data_loop(
-    pool: asyncpg.Pool[Any], state: RuntimeState, settings: Settings, health: LoopHealth | None = None
-) -> None:
-    """The daemon's retention pruner: every ``personal_data_prune_interval_seconds``, on a
-    pooled connection of its own (never the drain's), a bounded number of batches per round.
-
-    Every daemon runs it; batches lock with SKIP LOCKED, so replicas share the work instead of
-    waiting for one another."""
-    retention = dt.timedelta(days=settings.personal_data_retention_days)
-
-    async def step() -> bool:
-        async with pool.acquire() as conn:
-            stats = await prune_personal_data(
-                conn,
-                as_of=await database_now(conn),  # retention by the server's clock
-                retention=retention,
-                batch_size=settings.personal_data_prune_batch_size,
-                max_batches=10,
-            )
-        if stats.total:
-            log.info(
-                "personal_data_pruned",
-                notifications_redacted=stats.notifications_redacted,
-                decisions_redacted=stats.decisions_redacted,
-                pushes_deleted=stats.pushes_deleted,
-            )
-        return stats.more  # more waiting: go again at once (the worker checks for stop between)
-
-    await Worker(
-        "personal_data_prune",
-        step,
-        stopping=state.stopping,
-        poll_interval=settings.personal_data_prune_interval_seconds,
-        health=health,
-    ).run()
 
 
 # --- erasure --------------------------------------------------------------------------

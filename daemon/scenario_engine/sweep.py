@@ -3,9 +3,10 @@
 A full sweep pages through all active mentors; an *incremental* one (``since`` = the instant
 of the previous completed sweep under the same rules) evaluates only the mentors for whom a
 time-driven condition may have become true in (since, as_of] — each scenario names its own
-(``Scenario.due``), policy adds ended cooldowns and the 24-hour cap window. Every data change
-is an event that the event path has evaluated already; the result equals a full sweep's
-(tests/test_equivalence.py), and the scheduler still runs a full sweep now and then.
+(its ``due_query`` with ``due_params``, scenarios/protocol.py), policy adds ended cooldowns
+and the 24-hour cap window. Every data change is an event that the event path has evaluated
+already; the result equals a full sweep's (tests/test_equivalence.py), and the scheduler
+still runs a full sweep now and then.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch, query
-from scenario_engine.domain.rules import Rules
 from scenario_engine.evaluate import Experiments, evaluate_set_based
-from scenario_engine.isolation import Outcomes
+from scenario_engine.isolation import Outcomes, QuarantineCounter
 from scenario_engine.notifications import Outcome
 from scenario_engine.outcomes.resolve import ResolvedCount
 from scenario_engine.scenarios.registry import SCENARIOS
+from scenario_engine.scenarios.rules import Rules
 
 BeforeBatch = Callable[[list[uuid.UUID]], Awaitable[bool]]
 Progress = Callable[[int, int], None]
@@ -68,6 +69,7 @@ class SweepPlan:
     before_batch: BeforeBatch | None = None
     progress: Progress | None = None
     reader: Conn | None = None  # a second connection: candidate reads ahead (evaluate._Prefetch)
+    on_quarantine: QuarantineCounter | None = None  # told how many mentors a batch quarantined
 
 
 async def run_sweep(
@@ -96,7 +98,13 @@ async def run_sweep(
         after = mentors[-1]
         result.mentors += len(mentors)
         outcomes = await evaluate_set_based(
-            conn, rules, experiments, plan.as_of, _everyone(mentors), reader=plan.reader
+            conn,
+            rules,
+            experiments,
+            plan.as_of,
+            _everyone(mentors),
+            reader=plan.reader,
+            on_quarantine=plan.on_quarantine,
         )
         result.count(outcomes)
         if plan.collect:

@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scenario_engine.db.queries import fetch
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.domain.rules import Rules
 from scenario_engine.outcomes.holdout import in_group
 from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.rules import Rules
 
 TimingArm = str  # 'usual_hour' | 'immediate'
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scenario_engine.domain.rules import Rules, load_rules
+from scenario_engine.scenarios.rules import Rules, load_rules
 from tests.faults.figures import Figures, write_figures
 from tests.faults.helpers import RULES_TOML, FaultGateway
 from tests.test_db_outage import own_cluster, pg_ctl

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import anyio
 from aiohttp import web
 
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
+from scenario_engine.scenarios.rules import Rules
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.gateway import Gateway

@@ -39,7 +39,7 @@ import asyncpg
 import pytest
 
 from scenario_engine.db.connect import _init_connection
-from scenario_engine.domain.rules import Rules
+from scenario_engine.scenarios.rules import Rules
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.faults.helpers import (

@@ -25,9 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.events import WATCHED_TABLES
+from scenario_engine.scenarios.rules import Rules
 from tests.faults.figures import Figures
 from tests.faults.helpers import alive, eventually, now
 

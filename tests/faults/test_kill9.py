@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import pytest
 
-from scenario_engine.domain.rules import Rules
+from scenario_engine.scenarios.rules import Rules
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.faults.helpers import (

@@ -19,7 +19,7 @@ import pytest
 
 from scenario_engine.db.connect import create_pool
 from scenario_engine.dev.embedded import LocalCluster
-from scenario_engine.domain.rules import Rules
+from scenario_engine.scenarios.rules import Rules
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.faults.helpers import (

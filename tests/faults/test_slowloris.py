@@ -28,8 +28,8 @@ import pytest
 from aiohttp import web
 
 from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status import build_app
-from scenario_engine.runtime.status_guard import ConnectionGuard, connection_limit
+from scenario_engine.web.guard import ConnectionGuard, connection_limit
+from scenario_engine.web.server import build_app
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.faults.helpers import alive

@@ -19,8 +19,8 @@ import anyio
 import pytest
 
 from scenario_engine.db.connect import create_pool
-from scenario_engine.domain.rules import Rules
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
+from scenario_engine.scenarios.rules import Rules
 from tests.daemon import DaemonProcess
 from tests.faults.figures import Figures
 from tests.faults.helpers import (

@@ -21,13 +21,13 @@ from scenario_engine.config.load import Config, load_config
 from scenario_engine.config.settings import Settings
 from scenario_engine.db.connect import create_pool
 from scenario_engine.db.errors import first_leaf
-from scenario_engine.domain.rules import load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError
 from scenario_engine.evaluate import AS_OF_FROM, AS_OF_UNTIL
 from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import configure_logging
 from scenario_engine.redaction import collect_secrets, scrub
+from scenario_engine.scenarios.rules import load_rules
 from scenario_engine.terminal import terminal_safe
 
 Command = Callable[[argparse.Namespace], int]

@@ -14,10 +14,10 @@ from scenario_engine.cli.common import add_command, err, iso_instant, run_db_com
 from scenario_engine.cli.output import FORMATS, emit
 from scenario_engine.config.settings import Settings
 from scenario_engine.db.connect import create_pool
-from scenario_engine.domain.rules import load_rules
 from scenario_engine.errors import ConfigError
 from scenario_engine.evaluate import AS_OF_FROM
 from scenario_engine.exit_codes import EXIT_CONFIG, EXIT_OK
+from scenario_engine.scenarios.rules import load_rules
 
 
 def register(sub: Any) -> None:

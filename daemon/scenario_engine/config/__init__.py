@@ -25,44 +25,29 @@ from scenario_engine.config.load import (
     unknown_env_problems,
 )
 from scenario_engine.config.reference import effective_config, settings_reference_markdown
-from scenario_engine.config.settings import ENV_PREFIX, Settings, env_name, parse_quiet_hours
+from scenario_engine.config.settings import ENV_PREFIX, Settings, env_name
 from scenario_engine.db.url import DSN_PARAMS, LIBPQ_ONLY_PARAMS, dsn_problems
+from scenario_engine.domain.quiet_hours import parse_quiet_hours
 from scenario_engine.errors import ConfigError
-from scenario_engine.push.checks import (
-    FCM_EXTRA_MODULES,
-    fcm_credentials_problem,
-    fcm_extra_problem,
-    http_url_problem,
-)
-from scenario_engine.redaction import MASK, SAFE_DSN_PARAMS, collect_secrets, mask_url, scrub
 
 __all__ = [
     "DSN_PARAMS",
     "ENV_PREFIX",
-    "FCM_EXTRA_MODULES",
     "LIBPQ_ONLY_PARAMS",
-    "MASK",
     "MAX_SECRET_FILE_BYTES",
     "RESERVED_ENV_PREFIXES",
-    "SAFE_DSN_PARAMS",
     "SECRET_SOURCES",
     "Config",
     "ConfigError",
     "Settings",
-    "collect_secrets",
     "dsn_problems",
     "effective_config",
     "env_name",
-    "fcm_credentials_problem",
-    "fcm_extra_problem",
-    "http_url_problem",
     "known_env_names",
     "load_config",
     "load_settings",
-    "mask_url",
     "parse_quiet_hours",
     "runtime_problems",
-    "scrub",
     "settings_reference_markdown",
     "status_host_problem",
     "unknown_env_problems",

@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from scenario_engine.config.settings import ENV_PREFIX, Settings, env_name
-from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.errors import ConfigError
 from scenario_engine.push.checks import fcm_credentials_problem, fcm_extra_problem, http_url_problem
 from scenario_engine.redaction import collect_secrets
+from scenario_engine.scenarios.rules import Rules, load_rules
 
 # Secret settings and the systemd credential each may come from: SCENARIO_X, else the file
 # named by SCENARIO_X_FILE, else $CREDENTIALS_DIRECTORY/<credential> (LoadCredential=).

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from scenario_engine.config.settings import Settings, env_name
-from scenario_engine.domain.rules import Rules
 from scenario_engine.redaction import SAFE_DSN_PARAMS, mask_url
+from scenario_engine.scenarios.rules import Rules
 
 
 def effective_config(settings: Settings, rules: Rules) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from scenario_engine.db.url import dsn_problems
+from scenario_engine.domain.quiet_hours import parse_quiet_hours
 from scenario_engine.errors import ConfigError
 
 ENV_PREFIX = "SCENARIO_"
@@ -336,18 +337,6 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         raise ConfigError([(env_name("database_url"), "is required for this command")])
-
-
-def parse_quiet_hours(text: str) -> tuple[dt.time, dt.time]:
-    """'21:00-08:00' → (21:00, 08:00). Equal ends would be a window of nothing or of all day."""
-    try:
-        start_s, end_s = text.split("-")
-        start, end = dt.time.fromisoformat(start_s.strip()), dt.time.fromisoformat(end_s.strip())
-    except ValueError:
-        raise ValueError("must look like HH:MM-HH:MM, e.g. 21:00-08:00") from None
-    if start == end:
-        raise ValueError("start and end must differ")
-    return start, end
 
 
 def env_name(field: str) -> str:

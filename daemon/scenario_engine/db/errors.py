@@ -156,6 +156,12 @@ def is_condition(exc: BaseException) -> bool:
     return condition_of(exc) is not None
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True if ``exc`` is a condition of the database, not a bug: every work loop retries it
+    with backoff (runtime/worker.py). An exception group is transient only if every leaf is."""
+    return is_condition(exc)
+
+
 def is_data_error(exc: BaseException) -> bool:
     """A value the engine cannot evaluate: SQLSTATE class 22, or a Python value asyncpg
     cannot encode (its client-side DataError)."""

@@ -28,6 +28,7 @@ import anyio
 import asyncpg
 
 from scenario_engine.db.connect import ENGINE_SCHEMA, PLATFORM_SCHEMA, SEARCH_PATH
+from scenario_engine.db.queries import execute, fetchrow, fetchval, query
 from scenario_engine.db.units import Unit, UnitError, UnitFile, UnitReport, apply_unit, apply_units
 
 # pg_advisory_lock key: the bytes of "scenmigr" as a signed bigint.
@@ -130,7 +131,7 @@ def discover(root: Path | None = None) -> list[Migration]:
 
 
 async def applied_checksums(conn: asyncpg.Connection[Any]) -> dict[int, tuple[str, str]]:
-    rows = await conn.fetch(f"SELECT version, name, checksum FROM {ENGINE_SCHEMA}.scenario_schema_migration")
+    rows = await conn.fetch(query("applied_migrations"))
     return {r["version"]: (r["name"], r["checksum"]) for r in rows}
 
 
@@ -139,7 +140,7 @@ async def _ensure_bookkeeping(conn: asyncpg.Connection[Any]) -> None:
         async with conn.transaction():
             await conn.execute(_BOOKKEEPING)
     except asyncpg.InsufficientPrivilegeError as exc:
-        who = await conn.fetchrow("SELECT current_user AS u, current_database() AS d")
+        who = await conn.fetchrow(query("current_login"))
         user, db = (who["u"], who["d"]) if who is not None else ("?", "?")
         raise MigrationError(
             f"cannot create the engine's schema {ENGINE_SCHEMA!r} ({exc}). A DBA must run: "
@@ -170,12 +171,12 @@ async def _grant_runtime(conn: asyncpg.Connection[Any], roles: list[str], report
     """``--grant-runtime``: one unit per role, run like the others (a DBA's when this role may not)."""
     group_deferred = any(unit.name == "runtime_group" for unit, _ in report.for_dba)
     for role in roles:
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role):
+        if not await fetchval(conn, "role_exists", role=role):
             raise MigrationError(
                 f"--grant-runtime: role {role!r} does not exist (create it first: "
                 f"CREATE ROLE \"{role}\" LOGIN PASSWORD '…')"
             )
-        ident, literal = await conn.fetchrow("SELECT quote_ident($1), quote_literal($1)", role) or (
+        ident, literal = await fetchrow(conn, "quote_role", role=role) or (
             role,
             role,
         )
@@ -189,7 +190,7 @@ async def _lock(conn: asyncpg.Connection[Any]) -> None:
     statement holds a snapshot, and CREATE INDEX CONCURRENTLY (sql/platform/indexes.sql) waits
     for every snapshot — including the waiters of the lock its own session holds (a deadlock)."""
     while True:
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_KEY):
+        if await fetchval(conn, "migration_try_lock", key=MIGRATION_LOCK_KEY):
             return
         await anyio.sleep(0.2)
 
@@ -255,4 +256,4 @@ async def migrate(
             applied=applied, already_applied=already, units=unit_report, skipped_legacy=skipped
         )
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        await execute(conn, "migration_unlock", key=MIGRATION_LOCK_KEY)

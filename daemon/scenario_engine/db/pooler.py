@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import asyncpg
 
+from scenario_engine.db.queries import fetchrow
 from scenario_engine.errors import find_in_group
 
 PROBE_TIMEOUT = 5.0
@@ -96,22 +97,16 @@ async def check_session_pooling(dsn: str) -> None:
     try:
         b = await _probe_connection(dsn)
         try:
-            row = await a.fetchrow(
-                "SELECT pg_backend_pid() AS pid, set_config($1, $2, false)", SETTING, token
-            )
+            row = await fetchrow(a, "session_probe_set", setting=SETTING, token=token)
             assert row is not None
             pid_a: int = row["pid"]
             async with b.transaction():
-                row_b = await b.fetchrow(
-                    "SELECT pg_backend_pid() AS pid, current_setting($1, true) AS seen", SETTING
-                )
+                row_b = await fetchrow(b, "session_probe_read", setting=SETTING)
                 assert row_b is not None
                 pid_again: int | None = None
                 seen_a: str | None = None
                 with anyio.move_on_after(PROBE_TIMEOUT / 2):
-                    row_a = await a.fetchrow(
-                        "SELECT pg_backend_pid() AS pid, current_setting($1, true) AS seen", SETTING
-                    )
+                    row_a = await fetchrow(a, "session_probe_read", setting=SETTING)
                     assert row_a is not None
                     pid_again, seen_a = row_a["pid"], row_a["seen"]
             verdict = session_verdict(pid_a, row_b["pid"], row_b["seen"], pid_again, seen_a, token)

@@ -1,8 +1,13 @@
 """Typed records: where rows of the platform and the engine become Python values.
 
-Business code (scenarios, policy, the dispatcher) sees these frozen dataclasses, never an
-``asyncpg.Record``: a column rename fails here, in one place, and instants are normalised
-once (naive ±infinity → aware bounds, instants.py).
+Business code (scenarios, policy, the dispatcher) reads typed values, never an untyped
+``asyncpg.Record``, in one of two ways:
+
+* frozen dataclasses (``from_row``): a column rename fails here, in one place, and instants
+  are normalised once (naive ±infinity → aware bounds, instants.py);
+* ``TypedRow``: rows read by the thousand on a sweep's hot path (each scenario's candidate rows,
+  ``scenarios/<type>/scenario.py``) are built by asyncpg itself as a subclass of its Record
+  whose columns are typed attributes (``Column``) — typed for mypy, with no copy per row.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import functools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
 
@@ -25,6 +30,26 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 D = TypeVar("D", bound="DataclassInstance")
+T = TypeVar("T")
+
+
+class Column(Generic[T]):
+    """A typed column of a ``TypedRow``: ``row.name`` is ``row["name"]``, typed ``T``."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, row: asyncpg.Record, owner: type | None = None) -> T:
+        value: T = row[self.name]
+        return value
+
+
+class TypedRow(asyncpg.Record):
+    """A row whose class names its columns (``Column`` attributes); fetched with
+    ``record_class=`` so asyncpg builds it directly. A column the query does not return fails
+    with ``KeyError`` naming it on first read."""
 
 
 def from_row(cls: type[D], row: asyncpg.Record | Mapping[str, Any], **converted: Any) -> D:
@@ -78,6 +103,41 @@ class NotificationRecord:
     subject: str
     seq: int
     as_of: dt.datetime
+
+
+@dataclass(frozen=True)
+class ClaimedPush:
+    """A push the dispatcher claimed (queries/push.sql ``claim_pushes``): its message, its
+    fence (``attempts``) and how it is to go (channel, recipient, fallback, digest)."""
+
+    id: int
+    mentor_id: uuid.UUID
+    scenario_type: str
+    title: str
+    body: str
+    data: dict[str, Any] | None
+    idempotency_key: str
+    attempts: int
+    created_at: dt.datetime
+    delivery_uncertain: bool
+    interrupted: bool  # claimed after an earlier attempt was cut off mid-call
+    channel: str | None
+    recipient: str | None
+    fallback: list[str] | None
+    digest: bool
+
+
+@dataclass(frozen=True)
+class PushCheck:
+    """The send-time re-check of a claimed push (queries/push.sql ``recheck_pushes``): why it is
+    cancelled now, if it is, and what of the mentor the send needs (zone, address, locale)."""
+
+    id: int
+    timezone: str | None
+    organization_id: uuid.UUID | None
+    email: str | None
+    locale: str | None
+    cancel_reason: str | None
 
 
 async def load_mentor(conn: Conn, mentor_id: uuid.UUID) -> MentorRecord | None:

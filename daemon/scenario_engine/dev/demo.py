@@ -45,8 +45,8 @@ from scenario_engine.dev.embedded import (
     is_root,
     start_private_cluster,
 )
-from scenario_engine.domain.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.runtime.app import Daemon
+from scenario_engine.scenarios.rules import DEFAULT_RULES, Rules, load_rules
 from scenario_engine.terminal import terminal_safe
 
 DEMO_DB = "scenario_demo"

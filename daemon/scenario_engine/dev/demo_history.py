@@ -39,8 +39,8 @@ import asyncpg
 
 from scenario_engine.db.connect import create_pool
 from scenario_engine.db.queries import execute, query
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
+from scenario_engine.scenarios.rules import Rules
 
 DAY = dt.timedelta(days=1)
 HISTORY_DAYS = 84  # twelve weeks

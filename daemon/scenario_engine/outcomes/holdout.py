@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.domain.rules import Rules
 from scenario_engine.policy import PolicyDecision
 from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.rules import Rules
 
 BUCKETS = 10_000  # a resolution of 0.01 %
 

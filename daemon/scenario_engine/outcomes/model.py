@@ -1,6 +1,6 @@
 """The outcomes model: what an arm, a mature cohort, a rate, a lift, its interval, the minimum
 and the verdict are — one definition that `report` (outcomes/report.py) and the programme page
-(runtime/programme_view.py) both use, so that the two never say different things about the
+(web/programme_view.py) both use, so that the two never say different things about the
 same decisions (docs/OUTCOMES.md, "Mature cohort").
 
 The database does the counting (``outcome_counts`` in queries/outcomes.sql, one query for both

@@ -34,6 +34,7 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
 
+from scenario_engine.db.queries import bind
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, SendResult, classify_http, read_bounded
 
@@ -53,11 +54,6 @@ DEFAULT_TOKEN_LIFETIME_SECONDS = 3600.0
 RESERVED_DATA_KEYS = frozenset({"from", "notification", "message_type"})
 RESERVED_DATA_PREFIXES = ("google", "gcm")
 
-SELECT_TOKENS = "SELECT token FROM public.device_token WHERE mentor_id = $1 AND active ORDER BY id"
-DEACTIVATE_TOKEN = (
-    "UPDATE public.device_token SET active = false, deactivated_at = now(), last_error = $2 "
-    "WHERE token = $1 AND active"
-)
 
 Outcome = Literal["delivered", "invalid", "retry", "failed"]
 
@@ -261,7 +257,8 @@ class FcmProvider:
         return classify_fcm(*response)
 
     async def send(self, message: PushMessage, session: aiohttp.ClientSession) -> SendResult:
-        tokens: list[str] = [r["token"] for r in await self.pool.fetch(SELECT_TOKENS, message.mentor_id)]
+        sql, args = bind("fcm_device_tokens", {"mentor_id": message.mentor_id})
+        tokens: list[str] = [r["token"] for r in await self.pool.fetch(sql, *args)]
         if not tokens:
             return SendResult.failed("no active device token", unreachable=True)
         try:
@@ -280,7 +277,8 @@ class FcmProvider:
 
     async def _deactivate(self, message: PushMessage, invalid: list[tuple[str, _TokenResult]]) -> None:
         try:
-            await self.pool.executemany(DEACTIVATE_TOKEN, [(t, r.error) for t, r in invalid])
+            bound = [bind("fcm_deactivate_token", {"token": t, "error": r.error}) for t, r in invalid]
+            await self.pool.executemany(bound[0][0], [args for _, args in bound])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             # The send already happened; report it truthfully. The token is found invalid
             # again on the next push and deactivated then.

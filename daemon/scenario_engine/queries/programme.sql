@@ -1,4 +1,4 @@
--- Queries of the programme-health page (GET /programme on the status port; runtime/programme_view.py).
+-- Queries of the programme-health page (GET /programme on the status port; web/programme_view.py).
 --
 -- The page's own query takes three parameters: since, the start of the window (a Monday 00:00
 -- UTC), until, the end of the window (the page's as_of; inclusive), and organization_id, one

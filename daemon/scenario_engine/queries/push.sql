@@ -61,7 +61,7 @@ RETURNING id;
 
 -- name: recheck_pushes
 -- params: ids
--- Re-check at send time what may have changed since enqueue (DESIGN.md §3): mentor status,
+-- Re-check at send time what may have changed since enqueue (docs/SCENARIOS.md): mentor status,
 -- opt-out, and what each scenario declares (a renewed certification, a mentor active again).
 -- email and locale: read through to_jsonb so that the platform may or may not have the columns
 -- (peer_mentor.email is optional, docs/CHANNELS.md); NULL when it has not.
@@ -152,3 +152,14 @@ SELECT (SELECT count(*) FROM scenario_engine.push_notification WHERE status IN (
        (SELECT min(created_at) FROM scenario_engine.push_notification WHERE status IN ('pending', 'sending'))
            AS oldest_pending,
        (SELECT count(*) FROM scenario_engine.push_notification WHERE status = 'dead') AS dead;
+
+-- name: fcm_device_tokens
+-- params: mentor_id
+-- The fcm provider's targets (push/fcm.py): every active device token of the mentor.
+SELECT token FROM public.device_token WHERE mentor_id = $1 AND active ORDER BY id;
+
+-- name: fcm_deactivate_token
+-- params: token, error
+-- A token FCM answered UNREGISTERED or INVALID_ARGUMENT for is never tried again (push/fcm.py).
+UPDATE public.device_token SET active = false, deactivated_at = now(), last_error = $2
+WHERE token = $1 AND active;

@@ -218,3 +218,8 @@ DELETE FROM scenario_engine.scenario_full_sweep_request WHERE id = ANY($1::bigin
 -- A full sweep asked for by the daemon itself: a missing platform hook came back, and what
 -- changed meanwhile was never captured (runtime/hooks.py).
 INSERT INTO scenario_engine.scenario_full_sweep_request (table_name, operation) VALUES ($1::text, $2::text);
+
+-- name: listen_ping
+-- The LISTEN connection proves itself alive (runtime/listener.py): asyncpg does not notice a
+-- dead socket by itself.
+SELECT 1;

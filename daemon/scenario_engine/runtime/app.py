@@ -27,11 +27,12 @@ from typing import Any
 
 import anyio
 import asyncpg
+from anyio.abc import TaskGroup
 
 from scenario_engine.config.settings import Settings
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect, create_pool
-from scenario_engine.db.errors import condition_of
+from scenario_engine.db.errors import DB_ERRORS, condition_of
 from scenario_engine.db.installation import InstallationError, check_installation
 from scenario_engine.db.pooler import (
     POOLER_ADVICE,
@@ -40,24 +41,24 @@ from scenario_engine.db.pooler import (
     pooler_symptom,
 )
 from scenario_engine.db.queries import execute, query
-from scenario_engine.domain.rules import Rules, load_rules
 from scenario_engine.engine import Engine
 from scenario_engine.errors import ConfigError, find_in_group
 from scenario_engine.exit_codes import EXIT_CONFIG
 from scenario_engine.logs import get_logger
-from scenario_engine.privacy import personal_data_loop
 from scenario_engine.push.factory import make_providers
-from scenario_engine.runtime.backoff import DB_ERRORS, Backoff
+from scenario_engine.runtime.backoff import Backoff
 from scenario_engine.runtime.dispatcher import Dispatcher
 from scenario_engine.runtime.drain import Drain, prune_loop
 from scenario_engine.runtime.fleet import heartbeat
 from scenario_engine.runtime.hooks import InstallationWatch
 from scenario_engine.runtime.lifecycle import RELOAD_SIGNAL, STOP_SIGNALS, SystemdNotifier
 from scenario_engine.runtime.listener import Listener
+from scenario_engine.runtime.retention import personal_data_loop
 from scenario_engine.runtime.scheduler import Scheduler
 from scenario_engine.runtime.state import RuntimeState, default_instance_id
-from scenario_engine.runtime.status import StatusServerError, serve_status
 from scenario_engine.runtime.worker import Worker, retry_transient
+from scenario_engine.scenarios.rules import Rules, load_rules
+from scenario_engine.web.server import StatusServerError, serve_status
 
 log = get_logger("scenario_engine.app")
 HEALTH_INTERVAL = 2.0
@@ -76,9 +77,29 @@ class Daemon:
         self.notifier = SystemdNotifier()
 
     async def run(self) -> None:
+        """The daemon, top to bottom: what starts, in which order, and what stops.
+
+        1. the pool — lazy, so a database that is down at start makes the daemon unready, not dead;
+        2. the status server (web/server.py) — listening before any work starts;
+        3. the signals — SIGTERM/SIGINT stop, SIGHUP reloads the rules (``_reload``);
+        4. the start-up checks — a session endpoint, the installation (waits out an outage);
+        5. the rules' first sighting (``_see_rules``), before any event is handled;
+        6. the LISTEN connection (runtime/listener.py), the health probe (``_health``) and the
+           stuck-loop monitor (``_monitor``, the systemd watchdog);
+        7. the dispatcher's HTTP session, then the workers (``_start_workers``).
+
+        Stop: a stop signal sets ``state.stopping``; the workers finish the batch in hand within
+        ``shutdown_grace_seconds`` (``_grace_timer``) and are then cancelled; the dispatcher's
+        session closes; the rest is cancelled; the instance leaves the fleet and the pool closes
+        (shielded, whatever happened)."""
         s = self.settings
         pool = await self._open_pool()
-        engine = Engine(pool, self.rules, sweep_batch=s.sweep_batch_size)
+        engine = Engine(
+            pool,
+            self.rules,
+            sweep_batch=s.sweep_batch_size,
+            on_quarantine=self.state.metrics.count_quarantined,
+        )
         self.state.organization_names = self.rules.organization_names()
         stuck_after = s.worker_stuck_seconds
         try:
@@ -119,52 +140,7 @@ class Daemon:
                 )
                 async with dispatcher, anyio.create_task_group() as workers:
                     outer.start_soon(self._grace_timer, workers.cancel_scope)
-                    drain = Drain(
-                        pool,
-                        engine,
-                        self.state,
-                        batch_size=s.drain_batch_size,
-                        poll_interval=s.poll_interval_seconds,
-                        min_poll_interval=s.poll_min_interval_seconds,
-                        concurrency=s.drain_concurrency,
-                        max_attempts=s.event_max_attempts,
-                        health=self.state.watch("drain", stuck_after),
-                    )
-                    workers.start_soon(drain.run)
-                    workers.start_soon(Scheduler(self.dsn, pool, engine, self.state, s).run)
-                    workers.start_soon(
-                        dispatcher.run,
-                        self.state.stopping,
-                        self.state.dispatch_wakeup,
-                        self.state.watch("dispatcher", stuck_after),
-                    )
-                    workers.start_soon(
-                        partial(
-                            prune_loop,
-                            pool,
-                            self.state,
-                            retention_seconds=s.event_retention_hours * 3600,
-                            every=s.prune_interval_seconds,
-                            health=self.state.watch("prune", stuck_after),
-                        )
-                    )
-                    workers.start_soon(  # a hook dropped while running is loud (runtime/hooks.py)
-                        InstallationWatch(
-                            pool,
-                            self.state,
-                            interval=s.installation_check_interval_seconds,
-                            health=self.state.watch("installation_check", stuck_after),
-                        ).run
-                    )
-                    workers.start_soon(  # retention of personal data (scenario_engine/privacy.py)
-                        partial(
-                            personal_data_loop,
-                            pool,
-                            self.state,
-                            s,
-                            health=self.state.watch("personal_data_prune", stuck_after),
-                        )
-                    )
+                    self._start_workers(workers, pool, engine, dispatcher)
                 log.info("workers_stopped")
                 outer.cancel_scope.cancel()
         finally:
@@ -172,6 +148,62 @@ class Daemon:
                 await self._goodbye(pool)
                 await self._close_pool(pool)
         log.info("daemon_stopped")
+
+    def _start_workers(
+        self, workers: TaskGroup, pool: asyncpg.Pool[Any], engine: Engine, dispatcher: Dispatcher
+    ) -> None:
+        """The loops that stop claiming work on a stop signal, each on the shared work loop
+        (runtime/worker.py) and watched for being stuck, except the scheduler (a sweep of a large
+        population may rightly run for minutes; its lease and /status show its progress)."""
+        s = self.settings
+        stuck_after = s.worker_stuck_seconds
+        drain = Drain(  # the event drain (runtime/drain.py)
+            pool,
+            engine,
+            self.state,
+            batch_size=s.drain_batch_size,
+            poll_interval=s.poll_interval_seconds,
+            min_poll_interval=s.poll_min_interval_seconds,
+            concurrency=s.drain_concurrency,
+            max_attempts=s.event_max_attempts,
+            health=self.state.watch("drain", stuck_after),
+        )
+        workers.start_soon(drain.run)
+        # Leader election and the scheduled sweep (runtime/scheduler.py, runtime/shared_sweep.py).
+        workers.start_soon(Scheduler(self.dsn, pool, engine, self.state, s).run)
+        workers.start_soon(  # the push outbox (runtime/dispatcher.py, push/)
+            dispatcher.run,
+            self.state.stopping,
+            self.state.dispatch_wakeup,
+            self.state.watch("dispatcher", stuck_after),
+        )
+        workers.start_soon(  # processed events past retention (runtime/drain.py)
+            partial(
+                prune_loop,
+                pool,
+                self.state,
+                retention_seconds=s.event_retention_hours * 3600,
+                every=s.prune_interval_seconds,
+                health=self.state.watch("prune", stuck_after),
+            )
+        )
+        workers.start_soon(  # a hook dropped while running is loud (runtime/hooks.py)
+            InstallationWatch(
+                pool,
+                self.state,
+                interval=s.installation_check_interval_seconds,
+                health=self.state.watch("installation_check", stuck_after),
+            ).run
+        )
+        workers.start_soon(  # retention of personal data (runtime/retention.py, privacy.py)
+            partial(
+                personal_data_loop,
+                pool,
+                self.state,
+                s,
+                health=self.state.watch("personal_data_prune", stuck_after),
+            )
+        )
 
     async def _check_session(self) -> bool:
         """A session endpoint, a migrated database, the platform hooks, the runtime grants."""

@@ -1,42 +1,15 @@
-"""Jittered exponential backoff, and which errors a work loop backs off on.
+"""Jittered exponential backoff for the work loops.
 
-A condition of the database (db/errors.py: the server away, read-only, out of disk, a lock or
-statement timeout, a schema mismatch …) is never fatal to the daemon: every loop that talks to
-it retries, with backoff. Anything else is a bug and ends the process.
+Which errors a loop backs off on is the database's business (db/errors.py: ``condition_of``,
+``is_transient``): a condition of the database (the server away, read-only, out of disk, a lock
+or statement timeout, a schema mismatch …) is never fatal to the daemon; anything else is a bug
+and ends the process.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-
-from scenario_engine.db.errors import (
-    CONNECTION_ERRORS,
-    DB_ERRORS,
-    Condition,
-    condition_of,
-    first_leaf,
-)
-
-# The connection-loss errors, under the name the runtime used before conditions were
-# classified by SQLSTATE (db/errors.py). Prefer ``is_transient`` / ``condition_of``.
-TRANSIENT_DB_ERRORS = CONNECTION_ERRORS
-
-__all__ = [
-    "DB_ERRORS",
-    "TRANSIENT_DB_ERRORS",
-    "Backoff",
-    "Condition",
-    "condition_of",
-    "first_leaf",
-    "is_transient",
-]
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True if ``exc`` is a condition of the database (db/errors.py), not a bug: retried with
-    backoff. An exception group is transient only if every leaf is."""
-    return condition_of(exc) is not None
 
 
 @dataclass

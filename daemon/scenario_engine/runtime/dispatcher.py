@@ -36,6 +36,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,10 +45,11 @@ import aiohttp
 import anyio
 from aiolimiter import AsyncLimiter
 
-from scenario_engine.config.settings import Settings, parse_quiet_hours
+from scenario_engine.config.settings import Settings
 from scenario_engine.db.errors import is_condition
 from scenario_engine.db.queries import bind, fetch
-from scenario_engine.domain.rules import Rules
+from scenario_engine.db.records import ClaimedPush, PushCheck, from_row
+from scenario_engine.domain.quiet_hours import parse_quiet_hours
 from scenario_engine.logs import get_logger
 from scenario_engine.push.base import PushMessage, PushProvider, SendResult
 from scenario_engine.push.digest import digest_message
@@ -58,6 +60,7 @@ from scenario_engine.runtime.quiet import quiet_until
 from scenario_engine.runtime.state import LoopHealth, Wakeup
 from scenario_engine.runtime.worker import Worker
 from scenario_engine.scenarios.registry import bind_recheck
+from scenario_engine.scenarios.rules import Rules
 
 log = get_logger("scenario_engine.dispatcher")
 
@@ -117,13 +120,17 @@ class DispatchStats:
     digested: int = 0  # pushes carried by another's digest message (not counting the leaders)
 
 
+# A claimed push and its send-time re-check: what one send (or one digest's member) works on.
+Member = tuple[ClaimedPush, PushCheck]
+
+
 class Dispatcher:
-    def quiet_window(self, check: Any) -> tuple[dt.time, dt.time] | None:
+    def quiet_window(self, check: PushCheck | None) -> tuple[dt.time, dt.time] | None:
         """The quiet hours of the push's mentor: their organisation's programme's, else the
         environment's (the default programme's fallback)."""
         if self.rules is None or check is None:
             return self.quiet
-        hours = self.rules().organization(check["organization_id"]).quiet_hours
+        hours = self.rules().organization(check.organization_id).quiet_hours
         return parse_quiet_hours(hours) if hours else self.quiet
 
     def __init__(
@@ -207,40 +214,46 @@ class Dispatcher:
         """
         stats = DispatchStats()
         async with self.pool.acquire() as conn:
-            rows = await fetch(
-                conn, "claim_pushes", batch_size=self.settings.push_batch_size, lease_secs=self.claim_lease
-            )
+            rows = [
+                from_row(ClaimedPush, r)
+                for r in await fetch(
+                    conn,
+                    "claim_pushes",
+                    batch_size=self.settings.push_batch_size,
+                    lease_secs=self.claim_lease,
+                )
+            ]
             if not rows:
                 return stats
-            recheck, args = bind_recheck(ids=[r["id"] for r in rows])
-            checks = {r["id"]: r for r in await conn.fetch(recheck, *args)}
+            recheck, args = bind_recheck(ids=[r.id for r in rows])
+            checks = {c.id: c for c in (from_row(PushCheck, r) for r in await conn.fetch(recheck, *args))}
             server = await ServerTime.read(conn)  # quiet hours and give-ups by the server's clock
         stats.claimed = len(rows)
         for row in rows:
-            if row["interrupted"]:
+            if row.interrupted:
                 self._count(row, "interrupted")
                 stats.interrupted += 1
-                log.warning("push_attempt_interrupted", push_id=row["id"], attempts=row["attempts"] - 1)
+                log.warning("push_attempt_interrupted", push_id=row.id, attempts=row.attempts - 1)
         now = server.at
-        to_send: list[tuple[Any, Any]] = []
-        finished: list[tuple[Any, str, str]] = []
-        deferred: list[tuple[Any, dt.datetime]] = []
+        to_send: list[Member] = []
+        finished: list[tuple[ClaimedPush, str, str]] = []
+        deferred: list[tuple[ClaimedPush, dt.datetime]] = []
         for row in rows:
-            check = checks.get(row["id"])
-            reason = check["cancel_reason"] if check else "mentor no longer exists"
-            if reason:
-                status, text = cancel_outcome(row["delivery_uncertain"], reason)
+            check = checks.get(row.id)
+            reason = (check.cancel_reason or "") if check else "mentor no longer exists"
+            if reason or check is None:
+                status, text = cancel_outcome(row.delivery_uncertain, reason)
                 finished.append((row, status, text))
                 setattr(stats, status, getattr(stats, status) + 1)
                 continue
-            until = quiet_until(now, check["timezone"] if check else None, self.quiet_window(check))
+            until = quiet_until(now, check.timezone, self.quiet_window(check))
             if until is not None:
                 deferred.append((row, until))
                 stats.deferred += 1
                 continue
             if self._channel(row) not in self.providers:  # e.g. SMTP no longer configured
                 reason = f"no provider configured for channel {self._channel(row)!r}"
-                finished.append((row, "failed", with_uncertainty(reason, row["delivery_uncertain"])))
+                finished.append((row, "failed", with_uncertainty(reason, row.delivery_uncertain)))
                 stats.failed += 1
                 continue
             to_send.append((row, check))
@@ -248,13 +261,13 @@ class Dispatcher:
         if deferred:
             await self._execute(
                 "push_defer",
-                ids=[r["id"] for r, _ in deferred],
-                attempts=[r["attempts"] for r, _ in deferred],
+                ids=[r.id for r, _ in deferred],
+                attempts=[r.attempts for r, _ in deferred],
                 until=[until for _, until in deferred],
             )
             for row, _ in deferred:
                 self._count(row, "deferred")
-        waiting = {row["id"]: row["attempts"] for row, _ in to_send}
+        waiting = {row.id: row.attempts for row, _ in to_send}
         errors: list[BaseException] = []
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._renew_claims, waiting)
@@ -266,16 +279,16 @@ class Dispatcher:
             raise errors[0]
         return stats
 
-    def _groups(self, to_send: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+    def _groups(self, to_send: list[Member]) -> list[list[Member]]:
         """One message per push, but one per mentor and channel for the digest pushes claimed
         together (claim_pushes claims a mentor's due digest pushes whole)."""
-        groups: list[list[tuple[Any, Any]]] = []
-        digests: dict[tuple[Any, str], list[tuple[Any, Any]]] = {}
+        groups: list[list[Member]] = []
+        digests: dict[tuple[uuid.UUID, str], list[Member]] = {}
         for row, check in to_send:
-            if not row["digest"]:
+            if not row.digest:
                 groups.append([(row, check)])
                 continue
-            key = (row["mentor_id"], self._channel(row))
+            key = (row.mentor_id, self._channel(row))
             if key not in digests:
                 digests[key] = []
                 groups.append(digests[key])
@@ -300,7 +313,7 @@ class Dispatcher:
 
     async def _send_one(
         self,
-        members: list[tuple[Any, Any]],
+        members: list[Member],
         stats: DispatchStats,
         waiting: dict[int, int],
         errors: list[BaseException],
@@ -315,14 +328,14 @@ class Dispatcher:
         async with self.limiter:
             await self.rates.get(channel, self.rate).acquire()
             for row, _ in members:
-                waiting.pop(row["id"], None)
-            marked: list[tuple[Any, Any]] = []
+                waiting.pop(row.id, None)
+            marked: list[Member] = []
             for row, check in members:
                 try:
                     ok = await self._fetchval(
                         "push_mark_in_flight",
-                        id=row["id"],
-                        attempts=row["attempts"],
+                        id=row.id,
+                        attempts=row.attempts,
                         lease_secs=deadline + RECORD_GRACE_SECONDS,
                     )
                 except Exception as exc:  # not marked, so not sent: the claim lapses
@@ -334,7 +347,7 @@ class Dispatcher:
                         return
                 if ok is None:
                     stats.lost += 1
-                    log.info("push_claim_lost", push_id=row["id"], attempts=row["attempts"])
+                    log.info("push_claim_lost", push_id=row.id, attempts=row.attempts)
                     continue
                 marked.append((row, check))
             if not marked:
@@ -344,8 +357,8 @@ class Dispatcher:
                 try:
                     await self._execute(
                         "push_digest_group",
-                        ids=[r["id"] for r, _ in marked],
-                        attempts=[r["attempts"] for r, _ in marked],
+                        ids=[r.id for r, _ in marked],
+                        attempts=[r.attempts for r, _ in marked],
                         leader=message.id,
                     )
                 except Exception as exc:  # in flight, unsent: taken up again later
@@ -365,39 +378,39 @@ class Dispatcher:
                     if not is_condition(exc):
                         raise
                     log.warning(
-                        "push_outcome_not_recorded", push_id=row["id"], outcome=result.kind, error=repr(exc)
+                        "push_outcome_not_recorded", push_id=row.id, outcome=result.kind, error=repr(exc)
                     )
                     errors.append(exc)
 
-    def _message(self, members: list[tuple[Any, Any]]) -> PushMessage:
+    def _message(self, members: list[Member]) -> PushMessage:
         """The message of one push, or the digest naming each of several (push/digest.py)."""
         row, check = members[0]
-        title, body, data = row["title"], row["body"], row["data"] or {}
+        title, body, data = row.title, row.body, row.data or {}
         if len(members) > 1:
-            title, body = digest_message([r["title"] for r, _ in members], check["locale"])
+            title, body = digest_message([r.title for r, _ in members], check.locale)
             data = {
                 "digest": [
                     {
-                        "notification_id": r["data"].get("notification_id") if r["data"] else None,
-                        "scenario_type": r["scenario_type"],
-                        "title": r["title"],
+                        "notification_id": r.data.get("notification_id") if r.data else None,
+                        "scenario_type": r.scenario_type,
+                        "title": r.title,
                     }
                     for r, _ in members
                 ],
                 "notification_id": data.get("notification_id"),
             }
         return PushMessage(
-            id=row["id"],
-            mentor_id=row["mentor_id"],
-            scenario_type=row["scenario_type"] if len(members) == 1 else "digest",
+            id=row.id,
+            mentor_id=row.mentor_id,
+            scenario_type=row.scenario_type if len(members) == 1 else "digest",
             title=title,
             body=body,
             data=data,
-            idempotency_key=row["idempotency_key"],
-            attempts=row["attempts"],
+            idempotency_key=row.idempotency_key,
+            attempts=row.attempts,
             channel=self._channel(row),
-            recipient=row["recipient"],
-            locale=check["locale"],
+            recipient=row.recipient,
+            locale=check.locale,
         )
 
     async def _call(self, provider: PushProvider, message: PushMessage, deadline: float) -> SendResult:
@@ -413,19 +426,24 @@ class Dispatcher:
             return SendResult.retry(f"provider error: {exc!r}", maybe_delivered=True)
 
     async def _record(
-        self, row: Any, result: SendResult, stats: DispatchStats, now: dt.datetime, check: Any = None
+        self,
+        row: ClaimedPush,
+        result: SendResult,
+        stats: DispatchStats,
+        now: dt.datetime,
+        check: PushCheck | None = None,
     ) -> None:
         """``now``: the server's clock at the send's end, against which its age is judged;
         ``check``: the send-time re-check of the row (the mentor's email address, if known)."""
         if result.error and self.secrets:  # a gateway may echo our URL or token into its answer
             result = dataclasses.replace(result, error=scrub(result.error, self.secrets))
         name = self._provider_name(row)
-        uncertain = bool(row["delivery_uncertain"]) or result.maybe_delivered
+        uncertain = bool(row.delivery_uncertain) or result.maybe_delivered
         if result.kind == "delivered":
             await self._execute(
                 "push_sent",
-                id=row["id"],
-                attempts=row["attempts"],
+                id=row.id,
+                attempts=row.attempts,
                 provider=name,
                 provider_message_id=result.provider_message_id,
             )
@@ -436,29 +454,29 @@ class Dispatcher:
             if await self._fall_back(row, result.error or "unreachable", check):
                 stats.fell_back += 1
                 return
-            if "email" in (row["fallback"] or []):
+            if "email" in (row.fallback or []):
                 result = dataclasses.replace(result, error=f"{result.error}; {self._no_fallback(check)}")
         if result.kind == "dead":  # a permanent refusal (SMTP 5xx to RCPT TO): no retry
             await self._finish(row, "dead", with_uncertainty(result.error or "refused", uncertain))
             stats.dead += 1
-            log.error("push_dead_lettered", push_id=row["id"], attempts=row["attempts"], error=result.error)
+            log.error("push_dead_lettered", push_id=row.id, attempts=row.attempts, error=result.error)
             return
         if result.kind == "failed":
             await self._finish(row, "failed", with_uncertainty(result.error or "failed", uncertain))
             stats.failed += 1
-            log.warning("push_failed", push_id=row["id"], error=result.error)
+            log.warning("push_failed", push_id=row.id, error=result.error)
             return
-        delay = self.retry.delay(row["attempts"], result.retry_after)
-        if self.retry.gives_up(row["attempts"], row["created_at"], delay, now):
-            reason = f"gave up after {row['attempts']} attempts: {result.error}"
+        delay = self.retry.delay(row.attempts, result.retry_after)
+        if self.retry.gives_up(row.attempts, row.created_at, delay, now):
+            reason = f"gave up after {row.attempts} attempts: {result.error}"
             await self._finish(row, "dead", with_uncertainty(reason, uncertain))
             stats.dead += 1
-            log.error("push_dead_lettered", push_id=row["id"], attempts=row["attempts"], error=result.error)
+            log.error("push_dead_lettered", push_id=row.id, attempts=row.attempts, error=result.error)
             return
         await self._execute(
             "push_retry",
-            id=row["id"],
-            attempts=row["attempts"],
+            id=row.id,
+            attempts=row.attempts,
             delay_secs=delay,
             provider=name,
             error=result.error,
@@ -467,18 +485,18 @@ class Dispatcher:
         self._count(row, "retried")
         stats.retried += 1
 
-    async def _fall_back(self, row: Any, error: str, check: Any) -> bool:
+    async def _fall_back(self, row: ClaimedPush, error: str, check: PushCheck | None) -> bool:
         """Switch an undeliverable push to the email channel, when its programme allows it and
         the platform knows an address; True if switched. At most once per row (SQL fence)."""
-        if "email" not in (row["fallback"] or []) or "email" not in self.providers:
+        if "email" not in (row.fallback or []) or "email" not in self.providers:
             return False
-        address = check["email"] if check is not None else None
+        address = check.email if check is not None else None
         if not address:
             return False
         switched = await self._fetchval(
             "push_fall_back",
-            id=row["id"],
-            attempts=row["attempts"],
+            id=row.id,
+            attempts=row.attempts,
             channel="email",
             recipient=address,
             reason=error,
@@ -486,38 +504,37 @@ class Dispatcher:
         if switched is None:
             return False
         self._count(row, "fell_back")
-        log.info("push_fell_back", push_id=row["id"], channel="email", reason=error)
+        log.info("push_fell_back", push_id=row.id, channel="email", reason=error)
         return True
 
-    def _no_fallback(self, check: Any) -> str:
+    def _no_fallback(self, check: PushCheck | None) -> str:
         if "email" not in self.providers:
             return "no email fallback: no SMTP server configured"
         return "no email fallback: the platform has no address for the mentor"
 
     @staticmethod
-    def _channel(row: Any) -> str:
-        channel: str = row["channel"] or "push"
-        return channel
+    def _channel(row: ClaimedPush) -> str:
+        return row.channel or "push"
 
-    def _provider_name(self, row: Any) -> str:
+    def _provider_name(self, row: ClaimedPush) -> str:
         provider = self.providers.get(self._channel(row))
         return provider.name if provider is not None else self._channel(row)
 
-    async def _finish(self, row: Any, status: str, reason: str) -> None:
+    async def _finish(self, row: ClaimedPush, status: str, reason: str) -> None:
         await self._finish_many([(row, status, reason)])
 
-    async def _finish_many(self, outcomes: list[tuple[Any, str, str]]) -> None:
+    async def _finish_many(self, outcomes: list[tuple[ClaimedPush, str, str]]) -> None:
         """Record terminal outcomes (row, status, reason) in one statement."""
         if not outcomes:
             return
-        by_provider: dict[str, list[tuple[Any, str, str]]] = {}
+        by_provider: dict[str, list[tuple[ClaimedPush, str, str]]] = {}
         for outcome in outcomes:
             by_provider.setdefault(self._provider_name(outcome[0]), []).append(outcome)
         for name, group in by_provider.items():  # one statement per channel's provider
             await self._execute(
                 "push_finish",
-                ids=[row["id"] for row, _, _ in group],
-                attempts=[row["attempts"] for row, _, _ in group],
+                ids=[row.id for row, _, _ in group],
+                attempts=[row.attempts for row, _, _ in group],
                 statuses=[status for _, status, _ in group],
                 provider=name,
                 reasons=[reason for _, _, reason in group],
@@ -525,7 +542,7 @@ class Dispatcher:
         for row, status, reason in outcomes:
             self._count(row, status)
             if status == "abandoned":
-                log.warning("push_abandoned", push_id=row["id"], reason=reason)
+                log.warning("push_abandoned", push_id=row.id, reason=reason)
 
     async def _execute(self, name: str, **params: Any) -> None:
         """One named statement on a connection of its own, given back at once."""
@@ -538,8 +555,8 @@ class Dispatcher:
         async with self.pool.acquire() as conn:
             return await conn.fetchval(sql, *args)
 
-    def _count(self, row: Any, outcome: str) -> None:
-        self.metrics.push_outcomes.labels(self._provider_name(row), row["scenario_type"], outcome).inc()
+    def _count(self, row: ClaimedPush, outcome: str) -> None:
+        self.metrics.push_outcomes.labels(self._provider_name(row), row.scenario_type, outcome).inc()
 
 
 async def requeue_dead(pool: Any, since: dt.datetime | None) -> int:

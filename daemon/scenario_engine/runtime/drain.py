@@ -27,6 +27,7 @@ mode a NOTIFY still cuts the wait short.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from functools import partial
 from typing import Any, NoReturn
 
@@ -39,7 +40,7 @@ from scenario_engine.db.connect import Conn
 from scenario_engine.db.errors import Condition, ConditionError, condition_of, is_database_error, sqlstate_of
 from scenario_engine.db.queries import execute, fetch, fetchval, query
 from scenario_engine.engine import Engine
-from scenario_engine.events import EventError, Routed, ScenarioEvent, group, scenarios_for
+from scenario_engine.events import EventError, Routes, ScenarioEvent, route
 from scenario_engine.isolation import MAX_BISECTED, reason_for
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.state import LoopHealth, RuntimeState, Wakeup
@@ -48,8 +49,8 @@ from scenario_engine.runtime.worker import Worker
 log = get_logger("scenario_engine.drain")
 
 HELPER_IDLE_WAIT = 3600.0
-# A claimed event, routed to its scenario types, with the instant its row was written.
-Claimed = tuple[Routed, dt.datetime]
+# A claimed event, with the instant its row was written.
+Claimed = tuple[ScenarioEvent, dt.datetime]
 
 
 class AdaptivePoll:
@@ -194,26 +195,29 @@ class Drain:
             if not rows:
                 return 0
             good: list[Claimed] = []
+            routes = Routes()  # each event routed once, as it is checked
             for row in rows:
                 try:
                     event = ScenarioEvent.from_row(row)
-                    routed = (event, scenarios_for(event))
+                    routes.add(event)
                 except (EventError, ValidationError) as exc:
                     await self._dead_letter(conn, row["id"], str(exc), "invalid")
                     continue
-                good.append((routed, row["created_at"]))
+                good.append((event, row["created_at"]))
             if good:
                 # The server's clock, read after the claim: at or after every instant the claimed
                 # events' transactions stamped (runtime/clock.py).
                 as_of = await database_now(conn)
-                await self._process(conn, good, as_of)
+                await self._process(conn, good, routes.by_type, as_of)
             return len(rows)
 
-    async def _process(self, conn: Conn, batch: list[Claimed], as_of: dt.datetime) -> None:
-        events = [routed[0] for routed, _ in batch]
+    async def _process(
+        self, conn: Conn, batch: list[Claimed], by_type: dict[str, set[uuid.UUID]], as_of: dt.datetime
+    ) -> None:
+        events = [event for event, _ in batch]
         try:
             async with conn.transaction():
-                outcomes = await self.engine.evaluate_routed(conn, group(r for r, _ in batch), as_of)
+                outcomes = await self.engine.evaluate_routed(conn, by_type, as_of)
         except Exception as exc:
             if is_database_error(exc):  # not the events' fault: all stay pending, retried
                 raise_batch_failure(exc)
@@ -233,11 +237,10 @@ class Drain:
         batch, as one evaluation would, so that a bug cannot quarantine a population one event
         at a time."""
         quarantined = 0
-        for routed, created in batch:
-            event = routed[0]
+        for event, created in batch:
             try:
                 async with conn.transaction():
-                    outcomes = await self.engine.evaluate_routed(conn, group([routed]), as_of)
+                    outcomes = await self.engine.evaluate_routed(conn, route([event]), as_of)
                     quarantined += len(outcomes.quarantined)
                     if quarantined > MAX_BISECTED:
                         raise TooManyQuarantined(quarantined, first) from first
@@ -260,7 +263,7 @@ class Drain:
                 continue
             await execute(conn, "mark_events_processed", ids=[event.id])
             self.state.metrics.count_outcomes(outcomes)
-            self._observe([(routed, created)])
+            self._observe([(event, created)])
 
     async def _dead_letter(self, conn: Conn, event_id: int, error: str, reason: str) -> None:
         await execute(conn, "dead_letter_event", id=event_id, error=error)
@@ -270,7 +273,7 @@ class Drain:
     def _observe(self, batch: list[Claimed]) -> None:
         now = self.state.clock.server_now().timestamp()  # the rows were stamped by the server
         self.state.metrics.drain_latency.observe_many(
-            [max(0.0, now - created.timestamp()) for _routed, created in batch]
+            [max(0.0, now - created.timestamp()) for _event, created in batch]
         )
         self.state.metrics.events_processed.inc(len(batch))
 

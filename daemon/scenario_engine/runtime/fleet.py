@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetchrow
-from scenario_engine.domain.rules import Rules
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.clock import local_now
+from scenario_engine.scenarios.rules import Rules
 
 if TYPE_CHECKING:
     from scenario_engine.runtime.state import RuntimeState

@@ -26,10 +26,10 @@ from typing import Any
 
 import asyncpg
 
+from scenario_engine.db.errors import is_transient
 from scenario_engine.db.installation import check_installation
 from scenario_engine.db.queries import execute
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import is_transient
 from scenario_engine.runtime.state import LoopHealth, RuntimeState
 from scenario_engine.runtime.worker import Worker
 

@@ -25,8 +25,9 @@ import asyncpg
 from anyio.abc import TaskStatus
 
 from scenario_engine.db.connect import connect
+from scenario_engine.db.errors import first_leaf
+from scenario_engine.db.queries import query
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import first_leaf
 from scenario_engine.runtime.state import LoopHealth, RuntimeState, Wakeup
 from scenario_engine.runtime.worker import Worker
 
@@ -119,7 +120,7 @@ class Listener:
             await self._connect()
             return False
         with anyio.fail_after(self.ping_timeout):
-            await conn.execute("SELECT 1")
+            await conn.execute(query("listen_ping"))
         return False
 
     async def _connect(self) -> None:

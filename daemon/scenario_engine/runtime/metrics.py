@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from scenario_engine.isolation import observe_quarantine
 from scenario_engine.notifications import Outcome
 from scenario_engine.outcomes.resolve import ResolvedCount
 from scenario_engine.version import VERSION
@@ -186,7 +185,6 @@ class Metrics:
             "The database server's clock minus this host's, measured on the health round trip.",
             registry=r,
         )
-        observe_quarantine(self)
 
     def set_rules_fingerprint(self, fingerprint: str) -> None:
         """One series at a time: the old fingerprint's goes when the rules change."""

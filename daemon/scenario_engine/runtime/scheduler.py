@@ -42,7 +42,6 @@ from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import connect
 from scenario_engine.db.errors import DB_ERRORS, condition_of, first_leaf
 from scenario_engine.db.queries import bind, execute, fetchrow, fetchval, query
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.backoff import Backoff
@@ -50,6 +49,7 @@ from scenario_engine.runtime.fleet import rules_fingerprint
 from scenario_engine.runtime.shared_sweep import ClosedPeriod, SharedSweeper
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.worker import sleep_or_stop
+from scenario_engine.scenarios.rules import Rules
 
 LEADER_LOCK_KEY = 0x5CE7_1EAD  # any fixed positive bigint shared by all engines
 # How long the per-batch sweep ledger is kept: long enough to investigate an incident.

@@ -36,10 +36,10 @@ from typing import Any
 import asyncpg
 
 from scenario_engine.db.queries import fetch, fetchrow, fetchval
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.fleet import rules_fingerprint
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.sweep import SweepResult
 
 log = get_logger("scenario_engine.shared_sweep")

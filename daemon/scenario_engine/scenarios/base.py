@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from scenario_engine.domain.rule import ScenarioType
 
@@ -96,7 +96,10 @@ def dedup_key(scenario_type: str, rule_name: str, mentor_id: uuid.UUID, subject:
     return f"{scenario_type}:{rule_name}:{mentor_id}:{subject}:{seq}"
 
 
-def collect_candidates(rows: Iterable[Any], build: Callable[[Any], Candidate]) -> list[Candidate]:
+Row = TypeVar("Row")
+
+
+def collect_candidates(rows: Iterable[Row], build: Callable[[Row], Candidate]) -> list[Candidate]:
     """Candidates from a set-based query's rows. Rows the engine cannot evaluate are collected,
     not skipped: the batch then raises one ``MentorDataError`` naming every such mentor, so the
     caller quarantines them all at once and evaluates the rest (isolation.py)."""

@@ -9,26 +9,30 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import execute, fetch
+from scenario_engine.db.queries import bind, execute
+from scenario_engine.db.records import TypedRow
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.scenarios.base import Candidate, collect_candidates
 from scenario_engine.scenarios.programmes import VARIANT_COLUMN, programme_statement
 
 R = TypeVar("R", bound=RuleBase)
+Row = TypeVar("Row", bound=TypedRow)
 
 # The outcome "an activity within the window after the decision" (inactivity: re-activated;
 # milestone, anniversary: kept going). queries/outcomes.sql.
 ACTIVITY_OUTCOME = "outcome_activity_after"
 
 
-class SetBased(ABC, Generic[R]):
+class SetBased(ABC, Generic[R, Row]):
     """The set-based half of a scenario: its named candidate and due-window queries, the
     parameters each takes (built here, next to nothing else, by one method per query), and
-    how a candidate row becomes a ``Candidate``. bench/ times the same queries with the same
+    how a candidate row (``row_class``, a typed row: db/records.py) becomes a ``Candidate``.
+    bench/ times the same queries with the same
     parameters through ``candidate_params`` and ``due_params``."""
 
     candidate_query: str
     due_query: str
+    row_class: type[Row]  # the candidate query's columns, typed
 
     def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]:
         """Every candidate query is asked about a batch at an instant for one rule (whose ledger
@@ -40,7 +44,7 @@ class SetBased(ABC, Generic[R]):
         """The candidate query's parameters besides the batch, the instant and the rule's name."""
 
     @abstractmethod
-    def from_row(self, row: Any, rule: R, as_of: dt.datetime) -> Candidate: ...
+    def from_row(self, row: Row, rule: R, as_of: dt.datetime) -> Candidate: ...
 
     @abstractmethod
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
@@ -48,7 +52,8 @@ class SetBased(ABC, Generic[R]):
     async def candidates(
         self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime
     ) -> list[Candidate]:
-        rows = await fetch(conn, self.candidate_query, **self.candidate_params(rule, mentors, as_of))
+        sql, args = bind(self.candidate_query, self.candidate_params(rule, mentors, as_of))
+        rows = await conn.fetch(sql, *args, record_class=self.row_class)
         return collect_candidates(rows, lambda row: self.from_row(row, rule, as_of))
 
     async def candidates_across(
@@ -79,9 +84,9 @@ class SetBased(ABC, Generic[R]):
             [self.rule_params(v) if v is not None else None for v in variants],
             *(shared[k] for k in kept),
         ]
-        rows = await conn.fetch(sql, *args)
+        rows = await conn.fetch(sql, *args, record_class=self.row_class)
 
-        def build(row: Any) -> Candidate:
+        def build(row: Row) -> Candidate:
             rule = variants[row[VARIANT_COLUMN] - 1]
             assert rule is not None  # a None variant has no row (engine_variants skips it)
             return self.from_row(row, rule, as_of)

@@ -30,7 +30,7 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Recheck:
-    """A send-time re-check (DESIGN.md §3): ``condition`` is a SQL boolean over the push row
+    """A send-time re-check (docs/SCENARIOS.md): ``condition`` is a SQL boolean over the push row
     ``p`` (``p.data -> 'context'`` holds the candidate's context); true cancels the push with
     ``reason``. Kept in the scenario's queries.sql next to the queries that build that context."""
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from scenario_engine.cli.output import value
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import SweepResult
 from scenario_engine.notifications import Outcome
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.templates import render_body, render_title
 
 OUTCOME_COLUMNS = ("sent", "opted_out", "cooldown", "daily_cap", "mentor_not_active", "duplicate")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import fetch
-from scenario_engine.db.records import MentorRecord, load_notifications
+from scenario_engine.db.records import Column, MentorRecord, TypedRow, load_notifications
 from scenario_engine.instants import iso
 from scenario_engine.scenarios.anniversary import oracle
 from scenario_engine.scenarios.anniversary.context import AnniversaryContext
@@ -20,7 +21,18 @@ from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 from scenario_engine.scenarios.zones import UnknownTimezone, known_zones
 
 
-class AnniversaryScenario(SetBased[AnniversaryRule]):
+class AnniversaryRow(TypedRow):
+    """A row of ``anniversary_candidates`` (queries.sql). On a ``problem`` row (a zone Python
+    cannot load) every other column is NULL."""
+
+    mentor_id = Column[uuid.UUID]()
+    years = Column[int | None]()
+    joined_on = Column[dt.date | None]()
+    day = Column[dt.date | None]()
+    problem = Column[str | None]()
+
+
+class AnniversaryScenario(SetBased[AnniversaryRule, AnniversaryRow]):
     type = oracle.TYPE
     label = "Anniversary"
     title = "Anniversary greetings"
@@ -36,6 +48,7 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
     outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME, plain="kept going")
 
     candidate_query = "anniversary_candidates"
+    row_class = AnniversaryRow
     due_query = "anniversary_due"
     baseline_query = "anniversary_baseline"  # today's anniversaries are greeted already
 
@@ -46,10 +59,12 @@ class AnniversaryScenario(SetBased[AnniversaryRule]):
             "grace_days": rule.grace_days,
         }
 
-    def from_row(self, row: Any, rule: AnniversaryRule, as_of: dt.datetime) -> Candidate:
-        if row["problem"] is not None:
-            raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
-        return oracle.build_candidate(row["mentor_id"], rule, int(row["years"]), row["joined_on"], row["day"])
+    def from_row(self, row: AnniversaryRow, rule: AnniversaryRule, as_of: dt.datetime) -> Candidate:
+        problem, years, joined, day = row.problem, row.years, row.joined_on, row.day
+        if problem is not None:
+            raise MentorDataError({row.mentor_id: str(UnknownTimezone(problem))})
+        assert years is not None and joined is not None and day is not None  # NULL only on a problem row
+        return oracle.build_candidate(row.mentor_id, rule, int(years), joined, day)
 
     async def load_state(
         self, conn: Conn, rule: AnniversaryRule, mentor: MentorRecord, as_of: dt.datetime

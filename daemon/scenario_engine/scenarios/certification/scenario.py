@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.records import MentorRecord, load_certifications, load_notifications
+from scenario_engine.db.records import Column, MentorRecord, TypedRow, load_certifications, load_notifications
 from scenario_engine.instants import iso
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.certification import oracle
@@ -18,7 +19,18 @@ from scenario_engine.scenarios.common import SetBased
 from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 
 
-class CertificationScenario(SetBased[CertificationExpiryRule]):
+class CertificationRow(TypedRow):
+    """A row of ``certification_candidates`` (queries.sql)."""
+
+    mentor_id = Column[uuid.UUID]()
+    certification_id = Column[int]()
+    type = Column[str]()
+    expires_at = Column[dt.datetime]()
+    timezone = Column[str]()
+    tier = Column[int]()
+
+
+class CertificationScenario(SetBased[CertificationExpiryRule, CertificationRow]):
     type = oracle.TYPE
     label = "Certification expiry"
     title = "Certification reminders"
@@ -30,6 +42,7 @@ class CertificationScenario(SetBased[CertificationExpiryRule]):
     outcome = OutcomeSpec("renewed in time", "lapsed", "certification_outcomes", plain="renewed in time")
 
     candidate_query = "certification_candidates"
+    row_class = CertificationRow
     due_query = "certification_due"
 
     def rule_params(self, rule: CertificationExpiryRule) -> dict[str, Any]:
@@ -38,15 +51,15 @@ class CertificationScenario(SetBased[CertificationExpiryRule]):
             "types": list(rule.certification_types),
         }
 
-    def from_row(self, row: Any, rule: CertificationExpiryRule, as_of: dt.datetime) -> Candidate:
+    def from_row(self, row: CertificationRow, rule: CertificationExpiryRule, as_of: dt.datetime) -> Candidate:
         return oracle.build_candidate(
-            row["mentor_id"],
+            row.mentor_id,
             rule,
-            row["certification_id"],
-            row["type"],
-            row["expires_at"],
-            row["timezone"],
-            int(row["tier"]),
+            row.certification_id,
+            row.type,
+            row.expires_at,
+            row.timezone,
+            int(row.tier),
             as_of,
         )
 

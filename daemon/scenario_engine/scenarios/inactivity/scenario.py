@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.records import MentorRecord, load_activities, load_notifications
+from scenario_engine.db.records import Column, MentorRecord, TypedRow, load_activities, load_notifications
 from scenario_engine.instants import epoch_micros, is_evaluable, iso
 from scenario_engine.scenarios.base import Candidate, MentorDataError
 from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, SetBased
@@ -18,7 +19,19 @@ from scenario_engine.scenarios.inactivity.rule import InactivityRule
 from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 
 
-class InactivityScenario(SetBased[InactivityRule]):
+class InactivityRow(TypedRow):
+    """A row of ``inactivity_candidates`` (queries.sql). On a ``problem`` row (a spell that
+    starts outside the evaluable range) the spell and its start are NULL."""
+
+    mentor_id = Column[uuid.UUID]()
+    last_activity_at = Column[dt.datetime | None]()
+    never_active = Column[bool]()
+    spell = Column[str | None]()
+    reminders_sent = Column[int]()
+    problem = Column[str | None]()
+
+
+class InactivityScenario(SetBased[InactivityRule, InactivityRow]):
     type = oracle.TYPE
     label = "Inactivity"
     title = "Check-ins with quiet mentors"
@@ -35,6 +48,7 @@ class InactivityScenario(SetBased[InactivityRule]):
     outcome = OutcomeSpec("re-activated", "still inactive", ACTIVITY_OUTCOME, plain="came back")
 
     candidate_query = "inactivity_candidates"
+    row_class = InactivityRow
     due_query = "inactivity_due"
 
     def rule_params(self, rule: InactivityRule) -> dict[str, Any]:
@@ -44,12 +58,14 @@ class InactivityScenario(SetBased[InactivityRule]):
             "spacing_secs": rule.cooldown.total_seconds(),
         }
 
-    def from_row(self, row: Any, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
-        if row["problem"] is not None:
-            raise MentorDataError({row["mentor_id"]: oracle.spell_problem(row["problem"])})
-        number = int(row["reminders_sent"]) + 1
-        inputs = oracle.context(row["last_activity_at"], bool(row["never_active"]), rule, as_of, number)
-        return oracle.build_candidate(row["mentor_id"], rule, row["spell"], number, inputs)
+    def from_row(self, row: InactivityRow, rule: InactivityRule, as_of: dt.datetime) -> Candidate:
+        problem, start, spell = row.problem, row.last_activity_at, row.spell
+        if problem is not None:
+            raise MentorDataError({row.mentor_id: oracle.spell_problem(problem)})
+        assert start is not None and spell is not None  # NULL only on a problem row
+        number = int(row.reminders_sent) + 1
+        inputs = oracle.context(start, bool(row.never_active), rule, as_of, number)
+        return oracle.build_candidate(row.mentor_id, rule, spell, number, inputs)
 
     async def load_state(
         self, conn: Conn, rule: InactivityRule, mentor: MentorRecord, as_of: dt.datetime

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.records import MentorRecord, load_achievements, load_activities
+from scenario_engine.db.records import Column, MentorRecord, TypedRow, load_achievements, load_activities
 from scenario_engine.scenarios.base import Candidate, MentorDataError, threshold_label
 from scenario_engine.scenarios.common import ACTIVITY_OUTCOME, SetBased
 from scenario_engine.scenarios.milestone import oracle
@@ -18,7 +19,18 @@ from scenario_engine.scenarios.protocol import OutcomeSpec, Recheck
 from scenario_engine.scenarios.zones import UnknownTimezone, known_zones
 
 
-class MilestoneScenario(SetBased[MilestoneRule]):
+class MilestoneRow(TypedRow):
+    """A row of ``milestone_candidates`` (queries.sql). On a ``problem`` row (a zone Python
+    cannot load) every other column is NULL."""
+
+    mentor_id = Column[uuid.UUID]()
+    period = Column[str | None]()
+    value = Column[float | None]()
+    new_thresholds = Column[list[float] | None]()
+    problem = Column[str | None]()
+
+
+class MilestoneScenario(SetBased[MilestoneRule, MilestoneRow]):
     type = oracle.TYPE
     label = "Milestone"
     title = "Milestone celebrations"
@@ -32,6 +44,7 @@ class MilestoneScenario(SetBased[MilestoneRule]):
     outcome = OutcomeSpec("kept going", "no activity after", ACTIVITY_OUTCOME, plain="kept going")
 
     candidate_query = "milestone_candidates"
+    row_class = MilestoneRow
     due_query = "milestone_due"
     baseline_query = "milestone_baseline"  # thresholds already crossed are celebrated already
 
@@ -44,12 +57,12 @@ class MilestoneScenario(SetBased[MilestoneRule]):
             "zones": list(known_zones()),
         }
 
-    def from_row(self, row: Any, rule: MilestoneRule, as_of: dt.datetime) -> Candidate:
-        if row["problem"] is not None:
-            raise MentorDataError({row["mentor_id"]: str(UnknownTimezone(row["problem"]))})
-        return oracle.build_candidate(
-            row["mentor_id"], rule, row["period"], float(row["value"]), list(row["new_thresholds"])
-        )
+    def from_row(self, row: MilestoneRow, rule: MilestoneRule, as_of: dt.datetime) -> Candidate:
+        problem, period, value, crossed = row.problem, row.period, row.value, row.new_thresholds
+        if problem is not None:
+            raise MentorDataError({row.mentor_id: str(UnknownTimezone(problem))})
+        assert period is not None and value is not None and crossed is not None  # NULL only on a problem row
+        return oracle.build_candidate(row.mentor_id, rule, period, float(value), list(crossed))
 
     async def load_state(
         self, conn: Conn, rule: MilestoneRule, mentor: MentorRecord, as_of: dt.datetime

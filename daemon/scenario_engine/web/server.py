@@ -13,21 +13,21 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from scenario_engine.db.errors import DB_ERRORS
 from scenario_engine.db.queries import fetch, query
 from scenario_engine.logs import get_logger
-from scenario_engine.runtime.backoff import DB_ERRORS
-from scenario_engine.runtime.programme_view import (
+from scenario_engine.runtime.state import RuntimeState
+from scenario_engine.web.auth import bearer_middleware, is_loopback
+from scenario_engine.web.guard import ConnectionGuard, connection_limit
+from scenario_engine.web.programme_view import (
     BadOrganization,
     parse_organization,
     programme_page,
     render_programme,
 )
-from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status_auth import bearer_middleware, is_loopback
-from scenario_engine.runtime.status_chart import ChartUnavailable, chart_from_rows, chart_window
-from scenario_engine.runtime.status_guard import ConnectionGuard, connection_limit
-from scenario_engine.runtime.status_page import render_page
-from scenario_engine.runtime.status_view import (
+from scenario_engine.web.status_chart import ChartUnavailable, chart_from_rows, chart_window
+from scenario_engine.web.status_page import render_page
+from scenario_engine.web.status_view import (
     StoredData,
     build_page,
     deliveries_from_rows,
@@ -196,7 +196,7 @@ async def serve_status(
 
     ``pool`` feeds the status page's 30-day chart; without it the page says the chart is unavailable.
     Connections go through a ``ConnectionGuard`` (bounded count, header and request deadlines)
-    so that slow or numerous clients cannot starve /healthz and /readyz (runtime/status_guard.py).
+    so that slow or numerous clients cannot starve /healthz and /readyz (web/guard.py).
     """
     runner = web.AppRunner(build_app(state, pool, token=token), access_log=None, handle_signals=False)
     await runner.setup()

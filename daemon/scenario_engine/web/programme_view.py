@@ -26,14 +26,15 @@ from typing import Any
 import anyio
 import asyncpg
 
+from scenario_engine.db.errors import DB_ERRORS
 from scenario_engine.db.queries import fetch
 from scenario_engine.logs import get_logger
 from scenario_engine.outcomes import model
 from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, sum_arms
 from scenario_engine.outcomes.organisations import organisation_names
 from scenario_engine.outcomes.report import ArmComparison, arm_comparisons
-from scenario_engine.runtime.backoff import DB_ERRORS
-from scenario_engine.runtime.programme_chart import (
+from scenario_engine.scenarios.registry import SCENARIOS
+from scenario_engine.web.programme_chart import (
     ForestEntry,
     ForestPlot,
     WeeklyChart,
@@ -41,8 +42,7 @@ from scenario_engine.runtime.programme_chart import (
     layout_weekly,
     signed,
 )
-from scenario_engine.runtime.status_page import environment
-from scenario_engine.scenarios.registry import SCENARIOS
+from scenario_engine.web.status_page import environment
 
 log = get_logger("scenario_engine.programme")
 

@@ -2,7 +2,9 @@
 
 The model's fields come from the registry: one list per scenario type, validated by that
 scenario's rule model, so a new scenario package adds its ``[[type]]`` tables to the rules
-file without a change here. Rules can be reloaded with SIGHUP; they never read the environment.
+file without a change here. That is why ``Rules`` is built here, beside the registry, and not
+in domain/ (which knows no scenario). Rules can be reloaded with SIGHUP; they never read the
+environment. The default programme is domain/default_rules.toml.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from pydantic import (
     model_validator,
 )
 
+from scenario_engine.domain.quiet_hours import parse_quiet_hours
 from scenario_engine.domain.rule import HoldoutSalt, RuleBase
 from scenario_engine.errors import ConfigError, pydantic_loc
+from scenario_engine.messages import Chosen, MessageError, check_message, choose, display_names, locale
 from scenario_engine.scenarios.registry import SCENARIOS
 
 Rule = RuleBase
@@ -69,7 +73,7 @@ class _RulesCore(BaseModel):
     @classmethod
     def _quiet_window(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_quiet_window(value)
+            parse_quiet_hours(value)
         return value
 
     if TYPE_CHECKING:  # the per-type lists come from the registry — e.g. ``rules.inactivity``
@@ -222,8 +226,6 @@ class Rules(_PerType):
         return self
 
     def _message_problems(self) -> list[str]:
-        from scenario_engine.messages import MessageError, check_message, locale
-
         problems: list[str] = []
         locales = {"default_locale": self.default_locale}
         locales |= {
@@ -258,11 +260,9 @@ class Rules(_PerType):
 
     def message(
         self, rule: RuleBase, org: uuid.UUID | None, mentor_locale: str | None
-    ) -> tuple[Any, dict[str, dict[str, str]]]:
+    ) -> tuple[Chosen, dict[str, dict[str, str]]]:
         """The chosen text (messages.Chosen) of ``rule`` for a mentor, and the display names of
         its locale. A rule's own title/body (set in the file) is the ``default_locale`` text."""
-        from scenario_engine.messages import Chosen, choose, display_names
-
         defaults = type(rule).model_fields
         own = (rule.title, rule.body)
         explicit = own != (defaults["title"].default, defaults["body"].default)
@@ -411,14 +411,6 @@ class Rules(_PerType):
             if rule.name == name:
                 return rule
         raise KeyError(name)
-
-
-def parse_quiet_window(text: str) -> tuple[Any, Any]:
-    """``"HH:MM-HH:MM"`` as two times (config.parse_quiet_hours, imported late: config imports
-    this module)."""
-    from scenario_engine.config.settings import parse_quiet_hours
-
-    return parse_quiet_hours(text)
 
 
 DEFAULT_RULES = "default_rules.toml"

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scenario_engine.runtime.status_chart import CHAR_W, Box, Label, Line, nice_ceiling, number
+from scenario_engine.web.status_chart import CHAR_W, Box, Label, Line, nice_ceiling, number
 
 MINUS = "\u2212"
 

@@ -14,8 +14,8 @@ from functools import cache
 
 import jinja2
 
-from scenario_engine.runtime.status_chart import number, scenario_label
-from scenario_engine.runtime.status_view import StatusPage, format_time, human_duration, relative
+from scenario_engine.web.status_chart import number, scenario_label
+from scenario_engine.web.status_view import StatusPage, format_time, human_duration, relative
 
 TEMPLATE = "status.html.j2"
 
@@ -28,7 +28,7 @@ def _px(value: float) -> str:
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("scenario_engine.runtime", "templates"),
+        loader=jinja2.PackageLoader("scenario_engine.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,  # a misspelt field fails the render (and the tests)
         trim_blocks=True,

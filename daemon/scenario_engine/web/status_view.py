@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status_chart import (
+from scenario_engine.web.status_chart import (
     KNOWN_SCENARIOS,
     ChartLayout,
     ChartUnavailable,
