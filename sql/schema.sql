@@ -51,40 +51,42 @@ $$;
 
 CREATE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
     rec          record;
-    v_mentor     uuid;
-    v_old_mentor uuid;
-    v_row_id     text;
-    v_mode       text;
+    v_mentor     pg_catalog.uuid;
+    v_old_mentor pg_catalog.uuid;
+    v_row_id     pg_catalog.text;
+    v_mode       pg_catalog.text;
 BEGIN
-    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
+    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'DELETE' THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         rec := OLD;
     ELSE
         rec := NEW;
     END IF;
     v_mentor := rec.mentor_id;
-    IF TG_OP = 'UPDATE' AND OLD.mentor_id IS DISTINCT FROM NEW.mentor_id THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+       AND (OLD.mentor_id OPERATOR(pg_catalog.=) NEW.mentor_id) IS NOT TRUE THEN
         v_old_mentor := OLD.mentor_id;
     END IF;
     -- notification_preference has a composite key; its scope is the row's identity.
-    IF TG_TABLE_NAME = 'notification_preference' THEN
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'notification_preference' THEN
         v_row_id := rec.scenario_type;
     ELSE
-        v_row_id := rec.id::text;
+        v_row_id := rec.id::pg_catalog.text;
     END IF;
 
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, left(v_row_id, 200));
+    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));
 
-    SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF coalesce(v_mode, 'poll') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    SELECT s.value INTO v_mode FROM scenario_engine.scenario_engine_setting s
+    WHERE s.key OPERATOR(pg_catalog.=) 'notify_mode';
+    IF coalesce(v_mode, 'poll') OPERATOR(pg_catalog.=) 'notify'
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
 END;
@@ -96,19 +98,20 @@ $$;
 
 CREATE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
-    v_mode text;
+    v_mode pg_catalog.text;
 BEGIN
-    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
+    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::text);
-    SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF coalesce(v_mode, 'poll') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);
+    SELECT s.value INTO v_mode FROM scenario_engine.scenario_engine_setting s
+    WHERE s.key OPERATOR(pg_catalog.=) 'notify_mode';
+    IF coalesce(v_mode, 'poll') OPERATOR(pg_catalog.=) 'notify'
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
 END;

@@ -159,9 +159,11 @@ def _latency_line(r: dict[str, Any]) -> str:
 
 def _inserts_lines(ins: dict[str, Any]) -> list[str]:
     paired = ins["relative_to_disabled_median_of_rounds"]
+    spread = ins.get("ratio_range_over_rounds", {})
     return [
         f"  pgbench {key:<22} {tps:>8,} tps (median of {ins['rounds']}); "
-        f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio)"
+        f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio; "
+        f"range {spread.get(key, '-')})"
         for key, tps in ins["median_tps"].items()
     ]
 
@@ -241,6 +243,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1000.0, help="paced writer rate (latency part)")
     p.add_argument("--pgbench-seconds", type=int, default=10)
     p.add_argument("--pgbench-rounds", type=int, default=2)
+    p.add_argument(
+        "--insert-modes",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["disabled", "notify", "poll"],
+        help="modes of the inserts part: disabled, notify, poll, and poll@NNNN (poll with the "
+        "capture function of migration NNNN, e.g. poll@0025: a before/after in one run)",
+    )
     p.add_argument(
         "--pgbench-clients", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 4, 16]
     )
