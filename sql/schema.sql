@@ -52,12 +52,13 @@ $$;
 CREATE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     AS $$
+-- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode 'poll':
+-- every name qualified, no SET clause, no lookup per row.
 DECLARE
     rec          record;
     v_mentor     pg_catalog.uuid;
     v_old_mentor pg_catalog.uuid;
     v_row_id     pg_catalog.text;
-    v_mode       pg_catalog.text;
 BEGIN
     IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
@@ -78,19 +79,78 @@ BEGIN
     ELSE
         v_row_id := rec.id::pg_catalog.text;
     END IF;
-
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
     VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));
-
-    SELECT s.value INTO v_mode FROM scenario_engine.scenario_engine_setting s
-    WHERE s.key OPERATOR(pg_catalog.=) 'notify_mode';
-    IF coalesce(v_mode, 'poll') OPERATOR(pg_catalog.=) 'notify'
-       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
-        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
-    END IF;
     RETURN NULL;
 END;
 $$;
+
+--
+-- Name: scenario_capture_install_v1(boolean); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.scenario_capture_install_v1(p_notify boolean) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    -- 'notify' mode only: a wake-up with an empty payload, skipped while the notification
+    -- queue is half full (a stuck listener), as since 0020
+    v_wake text := CASE WHEN p_notify THEN $wake$
+    IF pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    END IF;$wake$ ELSE '' END;
+BEGIN
+    EXECUTE format($fn$
+CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $body$
+-- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode '%s':
+-- every name qualified, no SET clause, no lookup per row.
+DECLARE
+    rec          record;
+    v_mentor     pg_catalog.uuid;
+    v_old_mentor pg_catalog.uuid;
+    v_row_id     pg_catalog.text;
+BEGIN
+    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+        rec := OLD;
+    ELSE
+        rec := NEW;
+    END IF;
+    v_mentor := rec.mentor_id;
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+       AND (OLD.mentor_id OPERATOR(pg_catalog.=) NEW.mentor_id) IS NOT TRUE THEN
+        v_old_mentor := OLD.mentor_id;
+    END IF;
+    -- notification_preference has a composite key; its scope is the row's identity.
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'notification_preference' THEN
+        v_row_id := rec.scenario_type;
+    ELSE
+        v_row_id := rec.id::pg_catalog.text;
+    END IF;
+    INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
+    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));%s
+    RETURN NULL;
+END;
+$body$$fn$, CASE WHEN p_notify THEN 'notify' ELSE 'poll' END, v_wake);
+    EXECUTE format($fn$
+CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $body$
+-- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode '%s'.
+BEGIN
+    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
+    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);%s
+    RETURN NULL;
+END;
+$body$$fn$, CASE WHEN p_notify THEN 'notify' ELSE 'poll' END, v_wake);
+END;
+$_$;
 
 --
 -- Name: scenario_capture_mentor_event_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
@@ -99,20 +159,13 @@ $$;
 CREATE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     AS $$
-DECLARE
-    v_mode pg_catalog.text;
+-- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode 'poll'.
 BEGIN
     IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
     VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);
-    SELECT s.value INTO v_mode FROM scenario_engine.scenario_engine_setting s
-    WHERE s.key OPERATOR(pg_catalog.=) 'notify_mode';
-    IF coalesce(v_mode, 'poll') OPERATOR(pg_catalog.=) 'notify'
-       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
-        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
-    END IF;
     RETURN NULL;
 END;
 $$;
@@ -221,6 +274,23 @@ BEGIN
     RETURN NULL;
 END;
 $_$;
+
+--
+-- Name: scenario_notify_mode_changed_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.scenario_notify_mode_changed_v1() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM scenario_engine.scenario_capture_install_v1(coalesce(
+        (SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s
+         WHERE s.key = 'notify_mode'),
+        false));
+    RETURN NULL;
+END;
+$$;
 
 --
 -- Name: achievement; Type: TABLE; Schema: public; Owner: -
@@ -1324,6 +1394,12 @@ CREATE TRIGGER peer_mentor_scenario_erase_v1 AFTER DELETE ON public.peer_mentor 
 CREATE TRIGGER peer_mentor_scenario_event_v1 AFTER UPDATE OF status, timezone, joined_at ON public.peer_mentor FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.timezone IS DISTINCT FROM new.timezone) OR (old.joined_at IS DISTINCT FROM new.joined_at))) EXECUTE FUNCTION scenario_engine.scenario_capture_mentor_event_v1();
 
 --
+-- Name: scenario_engine_setting scenario_engine_setting_notify_mode_v1; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER scenario_engine_setting_notify_mode_v1 AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON scenario_engine.scenario_engine_setting FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_changed_v1();
+
+--
 -- Name: achievement achievement_mentor_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1723,6 +1799,12 @@ GRANT ALL ON FUNCTION scenario_engine.milestone_period(kind text, as_of timestam
 REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_event_v1() FROM PUBLIC;
 
 --
+-- Name: FUNCTION scenario_capture_install_v1(p_notify boolean); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_install_v1(p_notify boolean) FROM PUBLIC;
+
+--
 -- Name: FUNCTION scenario_capture_mentor_event_v1(); Type: ACL; Schema: scenario_engine; Owner: -
 --
 
@@ -1745,6 +1827,12 @@ REVOKE ALL ON FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1() FR
 --
 
 REVOKE ALL ON FUNCTION scenario_engine.scenario_erase_mentor_v1() FROM PUBLIC;
+
+--
+-- Name: FUNCTION scenario_notify_mode_changed_v1(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_changed_v1() FROM PUBLIC;
 
 --
 -- Name: TABLE achievement; Type: ACL; Schema: public; Owner: -

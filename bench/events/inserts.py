@@ -9,9 +9,10 @@ triggers (the migrated ``activity_scenario_event_v1``) in one mode:
   (an empty wake-up since sql/0020), with one connection LISTENing as the daemon does;
 * ``poll`` — the trigger writes the event row only (the default since sql/0025);
 * ``poll@NNNN`` (opt-in, ``--insert-modes``) — poll mode with the capture function as migration
-  ``sql/NNNN_*.sql`` defined it, put in place for the cell and the current one put back after
-  it: a before/after of a change to the trigger function in one run (``poll@0025``: the
-  function with its ``SET search_path`` clause, before sql/0031).
+  ``sql/NNNN_*.sql`` defined it, put in place for the cell (the next cell's mode setting
+  writes the current one back): a before/after of a change to the trigger function in one run
+  (``poll@0025``: the function with its ``SET search_path`` clause and its per-row
+  notify_mode lookup, before sql/0031).
 
 Cells run for clients in ``--pgbench-clients`` under two durability settings — ``durable``
 (fsync, synchronous_commit and full_page_writes on, as a production primary) and ``fsync_off``
@@ -142,21 +143,25 @@ def capture_function_of(version: str) -> str:
     return found.group(0)
 
 
-async def set_mode(conn: asyncpg.Connection[Any], mode: str, current_function: str) -> None:
-    """The engine's triggers on ``activity`` on (notify / poll / poll@NNNN) or off (disabled);
-    the capture function is the current one except in a ``poll@NNNN`` cell."""
+async def set_mode(conn: asyncpg.Connection[Any], mode: str) -> None:
+    """The engine's triggers on ``activity`` on (notify / poll / poll@NNNN) or off (disabled).
+
+    Setting notify_mode writes the capture functions for that mode (sql/0031's trigger on the
+    settings table); a ``poll@NNNN`` cell then puts migration NNNN's function in their place,
+    and the next cell's setting writes the current one back."""
     if mode == "disabled":
         await conn.execute("ALTER TABLE activity DISABLE TRIGGER USER")
         return
     await conn.execute("ALTER TABLE activity ENABLE TRIGGER USER")
     notify_mode, _, version = mode.partition("@")
-    # a CREATE OR REPLACE that has no SET clause drops the one there was (proconfig is replaced)
-    await conn.execute(capture_function_of(version) if version else current_function)
     await conn.execute(
         "INSERT INTO scenario_engine.scenario_engine_setting (key, value) VALUES ('notify_mode', $1) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
         notify_mode,
     )
+    if version:
+        # a CREATE OR REPLACE replaces the function's SET clause too (proconfig)
+        await conn.execute(capture_function_of(version))
 
 
 async def set_durability(conn: asyncpg.Connection[Any], name: str) -> dict[str, str]:
@@ -210,7 +215,6 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
     out["modes"] = list(modes)
     url = await fresh_db(cluster, "notify")
     conn = await asyncpg.connect(url)
-    current_function = await conn.fetchval("SELECT pg_get_functiondef($1::regprocedure)", f"{CAPTURE}()")
     listener = await asyncpg.connect(url)
     received = [0]
     await listener.add_listener("scenario_events", _counting(received))
@@ -220,7 +224,7 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
                 shown = await set_durability(conn, durability)
                 for clients in args.pgbench_clients:
                     for mode in modes:
-                        await set_mode(conn, mode, current_function)
+                        await set_mode(conn, mode)
                         got = await _cell(cluster, conn, script, args.pgbench_seconds, clients, received)
                         run = {
                             "round": round_no,
@@ -238,7 +242,7 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
                             f"notifications {run['notifications_received']}, load {run['load_after']}"
                         )
     finally:
-        await conn.execute(current_function)
+        await set_mode(conn, "poll")  # the current capture functions back
         await set_durability(conn, "fsync_off")
         await listener.close()
         await conn.close()
