@@ -90,6 +90,15 @@ def throughput_runs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, 
         (f"poll-batch{batch}-concurrency{n}", "poll", {"drain_batch_size": batch, "drain_concurrency": n})
         for n in args.concurrencies
     ]
+    if args.before_code:  # each run also with the daemon of another checkout, just before it
+        runs = [
+            run
+            for label, mode, kwargs in runs
+            for run in (
+                (f"{label}-before", mode, {**kwargs, "code": args.before_code}),
+                (label, mode, kwargs),
+            )
+        ]
     # repeated rounds, interleaved, so that a change in the machine's load hits every run alike
     return [
         (label if args.throughput_rounds == 1 else f"{label}-r{r}", mode, kwargs)
@@ -237,6 +246,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda s: [int(x) for x in s.split(",") if x],
         default=[1, 2, 3],
         help="extra full-speed runs in poll mode with SCENARIO_DRAIN_CONCURRENCY at these values",
+    )
+    p.add_argument(
+        "--before-code",
+        type=Path,
+        default=None,
+        help="a directory with another version of the scenario_engine package (e.g. `git archive` "
+        "of an earlier commit's daemon/, with a sql/ beside it): every throughput run is also made "
+        "with that daemon, just before the same run with this worktree's",
     )
     p.add_argument("--throughput-rounds", type=int, default=1, help="repeat the throughput runs, interleaved")
     p.add_argument("--drain-timeout", type=float, default=180.0)

@@ -63,9 +63,24 @@ def route(events: Iterable[ScenarioEvent]) -> dict[str, set[uuid.UUID]]:
 
 
 def group(routed: Iterable[Routed]) -> dict[str, set[uuid.UUID]]:
-    """Scenario type → the mentors of events already routed."""
-    by_type: dict[str, set[uuid.UUID]] = {}
+    """Scenario type → the mentors of events already routed.
+
+    Events of one table share one set of scenario types (the same frozenset), so the mentors
+    are first gathered per set of types — one or two set insertions per event — and only then
+    spread over the types: the same result, with the types in the same order (by first
+    appearance), without updating every type's set for every event of a drain batch.
+    """
+    by_types: dict[frozenset[str], set[uuid.UUID]] = {}
     for event, scenario_types in routed:
+        mentors = by_types.get(scenario_types)
+        if mentors is None:
+            mentors = by_types[scenario_types] = set()
+        if event.mentor_id is not None:
+            mentors.add(event.mentor_id)
+        if event.old_mentor_id is not None:
+            mentors.add(event.old_mentor_id)
+    by_type: dict[str, set[uuid.UUID]] = {}
+    for scenario_types, mentors in by_types.items():
         for scenario_type in scenario_types:
-            by_type.setdefault(scenario_type, set()).update(event.mentors())
+            by_type.setdefault(scenario_type, set()).update(mentors)
     return by_type
