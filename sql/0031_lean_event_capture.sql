@@ -15,7 +15,7 @@
 --    safe only if no name in it is looked up through the search_path, so every name is qualified:
 --      * tables:     scenario_engine.scenario_event;
 --      * functions:  pg_catalog.current_setting, pg_catalog.left, pg_catalog.pg_notify,
---                    pg_catalog.pg_notification_queue_usage;
+--                    pg_catalog.to_regclass, pg_catalog.pg_notification_queue_usage;
 --      * operators:  OPERATOR(pg_catalog.=), OPERATOR(pg_catalog.<) — an unqualified `=` is an
 --                    operator lookup through the search_path like any function's; IS DISTINCT
 --                    FROM (which looks `=` up unqualified) is written as
@@ -35,35 +35,26 @@
 --    platform session write (forge) event rows, and the definer call without a SET clause
 --    costs about 1 µs.
 --
--- 2. No per-row lookup of notify_mode. The mode is compiled into the function body instead:
---    scenario_capture_install_v1(notify) writes the two capture functions, with the NOTIFY
---    block in 'notify' mode and without it in 'poll' mode, and a statement trigger on
---    scenario_engine_setting calls it after every change of that table (INSERT, UPDATE,
---    DELETE, TRUNCATE), with the mode the table then says (a missing row means 'poll', as
---    since 0025). So the switch is still one UPDATE and takes effect at the next platform
---    write (a session recompiles a plpgsql function whose pg_proc row changed), and the
---    platform's row trigger reads nothing. The install function is SECURITY DEFINER (whoever
---    may change a setting may switch the mode, not more: its only input is a boolean, its
---    DDL fixed text), with a fixed search_path: it runs once per settings change, not per row.
+-- 2. No per-row lookup of notify_mode in scenario_engine_setting (an SPI query: an executor
+--    start and end per row). The mode is mirrored by the existence of a marker view,
+--    scenario_engine.scenario_notify_on_v1, which the capture functions test with
+--    pg_catalog.to_regclass — a catalogue-cache lookup in a plpgsql simple expression, no query.
+--    A statement trigger on scenario_engine_setting (after INSERT, UPDATE, DELETE, TRUNCATE)
+--    creates the view when the table says 'notify' and drops it otherwise (a missing row
+--    means 'poll', as since 0025), in the same transaction: the switch is still one UPDATE,
+--    transactional (a rolled-back switch leaves the marker as it was), and takes effect at the
+--    next platform write. The function bodies do not depend on the mode (an upgraded
+--    installation in notify mode has the same functions as a fresh one in poll mode). The
+--    trigger function is SECURITY DEFINER (its DDL needs the schema owner; whoever may change
+--    a setting may switch the mode, not more) with a fixed search_path: it runs once per
+--    settings change, not per row.
 --
 -- CREATE OR REPLACE keeps the capture functions' OIDs, owner and privileges, so the `_v1`
 -- triggers need no change; it also replaces their configuration, dropping the SET clause.
 
-CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_install_v1(p_notify boolean) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $install$
-DECLARE
-    -- 'notify' mode only: a wake-up with an empty payload, skipped while the notification
-    -- queue is half full (a stuck listener), as since 0020
-    v_wake text := CASE WHEN p_notify THEN $wake$
-    IF pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
-        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
-    END IF;$wake$ ELSE '' END;
-BEGIN
-    EXECUTE format($fn$
+
 CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $body$
--- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode '%s':
--- every name qualified, no SET clause, no lookup per row.
+LANGUAGE plpgsql SECURITY DEFINER AS $$
 DECLARE
     rec          record;
     v_mentor     pg_catalog.uuid;
@@ -89,49 +80,59 @@ BEGIN
     ELSE
         v_row_id := rec.id::pg_catalog.text;
     END IF;
+
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));%s
+    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));
+
+    -- 'notify' mode: the marker view exists (no query per row; see above)
+    IF pg_catalog.to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    END IF;
     RETURN NULL;
 END;
-$body$$fn$, CASE WHEN p_notify THEN 'notify' ELSE 'poll' END, v_wake);
-    EXECUTE format($fn$
+$$;
+
 CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $body$
--- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode '%s'.
+LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
     IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);%s
-    RETURN NULL;
-END;
-$body$$fn$, CASE WHEN p_notify THEN 'notify' ELSE 'poll' END, v_wake);
-END;
-$install$;
-REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_install_v1(boolean) FROM PUBLIC;
-
--- After any change to the settings table: the capture functions for the mode it now says.
-CREATE OR REPLACE FUNCTION scenario_engine.scenario_notify_mode_changed_v1() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM scenario_engine.scenario_capture_install_v1(coalesce(
-        (SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s
-         WHERE s.key = 'notify_mode'),
-        false));
+    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);
+    IF pg_catalog.to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    END IF;
     RETURN NULL;
 END;
 $$;
-REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_changed_v1() FROM PUBLIC;
-
-CREATE TRIGGER scenario_engine_setting_notify_mode_v1
-AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scenario_engine.scenario_engine_setting
-FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_changed_v1();
-
--- The capture functions for the mode of this installation (a missing row means 'poll').
-SELECT scenario_engine.scenario_capture_install_v1(coalesce(
-    (SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s WHERE s.key = 'notify_mode'),
-    false));
 
 REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_event_v1() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_mentor_event_v1() FROM PUBLIC;
+
+-- The marker of 'notify' mode: exists exactly when scenario_engine_setting says 'notify'.
+CREATE OR REPLACE FUNCTION scenario_engine.scenario_notify_mode_marker_v1() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF coalesce((SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s
+                 WHERE s.key = 'notify_mode'), false) THEN
+        IF to_regclass('scenario_engine.scenario_notify_on_v1') IS NULL THEN
+            CREATE VIEW scenario_engine.scenario_notify_on_v1 AS SELECT true AS notify;
+            REVOKE ALL ON scenario_engine.scenario_notify_on_v1 FROM PUBLIC;
+        END IF;
+    ELSE
+        DROP VIEW IF EXISTS scenario_engine.scenario_notify_on_v1;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_marker_v1() FROM PUBLIC;
+
+CREATE TRIGGER scenario_engine_setting_notify_marker_v1
+AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scenario_engine.scenario_engine_setting
+FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_marker_v1();
+
+-- The marker for this installation's mode as it stands: a no-op UPDATE fires the trigger.
+UPDATE scenario_engine.scenario_engine_setting SET value = value WHERE false;

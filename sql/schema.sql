@@ -52,8 +52,6 @@ $$;
 CREATE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     AS $$
--- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode 'poll':
--- every name qualified, no SET clause, no lookup per row.
 DECLARE
     rec          record;
     v_mentor     pg_catalog.uuid;
@@ -79,78 +77,18 @@ BEGIN
     ELSE
         v_row_id := rec.id::pg_catalog.text;
     END IF;
+
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
     VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));
+
+    -- 'notify' mode: the marker view exists (no query per row; see above)
+    IF pg_catalog.to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    END IF;
     RETURN NULL;
 END;
 $$;
-
---
--- Name: scenario_capture_install_v1(boolean); Type: FUNCTION; Schema: scenario_engine; Owner: -
---
-
-CREATE FUNCTION scenario_engine.scenario_capture_install_v1(p_notify boolean) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $_$
-DECLARE
-    -- 'notify' mode only: a wake-up with an empty payload, skipped while the notification
-    -- queue is half full (a stuck listener), as since 0020
-    v_wake text := CASE WHEN p_notify THEN $wake$
-    IF pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
-        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
-    END IF;$wake$ ELSE '' END;
-BEGIN
-    EXECUTE format($fn$
-CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $body$
--- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode '%s':
--- every name qualified, no SET clause, no lookup per row.
-DECLARE
-    rec          record;
-    v_mentor     pg_catalog.uuid;
-    v_old_mentor pg_catalog.uuid;
-    v_row_id     pg_catalog.text;
-BEGIN
-    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        rec := OLD;
-    ELSE
-        rec := NEW;
-    END IF;
-    v_mentor := rec.mentor_id;
-    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
-       AND (OLD.mentor_id OPERATOR(pg_catalog.=) NEW.mentor_id) IS NOT TRUE THEN
-        v_old_mentor := OLD.mentor_id;
-    END IF;
-    -- notification_preference has a composite key; its scope is the row's identity.
-    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'notification_preference' THEN
-        v_row_id := rec.scenario_type;
-    ELSE
-        v_row_id := rec.id::pg_catalog.text;
-    END IF;
-    INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));%s
-    RETURN NULL;
-END;
-$body$$fn$, CASE WHEN p_notify THEN 'notify' ELSE 'poll' END, v_wake);
-    EXECUTE format($fn$
-CREATE OR REPLACE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $body$
--- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode '%s'.
-BEGIN
-    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);%s
-    RETURN NULL;
-END;
-$body$$fn$, CASE WHEN p_notify THEN 'notify' ELSE 'poll' END, v_wake);
-END;
-$_$;
 
 --
 -- Name: scenario_capture_mentor_event_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
@@ -159,13 +97,16 @@ $_$;
 CREATE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     AS $$
--- Written by scenario_engine.scenario_capture_install_v1 (sql/0031) for notify_mode 'poll'.
 BEGIN
     IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
     VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);
+    IF pg_catalog.to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -276,18 +217,23 @@ END;
 $_$;
 
 --
--- Name: scenario_notify_mode_changed_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+-- Name: scenario_notify_mode_marker_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
 --
 
-CREATE FUNCTION scenario_engine.scenario_notify_mode_changed_v1() RETURNS trigger
+CREATE FUNCTION scenario_engine.scenario_notify_mode_marker_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-    PERFORM scenario_engine.scenario_capture_install_v1(coalesce(
-        (SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s
-         WHERE s.key = 'notify_mode'),
-        false));
+    IF coalesce((SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s
+                 WHERE s.key = 'notify_mode'), false) THEN
+        IF to_regclass('scenario_engine.scenario_notify_on_v1') IS NULL THEN
+            CREATE VIEW scenario_engine.scenario_notify_on_v1 AS SELECT true AS notify;
+            REVOKE ALL ON scenario_engine.scenario_notify_on_v1 FROM PUBLIC;
+        END IF;
+    ELSE
+        DROP VIEW IF EXISTS scenario_engine.scenario_notify_on_v1;
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -1394,10 +1340,10 @@ CREATE TRIGGER peer_mentor_scenario_erase_v1 AFTER DELETE ON public.peer_mentor 
 CREATE TRIGGER peer_mentor_scenario_event_v1 AFTER UPDATE OF status, timezone, joined_at ON public.peer_mentor FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.timezone IS DISTINCT FROM new.timezone) OR (old.joined_at IS DISTINCT FROM new.joined_at))) EXECUTE FUNCTION scenario_engine.scenario_capture_mentor_event_v1();
 
 --
--- Name: scenario_engine_setting scenario_engine_setting_notify_mode_v1; Type: TRIGGER; Schema: scenario_engine; Owner: -
+-- Name: scenario_engine_setting scenario_engine_setting_notify_marker_v1; Type: TRIGGER; Schema: scenario_engine; Owner: -
 --
 
-CREATE TRIGGER scenario_engine_setting_notify_mode_v1 AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON scenario_engine.scenario_engine_setting FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_changed_v1();
+CREATE TRIGGER scenario_engine_setting_notify_marker_v1 AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON scenario_engine.scenario_engine_setting FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_marker_v1();
 
 --
 -- Name: achievement achievement_mentor_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
@@ -1799,12 +1745,6 @@ GRANT ALL ON FUNCTION scenario_engine.milestone_period(kind text, as_of timestam
 REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_event_v1() FROM PUBLIC;
 
 --
--- Name: FUNCTION scenario_capture_install_v1(p_notify boolean); Type: ACL; Schema: scenario_engine; Owner: -
---
-
-REVOKE ALL ON FUNCTION scenario_engine.scenario_capture_install_v1(p_notify boolean) FROM PUBLIC;
-
---
 -- Name: FUNCTION scenario_capture_mentor_event_v1(); Type: ACL; Schema: scenario_engine; Owner: -
 --
 
@@ -1829,10 +1769,10 @@ REVOKE ALL ON FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1() FR
 REVOKE ALL ON FUNCTION scenario_engine.scenario_erase_mentor_v1() FROM PUBLIC;
 
 --
--- Name: FUNCTION scenario_notify_mode_changed_v1(); Type: ACL; Schema: scenario_engine; Owner: -
+-- Name: FUNCTION scenario_notify_mode_marker_v1(); Type: ACL; Schema: scenario_engine; Owner: -
 --
 
-REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_changed_v1() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_marker_v1() FROM PUBLIC;
 
 --
 -- Name: TABLE achievement; Type: ACL; Schema: public; Owner: -

@@ -1,6 +1,7 @@
-"""The capture trigger reads nothing per row (sql/0031): notify_mode is compiled into the
-capture functions when the settings table changes, and a switch still reaches every session at
-its next platform write, as the one-statement switch in docs/OPERATIONS.md promises."""
+"""The capture trigger queries nothing per row (sql/0031): notify_mode is mirrored by a marker
+view that a statement trigger on the settings table creates and drops, and a switch still
+reaches every session at its next platform write, as the one-statement switch in
+docs/OPERATIONS.md promises."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import datetime as dt
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.factories import add_activity, add_mentor
 
@@ -32,17 +32,29 @@ async def _set_mode(conn: asyncpg.Connection[Any], mode: str) -> None:
     )
 
 
-@pytest.mark.parametrize("mode", ["poll", "notify"])
-async def test_the_capture_functions_look_nothing_up_per_row(db_url: str, mode: str) -> None:
-    """Neither function reads the settings table; only the notify-mode body notifies."""
+MARKER = "SELECT to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL"
+
+
+async def test_the_capture_functions_query_nothing_per_row(db_url: str) -> None:
+    """Neither function reads the settings table; their bodies are the same in both modes, and
+    the marker they test exists exactly in notify mode."""
     conn = await asyncpg.connect(db_url)
     try:
-        await _set_mode(conn, mode)
-        sources = await _sources(conn)
-        assert set(sources) == set(CAPTURE)
-        for source in sources.values():
-            assert "scenario_engine_setting" not in source
-            assert ("pg_notify" in source) is (mode == "notify")
+        bodies = {}
+        for mode in ("poll", "notify"):
+            await _set_mode(conn, mode)
+            assert await conn.fetchval(MARKER) is (mode == "notify")
+            bodies[mode] = await _sources(conn)
+            assert set(bodies[mode]) == set(CAPTURE)
+            assert not any("scenario_engine_setting" in source for source in bodies[mode].values())
+        assert bodies["poll"] == bodies["notify"]
+        await _set_mode(conn, "poll")
+        tr = conn.transaction()
+        await tr.start()
+        await _set_mode(conn, "notify")
+        assert await conn.fetchval(MARKER)
+        await tr.rollback()  # a switch rolled back leaves the marker as the table says
+        assert await conn.fetchval(MARKER) is False
     finally:
         await conn.close()
 
