@@ -3,7 +3,7 @@
 -- Measured (docs/BENCHMARKS.md, "Platform inserts"): in poll mode the capture trigger cost a
 -- single-row INSERT into activity about 40 µs of server CPU per transaction on top of ~90 µs,
 -- and of that about 8 µs was the function's `SET search_path = pg_catalog, pg_temp` clause and
--- about 6 µs the per-row lookup of notify_mode in scenario_engine_setting (an SPI query: an
+-- a few µs the per-row lookup of notify_mode in scenario_engine_setting (an SPI query: an
 -- executor start and end per row). Both go:
 --
 -- 1. No SET clause. A function with one is called through fmgr_security_definer with a new
