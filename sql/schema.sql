@@ -51,40 +51,40 @@ $$;
 
 CREATE FUNCTION scenario_engine.scenario_capture_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
     rec          record;
-    v_mentor     uuid;
-    v_old_mentor uuid;
-    v_row_id     text;
-    v_mode       text;
+    v_mentor     pg_catalog.uuid;
+    v_old_mentor pg_catalog.uuid;
+    v_row_id     pg_catalog.text;
 BEGIN
-    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
+    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'DELETE' THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         rec := OLD;
     ELSE
         rec := NEW;
     END IF;
     v_mentor := rec.mentor_id;
-    IF TG_OP = 'UPDATE' AND OLD.mentor_id IS DISTINCT FROM NEW.mentor_id THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
+       AND (OLD.mentor_id OPERATOR(pg_catalog.=) NEW.mentor_id) IS NOT TRUE THEN
         v_old_mentor := OLD.mentor_id;
     END IF;
     -- notification_preference has a composite key; its scope is the row's identity.
-    IF TG_TABLE_NAME = 'notification_preference' THEN
+    IF TG_TABLE_NAME OPERATOR(pg_catalog.=) 'notification_preference' THEN
         v_row_id := rec.scenario_type;
     ELSE
-        v_row_id := rec.id::text;
+        v_row_id := rec.id::pg_catalog.text;
     END IF;
 
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, old_mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, left(v_row_id, 200));
+    VALUES (TG_TABLE_NAME, TG_OP, v_mentor, v_old_mentor, pg_catalog.left(v_row_id, 200));
 
-    SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF coalesce(v_mode, 'poll') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    -- 'notify' mode: the marker view exists (no query per row; see above)
+    IF pg_catalog.to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
 END;
@@ -96,19 +96,16 @@ $$;
 
 CREATE FUNCTION scenario_engine.scenario_capture_mentor_event_v1() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-DECLARE
-    v_mode text;
 BEGIN
-    IF current_setting('scenario_engine.origin', true) = 'engine' THEN
+    IF pg_catalog.current_setting('scenario_engine.origin', true) OPERATOR(pg_catalog.=) 'engine' THEN
         RETURN NULL;
     END IF;
     INSERT INTO scenario_engine.scenario_event (table_name, operation, mentor_id, row_id)
-    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::text);
-    SELECT value INTO v_mode FROM scenario_engine.scenario_engine_setting WHERE key = 'notify_mode';
-    IF coalesce(v_mode, 'poll') = 'notify' AND pg_notification_queue_usage() < 0.5 THEN
-        PERFORM pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
+    VALUES (TG_TABLE_NAME, TG_OP, NEW.id, NEW.id::pg_catalog.text);
+    IF pg_catalog.to_regclass('scenario_engine.scenario_notify_on_v1') IS NOT NULL
+       AND pg_catalog.pg_notification_queue_usage() OPERATOR(pg_catalog.<) 0.5 THEN
+        PERFORM pg_catalog.pg_notify('scenario_events', '');  -- a wake-up: no table, no mentor, no id
     END IF;
     RETURN NULL;
 END;
@@ -218,6 +215,28 @@ BEGIN
     RETURN NULL;
 END;
 $_$;
+
+--
+-- Name: scenario_notify_mode_marker_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.scenario_notify_mode_marker_v1() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF coalesce((SELECT s.value = 'notify' FROM scenario_engine.scenario_engine_setting s
+                 WHERE s.key = 'notify_mode'), false) THEN
+        IF to_regclass('scenario_engine.scenario_notify_on_v1') IS NULL THEN
+            CREATE VIEW scenario_engine.scenario_notify_on_v1 AS SELECT true AS notify;
+            REVOKE ALL ON scenario_engine.scenario_notify_on_v1 FROM PUBLIC;
+        END IF;
+    ELSE
+        DROP VIEW IF EXISTS scenario_engine.scenario_notify_on_v1;
+    END IF;
+    RETURN NULL;
+END;
+$$;
 
 --
 -- Name: achievement; Type: TABLE; Schema: public; Owner: -
@@ -1321,6 +1340,12 @@ CREATE TRIGGER peer_mentor_scenario_erase_v1 AFTER DELETE ON public.peer_mentor 
 CREATE TRIGGER peer_mentor_scenario_event_v1 AFTER UPDATE OF status, timezone, joined_at ON public.peer_mentor FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.timezone IS DISTINCT FROM new.timezone) OR (old.joined_at IS DISTINCT FROM new.joined_at))) EXECUTE FUNCTION scenario_engine.scenario_capture_mentor_event_v1();
 
 --
+-- Name: scenario_engine_setting scenario_engine_setting_notify_marker_v1; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER scenario_engine_setting_notify_marker_v1 AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON scenario_engine.scenario_engine_setting FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_marker_v1();
+
+--
 -- Name: achievement achievement_mentor_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -1742,6 +1767,12 @@ REVOKE ALL ON FUNCTION scenario_engine.scenario_erase_mentor_late_events_v1() FR
 --
 
 REVOKE ALL ON FUNCTION scenario_engine.scenario_erase_mentor_v1() FROM PUBLIC;
+
+--
+-- Name: FUNCTION scenario_notify_mode_marker_v1(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_marker_v1() FROM PUBLIC;
 
 --
 -- Name: TABLE achievement; Type: ACL; Schema: public; Owner: -

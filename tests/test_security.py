@@ -474,3 +474,121 @@ async def test_every_engine_table_has_runtime_grants_and_only_the_runtime_policy
             assert row["policies"] == ["scenario_engine_runtime"], table
     finally:
         await conn.close()
+
+
+CAPTURE_FUNCTIONS = ("scenario_capture_event_v1", "scenario_capture_mentor_event_v1")
+# The attacker's shadows: run with the rights of whoever calls them, they raise once they run
+# as anyone else — i.e. inside a SECURITY DEFINER function that resolved the attacker's name.
+HOSTILE_SQL = """
+CREATE FUNCTION evil.boom() RETURNS pg_catalog.bool LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_user OPERATOR(pg_catalog.<>) session_user THEN
+        RAISE EXCEPTION 'hijacked: attacker code ran as %', current_user;
+    END IF;
+    RETURN true;
+END $$;
+CREATE FUNCTION evil.eq_text(a pg_catalog.text, b pg_catalog.text) RETURNS pg_catalog.bool
+LANGUAGE sql AS $$ SELECT evil.boom() AND a OPERATOR(pg_catalog.=) b $$;
+CREATE FUNCTION evil.eq_name(a pg_catalog.name, b pg_catalog.name) RETURNS pg_catalog.bool
+LANGUAGE sql AS $$ SELECT evil.boom() AND a OPERATOR(pg_catalog.=) b $$;
+CREATE FUNCTION evil.eq_uuid(a pg_catalog.uuid, b pg_catalog.uuid) RETURNS pg_catalog.bool
+LANGUAGE sql AS $$ SELECT evil.boom() AND a OPERATOR(pg_catalog.=) b $$;
+CREATE FUNCTION evil.lt_float(a pg_catalog.float8, b pg_catalog.numeric) RETURNS pg_catalog.bool
+LANGUAGE sql AS $$ SELECT evil.boom() AND a OPERATOR(pg_catalog.<) b $$;
+CREATE OPERATOR evil.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = evil.eq_text);
+CREATE OPERATOR evil.= (LEFTARG = pg_catalog.name, RIGHTARG = pg_catalog.name, FUNCTION = evil.eq_name);
+CREATE OPERATOR evil.= (LEFTARG = pg_catalog.uuid, RIGHTARG = pg_catalog.uuid, FUNCTION = evil.eq_uuid);
+CREATE OPERATOR evil.< (LEFTARG = pg_catalog.float8, RIGHTARG = pg_catalog.numeric, FUNCTION = evil.lt_float);
+CREATE FUNCTION evil.left(s pg_catalog.text, n pg_catalog.int4) RETURNS pg_catalog.text
+LANGUAGE sql AS $$ SELECT CASE WHEN evil.boom() THEN pg_catalog.left(s, n) END $$;
+CREATE FUNCTION evil.current_setting(s pg_catalog.text, m pg_catalog.bool) RETURNS pg_catalog.text
+LANGUAGE sql AS $$ SELECT CASE WHEN evil.boom() THEN pg_catalog.current_setting(s, m) END $$;
+CREATE FUNCTION evil.pg_notification_queue_usage() RETURNS pg_catalog.float8
+LANGUAGE sql AS $$ SELECT CASE WHEN evil.boom() THEN 0::pg_catalog.float8 END $$;
+CREATE FUNCTION pg_temp.left(s pg_catalog.text, n pg_catalog.int4) RETURNS pg_catalog.text
+LANGUAGE sql AS $$ SELECT CASE WHEN evil.boom() THEN pg_catalog.left(s, n) END $$;
+CREATE DOMAIN evil.text AS pg_catalog.text CHECK (evil.boom());
+CREATE DOMAIN evil.uuid AS pg_catalog.uuid CHECK (evil.boom());
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (evil.boom());
+"""
+
+
+async def test_capture_functions_have_no_set_clause_and_are_security_definer(db_url: str) -> None:
+    """The row capture runs on every platform write: no SET clause (a GUC save and restore per
+    row, sql/0031), still SECURITY DEFINER so that the platform needs no right on the event table."""
+    conn = await connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT p.proname, p.prosecdef, p.proconfig FROM pg_proc p "
+            "WHERE p.pronamespace = 'scenario_engine'::regnamespace AND p.proname = ANY($1::text[])",
+            list(CAPTURE_FUNCTIONS),
+        )
+        assert {r["proname"]: (r["prosecdef"], r["proconfig"]) for r in rows} == dict.fromkeys(
+            CAPTURE_FUNCTIONS, (True, None)
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("notify_mode", ["poll", "notify"])
+@pytest.mark.parametrize("search_path", ["evil, pg_catalog", "pg_temp, evil, pg_catalog"])
+async def test_a_hostile_search_path_cannot_hijack_the_event_capture(
+    roles: Roles, pg_server: pg.TestServer, db_url: str, notify_mode: str, search_path: str
+) -> None:
+    """Without a SET clause the capture functions see the caller's search_path; a platform role
+    that puts its own schema before pg_catalog (or shadows names in pg_temp) with an `=` for
+    text, name and uuid, a `<`, left(), current_setting(), pg_notification_queue_usage() and
+    `text`/`uuid` domains runs none of them with the engine's rights: every name in the
+    functions is qualified (sql/0031). Their events are written as from anyone else."""
+    attacker = roles.name("platform")
+    admin = await connect(db_url)
+    try:
+        await create_role(admin, attacker, "LOGIN")
+        await admin.execute(f'CREATE SCHEMA evil AUTHORIZATION "{attacker}"')
+        await admin.execute(f'GRANT USAGE ON SCHEMA public TO "{attacker}"')
+        await admin.execute(
+            f'GRANT SELECT, INSERT, UPDATE, DELETE ON public.activity, public.peer_mentor TO "{attacker}"'
+        )
+        for table in ("activity", "peer_mentor"):  # the platform's own row policies, as wide as can be
+            await admin.execute(
+                f'CREATE POLICY platform_all ON public.{table} TO "{attacker}" USING (true) WITH CHECK (true)'
+            )
+        await admin.execute(
+            "UPDATE scenario_engine.scenario_engine_setting SET value = $1 WHERE key = 'notify_mode'",
+            notify_mode,
+        )
+        hostile = await asyncpg.connect(url_as(db_url, attacker))
+        try:
+            await hostile.execute("SET search_path = evil, pg_catalog")
+            await hostile.execute(HOSTILE_SQL)
+            await hostile.execute(f"SET search_path = {search_path}")
+            # the first trigger calls of this session: the functions are compiled under this path
+            mentor, other = [  # (a new mentor is no event: the mentor trigger is on UPDATE)
+                await hostile.fetchval(
+                    "INSERT INTO public.peer_mentor (organization_id, display_name) "
+                    "VALUES (pg_catalog.gen_random_uuid(), 'm') RETURNING id"
+                )
+                for _ in range(2)
+            ]
+            activity = await hostile.fetchval(
+                "INSERT INTO public.activity (mentor_id, kind, occurred_at) "
+                "VALUES ($1, 'session', pg_catalog.now()) RETURNING id",
+                mentor,
+            )
+            await hostile.execute("UPDATE public.activity SET mentor_id = $1 WHERE id = $2", other, activity)
+            await hostile.execute("DELETE FROM public.activity WHERE id = $1", activity)
+            await hostile.execute("UPDATE public.peer_mentor SET status = 'paused' WHERE id = $1", mentor)
+        finally:
+            await hostile.close()
+        events = await admin.fetch(
+            "SELECT table_name, operation, mentor_id, old_mentor_id, row_id "
+            "FROM scenario_engine.scenario_event ORDER BY id"
+        )
+        assert [tuple(e) for e in events] == [
+            ("activity", "INSERT", mentor, None, str(activity)),
+            ("activity", "UPDATE", other, mentor, str(activity)),
+            ("activity", "DELETE", other, None, str(activity)),
+            ("peer_mentor", "UPDATE", mentor, None, str(mentor)),
+        ]
+    finally:
+        await admin.close()

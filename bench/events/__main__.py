@@ -90,6 +90,15 @@ def throughput_runs(args: argparse.Namespace) -> list[tuple[str, str, dict[str, 
         (f"poll-batch{batch}-concurrency{n}", "poll", {"drain_batch_size": batch, "drain_concurrency": n})
         for n in args.concurrencies
     ]
+    if args.before_code:  # each run also with the daemon of another checkout, just before it
+        runs = [
+            run
+            for label, mode, kwargs in runs
+            for run in (
+                (f"{label}-before", mode, {**kwargs, "code": args.before_code}),
+                (label, mode, kwargs),
+            )
+        ]
     # repeated rounds, interleaved, so that a change in the machine's load hits every run alike
     return [
         (label if args.throughput_rounds == 1 else f"{label}-r{r}", mode, kwargs)
@@ -159,9 +168,11 @@ def _latency_line(r: dict[str, Any]) -> str:
 
 def _inserts_lines(ins: dict[str, Any]) -> list[str]:
     paired = ins["relative_to_disabled_median_of_rounds"]
+    spread = ins.get("ratio_range_over_rounds", {})
     return [
         f"  pgbench {key:<22} {tps:>8,} tps (median of {ins['rounds']}); "
-        f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio)"
+        f"{paired[key]:.2f} of triggers disabled (median over rounds of the paired ratio; "
+        f"range {spread.get(key, '-')})"
         for key, tps in ins["median_tps"].items()
     ]
 
@@ -236,11 +247,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[1, 2, 3],
         help="extra full-speed runs in poll mode with SCENARIO_DRAIN_CONCURRENCY at these values",
     )
+    p.add_argument(
+        "--before-code",
+        type=Path,
+        default=None,
+        help="a directory with another version of the scenario_engine package (e.g. `git archive` "
+        "of an earlier commit's daemon/, with a sql/ beside it): every throughput run is also made "
+        "with that daemon, just before the same run with this worktree's",
+    )
     p.add_argument("--throughput-rounds", type=int, default=1, help="repeat the throughput runs, interleaved")
     p.add_argument("--drain-timeout", type=float, default=180.0)
     p.add_argument("--rate", type=float, default=1000.0, help="paced writer rate (latency part)")
     p.add_argument("--pgbench-seconds", type=int, default=10)
     p.add_argument("--pgbench-rounds", type=int, default=2)
+    p.add_argument(
+        "--insert-modes",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["disabled", "notify", "poll"],
+        help="modes of the inserts part: disabled, notify, poll, and poll@NNNN (poll with the "
+        "capture function of migration NNNN, e.g. poll@0025: a before/after in one run)",
+    )
     p.add_argument(
         "--pgbench-clients", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 4, 16]
     )

@@ -7,7 +7,12 @@ triggers (the migrated ``activity_scenario_event_v1``) in one mode:
 * ``disabled`` — ``DISABLE TRIGGER USER``: the platform without the engine, the yardstick;
 * ``notify`` — the trigger writes the event row and a ``pg_notify('scenario_events', '')``
   (an empty wake-up since sql/0020), with one connection LISTENing as the daemon does;
-* ``poll`` — the trigger writes the event row only (the default since sql/0025).
+* ``poll`` — the trigger writes the event row only (the default since sql/0025);
+* ``poll@NNNN`` (opt-in, ``--insert-modes``) — poll mode with the capture function as migration
+  ``sql/NNNN_*.sql`` defined it, put in place for the cell (the next cell's mode setting
+  writes the current one back): a before/after of a change to the trigger function in one run
+  (``poll@0025``: the function with its ``SET search_path`` clause and its per-row
+  notify_mode lookup, before sql/0031).
 
 Cells run for clients in ``--pgbench-clients`` under two durability settings — ``durable``
 (fsync, synchronous_commit and full_page_writes on, as a production primary) and ``fsync_off``
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import re
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,8 @@ VALUES (md5('bench-mentor-' || :i)::uuid, 'session', clock_timestamp(), 45, 1);
 """
 
 MODES = ("disabled", "notify", "poll")
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+CAPTURE = "scenario_engine.scenario_capture_event_v1"
 DURABILITY: dict[str, dict[str, str]] = {
     "durable": {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"},
     "fsync_off": {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
@@ -105,6 +113,17 @@ def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: round(statistics.median(v), 2) for k, v in ratios.items()}
 
 
+def ratio_ranges(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """[lowest, highest] paired ratio over the rounds per cell: how noisy the median is."""
+    base = {(r["round"], r["durability"], r["clients"]): r["tps"] for r in runs if r["mode"] == "disabled"}
+    ratios: dict[str, list[float]] = {}
+    for r in runs:
+        ratios.setdefault(cell_key(r["mode"], r["durability"], r["clients"]), []).append(
+            r["tps"] / base[(r["round"], r["durability"], r["clients"])]
+        )
+    return {k: [round(min(v), 2), round(max(v), 2)] for k, v in ratios.items()}
+
+
 def median_rates(runs: list[dict[str, Any]]) -> dict[str, int]:
     """Median tps over the rounds per cell."""
     rates: dict[str, list[float]] = {}
@@ -113,17 +132,36 @@ def median_rates(runs: list[dict[str, Any]]) -> dict[str, int]:
     return {k: round(statistics.median(v)) for k, v in rates.items()}
 
 
+def capture_function_of(version: str) -> str:
+    """The ``CREATE OR REPLACE FUNCTION`` of the row capture as migration ``version`` wrote it."""
+    (path,) = SQL_DIR.glob(f"{version}_*.sql")
+    found = re.search(
+        rf"CREATE OR REPLACE FUNCTION {re.escape(CAPTURE)}\(\).*?\n\$\$;", path.read_text(), re.S
+    )
+    if found is None:
+        raise ValueError(f"{path.name} does not define {CAPTURE}")
+    return found.group(0)
+
+
 async def set_mode(conn: asyncpg.Connection[Any], mode: str) -> None:
-    """The engine's triggers on ``activity`` on (notify / poll) or off (disabled)."""
+    """The engine's triggers on ``activity`` on (notify / poll / poll@NNNN) or off (disabled).
+
+    Setting notify_mode writes the capture functions for that mode (sql/0031's trigger on the
+    settings table); a ``poll@NNNN`` cell then puts migration NNNN's function in their place,
+    and the next cell's setting writes the current one back."""
     if mode == "disabled":
         await conn.execute("ALTER TABLE activity DISABLE TRIGGER USER")
         return
     await conn.execute("ALTER TABLE activity ENABLE TRIGGER USER")
+    notify_mode, _, version = mode.partition("@")
     await conn.execute(
         "INSERT INTO scenario_engine.scenario_engine_setting (key, value) VALUES ('notify_mode', $1) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
-        mode,
+        notify_mode,
     )
+    if version:
+        # a CREATE OR REPLACE replaces the function's SET clause too (proconfig)
+        await conn.execute(capture_function_of(version))
 
 
 async def set_durability(conn: asyncpg.Connection[Any], name: str) -> dict[str, str]:
@@ -173,6 +211,8 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
         "listener": "one asyncpg connection LISTENs on scenario_events during every cell",
         "runs": [],
     }
+    modes: Sequence[str] = getattr(args, "insert_modes", None) or MODES
+    out["modes"] = list(modes)
     url = await fresh_db(cluster, "notify")
     conn = await asyncpg.connect(url)
     listener = await asyncpg.connect(url)
@@ -183,7 +223,7 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
             for durability in DURABILITY:
                 shown = await set_durability(conn, durability)
                 for clients in args.pgbench_clients:
-                    for mode in MODES:
+                    for mode in modes:
                         await set_mode(conn, mode)
                         got = await _cell(cluster, conn, script, args.pgbench_seconds, clients, received)
                         run = {
@@ -202,9 +242,11 @@ async def run_inserts(cluster: LocalCluster, args: argparse.Namespace, workdir: 
                             f"notifications {run['notifications_received']}, load {run['load_after']}"
                         )
     finally:
+        await set_mode(conn, "poll")  # the current capture functions back
         await set_durability(conn, "fsync_off")
         await listener.close()
         await conn.close()
     out["relative_to_disabled_median_of_rounds"] = paired_ratios(out["runs"])
+    out["ratio_range_over_rounds"] = ratio_ranges(out["runs"])
     out["median_tps"] = median_rates(out["runs"])
     return out

@@ -331,18 +331,23 @@ async def run_throughput(
     notify_mode: str,
     daemons: int = 1,
     writer_rate: float = 0.0,
+    code: Path | None = None,
     **settings: object,
 ) -> dict[str, Any]:
-    """One throughput run on a fresh clone: ``daemons`` daemon processes, the writers."""
+    """One throughput run on a fresh clone: ``daemons`` daemon processes (of the package in
+    ``code`` if given: bench.harness.daemon.DaemonProc), the writers."""
     url = await fresh_db(cluster, notify_mode)
     monitor = await asyncpg.connect(url)
-    fleet = Fleet([DaemonProc(url, workdir, name=f"{label}-{i}", **settings).start() for i in range(daemons)])
+    fleet = Fleet(
+        [DaemonProc(url, workdir, name=f"{label}-{i}", code=code, **settings).start() for i in range(daemons)]
+    )
     result: dict[str, Any] = {
         "label": label,
         "notify_mode": notify_mode,
         "daemons": daemons,
         "settings": fleet.daemons[0].settings,
         "writer_target_rate_per_s": writer_rate or "full speed",
+        "daemon_code": str(code) if code else "this worktree",
     }
     try:
         result["ready_s"] = [round(await d.wait_ready(), 3) for d in fleet.daemons]

@@ -73,10 +73,19 @@ class DaemonProc:
     """The real ``scenario-engine run`` in a subprocess, with its status port.
 
     ``settings`` are daemon settings by field name (``push_rate_per_second=500`` becomes
-    ``SCENARIO_PUSH_RATE_PER_SECOND=500``).
+    ``SCENARIO_PUSH_RATE_PER_SECOND=500``); ``code``, a directory holding another version of
+    the ``scenario_engine`` package, runs that version instead of this worktree's.
     """
 
-    def __init__(self, db_url: str, workdir: Path, name: str = "daemon", **settings: object) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        workdir: Path,
+        name: str = "daemon",
+        **settings: object,
+    ) -> None:
+        code = settings.pop("code", None)
+        assert code is None or isinstance(code, Path), code
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         rules = workdir / "rules.toml"
@@ -85,6 +94,10 @@ class DaemonProc:
         self.log_path = workdir / f"{name}-{self.port}.log"
         self.settings = {f"SCENARIO_{k.upper()}": str(v) for k, v in settings.items()}
         self.env = _environment(db_url, self.port, rules, name, self.settings)
+        if code is not None:
+            # another checkout's daemon/ (a before/after in one run): first on the path, ahead
+            # of this venv's editable install of the worktree
+            self.env["PYTHONPATH"] = str(code)
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self._session: aiohttp.ClientSession | None = None

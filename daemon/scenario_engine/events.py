@@ -56,14 +56,34 @@ def scenarios_for(event: ScenarioEvent) -> frozenset[str]:
 class Routes:
     """Scenario type → the mentors that events touched for it. ``add`` is the one place an
     event is routed: the engine routes a batch with ``route``, the drain adds each event as it
-    checks it (an invalid one raises EventError before anything is added, and is dead-lettered)."""
+    checks it (an invalid one raises EventError before anything is added, and is dead-lettered).
+
+    Events of one table share one set of scenario types (the same frozenset), so mentors are
+    gathered per set of types — one or two set insertions per event — and spread over the types
+    only when ``by_type`` is read: the same result, types in the same order (by first
+    appearance), without updating every type's set for every event of a drain batch.
+    """
 
     def __init__(self) -> None:
-        self.by_type: dict[str, set[uuid.UUID]] = {}
+        self._by_types: dict[frozenset[str], set[uuid.UUID]] = {}
 
     def add(self, event: ScenarioEvent) -> None:
-        for scenario_type in scenarios_for(event):
-            self.by_type.setdefault(scenario_type, set()).update(event.mentors())
+        scenario_types = scenarios_for(event)
+        mentors = self._by_types.get(scenario_types)
+        if mentors is None:
+            mentors = self._by_types[scenario_types] = set()
+        if event.mentor_id is not None:
+            mentors.add(event.mentor_id)
+        if event.old_mentor_id is not None:
+            mentors.add(event.old_mentor_id)
+
+    @property
+    def by_type(self) -> dict[str, set[uuid.UUID]]:
+        by_type: dict[str, set[uuid.UUID]] = {}
+        for scenario_types, mentors in self._by_types.items():
+            for scenario_type in scenario_types:
+                by_type.setdefault(scenario_type, set()).update(mentors)
+        return by_type
 
 
 def route(events: Iterable[ScenarioEvent]) -> dict[str, set[uuid.UUID]]:
