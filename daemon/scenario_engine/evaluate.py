@@ -166,12 +166,14 @@ class _Prefetch:
         rules: Sequence[RuleBase],
         mentors_of: Callable[[str], list[uuid.UUID]],
         as_of: dt.datetime,
+        programmes: Rules | None = None,
+        orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._results: dict[str, asyncio.Future[list[Candidate]]] = {
             r.name: loop.create_future() for r in rules
         }
-        self._task = asyncio.create_task(self._run(reader, rules, mentors_of, as_of))
+        self._task = asyncio.create_task(self._run(reader, rules, mentors_of, as_of, programmes, orgs_of))
 
     async def _run(
         self,
@@ -179,11 +181,15 @@ class _Prefetch:
         rules: Sequence[RuleBase],
         mentors_of: Callable[[str], list[uuid.UUID]],
         as_of: dt.datetime,
+        programmes: Rules | None,
+        orgs_of: Mapping[uuid.UUID, uuid.UUID] | None,
     ) -> None:
         for rule in rules:
             future = self._results[rule.name]
             try:
-                found = await set_based_candidates(reader, rule, mentors_of(rule.scenario_type), as_of)
+                found = await set_based_candidates(
+                    reader, rule, mentors_of(rule.scenario_type), as_of, programmes, orgs_of
+                )
             except Exception as exc:  # read again on the writing connection, which isolates
                 future.set_exception(exc)
             else:
@@ -214,19 +220,21 @@ async def evaluate_set_based(
     as_of: dt.datetime,
     mentors_for: Callable[[str], list[uuid.UUID]],
     reader: Conn | None = None,
+    bounds: tuple[uuid.UUID | None, uuid.UUID] | None = None,
 ) -> Outcomes:
     """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its scenario
     type: one candidate query, one policy query and one write per rule. The whole batch is one
     transaction (a savepoint inside the caller's); a mentor whose rows cannot be evaluated is
     isolated and quarantined, the others are written (isolation.py). With a ``reader``
     connection (a sweep), the candidate statements run on it ahead of the rule loop
-    (``_Prefetch``)."""
+    (``_Prefetch``). ``bounds``: a full sweep's batch as its id range of active mentors (after,
+    last], which reads the mentors' organisations as one index range (baseline_moves)."""
     enabled = rules.enabled()
     wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
     if not everyone:
         return Outcomes()
-    orgs_of = await baseline_moves(conn, rules, everyone, as_of)
+    orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
     by_type = {t: set(ms) for t, ms in wanted.items()}
     # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
     # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
@@ -234,12 +242,15 @@ async def evaluate_set_based(
     # tenth of a full sweep's Python time).
     uniform = all(len(ms) == len(everyone) for ms in by_type.values())
 
-    # Not with per-organisation programmes: their candidates depend on this batch's own
-    # uncommitted writes (the baselines of mentors who moved, baseline_moves), which a second
-    # connection cannot see.
+    # Not when a mentor of the batch moved to another organisation: then the candidates depend
+    # on this batch's own uncommitted writes (the baselines baseline_moves took), which a second
+    # connection cannot see. Otherwise the batch wrote nothing a candidate statement reads (the
+    # first-seen rows of scenario_mentor_programme are read by none), and the reads go ahead
+    # with each mentor's organisation as read here (issue 20: without the prefetch the
+    # programmes' sweep lost the overlap of reads and writes the single programme has).
     prefetch = (
-        _Prefetch(reader, enabled, wanted.__getitem__, as_of)
-        if reader is not None and uniform and not rules.organizations
+        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of)
+        if reader is not None and uniform and not moved
         else None
     )
 
@@ -496,17 +507,27 @@ async def ensure_variants_seen(conn: Conn, rules: Rules, as_of: dt.datetime, see
 
 
 async def baseline_moves(
-    conn: Conn, rules: Rules, mentors: list[uuid.UUID], as_of: dt.datetime
-) -> dict[uuid.UUID, uuid.UUID] | None:
+    conn: Conn,
+    rules: Rules,
+    mentors: list[uuid.UUID],
+    as_of: dt.datetime,
+    bounds: tuple[uuid.UUID | None, uuid.UUID] | None = None,
+) -> tuple[dict[uuid.UUID, uuid.UUID] | None, bool]:
     """A mentor who moved to another organisation since the engine last saw them is newly seen
     by the rules of their new programme: each rule with a no-flood baseline takes it for them
     (under the variant of their new organisation). Returns each mentor's organisation (the
-    candidates need it; one statement serves both), None without organisations in the rules."""
+    candidates need it; one statement serves both), None without organisations in the rules,
+    and whether any of them moved. ``bounds``: the mentors are the active ones of that id range
+    (a full sweep's batch), read as a range rather than a list."""
     if not rules.organization_ids() or not mentors:
-        return None
+        return None, False
     async with conn.transaction():
         await mark_engine_write(conn)
-        rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
+        if bounds is not None:
+            after, last = bounds
+            rows = await fetch(conn, "mentor_programme_moves_range", after=after, last=last, as_of=as_of)
+        else:
+            rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
         by_org: dict[uuid.UUID, list[uuid.UUID]] = {}
         for row in rows:
             if row["moved"]:
@@ -516,7 +537,7 @@ async def baseline_moves(
                 own = rules.variants(listed.name).for_org(org)
                 if own is not None and _needs_baseline(own):
                     await scenario_of(own).first_seen(conn, own, as_of, group)
-    return {r["id"]: r["organization_id"] for r in rows}
+    return {r["id"]: r["organization_id"] for r in rows}, bool(by_org)
 
 
 async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:

@@ -93,10 +93,11 @@ async def run_sweep(
         if plan.before_batch is not None and not await plan.before_batch(mentors):
             result.interrupted = True
             break
+        bounds = (after, mentors[-1]) if due is None else None  # a full sweep's batch: an id range
         after = mentors[-1]
         result.mentors += len(mentors)
         outcomes = await evaluate_set_based(
-            conn, rules, experiments, plan.as_of, _everyone(mentors), reader=plan.reader
+            conn, rules, experiments, plan.as_of, _everyone(mentors), reader=plan.reader, bounds=bounds
         )
         result.count(outcomes)
         if plan.collect:
