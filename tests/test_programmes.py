@@ -593,3 +593,18 @@ async def test_enqueue_notification_runs_an_organisations_own_rule_and_overrides
     cooled = log[(m["c"], "driving_licence", "cooldown")]
     assert cooled["locale"] == "nn" and cooled["params"]["tiers_days"] == [60, 14]
     assert log[(m["b"], "certification_expiry", "daily_cap")]["params"]["daily_cap"] == 1
+
+
+def test_only_organisations_that_run_a_rule_otherwise_need_their_mentors_organisation() -> None:
+    """The sweep reads back only the mentors of organisations whose rules differ (and moves):
+    a name, a locale or a policy key alone (cap, quiet hours) changes no candidate."""
+    policy_only = f"""
+[organizations."{BERGEN}"]
+name = "Bergen"
+locale = "nn"
+daily_cap = 1
+quiet_hours = "22:00-07:00"
+"""
+    assert two_orgs(policy_only).differing_organizations() == {OSLO}
+    assert two_orgs(OWN_RULE).differing_organizations() == {OSLO, BERGEN}
+    assert default_rules().differing_organizations() == frozenset()

@@ -110,8 +110,11 @@ async def set_based_candidates(
         orgs_of = {r["id"]: r["organization_id"] for r in rows}
     default = variants.default if variants.default_runs else None
     own = {org for org, _ in variants.orgs if variants.for_org(org) != default}
-    plain = [m for m in mentors if m in orgs_of and orgs_of[m] not in own]
-    other = [m for m in mentors if m in orgs_of and orgs_of[m] in own]
+    # A mentor missing from orgs_of runs the default programme's rule: one whose organisation
+    # runs the rule as the default does (baseline_moves leaves them out in a sweep), or one not
+    # active (every candidate statement leaves those out itself).
+    plain = [m for m in mentors if orgs_of.get(m) not in own]
+    other = [m for m in mentors if orgs_of.get(m) in own]
     found: list[Candidate] = []
     if plain and default is not None:
         found += await scenario.candidates(conn, default, plain, as_of)
@@ -518,14 +521,23 @@ async def baseline_moves(
     (under the variant of their new organisation). Returns each mentor's organisation (the
     candidates need it; one statement serves both), None without organisations in the rules,
     and whether any of them moved. ``bounds``: the mentors are the active ones of that id range
-    (a full sweep's batch), read as a range rather than a list."""
+    (a full sweep's batch), read as a range rather than a list, and the map holds only the
+    mentors of ``Rules.differing_organizations`` (those missing run the default programme's
+    rules, which is all set_based_candidates asks of it)."""
     if not rules.organization_ids() or not mentors:
         return None, False
     async with conn.transaction():
         await mark_engine_write(conn)
         if bounds is not None:
             after, last = bounds
-            rows = await fetch(conn, "mentor_programme_moves_range", after=after, last=last, as_of=as_of)
+            rows = await fetch(
+                conn,
+                "mentor_programme_moves_range",
+                after=after,
+                last=last,
+                as_of=as_of,
+                organizations=list(rules.differing_organizations()),
+            )
         else:
             rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
         by_org: dict[uuid.UUID, list[uuid.UUID]] = {}

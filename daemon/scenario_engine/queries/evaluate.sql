@@ -158,13 +158,16 @@ WITH cur AS (
 SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur ORDER BY id;
 
 -- name: mentor_programme_moves_range
--- params: after, last, as_of
+-- params: after, last, as_of, organizations
 -- mentor_programme_moves for a sweep batch given as its id range (after, last] of active mentors
--- (active_mentor_batch): both tables are read as one index range each and merge-joined, where
--- "id = ANY(batch)" hash-joined the whole scenario_mentor_programme table once per batch (issue
--- 20: a tenth of a steady sweep's time at 200k). The repeated range on s lets the planner use
--- it as an index condition; no ORDER BY (the caller keys a dict by mentor). A mentor who became
--- active between the two statements is included (harmless: the rows are only the batch's organisations, and a move recorded is a move).
+-- (active_mentor_batch), returning only what the caller uses: the mentors seen for the first
+-- time or moved (recorded here), and those in ``organizations`` (Rules.differing_organizations:
+-- the only ones whose candidates need their organisation; every other mentor runs the default
+-- programme's rules). Issue 20: "id = ANY(batch)" hash-joined the whole
+-- scenario_mentor_programme once per batch and sent every mentor's organisation back, a third
+-- of the programmes' extra time in a steady sweep at 200k. Both tables are read as one index
+-- range each (the repeated range on s is an index condition). A mentor who became active
+-- between the two statements is included: harmless (a move recorded is a move).
 WITH cur AS (
     SELECT p.id, p.organization_id, s.organization_id AS was_in
     FROM public.peer_mentor p
@@ -179,7 +182,8 @@ WITH cur AS (
     SELECT id, organization_id, $3::timestamptz FROM cur WHERE was_in IS DISTINCT FROM organization_id
     ON CONFLICT (mentor_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, seen_at = EXCLUDED.seen_at
 )
-SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur;
+SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur
+WHERE was_in IS DISTINCT FROM organization_id OR organization_id = ANY($4::uuid[]);
 
 -- name: organisations_with_mentors
 -- params: organizations
