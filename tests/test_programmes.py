@@ -593,6 +593,10 @@ async def test_enqueue_notification_runs_an_organisations_own_rule_and_overrides
     cooled = log[(m["c"], "driving_licence", "cooldown")]
     assert cooled["locale"] == "nn" and cooled["params"]["tiers_days"] == [60, 14]
     assert log[(m["b"], "certification_expiry", "daily_cap")]["params"]["daily_cap"] == 1
+    nobody = await engine.enqueue_notification(
+        uuid.uuid4(), "certification_expiry", _cert_context("driving_licence", "x1"), as_of=T0
+    )
+    assert (nobody.created, nobody.decision.outcome) == (False, "mentor_not_active")
 
 
 def test_only_organisations_that_run_a_rule_otherwise_need_their_mentors_organisation() -> None:

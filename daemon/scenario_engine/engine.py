@@ -222,7 +222,7 @@ class Engine:
         mentor, rule and instant), ``subject`` and ``seq``; the rest fills the template.
         """
         rule_name = context_data.get("rule_name")
-        self._check_rule(scenario_type, rule_name)
+        listed = self._check_rule(scenario_type, rule_name)
         subject = str(context_data.get("subject", "manual"))
         seq = int(context_data.get("seq", 0))
         inputs = {
@@ -232,11 +232,12 @@ class Engine:
             at = await instant(conn, as_of)
             states = await policy_states(conn, [user_id], scenario_type, at)
             state = states.get(user_id)
-            # The rule (its name, the dedup key's) is the mentor's programme's.
+            # The rule (its name, the dedup key's) is the mentor's programme's; for a mentor who
+            # does not exist, the first programme's that has it (only the repeat check uses it).
             own, programme = (
                 self._rule_for(scenario_type, rule_name, state.organization_id)
                 if state is not None
-                else (self._rule_for(scenario_type, rule_name, None)[0], self.rules)
+                else (listed, self.rules)
             )
             key = str(
                 context_data.get("dedup_key")
@@ -268,20 +269,23 @@ class Engine:
             at = await instant(conn, as_of)
             await record_last_triggered(conn, user_id, scenario_type, at, rule_name)
 
-    def _check_rule(self, scenario_type: str, rule_name: str | None) -> None:
+    def _check_rule(self, scenario_type: str, rule_name: str | None) -> Rule:
         """Fail before touching the database on what no programme has: a rule name no
-        programme defines (KeyError), or one of another scenario type (ValueError)."""
+        programme defines (KeyError), or one of another scenario type (ValueError). Returns the
+        first programme's rule that fits (the default's first)."""
         programmes = [self.rules, *map(self.rules.organization, self.rules.organization_ids())]
         defined = [r for p in programmes for r in p.all()]
         if rule_name is None:
-            if not any(r.scenario_type == scenario_type for r in defined):
+            found = next((r for r in defined if r.scenario_type == scenario_type), None)
+            if found is None:
                 raise ValueError(f"no {scenario_type} rule is configured")
-            return
+            return found
         rule = next((r for r in defined if r.name == rule_name), None)
         if rule is None:
             raise KeyError(rule_name)
         if rule.scenario_type != scenario_type:
             raise ValueError(f"rule {rule_name!r} is a {rule.scenario_type} rule, not {scenario_type}")
+        return rule
 
     def _rule_for(
         self, scenario_type: str, rule_name: str | None, org: uuid.UUID | None
