@@ -171,12 +171,18 @@ class _Prefetch:
         as_of: dt.datetime,
         programmes: Rules | None = None,
         orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
+        org_range: tuple[uuid.UUID | None, uuid.UUID] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._results: dict[str, asyncio.Future[list[Candidate]]] = {
             r.name: loop.create_future() for r in rules
         }
-        self._task = asyncio.create_task(self._run(reader, rules, mentors_of, as_of, programmes, orgs_of))
+        # The organisations the reads go by: ``orgs_of``, or with ``org_range`` (a sweep batch's
+        # id range) read first on the reader, for the caller to check against its own read.
+        self.orgs: asyncio.Future[Mapping[uuid.UUID, uuid.UUID] | None] = loop.create_future()
+        self._task = asyncio.create_task(
+            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, org_range)
+        )
 
     async def _run(
         self,
@@ -186,7 +192,22 @@ class _Prefetch:
         as_of: dt.datetime,
         programmes: Rules | None,
         orgs_of: Mapping[uuid.UUID, uuid.UUID] | None,
+        org_range: tuple[uuid.UUID | None, uuid.UUID] | None,
     ) -> None:
+        if org_range is not None and programmes is not None:
+            try:
+                rows = await fetch(
+                    reader,
+                    "mentor_organizations_range",
+                    after=org_range[0],
+                    last=org_range[1],
+                    organizations=list(programmes.differing_organizations()),
+                )
+            except Exception as exc:  # nothing read ahead: the caller reads on the writer
+                self.orgs.set_exception(exc)
+                return
+            orgs_of = {r["id"]: r["organization_id"] for r in rows}
+        self.orgs.set_result(orgs_of)
         for rule in rules:
             future = self._results[rule.name]
             try:
@@ -207,10 +228,19 @@ class _Prefetch:
         except Exception:
             return None
 
+    async def read_orgs(self) -> Mapping[uuid.UUID, uuid.UUID] | Exception | None:
+        """The organisations the reads go by (an exception if they could not be read)."""
+        try:
+            return await self.orgs
+        except Exception as exc:
+            return exc
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        if self.orgs.done() and not self.orgs.cancelled():
+            self.orgs.exception()
         for future in self._results.values():  # unused: retrieve, so nothing is logged
             if future.done() and not future.cancelled():
                 future.exception()
@@ -237,7 +267,6 @@ async def evaluate_set_based(
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
     if not everyone:
         return Outcomes()
-    orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
     by_type = {t: set(ms) for t, ms in wanted.items()}
     # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
     # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
@@ -245,17 +274,37 @@ async def evaluate_set_based(
     # tenth of a full sweep's Python time).
     uniform = all(len(ms) == len(everyone) for ms in by_type.values())
 
+    # With programmes, a full sweep's batch starts its reads before the moves statement on the
+    # writer (issue 20: it had them wait for it), reading the organisations of the mentors it
+    # needs on the reader; they are kept only if the writer then found no move and the same
+    # organisations for those mentors (else a move between the two reads could go unbaselined).
+    early = (
+        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, org_range=bounds)
+        if reader is not None and uniform and bounds is not None and rules.organization_ids()
+        else None
+    )
+    try:
+        orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
+    except BaseException:
+        if early is not None:
+            await early.close()
+        raise
     # Not when a mentor of the batch moved to another organisation: then the candidates depend
     # on this batch's own uncommitted writes (the baselines baseline_moves took), which a second
     # connection cannot see. Otherwise the batch wrote nothing a candidate statement reads (the
     # first-seen rows of scenario_mentor_programme are read by none), and the reads go ahead
     # with each mentor's organisation as read here (issue 20: without the prefetch the
     # programmes' sweep lost the overlap of reads and writes the single programme has).
-    prefetch = (
-        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of)
-        if reader is not None and uniform and not moved
-        else None
-    )
+    prefetch: _Prefetch | None = None
+    if early is not None:
+        differing = rules.differing_organizations()
+        mine = {m: o for m, o in (orgs_of or {}).items() if o in differing}
+        if not moved and await early.read_orgs() == mine:
+            prefetch = early
+        else:
+            await early.close()
+    elif reader is not None and uniform and not moved:
+        prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of)
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         of_type = wanted[rule.scenario_type]

@@ -185,6 +185,16 @@ WITH cur AS (
 SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur
 WHERE was_in IS DISTINCT FROM organization_id OR organization_id = ANY($4::uuid[]);
 
+-- name: mentor_organizations_range
+-- params: after, last, organizations
+-- The active mentors of a sweep batch's id range (after, last] who belong to ``organizations``
+-- (Rules.differing_organizations), with their organisation: what a sweep's reads ahead on the
+-- second connection go by (evaluate._Prefetch), checked against mentor_programme_moves_range.
+SELECT p.id, p.organization_id FROM public.peer_mentor p
+WHERE p.status = 'active'
+  AND p.id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid) AND p.id <= $2::uuid
+  AND p.organization_id = ANY($3::uuid[]);
+
 -- name: organisations_with_mentors
 -- params: organizations
 -- Which of the rules file's organisations some mentor has (check-config warns about the rest).
