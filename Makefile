@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 $(BENCH_ARGS)
 	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 	$(BIN)/python -m bench.report
+	$(BIN)/python -m bench.programmes --mentors 1000000
 	$(BIN)/python -m bench.docs --mentors 100000 1000000
 
 # The same at 100k into a scratch directory: neither bench/results/ nor docs/ change.

@@ -205,7 +205,39 @@ def report_section(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def figures(folder: Path, sizes: list[int], report_sizes: list[int]) -> str:
+PROGRAMMES_BAR = 1.2
+
+
+def programmes_section(runs: list[dict[str, Any]]) -> list[str]:
+    """bench/programmes.py: the steady full sweep with 200 organisations against the single
+    programme, in the same run (issue 20's bar: ≤ 1.2×)."""
+    lines = ["### Programmes (`bench/programmes.py`, 200 organisations, a dozen overrides)", ""]
+    if not runs:
+        return [*lines, "No programmes results in this run.", ""]
+    lines += [
+        "| mentors | one programme, steady sweeps (s) | 200 organisations, steady sweeps (s) "
+        "| ratio of medians | bar |",
+        "|---|---|---|---|---|",
+    ]
+    for r in runs:
+        one, many = (r["runs"][k][1:] for k in ("bench_one_programme", "bench_programmes"))
+        medians = r["steady_median_seconds"]
+
+        def cell(sweeps: list[dict[str, Any]], median: float) -> str:
+            return ", ".join(f"{s['seconds']:.2f}" for s in sweeps) + f" (median {median:.2f})"
+
+        lines.append(
+            f"| {r['mentors']:,} | {cell(one, medians['bench_one_programme'])} | "
+            f"{cell(many, medians['bench_programmes'])} | {r['ratio']:.2f} "
+            f"{_verdict(r['ratio'] <= PROGRAMMES_BAR)} | ≤ {PROGRAMMES_BAR} at 1M |"
+        )
+    files = ", ".join(f"`{r['_file']}` ({str(r.get('started_at', '?'))[:16]})" for r in runs)
+    return [*lines, "", "Files: " + files, ""]
+
+
+def figures(
+    folder: Path, sizes: list[int], report_sizes: list[int], programme_sizes: list[int] | None = None
+) -> str:
     body = [
         "## Figures of the last run",
         "",
@@ -215,6 +247,7 @@ def figures(folder: Path, sizes: list[int], report_sizes: list[int]) -> str:
     ]
     body += sweep_section(_load(folder, "sweep", sizes))
     body += report_section(_load(folder, "report", report_sizes))
+    body += programmes_section(_load(folder, "programmes", programme_sizes or [1_000_000]))
     return "\n".join(body).rstrip() + "\n"
 
 
@@ -237,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--report-mentors", type=int, nargs="+", default=[1_000_000], help="the report's populations"
     )
+    p.add_argument(
+        "--programmes-mentors", type=int, nargs="+", default=[1_000_000], help="bench.programmes' populations"
+    )
     args = p.parse_args(argv)
-    section = figures(args.results_dir, args.mentors, args.report_mentors)
+    section = figures(args.results_dir, args.mentors, args.report_mentors, args.programmes_mentors)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(section, encoding="utf-8")

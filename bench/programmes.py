@@ -9,7 +9,8 @@ programme), the other with the same rules plus 200 ``[organizations."<id>"]`` ta
 and a locale each) of which 12 override rule fields or policy keys. Each clone gets a first
 full sweep (lots to send) and then steady full sweeps at the same instant (nothing new),
 alternated between the two so that both see the same machine; the figure is the ratio of the
-median steady sweeps (bar: ≤ 1.2). Writes ``bench/results/programmes-<mentors>.json``.
+median steady sweeps (bar: ≤ 1.2). Writes ``bench/results/programmes-<mentors>.json``, which
+``python -m bench.docs`` puts into docs/BENCHMARKS.md (``--programmes-mentors``; 1M by default).
 """
 
 from __future__ import annotations
@@ -148,15 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mentors", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=4, help="steady sweeps of each programme set")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where programmes-<mentors>.json goes (bench.docs)",
+    )
     args = parser.parse_args(argv)
     result: dict[str, Any] = {
         "benchmark": "programmes",
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
         "mentors": args.mentors,
         "organisations": ORGANISATIONS,
+        "params": {"mentors": args.mentors, "repeats": args.repeats},
     }
     with private_cluster(BENCH_PG_SETTINGS) as cluster:
         asyncio.run(run(cluster, args, result))
-    out = RESULTS_DIR / f"programmes-{args.mentors}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"programmes-{args.mentors}.json"
     out.write_text(json.dumps(result, indent=2, default=str) + "\n", "utf-8")
     log(
         f"steady full sweep: one programme {result['steady_median_seconds'][ONE]} s, "

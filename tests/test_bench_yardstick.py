@@ -10,6 +10,7 @@ is one the fingerprint covers, and (2) both fingerprints are equal.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,24 @@ def test_docs_generator_replaces_only_the_figures() -> None:
     assert out == f"# Benchmarks\n\nprose before\n\n{docs.BEGIN}\nnew figures\n{docs.END}\n\nprose after\n"
     assert docs.replace_section(out, "new figures\n") == out
     assert docs.BEGIN in Path(docs.DOC).read_text(encoding="utf-8")
+
+
+def test_docs_generator_picks_up_the_programmes_result(tmp_path: Path) -> None:
+    """`python -m bench.programmes --mentors 1000000` writes programmes-1000000.json, and the
+    figures of docs/BENCHMARKS.md show its steady sweeps and ratio (issue 20's bar)."""
+    sweeps = {
+        "bench_one_programme": [{"seconds": 30.0}, {"seconds": 10.0}, {"seconds": 12.0}],
+        "bench_programmes": [{"seconds": 40.0}, {"seconds": 11.0}, {"seconds": 13.0}],
+    }
+    result = {
+        "benchmark": "programmes",
+        "started_at": "2026-12-06T10:00:00+00:00",
+        "mentors": 1_000_000,
+        "runs": sweeps,
+        "steady_median_seconds": {"bench_one_programme": 11.0, "bench_programmes": 12.0},
+        "ratio": 1.091,
+    }
+    (tmp_path / "programmes-1000000.json").write_text(json.dumps(result), encoding="utf-8")
+    section = docs.figures(tmp_path, [], [], [1_000_000])
+    assert "| 1,000,000 | 10.00, 12.00 (median 11.00) | 11.00, 13.00 (median 12.00) | 1.09 pass |" in section
+    assert "programmes-1000000.json" in section

@@ -21,7 +21,7 @@ from scenario_engine.events import ScenarioEvent
 from scenario_engine.messages import BUILTIN, Rendering, check_programme_texts, render_message
 from scenario_engine.scenarios.rules import Rules, default_rules, load_rules
 from tests.cli import run_cli
-from tests.factories import ORG, add_activity, add_certification, add_mentor
+from tests.factories import ORG, add_activity, add_certification, add_mentor, opt_out
 
 ROOT = Path(__file__).resolve().parents[1]
 OSLO = uuid.UUID("0b6f0000-0000-4000-8000-000000000001")
@@ -405,3 +405,210 @@ async def test_sweep_dry_run_and_explain_show_the_programme(pool: Any, db_url: s
     assert f"programme: organisation {OSLO} (Oslo peer mentors)" in out.stdout
     assert '"threshold_days": 14' in out.stdout and "locale: nb" in out.stdout
     assert "[sessions_year] (milestone) → not in programme" in out.stdout
+
+
+# --- the decision log: every decision records its locale and effective parameters ----------
+
+
+async def _decisions(pool: Any) -> dict[tuple[uuid.UUID, str, str], dict[str, Any]]:
+    """(mentor, rule, outcome) → the decision's inputs, for every decision but baselines."""
+    rows = await pool.fetch(
+        "SELECT mentor_id, rule_name, outcome, inputs FROM scenario_engine.scenario_decision "
+        "WHERE outcome <> 'baseline'"
+    )
+    return {(r["mentor_id"], r["rule_name"], r["outcome"]): r["inputs"] for r in rows}
+
+
+def _params(inputs: dict[str, Any]) -> tuple[Any, ...]:
+    p = inputs["params"]
+    return (
+        p.get("threshold_days"),
+        p.get("tiers_days"),
+        p["cooldown_days"],
+        p["daily_cap"],
+        p["quiet_hours"],
+    )
+
+
+OSLO_INACTIVE = (14, None, 10.0, 1, "21:00-08:00")
+OSLO_CERT = (None, [60, 14], 0.0, 1, "21:00-08:00")
+DEFAULT_INACTIVE = (21, None, 7.0, 3, None)
+
+
+async def test_suppressed_decisions_record_locale_and_parameters_through_the_sweep(pool: Any) -> None:
+    """Oslo (nb, cap 1, threshold 14, cooldown 10, tiers 60/14) and the default programme (en,
+    cap 3, threshold 21, cooldown 7): a capped, a cooled-down and an opted-out decision record
+    the locale and the parameters they were decided under, exactly as the sent ones do."""
+    m = await _population(pool)
+    d = await _mentor(pool, ORG, "Dag", tz="UTC")
+    await add_activity(pool, d, T0 - 22 * DAY)  # past the default's 21 days, but opted out
+    await opt_out(pool, d)
+    e = await _mentor(pool, OSLO, "Eirik")
+    await add_activity(pool, e, T0 - 15 * DAY)
+    engine = Engine(pool, two_orgs())
+    await engine.record_last_triggered(e, "inactivity", as_of=T0 - 8 * DAY)  # Oslo's cooldown: 10 days
+    await engine.run_scheduled_evaluation(T0)
+    log = await _decisions(pool)
+    capped = log[(m["b"], "certification_expiry", "daily_cap")]
+    assert (capped["locale"], _params(capped)) == ("nb", OSLO_CERT)
+    cooled = log[(e, "inactive_21d", "cooldown")]
+    assert (cooled["locale"], _params(cooled)) == ("nb", OSLO_INACTIVE)
+    opted = log[(d, "inactive_21d", "opted_out")]
+    assert (opted["locale"], _params(opted)) == ("en", DEFAULT_INACTIVE)
+    sent = log[(m["b"], "inactive_21d", "sent")]
+    assert (sent["locale"], _params(sent)) == ("nb", OSLO_INACTIVE)
+    sent_en = log[(m["a"], "certification_expiry", "sent")]
+    assert (sent_en["locale"], _params(sent_en)) == ("en", (None, [30, 7, 1], 0.0, 3, None))
+    assert all("locale" in i and "params" in i for i in log.values())
+
+
+async def test_suppressed_decisions_record_locale_and_parameters_through_events(pool: Any) -> None:
+    """The event path writes through the same code: an opted-out mentor of each organisation."""
+    m = await _population(pool)
+    d = await _mentor(pool, ORG, "Dag", tz="UTC")
+    await add_activity(pool, d, T0 - 22 * DAY)
+    for mentor in (d, m["b"]):
+        await opt_out(pool, mentor)
+    engine = Engine(pool, two_orgs())
+    events = [
+        ScenarioEvent(id=i, table_name="activity", operation="INSERT", mentor_id=mentor)
+        for i, mentor in enumerate((d, m["b"]), 1)
+    ]
+    async with pool.acquire() as conn:
+        await engine.handle_database_events(conn, events, T0)
+    log = await _decisions(pool)
+    oslo = log[(m["b"], "inactive_21d", "opted_out")]
+    assert (oslo["locale"], _params(oslo)) == ("nb", OSLO_INACTIVE)
+    default = log[(d, "inactive_21d", "opted_out")]
+    assert (default["locale"], _params(default)) == ("en", DEFAULT_INACTIVE)
+
+
+# --- the single-mentor interfaces: an organisation's own rule and its overrides ------------
+
+BERGEN = uuid.UUID("0b6f0000-0000-4000-8000-000000000002")
+OWN_RULE = f"""
+[organizations."{BERGEN}"]
+name = "Bergen"
+locale = "nn"
+
+[[organizations."{BERGEN}".certification_expiry]]
+name = "driving_licence"
+certification_types = ["driving"]
+tiers_days = [60, 14]
+cooldown_days = 30
+"""
+
+
+async def _three(pool: Any) -> dict[str, uuid.UUID]:
+    """Ann (default) and Bjørn (Oslo) quiet for 15 days; Cecilie (Bergen) active yesterday,
+    her driving certification expiring in 50 days (Bergen's own rule: tier 60); Eirik (Oslo,
+    quiet 15 days) and Frida (default, quiet 22 days) last reminded 8 days ago."""
+    a = await _mentor(pool, ORG, "Ann", tz="UTC")
+    b = await _mentor(pool, OSLO, "Bjørn")
+    c = await _mentor(pool, BERGEN, "Cecilie")
+    e = await _mentor(pool, OSLO, "Eirik")
+    f = await _mentor(pool, ORG, "Frida", tz="UTC")
+    for mentor in (a, b, e):
+        await add_activity(pool, mentor, T0 - 15 * DAY)
+    await add_activity(pool, f, T0 - 22 * DAY)
+    await add_activity(pool, c, T0 - DAY)
+    await add_certification(pool, c, expires_at=T0 + 50 * DAY, type_="driving")
+    engine = Engine(pool, default_rules())
+    for mentor in (e, f):
+        await engine.record_last_triggered(mentor, "inactivity", as_of=T0 - 8 * DAY)
+    return {"a": a, "b": b, "c": c, "e": e, "f": f}
+
+
+async def test_should_notify_finds_an_organisations_own_rule_and_agrees_with_the_sweep(pool: Any) -> None:
+    m = await _three(pool)
+    engine = Engine(pool, two_orgs(OWN_RULE))
+    own = await engine.should_notify(m["c"], "certification_expiry", rule_name="driving_licence", as_of=T0)
+    oslo = await engine.should_notify(m["b"], "inactivity", as_of=T0)
+    # Eight days since the last reminder: Oslo's 10-day cooldown holds Eirik, the default's
+    # 7 days let Frida through.
+    held = await engine.should_notify(m["e"], "inactivity", as_of=T0)
+    free = await engine.should_notify(m["f"], "inactivity", rule_name="inactive_21d", as_of=T0)
+    assert (own.outcome, oslo.outcome, held.outcome, free.outcome) == ("sent", "sent", "cooldown", "sent")
+    assert "cooldown is 10.0 days" in held.reason
+    with pytest.raises(ValueError, match="not in the programme"):
+        await engine.should_notify(m["a"], "certification_expiry", rule_name="driving_licence", as_of=T0)
+    with pytest.raises(KeyError):
+        await engine.should_notify(m["a"], "certification_expiry", rule_name="no_such_rule", as_of=T0)
+    result = await engine.run_scheduled_evaluation(T0, collect=True)
+    assert _summary(result.outcomes) == {
+        (str(m["c"]), "driving_licence", "sent"),
+        (str(m["b"]), "inactive_21d", "sent"),
+        (str(m["e"]), "inactive_21d", "cooldown"),
+        (str(m["f"]), "inactive_21d", "sent"),
+    }
+    # Bergen's own rule's 30-day cooldown holds Cecilie a week later.
+    own = await engine.should_notify(
+        m["c"], "certification_expiry", rule_name="driving_licence", as_of=T0 + 8 * DAY
+    )
+    assert own.outcome == "cooldown" and "cooldown is 30.0 days" in own.reason
+
+
+def _cert_context(rule_name: str, key: str) -> dict[str, Any]:
+    return {
+        "rule_name": rule_name,
+        "dedup_key": key,
+        "certification_id": 1,
+        "certification_type": "driving",
+        "expires_at": "2026-04-20T10:00:00+00:00",
+        "expires_on": "2026-04-20",
+        "days_left": 50,
+        "tier_days": 60,
+    }
+
+
+async def test_enqueue_notification_runs_an_organisations_own_rule_and_overrides(pool: Any) -> None:
+    """Cecilie (Bergen) through Bergen's own rule, in nynorsk, then held by its 30-day
+    cooldown; Bjørn (Oslo, cap 1) capped at his second push of the day where Ann (default,
+    cap 3) is not."""
+    m = await _three(pool)
+    engine = Engine(pool, two_orgs(OWN_RULE))
+    first = await engine.enqueue_notification(
+        m["c"], "certification_expiry", _cert_context("driving_licence", "c1"), as_of=T0
+    )
+    assert first.created and first.decision.outcome == "sent"
+    assert (await _pushes(pool))[(m["c"], "driving_licence")] == (
+        "Sertifiseringa går snart ut",
+        "Sertifiseringa di i køyring går ut om 50 dagar (20. april 2026).",
+    )
+    again = await engine.enqueue_notification(
+        m["c"], "certification_expiry", _cert_context("driving_licence", "c2"), as_of=T0 + DAY
+    )
+    assert (again.created, again.decision.outcome) == (False, "cooldown")
+    outcomes = {}
+    for who in ("a", "b"):
+        await engine.enqueue_notification(
+            m[who], "inactivity", {"days_inactive": 15, "dedup_key": f"{who}1"}, as_of=T0
+        )
+        second = await engine.enqueue_notification(
+            m[who], "certification_expiry", _cert_context("certification_expiry", f"{who}2"), as_of=T0
+        )
+        outcomes[who] = second.decision.outcome
+    assert outcomes == {"a": "sent", "b": "daily_cap"}
+    log = await _decisions(pool)
+    cooled = log[(m["c"], "driving_licence", "cooldown")]
+    assert cooled["locale"] == "nn" and cooled["params"]["tiers_days"] == [60, 14]
+    assert log[(m["b"], "certification_expiry", "daily_cap")]["params"]["daily_cap"] == 1
+    nobody = await engine.enqueue_notification(
+        uuid.uuid4(), "certification_expiry", _cert_context("driving_licence", "x1"), as_of=T0
+    )
+    assert (nobody.created, nobody.decision.outcome) == (False, "mentor_not_active")
+
+
+def test_only_organisations_that_run_a_rule_otherwise_need_their_mentors_organisation() -> None:
+    """The sweep reads back only the mentors of organisations whose rules differ (and moves):
+    a name, a locale or a policy key alone (cap, quiet hours) changes no candidate."""
+    policy_only = f"""
+[organizations."{BERGEN}"]
+name = "Bergen"
+locale = "nn"
+daily_cap = 1
+quiet_hours = "22:00-07:00"
+"""
+    assert two_orgs(policy_only).differing_organizations() == {OSLO}
+    assert two_orgs(OWN_RULE).differing_organizations() == {OSLO, BERGEN}
+    assert default_rules().differing_organizations() == frozenset()

@@ -23,7 +23,6 @@ from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.domain.rule import ScenarioType
 from scenario_engine.evaluate import (
     SeenRules,
-    effective,
     ensure_rules_seen,
     evaluate_set_based,
     evaluate_single,
@@ -208,14 +207,17 @@ class Engine:
         rule_name: str | None = None,
         as_of: dt.datetime | None = None,
     ) -> PolicyDecision:
-        rule = self._rule_for(scenario_type, rule_name)
+        """Whether a notification of ``scenario_type`` (the rule ``rule_name``, else the
+        mentor's programme's first rule of that type) may go to the mentor now, under the
+        programme of the mentor's organisation: its own rules, its overridden cooldowns and cap."""
+        self._check_rule(scenario_type, rule_name)
         async with self.pool.acquire() as conn:
             at = await instant(conn, as_of)
             states = await policy_states(conn, [user_id], scenario_type, at)
         state = states.get(user_id)
         if state is None:
             return PolicyDecision("mentor_not_active", "no such mentor")
-        own, programme = effective(rule, self.rules, state.organization_id)
+        own, programme = self._rule_for(scenario_type, rule_name, state.organization_id)
         return decide_policy(state, scenario_type, own.cooldown, programme.daily_cap, at)
 
     async def enqueue_notification(
@@ -231,7 +233,8 @@ class Engine:
         ``context_data`` may name ``rule_name``, ``dedup_key`` (default: one per
         mentor, rule and instant), ``subject`` and ``seq``; the rest fills the template.
         """
-        rule = self._rule_for(scenario_type, context_data.get("rule_name"))
+        rule_name = context_data.get("rule_name")
+        listed = self._check_rule(scenario_type, rule_name)
         subject = str(context_data.get("subject", "manual"))
         seq = int(context_data.get("seq", 0))
         inputs = {
@@ -239,19 +242,25 @@ class Engine:
         }
         async with self.pool.acquire() as conn:
             at = await instant(conn, as_of)
+            states = await policy_states(conn, [user_id], scenario_type, at)
+            state = states.get(user_id)
+            # The rule (its name, the dedup key's) is the mentor's programme's; for a mentor who
+            # does not exist, the first programme's that has it (only the repeat check uses it).
+            own, programme = (
+                self._rule_for(scenario_type, rule_name, state.organization_id)
+                if state is not None
+                else (listed, self.rules)
+            )
             key = str(
                 context_data.get("dedup_key")
-                or dedup_key(scenario_type, rule.name, user_id, subject, at.isoformat())
+                or dedup_key(scenario_type, own.name, user_id, subject, at.isoformat())
             )
-            cand = Candidate(user_id, scenario_type, rule.name, subject, seq, key, inputs)
             existing = await fetchrow(conn, "existing_notifications", dedup_keys=[key])
             if existing is not None:  # a repeat: return what was enqueued the first time
                 return EnqueueResult(existing["id"], False, PolicyDecision("sent", "already enqueued"))
-            states = await policy_states(conn, [user_id], scenario_type, at)
-            state = states.get(user_id)
             if state is None:
                 return EnqueueResult(None, False, PolicyDecision("mentor_not_active", "no such mentor"))
-            own, programme = effective(rule, self.rules, state.organization_id)
+            cand = Candidate(user_id, scenario_type, own.name, subject, seq, key, inputs)
             decision = decide_policy(state, scenario_type, own.cooldown, programme.daily_cap, at)
             experiment = await experiment_id(conn, own, programme, self._seen, at)
             [outcome] = await write_outcomes(
@@ -272,16 +281,38 @@ class Engine:
             at = await instant(conn, as_of)
             await record_last_triggered(conn, user_id, scenario_type, at, rule_name)
 
-    def _rule_for(self, scenario_type: str, rule_name: str | None) -> Rule:
-        if rule_name is not None:
-            rule = self.rules.by_name(rule_name)
-            if rule.scenario_type != scenario_type:
-                raise ValueError(f"rule {rule_name!r} is a {rule.scenario_type} rule, not {scenario_type}")
-            return rule
-        for rule in self.rules.all():
-            if rule.scenario_type == scenario_type:
-                return rule
-        raise ValueError(f"no {scenario_type} rule is configured")
+    def _check_rule(self, scenario_type: str, rule_name: str | None) -> Rule:
+        """Fail before touching the database on what no programme has: a rule name no
+        programme defines (KeyError), or one of another scenario type (ValueError). Returns the
+        first programme's rule that fits (the default's first)."""
+        programmes = [self.rules, *map(self.rules.organization, self.rules.organization_ids())]
+        defined = [r for p in programmes for r in p.all()]
+        if rule_name is None:
+            found = next((r for r in defined if r.scenario_type == scenario_type), None)
+            if found is None:
+                raise ValueError(f"no {scenario_type} rule is configured")
+            return found
+        rule = next((r for r in defined if r.name == rule_name), None)
+        if rule is None:
+            raise KeyError(rule_name)
+        if rule.scenario_type != scenario_type:
+            raise ValueError(f"rule {rule_name!r} is a {rule.scenario_type} rule, not {scenario_type}")
+        return rule
+
+    def _rule_for(
+        self, scenario_type: str, rule_name: str | None, org: uuid.UUID | None
+    ) -> tuple[Rule, Rules]:
+        """The rule a mentor of ``org`` runs and its programme: ``rule_name`` as the
+        organisation's programme has it (an own rule, or the default's with the organisation's
+        overrides), else that programme's first rule of ``scenario_type``. A rule that exists
+        only in other organisations' programmes is an error for this mentor."""
+        programme = self.rules.organization(org)
+        for rule in programme.all():
+            if rule.scenario_type == scenario_type and rule_name in (None, rule.name):
+                return rule, programme
+        if rule_name is None:
+            raise ValueError(f"no {scenario_type} rule in the programme of organisation {org}")
+        raise ValueError(f"rule {rule_name!r} is not in the programme of organisation {org}")
 
     # -- set-based paths ---------------------------------------------------------------------
 

@@ -110,8 +110,11 @@ async def set_based_candidates(
         orgs_of = {r["id"]: r["organization_id"] for r in rows}
     default = variants.default if variants.default_runs else None
     own = {org for org, _ in variants.orgs if variants.for_org(org) != default}
-    plain = [m for m in mentors if m in orgs_of and orgs_of[m] not in own]
-    other = [m for m in mentors if m in orgs_of and orgs_of[m] in own]
+    # A mentor missing from orgs_of runs the default programme's rule: one whose organisation
+    # runs the rule as the default does (baseline_moves leaves them out in a sweep), or one not
+    # active (every candidate statement leaves those out itself).
+    plain = [m for m in mentors if orgs_of.get(m) not in own]
+    other = [m for m in mentors if orgs_of.get(m) in own]
     found: list[Candidate] = []
     if plain and default is not None:
         found += await scenario.candidates(conn, default, plain, as_of)
@@ -166,12 +169,20 @@ class _Prefetch:
         rules: Sequence[RuleBase],
         mentors_of: Callable[[str], list[uuid.UUID]],
         as_of: dt.datetime,
+        programmes: Rules | None = None,
+        orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
+        org_range: tuple[uuid.UUID | None, uuid.UUID] | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._results: dict[str, asyncio.Future[list[Candidate]]] = {
             r.name: loop.create_future() for r in rules
         }
-        self._task = asyncio.create_task(self._run(reader, rules, mentors_of, as_of))
+        # The organisations the reads go by: ``orgs_of``, or with ``org_range`` (a sweep batch's
+        # id range) read first on the reader, for the caller to check against its own read.
+        self.orgs: asyncio.Future[Mapping[uuid.UUID, uuid.UUID] | None] = loop.create_future()
+        self._task = asyncio.create_task(
+            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, org_range)
+        )
 
     async def _run(
         self,
@@ -179,11 +190,30 @@ class _Prefetch:
         rules: Sequence[RuleBase],
         mentors_of: Callable[[str], list[uuid.UUID]],
         as_of: dt.datetime,
+        programmes: Rules | None,
+        orgs_of: Mapping[uuid.UUID, uuid.UUID] | None,
+        org_range: tuple[uuid.UUID | None, uuid.UUID] | None,
     ) -> None:
+        if org_range is not None and programmes is not None:
+            try:
+                rows = await fetch(
+                    reader,
+                    "mentor_organizations_range",
+                    after=org_range[0],
+                    last=org_range[1],
+                    organizations=list(programmes.differing_organizations()),
+                )
+            except Exception as exc:  # nothing read ahead: the caller reads on the writer
+                self.orgs.set_exception(exc)
+                return
+            orgs_of = {r["id"]: r["organization_id"] for r in rows}
+        self.orgs.set_result(orgs_of)
         for rule in rules:
             future = self._results[rule.name]
             try:
-                found = await set_based_candidates(reader, rule, mentors_of(rule.scenario_type), as_of)
+                found = await set_based_candidates(
+                    reader, rule, mentors_of(rule.scenario_type), as_of, programmes, orgs_of
+                )
             except Exception as exc:  # read again on the writing connection, which isolates
                 future.set_exception(exc)
             else:
@@ -198,10 +228,19 @@ class _Prefetch:
         except Exception:
             return None
 
+    async def read_orgs(self) -> Mapping[uuid.UUID, uuid.UUID] | Exception | None:
+        """The organisations the reads go by (an exception if they could not be read)."""
+        try:
+            return await self.orgs
+        except Exception as exc:
+            return exc
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        if self.orgs.done() and not self.orgs.cancelled():
+            self.orgs.exception()
         for future in self._results.values():  # unused: retrieve, so nothing is logged
             if future.done() and not future.cancelled():
                 future.exception()
@@ -215,19 +254,20 @@ async def evaluate_set_based(
     mentors_for: Callable[[str], list[uuid.UUID]],
     reader: Conn | None = None,
     on_quarantine: QuarantineCounter | None = None,
+    bounds: tuple[uuid.UUID | None, uuid.UUID] | None = None,
 ) -> Outcomes:
     """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its scenario
     type: one candidate query, one policy query and one write per rule. The whole batch is one
     transaction (a savepoint inside the caller's); a mentor whose rows cannot be evaluated is
     isolated and quarantined, the others are written (isolation.py). With a ``reader``
     connection (a sweep), the candidate statements run on it ahead of the rule loop
-    (``_Prefetch``)."""
+    (``_Prefetch``). ``bounds``: a full sweep's batch as its id range of active mentors (after,
+    last], which reads the mentors' organisations as one index range (baseline_moves)."""
     enabled = rules.enabled()
     wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
     everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
     if not everyone:
         return Outcomes()
-    orgs_of = await baseline_moves(conn, rules, everyone, as_of)
     by_type = {t: set(ms) for t, ms in wanted.items()}
     # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
     # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
@@ -235,14 +275,37 @@ async def evaluate_set_based(
     # tenth of a full sweep's Python time).
     uniform = all(len(ms) == len(everyone) for ms in by_type.values())
 
-    # Not with per-organisation programmes: their candidates depend on this batch's own
-    # uncommitted writes (the baselines of mentors who moved, baseline_moves), which a second
-    # connection cannot see.
-    prefetch = (
-        _Prefetch(reader, enabled, wanted.__getitem__, as_of)
-        if reader is not None and uniform and not rules.organizations
+    # With programmes, a full sweep's batch starts its reads before the moves statement on the
+    # writer (issue 20: it had them wait for it), reading the organisations of the mentors it
+    # needs on the reader; they are kept only if the writer then found no move and the same
+    # organisations for those mentors (else a move between the two reads could go unbaselined).
+    early = (
+        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, org_range=bounds)
+        if reader is not None and uniform and bounds is not None and rules.organization_ids()
         else None
     )
+    try:
+        orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
+    except BaseException:
+        if early is not None:
+            await early.close()
+        raise
+    # Not when a mentor of the batch moved to another organisation: then the candidates depend
+    # on this batch's own uncommitted writes (the baselines baseline_moves took), which a second
+    # connection cannot see. Otherwise the batch wrote nothing a candidate statement reads (the
+    # first-seen rows of scenario_mentor_programme are read by none), and the reads go ahead
+    # with each mentor's organisation as read here (issue 20: without the prefetch the
+    # programmes' sweep lost the overlap of reads and writes the single programme has).
+    prefetch: _Prefetch | None = None
+    if early is not None:
+        differing = rules.differing_organizations()
+        mine = {m: o for m, o in (orgs_of or {}).items() if o in differing}
+        if not moved and await early.read_orgs() == mine:
+            prefetch = early
+        else:
+            await early.close()
+    elif reader is not None and uniform and not moved:
+        prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of)
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         of_type = wanted[rule.scenario_type]
@@ -500,17 +563,36 @@ async def ensure_variants_seen(conn: Conn, rules: Rules, as_of: dt.datetime, see
 
 
 async def baseline_moves(
-    conn: Conn, rules: Rules, mentors: list[uuid.UUID], as_of: dt.datetime
-) -> dict[uuid.UUID, uuid.UUID] | None:
+    conn: Conn,
+    rules: Rules,
+    mentors: list[uuid.UUID],
+    as_of: dt.datetime,
+    bounds: tuple[uuid.UUID | None, uuid.UUID] | None = None,
+) -> tuple[dict[uuid.UUID, uuid.UUID] | None, bool]:
     """A mentor who moved to another organisation since the engine last saw them is newly seen
     by the rules of their new programme: each rule with a no-flood baseline takes it for them
     (under the variant of their new organisation). Returns each mentor's organisation (the
-    candidates need it; one statement serves both), None without organisations in the rules."""
+    candidates need it; one statement serves both), None without organisations in the rules,
+    and whether any of them moved. ``bounds``: the mentors are the active ones of that id range
+    (a full sweep's batch), read as a range rather than a list, and the map holds only the
+    mentors of ``Rules.differing_organizations`` (those missing run the default programme's
+    rules, which is all set_based_candidates asks of it)."""
     if not rules.organization_ids() or not mentors:
-        return None
+        return None, False
     async with conn.transaction():
         await mark_engine_write(conn)
-        rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
+        if bounds is not None:
+            after, last = bounds
+            rows = await fetch(
+                conn,
+                "mentor_programme_moves_range",
+                after=after,
+                last=last,
+                as_of=as_of,
+                organizations=list(rules.differing_organizations()),
+            )
+        else:
+            rows = await fetch(conn, "mentor_programme_moves", mentors=mentors, as_of=as_of)
         by_org: dict[uuid.UUID, list[uuid.UUID]] = {}
         for row in rows:
             if row["moved"]:
@@ -520,7 +602,7 @@ async def baseline_moves(
                 own = rules.variants(listed.name).for_org(org)
                 if own is not None and _needs_baseline(own):
                     await scenario_of(own).first_seen(conn, own, as_of, group)
-    return {r["id"]: r["organization_id"] for r in rows}
+    return {r["id"]: r["organization_id"] for r in rows}, bool(by_org)
 
 
 async def experiment_id(conn: Conn, rule: RuleBase, rules: Rules, seen: SeenRules, as_of: dt.datetime) -> int:

@@ -80,12 +80,13 @@ async def write_outcomes(
                 rows = await fetch(conn, "existing_notifications", dedup_keys=missing)
                 existing = {r["dedup_key"]: r["id"] for r in rows}
         if suppressed:
+            known = _Effective(rule, rules)
             await execute(
                 conn,
                 "log_suppressed_batch",
                 **_decision_columns(suppressed, as_of, states, experiment_id),
                 outcomes=[d.outcome for _, d in suppressed],
-                inputs=[c.inputs for c, _ in suppressed],
+                inputs=[known.inputs(c, states.get(c.mentor_id)) for c, _ in suppressed],
             )
     out: list[Outcome] = []
     for c, d in decided:
@@ -122,6 +123,7 @@ async def _enqueue(
     for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
         if loc is not None:
             ctx["locale"] = loc  # the decision log's context records the language used
+    known = _Effective(rule, rules)
     delivery = await _delivery(conn, rule, rules, recorded, states, as_of)
     windowed = [c.mentor_id for (c, _), d in zip(recorded, delivery, strict=True) if d.digest]
     if windowed:  # one digest window per mentor, however many processes enqueue at once
@@ -133,6 +135,7 @@ async def _enqueue(
         subjects=[c.subject for c, _ in recorded],
         seqs=[c.seq for c, _ in recorded],
         contexts=contexts,
+        effective_params=[known.params(_organization(states, c.mentor_id)) for c, _ in recorded],
         titles=[t for t, _, _ in texts],
         bodies=[b for _, b, _ in texts],
         held_out=[d.outcome == "holdout" for _, d in recorded],
@@ -192,6 +195,64 @@ async def _delivery(
                 arm,
                 60.0 * programme.digest_minutes,
             )
+    return out
+
+
+class _Effective:
+    """What a decision row records of the programme it was taken under, besides the candidate's
+    inputs (issue 20: "the decision log stores the effective parameters and the locale used"):
+    ``params``, the effective rule's own parameters and cooldown with its programme's cap, quiet
+    hours and holdouts; and, for a suppressed candidate (a sent one's context has it already),
+    ``locale``, the language its message would have been written in. Both are computed once per
+    programme (and per mentor locale) of a batch, not per row."""
+
+    def __init__(self, rule: Rule, rules: Rules | None) -> None:
+        self.rule = rule
+        self.rules = rules
+        self._params: dict[uuid.UUID | None, dict[str, Any]] = {}
+        self._locales: dict[tuple[uuid.UUID | None, str | None], str | None] = {}
+
+    def params(self, org: uuid.UUID | None) -> dict[str, Any]:
+        found = self._params.get(org)
+        if found is None:
+            programme = self.rules.organization(org) if self.rules is not None else None
+            found = self._params[org] = decision_params(self.rule, programme)
+        return found
+
+    def locale(self, state: PolicyState | None) -> str | None:
+        if self.rules is None:
+            return None
+        org, mentor_locale = (state.organization_id, state.locale) if state else (None, None)
+        if (org, mentor_locale) not in self._locales:
+            chosen, _ = self.rules.message(self.rule, org, mentor_locale)
+            self._locales[(org, mentor_locale)] = chosen.locale
+        return self._locales[(org, mentor_locale)]
+
+    def inputs(self, cand: Candidate, state: PolicyState | None) -> dict[str, Any]:
+        """A suppressed candidate's decision inputs: its own, the locale and the parameters."""
+        out: dict[str, Any] = dict(cand.inputs)
+        loc = self.locale(state)
+        if loc is not None:
+            out["locale"] = loc
+        out["params"] = self.params(state.organization_id if state else None)
+        return out
+
+
+# What a decision records of its programme (besides the rule's own parameters): the policy keys
+# that decide or shape a push.
+_PROGRAMME_PARAMS = ("daily_cap", "quiet_hours", "global_holdout_percent")
+# What a decision records of any rule besides its scenario's own fields.
+_RULE_PARAMS = ("cooldown_days", "holdout_percent", "send_at")
+
+
+def decision_params(rule: Rule, programme: Rules | None) -> dict[str, Any]:
+    """The effective parameters a decision was taken under: the scenario's own fields of the
+    effective rule (thresholds, tiers, …), its cooldown and holdout, and the programme's cap,
+    quiet hours and global holdout — the values an organisation may override, as they applied."""
+    own = [f for f in type(rule).model_fields if f not in Rule.model_fields]
+    out = rule.model_dump(mode="json", include={*own, *_RULE_PARAMS})
+    if programme is not None:
+        out |= programme.model_dump(mode="json", include=set(_PROGRAMME_PARAMS))
     return out
 
 

@@ -95,6 +95,7 @@ async def run_sweep(
         if plan.before_batch is not None and not await plan.before_batch(mentors):
             result.interrupted = True
             break
+        bounds = (after, mentors[-1]) if due is None else None  # a full sweep's batch: an id range
         after = mentors[-1]
         result.mentors += len(mentors)
         outcomes = await evaluate_set_based(
@@ -105,6 +106,7 @@ async def run_sweep(
             _everyone(mentors),
             reader=plan.reader,
             on_quarantine=plan.on_quarantine,
+            bounds=bounds,
         )
         result.count(outcomes)
         if plan.collect:

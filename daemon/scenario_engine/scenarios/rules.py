@@ -192,6 +192,7 @@ class Rules(_PerType):
     _variants: dict[str, Variants] = PrivateAttr(default_factory=dict)
     _names: list[str] | None = PrivateAttr(default=None)
     _anywhere: list[RuleBase] | None = PrivateAttr(default=None)
+    _differing: frozenset[uuid.UUID] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Rules:
@@ -373,6 +374,20 @@ class Rules(_PerType):
                 orgs.append((org, next((r for r in effective.all() if r.name == name), None)))
             found = self._variants[name] = Variants(name, default, tuple(orgs))
         return found
+
+    def differing_organizations(self) -> frozenset[uuid.UUID]:
+        """The organisations whose mentors run some rule otherwise than the default programme
+        (their own parameters, their own rule, or a rule they do not run): the only ones whose
+        mentors' candidates need their organisation. An organisation listed for its name, locale
+        or policy keys alone (cap, quiet hours, holdouts) is not among them."""
+        if self._differing is None:
+            out: set[uuid.UUID] = set()
+            for name in self.rule_names():
+                variants = self.variants(name)
+                default = variants.default if variants.default_runs else None
+                out |= {org for org, _ in variants.orgs if variants.for_org(org) != default}
+            self._differing = frozenset(out)
+        return self._differing
 
     def anywhere(self) -> list[RuleBase]:
         """One rule per name enabled in any programme, in evaluation order: the default's rule
