@@ -18,8 +18,8 @@ from scenario_engine.engine import Engine
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
-from tests.daemon import DaemonProcess
-from tests.pg import TestServer, test_server
+from tests.support.daemon import DaemonProcess
+from tests.support.pg import TestServer, test_server
 
 TEMPLATE = f"scenario_template_{os.getpid()}"
 _counter = itertools.count()

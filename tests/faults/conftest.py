@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from scenario_engine.domain.rules import Rules, load_rules
-from tests.faults.figures import Figures, write_figures
-from tests.faults.helpers import RULES_TOML, FaultGateway
-from tests.test_db_outage import own_cluster, pg_ctl
+from tests.process.test_db_outage import own_cluster, pg_ctl
+from tests.support.faults import RULES_TOML, FaultGateway
+from tests.support.figures import Figures, write_figures
 
 __all__ = ["own_cluster", "pg_ctl"]
 

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
 from scenario_engine.events import WATCHED_TABLES
-from tests.faults.figures import Figures
-from tests.faults.helpers import alive, eventually, now
+from tests.support.faults import alive, eventually, now
+from tests.support.figures import Figures
 
 pytestmark = pytest.mark.faults
 

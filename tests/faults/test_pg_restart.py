@@ -20,9 +20,9 @@ import pytest
 from scenario_engine.db.connect import create_pool
 from scenario_engine.domain.rules import Rules
 from scenario_engine.embedded import LocalCluster
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import (
+from tests.process.test_db_outage import pg_ctl
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import (
     FaultGateway,
     add_population,
     alive,
@@ -34,7 +34,7 @@ from tests.faults.helpers import (
     when,
     writer,
 )
-from tests.test_db_outage import pg_ctl
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

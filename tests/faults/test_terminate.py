@@ -21,9 +21,8 @@ import pytest
 from scenario_engine.db.connect import create_pool
 from scenario_engine.domain.rules import Rules
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import (
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import (
     FaultGateway,
     add_population,
     alive,
@@ -35,6 +34,7 @@ from tests.faults.helpers import (
     when,
     writer,
 )
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 
