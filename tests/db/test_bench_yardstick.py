@@ -10,11 +10,10 @@ is one the fingerprint covers, and (2) both fingerprints are equal.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-from bench import baseline, docs
+from bench import baseline
 from bench.harness import written
 from bench.harness.engine import Engine, benchmark_rules, ensure_rules_seen
 from bench.harness.population import DEFAULT_AS_OF, Shape, generate
@@ -92,12 +91,3 @@ async def test_yardstick_writes_what_the_sweep_writes(pg_server: pg.TestServer, 
     assert changed <= set(engine_fp), f"the same-rows check misses {sorted(changed - set(engine_fp))}"
     for table in engine_fp:
         assert yardstick_fp[table] == engine_fp[table], table
-
-
-def test_docs_generator_replaces_only_the_figures() -> None:
-    """`make bench` rewrites the generated section of docs/BENCHMARKS.md, nothing else."""
-    doc = f"# Benchmarks\n\nprose before\n\n{docs.BEGIN}\nold figures\n{docs.END}\n\nprose after\n"
-    out = docs.replace_section(doc, "new figures\n")
-    assert out == f"# Benchmarks\n\nprose before\n\n{docs.BEGIN}\nnew figures\n{docs.END}\n\nprose after\n"
-    assert docs.replace_section(out, "new figures\n") == out
-    assert docs.BEGIN in Path(docs.DOC).read_text(encoding="utf-8")

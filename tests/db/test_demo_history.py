@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from scenario_engine.db.connect import connect
-from scenario_engine.demo import demo_rules_text, write_demo_rules
+from scenario_engine.demo import write_demo_rules
 from scenario_engine.demo_history import ORGANISATIONS, HistoryStats, seed_history
 from scenario_engine.outcomes.report import Report, build_report, format_table, report_json
 from scenario_engine.runtime.programme_view import load_programme_health, render_programme
@@ -59,11 +59,6 @@ async def db(seeded: tuple[str, HistoryStats, float]) -> AsyncIterator[asyncpg.C
 
 async def _report(db: asyncpg.Connection[Any]) -> Report:
     return await build_report(db, since=NOW - 13 * WEEK, until=NOW, as_of=NOW)
-
-
-def test_demo_rules_hold_out_ten_percent_of_every_rule() -> None:
-    text = demo_rules_text()
-    assert text.count("holdout_percent = 10") == text.count("\nname = ")
 
 
 async def test_history_spans_twelve_weeks_in_both_arms(

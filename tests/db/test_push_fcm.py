@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from scenario_engine.push.base import PushMessage
 from scenario_engine.push.fcm import FcmProvider
 from tests.support.factories import add_mentor
+from tests.support.push_fcm import PROJECT
 
-PROJECT = "mentor-app-test"
 CLIENT_EMAIL = "engine@mentor-app-test.iam.gserviceaccount.com"
 KEY_ID = "key-0123456789abcdef"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
@@ -615,8 +615,3 @@ async def test_connection_error_is_retried(
 
     assert result.kind == "retry"
     assert result.error is not None and result.error.startswith("connection error")
-
-
-def test_missing_credentials_file_fails_at_construction(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        FcmProvider(PROJECT, tmp_path / "nope.json", None)  # type: ignore[arg-type]

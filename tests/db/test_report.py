@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM, Arm, lift
+from scenario_engine.outcomes.model import MIN_FINAL_PER_ARM
 from scenario_engine.outcomes.report import Report, build_report
 from tests.support.factories import add_certification
 
@@ -410,19 +410,3 @@ async def test_certifications_this_and_the_previous_period_per_organisation(conn
     # taken after the period, nothing is open any more: the open ones have lapsed
     later = await build_report(conn, since=SINCE, until=UNTIL, organization_id=ORG_A, as_of=UNTIL + DAY)
     assert [counts(c.period) for c in later.certifications] == [(9, 3, 6, 0)]
-
-
-def test_no_lift_below_the_minimum_of_final_outcomes_in_either_group() -> None:
-    assert lift(Arm(achieved=15, missed=15), Arm(achieved=6, missed=24)).points == pytest.approx(30.0)
-    # Decisions still being measured are in no rate, whatever they have achieved already.
-    pending_do_not_count = lift(
-        Arm(achieved=15, missed=14, measuring=50, measuring_achieved=40), Arm(achieved=6, missed=24)
-    )
-    assert pending_do_not_count.points is None
-    assert pending_do_not_count.note == (
-        "not enough data: treated has 29 final outcomes; at least 30 needed in each group"
-    )
-    assert lift(Arm(), Arm()).note == (
-        "not enough data: treated has 0 and holdout has 0 final outcomes; at least 30 needed in each group"
-    )
-    assert Arm(measuring=3, measuring_achieved=3).rate_percent is None

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import difflib
 import os
-from pathlib import Path
 
 import anyio
 
-from scenario_engine.db.migrations import discover, sql_root
-from scenario_engine.db.snapshot import HEADER, ZONES_ELIDED, migrate_fresh, normalise, render
+from scenario_engine.db.snapshot import migrate_fresh, render
 from scenario_engine.embedded import find_pg_bin
-
-SNAPSHOT = Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
+from tests.support.schema_snapshot import SNAPSHOT
 
 
 def _diff(expected: str, actual: str) -> str:
@@ -36,47 +33,4 @@ async def test_a_fresh_migration_produces_sql_schema_sql(empty_db_url: str) -> N
     assert actual == expected, (
         "sql/schema.sql is not what a fresh migration creates: run `make schema` and commit "
         "the result (review the diff: it is the schema change).\n" + _diff(expected, actual)
-    )
-
-
-def test_the_snapshot_says_what_it_is_and_is_never_applied() -> None:
-    text = SNAPSHOT.read_text("utf-8")
-    assert text.startswith(HEADER)
-    assert "make schema" in HEADER and "never applied" in HEADER
-    assert "schema.sql" not in {Path(m.path).name for m in discover()}
-    assert (sql_root() / "schema.sql").read_text("utf-8") == text
-    # what the brief names is in it: the schema, its tables, RLS, policies, grants, the
-    # platform's triggers and the timezone check (its server-dependent zone list elided)
-    for needle in (
-        "CREATE SCHEMA scenario_engine;",
-        "CREATE TABLE scenario_engine.scenario_event (",
-        "CREATE TABLE public.peer_mentor (",
-        "ALTER TABLE scenario_engine.scenario_event ENABLE ROW LEVEL SECURITY;",
-        "CREATE POLICY scenario_engine_runtime ON scenario_engine.scenario_event",
-        "TO scenario_engine_runtime;",
-        "CREATE TRIGGER",
-        f"ANY ('{ZONES_ELIDED}'::text[])",
-    ):
-        assert needle in text, needle
-    body = text.removeprefix(HEADER)
-    for varying in ("Dumped from database version", "\\restrict", "SET statement_timeout", "Africa/Abidjan"):
-        assert varying not in body, varying
-
-
-def test_normalise_drops_what_varies_by_server_and_run() -> None:
-    dump = (
-        "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc123\n\n"
-        "-- Dumped from database version 18.6\n-- Dumped by pg_dump version 18.6\n\n"
-        "SET statement_timeout = 0;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n"
-        "--\n-- Name: f; Type: FUNCTION\n--\n\n"
-        "CREATE FUNCTION public.scenario_is_valid_timezone(tz text) RETURNS boolean\n"
-        "    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE\n"
-        "    AS $$SELECT tz = ANY ('{Africa/Abidjan,UTC}'::text[])$$;\n\n\n\n"
-        "--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc123\n\n"
-    )
-    assert normalise(dump) == (
-        "--\n-- Name: f; Type: FUNCTION\n--\n\n"
-        "CREATE FUNCTION public.scenario_is_valid_timezone(tz text) RETURNS boolean\n"
-        "    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE\n"
-        f"    AS $$SELECT tz = ANY ('{ZONES_ELIDED}'::text[])$$;\n"
     )

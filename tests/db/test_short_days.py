@@ -21,43 +21,16 @@ from typing import Any
 
 import asyncpg
 
-from scenario_engine.config import Settings
 from scenario_engine.domain.rules import Rules
 from scenario_engine.engine import Engine
-from scenario_engine.runtime.scheduler import current_period
 from scenario_engine.scenarios.anniversary import AnniversaryRule
 from scenario_engine.scenarios.zones import load_zone
 from tests.support.factories import add_mentor
+from tests.support.short_days import NEW_YORK, UTC, daily_sweeps
 
-UTC = dt.UTC
-NEW_YORK = load_zone("America/New_York")
 KIRITIMATI = load_zone("Pacific/Kiritimati")  # UTC+14
 PAGO_PAGO = load_zone("Pacific/Pago_Pago")  # UTC-11
 RULE = AnniversaryRule(name="anniversary")  # grace_days = 1
-
-
-def daily_sweeps(first: dt.datetime, n: int) -> list[dt.datetime]:
-    """The instants the scheduler starts its daily@04:30 periods at, from ``first`` on."""
-    settings = Settings(sweep_daily_at=dt.time(4, 30))
-    out: list[dt.datetime] = []
-    at = first
-    for _ in range(n):
-        _key, start, following = current_period(settings, at)
-        out.append(start)
-        at = following
-    return out
-
-
-def test_no_daily_0430_utc_sweep_falls_on_new_yorks_14_march_2027() -> None:
-    day_start = dt.datetime(2027, 3, 14, tzinfo=NEW_YORK)
-    day_end = dt.datetime(2027, 3, 15, tzinfo=NEW_YORK)
-    assert day_start == dt.datetime(2027, 3, 14, 5, tzinfo=UTC)  # EST, UTC-5
-    assert day_end == dt.datetime(2027, 3, 15, 4, tzinfo=UTC)  # EDT, UTC-4: a 23-hour day
-    sweeps = daily_sweeps(dt.datetime(2027, 3, 13, 5, tzinfo=UTC), 3)
-    assert sweeps == [dt.datetime(2027, 3, d, 4, 30, tzinfo=UTC) for d in (13, 14, 15)]
-    assert not any(day_start <= s < day_end for s in sweeps)
-    # in New York: 12 March 23:30, 13 March 23:30, 15 March 00:30
-    assert [s.astimezone(NEW_YORK).date().day for s in sweeps] == [12, 13, 15]
 
 
 def rules(*anniversary: AnniversaryRule) -> Rules:

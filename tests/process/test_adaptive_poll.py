@@ -11,7 +11,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from scenario_engine.runtime.drain import AdaptivePoll
 from tests.process.test_daemon import eventually, now
 from tests.support.factories import add_activity, add_mentor
 
@@ -31,18 +30,6 @@ def rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "rules.toml"
     path.write_text(RULES)
     return path
-
-
-def test_poll_doubles_on_empty_probes_up_to_the_idle_interval_and_resets_on_events() -> None:
-    poll = AdaptivePoll(0.01, 0.5)
-    waits = []
-    for _ in range(8):
-        waits.append(poll())
-        poll.empty()
-    assert waits == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]
-    poll.found()
-    assert poll() == 0.01
-    assert AdaptivePoll(2.0, 0.5)() == 0.5  # a floor above the ceiling is the ceiling
 
 
 async def test_default_mode_processes_an_event_without_any_notify(
@@ -117,32 +104,6 @@ async def _processed(pool: Any) -> bool:
         "SELECT count(*) > 0 AND bool_and(processed_at IS NOT NULL) FROM scenario_event"
     )
     return done
-
-
-def test_batch_histogram_counts_a_batch_as_single_observations() -> None:
-    """The drain observes a batch's latencies at once: the same buckets, count and sum."""
-    from prometheus_client import CollectorRegistry, Histogram
-
-    from scenario_engine.runtime.metrics import BatchHistogram
-
-    buckets = (0.01, 0.1, 1.0)
-    values = [0.0, 0.01, 0.010001, 0.05, 0.1, 0.5, 1.0, 2.0, 30.0, 0.05]
-    one = Histogram("one", "d", buckets=buckets, registry=CollectorRegistry())
-    many = BatchHistogram("many", "d", buckets=buckets, registry=CollectorRegistry())
-    for v in values:
-        one.observe(v)
-    many.observe_many(values)
-    many.observe_many([])
-
-    def samples(h: Histogram) -> list[tuple[str, float]]:
-        return [
-            (s.name.split("_", 1)[1] + str(s.labels), s.value)
-            for m in h.collect()
-            for s in m.samples
-            if not s.name.endswith("_created")
-        ]
-
-    assert samples(one) == samples(many)
 
 
 async def test_a_backlog_is_drained_by_concurrent_loops_one_partition_of_mentors_each(

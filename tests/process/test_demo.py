@@ -6,7 +6,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from scenario_engine.db.connect import connect
-from scenario_engine.embedded import port_path, remembered_port
 from tests.support.cli import cli_env
 
 pytestmark = pytest.mark.acceptance
@@ -227,17 +225,3 @@ async def test_demo_runs_shows_all_scenarios_and_stops_cleanly() -> None:
         for pid in _postgres_pids(data_dir):
             os.kill(pid, signal.SIGKILL)
         subprocess.run(["rm", "-rf", str(base)], check=False)
-
-
-def test_a_kept_cluster_keeps_its_port_unless_someone_else_has_taken_it(tmp_path: Path) -> None:
-    data_dir = tmp_path / "pg"
-    assert remembered_port(data_dir) is None  # never started
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        port_path(data_dir).write_text(f"{port}\n")
-        sock.listen()
-        assert remembered_port(data_dir) is None  # taken: a new port
-    assert remembered_port(data_dir) == port
-    port_path(data_dir).write_text("not a port")
-    assert remembered_port(data_dir) is None

@@ -25,8 +25,9 @@ import pytest
 
 from tests.process.test_demo import _postgres_pids
 from tests.process.test_programme_page import ARTIFACTS, browser, number_in
-from tests.process.test_status_page import Node, chromium_binary
+from tests.process.test_status_page import chromium_binary
 from tests.support.cli import cli_env
+from tests.support.status_page import Node
 
 pytestmark = pytest.mark.acceptance
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from scenario_engine.outcomes.model import Arm, lift
+from scenario_engine.outcomes.model import Arm
 from scenario_engine.outcomes.report import build_report
 from scenario_engine.runtime.programme_view import load_programme_health, rate_detail, rate_text, week_start
 from tests.db.test_report import ORG_A, Group, add_candidate, add_experiment
@@ -154,14 +154,3 @@ async def test_the_edge_of_maturity_is_the_instant_taken_at(conn: Any) -> None:
         conn, since=as_of - 30 * DAY, until=as_of + DAY, as_of=as_of + dt.timedelta(microseconds=1)
     )
     assert later.rows[0].treated == Arm(achieved=2, missed=1, measuring=2, measuring_achieved=0)
-
-
-def test_early_successes_never_reach_a_rate_or_a_lift() -> None:
-    """The model on its own: decisions still being measured change neither rates nor lifts."""
-    mature = lift(Arm(achieved=30, missed=10), Arm(achieved=15, missed=15))
-    with_early = lift(
-        Arm(achieved=30, missed=10, measuring=500, measuring_achieved=499),
-        Arm(achieved=15, missed=15, measuring=7, measuring_achieved=0),
-    )
-    assert (with_early.points, with_early.low, with_early.high) == (mature.points, mature.low, mature.high)
-    assert mature.points == pytest.approx(25.0)

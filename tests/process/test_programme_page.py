@@ -27,18 +27,15 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession, ClientWebSocketResponse, WSMsgType
 
-from scenario_engine.embedded import free_port
 from scenario_engine.outcomes.stats import newcombe_interval
 from scenario_engine.runtime.programme_view import points, week_label, week_start
-from scenario_engine.runtime.state import RuntimeState
-from scenario_engine.runtime.status import serve_status
-from tests.process.test_status_page import Node, chromium_binary, parse_dom, png_size
+from tests.process.test_status_page import chromium_binary, png_size
+from tests.support.programme_page import ORG_A, TOKEN, get, status_server
+from tests.support.status_page import Node, parse_dom
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-TOKEN = "programme-token-5b1e"
 STEP_TIMEOUT = 60.0
-ORG_A = uuid.UUID("00000000-0000-0000-0000-00000000000a")
 ORG_B = uuid.UUID("00000000-0000-0000-0000-00000000000b")
 # Words that mean something to the engine's operators and nothing to programme staff.
 JARGON = ("dedup", "rule", "experiment", "period key", "holdout", "treated", "scenario", "sweep")
@@ -465,29 +462,6 @@ async def browser(profile: Path) -> AsyncIterator[DevTools]:
             proc.stderr.close()
 
 
-# --- the server ----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def status_server(pool: asyncpg.Pool[Any] | None) -> AsyncIterator[str]:
-    state = RuntimeState(instance_id="programme-test")
-    port = free_port()
-    async with anyio.create_task_group() as tg:
-        await tg.start(
-            lambda task_status: serve_status(
-                state, "127.0.0.1", port, pool=pool, token=TOKEN, task_status=task_status
-            )
-        )
-        yield f"http://127.0.0.1:{port}"
-        tg.cancel_scope.cancel()
-
-
-async def get(url: str, token: str | None = TOKEN) -> tuple[int, str, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with ClientSession() as http, http.get(url, headers=headers) as resp:
-        return resp.status, resp.content_type, await resp.text()
-
-
 # --- tests ---------------------------------------------------------------------------------------
 
 
@@ -797,23 +771,3 @@ async def test_programme_page_in_headless_chromium(pool: asyncpg.Pool[Any], tmp_
         shot = ARTIFACTS / name
         assert shot.stat().st_size > 10_000
         assert png_size(shot)[0] == width
-
-
-async def test_programme_page_says_the_figures_are_unavailable_while_the_database_is_down() -> None:
-    dead_port = free_port()
-    pool = await asyncpg.create_pool(
-        f"postgresql://nobody@127.0.0.1:{dead_port}/nothing", min_size=0, max_size=1
-    )
-    assert pool is not None
-    try:
-        async with status_server(pool) as base:
-            code, kind, page = await get(f"{base}/programme?organization={ORG_A}")
-            no_pool_code, _, _ = await get(f"{base}/programme", token="wrong")
-    finally:
-        await pool.close()
-    assert (code, kind, no_pool_code) == (200, "text/html", 401)
-    dom = parse_dom(page)
-    assert "The figures are unavailable right now" in dom.by_id("unavailable").text
-    assert "could not be reached" in dom.by_id("unavailable").text
-    assert "Traceback" not in page and "Error" not in page
-    assert not dom.iter("table")

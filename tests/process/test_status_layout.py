@@ -19,7 +19,8 @@ from scenario_engine.runtime.status_chart import DayCounts, DecisionChart, chart
 from scenario_engine.runtime.status_page import render_page
 from scenario_engine.runtime.status_view import StoredData, build_page, deliveries_from_rows
 from tests.process.test_programme_page import ARTIFACTS, browser
-from tests.process.test_status_page import NOW, chromium_binary
+from tests.process.test_status_page import chromium_binary
+from tests.support.status_page import NOW
 
 PANELS = """Array.from(document.querySelectorAll('svg.chart-panel')).map(s => {
   const r = s.getBoundingClientRect();

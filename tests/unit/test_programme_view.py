@@ -23,7 +23,7 @@ from scenario_engine.runtime.programme_view import (
     scenario_words,
     window_weeks,
 )
-from tests.process.test_status_page import parse_dom
+from tests.support.status_page import parse_dom
 
 AS_OF = dt.datetime(2026, 11, 4, 14, 5, tzinfo=dt.UTC)  # a Wednesday
 ORG = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
