@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.installed-embedded
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test test-tools lint format typecheck venv clean bench bench-quick schema
+.PHONY: demo test test-unit test-tools lint format typecheck venv clean bench bench-quick schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ test-tools:
 
 test: test-tools lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pure layer (tests/unit/: no database, no process) in seconds; starts no server.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not db" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

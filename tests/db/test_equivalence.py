@@ -341,7 +341,7 @@ SNAPSHOT_QUERIES = {
     ),
     "scenario_rule_state": "SELECT rule_name, first_seen_at, baseline_at FROM scenario_rule_state",
     # Which decisions are tracked, in which arm and window (resolving them is the sweep's job,
-    # after the decisions: tests/test_outcomes_e2e.py).
+    # after the decisions: tests/process/test_outcomes_e2e.py).
     "scenario_outcome": (
         "SELECT mentor_id, rule_name, arm, subject, decided_at, window_ends_at, timing_arm, digest_arm "
         "FROM scenario_outcome"

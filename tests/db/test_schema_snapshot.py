@@ -25,7 +25,7 @@ def _diff(expected: str, actual: str) -> str:
 
 async def test_a_fresh_migration_produces_sql_schema_sql(empty_db_url: str) -> None:
     await migrate_fresh(empty_db_url)
-    # The pg_dump of the server the suite runs on (tests/pg.py picks it the same way); a newer
+    # The pg_dump of the server the suite runs on (tests/support/pg.py picks it the same way); a newer
     # pg_dump (the embedded one) also dumps an external or containerised older server.
     bin_dir = find_pg_bin(os.environ.get("SCENARIO_TEST_PG_BIN") or None)
     actual = await anyio.to_thread.run_sync(render, bin_dir, empty_db_url)

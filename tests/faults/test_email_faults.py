@@ -2,7 +2,7 @@
 (longer than the email timeout) or resets the connection mid-DATA. Every push here is
 undeliverable (the push gateway answers 410: token unregistered), so every notification falls
 back to email; each fault ends with the ledger check every push fault ends with
-(tests/faults/helpers.py), auditing the SMTP server's own record by Message-ID."""
+(tests/support/faults.py), auditing the SMTP server's own record by Message-ID."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Postgres stopped ``-m immediate`` and ``-m fast`` under the real daemon, with a writer
 running and pushes in flight to a real gateway, then started again.
 
-The cluster is the test's own (``own_cluster`` from tests/test_db_outage.py), so it can be
+The cluster is the test's own (``own_cluster`` from tests/process/test_db_outage.py), so it can be
 restarted without touching the session's server. The daemon must stay up through each
 outage (never exit), say 503 on /readyz while the server is away and 200 once it is back,
 and catch up: the same ledger check as after ``kill -9``, and the deliveries repeated
@@ -20,7 +20,7 @@ import pytest
 from scenario_engine.db.connect import create_pool
 from scenario_engine.domain.rules import Rules
 from scenario_engine.embedded import LocalCluster
-from tests.process.test_db_outage import pg_ctl
+from tests.support.cluster import pg_ctl
 from tests.support.daemon import DaemonProcess
 from tests.support.faults import (
     FaultGateway,

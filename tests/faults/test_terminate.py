@@ -177,7 +177,7 @@ SWEEP_DAEMON: dict[str, Any] = {
     "sweep_batch_size": 100,  # 300 batches: a sweep of seconds, many chances to be fenced
     "push_rate_per_second": 1,  # keep the dispatcher nearly idle: the cores are for the sweep
     # The leader-only sweep, whose claim and takeover this test asserts (two claims of the
-    # period); a shared full sweep fences each range instead (tests/test_sweep_shared.py).
+    # period); a shared full sweep fences each range instead (tests/process/test_sweep_shared.py).
     "sweep_shared": False,
 }
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,11 +22,10 @@ import anyio
 import pytest
 
 from scenario_engine.db.connect import connect, create_pool
-from scenario_engine.db.migrations import migrate
-from scenario_engine.embedded import FAST_TEST_SETTINGS, LocalCluster, free_port, start_private_cluster
+from scenario_engine.embedded import LocalCluster, free_port
+from tests.support.cluster import pg_ctl
 from tests.support.daemon import DaemonProcess
 from tests.support.gateway import Gateway
-from tests.support.pg import allow_unqualified_test_sql
 
 pytestmark = pytest.mark.acceptance
 
@@ -62,35 +59,6 @@ def in_flight(gateway: Gateway) -> Callable[[], bool]:
     calls, when nothing is in flight and no send will end while the server is down.
     """
     return lambda: gateway.unanswered >= 5
-
-
-def pg_ctl(cluster: LocalCluster, *args: str) -> None:
-    """pg_ctl on the test's own cluster (as its OS user when we are root)."""
-    cmd = [str(cluster.bin_dir / "pg_ctl"), "-D", str(cluster.data_dir), *args]
-    if cluster.user is not None:
-        cmd = ["runuser", "-u", cluster.user, "--", *cmd]
-    subprocess.run(cmd, check=True, capture_output=True, cwd="/", timeout=60)
-
-
-@pytest.fixture
-async def own_cluster() -> AsyncIterator[LocalCluster]:
-    """A private, migrated server that this test may restart (never the session-wide one)."""
-    # synchronous_commit on: an immediate stop is a crash, and with it off the last commits the
-    # test saw acknowledged would be lost by Postgres itself, not by the engine.
-    settings = {**FAST_TEST_SETTINGS, "synchronous_commit": "on"}
-    cluster = await anyio.to_thread.run_sync(
-        lambda: start_private_cluster(settings=settings, owner_pid=os.getpid())
-    )
-    try:
-        conn = await connect(cluster.dsn)
-        try:
-            await migrate(conn)
-            await allow_unqualified_test_sql(conn)
-        finally:
-            await conn.close()
-        yield cluster
-    finally:
-        await anyio.to_thread.run_sync(cluster.close)
 
 
 @pytest.fixture

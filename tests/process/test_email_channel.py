@@ -31,7 +31,7 @@ from tests.support.factories import add_mentor
 from tests.support.gateway import Gateway
 from tests.support.smtp import SENDER, Mailbox, SmtpServer
 
-# The FCM stand-in's fixtures (a real OAuth2 endpoint and FCM v1 endpoint, tests/test_push_fcm.py).
+# The FCM stand-in's fixtures (a real OAuth2 endpoint and FCM v1 endpoint, tests/db/test_push_fcm.py).
 private_key = fcm.private_key
 google = fcm.google
 credentials_file = fcm.credentials_file

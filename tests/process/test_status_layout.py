@@ -1,7 +1,7 @@
 """The status page's chart grid and per-day table in a real headless Chromium, at 1280 and 400 px.
 
 The page is rendered in process from a view model with a busy month of decisions (no daemon, no
-database: the numbers are checked by tests/test_status_page.py) and opened as a file. On a phone
+database: the numbers are checked by tests/process/test_status_page.py) and opened as a file. On a phone
 the four scenario panels stand one per row, their text at a readable size, and the per-day table
 scrolls sideways inside its own box instead of being cut off or widening the page. Screenshots
 are kept in ``test-artifacts/`` for people to look at.

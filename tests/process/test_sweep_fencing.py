@@ -34,7 +34,7 @@ RULES = '[[inactivity]]\nname = "inactive_21d"\nthreshold_days = 21\n'
 # nearly idle so the dispatcher does not compete with the sweep for the two cores.
 # These tests pin the leader-only sweep (SCENARIO_SWEEP_SHARED=false), which incremental
 # periods always use: its claim, lease and takeover are what they assert. A shared full sweep
-# (runtime/shared_sweep.py) fences each range on its own claim instead: tests/test_sweep_shared.py.
+# (runtime/shared_sweep.py) fences each range on its own claim instead: tests/process/test_sweep_shared.py.
 DAEMON = {
     "sweep_interval_seconds": 86400,
     "sweep_batch_size": 2000,

@@ -1,4 +1,4 @@
-"""The tables the tests reason about, named once. tests/test_security.py checks that every
+"""The tables the tests reason about, named once. tests/process/test_security.py checks that every
 table the migrations create in the engine's schema is listed here, so the checks that use the
 list (schema-qualified SQL, erasure, the fresh-install layout) cannot miss a new one."""
 

@@ -205,7 +205,7 @@ async def read_ledger(
 ) -> Ledger:
     """The ledger as a user would audit it, read from the database (schema-qualified).
 
-    With a ``mailbox`` (the email channel's SMTP server, tests/smtp.py) and the daemon's
+    With a ``mailbox`` (the email channel's SMTP server, tests/support/smtp.py) and the daemon's
     ``sender``, email deliveries are audited like pushes: a Message-ID is the email's
     Idempotency-Key (push/smtp.py derives it from the key)."""
     ev = await pool.fetchrow(

@@ -82,7 +82,7 @@ def test_server() -> Iterator[TestServer]:
 
 async def allow_unqualified_test_sql(conn: Any) -> None:
     """Let the tests' own ad-hoc SQL name engine tables unqualified in this database. The
-    engine's queries never rely on it (tests/test_sql_qualified.py)."""
+    engine's queries never rely on it (tests/unit/test_sql_qualified.py)."""
     from scenario_engine.db.connect import SEARCH_PATH
 
     database = await conn.fetchval("SELECT current_database()")
