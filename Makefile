@@ -63,8 +63,12 @@ typecheck: $(STAMP)
 test-tools:
 	bash scripts/test-tools
 
+# The suite on one pytest-xdist worker per core (at most 4; PYTEST_WORKERS=0 runs it in one
+# process). Each worker starts its own PostgreSQL on first use, so a test that restarts or
+# reconfigures a server never reaches another worker's; tests/conftest.py explains the layers.
+PYTEST_WORKERS ?= auto
 test: test-tools lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses=4 --dist loadgroup $(PYTEST_ARGS)
 
 # The pure layer (tests/unit/: no database, no process) in seconds; starts no server.
 test-unit: $(STAMP)

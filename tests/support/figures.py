@@ -8,6 +8,7 @@ kept, each with the time it was measured). docs/RELIABILITY.md quotes one full r
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +46,15 @@ class Figures:
 
 
 def write_figures(entries: list[Figures], path: Path = FIGURES_PATH) -> None:
-    """Merge this run's entries into the figures file, keyed by test."""
+    """Merge this run's entries into the figures file, keyed by test. Under an exclusive lock:
+    each pytest-xdist worker merges its own entries at its end, and none may lose another's."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / (path.name + ".lock")).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _merge(entries, path)
+
+
+def _merge(entries: list[Figures], path: Path) -> None:
     data: dict[str, Any] = {}
     if path.exists():
         try:
@@ -59,5 +68,4 @@ def write_figures(entries: list[Figures], path: Path = FIGURES_PATH) -> None:
     totals: dict[str, int] = {}
     for key in ("faults_injected", "events", "notifications", "pushes", "lost", "duplicate_deliveries"):
         totals[key] = sum(int(t.get(key, 0)) for t in tests.values())
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"tests": dict(sorted(tests.items())), "totals": totals}, indent=2) + "\n")
