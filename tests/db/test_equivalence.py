@@ -32,10 +32,6 @@ from scenario_engine.scenarios.milestone import MilestoneRule
 from tests.support import pg
 from tests.support.factories import add_activity, add_mentor
 
-# One pytest-xdist worker runs the whole file, in order: the last test reads the STATS the
-# property filled in this process (make test distributes with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("equivalence")
-
 UTC = dt.UTC
 DAY = 86_400  # seconds
 TIMEZONES = [
