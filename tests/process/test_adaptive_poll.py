@@ -44,6 +44,13 @@ async def test_default_mode_processes_an_event_without_any_notify(
     try:
         d = daemons(rules_file=rules_file, sweep_interval_seconds=86400)
         await d.wait_ready()
+
+        async def started_up_sweep_done() -> bool:
+            return bool(await d.metric('scenario_sweeps_total{result="completed"}') >= 1)
+
+        # The start-up sweep is over, so the notification below can only come from the event
+        # path (on a busy machine that sweep could otherwise read the new activity first).
+        await eventually(started_up_sweep_done, what="the start-up sweep")
         mentor = await add_mentor(pool, joined_at=now() - dt.timedelta(days=1))
         await add_activity(pool, mentor, now() - dt.timedelta(minutes=5))
         await add_activity(pool, mentor, now() - dt.timedelta(minutes=1))
