@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.installed-embedded
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test test-tools lint format typecheck venv clean bench bench-quick schema
+.PHONY: demo test test-unit test-tools lint format typecheck venv clean bench bench-quick schema
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,8 +66,18 @@ typecheck: $(STAMP)
 test-tools:
 	bash scripts/test-tools
 
+# The suite on one pytest-xdist worker per core (at most 4; PYTEST_WORKERS=0 runs it in one
+# process). Each worker starts its own PostgreSQL on first use, so a test that restarts or
+# reconfigures a server never reaches another worker's; a file runs whole, in order, on one
+# worker (--dist loadfile: tests/db/test_equivalence.py checks what its property recorded).
+# tests/conftest.py explains the layers.
+PYTEST_WORKERS ?= auto
 test: test-tools lint typecheck
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --maxprocesses=4 --dist loadfile $(PYTEST_ARGS)
+
+# The pure layer (tests/unit/: no database, no process) in seconds; starts no server.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not db" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,7 @@
 -- and, in public, the reference tables it creates when they are missing, the engine's triggers,
 -- indexes, row-level security and policies on them, and scenario_is_valid_timezone; grants to
 -- the runtime group scenario_engine_runtime (a role: cluster-wide, so created by sql/roles.sql
--- and not shown here). tests/test_schema_snapshot.py checks that a fresh migration produces it.
+-- and not shown here). tests/db/test_schema_snapshot.py checks that a fresh migration produces it.
 --
 -- pg_dump --schema-only --no-owner of a freshly migrated database, minus its version header,
 -- SET preamble and \restrict key; the zone list of scenario_is_valid_timezone (the server's tz

@@ -1,11 +1,24 @@
-"""A real PostgreSQL for every test: one server per run, a template database migrated
-once, and a fresh clone of it per test (``CREATE DATABASE … TEMPLATE``, ~10–40 ms)."""
+"""The suite's layers and its PostgreSQL.
+
+Layers, by directory (markers set here, registered in pyproject.toml):
+
+- ``tests/unit/``: pure code, no database, no process — ``pytest -m "not db"`` (``make test-unit``)
+  runs exactly this layer in seconds and never starts a server;
+- ``tests/db/``: a real PostgreSQL (marker ``db``);
+- ``tests/process/``: the real ``scenario-engine`` process or other programs (``db``, ``acceptance``);
+- ``tests/faults/``: the fault suite (``db``, ``faults``);
+- ``tests/support/``: the helpers they share (no tests).
+
+The server is session-scoped and lazy: started the first time a test asks for a database (once
+per run, or once per xdist worker), with a template database migrated once and a fresh clone of it
+per test (``CREATE DATABASE … TEMPLATE``, ~10–40 ms)."""
 
 from __future__ import annotations
 
 import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,11 +31,38 @@ from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
 from scenario_engine.scenarios.rules import Rules
-from tests.daemon import DaemonProcess
-from tests.pg import TestServer, test_server
+from tests.support.cluster import own_cluster
+from tests.support.daemon import DaemonProcess
+from tests.support.pg import TestServer, test_server
+
+__all__ = ["own_cluster"]  # a fixture: a private cluster a test may restart (tests/support/cluster.py)
+
+TESTS = Path(__file__).resolve().parent
+LAYER_MARKS = {
+    "unit": (),
+    "db": ("db",),
+    "process": ("db", "acceptance"),
+    "faults": ("db", "faults"),
+}
+# Fixtures that mean a database server: a test asking for one does not belong in tests/unit/.
+SERVER_FIXTURES = {"pg_server", "own_cluster"}
 
 TEMPLATE = f"scenario_template_{os.getpid()}"
 _counter = itertools.count()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test by its layer's directory; a test outside the four layers, or a unit test
+    that asks for a database server, is an error rather than a silently mislabelled test."""
+    for item in items:
+        parts = item.path.resolve().relative_to(TESTS).parts
+        layer = parts[0] if len(parts) > 1 else ""
+        if layer not in LAYER_MARKS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{unit,db,process,faults}}/")
+        if layer == "unit" and SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            raise pytest.UsageError(f"{item.nodeid} needs a database server: move it to tests/db/")
+        for mark in LAYER_MARKS[layer]:
+            item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +94,7 @@ async def _clone(pg_server: TestServer, template: str) -> str:
     try:
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         # For the tests' own ad-hoc SQL only: the engine's queries are schema-qualified and
-        # never rely on it (tests/test_sql_qualified.py).
+        # never rely on it (tests/unit/test_sql_qualified.py).
         await admin.execute(f'ALTER DATABASE "{name}" SET search_path = {SEARCH_PATH}')
     finally:
         await admin.close()

@@ -5,7 +5,7 @@ of the previous completed sweep under the same rules) evaluates only the mentors
 time-driven condition may have become true in (since, as_of] — each scenario names its own
 (its ``due_query`` with ``due_params``, scenarios/protocol.py), policy adds ended cooldowns
 and the 24-hour cap window. Every data change is an event that the event path has evaluated
-already; the result equals a full sweep's (tests/test_equivalence.py), and the scheduler
+already; the result equals a full sweep's (tests/db/test_equivalence.py), and the scheduler
 still runs a full sweep now and then.
 """
 

@@ -1,5 +1,6 @@
-"""Fixtures of the fault suite. The restartable private cluster is the one tests/test_db_outage.py
-defines (imported, not redefined); the figures collector writes test-artifacts/fault-figures.json."""
+"""Fixtures of the fault suite. The restartable private cluster (``own_cluster``) is
+tests/support/cluster.py's, served by tests/conftest.py; the figures collector writes
+test-artifacts/fault-figures.json."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ from pathlib import Path
 import pytest
 
 from scenario_engine.scenarios.rules import Rules, load_rules
-from tests.faults.figures import Figures, write_figures
-from tests.faults.helpers import RULES_TOML, FaultGateway
-from tests.test_db_outage import own_cluster, pg_ctl
-
-__all__ = ["own_cluster", "pg_ctl"]
+from tests.support.faults import RULES_TOML, FaultGateway
+from tests.support.figures import Figures, write_figures
 
 
 @pytest.fixture(scope="session")

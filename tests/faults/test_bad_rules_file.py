@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from scenario_engine.exit_codes import EXIT_CONFIG
-from tests.cli import run_cli
-from tests.factories import add_activity, add_mentor
-from tests.faults.helpers import alive, eventually
+from tests.support.cli import run_cli
+from tests.support.factories import add_activity, add_mentor
+from tests.support.faults import alive, eventually
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

@@ -40,9 +40,8 @@ import pytest
 
 from scenario_engine.db.connect import _init_connection
 from scenario_engine.scenarios.rules import Rules
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import (
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import (
     FaultGateway,
     add_population,
     alive,
@@ -53,6 +52,7 @@ from tests.faults.helpers import (
     read_ledger,
     record,
 )
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

@@ -2,7 +2,7 @@
 (longer than the email timeout) or resets the connection mid-DATA. Every push here is
 undeliverable (the push gateway answers 410: token unregistered), so every notification falls
 back to email; each fault ends with the ledger check every push fault ends with
-(tests/faults/helpers.py), auditing the SMTP server's own record by Message-ID."""
+(tests/support/faults.py), auditing the SMTP server's own record by Message-ID."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from scenario_engine.db.connect import create_pool
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import alive, assert_ledger, eventually, read_ledger, record
 from tests.faults.test_gateway_faults import wave
-from tests.gateway import Gateway
-from tests.smtp import SENDER, Mailbox, SmtpServer
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import alive, assert_ledger, eventually, read_ledger, record
+from tests.support.figures import Figures
+from tests.support.gateway import Gateway
+from tests.support.smtp import SENDER, Mailbox, SmtpServer
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

@@ -3,7 +3,7 @@ NOTIFY payloads and event rows sent to a running daemon, and platform rows the s
 accepts (once the reference time-zone CHECK is dropped, as on a platform without it) swept
 by ``engine.run_scheduled_evaluation``.
 
-Settings and rules files are fuzzed in tests/test_config_fuzz.py (check-config rejects with
+Settings and rules files are fuzzed in tests/unit/test_config_fuzz.py (check-config rejects with
 the key named, or run accepts); this file covers the data side. Hypothesis runs in a worker
 thread and hands each example to the test's event loop (``anyio.from_thread.run``), so the
 examples talk to the real database and the real daemon.
@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from scenario_engine.engine import Engine
 from scenario_engine.events import WATCHED_TABLES
 from scenario_engine.scenarios.rules import Rules
-from tests.faults.figures import Figures
-from tests.faults.helpers import alive, eventually, now
+from tests.support.faults import alive, eventually, now
+from tests.support.figures import Figures
 
 pytestmark = pytest.mark.faults
 

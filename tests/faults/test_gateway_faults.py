@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from scenario_engine.db.connect import create_pool
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import FaultGateway, alive, eventually, now, read_ledger, record
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import FaultGateway, alive, eventually, now, read_ledger, record
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

@@ -26,9 +26,8 @@ import anyio
 import pytest
 
 from scenario_engine.scenarios.rules import Rules
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import (
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import (
     FaultGateway,
     add_population,
     alive,
@@ -39,6 +38,7 @@ from tests.faults.helpers import (
     record,
     writer,
 )
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

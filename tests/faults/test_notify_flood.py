@@ -23,11 +23,11 @@ import asyncpg
 import pytest
 
 from scenario_engine.runtime.listener import Coalesced
-from tests import pg
-from tests.factories import add_activity, add_mentor
-from tests.faults.figures import Figures
-from tests.faults.helpers import alive, eventually, now
-from tests.roles import create_role, drop_roles, unique_roles, url_as
+from tests.support import pg
+from tests.support.factories import add_activity, add_mentor
+from tests.support.faults import alive, eventually, now
+from tests.support.figures import Figures
+from tests.support.roles import create_role, drop_roles, unique_roles, url_as
 
 pytestmark = pytest.mark.faults
 CHANNELS = ("scenario_events", "scenario_push")

@@ -1,7 +1,7 @@
 """Postgres stopped ``-m immediate`` and ``-m fast`` under the real daemon, with a writer
 running and pushes in flight to a real gateway, then started again.
 
-The cluster is the test's own (``own_cluster`` from tests/test_db_outage.py), so it can be
+The cluster is the test's own (``own_cluster`` from tests/process/test_db_outage.py), so it can be
 restarted without touching the session's server. The daemon must stay up through each
 outage (never exit), say 503 on /readyz while the server is away and 200 once it is back,
 and catch up: the same ledger check as after ``kill -9``, and the deliveries repeated
@@ -20,9 +20,9 @@ import pytest
 from scenario_engine.db.connect import create_pool
 from scenario_engine.dev.embedded import LocalCluster
 from scenario_engine.scenarios.rules import Rules
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import (
+from tests.support.cluster import pg_ctl
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import (
     FaultGateway,
     add_population,
     alive,
@@ -34,7 +34,7 @@ from tests.faults.helpers import (
     when,
     writer,
 )
-from tests.test_db_outage import pg_ctl
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 

@@ -30,9 +30,9 @@ from aiohttp import web
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.web.guard import ConnectionGuard, connection_limit
 from scenario_engine.web.server import build_app
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import alive
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import alive
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 ATTACKERS = 1_100

@@ -21,9 +21,8 @@ import pytest
 from scenario_engine.db.connect import create_pool
 from scenario_engine.runtime.scheduler import LEADER_LOCK_KEY
 from scenario_engine.scenarios.rules import Rules
-from tests.daemon import DaemonProcess
-from tests.faults.figures import Figures
-from tests.faults.helpers import (
+from tests.support.daemon import DaemonProcess
+from tests.support.faults import (
     FaultGateway,
     add_population,
     alive,
@@ -35,6 +34,7 @@ from tests.faults.helpers import (
     when,
     writer,
 )
+from tests.support.figures import Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.acceptance]
 
@@ -177,7 +177,7 @@ SWEEP_DAEMON: dict[str, Any] = {
     "sweep_batch_size": 100,  # 300 batches: a sweep of seconds, many chances to be fenced
     "push_rate_per_second": 1,  # keep the dispatcher nearly idle: the cores are for the sweep
     # The leader-only sweep, whose claim and takeover this test asserts (two claims of the
-    # period); a shared full sweep fences each range instead (tests/test_sweep_shared.py).
+    # period); a shared full sweep fences each range instead (tests/process/test_sweep_shared.py).
     "sweep_shared": False,
 }
 

@@ -1,6 +1,6 @@
 """The settings as people read them: what check-config prints (secrets masked) and the table of
 settings in README.md (between ``<!-- settings:begin -->`` and ``<!-- settings:end -->``,
-generated from the model; tests/test_docs.py keeps the README in step)."""
+generated from the model; tests/unit/test_docs.py keeps the README in step)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ ENGINE_ORIGIN_SQL = "SELECT set_config('scenario_engine.origin', 'engine', true)
 
 # The engine's objects live in a schema of their own (sql/0008_engine_schema.sql); the platform's
 # tables stay where the platform keeps them (``public``). Every query names its tables with their
-# schema (tests/test_sql_qualified.py), so no session's search_path decides what a query touches —
+# schema (tests/unit/test_sql_qualified.py), so no session's search_path decides what a query touches —
 # and none is sent at connect: poolers refuse or drop unknown startup parameters. Migrations,
 # written unqualified before 0008, get SEARCH_PATH for their own transaction only.
 ENGINE_SCHEMA = "scenario_engine"

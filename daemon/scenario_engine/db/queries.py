@@ -90,7 +90,7 @@ def query(name: str) -> str:
 # A query block may declare its parameters by name on a line ``-- params: mentors, as_of``:
 # the n-th name is ``$n``. Callers then pass keywords (``fetch(conn, "q", mentors=…, as_of=…)``)
 # and a missing, extra or misspelt one fails at the call, naming the query, instead of shifting
-# every later argument by one. tests/test_registry.py checks each declaration against the SQL.
+# every later argument by one. tests/unit/test_registry.py checks each declaration against the SQL.
 
 _PARAMS = re.compile(r"^--\s*params:\s*(.*)$", re.MULTILINE)
 

@@ -11,6 +11,7 @@ import difflib
 import os
 import re
 import urllib.parse
+from pathlib import Path
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _DIRECT_TLS_MODES = ("require", "verify-ca", "verify-full")
@@ -125,4 +126,10 @@ def dsn_problems(url: str) -> list[str]:
     sslmode = query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
     if query.get("sslnegotiation") == "direct" and sslmode in _SSLMODES and sslmode not in _DIRECT_TLS_MODES:
         out.append(f"sslnegotiation=direct requires sslmode {', '.join(_DIRECT_TLS_MODES)}")
+    # Verifying the server needs a root certificate; without sslrootcert asyncpg (like libpq) reads
+    # PGSSLROOTCERT, else ~/.postgresql/root.crt, and refuses every connect when it cannot.
+    if sslmode in ("verify-ca", "verify-full") and "sslrootcert" not in query:
+        default = os.environ.get("PGSSLROOTCERT") or str(Path.home() / ".postgresql" / "root.crt")
+        if default != "system" and not os.access(default, os.R_OK):
+            out.append(f"sslmode={sslmode} needs a root certificate: cannot read {default} (set sslrootcert)")
     return out

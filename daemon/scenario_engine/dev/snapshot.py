@@ -2,7 +2,7 @@
 
 The versioned files and units say how the schema came to be; this says what it is now. It is
 generated, never applied (``discover`` only picks ``NNNN_name.sql``), and
-tests/test_schema_snapshot.py fails when a migration or a unit changes what it shows.
+tests/db/test_schema_snapshot.py fails when a migration or a unit changes what it shows.
 
     make schema        # = python -m scenario_engine.dev.snapshot --output sql/schema.sql
 
@@ -39,7 +39,7 @@ HEADER = """\
 -- and, in public, the reference tables it creates when they are missing, the engine's triggers,
 -- indexes, row-level security and policies on them, and scenario_is_valid_timezone; grants to
 -- the runtime group scenario_engine_runtime (a role: cluster-wide, so created by sql/roles.sql
--- and not shown here). tests/test_schema_snapshot.py checks that a fresh migration produces it.
+-- and not shown here). tests/db/test_schema_snapshot.py checks that a fresh migration produces it.
 --
 -- pg_dump --schema-only --no-owner of a freshly migrated database, minus its version header,
 -- SET preamble and \\restrict key; the zone list of scenario_is_valid_timezone (the server's tz

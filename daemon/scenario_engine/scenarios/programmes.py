@@ -6,7 +6,7 @@ map as two arrays. The scenario's own named candidate query is reused unchanged:
 LATERAL subquery run once per variant over that variant's mentors of the batch, its rule
 parameters read from the variant's row instead of from ``$n``. So one statement per batch and
 rule, whatever the number of organisations, and the scenario packages know nothing of it
-(tests/test_equivalence.py runs it with random overrides against the single-mentor oracles).
+(tests/db/test_equivalence.py runs it with random overrides against the single-mentor oracles).
 """
 
 from __future__ import annotations

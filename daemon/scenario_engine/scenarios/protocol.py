@@ -5,7 +5,7 @@ protocol; the registry (registry.py) lists them. Orchestration — the sweep, th
 the single-mentor interfaces, ``explain``, the dispatcher's send-time re-check — asks the
 registry and never names a scenario type, so a new scenario is a new package.
 
-Two implementations of every rule, checked against each other by tests/test_equivalence.py:
+Two implementations of every rule, checked against each other by tests/db/test_equivalence.py:
 ``candidates`` (set-based SQL over a batch of mentors, what the sweep and the drain run) and
 ``decide`` (pure Python over one mentor's raw rows, the oracle behind the single-mentor path).
 """
@@ -66,7 +66,7 @@ class Scenario(Protocol[R, S]):
     about: str
     rule_model: builtins.type[Any]
     #: The TypedDict of what its candidates carry: message placeholders and what the send-time
-    #: re-check reads back (tests/test_registry.py checks the SQL against it).
+    #: re-check reads back (tests/unit/test_registry.py checks the SQL against it).
     context: builtins.type[Any]
     #: Platform tables whose changes concern this scenario (events.py routes on it).
     watched_tables: frozenset[str]
