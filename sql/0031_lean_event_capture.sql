@@ -130,7 +130,7 @@ END;
 $$;
 REVOKE ALL ON FUNCTION scenario_engine.scenario_notify_mode_marker_v1() FROM PUBLIC;
 
-CREATE TRIGGER scenario_engine_setting_notify_marker_v1
+CREATE OR REPLACE TRIGGER scenario_engine_setting_notify_marker_v1
 AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scenario_engine.scenario_engine_setting
 FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.scenario_notify_mode_marker_v1();
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias, Union
 import asyncpg
 from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
+from scenario_engine.db.queries import query
+
 # A plain connection or one borrowed from a pool: everything here accepts either.
 Conn: TypeAlias = Union["asyncpg.Connection[Any]", "PoolConnectionProxy[Any]"]
-
-ENGINE_ORIGIN_SQL = "SELECT set_config('scenario_engine.origin', 'engine', true)"
 
 # The engine's objects live in a schema of their own (sql/0008_engine_schema.sql); the platform's
 # tables stay where the platform keeps them (``public``). Every query names its tables with their
@@ -88,4 +88,4 @@ async def create_pool(
 
 async def mark_engine_write(conn: Conn) -> None:
     """Tag the current transaction as the engine's own so the triggers ignore it."""
-    await conn.execute(ENGINE_ORIGIN_SQL)
+    await conn.execute(query("mark_engine_write"))

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from scenario_engine.db.connect import Conn
+if TYPE_CHECKING:  # connect.py runs a named query itself (mark_engine_write)
+    from scenario_engine.db.connect import Conn
 
 _MARKER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
