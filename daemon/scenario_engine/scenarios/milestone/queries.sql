@@ -89,11 +89,8 @@ WITH zones AS (
     CROSS JOIN LATERAL unnest($6::float8[], $7::text[]) AS t(threshold, label)
     WHERE agg.value >= t.threshold
       AND NOT EXISTS (
-          -- "= ANY(batch)" (implied by the join) lets a hashed anti-join read only the batch's
-          -- achievements instead of the whole table once per batch (quadratic in a sweep).
           SELECT 1 FROM public.achievement ac
           WHERE ac.mentor_id = agg.id AND ac.milestone = $3::text
-            AND ac.mentor_id = ANY($1::uuid[])
             AND ac.threshold = t.threshold::numeric AND ac.period = agg.period)
 )
 SELECT id AS mentor_id, period, value,
