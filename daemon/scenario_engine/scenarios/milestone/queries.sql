@@ -8,17 +8,60 @@
 -- whether or not a threshold would be crossed, exactly as the single-mentor path fails.
 WITH zones AS (
     SELECT z.name FROM unnest($8::text[]) AS z(name)
-), bad_zone AS (
+), batch AS MATERIALIZED (
+    -- The batch's active mentors, read once (their zone is in the heap row only).
     SELECT p.id, p.timezone FROM public.peer_mentor p
-    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
-      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
-), m AS (
-    SELECT p.id, per.period, per.period_start
-    FROM public.peer_mentor p
-    CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, p.timezone) AS per
     WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
-      AND NOT EXISTS (SELECT 1 FROM bad_zone b WHERE b.id = p.id)
-), agg AS (
+), bad_zone AS (
+    SELECT b.id, b.timezone FROM batch b
+    WHERE $5::text = 'year'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = b.timezone)
+), span AS (
+    -- The earliest instant any mentor's period can start, and the lowest threshold. A zone's
+    -- local time is within a day of UTC, so its calendar year starts after 00:00 UTC on
+    -- 1 January of the UTC year two days before as_of, less two days.
+    SELECT CASE WHEN $5::text = 'year'
+                THEN date_trunc('year', $2::timestamptz - interval '2 days', 'UTC') - interval '2 days'
+                ELSE '-infinity'::timestamptz END AS since,
+           (SELECT min(t.v) FROM unnest($6::float8[]) AS t(v)) AS lowest
+), bound AS MATERIALIZED (
+    -- An upper bound of each mentor's value, from one index-only scan over the batch's sorted
+    -- ids (PostgreSQL 17+ walks the leaves of a dense batch instead of descending once per
+    -- mentor; a sparse list, as an incremental sweep's, still descends per mentor): the loose window holds the period, and
+    -- negative minutes or contacts (excluded by CHECKs, but a platform may lack them) count as
+    -- 0, so the bound is never below the exact value. A mentor whose bound is under the lowest
+    -- threshold cannot cross one (a missing mentor's bound is 0), so only the others get the
+    -- exact per-mentor value below: in a steady sweep most mentors are pruned here.
+    SELECT a.mentor_id, count(*)::float8 AS value
+    FROM span JOIN public.activity a
+      ON a.mentor_id = ANY($1::uuid[])
+     AND a.occurred_at >= span.since AND a.occurred_at <= $2::timestamptz
+    WHERE $4::text = 'sessions' AND a.kind = 'session'
+    GROUP BY a.mentor_id
+    UNION ALL
+    SELECT a.mentor_id, sum(greatest(a.duration_minutes, 0))::float8 / 60
+    FROM span JOIN public.activity a
+      ON a.mentor_id = ANY($1::uuid[])
+     AND a.occurred_at >= span.since AND a.occurred_at <= $2::timestamptz
+    WHERE $4::text = 'hours'
+    GROUP BY a.mentor_id
+    UNION ALL
+    SELECT a.mentor_id, sum(greatest(a.contacts, 0))::float8
+    FROM span JOIN public.activity a
+      ON a.mentor_id = ANY($1::uuid[])
+     AND a.occurred_at >= span.since AND a.occurred_at <= $2::timestamptz
+    WHERE $4::text IS DISTINCT FROM 'sessions' AND $4::text IS DISTINCT FROM 'hours'
+    GROUP BY a.mentor_id
+), m AS MATERIALIZED (
+    -- Materialized: the exact values below are computed for the survivors only.
+    SELECT b.id, per.period, per.period_start
+    FROM batch b
+    LEFT JOIN bound u ON u.mentor_id = b.id
+    CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, b.timezone) AS per
+    WHERE coalesce(u.value, 0) >= (SELECT span.lowest FROM span)
+      AND NOT EXISTS (SELECT 1 FROM bad_zone z WHERE z.id = b.id)
+), agg AS MATERIALIZED (
+    -- Materialized: each surviving mentor's exact value is computed once, not per threshold.
     SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
     FROM m
     LEFT JOIN LATERAL (
