@@ -93,6 +93,55 @@ END;
 $$;
 
 --
+-- Name: report_outcome_day_apply(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.report_outcome_day_apply() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO scenario_engine.report_outcome_day AS t (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        SELECT day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, 1 FROM new_rows r
+        ) AS delta (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        GROUP BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        HAVING sum(n) <> 0
+        ORDER BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        ON CONFLICT ON CONSTRAINT report_outcome_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO scenario_engine.report_outcome_day AS t (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        SELECT day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, -1 FROM old_rows r
+        ) AS delta (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        GROUP BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        HAVING sum(n) <> 0
+        ORDER BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        ON CONFLICT ON CONSTRAINT report_outcome_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO scenario_engine.report_outcome_day AS t (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        SELECT day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, 1 FROM new_rows r
+        UNION ALL
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, -1 FROM old_rows r
+        ) AS delta (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        GROUP BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        HAVING sum(n) <> 0
+        ORDER BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        ON CONFLICT ON CONSTRAINT report_outcome_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSE  -- TRUNCATE
+        DELETE FROM scenario_engine.report_outcome_day;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: report_push_day_apply(); Type: FUNCTION; Schema: scenario_engine; Owner: -
 --
 
@@ -157,6 +206,7 @@ CREATE FUNCTION scenario_engine.report_rollups_rebuild() RETURNS void
     AS $$
     DELETE FROM scenario_engine.report_decision_day;
     DELETE FROM scenario_engine.report_push_day;
+    DELETE FROM scenario_engine.report_outcome_day;
     INSERT INTO scenario_engine.report_decision_day
         (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
     SELECT (d.as_of AT TIME ZONE 'UTC')::date, d.organization_id, d.rule_name, d.scenario_type,
@@ -170,6 +220,14 @@ CREATE FUNCTION scenario_engine.report_rollups_rebuild() RETURNS void
            p.scenario_type, p.data ->> 'rule', p.channel, p.status, p.fell_back_from IS NOT NULL,
            coalesce(p.digest_of <> p.id, false), p.notification_id IS NOT NULL, count(*)
     FROM scenario_engine.push_notification p
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
+    INSERT INTO scenario_engine.report_outcome_day
+        (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm,
+         digest_arm, status, n)
+    SELECT (o.decided_at AT TIME ZONE 'UTC')::date, (o.window_ends_at AT TIME ZONE 'UTC')::date,
+           o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+           o.digest_arm, o.status, count(*)
+    FROM scenario_engine.scenario_outcome o
     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
 $$;
 
@@ -586,6 +644,24 @@ CREATE TABLE scenario_engine.report_decision_day (
     experiment_id bigint,
     outcome text NOT NULL,
     final boolean NOT NULL,
+    n bigint NOT NULL
+);
+
+--
+-- Name: report_outcome_day; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.report_outcome_day (
+    day date NOT NULL,
+    window_day date NOT NULL,
+    organization_id uuid,
+    rule_name text NOT NULL,
+    scenario_type text NOT NULL,
+    experiment_id bigint NOT NULL,
+    arm text NOT NULL,
+    timing_arm text,
+    digest_arm text,
+    status text NOT NULL,
     n bigint NOT NULL
 );
 
@@ -1024,6 +1100,13 @@ ALTER TABLE ONLY scenario_engine.report_decision_day
     ADD CONSTRAINT report_decision_day_key UNIQUE NULLS NOT DISTINCT (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final);
 
 --
+-- Name: report_outcome_day report_outcome_day_key; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.report_outcome_day
+    ADD CONSTRAINT report_outcome_day_key UNIQUE NULLS NOT DISTINCT (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status);
+
+--
 -- Name: report_push_day report_push_day_key; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
 --
 
@@ -1407,6 +1490,12 @@ CREATE INDEX scenario_outcome_mentor_idx ON scenario_engine.scenario_outcome USI
 CREATE INDEX scenario_outcome_pending_idx ON scenario_engine.scenario_outcome USING btree (scenario_type, window_ends_at) WHERE (status = 'pending'::text);
 
 --
+-- Name: scenario_outcome_window_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_outcome_window_idx ON scenario_engine.scenario_outcome USING btree (window_ends_at);
+
+--
 -- Name: scenario_quarantine_open_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -1543,6 +1632,30 @@ CREATE TRIGGER report_decision_day_truncate AFTER TRUNCATE ON scenario_engine.sc
 --
 
 CREATE TRIGGER report_decision_day_update AFTER UPDATE ON scenario_engine.scenario_decision REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_delete; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_delete AFTER DELETE ON scenario_engine.scenario_outcome REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_insert; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_insert AFTER INSERT ON scenario_engine.scenario_outcome REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_truncate; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_outcome FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_update; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_update AFTER UPDATE ON scenario_engine.scenario_outcome REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
 
 --
 -- Name: push_notification report_push_day_delete; Type: TRIGGER; Schema: scenario_engine; Owner: -
@@ -1727,6 +1840,12 @@ ALTER TABLE scenario_engine.push_notification ENABLE ROW LEVEL SECURITY;
 ALTER TABLE scenario_engine.report_decision_day ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: report_outcome_day; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.report_outcome_day ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: report_push_day; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
 --
 
@@ -1761,6 +1880,12 @@ CREATE POLICY scenario_engine_runtime ON scenario_engine.push_notification TO sc
 --
 
 CREATE POLICY scenario_engine_runtime ON scenario_engine.report_decision_day TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: report_outcome_day scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.report_outcome_day TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
 -- Name: report_push_day scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
@@ -1998,6 +2123,12 @@ GRANT ALL ON FUNCTION scenario_engine.milestone_period(kind text, as_of timestam
 REVOKE ALL ON FUNCTION scenario_engine.report_decision_day_apply() FROM PUBLIC;
 
 --
+-- Name: FUNCTION report_outcome_day_apply(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.report_outcome_day_apply() FROM PUBLIC;
+
+--
 -- Name: FUNCTION report_push_day_apply(); Type: ACL; Schema: scenario_engine; Owner: -
 --
 
@@ -2116,6 +2247,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.push_notification TO 
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.report_decision_day TO scenario_engine_runtime;
+
+--
+-- Name: TABLE report_outcome_day; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.report_outcome_day TO scenario_engine_runtime;
 
 --
 -- Name: TABLE report_push_day; Type: ACL; Schema: scenario_engine; Owner: -

@@ -48,6 +48,13 @@ SELECT (p.decided_at AT TIME ZONE 'UTC')::date AS day, p.organization_id, p.expe
 FROM scenario_engine.push_notification p GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 """
 
+OUTCOME_DAYS = """
+SELECT (o.decided_at AT TIME ZONE 'UTC')::date AS day, (o.window_ends_at AT TIME ZONE 'UTC')::date AS window_day,
+       o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+       o.digest_arm, o.status, count(*) AS n
+FROM scenario_engine.scenario_outcome o GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+"""
+
 # The statements `report` ran before 0032 (full scans of the period), as the oracle.
 OLD_DECISION_COUNTS = """
 SELECT d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome,
@@ -70,13 +77,40 @@ WHERE d.outcome = 'sent' AND d.as_of >= $1 AND d.as_of <= $2
 GROUP BY 1, 2, 3
 """
 
+MATURE = """
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint,
+       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint,
+       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
+FROM scenario_engine.scenario_outcome o CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
+WHERE o.decided_at >= $1 AND o.decided_at < $2
+"""
+OLD_OUTCOME_COUNTS = (
+    "SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, "
+    "date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date AS week,"
+    + MATURE
+    + "GROUP BY 1, 2, 3, 4, 5, 6"
+)
+OLD_ARM_COUNTS = (
+    "SELECT o.rule_name, 'timing'::text, o.timing_arm,"
+    + MATURE
+    + "AND o.timing_arm IS NOT NULL GROUP BY 1, 2, 3 UNION ALL "
+    + "SELECT o.rule_name, 'digest'::text, o.digest_arm,"
+    + MATURE
+    + "AND o.digest_arm IS NOT NULL GROUP BY 1, 2, 3"
+)
+
 
 def _rows(records: list[Any]) -> list[tuple[Any, ...]]:
     return sorted((tuple(r.values()) for r in records), key=repr)
 
 
 async def assert_rollups_exact(conn: asyncpg.Connection[Any], when: str) -> None:
-    for table, definition in (("report_decision_day", DECISION_DAYS), ("report_push_day", PUSH_DAYS)):
+    for table, definition in (
+        ("report_decision_day", DECISION_DAYS),
+        ("report_push_day", PUSH_DAYS),
+        ("report_outcome_day", OUTCOME_DAYS),
+    ):
         kept = await conn.fetch(f"SELECT * FROM scenario_engine.{table} WHERE n <> 0")
         assert _rows(kept) == _rows(await conn.fetch(definition)), f"{table} after {when}"
 
@@ -92,6 +126,17 @@ async def assert_queries_agree(conn: asyncpg.Connection[Any], rnd: random.Random
     assert _rows(await fetch(conn, "report_channel_counts", **params)) == _rows(
         await conn.fetch(OLD_CHANNEL_COUNTS, since, until)
     )
+    # The outcomes, judged at an instant on a day where windows end (and at random ones).
+    ends = await conn.fetch("SELECT window_ends_at FROM scenario_engine.scenario_outcome")
+    instants = [e["window_ends_at"] + dt.timedelta(minutes=rnd.choice([-7, 0, 0, 9])) for e in ends[:3]]
+    for as_of in [*instants, until - dt.timedelta(hours=rnd.randint(0, 100)), until + dt.timedelta(days=9)]:
+        outcome_params = {**params, "as_of": as_of}
+        assert _rows(await fetch(conn, "outcome_counts", **outcome_params)) == _rows(
+            await conn.fetch(OLD_OUTCOME_COUNTS, since, until, as_of)
+        ), as_of
+        assert _rows(await fetch(conn, "arm_outcome_counts", **outcome_params)) == _rows(
+            await conn.fetch(OLD_ARM_COUNTS, since, until, as_of)
+        ), as_of
     sends = await fetch(conn, "programme_weekly_sends", since=since, until=until, organization_id=None)
     assert _rows(
         [{k: r[k] for k in ("organization_id", "scenario_type", "week", "sent")} for r in sends]

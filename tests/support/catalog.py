@@ -27,6 +27,7 @@ ENGINE_TABLES = [
     "scenario_mentor_programme",
     "report_decision_day",
     "report_push_day",
+    "report_outcome_day",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",
