@@ -49,7 +49,8 @@ FROM scenario_engine.push_notification p GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 """
 
 OUTCOME_DAYS = """
-SELECT (o.decided_at AT TIME ZONE 'UTC')::date AS day, (o.window_ends_at AT TIME ZONE 'UTC')::date AS window_day,
+SELECT (o.decided_at AT TIME ZONE 'UTC')::date AS day,
+       (o.window_ends_at AT TIME ZONE 'UTC')::date AS window_day,
        o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
        o.digest_arm, o.status, count(*) AS n
 FROM scenario_engine.scenario_outcome o GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
@@ -82,7 +83,8 @@ MATURE = """
        count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint,
        count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint,
        count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
-FROM scenario_engine.scenario_outcome o CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
+FROM scenario_engine.scenario_outcome o
+CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
 WHERE o.decided_at >= $1 AND o.decided_at < $2
 """
 OLD_OUTCOME_COUNTS = (
