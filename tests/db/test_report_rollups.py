@@ -118,9 +118,28 @@ async def assert_rollups_exact(conn: asyncpg.Connection[Any], when: str) -> None
 
 
 async def assert_queries_agree(conn: asyncpg.Connection[Any], rnd: random.Random) -> None:
-    """The roll-up-backed queries over a period with ragged ends give the old scans' rows."""
-    since = T0 - dt.timedelta(days=2, minutes=rnd.randint(0, 3000))
-    until = T0 + dt.timedelta(minutes=rnd.randint(0, 40 * 24 * 60))
+    """The roll-up-backed queries give the old scans' rows: over a period with ragged ends
+    (a partial day of more or of less than 12 hours is added or subtracted), one within a day,
+    and one from midnight to midnight."""
+    since = T0 + dt.timedelta(minutes=rnd.randint(-24 * 60, 15 * 24 * 60))
+    ragged = (since, since + dt.timedelta(minutes=rnd.randint(0, 20 * 24 * 60)))
+    day = T0.replace(hour=0, minute=0) + dt.timedelta(days=rnd.randint(0, 20))
+    one_day = (day + dt.timedelta(hours=rnd.randint(0, 11)), day + dt.timedelta(hours=rnd.randint(12, 23)))
+    periods = [ragged, one_day, (day - dt.timedelta(days=3), day + dt.timedelta(days=4))]
+    # Boundaries a minute either side of a decision's instant: its day is partial, with rows.
+    instants = [
+        r[0] for r in await conn.fetch("SELECT DISTINCT as_of FROM scenario_engine.scenario_decision")
+    ]
+    for x in rnd.sample(instants, min(3, len(instants))):
+        minute = dt.timedelta(minutes=1)
+        periods += [(x - dt.timedelta(days=5), x - minute), (x + minute, x + dt.timedelta(days=5))]
+    for since, until in periods:
+        await _agree(conn, rnd, since, until)
+
+
+async def _agree(
+    conn: asyncpg.Connection[Any], rnd: random.Random, since: dt.datetime, until: dt.datetime
+) -> None:
     params = {"since": since, "until": until, "organization_id": None, "rule_name": None}
     assert _rows(await fetch(conn, "report_decision_counts", **params)) == _rows(
         await conn.fetch(OLD_DECISION_COUNTS, since, until)

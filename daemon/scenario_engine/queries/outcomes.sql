@@ -122,10 +122,11 @@ WITH period AS (
     -- whole days with a window ending on the cutoff's day
     SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
            o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
-           o.window_ends_at <= (SELECT cutoff FROM c), 1
+           o.window_ends_at <= (SELECT cutoff FROM c),
+           CASE WHEN o.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
     FROM scenario_engine.scenario_outcome o
-    WHERE ((o.decided_at >= $1::timestamptz AND o.decided_at < (SELECT least(until, lo_at) FROM b))
-           OR (o.decided_at >= (SELECT hi_at FROM b) AND o.decided_at < $2::timestamptz))
+    WHERE (o.decided_at >= (SELECT r1_from FROM b) AND o.decided_at < (SELECT r1_to FROM b)
+           OR o.decided_at >= (SELECT r2_from FROM b) AND o.decided_at < (SELECT r2_to FROM b))
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
     UNION ALL
@@ -220,10 +221,11 @@ WITH period AS (
     -- whole days with a window ending on the cutoff's day
     SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
            o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
-           o.window_ends_at <= (SELECT cutoff FROM c), 1
+           o.window_ends_at <= (SELECT cutoff FROM c),
+           CASE WHEN o.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
     FROM scenario_engine.scenario_outcome o
-    WHERE ((o.decided_at >= $1::timestamptz AND o.decided_at < (SELECT least(until, lo_at) FROM b))
-           OR (o.decided_at >= (SELECT hi_at FROM b) AND o.decided_at < $2::timestamptz))
+    WHERE (o.decided_at >= (SELECT r1_from FROM b) AND o.decided_at < (SELECT r1_to FROM b)
+           OR o.decided_at >= (SELECT r2_from FROM b) AND o.decided_at < (SELECT r2_to FROM b))
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
     UNION ALL

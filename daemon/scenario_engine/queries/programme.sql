@@ -32,11 +32,12 @@ WITH period AS (
           AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
         UNION ALL
         SELECT d.organization_id, d.scenario_type,
-               date_trunc('week', d.as_of AT TIME ZONE 'UTC')::date, 1
+               date_trunc('week', d.as_of AT TIME ZONE 'UTC')::date,
+               CASE WHEN d.as_of < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
         FROM scenario_engine.scenario_decision d
         WHERE d.outcome = 'sent'
-          AND ((d.as_of >= $1::timestamptz AND d.as_of < (SELECT least(until, lo_at) FROM b))
-               OR (d.as_of >= (SELECT hi_at FROM b) AND d.as_of < (SELECT until FROM b)))
+          AND (d.as_of >= (SELECT r1_from FROM b) AND d.as_of < (SELECT r1_to FROM b)
+               OR d.as_of >= (SELECT r2_from FROM b) AND d.as_of < (SELECT r2_to FROM b))
           AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
     ) x
     GROUP BY organization_id, scenario_type, week
@@ -52,11 +53,12 @@ WITH period AS (
           AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
         UNION ALL
         SELECT p.organization_id, p.scenario_type,
-               date_trunc('week', p.decided_at AT TIME ZONE 'UTC')::date, 1
+               date_trunc('week', p.decided_at AT TIME ZONE 'UTC')::date,
+               CASE WHEN p.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
         FROM scenario_engine.push_notification p
         WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
-          AND ((p.decided_at >= $1::timestamptz AND p.decided_at < (SELECT least(until, lo_at) FROM b))
-               OR (p.decided_at >= (SELECT hi_at FROM b) AND p.decided_at < (SELECT until FROM b)))
+          AND (p.decided_at >= (SELECT r1_from FROM b) AND p.decided_at < (SELECT r1_to FROM b)
+               OR p.decided_at >= (SELECT r2_from FROM b) AND p.decided_at < (SELECT r2_to FROM b))
           AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
     ) x
     GROUP BY organization_id, scenario_type, week

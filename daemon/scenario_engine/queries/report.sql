@@ -3,21 +3,40 @@
 -- organisations, rules or experiments; Python only pivots the few grouped rows it returns.
 
 -- name: report_period_days
--- The split of a period [since, until) between the daily roll-ups (sql/0032) and the base
--- tables: the whole UTC days [lo, hi) are read from report_decision_day / report_push_day, the
--- instants [since, least(until, lo_at)) and [hi_at, until) — the partial days at its two ends,
--- empty when the period starts or ends at midnight — from the base tables through their index
--- on the instant. Reads a relation `period` (since, until) that the including statement
--- defines; one row. lo is the first midnight at or after since, hi the last at or before until
--- (never before lo: a period inside one day is all ends).
-SELECT p.since, p.until, x.lo, greatest(x.lo, x.hi) AS hi,
-       x.lo::timestamp AT TIME ZONE 'UTC' AS lo_at,
-       greatest(x.lo, x.hi)::timestamp AT TIME ZONE 'UTC' AS hi_at
-FROM period p
-CROSS JOIN LATERAL (
-    SELECT ((p.since AT TIME ZONE 'UTC') - interval '1 microsecond')::date + 1 AS lo,
-           (p.until AT TIME ZONE 'UTC')::date AS hi
-) x
+-- How a period [since, until) is counted from the daily roll-ups (sql/0032) and the base
+-- tables: the roll-ups' whole UTC days [lo, hi), plus (s = +1) or minus (s = -1) the base rows
+-- of two intervals [r1_from, r1_to) and [r2_from, r2_to) that correct for the partial days at
+-- the ends. A partial first day whose part before since is at most 12 hours is taken whole
+-- from its roll-up and those hours subtracted; otherwise the hours from since to midnight are
+-- added. Likewise at the end. So a partial day costs at most 12 hours of base rows, whatever
+-- instant the period starts at (a sweep writes its decisions at one instant: the shorter side
+-- of a boundary is usually empty). A period within one day is all base rows. r1 ends before
+-- r2 starts, so a base row's sign is s1 below r1_to and s2 above. Reads a relation `period`
+-- (since, until) that the including statement defines; one row.
+SELECT lo, hi,
+       lo::timestamp AT TIME ZONE 'UTC' AS lo_at, hi::timestamp AT TIME ZONE 'UTC' AS hi_at,
+       CASE WHEN same_day OR since_part <= interval '12 hours' THEN d0_at ELSE since END AS r1_from,
+       CASE WHEN same_day THEN until WHEN since_part <= interval '12 hours' THEN since ELSE d0_at + interval '1 day' END AS r1_to,
+       CASE WHEN same_day OR since_part > interval '12 hours' THEN 1 ELSE -1 END AS s1,
+       CASE WHEN same_day THEN until WHEN until_part <= interval '12 hours' THEN d1_at ELSE until END AS r2_from,
+       CASE WHEN same_day THEN until WHEN until_part <= interval '12 hours' THEN until ELSE d1_at + interval '1 day' END AS r2_to,
+       CASE WHEN same_day OR until_part <= interval '12 hours' THEN 1 ELSE -1 END AS s2
+FROM (
+    SELECT x.*,
+           CASE WHEN x.same_day THEN x.d0 WHEN x.since_part <= interval '12 hours' THEN x.d0 ELSE x.d0 + 1 END AS lo,
+           CASE WHEN x.same_day THEN x.d0 WHEN x.until_part <= interval '12 hours' THEN x.d1 ELSE x.d1 + 1 END AS hi
+    FROM (
+        SELECT p.since, p.until, t.d0, t.d1, t.d0_at, t.d1_at,
+               t.d0 >= t.d1 AS same_day,  -- one day (or an empty period): no roll-up
+               p.since - t.d0_at AS since_part, p.until - t.d1_at AS until_part
+        FROM period p
+        CROSS JOIN LATERAL (
+            SELECT (p.since AT TIME ZONE 'UTC')::date AS d0, (p.until AT TIME ZONE 'UTC')::date AS d1,
+                   (p.since AT TIME ZONE 'UTC')::date::timestamp AT TIME ZONE 'UTC' AS d0_at,
+                   (p.until AT TIME ZONE 'UTC')::date::timestamp AT TIME ZONE 'UTC' AS d1_at
+        ) t
+    ) x
+) y
 
 -- name: report_decision_counts
 -- params: since, until, organization_id, rule_name
@@ -39,11 +58,12 @@ WITH period AS (
       AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
       AND ($4::text IS NULL OR r.rule_name = $4::text)
     UNION ALL
-    SELECT d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome, 1
+    SELECT d.organization_id, d.rule_name, d.scenario_type, d.experiment_id, d.outcome,
+           CASE WHEN d.as_of < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
     FROM scenario_engine.scenario_decision d
     WHERE d.final AND d.outcome <> 'baseline'
-      AND ((d.as_of >= $1::timestamptz AND d.as_of < (SELECT least(until, lo_at) FROM b))
-           OR (d.as_of >= (SELECT hi_at FROM b) AND d.as_of < $2::timestamptz))
+      AND (d.as_of >= (SELECT r1_from FROM b) AND d.as_of < (SELECT r1_to FROM b)
+           OR d.as_of >= (SELECT r2_from FROM b) AND d.as_of < (SELECT r2_to FROM b))
       AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
       AND ($4::text IS NULL OR d.rule_name = $4::text)
 )
@@ -71,11 +91,12 @@ WITH period AS (
       AND r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
       AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
     UNION ALL
-    SELECT p.organization_id, p.experiment_id, p.scenario_type, p.data ->> 'rule', 1
+    SELECT p.organization_id, p.experiment_id, p.scenario_type, p.data ->> 'rule',
+           CASE WHEN p.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
     FROM scenario_engine.push_notification p
     WHERE p.status = 'sent' AND p.notification_id IS NOT NULL
-      AND ((p.decided_at >= $1::timestamptz AND p.decided_at < (SELECT least(until, lo_at) FROM b))
-           OR (p.decided_at >= (SELECT hi_at FROM b) AND p.decided_at < $2::timestamptz))
+      AND (p.decided_at >= (SELECT r1_from FROM b) AND p.decided_at < (SELECT r1_to FROM b)
+           OR p.decided_at >= (SELECT r2_from FROM b) AND p.decided_at < (SELECT r2_to FROM b))
       AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
 ), delivered AS (
     SELECT c.organization_id, c.experiment_id, c.scenario_type,
@@ -109,11 +130,12 @@ WITH period AS (
       AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
       AND ($4::text IS NULL OR r.rule_name = $4::text)
     UNION ALL
-    SELECT p.channel, p.status, p.fell_back_from IS NOT NULL, 1
+    SELECT p.channel, p.status, p.fell_back_from IS NOT NULL,
+           CASE WHEN p.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
     FROM scenario_engine.push_notification p
     WHERE p.notification_id IS NOT NULL
-      AND ((p.decided_at >= $1::timestamptz AND p.decided_at < (SELECT least(until, lo_at) FROM b))
-           OR (p.decided_at >= (SELECT hi_at FROM b) AND p.decided_at < $2::timestamptz))
+      AND (p.decided_at >= (SELECT r1_from FROM b) AND p.decided_at < (SELECT r1_to FROM b)
+           OR p.decided_at >= (SELECT r2_from FROM b) AND p.decided_at < (SELECT r2_to FROM b))
       AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
       AND ($4::text IS NULL OR p.data ->> 'rule' = $4::text)
 )
@@ -142,11 +164,12 @@ WITH period AS (
           AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
           AND ($4::text IS NULL OR r.rule_name = $4::text)
         UNION ALL
-        SELECT p.data ->> 'rule', 1
+        SELECT p.data ->> 'rule',
+               CASE WHEN p.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
         FROM scenario_engine.push_notification p
         WHERE p.status = 'sent' AND p.digest_of IS NOT NULL AND p.digest_of <> p.id
-          AND ((p.decided_at >= $1::timestamptz AND p.decided_at < (SELECT least(until, lo_at) FROM b))
-               OR (p.decided_at >= (SELECT hi_at FROM b) AND p.decided_at < $2::timestamptz))
+          AND (p.decided_at >= (SELECT r1_from FROM b) AND p.decided_at < (SELECT r1_to FROM b)
+               OR p.decided_at >= (SELECT r2_from FROM b) AND p.decided_at < (SELECT r2_to FROM b))
           AND ($3::uuid IS NULL OR p.organization_id = $3::uuid)
           AND ($4::text IS NULL OR p.data ->> 'rule' = $4::text)
     ) x
@@ -162,11 +185,12 @@ WITH period AS (
           AND ($3::uuid IS NULL OR r.organization_id = $3::uuid)
           AND ($4::text IS NULL OR r.rule_name = $4::text)
         UNION ALL
-        SELECT d.rule_name, 1
+        SELECT d.rule_name,
+               CASE WHEN d.as_of < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
         FROM scenario_engine.scenario_decision d
         WHERE d.final AND d.outcome = 'daily_cap'
-          AND ((d.as_of >= $1::timestamptz AND d.as_of < (SELECT least(until, lo_at) FROM b))
-               OR (d.as_of >= (SELECT hi_at FROM b) AND d.as_of < $2::timestamptz))
+          AND (d.as_of >= (SELECT r1_from FROM b) AND d.as_of < (SELECT r1_to FROM b)
+               OR d.as_of >= (SELECT r2_from FROM b) AND d.as_of < (SELECT r2_to FROM b))
           AND ($3::uuid IS NULL OR d.organization_id = $3::uuid)
           AND ($4::text IS NULL OR d.rule_name = $4::text)
     ) x
