@@ -85,7 +85,8 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 -- organization_id and rule_name may be NULL (all). Each outcome row copies its decision's
 -- instant, organisation, rule and experiment. Read from the daily roll-up report_outcome_day
 -- (sql/0032) for the whole days of the period and, from the rows, for its partial ends and for
--- the outcomes whose window ends on the cutoff's day (closed or not by the instant).
+-- the outcomes whose window ends on the cutoff's day on the shorter side of the cutoff (the
+-- roll-up cannot tell which of that day's windows had closed by the instant).
 -- The mature cohort, judged at the end of the reporting range, never later than now
 -- (cutoff = least(until, as_of)), so that a report of a closed range gives the same figures
 -- whenever it is taken:
@@ -104,22 +105,30 @@ WITH period AS (
     SELECT least($2::timestamptz, $3::timestamptz) AS cutoff,
            (least($2::timestamptz, $3::timestamptz) AT TIME ZONE 'UTC')::date AS cutoff_day
 ), c_at AS (
-    SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
-           (cutoff_day + 1)::timestamp AT TIME ZONE 'UTC' AS next_day_at
-    FROM c
+    -- The roll-up's outcomes of the cutoff's day count as closed when the cutoff is in the
+    -- day's second half, else as open; the base rows of the shorter side (at most 12 hours of
+    -- windows: those ending after the cutoff, or by it) are then moved to their true side.
+    SELECT x.*,
+           CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
+           CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
+    FROM (
+        SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
+               cutoff - (cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
+        FROM c
+    ) x
 ), counted AS (
     -- whole days of decisions, windows ending before or after the cutoff's day
     SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
            r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
-           r.window_day < (SELECT cutoff_day FROM c) AS closed, r.n
+           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c_at)
+                ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
     FROM scenario_engine.report_outcome_day r
     WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
-      AND r.window_day <> (SELECT cutoff_day FROM c)
       AND ($4::uuid IS NULL OR r.organization_id = $4::uuid)
       AND ($5::text IS NULL OR r.rule_name = $5::text)
     UNION ALL
-    -- the rows themselves: decided in the partial days at the ends of the period, or in its
-    -- whole days with a window ending on the cutoff's day
+    -- the rows themselves: decided in the partial days at the ends of the period; and those
+    -- decided in its whole days whose window ends on the shorter side of the cutoff, moved
     SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
            o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
            o.window_ends_at <= (SELECT cutoff FROM c),
@@ -132,9 +141,11 @@ WITH period AS (
     UNION ALL
     SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
            o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
-           o.window_ends_at <= (SELECT cutoff FROM c), 1
+           v.closed, v.n
     FROM scenario_engine.scenario_outcome o
-    WHERE o.window_ends_at >= (SELECT day_at FROM c_at) AND o.window_ends_at < (SELECT next_day_at FROM c_at)
+    CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
+                               ((SELECT closed_mode FROM c_at), -1)) AS v (closed, n)
+    WHERE o.window_ends_at >= (SELECT w_from FROM c_at) AND o.window_ends_at < (SELECT w_to FROM c_at)
       AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
@@ -203,22 +214,30 @@ WITH period AS (
     SELECT least($2::timestamptz, $3::timestamptz) AS cutoff,
            (least($2::timestamptz, $3::timestamptz) AT TIME ZONE 'UTC')::date AS cutoff_day
 ), c_at AS (
-    SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
-           (cutoff_day + 1)::timestamp AT TIME ZONE 'UTC' AS next_day_at
-    FROM c
+    -- The roll-up's outcomes of the cutoff's day count as closed when the cutoff is in the
+    -- day's second half, else as open; the base rows of the shorter side (at most 12 hours of
+    -- windows: those ending after the cutoff, or by it) are then moved to their true side.
+    SELECT x.*,
+           CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
+           CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
+    FROM (
+        SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
+               cutoff - (cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
+        FROM c
+    ) x
 ), counted AS (
     -- whole days of decisions, windows ending before or after the cutoff's day
     SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
            r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
-           r.window_day < (SELECT cutoff_day FROM c) AS closed, r.n
+           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c_at)
+                ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
     FROM scenario_engine.report_outcome_day r
     WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
-      AND r.window_day <> (SELECT cutoff_day FROM c)
       AND ($4::uuid IS NULL OR r.organization_id = $4::uuid)
       AND ($5::text IS NULL OR r.rule_name = $5::text)
     UNION ALL
-    -- the rows themselves: decided in the partial days at the ends of the period, or in its
-    -- whole days with a window ending on the cutoff's day
+    -- the rows themselves: decided in the partial days at the ends of the period; and those
+    -- decided in its whole days whose window ends on the shorter side of the cutoff, moved
     SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
            o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
            o.window_ends_at <= (SELECT cutoff FROM c),
@@ -231,9 +250,11 @@ WITH period AS (
     UNION ALL
     SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
            o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
-           o.window_ends_at <= (SELECT cutoff FROM c), 1
+           v.closed, v.n
     FROM scenario_engine.scenario_outcome o
-    WHERE o.window_ends_at >= (SELECT day_at FROM c_at) AND o.window_ends_at < (SELECT next_day_at FROM c_at)
+    CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
+                               ((SELECT closed_mode FROM c_at), -1)) AS v (closed, n)
+    WHERE o.window_ends_at >= (SELECT w_from FROM c_at) AND o.window_ends_at < (SELECT w_to FROM c_at)
       AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
