@@ -98,6 +98,12 @@ GRANT SELECT, INSERT, UPDATE ON scenario_engine.scenario_outcome_resolution TO s
 -- present: SELECT NOT (to_regclass('scenario_engine.scenario_sweep_range') IS NOT NULL) OR (SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('scenario_sweep_range', 'SELECT, INSERT, UPDATE, DELETE')) AS v(t, p))
 GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.scenario_sweep_range TO scenario_engine_runtime;
 
+-- unit: runtime_report_rollups
+-- The daily roll-ups of `report` (sql/0032): kept by statement triggers on scenario_decision,
+-- push_notification and scenario_outcome, which run as the writer (the runtime role), and read by `report`.
+-- present: SELECT NOT (to_regclass('scenario_engine.report_decision_day') IS NOT NULL AND to_regclass('scenario_engine.report_push_day') IS NOT NULL) OR (SELECT bool_and(has_table_privilege('scenario_engine_runtime', 'scenario_engine.' || t, p)) FROM (VALUES ('report_decision_day', 'SELECT, INSERT, UPDATE, DELETE'), ('report_push_day', 'SELECT, INSERT, UPDATE, DELETE'), ('report_outcome_day', 'SELECT, INSERT, UPDATE, DELETE')) AS v(t, p))
+GRANT SELECT, INSERT, UPDATE, DELETE ON scenario_engine.report_decision_day, scenario_engine.report_push_day, scenario_engine.report_outcome_day TO scenario_engine_runtime;
+
 -- unit: runtime_engine_functions
 -- The SQL functions the engine's queries call (a trigger function is not checked for EXECUTE
 -- when it fires). A function the planner inlines is still checked for EXECUTE.

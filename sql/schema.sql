@@ -46,6 +46,192 @@ CREATE FUNCTION scenario_engine.milestone_period(kind text, as_of timestamp with
 $$;
 
 --
+-- Name: report_decision_day_apply(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.report_decision_day_apply() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- One statement per event: plpgsql plans a statement when it first runs it, and a
+    -- transition table exists only for the events its trigger names.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO scenario_engine.report_decision_day AS t (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+        SELECT day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, sum(n) FROM (
+        SELECT (r.as_of AT TIME ZONE 'UTC')::date, r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.outcome, r.final, 1 FROM new_rows r
+        ) AS delta (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+        GROUP BY day, organization_id, rule_name, scenario_type, experiment_id, outcome, final
+        HAVING sum(n) <> 0
+        ORDER BY day, organization_id, rule_name, scenario_type, experiment_id, outcome, final
+        ON CONFLICT ON CONSTRAINT report_decision_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO scenario_engine.report_decision_day AS t (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+        SELECT day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, sum(n) FROM (
+        SELECT (r.as_of AT TIME ZONE 'UTC')::date, r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.outcome, r.final, -1 FROM old_rows r
+        ) AS delta (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+        GROUP BY day, organization_id, rule_name, scenario_type, experiment_id, outcome, final
+        HAVING sum(n) <> 0
+        ORDER BY day, organization_id, rule_name, scenario_type, experiment_id, outcome, final
+        ON CONFLICT ON CONSTRAINT report_decision_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO scenario_engine.report_decision_day AS t (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+        SELECT day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, sum(n) FROM (
+        SELECT (r.as_of AT TIME ZONE 'UTC')::date, r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.outcome, r.final, 1 FROM new_rows r
+        UNION ALL
+        SELECT (r.as_of AT TIME ZONE 'UTC')::date, r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.outcome, r.final, -1 FROM old_rows r
+        ) AS delta (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+        GROUP BY day, organization_id, rule_name, scenario_type, experiment_id, outcome, final
+        HAVING sum(n) <> 0
+        ORDER BY day, organization_id, rule_name, scenario_type, experiment_id, outcome, final
+        ON CONFLICT ON CONSTRAINT report_decision_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSE  -- TRUNCATE
+        DELETE FROM scenario_engine.report_decision_day;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: report_outcome_day_apply(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.report_outcome_day_apply() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO scenario_engine.report_outcome_day AS t (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        SELECT day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, 1 FROM new_rows r
+        ) AS delta (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        GROUP BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        HAVING sum(n) <> 0
+        ORDER BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        ON CONFLICT ON CONSTRAINT report_outcome_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO scenario_engine.report_outcome_day AS t (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        SELECT day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, -1 FROM old_rows r
+        ) AS delta (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        GROUP BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        HAVING sum(n) <> 0
+        ORDER BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        ON CONFLICT ON CONSTRAINT report_outcome_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO scenario_engine.report_outcome_day AS t (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        SELECT day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, 1 FROM new_rows r
+        UNION ALL
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, (r.window_ends_at AT TIME ZONE 'UTC')::date, r.organization_id,
+               r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm, r.digest_arm, r.status, -1 FROM old_rows r
+        ) AS delta (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status, n)
+        GROUP BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        HAVING sum(n) <> 0
+        ORDER BY day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status
+        ON CONFLICT ON CONSTRAINT report_outcome_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSE  -- TRUNCATE
+        DELETE FROM scenario_engine.report_outcome_day;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: report_push_day_apply(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.report_push_day_apply() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- One statement per event: plpgsql plans a statement when it first runs it, and a
+    -- transition table exists only for the events its trigger names.
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO scenario_engine.report_push_day AS t (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, n)
+        SELECT day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, r.organization_id, r.experiment_id, r.scenario_type,
+               r.data ->> 'rule', r.channel, r.status, r.fell_back_from IS NOT NULL,
+               coalesce(r.digest_of <> r.id, false), r.notification_id IS NOT NULL, 1 FROM new_rows r
+        ) AS delta (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, n)
+        GROUP BY day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified
+        HAVING sum(n) <> 0
+        ORDER BY day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified
+        ON CONFLICT ON CONSTRAINT report_push_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO scenario_engine.report_push_day AS t (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, n)
+        SELECT day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, r.organization_id, r.experiment_id, r.scenario_type,
+               r.data ->> 'rule', r.channel, r.status, r.fell_back_from IS NOT NULL,
+               coalesce(r.digest_of <> r.id, false), r.notification_id IS NOT NULL, -1 FROM old_rows r
+        ) AS delta (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, n)
+        GROUP BY day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified
+        HAVING sum(n) <> 0
+        ORDER BY day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified
+        ON CONFLICT ON CONSTRAINT report_push_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO scenario_engine.report_push_day AS t (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, n)
+        SELECT day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, sum(n) FROM (
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, r.organization_id, r.experiment_id, r.scenario_type,
+               r.data ->> 'rule', r.channel, r.status, r.fell_back_from IS NOT NULL,
+               coalesce(r.digest_of <> r.id, false), r.notification_id IS NOT NULL, 1 FROM new_rows r
+        UNION ALL
+        SELECT (r.decided_at AT TIME ZONE 'UTC')::date, r.organization_id, r.experiment_id, r.scenario_type,
+               r.data ->> 'rule', r.channel, r.status, r.fell_back_from IS NOT NULL,
+               coalesce(r.digest_of <> r.id, false), r.notification_id IS NOT NULL, -1 FROM old_rows r
+        ) AS delta (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified, n)
+        GROUP BY day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified
+        HAVING sum(n) <> 0
+        ORDER BY day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified
+        ON CONFLICT ON CONSTRAINT report_push_day_key DO UPDATE SET n = t.n + excluded.n;
+    ELSE  -- TRUNCATE
+        DELETE FROM scenario_engine.report_push_day;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: report_rollups_rebuild(); Type: FUNCTION; Schema: scenario_engine; Owner: -
+--
+
+CREATE FUNCTION scenario_engine.report_rollups_rebuild() RETURNS void
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    DELETE FROM scenario_engine.report_decision_day;
+    DELETE FROM scenario_engine.report_push_day;
+    DELETE FROM scenario_engine.report_outcome_day;
+    INSERT INTO scenario_engine.report_decision_day
+        (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final, n)
+    SELECT (d.as_of AT TIME ZONE 'UTC')::date, d.organization_id, d.rule_name, d.scenario_type,
+           d.experiment_id, d.outcome, d.final, count(*)
+    FROM scenario_engine.scenario_decision d
+    GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    INSERT INTO scenario_engine.report_push_day
+        (day, organization_id, experiment_id, scenario_type, rule_name, channel, status,
+         fell_back, merged, notified, n)
+    SELECT (p.decided_at AT TIME ZONE 'UTC')::date, p.organization_id, p.experiment_id,
+           p.scenario_type, p.data ->> 'rule', p.channel, p.status, p.fell_back_from IS NOT NULL,
+           coalesce(p.digest_of <> p.id, false), p.notification_id IS NOT NULL, count(*)
+    FROM scenario_engine.push_notification p
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
+    INSERT INTO scenario_engine.report_outcome_day
+        (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm,
+         digest_arm, status, n)
+    SELECT (o.decided_at AT TIME ZONE 'UTC')::date, (o.window_ends_at AT TIME ZONE 'UTC')::date,
+           o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+           o.digest_arm, o.status, count(*)
+    FROM scenario_engine.scenario_outcome o
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10;
+$$;
+
+--
 -- Name: scenario_capture_event_v1(); Type: FUNCTION; Schema: scenario_engine; Owner: -
 --
 
@@ -444,6 +630,57 @@ ALTER TABLE scenario_engine.push_notification ALTER COLUMN id ADD GENERATED BY D
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+--
+-- Name: report_decision_day; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.report_decision_day (
+    day date NOT NULL,
+    organization_id uuid,
+    rule_name text NOT NULL,
+    scenario_type text NOT NULL,
+    experiment_id bigint,
+    outcome text NOT NULL,
+    final boolean NOT NULL,
+    n bigint NOT NULL
+);
+
+--
+-- Name: report_outcome_day; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.report_outcome_day (
+    day date NOT NULL,
+    window_day date NOT NULL,
+    organization_id uuid,
+    rule_name text NOT NULL,
+    scenario_type text NOT NULL,
+    experiment_id bigint NOT NULL,
+    arm text NOT NULL,
+    timing_arm text,
+    digest_arm text,
+    status text NOT NULL,
+    n bigint NOT NULL
+);
+
+--
+-- Name: report_push_day; Type: TABLE; Schema: scenario_engine; Owner: -
+--
+
+CREATE TABLE scenario_engine.report_push_day (
+    day date NOT NULL,
+    organization_id uuid,
+    experiment_id bigint,
+    scenario_type text NOT NULL,
+    rule_name text,
+    channel text NOT NULL,
+    status text NOT NULL,
+    fell_back boolean NOT NULL,
+    merged boolean NOT NULL,
+    notified boolean NOT NULL,
+    n bigint NOT NULL
 );
 
 --
@@ -856,6 +1093,27 @@ ALTER TABLE ONLY scenario_engine.push_notification
     ADD CONSTRAINT push_notification_pkey PRIMARY KEY (id);
 
 --
+-- Name: report_decision_day report_decision_day_key; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.report_decision_day
+    ADD CONSTRAINT report_decision_day_key UNIQUE NULLS NOT DISTINCT (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final);
+
+--
+-- Name: report_outcome_day report_outcome_day_key; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.report_outcome_day
+    ADD CONSTRAINT report_outcome_day_key UNIQUE NULLS NOT DISTINCT (day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, timing_arm, digest_arm, status);
+
+--
+-- Name: report_push_day report_push_day_key; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE ONLY scenario_engine.report_push_day
+    ADD CONSTRAINT report_push_day_key UNIQUE NULLS NOT DISTINCT (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified);
+
+--
 -- Name: scenario_cooldown scenario_cooldown_pkey; Type: CONSTRAINT; Schema: scenario_engine; Owner: -
 --
 
@@ -1106,6 +1364,12 @@ CREATE INDEX push_notification_created_idx ON scenario_engine.push_notification 
 CREATE INDEX push_notification_dead_idx ON scenario_engine.push_notification USING btree (created_at) WHERE (status = 'dead'::text);
 
 --
+-- Name: push_notification_decided_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX push_notification_decided_idx ON scenario_engine.push_notification USING btree (decided_at);
+
+--
 -- Name: push_notification_due_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -1226,6 +1490,12 @@ CREATE INDEX scenario_outcome_mentor_idx ON scenario_engine.scenario_outcome USI
 CREATE INDEX scenario_outcome_pending_idx ON scenario_engine.scenario_outcome USING btree (scenario_type, window_ends_at) WHERE (status = 'pending'::text);
 
 --
+-- Name: scenario_outcome_window_idx; Type: INDEX; Schema: scenario_engine; Owner: -
+--
+
+CREATE INDEX scenario_outcome_window_idx ON scenario_engine.scenario_outcome USING btree (window_ends_at);
+
+--
 -- Name: scenario_quarantine_open_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -1338,6 +1608,78 @@ CREATE TRIGGER peer_mentor_scenario_erase_v1 AFTER DELETE ON public.peer_mentor 
 --
 
 CREATE TRIGGER peer_mentor_scenario_event_v1 AFTER UPDATE OF status, timezone, joined_at ON public.peer_mentor FOR EACH ROW WHEN (((old.status IS DISTINCT FROM new.status) OR (old.timezone IS DISTINCT FROM new.timezone) OR (old.joined_at IS DISTINCT FROM new.joined_at))) EXECUTE FUNCTION scenario_engine.scenario_capture_mentor_event_v1();
+
+--
+-- Name: scenario_decision report_decision_day_delete; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_decision_day_delete AFTER DELETE ON scenario_engine.scenario_decision REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
+
+--
+-- Name: scenario_decision report_decision_day_insert; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_decision_day_insert AFTER INSERT ON scenario_engine.scenario_decision REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
+
+--
+-- Name: scenario_decision report_decision_day_truncate; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_decision_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_decision FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
+
+--
+-- Name: scenario_decision report_decision_day_update; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_decision_day_update AFTER UPDATE ON scenario_engine.scenario_decision REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_delete; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_delete AFTER DELETE ON scenario_engine.scenario_outcome REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_insert; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_insert AFTER INSERT ON scenario_engine.scenario_outcome REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_truncate; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_outcome FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: scenario_outcome report_outcome_day_update; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_outcome_day_update AFTER UPDATE ON scenario_engine.scenario_outcome REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
+
+--
+-- Name: push_notification report_push_day_delete; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_push_day_delete AFTER DELETE ON scenario_engine.push_notification REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_push_day_apply();
+
+--
+-- Name: push_notification report_push_day_insert; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_push_day_insert AFTER INSERT ON scenario_engine.push_notification REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_push_day_apply();
+
+--
+-- Name: push_notification report_push_day_truncate; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_push_day_truncate AFTER TRUNCATE ON scenario_engine.push_notification FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_push_day_apply();
+
+--
+-- Name: push_notification report_push_day_update; Type: TRIGGER; Schema: scenario_engine; Owner: -
+--
+
+CREATE TRIGGER report_push_day_update AFTER UPDATE ON scenario_engine.push_notification REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_push_day_apply();
 
 --
 -- Name: scenario_engine_setting scenario_engine_setting_notify_marker_v1; Type: TRIGGER; Schema: scenario_engine; Owner: -
@@ -1492,6 +1834,24 @@ CREATE POLICY scenario_engine_runtime ON public.peer_mentor TO scenario_engine_r
 ALTER TABLE scenario_engine.push_notification ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: report_decision_day; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.report_decision_day ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: report_outcome_day; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.report_outcome_day ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: report_push_day; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
+--
+
+ALTER TABLE scenario_engine.report_push_day ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: scenario_cooldown; Type: ROW SECURITY; Schema: scenario_engine; Owner: -
 --
 
@@ -1514,6 +1874,24 @@ ALTER TABLE scenario_engine.scenario_engine_instance ENABLE ROW LEVEL SECURITY;
 --
 
 CREATE POLICY scenario_engine_runtime ON scenario_engine.push_notification TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: report_decision_day scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.report_decision_day TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: report_outcome_day scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.report_outcome_day TO scenario_engine_runtime USING (true) WITH CHECK (true);
+
+--
+-- Name: report_push_day scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
+--
+
+CREATE POLICY scenario_engine_runtime ON scenario_engine.report_push_day TO scenario_engine_runtime USING (true) WITH CHECK (true);
 
 --
 -- Name: scenario_cooldown scenario_engine_runtime; Type: POLICY; Schema: scenario_engine; Owner: -
@@ -1739,6 +2117,30 @@ REVOKE ALL ON FUNCTION scenario_engine.milestone_period(kind text, as_of timesta
 GRANT ALL ON FUNCTION scenario_engine.milestone_period(kind text, as_of timestamp with time zone, zone text) TO scenario_engine_runtime;
 
 --
+-- Name: FUNCTION report_decision_day_apply(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.report_decision_day_apply() FROM PUBLIC;
+
+--
+-- Name: FUNCTION report_outcome_day_apply(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.report_outcome_day_apply() FROM PUBLIC;
+
+--
+-- Name: FUNCTION report_push_day_apply(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.report_push_day_apply() FROM PUBLIC;
+
+--
+-- Name: FUNCTION report_rollups_rebuild(); Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+REVOKE ALL ON FUNCTION scenario_engine.report_rollups_rebuild() FROM PUBLIC;
+
+--
 -- Name: FUNCTION scenario_capture_event_v1(); Type: ACL; Schema: scenario_engine; Owner: -
 --
 
@@ -1839,6 +2241,24 @@ GRANT SELECT ON TABLE public.peer_mentor TO scenario_engine_runtime;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.push_notification TO scenario_engine_runtime;
+
+--
+-- Name: TABLE report_decision_day; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.report_decision_day TO scenario_engine_runtime;
+
+--
+-- Name: TABLE report_outcome_day; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.report_outcome_day TO scenario_engine_runtime;
+
+--
+-- Name: TABLE report_push_day; Type: ACL; Schema: scenario_engine; Owner: -
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE scenario_engine.report_push_day TO scenario_engine_runtime;
 
 --
 -- Name: TABLE scenario_cooldown; Type: ACL; Schema: scenario_engine; Owner: -

@@ -25,6 +25,9 @@ ENGINE_TABLES = [
     "scenario_sweep_range",
     "scenario_programme_seen",
     "scenario_mentor_programme",
+    "report_decision_day",
+    "report_push_day",
+    "report_outcome_day",
 ]
 PLATFORM_TABLES = [
     "peer_mentor",

@@ -83,7 +83,10 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 -- outcomes of the sent and held-out decisions with decided_at in [since, until), per
 -- organisation, rule, scenario type, experiment, arm and UTC week (Monday) of the decision;
 -- organization_id and rule_name may be NULL (all). Each outcome row copies its decision's
--- instant, organisation, rule and experiment, so this is one grouped scan, no join.
+-- instant, organisation, rule and experiment. Read from the daily roll-up report_outcome_day
+-- (sql/0032) for the whole days of the period and, from the rows, for its partial ends and for
+-- the outcomes whose window ends on the cutoff's day on the shorter side of the cutoff (the
+-- roll-up cannot tell which of that day's windows had closed by the instant).
 -- The mature cohort, judged at the end of the reporting range, never later than now
 -- (cutoff = least(until, as_of)), so that a report of a closed range gives the same figures
 -- whenever it is taken:
@@ -94,19 +97,67 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 --   measuring_achieved: of those, already achieved (an early success, not yet in a rate:
 --     counting it would count early successes without the failures still to come).
 -- achieved + missed + measuring is every outcome of the group.
-SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm,
-       date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date AS week,
-       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint AS achieved,
-       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint AS missed,
-       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint AS measuring,
-       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
-           AS measuring_achieved
-FROM scenario_engine.scenario_outcome o
-CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
-WHERE o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
-  AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
-  AND ($5::text IS NULL OR o.rule_name = $5::text)
-GROUP BY o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, week;
+WITH period AS (
+    SELECT $1::timestamptz AS since, $2::timestamptz AS until
+), b AS (
+    -- include: report_period_days
+), c AS (
+    SELECT least($2::timestamptz, $3::timestamptz) AS cutoff,
+           (least($2::timestamptz, $3::timestamptz) AT TIME ZONE 'UTC')::date AS cutoff_day
+), c_at AS (
+    -- The roll-up's outcomes of the cutoff's day count as closed when the cutoff is in the
+    -- day's second half, else as open; the base rows of the shorter side (at most 12 hours of
+    -- windows: those ending after the cutoff, or by it) are then moved to their true side.
+    SELECT x.*,
+           CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
+           CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
+    FROM (
+        SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
+               cutoff - (cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
+        FROM c
+    ) x
+), counted AS (
+    -- whole days of decisions, windows ending before or after the cutoff's day
+    SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
+           r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
+           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c_at)
+                ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
+    FROM scenario_engine.report_outcome_day r
+    WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
+      AND ($4::uuid IS NULL OR r.organization_id = $4::uuid)
+      AND ($5::text IS NULL OR r.rule_name = $5::text)
+    UNION ALL
+    -- the rows themselves: decided in the partial days at the ends of the period; and those
+    -- decided in its whole days whose window ends on the shorter side of the cutoff, moved
+    SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+           o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
+           o.window_ends_at <= (SELECT cutoff FROM c),
+           CASE WHEN o.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
+    FROM scenario_engine.scenario_outcome o
+    WHERE (o.decided_at >= (SELECT r1_from FROM b) AND o.decided_at < (SELECT r1_to FROM b)
+           OR o.decided_at >= (SELECT r2_from FROM b) AND o.decided_at < (SELECT r2_to FROM b))
+      AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+      AND ($5::text IS NULL OR o.rule_name = $5::text)
+    UNION ALL
+    SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+           o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
+           v.closed, v.n
+    FROM scenario_engine.scenario_outcome o
+    CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
+                               ((SELECT closed_mode FROM c_at), -1)) AS v (closed, n)
+    WHERE o.window_ends_at >= (SELECT w_from FROM c_at) AND o.window_ends_at < (SELECT w_to FROM c_at)
+      AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
+      AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+      AND ($5::text IS NULL OR o.rule_name = $5::text)
+)
+SELECT organization_id, rule_name, scenario_type, experiment_id, arm, week,
+       coalesce(sum(n) FILTER (WHERE closed AND status = 'achieved'), 0)::bigint AS achieved,
+       coalesce(sum(n) FILTER (WHERE closed AND status = 'missed'), 0)::bigint AS missed,
+       coalesce(sum(n) FILTER (WHERE NOT closed OR status = 'pending'), 0)::bigint AS measuring,
+       coalesce(sum(n) FILTER (WHERE NOT closed AND status = 'achieved'), 0)::bigint AS measuring_achieved
+FROM counted
+GROUP BY organization_id, rule_name, scenario_type, experiment_id, arm, week
+HAVING sum(n) > 0;
 
 -- name: outcome_experiments
 -- params: rule_name
@@ -154,30 +205,76 @@ GROUP BY e.organization_id, week, after_split;
 -- The delivery experiments (docs/OUTCOMES.md, "Experiment arms"): the outcomes of the sent
 -- decisions in [since, until) that were in a timing experiment, per rule and arm ('usual_hour'
 -- or 'immediate'), and in the digest experiment ('digest' or 'separate'), with the mature-cohort
--- columns and cutoff of outcome_counts. Two grouped scans.
-SELECT o.rule_name, 'timing'::text AS experiment, o.timing_arm AS arm,
-       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint AS achieved,
-       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint AS missed,
-       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint AS measuring,
-       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
-           AS measuring_achieved
-FROM scenario_engine.scenario_outcome o
-CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
-WHERE o.timing_arm IS NOT NULL
-  AND o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
-  AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
-  AND ($5::text IS NULL OR o.rule_name = $5::text)
-GROUP BY o.rule_name, o.timing_arm
+-- columns and cutoff of outcome_counts, read as outcome_counts reads them.
+WITH period AS (
+    SELECT $1::timestamptz AS since, $2::timestamptz AS until
+), b AS (
+    -- include: report_period_days
+), c AS (
+    SELECT least($2::timestamptz, $3::timestamptz) AS cutoff,
+           (least($2::timestamptz, $3::timestamptz) AT TIME ZONE 'UTC')::date AS cutoff_day
+), c_at AS (
+    -- The roll-up's outcomes of the cutoff's day count as closed when the cutoff is in the
+    -- day's second half, else as open; the base rows of the shorter side (at most 12 hours of
+    -- windows: those ending after the cutoff, or by it) are then moved to their true side.
+    SELECT x.*,
+           CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
+           CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
+    FROM (
+        SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
+               cutoff - (cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
+        FROM c
+    ) x
+), counted AS (
+    -- whole days of decisions, windows ending before or after the cutoff's day
+    SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
+           r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
+           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c_at)
+                ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
+    FROM scenario_engine.report_outcome_day r
+    WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
+      AND ($4::uuid IS NULL OR r.organization_id = $4::uuid)
+      AND ($5::text IS NULL OR r.rule_name = $5::text)
+    UNION ALL
+    -- the rows themselves: decided in the partial days at the ends of the period; and those
+    -- decided in its whole days whose window ends on the shorter side of the cutoff, moved
+    SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+           o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
+           o.window_ends_at <= (SELECT cutoff FROM c),
+           CASE WHEN o.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
+    FROM scenario_engine.scenario_outcome o
+    WHERE (o.decided_at >= (SELECT r1_from FROM b) AND o.decided_at < (SELECT r1_to FROM b)
+           OR o.decided_at >= (SELECT r2_from FROM b) AND o.decided_at < (SELECT r2_to FROM b))
+      AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+      AND ($5::text IS NULL OR o.rule_name = $5::text)
+    UNION ALL
+    SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
+           o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
+           v.closed, v.n
+    FROM scenario_engine.scenario_outcome o
+    CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
+                               ((SELECT closed_mode FROM c_at), -1)) AS v (closed, n)
+    WHERE o.window_ends_at >= (SELECT w_from FROM c_at) AND o.window_ends_at < (SELECT w_to FROM c_at)
+      AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
+      AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
+      AND ($5::text IS NULL OR o.rule_name = $5::text)
+)
+SELECT rule_name, 'timing'::text AS experiment, timing_arm AS arm,
+       coalesce(sum(n) FILTER (WHERE closed AND status = 'achieved'), 0)::bigint AS achieved,
+       coalesce(sum(n) FILTER (WHERE closed AND status = 'missed'), 0)::bigint AS missed,
+       coalesce(sum(n) FILTER (WHERE NOT closed OR status = 'pending'), 0)::bigint AS measuring,
+       coalesce(sum(n) FILTER (WHERE NOT closed AND status = 'achieved'), 0)::bigint AS measuring_achieved
+FROM counted
+WHERE timing_arm IS NOT NULL
+GROUP BY rule_name, timing_arm
+HAVING sum(n) > 0
 UNION ALL
-SELECT o.rule_name, 'digest'::text, o.digest_arm,
-       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'achieved')::bigint,
-       count(*) FILTER (WHERE o.window_ends_at <= c.cutoff AND o.status = 'missed')::bigint,
-       count(*) FILTER (WHERE o.window_ends_at > c.cutoff OR o.status = 'pending')::bigint,
-       count(*) FILTER (WHERE o.window_ends_at > c.cutoff AND o.status = 'achieved')::bigint
-FROM scenario_engine.scenario_outcome o
-CROSS JOIN (SELECT least($2::timestamptz, $3::timestamptz) AS cutoff) c
-WHERE o.digest_arm IS NOT NULL
-  AND o.decided_at >= $1::timestamptz AND o.decided_at < $2::timestamptz
-  AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
-  AND ($5::text IS NULL OR o.rule_name = $5::text)
-GROUP BY o.rule_name, o.digest_arm;
+SELECT rule_name, 'digest'::text, digest_arm,
+       coalesce(sum(n) FILTER (WHERE closed AND status = 'achieved'), 0)::bigint,
+       coalesce(sum(n) FILTER (WHERE closed AND status = 'missed'), 0)::bigint,
+       coalesce(sum(n) FILTER (WHERE NOT closed OR status = 'pending'), 0)::bigint,
+       coalesce(sum(n) FILTER (WHERE NOT closed AND status = 'achieved'), 0)::bigint
+FROM counted
+WHERE digest_arm IS NOT NULL
+GROUP BY rule_name, digest_arm
+HAVING sum(n) > 0;
