@@ -23,7 +23,7 @@
 -- must call scenario_engine.report_rollups_rebuild() afterwards; this migration calls it to
 -- back-fill an existing installation.
 
-CREATE TABLE scenario_engine.report_decision_day (
+CREATE TABLE IF NOT EXISTS scenario_engine.report_decision_day (
     day             date    NOT NULL,  -- (as_of AT TIME ZONE 'UTC')::date
     organization_id uuid,
     rule_name       text    NOT NULL,
@@ -36,7 +36,7 @@ CREATE TABLE scenario_engine.report_decision_day (
         (day, organization_id, rule_name, scenario_type, experiment_id, outcome, final)
 );
 
-CREATE TABLE scenario_engine.report_push_day (
+CREATE TABLE IF NOT EXISTS scenario_engine.report_push_day (
     day             date    NOT NULL,  -- (decided_at AT TIME ZONE 'UTC')::date
     organization_id uuid,
     experiment_id   bigint,
@@ -52,7 +52,7 @@ CREATE TABLE scenario_engine.report_push_day (
         (day, organization_id, experiment_id, scenario_type, rule_name, channel, status, fell_back, merged, notified)
 );
 
-CREATE TABLE scenario_engine.report_outcome_day (
+CREATE TABLE IF NOT EXISTS scenario_engine.report_outcome_day (
     day             date   NOT NULL,  -- (decided_at AT TIME ZONE 'UTC')::date
     window_day      date   NOT NULL,  -- (window_ends_at AT TIME ZONE 'UTC')::date
     organization_id uuid,
@@ -69,12 +69,12 @@ CREATE TABLE scenario_engine.report_outcome_day (
 );
 
 -- The outcomes whose window ends on the day of a report's cutoff are read from the base table.
-CREATE INDEX scenario_outcome_window_idx ON scenario_engine.scenario_outcome (window_ends_at);
+CREATE INDEX IF NOT EXISTS scenario_outcome_window_idx ON scenario_engine.scenario_outcome (window_ends_at);
 
 -- The partial days at the ends of a period are read from the outbox by decided_at.
-CREATE INDEX push_notification_decided_idx ON scenario_engine.push_notification (decided_at);
+CREATE INDEX IF NOT EXISTS push_notification_decided_idx ON scenario_engine.push_notification (decided_at);
 
-CREATE FUNCTION scenario_engine.report_decision_day_apply() RETURNS trigger
+CREATE OR REPLACE FUNCTION scenario_engine.report_decision_day_apply() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- One statement per event: plpgsql plans a statement when it first runs it, and a
@@ -115,7 +115,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION scenario_engine.report_push_day_apply() RETURNS trigger
+CREATE OR REPLACE FUNCTION scenario_engine.report_push_day_apply() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     -- One statement per event: plpgsql plans a statement when it first runs it, and a
@@ -164,7 +164,7 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION scenario_engine.report_outcome_day_apply() RETURNS trigger
+CREATE OR REPLACE FUNCTION scenario_engine.report_outcome_day_apply() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -208,45 +208,45 @@ END;
 $$;
 
 -- A transition table may name only one event per trigger: one trigger per event.
-CREATE TRIGGER report_decision_day_insert AFTER INSERT ON scenario_engine.scenario_decision
+CREATE OR REPLACE TRIGGER report_decision_day_insert AFTER INSERT ON scenario_engine.scenario_decision
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
-CREATE TRIGGER report_decision_day_update AFTER UPDATE ON scenario_engine.scenario_decision
+CREATE OR REPLACE TRIGGER report_decision_day_update AFTER UPDATE ON scenario_engine.scenario_decision
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
-CREATE TRIGGER report_decision_day_delete AFTER DELETE ON scenario_engine.scenario_decision
+CREATE OR REPLACE TRIGGER report_decision_day_delete AFTER DELETE ON scenario_engine.scenario_decision
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
-CREATE TRIGGER report_decision_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_decision
+CREATE OR REPLACE TRIGGER report_decision_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_decision
     FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_decision_day_apply();
 
-CREATE TRIGGER report_push_day_insert AFTER INSERT ON scenario_engine.push_notification
+CREATE OR REPLACE TRIGGER report_push_day_insert AFTER INSERT ON scenario_engine.push_notification
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_push_day_apply();
-CREATE TRIGGER report_push_day_update AFTER UPDATE ON scenario_engine.push_notification
+CREATE OR REPLACE TRIGGER report_push_day_update AFTER UPDATE ON scenario_engine.push_notification
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_push_day_apply();
-CREATE TRIGGER report_push_day_delete AFTER DELETE ON scenario_engine.push_notification
+CREATE OR REPLACE TRIGGER report_push_day_delete AFTER DELETE ON scenario_engine.push_notification
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_push_day_apply();
-CREATE TRIGGER report_push_day_truncate AFTER TRUNCATE ON scenario_engine.push_notification
+CREATE OR REPLACE TRIGGER report_push_day_truncate AFTER TRUNCATE ON scenario_engine.push_notification
     FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_push_day_apply();
 
-CREATE TRIGGER report_outcome_day_insert AFTER INSERT ON scenario_engine.scenario_outcome
+CREATE OR REPLACE TRIGGER report_outcome_day_insert AFTER INSERT ON scenario_engine.scenario_outcome
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
-CREATE TRIGGER report_outcome_day_update AFTER UPDATE ON scenario_engine.scenario_outcome
+CREATE OR REPLACE TRIGGER report_outcome_day_update AFTER UPDATE ON scenario_engine.scenario_outcome
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
-CREATE TRIGGER report_outcome_day_delete AFTER DELETE ON scenario_engine.scenario_outcome
+CREATE OR REPLACE TRIGGER report_outcome_day_delete AFTER DELETE ON scenario_engine.scenario_outcome
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
     EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
-CREATE TRIGGER report_outcome_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_outcome
+CREATE OR REPLACE TRIGGER report_outcome_day_truncate AFTER TRUNCATE ON scenario_engine.scenario_outcome
     FOR EACH STATEMENT EXECUTE FUNCTION scenario_engine.report_outcome_day_apply();
 
 -- From scratch: what the triggers would have built. The migration's back-fill, the check of
 -- tests/db/test_report_rollups.py, and the step after a load that bypassed the triggers.
-CREATE FUNCTION scenario_engine.report_rollups_rebuild() RETURNS void
+CREATE OR REPLACE FUNCTION scenario_engine.report_rollups_rebuild() RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     DELETE FROM scenario_engine.report_decision_day;
     DELETE FROM scenario_engine.report_push_day;
