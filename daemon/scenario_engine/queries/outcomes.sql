@@ -77,6 +77,24 @@ WITH done AS (
 )
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
 
+-- name: report_outcome_cutoff
+-- The cutoff of the outcome counts (the period's end, or the report's as_of if earlier) and how
+-- its day is read: the roll-up's outcomes of the cutoff's day count as closed when the cutoff is
+-- in the day's second half, else as open; the base rows of the shorter side (at most 12 hours of
+-- windows ending in [w_from, w_to): after the cutoff, or by it) are then moved to their true
+-- side. Reads a relation `period` (since, until, as_of) that the including statement defines.
+SELECT x.*,
+       CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
+       CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
+FROM (
+    SELECT y.cutoff, y.cutoff_day, y.cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
+           y.cutoff - (y.cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
+    FROM (
+        SELECT least(p.until, p.as_of) AS cutoff, (least(p.until, p.as_of) AT TIME ZONE 'UTC')::date AS cutoff_day
+        FROM period p
+    ) y
+) x
+
 -- name: outcome_counts
 -- params: since, until, as_of, organization_id, rule_name
 -- The one count of outcomes behind `report` and the programme page (outcomes/model.py): the
@@ -98,29 +116,16 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 --     counting it would count early successes without the failures still to come).
 -- achieved + missed + measuring is every outcome of the group.
 WITH period AS (
-    SELECT $1::timestamptz AS since, $2::timestamptz AS until
+    SELECT $1::timestamptz AS since, $2::timestamptz AS until, $3::timestamptz AS as_of
 ), b AS (
     -- include: report_period_days
 ), c AS (
-    SELECT least($2::timestamptz, $3::timestamptz) AS cutoff,
-           (least($2::timestamptz, $3::timestamptz) AT TIME ZONE 'UTC')::date AS cutoff_day
-), c_at AS (
-    -- The roll-up's outcomes of the cutoff's day count as closed when the cutoff is in the
-    -- day's second half, else as open; the base rows of the shorter side (at most 12 hours of
-    -- windows: those ending after the cutoff, or by it) are then moved to their true side.
-    SELECT x.*,
-           CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
-           CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
-    FROM (
-        SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
-               cutoff - (cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
-        FROM c
-    ) x
+    -- include: report_outcome_cutoff
 ), counted AS (
     -- whole days of decisions, windows ending before or after the cutoff's day
     SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
            r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
-           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c_at)
+           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c)
                 ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
     FROM scenario_engine.report_outcome_day r
     WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
@@ -144,8 +149,8 @@ WITH period AS (
            v.closed, v.n
     FROM scenario_engine.scenario_outcome o
     CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
-                               ((SELECT closed_mode FROM c_at), -1)) AS v (closed, n)
-    WHERE o.window_ends_at >= (SELECT w_from FROM c_at) AND o.window_ends_at < (SELECT w_to FROM c_at)
+                               ((SELECT closed_mode FROM c), -1)) AS v (closed, n)
+    WHERE o.window_ends_at >= (SELECT w_from FROM c) AND o.window_ends_at < (SELECT w_to FROM c)
       AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
@@ -207,29 +212,16 @@ GROUP BY e.organization_id, week, after_split;
 -- or 'immediate'), and in the digest experiment ('digest' or 'separate'), with the mature-cohort
 -- columns and cutoff of outcome_counts, read as outcome_counts reads them.
 WITH period AS (
-    SELECT $1::timestamptz AS since, $2::timestamptz AS until
+    SELECT $1::timestamptz AS since, $2::timestamptz AS until, $3::timestamptz AS as_of
 ), b AS (
     -- include: report_period_days
 ), c AS (
-    SELECT least($2::timestamptz, $3::timestamptz) AS cutoff,
-           (least($2::timestamptz, $3::timestamptz) AT TIME ZONE 'UTC')::date AS cutoff_day
-), c_at AS (
-    -- The roll-up's outcomes of the cutoff's day count as closed when the cutoff is in the
-    -- day's second half, else as open; the base rows of the shorter side (at most 12 hours of
-    -- windows: those ending after the cutoff, or by it) are then moved to their true side.
-    SELECT x.*,
-           CASE WHEN x.closed_mode THEN x.cutoff + interval '1 microsecond' ELSE x.day_at END AS w_from,
-           CASE WHEN x.closed_mode THEN x.day_at + interval '1 day' ELSE x.cutoff + interval '1 microsecond' END AS w_to
-    FROM (
-        SELECT cutoff, cutoff_day::timestamp AT TIME ZONE 'UTC' AS day_at,
-               cutoff - (cutoff_day::timestamp AT TIME ZONE 'UTC') > interval '12 hours' AS closed_mode
-        FROM c
-    ) x
+    -- include: report_outcome_cutoff
 ), counted AS (
     -- whole days of decisions, windows ending before or after the cutoff's day
     SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
            r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
-           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c_at)
+           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c)
                 ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
     FROM scenario_engine.report_outcome_day r
     WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
@@ -253,8 +245,8 @@ WITH period AS (
            v.closed, v.n
     FROM scenario_engine.scenario_outcome o
     CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
-                               ((SELECT closed_mode FROM c_at), -1)) AS v (closed, n)
-    WHERE o.window_ends_at >= (SELECT w_from FROM c_at) AND o.window_ends_at < (SELECT w_to FROM c_at)
+                               ((SELECT closed_mode FROM c), -1)) AS v (closed, n)
+    WHERE o.window_ends_at >= (SELECT w_from FROM c) AND o.window_ends_at < (SELECT w_to FROM c)
       AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
