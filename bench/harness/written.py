@@ -68,7 +68,26 @@ async def fingerprint(conn: Conn) -> dict[str, Any]:
             " || last_triggered_at::text, 0)), 0) AS h "
             "FROM scenario_engine.scenario_cooldown GROUP BY 1 ORDER BY 1",
         ),
+        # The report's daily roll-ups (sql/0032), kept by triggers on the three tables above: the
+        # counts per group, zero groups left out (a group whose rows were deleted keeps n = 0).
+        **{
+            table: await _grouped(
+                conn,
+                f"SELECT {keys}, sum(n) AS n, 0 AS h FROM scenario_engine.{table} "
+                f"GROUP BY {keys} HAVING sum(n) <> 0 ORDER BY {keys}",
+            )
+            for table, keys in ROLLUP_KEYS.items()
+        },
     }
+
+
+ROLLUP_KEYS = {
+    "report_decision_day": "day, organization_id, rule_name, scenario_type, experiment_id, outcome, final",
+    "report_push_day": "day, organization_id, experiment_id, scenario_type, rule_name, channel, status, "
+    "fell_back, merged, notified",
+    "report_outcome_day": "day, window_day, organization_id, rule_name, scenario_type, experiment_id, arm, "
+    "timing_arm, digest_arm, status",
+}
 
 
 async def sample_keys(conn: Conn, size: int) -> list[str]:
