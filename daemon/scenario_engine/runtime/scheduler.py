@@ -169,10 +169,6 @@ class Scheduler:
                 log.warning("leadership_lost", reason="lock no longer held")
                 self.state.set_leader(False)
                 continue
-            # Connected and leading: the database condition that ended the last round has cleared.
-            # Not only once the sweep is done — after a restart mid-sweep the period's range may
-            # wait for its lapsed claim's lease, and /readyz must not say 503 all that while.
-            self._succeeded()
             # The period and the sweep's as_of by the database's clock (runtime/clock.py).
             now = await database_now(conn)
             key, _start, next_start = current_period(self.settings, now)
