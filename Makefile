@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed-dev
 DEMO_STAMP := $(VENV)/.installed-embedded
 DEMO_ARGS ?=
 BENCH_ARGS ?=
+# bench.events in `make bench`: the default (poll, 0.5 s) and the NOTIFY path, drain under a full-speed
+# writer, latency at 1k/s, pgbench inserts at 1, 4 and 16 clients (durable and fsync off).
+BENCH_EVENTS_ARGS ?= --parts throughput,latency,inserts --batch-sizes 2000 --poll-intervals 0.5 \
+	--writer-rates '' --extra-daemons '' --concurrencies '' --pgbench-clients 1,4,16
 
 .PHONY: demo test test-unit test-tools lint format typecheck venv clean bench bench-quick schema
 
@@ -34,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 	$(BIN)/python -m bench.report
 	$(BIN)/python -m bench.programmes --mentors 1000000
+	$(BIN)/python -m bench.events $(BENCH_EVENTS_ARGS)
 	$(BIN)/python -m bench.docs --mentors 100000 1000000
 
 # The same at 100k into a scratch directory: neither bench/results/ nor docs/ change.
@@ -41,6 +46,7 @@ BENCH_SCRATCH ?= /var/tmp/scenario-engine-bench-quick
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.sweep --mentors 100000 --results-dir $(BENCH_SCRATCH) $(BENCH_ARGS)
 	$(BIN)/python -m bench.report --mentors 100000 --results-dir $(BENCH_SCRATCH)
+	$(BIN)/python -m bench.events $(BENCH_EVENTS_ARGS) --pgbench-clients 1,16 --pgbench-rounds 1 --output $(BENCH_SCRATCH)/events.json
 	$(BIN)/python -m bench.docs --mentors 100000 --report-mentors 100000 --results-dir $(BENCH_SCRATCH) --output $(BENCH_SCRATCH)/BENCHMARKS-figures.md
 
 # sql/schema.sql: the schema a fresh `migrate` creates (pg_dump on a throwaway private cluster).

@@ -235,6 +235,240 @@ def programmes_section(runs: list[dict[str, Any]]) -> list[str]:
     return [*lines, "", "Files: " + files, ""]
 
 
+INSERT_BAR = 0.65
+DRAIN_BAR = 10_000.0
+LATENCY_P99_BAR_MS = 250.0
+DEFAULT_MODE = "poll"  # the default event path since sql/0025
+
+
+def _load_events(folder: Path) -> list[dict[str, Any]]:
+    """``events.json`` of the run (bench.events), as a one-element list, or nothing."""
+    path = folder / "events.json"
+    if not path.exists():
+        return []
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["_file"] = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return [data]
+
+
+def _insert_cells(ins: dict[str, Any]) -> dict[tuple[str, str, int], tuple[int, float]]:
+    """(mode, durability, clients) → (median tps, median paired ratio to triggers disabled)."""
+    out = {}
+    for key, tps in ins.get("median_tps", {}).items():
+        mode, durability, clients = key.split("/")
+        out[(mode, durability, int(clients.lstrip("c")))] = (
+            int(tps),
+            float(ins["relative_to_disabled_median_of_rounds"][key]),
+        )
+    return out
+
+
+def _drain_ok(run: dict[str, Any]) -> bool:
+    return float(run["daemon"]["steady_rate_per_s_mean"] or 0) >= DRAIN_BAR
+
+
+def events_section(runs: list[dict[str, Any]]) -> list[str]:
+    """bench/events: what the triggers cost the platform's inserts (pgbench), the drain under a
+    full-speed writer, and insert → processed latency at 1,000 events/s."""
+    lines = ["### Events (`bench/events/`)", ""]
+    if not runs:
+        return [*lines, "No events results in this run.", ""]
+    r = runs[0]
+    ins = r.get("inserts")
+    cells = _insert_cells(ins) if ins else {}
+    if ins and cells:
+        clients = sorted({c for _, _, c in cells})
+        modes = [m for m in ("disabled", "poll", "notify") if any(k[0] == m for k in cells)]
+        modes += sorted({k[0] for k in cells} - set(modes))
+        lines += [
+            f"Platform single-row INSERTs into `activity` (pgbench, {ins['seconds']} s per cell, "
+            f"median of {ins['rounds']} rounds; ratio = tps ÷ triggers disabled in the same round):",
+            "",
+            "| triggers | durability | "
+            + " | ".join(f"{c} client{'s' if c > 1 else ''}" for c in clients)
+            + " | bar |",
+            "|---|---|" + "---|" * len(clients) + "---|",
+        ]
+        for mode in modes:
+            for durability in ("durable", "fsync_off"):
+                row = []
+                for c in clients:
+                    cell = cells.get((mode, durability, c))
+                    if cell is None:
+                        row.append("—")
+                    elif mode == "disabled":
+                        row.append(f"{cell[0]:,} tps")
+                    else:
+                        verdict = (
+                            " " + _verdict(cell[1] >= INSERT_BAR)
+                            if mode == DEFAULT_MODE and durability == "durable"
+                            else ""
+                        )
+                        row.append(f"{cell[0]:,} tps, {cell[1]:.2f}×{verdict}")
+                bar = f"≥ {INSERT_BAR}×" if mode == DEFAULT_MODE and durability == "durable" else ""
+                label = f"{mode} (default)" if mode == DEFAULT_MODE else mode
+                lines.append(f"| {label} | {durability} | " + " | ".join(row) + f" | {bar} |")
+        lines.append("")
+    if r.get("throughput"):
+        lines += [
+            "Events drained while a writer inserts at full speed "
+            f"({r['params']['writers']} writers, {r['params']['rows_per_insert']} rows per INSERT, "
+            f"{r['params']['seconds']:g} s; the daemon's steady rate is the mean of the seconds "
+            "the writer ran):",
+            "",
+            "| run | mode | writer | daemon, steady | drain after the writer stopped | load | bar |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for t in r["throughput"]:
+            d, w = t["daemon"], t["writer"]
+            lines.append(
+                f"| {t['label']} | {t['notify_mode']} | {w['rate_per_s']:,}/s | "
+                f"{d['steady_rate_per_s_mean'] or 0:,}/s {_verdict(_drain_ok(t))} | "
+                f"{d['drain_after_stop_s']} s | {', '.join(str(x) for x in t['load_during'])} | "
+                f"≥ {DRAIN_BAR:,.0f}/s |"
+            )
+        lines.append("")
+    if r.get("latency"):
+        lines += [
+            f"Insert → processed at {r['params']['rate']:,.0f} events/s "
+            "(server clocks; after the first second):",
+            "",
+            "| mode | p50 | p95 | p99 | max | bar |",
+            "|---|---|---|---|---|---|",
+        ]
+        for lat_run in r["latency"]:
+            lat = lat_run["events_after_first_second"]["latency_ms"]
+            ok = (lat["p99"] or 1e9) <= LATENCY_P99_BAR_MS
+            lines.append(
+                f"| {lat_run['label']} | {lat['p50']} ms | {lat['p95']} ms | {lat['p99']} ms "
+                f"{_verdict(ok)} | {lat['max']} ms | p99 ≤ {LATENCY_P99_BAR_MS:g} ms |"
+            )
+        lines.append("")
+    return [*lines, f"Files: `{r['_file']}` ({r['started_at'][:16]})", ""]
+
+
+def bars_section(
+    sweeps: list[dict[str, Any]],
+    reports: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+) -> list[str]:
+    """Issue 18's table: every bar with this run's figure, ratio and verdict, in one place."""
+    rows: list[tuple[str, str, str, str]] = []
+    big = next((r for r in sweeps if r["params"]["mentors"] >= 1_000_000), None)
+    if events:
+        ins = events[0].get("inserts")
+        if ins:
+            cells = _insert_cells(ins)
+            for c in sorted({c for m, d, c in cells if m == DEFAULT_MODE and d == "durable"}):
+                tps, ratio = cells[(DEFAULT_MODE, "durable", c)]
+                rows.append(
+                    (
+                        f"platform INSERTs, default ({DEFAULT_MODE}) triggers ÷ none, {c} client(s), durable",
+                        f"{ratio:.2f}× ({tps:,} tps)",
+                        f"≥ {INSERT_BAR}×",
+                        _verdict(ratio >= INSERT_BAR),
+                    )
+                )
+        full = [t for t in events[0].get("throughput", []) if t["notify_mode"] == DEFAULT_MODE]
+        if full:
+            best = max(full, key=lambda t: float(t["daemon"]["steady_rate_per_s_mean"] or 0))
+            rate = float(best["daemon"]["steady_rate_per_s_mean"] or 0)
+            rows.append(
+                (
+                    f"events drained, writer at full speed ({DEFAULT_MODE} mode)",
+                    f"{rate:,.0f}/s (writer {best['writer']['rate_per_s']:,}/s)",
+                    f"≥ {DRAIN_BAR:,.0f}/s",
+                    _verdict(rate >= DRAIN_BAR),
+                )
+            )
+        lats = [t for t in events[0].get("latency", []) if t["notify_mode"] == DEFAULT_MODE]
+        for lat_run in lats:
+            lat = lat_run["events_after_first_second"]["latency_ms"]
+            rows.append(
+                (
+                    f"insert → processed at 1k/s, {lat_run['label']}",
+                    f"p50 {lat['p50']} ms, p99 {lat['p99']} ms",
+                    f"p99 ≤ {LATENCY_P99_BAR_MS:g} ms",
+                    _verdict((lat["p99"] or 1e9) <= LATENCY_P99_BAR_MS),
+                )
+            )
+    if big is not None:
+        first, steady = big["sweeps"][0], _steady(big)
+        if big.get("baseline"):
+            ratio = first["seconds"] / big["baseline"]["seconds"]
+            rows.append(
+                (
+                    "first full sweep ÷ hand-written SQL, 1M",
+                    f"{ratio:.2f}× ({first['seconds']:.1f} s / {big['baseline']['seconds']:.1f} s)",
+                    f"≤ {RATIO_BAR}×",
+                    _verdict(ratio <= RATIO_BAR),
+                )
+            )
+        rows.append(
+            (
+                "steady full sweep, 1M",
+                f"{steady['seconds']:.2f} s",
+                f"≤ {STEADY_BAR_S} s",
+                _verdict(steady["seconds"] <= STEADY_BAR_S),
+            )
+        )
+        small = next((r for r in sweeps if r is not big), None)
+        if small is not None:
+            lo, hi = _us_per_mentor(_steady(small)), _us_per_mentor(steady)
+            rows.append(
+                (
+                    f"steady µs/mentor {small['params']['mentors']:,} → 1M",
+                    f"{lo:.1f} → {hi:.1f} ({hi / lo - 1:+.0%})",
+                    f"flat ±{FLAT_BAR:.0%}",
+                    _verdict(abs(hi / lo - 1) <= FLAT_BAR),
+                )
+            )
+        incr = next((s for s in big["sweeps"] if s.get("mode") == "incremental"), None)
+        if incr is not None:
+            rows.append(
+                (
+                    "incremental sweep, 1M, resolution included",
+                    f"{incr['seconds']:.3f} s ({incr['mentors']} due)",
+                    f"≤ {INCREMENTAL_BAR_S} s",
+                    _verdict(incr["seconds"] <= INCREMENTAL_BAR_S),
+                )
+            )
+        pm = big.get("per_mentor")
+        if pm:
+            for label, idx in (("first", 0), ("steady", 1)):
+                x = pm[label]["extrapolated_active_s"] / big["sweeps"][idx]["seconds"]
+                label_1m = f"per-mentor interfaces ÷ {label} sweep, 1M"
+                rows.append((label_1m, f"{x:.0f}×", "≥ 50×", _verdict(x >= 50)))
+    for r in reports:
+        if r["params"]["mentors"] < 1_000_000:
+            continue
+        base = r.get("baseline", {})
+        for key, label in (
+            ("all_organisations", "`report`, 90 days, 1M"),
+            ("programme_page", "programme page, 1M"),
+        ):
+            m = base.get(key)
+            if m:
+                rows.append(
+                    (
+                        label,
+                        f"median {m['median_s']:.2f} s (best {m['best_s']:.2f} s)",
+                        f"≤ {REPORT_BAR_S} s",
+                        _verdict(m["median_s"] <= REPORT_BAR_S),
+                    )
+                )
+    if not rows:
+        return []
+    lines = [
+        "### Issue 18's bars in this run",
+        "",
+        "| figure | this run | bar | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return [*lines, ""]
+
+
 def figures(
     folder: Path, sizes: list[int], report_sizes: list[int], programme_sizes: list[int] | None = None
 ) -> str:
@@ -245,8 +479,13 @@ def figures(
         "same run (seconds vary ±25 % between runs on the shared 2-core machine).",
         "",
     ]
-    body += sweep_section(_load(folder, "sweep", sizes))
-    body += report_section(_load(folder, "report", report_sizes))
+    sweeps = _load(folder, "sweep", sizes)
+    reports = _load(folder, "report", report_sizes)
+    events = _load_events(folder)
+    body += bars_section(sweeps, reports, events)
+    body += sweep_section(sweeps)
+    body += report_section(reports)
+    body += events_section(events)
     body += programmes_section(_load(folder, "programmes", programme_sizes or [1_000_000]))
     return "\n".join(body).rstrip() + "\n"
 
