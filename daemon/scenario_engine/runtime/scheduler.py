@@ -353,7 +353,7 @@ class Scheduler:
             return False
         work = await self.shared.work_one(rules)
         if work.recovered:
-            # The range this instance lost to the database committed on its second try: the
+            # The range this instance lost to the database committed when taken back: the
             # condition that failed it has cleared, though the period may run on for a while.
             # (Not merely reconnecting or leading again: under a lasting lock or statement
             # timeout those go through between failures, and /readyz must not flicker to 200.)
