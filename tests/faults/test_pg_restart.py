@@ -208,6 +208,7 @@ async def test_a_restart_mid_shared_sweep_leaves_the_daemon_ready_well_within_th
         period = await pool.fetchrow(
             "SELECT * FROM scenario_engine.scenario_sweep WHERE sweep_key = $1", lost["sweep_key"]
         )
+        assert period is not None
         assert period["finished_at"] is None
         assert (await d.http("/readyz"))[0] == 200
         await pool.execute("DELETE FROM public.test_stall")
@@ -225,6 +226,7 @@ async def test_a_restart_mid_shared_sweep_leaves_the_daemon_ready_well_within_th
             "SELECT * FROM scenario_engine.scenario_sweep_range WHERE sweep_key = $1 AND batch_no = 2",
             lost["sweep_key"],
         )
+        assert again is not None
         # Taken back by the same instance, long before its first claim's lease ran out.
         assert again["state"] == "done" and again["attempts"] == 2, dict(again)
         assert again["claimed_by"] == lost["claimed_by"] == d.env["SCENARIO_INSTANCE_ID"]
@@ -245,11 +247,13 @@ async def test_a_restart_mid_shared_sweep_leaves_the_daemon_ready_well_within_th
             "SELECT count(*) AS n, count(DISTINCT mentor_id) AS mentors "
             "FROM scenario_engine.scenario_notification WHERE rule_name = 'inactive_21d'"
         )
+        assert notified is not None
         assert notified["n"] == notified["mentors"] > 0, dict(notified)  # nobody notified twice
         decided = await pool.fetchrow(
             "SELECT count(*) AS n, count(DISTINCT mentor_id) AS mentors "
             "FROM scenario_engine.scenario_decision"
         )
+        assert decided is not None
         assert decided["n"] == decided["mentors"] == MID_SWEEP_MENTORS, dict(decided)  # nor decided twice
         assert d.log_events() and [e for e in d.log_events() if e.get("event") == "sweep_range_reclaimed"]
         assert alive(d)
