@@ -324,3 +324,77 @@ async def test_an_unfinished_period_is_abandoned_once_a_newer_one_begins(pool: A
             await fetchrow(c, "claim_sweep_range", instance_id="x", lease_secs=30, rules_fingerprint="r1")
             is None
         )
+
+
+async def test_only_the_holder_of_a_lost_range_takes_it_back_before_its_lease(pool: Any) -> None:
+    """An instance whose range evaluation died with its connection takes the range back at once
+    by its claim token (reclaim_sweep_range): nobody else may before the lease lapses, not even
+    a claim under the same instance id; not while the lost transaction still holds the row; and
+    the old token is fenced afterwards. A range taken over is no longer the holder's to take."""
+    await _population(pool, 10)
+    plan = {"rules": "r1", "full_as_of": "2026-01-01T00:00:00+00:00", "requested": []}
+    async with pool.acquire() as c:
+        period = await fetchrow(
+            c, "claim_sweep", sweep_key="p", as_of=dt.datetime.now(dt.UTC), instance_id="o", lease_secs=30
+        )
+        assert period is not None
+        await fetchrow(
+            c, "open_shared_sweep", sweep_key="p", claim_token=period["claim_token"], batch_size=4, plan=plan
+        )
+
+        async def claim(who: str) -> Any:
+            return await fetchrow(
+                c, "claim_sweep_range", instance_id=who, lease_secs=30, rules_fingerprint="r1"
+            )
+
+        async def reclaim(cl: Any, conn: Any = c, rules: str = "r1") -> Any:
+            return await fetchrow(
+                conn,
+                "reclaim_sweep_range",
+                sweep_key="p",
+                batch_no=cl["batch_no"],
+                claim_token=cl["claim_token"],
+                lease_secs=30,
+                rules_fingerprint=rules,
+            )
+
+        x = await claim("x")
+        assert x["batch_no"] == 0
+        # x's evaluation died: its lease runs for 30 s, and no other claim gets range 0 meanwhile,
+        # whoever asks (the same instance id included: only the token is the holder's).
+        assert (await claim("y"))["batch_no"] == 1
+        assert (await claim("x"))["batch_no"] == 2
+        assert await claim("z") is None
+        forged = {"batch_no": 0, "claim_token": uuid.uuid4()}
+        assert await reclaim(forged) is None, "a token that is not the claim's takes nothing"
+        assert await reclaim(x, rules="other") is None, "nor does the holder under other rules"
+        # The holder takes it back at once, under a fresh token that fences the lost attempt.
+        x2 = await reclaim(x)
+        assert x2 is not None and x2["batch_no"] == 0 and x2["attempts"] == 2
+        assert (
+            x2["claim_token"] != x["claim_token"] and x2["sweep_key"] == "p" and x2["shared"]["rules"] == "r1"
+        )
+        async with c.transaction():
+            assert (
+                await fetchval(c, "lock_sweep_range", sweep_key="p", batch_no=0, claim_token=x["claim_token"])
+                is None
+            )
+        assert await reclaim(x) is None, "the old token is spent"
+
+    async with pool.acquire() as c1, pool.acquire() as c2:
+        # An evaluation under x2 is running (it holds the row): not taken back from under it.
+        t1 = c1.transaction()
+        await t1.start()
+        assert (
+            await fetchval(c1, "lock_sweep_range", sweep_key="p", batch_no=0, claim_token=x2["claim_token"])
+            == 0
+        )
+        assert await reclaim(x2, c2) is None
+        await t1.rollback()  # ... and it dies: the row is free, the claim still x2's
+        x3 = await reclaim(x2, c2)
+        assert x3 is not None and x3["attempts"] == 3
+        # Once the lease lapses another instance takes the range over: then it is no longer x's.
+        await c2.execute("UPDATE scenario_sweep_range SET lease_until = now() WHERE batch_no = 0")
+        w = await fetchrow(c2, "claim_sweep_range", instance_id="w", lease_secs=30, rules_fingerprint="r1")
+        assert w is not None and w["batch_no"] == 0 and w["attempts"] == 4
+        assert await reclaim(x3, c2) is None

@@ -62,6 +62,34 @@ WHERE r.sweep_key = next.sweep_key AND r.batch_no = next.batch_no
 RETURNING r.sweep_key, r.batch_no, r.lower_mentor, r.upper_mentor, r.claim_token, r.attempts,
           next.as_of, next.shared;
 
+-- name: reclaim_sweep_range
+-- params: sweep_key, batch_no, claim_token, lease_secs, rules_fingerprint
+-- This instance takes back at once a range whose evaluation it lost to a database error (its
+-- connection died in a restart, say), instead of waiting out its own lease. Only the holder of
+-- the claim's token can: another instance's claim, even under the same instance id, still
+-- waits for the lease (claim_sweep_range). SKIP LOCKED: if the lost transaction is somehow
+-- still alive on the server, holding the row (lock_sweep_range), the range is not taken; and
+-- the fresh token fences that transaction should it reach lock_sweep_range later. Nothing when
+-- the claim is no longer ours, the range is done, the period closed or no longer the latest,
+-- or run under other rules: the range is then claimed as any other.
+WITH mine AS (
+    SELECT r.sweep_key, r.batch_no, s.as_of, s.shared
+    FROM scenario_engine.scenario_sweep_range r
+    JOIN scenario_engine.scenario_sweep s ON s.sweep_key = r.sweep_key
+    WHERE r.sweep_key = $1::text AND r.batch_no = $2::int AND r.claim_token = $3::uuid
+      AND r.state = 'claimed'
+      AND s.finished_at IS NULL AND s.shared ->> 'rules' = $5::text
+      AND NOT EXISTS (SELECT 1 FROM scenario_engine.scenario_sweep n WHERE n.as_of > s.as_of)
+    FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE scenario_engine.scenario_sweep_range r
+SET claim_token = gen_random_uuid(), lease_until = now() + make_interval(secs => $4::float8),
+    attempts = r.attempts + 1, claimed_at = now()
+FROM mine
+WHERE r.sweep_key = mine.sweep_key AND r.batch_no = mine.batch_no
+RETURNING r.sweep_key, r.batch_no, r.lower_mentor, r.upper_mentor, r.claim_token, r.attempts,
+          mine.as_of, mine.shared;
+
 -- name: lock_sweep_range
 -- params: sweep_key, batch_no, claim_token
 -- First statement of a range's evaluation transaction: holds the range row until commit (so

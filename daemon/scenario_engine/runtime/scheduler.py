@@ -23,6 +23,11 @@ claim ranges between their tries for the lock — while it keeps its period leas
 Each range is fenced on its own claim token, so losing leadership or the period lease only
 stops the owner from watching the period; the completion of the last range closes it.
 Incremental periods (small due sets) stay with the leader.
+
+The scheduler's database condition (on /readyz) clears when a round succeeds: a period swept
+or closed, a follower's lock try, or the commit of a range this instance had lost to the
+database and took back at once (runtime/shared_sweep.py) — so a restart in the middle of a
+long shared sweep does not keep a reconnected daemon unready until the sweep ends.
 """
 
 from __future__ import annotations
@@ -346,10 +351,16 @@ class Scheduler:
         """One range, if there is one; records the period if this range closed it."""
         if self.state.stopping.is_set():
             return False
-        worked, closed = await self.shared.work_one(rules)
-        if closed is not None:
-            await self._record_shared(closed, rules)
-        return worked
+        work = await self.shared.work_one(rules)
+        if work.recovered:
+            # The range this instance lost to the database committed when taken back: the
+            # condition that failed it has cleared, though the period may run on for a while.
+            # (Not merely reconnecting or leading again: under a lasting lock or statement
+            # timeout those go through between failures, and /readyz must not flicker to 200.)
+            self._succeeded()
+        if work.closed is not None:
+            await self._record_shared(work.closed, rules)
+        return work.worked
 
     async def _record_shared(self, closed: ClosedPeriod, rules: Rules) -> None:
         """What follows a period's completion, done once by the instance that closed it: outcome

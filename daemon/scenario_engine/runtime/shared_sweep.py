@@ -18,6 +18,13 @@ claimed and recorded:
 * **a dead instance's range** — killed between its claim and its commit, it leaves the range
   ``claimed``: its transaction died with its connection, and the range is claimed again once
   the lease (``SCENARIO_SWEEP_LEASE_SECONDS``) has lapsed.
+* **a range this instance lost to the database** — its evaluation's connection died (a
+  restart, a terminated backend) or the server refused a statement: the range stays
+  ``claimed`` under this instance's token, so the instance takes it back at once
+  (``reclaim_sweep_range``) when it next works ranges, rather than waiting out its own lease
+  (which kept a reconnected leader unready that long, its period held open by one range).
+  Only the holder of that token can; any other claim still waits for the lease, and the fresh
+  token fences the lost transaction as a takeover would.
 * **closed and counted once** — each completion then locks the period row
   (``lock_shared_sweep``) and reads what remains (``shared_sweep_totals``, a fresh snapshot
   after the lock): the completion that leaves nothing remaining closes the period with the
@@ -95,6 +102,17 @@ def period_rules(plan: dict[str, Any]) -> str:
     return str(plan["rules"]) if "adopted_from" not in plan else f"mixed:{plan['rules']}"
 
 
+@dataclass(frozen=True)
+class Worked:
+    """What one ``work_one`` did: whether it had a range, the period its completion closed, and
+    whether that range was one this instance had lost to a database error and took back (its
+    commit is the scheduler's sign that the condition which failed it has cleared)."""
+
+    worked: bool
+    closed: ClosedPeriod | None = None
+    recovered: bool = False
+
+
 class SharedSweeper:
     """Claims, evaluates and completes ranges of shared periods for one instance."""
 
@@ -111,6 +129,9 @@ class SharedSweeper:
         self.instance_id = instance_id
         self.lease_seconds = lease_seconds
         self.retention = retention
+        # The claim whose evaluation last failed with an error (not a takeover): its range
+        # stays claimed under this token, and this instance takes it back first, at once.
+        self._lost: RangeClaim | None = None
 
     async def open(
         self, key: str, claim_token: uuid.UUID, batch_size: int, plan: dict[str, Any]
@@ -158,30 +179,53 @@ class SharedSweeper:
                 lease_secs=self.lease_seconds,
                 rules_fingerprint=rules_fingerprint(rules),
             )
-        if row is None:
-            return None
-        return RangeClaim(
-            key=row["sweep_key"],
-            batch_no=row["batch_no"],
-            lower=row["lower_mentor"],
-            upper=row["upper_mentor"],
-            token=row["claim_token"],
-            attempts=row["attempts"],
-            as_of=row["as_of"],
-            plan=row["shared"],
-        )
+        return None if row is None else _range_claim(row)
 
-    async def work_one(self, rules: Rules) -> tuple[bool, ClosedPeriod | None]:
-        """Claims and evaluates one range under ``rules``: (whether there was one, the period
-        this completion closed)."""
-        claim = await self.claim(rules)
+    async def reclaim(self, rules: Rules) -> RangeClaim | None:
+        """The range this instance lost to a database error, claimed again under a fresh token if
+        it still holds that claim (nobody took it over, the period is open and the latest, the
+        rules are the same); else None, and the range is left to its lease."""
+        lost = self._lost
+        if lost is None:
+            return None
+        async with self.pool.acquire() as conn:
+            row = await fetchrow(
+                conn,
+                "reclaim_sweep_range",
+                sweep_key=lost.key,
+                batch_no=lost.batch_no,
+                claim_token=lost.token,
+                lease_secs=self.lease_seconds,
+                rules_fingerprint=rules_fingerprint(rules),
+            )
+        self._lost = None  # asked once: taken back now, or no longer ours to take back early
+        if row is None:
+            log.info("sweep_range_not_reclaimed", sweep_key=lost.key, batch_no=lost.batch_no)
+            return None
+        claim = _range_claim(row)
+        log.info(
+            "sweep_range_reclaimed", sweep_key=claim.key, batch_no=claim.batch_no, attempts=claim.attempts
+        )
+        return claim
+
+    async def work_one(self, rules: Rules) -> Worked:
+        """Claims and evaluates one range under ``rules`` — first the one this instance lost to a
+        database error, if it can still take it back."""
+        recovered = await self.reclaim(rules)
+        claim = recovered or await self.claim(rules)
         if claim is None:
-            return False, None
+            return Worked(False)
         try:
-            return True, await self.evaluate(claim, rules)
+            closed = await self.evaluate(claim, rules)
         except _TakenOver:
             log.warning("sweep_range_taken_over", sweep_key=claim.key, batch_no=claim.batch_no)
-            return True, None
+            return Worked(True)
+        except Exception:
+            # The transaction rolled back (or died with its connection): nothing was written and
+            # the range is still claimed under this token. Ours to take back at the next try.
+            self._lost = claim
+            raise
+        return Worked(True, closed, recovered is not None)
 
     async def evaluate(self, claim: RangeClaim, rules: Rules) -> ClosedPeriod | None:
         """The range in one transaction: lock and check the claim, evaluate, complete; and, if
@@ -253,3 +297,16 @@ class SharedSweeper:
                 record=record,
                 per_rule=per_rule,
             )
+
+
+def _range_claim(row: Any) -> RangeClaim:
+    return RangeClaim(
+        key=row["sweep_key"],
+        batch_no=row["batch_no"],
+        lower=row["lower_mentor"],
+        upper=row["upper_mentor"],
+        token=row["claim_token"],
+        attempts=row["attempts"],
+        as_of=row["as_of"],
+        plan=row["shared"],
+    )
