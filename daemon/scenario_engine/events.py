@@ -44,13 +44,20 @@ class ScenarioEvent(BaseModel):
 
 def scenarios_for(event: ScenarioEvent) -> frozenset[str]:
     """Which scenario types an event concerns; raises EventError for one we cannot handle."""
-    if event.table_name not in WATCHED_TABLES:
-        raise EventError(f"unknown table {event.table_name!r}")
-    if event.operation not in ("INSERT", "UPDATE", "DELETE"):
-        raise EventError(f"unknown operation {event.operation!r}")
-    if event.mentor_id is None:
-        raise EventError(f"{event.table_name} event {event.id} has no mentor id")
-    return WATCHED_TABLES[event.table_name]
+    return _scenarios_of(event.table_name, event.operation, event.mentor_id, event.id)
+
+
+def _scenarios_of(
+    table_name: str, operation: str, mentor_id: uuid.UUID | None, event_id: int
+) -> frozenset[str]:
+    scenario_types = WATCHED_TABLES.get(table_name)
+    if scenario_types is None:
+        raise EventError(f"unknown table {table_name!r}")
+    if operation not in ("INSERT", "UPDATE", "DELETE"):
+        raise EventError(f"unknown operation {operation!r}")
+    if mentor_id is None:
+        raise EventError(f"{table_name} event {event_id} has no mentor id")
+    return scenario_types
 
 
 class Routes:
@@ -68,14 +75,31 @@ class Routes:
         self._by_types: dict[frozenset[str], set[uuid.UUID]] = {}
 
     def add(self, event: ScenarioEvent) -> None:
-        scenario_types = scenarios_for(event)
+        self._add(scenarios_for(event), event.mentor_id, event.old_mentor_id)
+
+    def add_row(self, row: Any) -> None:
+        """A claimed ``scenario_event`` row as the database returned it, without building a
+        ``ScenarioEvent`` (the drain's hot path: the pydantic model cost more per event than
+        the routing). The row's columns are typed by the table (bigint, text, uuid), so the
+        checks are ``scenarios_for``'s, and the same rows fail them (EventError)."""
+        mentor_id, old_mentor_id = row["mentor_id"], row["old_mentor_id"]
+        for value in (mentor_id, old_mentor_id):
+            if value is not None and not isinstance(value, uuid.UUID):
+                raise EventError(f"event {row['id']}: mentor id {value!r} is not a uuid")
+        self._add(
+            _scenarios_of(row["table_name"], row["operation"], mentor_id, row["id"]), mentor_id, old_mentor_id
+        )
+
+    def _add(
+        self, scenario_types: frozenset[str], mentor_id: uuid.UUID | None, old_mentor_id: uuid.UUID | None
+    ) -> None:
         mentors = self._by_types.get(scenario_types)
         if mentors is None:
             mentors = self._by_types[scenario_types] = set()
-        if event.mentor_id is not None:
-            mentors.add(event.mentor_id)
-        if event.old_mentor_id is not None:
-            mentors.add(event.old_mentor_id)
+        if mentor_id is not None:
+            mentors.add(mentor_id)
+        if old_mentor_id is not None:
+            mentors.add(old_mentor_id)
 
     @property
     def by_type(self) -> dict[str, set[uuid.UUID]]:

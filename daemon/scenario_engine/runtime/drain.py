@@ -33,7 +33,6 @@ from typing import Any, NoReturn
 
 import anyio
 import asyncpg
-from pydantic import ValidationError
 
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn
@@ -49,8 +48,10 @@ from scenario_engine.runtime.worker import Worker
 log = get_logger("scenario_engine.drain")
 
 HELPER_IDLE_WAIT = 3600.0
-# A claimed event, with the instant its row was written.
-Claimed = tuple[ScenarioEvent, dt.datetime]
+# A claimed event: its ``scenario_event`` row as claimed (id, table_name, operation, mentor_id,
+# old_mentor_id, row_id, attempts, created_at), checked and routed by ``Routes.add_row``; a
+# ``ScenarioEvent`` is built only for an event evaluated alone (``_one_by_one``).
+Claimed = asyncpg.Record
 
 
 class AdaptivePoll:
@@ -198,12 +199,11 @@ class Drain:
             routes = Routes()  # each event routed once, as it is checked
             for row in rows:
                 try:
-                    event = ScenarioEvent.from_row(row)
-                    routes.add(event)
-                except (EventError, ValidationError) as exc:
+                    routes.add_row(row)
+                except EventError as exc:
                     await self._dead_letter(conn, row["id"], str(exc), "invalid")
                     continue
-                good.append((event, row["created_at"]))
+                good.append(row)
             if good:
                 # The server's clock, read after the claim: at or after every instant the claimed
                 # events' transactions stamped (runtime/clock.py).
@@ -214,17 +214,16 @@ class Drain:
     async def _process(
         self, conn: Conn, batch: list[Claimed], by_type: dict[str, set[uuid.UUID]], as_of: dt.datetime
     ) -> None:
-        events = [event for event, _ in batch]
         try:
             async with conn.transaction():
                 outcomes = await self.engine.evaluate_routed(conn, by_type, as_of)
         except Exception as exc:
             if is_database_error(exc):  # not the events' fault: all stay pending, retried
                 raise_batch_failure(exc)
-            log.warning("drain_batch_failed", error=repr(exc), events=len(events))
+            log.warning("drain_batch_failed", error=repr(exc), events=len(batch))
             await self._one_by_one(conn, batch, as_of, exc)
             return
-        await execute(conn, "mark_events_processed", ids=[e.id for e in events])
+        await execute(conn, "mark_events_processed", ids=[row["id"] for row in batch])
         self.state.metrics.count_outcomes(outcomes)
         self._observe(batch)
 
@@ -237,7 +236,8 @@ class Drain:
         batch, as one evaluation would, so that a bug cannot quarantine a population one event
         at a time."""
         quarantined = 0
-        for event, created in batch:
+        for row in batch:
+            event = ScenarioEvent.from_row(row)  # checked by Routes.add_row: a valid event
             try:
                 async with conn.transaction():
                     outcomes = await self.engine.evaluate_routed(conn, route([event]), as_of)
@@ -263,7 +263,7 @@ class Drain:
                 continue
             await execute(conn, "mark_events_processed", ids=[event.id])
             self.state.metrics.count_outcomes(outcomes)
-            self._observe([(event, created)])
+            self._observe([row])
 
     async def _dead_letter(self, conn: Conn, event_id: int, error: str, reason: str) -> None:
         await execute(conn, "dead_letter_event", id=event_id, error=error)
@@ -273,7 +273,7 @@ class Drain:
     def _observe(self, batch: list[Claimed]) -> None:
         now = self.state.clock.server_now().timestamp()  # the rows were stamped by the server
         self.state.metrics.drain_latency.observe_many(
-            [max(0.0, now - created.timestamp()) for _event, created in batch]
+            [max(0.0, now - row["created_at"].timestamp()) for row in batch]
         )
         self.state.metrics.events_processed.inc(len(batch))
 
