@@ -1292,10 +1292,10 @@ CREATE INDEX activity_mentor_sessions_idx ON public.activity USING btree (mentor
 CREATE INDEX activity_occurred_idx ON public.activity USING btree (occurred_at) INCLUDE (mentor_id);
 
 --
--- Name: certification_expiring_v2_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: certification_expiring_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX certification_expiring_v2_idx ON public.certification USING btree (expires_at) INCLUDE (mentor_id, issued_at, id) WHERE (revoked_at IS NULL);
+CREATE INDEX certification_expiring_idx ON public.certification USING btree (expires_at) INCLUDE (mentor_id, issued_at) WHERE (revoked_at IS NULL);
 
 --
 -- Name: certification_issued_idx; Type: INDEX; Schema: public; Owner: -

@@ -52,15 +52,10 @@ CREATE INDEX CONCURRENTLY activity_mentor_sessions_idx ON public.activity (mento
 DROP INDEX CONCURRENTLY IF EXISTS public.activity_occurred_idx;
 CREATE INDEX CONCURRENTLY activity_occurred_idx ON public.activity (occurred_at) INCLUDE (mentor_id);
 
--- unit: certification_expiring_v2_idx
--- The certifications expiring in a range. v2 includes id: a short period's certifications for
--- certification_renewals (the programme page's 12 weeks) are read from it index-only and sorted
--- by mentor, rather than from certification_mentor_expiring_v2_idx read whole (it replaces
--- certification_expiring_idx, same entries).
--- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_expiring_v2_idx')), false) AND to_regclass('public.certification_expiring_idx') IS NULL AND to_regclass('public.certification_expires_idx') IS NULL
-DROP INDEX CONCURRENTLY IF EXISTS public.certification_expiring_v2_idx;
-CREATE INDEX CONCURRENTLY certification_expiring_v2_idx ON public.certification (expires_at) INCLUDE (mentor_id, issued_at, id) WHERE revoked_at IS NULL;
+-- unit: certification_expiring_idx
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_expiring_idx')), false) AND to_regclass('public.certification_expires_idx') IS NULL
 DROP INDEX CONCURRENTLY IF EXISTS public.certification_expiring_idx;
+CREATE INDEX CONCURRENTLY certification_expiring_idx ON public.certification (expires_at) INCLUDE (mentor_id, issued_at) WHERE revoked_at IS NULL;
 DROP INDEX CONCURRENTLY IF EXISTS public.certification_expires_idx;
 
 -- unit: certification_mentor_issued_idx
