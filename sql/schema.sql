@@ -1304,10 +1304,10 @@ CREATE INDEX certification_expiring_idx ON public.certification USING btree (exp
 CREATE INDEX certification_issued_idx ON public.certification USING btree (issued_at) INCLUDE (mentor_id);
 
 --
--- Name: certification_mentor_expiring_idx; Type: INDEX; Schema: public; Owner: -
+-- Name: certification_mentor_expiring_v2_idx; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX certification_mentor_expiring_idx ON public.certification USING btree (mentor_id, expires_at) WHERE (revoked_at IS NULL);
+CREATE INDEX certification_mentor_expiring_v2_idx ON public.certification USING btree (mentor_id, expires_at) INCLUDE (issued_at, id) WHERE (revoked_at IS NULL);
 
 --
 -- Name: certification_mentor_issued_idx; Type: INDEX; Schema: public; Owner: -
@@ -1344,6 +1344,12 @@ CREATE INDEX peer_mentor_active_joined_idx ON public.peer_mentor USING btree (id
 --
 
 CREATE INDEX peer_mentor_joined_idx ON public.peer_mentor USING btree (joined_at) WHERE (status = 'active'::text);
+
+--
+-- Name: peer_mentor_organization_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX peer_mentor_organization_idx ON public.peer_mentor USING btree (id) INCLUDE (organization_id);
 
 --
 -- Name: push_notification_claim_order_idx; Type: INDEX; Schema: scenario_engine; Owner: -

@@ -19,6 +19,14 @@ DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_joined_idx;
 CREATE INDEX CONCURRENTLY peer_mentor_active_joined_idx ON public.peer_mentor (id) INCLUDE (joined_at) WHERE status = 'active';
 DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_covering_idx;
 
+-- unit: peer_mentor_organization_idx
+-- Every mentor's organisation in id order, index-only: certification_renewals (`report`, the
+-- programme page) merges a period's certifications, read in mentor order, with it instead of
+-- hashing them and probing with all mentors (docs/BENCHMARKS.md, report).
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_organization_idx')), false)
+DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_organization_idx;
+CREATE INDEX CONCURRENTLY peer_mentor_organization_idx ON public.peer_mentor (id) INCLUDE (organization_id);
+
 -- unit: peer_mentor_joined_idx
 -- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_joined_idx')), false)
 DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_joined_idx;
@@ -56,14 +64,18 @@ DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_issued_idx;
 CREATE INDEX CONCURRENTLY certification_mentor_issued_idx ON public.certification (mentor_id, issued_at);
 DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_type_idx;
 
--- unit: certification_mentor_expiring_idx
+-- unit: certification_mentor_expiring_v2_idx
 -- A sweep batch's expiring certifications: its own mentors' entries in the reminder window, one
 -- descent per mentor (certification_candidates). Without it each batch ANDed the batch's mentor
 -- entries with the whole population's expiry window (38k entries at 1M, read once per batch of
 -- 20k: a cost growing with the square of the population; docs/BENCHMARKS.md, issue 18).
--- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_mentor_expiring_idx')), false)
+-- v2 includes (issued_at, id): `report` and the programme page read a period's certifications
+-- from it in mentor order, index-only, and probe it for a later one of the same mentor
+-- (certification_renewals; it replaces certification_mentor_expiring_idx, same entries).
+-- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.certification_mentor_expiring_v2_idx')), false) AND to_regclass('public.certification_mentor_expiring_idx') IS NULL
+DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_expiring_v2_idx;
+CREATE INDEX CONCURRENTLY certification_mentor_expiring_v2_idx ON public.certification (mentor_id, expires_at) INCLUDE (issued_at, id) WHERE revoked_at IS NULL;
 DROP INDEX CONCURRENTLY IF EXISTS public.certification_mentor_expiring_idx;
-CREATE INDEX CONCURRENTLY certification_mentor_expiring_idx ON public.certification (mentor_id, expires_at) WHERE revoked_at IS NULL;
 
 -- unit: certification_issued_idx
 -- The certifications issued since the previous outcome resolution (certification_outcomes_since):

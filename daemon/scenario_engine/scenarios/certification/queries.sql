@@ -67,8 +67,9 @@ NOT EXISTS (
 --   * issued strictly before c expires (issued_at < expires_at): a renewal issued at the
 --     expiry instant is too late, c has lapsed;
 --   * issued by the instant judged at (issued_at <= as_of): a later one is not known yet.
--- One hash join of the judged certifications with all of them on (mentor, type), not a
--- look-up per certification (docs/BENCHMARKS.md, report).
+-- A join, so the planner chooses: one hash join with all certifications on (mentor, type) when
+-- many are judged, a look-up per certification when few are (certification_renewals passes
+-- only those a later certification of the mentor could renew; docs/BENCHMARKS.md, report).
 SELECT DISTINCT e.id
 FROM expiring e
 JOIN public.certification n ON n.mentor_id = e.mentor_id AND n.type = e.type
