@@ -402,25 +402,44 @@ def effective(rule: RuleBase, rules: Rules, org: uuid.UUID | None) -> tuple[Rule
     return rules.variants(rule.name).for_org(org) or rule, programme
 
 
+class _Programmes:
+    """``effective`` per organisation of one rule's batch, with what policy and the write ask
+    of it (cooldown, cap, experiment key): the same few programmes for thousands of candidates
+    (issue 18: asked per candidate, twice, it was a tenth of a first sweep's Python)."""
+
+    def __init__(self, rule: RuleBase, rules: Rules) -> None:
+        self.rule = rule
+        self.rules = rules
+        self._found: dict[uuid.UUID | None, tuple[RuleBase, Rules, dt.timedelta, int, ExperimentKey]] = {}
+
+    def of(self, org: uuid.UUID | None) -> tuple[RuleBase, Rules, dt.timedelta, int, ExperimentKey]:
+        found = self._found.get(org)
+        if found is None:
+            own, programme = effective(self.rule, self.rules, org)
+            found = (own, programme, own.cooldown, programme.daily_cap, experiment_key(own, programme))
+            self._found[org] = found
+        return found
+
+
 def apply_policy(
     candidates: Sequence[Candidate],
     states: dict[uuid.UUID, PolicyState],
     rule: RuleBase,
     rules: Rules,
     as_of: dt.datetime,
+    programmes: _Programmes | None = None,
 ) -> list[tuple[Candidate, PolicyDecision]]:
     """Pure: decide each candidate in order; earlier allowed ones count toward the cap. The
     cooldown and the cap are those of the mentor's organisation's programme."""
+    known = programmes if programmes is not None else _Programmes(rule, rules)
     pending: Counter[uuid.UUID] = Counter()
     out: list[tuple[Candidate, PolicyDecision]] = []
     for cand in candidates:
         state = states.get(cand.mentor_id)
         if state is None:  # mentor deleted between the two reads
             continue
-        own, programme = effective(rule, rules, state.organization_id)
-        decision = decide_policy(
-            state, cand.scenario_type, own.cooldown, programme.daily_cap, as_of, pending[cand.mentor_id]
-        )
+        _, _, cooldown, cap, _ = known.of(state.organization_id)
+        decision = decide_policy(state, cand.scenario_type, cooldown, cap, as_of, pending[cand.mentor_id])
         if decision.allowed:
             pending[cand.mentor_id] += 1
         out.append((cand, decision))
@@ -446,14 +465,14 @@ async def decide_and_write(
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
-    decided = apply_policy(candidates, states, rule, rules, as_of)
+    known = _Programmes(rule, rules)
+    decided = apply_policy(candidates, states, rule, rules, as_of, known)
     groups: dict[
         tuple[ExperimentKey, int],
         tuple[ExperimentKey, RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]],
     ] = {}
     for cand, decision in decided:
-        own, programme = effective(rule, rules, states[cand.mentor_id].organization_id)
-        key = experiment_key(own, programme)
+        own, programme, _, _, key = known.of(states[cand.mentor_id].organization_id)
         groups.setdefault((key, id(own)), (key, own, programme, []))[3].append((cand, decision))
     out: list[Outcome] = []
     for key, own, programme, part in groups.values():

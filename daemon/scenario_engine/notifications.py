@@ -20,7 +20,7 @@ import asyncpg
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
-from scenario_engine.messages import Rendering, fill
+from scenario_engine.messages import Chosen, Rendering, fill
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
@@ -116,8 +116,9 @@ async def _enqueue(
         for c, _ in recorded
     ]
     scenario = scenario_of(rule)
+    chosen: dict[tuple[uuid.UUID | None, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
     texts = [
-        _texts(rule, rules, states.get(c.mentor_id), ctx)
+        _texts(rule, rules, states.get(c.mentor_id), ctx, chosen)
         for (c, _), ctx in zip(recorded, contexts, strict=True)
     ]
     for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
@@ -257,14 +258,26 @@ def decision_params(rule: Rule, programme: Rules | None) -> dict[str, Any]:
 
 
 def _texts(
-    rule: Rule, rules: Rules | None, state: PolicyState | None, ctx: dict[str, Any]
+    rule: Rule,
+    rules: Rules | None,
+    state: PolicyState | None,
+    ctx: dict[str, Any],
+    memo: dict[tuple[uuid.UUID | None, str | None], tuple[Chosen, dict[str, dict[str, str]]]] | None = None,
 ) -> tuple[str, str, str | None]:
     """Title, body and the locale used: the mentor's language through the programmes, or the
-    rule's own texts exactly as before when no programmes are given."""
+    rule's own texts exactly as before when no programmes are given. ``memo``: the text chosen
+    per (organisation, mentor locale) of one rule's batch (Rules.message depends on nothing
+    else; issue 18: it was asked per candidate)."""
     if rules is None:
         return render_title(rule.title, ctx), render_body(rule.body, ctx), None
     org = state.organization_id if state else None
-    chosen, names = rules.message(rule, org, state.locale if state else None)
+    mentor_locale = state.locale if state else None
+    found = memo.get((org, mentor_locale)) if memo is not None else None
+    if found is None:
+        found = rules.message(rule, org, mentor_locale)
+        if memo is not None:
+            memo[(org, mentor_locale)] = found
+    chosen, names = found
     how = Rendering(chosen.locale, state.timezone if state else None, names)
     title, body = fill(chosen, ctx, how)
     return title, body, chosen.locale
