@@ -265,15 +265,22 @@ async def evaluate_set_based(
     last], which reads the mentors' organisations as one index range (baseline_moves)."""
     enabled = rules.enabled()
     wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
-    everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
-    if not everyone:
-        return Outcomes()
-    by_type = {t: set(ms) for t, ms in wanted.items()}
+    lists = list(wanted.values())
     # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
     # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
     # mentor of a group is complete — no per-rule filtering of the batch (issue 18: it was a
-    # tenth of a full sweep's Python time).
-    uniform = all(len(ms) == len(everyone) for ms in by_type.values())
+    # tenth of a full sweep's Python time). A sweep passes one list for every type: then
+    # neither the union nor the per-type sets are built.
+    by_type: dict[str, set[uuid.UUID]] = {}
+    if lists and all(ms is lists[0] for ms in lists):
+        everyone = list(dict.fromkeys(lists[0]))
+        uniform = True
+    else:
+        everyone = list(dict.fromkeys(m for ms in lists for m in ms))
+        by_type = {t: set(ms) for t, ms in wanted.items()}
+        uniform = all(len(ms) == len(everyone) for ms in by_type.values())
+    if not everyone:
+        return Outcomes()
 
     # With programmes, a full sweep's batch starts its reads before the moves statement on the
     # writer (issue 20: it had them wait for it), reading the organisations of the mentors it
