@@ -9,6 +9,8 @@ candidates leave one decision row each.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
@@ -100,6 +102,32 @@ async def write_outcomes(
     return out
 
 
+# Candidates per enqueue_batch statement: the statement of one part runs on the server while
+# Python renders and encodes the next (issue 18: the writes and the Python that prepares them
+# never overlapped). A part ends at a mentor boundary, so each mentor's rows go in one
+# statement, exactly as when the rule's rows were one statement.
+ENQUEUE_PART = 1024
+
+
+def parts(recorded: Sequence[tuple[Candidate, PolicyDecision]], size: int) -> list[tuple[int, int]]:
+    """[start, end) index ranges of about ``size`` candidates, never splitting a mentor's rows
+    (the candidates come grouped by mentor: one range if ever they were not); one range when
+    there are at most ``size``."""
+    n = len(recorded)
+    runs = 1 + sum(1 for i in range(1, n) if recorded[i][0].mentor_id != recorded[i - 1][0].mentor_id)
+    if n <= size or runs != len({c.mentor_id for c, _ in recorded}):
+        return [(0, n)] if n else []
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < n:
+        end = min(start + size, n)
+        while end < n and recorded[end][0].mentor_id == recorded[end - 1][0].mentor_id:
+            end += 1
+        out.append((start, end))
+        start = end
+    return out
+
+
 async def _enqueue(
     conn: Conn,
     rule: Rule,
@@ -110,48 +138,98 @@ async def _enqueue(
     rules: Rules | None = None,
 ) -> dict[str, int]:
     """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
-    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call."""
-    contexts = [
-        {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
-        for c, _ in recorded
-    ]
-    scenario = scenario_of(rule)
-    chosen: dict[tuple[uuid.UUID | None, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
-    texts = [
-        _texts(rule, rules, states.get(c.mentor_id), ctx, chosen)
-        for (c, _), ctx in zip(recorded, contexts, strict=True)
-    ]
-    for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
-        if loc is not None:
-            ctx["locale"] = loc  # the decision log's context records the language used
-    known = _Effective(rule, rules)
+    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call.
+
+    Written in parts (``ENQUEUE_PART``): while the server runs one part's statement, the next
+    part's texts and parameters are prepared. All in the caller's transaction: a failing part
+    fails the whole write, as one statement did. The digest locks of every part are taken
+    first, in one statement (one lock order, whatever the parts)."""
     delivery = await _delivery(conn, rule, rules, recorded, states, as_of)
     windowed = [c.mentor_id for (c, _), d in zip(recorded, delivery, strict=True) if d.digest]
     if windowed:  # one digest window per mentor, however many processes enqueue at once
         await execute(conn, "lock_digest_windows", mentor_ids=windowed)
-    rows = await fetch(
-        conn,
-        "enqueue_batch",
-        **_decision_columns(recorded, as_of, states, experiment_id),
-        subjects=[c.subject for c, _ in recorded],
-        seqs=[c.seq for c, _ in recorded],
-        contexts=contexts,
-        effective_params=[known.params(_organization(states, c.mentor_id)) for c, _ in recorded],
-        titles=[t for t, _, _ in texts],
-        bodies=[b for _, b, _ in texts],
-        held_out=[d.outcome == "holdout" for _, d in recorded],
-        window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
-        fallbacks=[d.fallback for d in delivery],
-        hold_untils=[d.hold.until for d in delivery],
-        hold_reasons=[d.hold.reason for d in delivery],
-        timing_arms=[d.hold.arm for d in delivery],
-        digests=[d.digest for d in delivery],
-        digest_arms=[d.digest_arm for d in delivery],
-        digest_secs=[d.digest_secs for d in delivery],
-    )
-    if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
+    prepare = _Prepare(rule, rules, recorded, as_of, states, experiment_id, delivery)
+    created: dict[str, int] = {}
+    running: asyncio.Task[list[Any]] | None = None
+    try:
+        for start, end in parts(recorded, ENQUEUE_PART):
+            params = prepare.part(start, end)
+            if running is not None:
+                created.update((r["dedup_key"], r["id"]) for r in await running)
+            running = asyncio.ensure_future(fetch(conn, "enqueue_batch", **params))
+            await asyncio.sleep(0)  # the statement goes out before the next part is prepared
+        if running is not None:
+            created.update((r["dedup_key"], r["id"]) for r in await running)
+            running = None
+    finally:
+        if running is not None and not running.done():  # preparing a part failed: let it finish
+            with contextlib.suppress(BaseException):
+                await running
+        elif running is not None and not running.cancelled():
+            running.exception()  # retrieved: the preparing error is the one raised
+    if any(d.allowed for _, d in recorded) and created:  # wake the dispatchers (at commit)
         await conn.execute(query("wake_dispatchers"))
-    return {r["dedup_key"]: r["id"] for r in rows}
+    return created
+
+
+class _Prepare:
+    """One part's enqueue_batch parameters: contexts, texts in the mentor's language, the
+    effective parameters, windows and delivery of candidates [start, end)."""
+
+    def __init__(
+        self,
+        rule: Rule,
+        rules: Rules | None,
+        recorded: Sequence[tuple[Candidate, PolicyDecision]],
+        as_of: dt.datetime,
+        states: Mapping[uuid.UUID, PolicyState],
+        experiment_id: int,
+        delivery: Sequence[_Delivery],
+    ) -> None:
+        self.rule = rule
+        self.rules = rules
+        self.recorded = recorded
+        self.as_of = as_of
+        self.states = states
+        self.experiment_id = experiment_id
+        self.delivery = delivery
+        self.scenario = scenario_of(rule)
+        self.known = _Effective(rule, rules)
+        self.chosen: dict[tuple[uuid.UUID | None, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
+
+    def part(self, start: int, end: int) -> dict[str, Any]:
+        recorded = self.recorded[start:end]
+        delivery = self.delivery[start:end]
+        states, rule, rules = self.states, self.rule, self.rules
+        contexts = [
+            {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
+            for c, _ in recorded
+        ]
+        texts = [
+            _texts(rule, rules, states.get(c.mentor_id), ctx, self.chosen)
+            for (c, _), ctx in zip(recorded, contexts, strict=True)
+        ]
+        for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
+            if loc is not None:
+                ctx["locale"] = loc  # the decision log's context records the language used
+        return {
+            **_decision_columns(recorded, self.as_of, states, self.experiment_id),
+            "subjects": [c.subject for c, _ in recorded],
+            "seqs": [c.seq for c, _ in recorded],
+            "contexts": contexts,
+            "effective_params": [self.known.params(_organization(states, c.mentor_id)) for c, _ in recorded],
+            "titles": [t for t, _, _ in texts],
+            "bodies": [b for _, b, _ in texts],
+            "held_out": [d.outcome == "holdout" for _, d in recorded],
+            "window_ends": [self.scenario.window_end(c, rule, self.as_of) for c, _ in recorded],
+            "fallbacks": [d.fallback for d in delivery],
+            "hold_untils": [d.hold.until for d in delivery],
+            "hold_reasons": [d.hold.reason for d in delivery],
+            "timing_arms": [d.hold.arm for d in delivery],
+            "digests": [d.digest for d in delivery],
+            "digest_arms": [d.digest_arm for d in delivery],
+            "digest_secs": [d.digest_secs for d in delivery],
+        }
 
 
 @dataclass(frozen=True)
