@@ -293,17 +293,19 @@ def _value(name: str, value: Any, kind: str, how: Rendering) -> str:
         return _date(str(value), how.timezone, how.locale)
     number = _number(value)
     if kind == "number" or (kind == "" and number is not None and not isinstance(value, str)):
-        return _decimal(isinstance(number, float), number, how.locale) if number is not None else str(value)
+        return _decimal(repr(number), how.locale) if number is not None else str(value)
     text = str(value)
     return how.display.get(name, {}).get(text, text)
 
 
 # A sweep writes the same few numbers and dates in the same few locales over and over: Babel's
 # formatting was a quarter of the rendering time of a first sweep (issue 18). Keyed by the
-# number's type too (1 and 1.0 are equal keys but may not format alike).
+# number's repr (1 and 1.0, 0.0 and -0.0 are equal keys but may not format alike).
 @lru_cache(maxsize=8192)
-def _decimal(_is_float: bool, number: float | int, loc: str) -> str:
-    return str(format_decimal(number, locale=locale(loc)))
+def _decimal(number: str, loc: str) -> str:
+    """``number``: the repr of an int or a float (which tells 1 from 1.0 and -0.0 from 0.0)."""
+    value = float(number) if any(c in number for c in ".enainf") else int(number)
+    return str(format_decimal(value, locale=locale(loc)))
 
 
 @lru_cache(maxsize=8192)
@@ -408,6 +410,52 @@ def fill(chosen: Chosen, context: Mapping[str, Any], how: Rendering) -> tuple[st
     return render_message(chosen.title, context, how, title=True), render_message(
         chosen.body, context, how, title=False
     )
+
+
+@lru_cache(maxsize=4096)
+def _referenced(title: str, body: str) -> tuple[tuple[str, ...], bool]:
+    """The placeholders two texts read (sorted) and whether one is a date (which the mentor's
+    time zone shapes). A text that cannot be parsed reads none (it is used as written)."""
+    names: set[str] = set()
+    dated = False
+    for text in (title, body):
+        try:
+            nodes = parse(text)
+        except MessageError:
+            continue
+        names |= placeholders(nodes)
+        dated = dated or _dated(nodes)
+    return tuple(sorted(names)), dated
+
+
+def _dated(nodes: list[Node]) -> bool:
+    return any(
+        isinstance(n, tuple) and (n[2] == "date" or any(_dated(sub) for sub in n[3].values())) for n in nodes
+    )
+
+
+def fill_key(chosen: Chosen, context: Mapping[str, Any], how: Rendering) -> tuple[Any, ...] | None:
+    """What ``fill`` of a (non-legacy) text depends on besides the text and the display names:
+    the values (and their types: 1, 1.0 and True format apart) of the placeholders it reads, and
+    the time zone if it shows a date. None: not to be memoised (a legacy text, a value that
+    cannot be a key). A sweep fills the same few texts with the same few values thousands of
+    times (issue 18: rendering was a fifth of a first sweep's Python)."""
+    if chosen.legacy:
+        return None
+    names, dated = _referenced(chosen.title, chosen.body)
+    values: list[Any] = [how.locale, how.timezone if dated else None]
+    for name in names:
+        value = context.get(name, _MISSING)
+        kind = type(value)
+        if kind not in _KEYED:
+            return None
+        values += (name, kind, repr(value) if kind is float else value)  # -0.0 == 0.0
+    return tuple(values)
+
+
+_MISSING = object()
+# Types whose equal values render alike (a float by its repr): the values a key may hold.
+_KEYED = frozenset({str, int, float, bool, type(None), object})
 
 
 # --- check-config -------------------------------------------------------------------------

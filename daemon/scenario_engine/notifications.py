@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import asyncpg
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
-from scenario_engine.messages import Chosen, Rendering, fill
+from scenario_engine.messages import Chosen, Rendering, fill, fill_key
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
@@ -195,7 +196,8 @@ class _Prepare:
         self.delivery = delivery
         self.scenario = scenario_of(rule)
         self.known = _Effective(rule, rules)
-        self.chosen: dict[tuple[uuid.UUID | None, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
+        self.chosen: dict[tuple[int, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
+        self.filled: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     def part(self, start: int, end: int) -> dict[str, Any]:
         recorded = self.recorded[start:end]
@@ -206,7 +208,7 @@ class _Prepare:
             for c, _ in recorded
         ]
         texts = [
-            _texts(rule, rules, states.get(c.mentor_id), ctx, self.chosen)
+            _texts(rule, rules, states.get(c.mentor_id), ctx, self.chosen, self.filled)
             for (c, _), ctx in zip(recorded, contexts, strict=True)
         ]
         for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
@@ -217,7 +219,9 @@ class _Prepare:
             "subjects": [c.subject for c, _ in recorded],
             "seqs": [c.seq for c, _ in recorded],
             "contexts": contexts,
-            "effective_params": [self.known.params(_organization(states, c.mentor_id)) for c, _ in recorded],
+            "effective_params": [
+                self.known.params_json(_organization(states, c.mentor_id)) for c, _ in recorded
+            ],
             "titles": [t for t, _, _ in texts],
             "bodies": [b for _, b, _ in texts],
             "held_out": [d.outcome == "holdout" for _, d in recorded],
@@ -288,24 +292,35 @@ class _Effective:
     def __init__(self, rule: Rule, rules: Rules | None) -> None:
         self.rule = rule
         self.rules = rules
-        self._params: dict[uuid.UUID | None, dict[str, Any]] = {}
-        self._locales: dict[tuple[uuid.UUID | None, str | None], str | None] = {}
+        # By programme (its id: the programmes live as long as ``rules``), not by organisation:
+        # thousands of organisations share a handful of programmes.
+        self._params: dict[int, tuple[dict[str, Any], str]] = {}
+        self._locales: dict[tuple[int, str | None], str | None] = {}
+
+    def _of(self, org: uuid.UUID | None) -> tuple[dict[str, Any], str]:
+        programme = self.rules.organization(org) if self.rules is not None else None
+        found = self._params.get(id(programme))
+        if found is None:
+            params = decision_params(self.rule, programme)
+            found = self._params[id(programme)] = (params, json.dumps(params))
+        return found
 
     def params(self, org: uuid.UUID | None) -> dict[str, Any]:
-        found = self._params.get(org)
-        if found is None:
-            programme = self.rules.organization(org) if self.rules is not None else None
-            found = self._params[org] = decision_params(self.rule, programme)
-        return found
+        return self._of(org)[0]
+
+    def params_json(self, org: uuid.UUID | None) -> str:
+        """``params`` as the JSON text the jsonb codec would send (json.dumps), made once."""
+        return self._of(org)[1]
 
     def locale(self, state: PolicyState | None) -> str | None:
         if self.rules is None:
             return None
         org, mentor_locale = (state.organization_id, state.locale) if state else (None, None)
-        if (org, mentor_locale) not in self._locales:
+        which = (id(self.rules.organization(org)), mentor_locale)
+        if which not in self._locales:
             chosen, _ = self.rules.message(self.rule, org, mentor_locale)
-            self._locales[(org, mentor_locale)] = chosen.locale
-        return self._locales[(org, mentor_locale)]
+            self._locales[which] = chosen.locale
+        return self._locales[which]
 
     def inputs(self, cand: Candidate, state: PolicyState | None) -> dict[str, Any]:
         """A suppressed candidate's decision inputs: its own, the locale and the parameters."""
@@ -340,23 +355,36 @@ def _texts(
     rules: Rules | None,
     state: PolicyState | None,
     ctx: dict[str, Any],
-    memo: dict[tuple[uuid.UUID | None, str | None], tuple[Chosen, dict[str, dict[str, str]]]] | None = None,
+    memo: dict[tuple[int, str | None], tuple[Chosen, dict[str, dict[str, str]]]] | None = None,
+    filled: dict[tuple[Any, ...], tuple[str, str]] | None = None,
 ) -> tuple[str, str, str | None]:
     """Title, body and the locale used: the mentor's language through the programmes, or the
     rule's own texts exactly as before when no programmes are given. ``memo``: the text chosen
     per (organisation, mentor locale) of one rule's batch (Rules.message depends on nothing
-    else; issue 18: it was asked per candidate)."""
+    else; issue 18: it was asked per candidate). ``filled``: the texts filled so far in the
+    batch, by what they depend on (messages.fill_key)."""
     if rules is None:
         return render_title(rule.title, ctx), render_body(rule.body, ctx), None
     org = state.organization_id if state else None
     mentor_locale = state.locale if state else None
-    found = memo.get((org, mentor_locale)) if memo is not None else None
+    # Rules.message depends on the organisation only through its programme: thousands of
+    # organisations, a handful of programmes.
+    which = (id(rules.organization(org)), mentor_locale)
+    found = memo.get(which) if memo is not None else None
     if found is None:
         found = rules.message(rule, org, mentor_locale)
         if memo is not None:
-            memo[(org, mentor_locale)] = found
+            memo[which] = found
     chosen, names = found
     how = Rendering(chosen.locale, state.timezone if state else None, names)
+    if filled is not None:
+        key = fill_key(chosen, ctx, how)
+        if key is not None:
+            key = (*which, *key)  # the text and display names chosen for these
+            done = filled.get(key)
+            if done is None:
+                done = filled[key] = fill(chosen, ctx, how)
+            return done[0], done[1], chosen.locale
     title, body = fill(chosen, ctx, how)
     return title, body, chosen.locale
 
