@@ -267,16 +267,19 @@ async def _delivery(
     for programme, members in groups.values():
         sent = [i for i in members if recorded[i][1].allowed]
         holds = await plan_holds(conn, rule, programme, [recorded[i][0] for i in sent], as_of)
-        held = dict(zip(sent, holds, strict=True))
+        held = {i: h for i, h in zip(sent, holds, strict=True) if h is not NOT_TIMED}
+        fallback, secs = ",".join(programme.fallback), 60.0 * programme.digest_minutes
+        # Without digests or a hold (the common case) every member's delivery is the same value.
+        plain = _Delivery(fallback, NOT_TIMED, False, None, secs)
+        digests = programme.digest_minutes > 0
         for i in members:
             c, d = recorded[i]
-            digest, arm = digested(rule, programme, c) if d.allowed else (False, None)
-            out[i] = _Delivery(
-                ",".join(programme.fallback),
-                held.get(i, NOT_TIMED),
-                digest,
-                arm,
-                60.0 * programme.digest_minutes,
+            digest, arm = digested(rule, programme, c) if d.allowed and digests else (False, None)
+            hold = held.get(i, NOT_TIMED)
+            out[i] = (
+                plain
+                if not digest and arm is None and hold is NOT_TIMED
+                else _Delivery(fallback, hold, digest, arm, secs)
             )
     return out
 
