@@ -9,8 +9,6 @@ candidates leave one decision row each.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import uuid
@@ -103,32 +101,6 @@ async def write_outcomes(
     return out
 
 
-# Candidates per enqueue_batch statement: the statement of one part runs on the server while
-# Python renders and encodes the next (issue 18: the writes and the Python that prepares them
-# never overlapped). A part ends at a mentor boundary, so each mentor's rows go in one
-# statement, exactly as when the rule's rows were one statement.
-ENQUEUE_PART = 1024
-
-
-def parts(recorded: Sequence[tuple[Candidate, PolicyDecision]], size: int) -> list[tuple[int, int]]:
-    """[start, end) index ranges of about ``size`` candidates, never splitting a mentor's rows
-    (the candidates come grouped by mentor: one range if ever they were not); one range when
-    there are at most ``size``."""
-    n = len(recorded)
-    runs = 1 + sum(1 for i in range(1, n) if recorded[i][0].mentor_id != recorded[i - 1][0].mentor_id)
-    if n <= size or runs != len({c.mentor_id for c, _ in recorded}):
-        return [(0, n)] if n else []
-    out: list[tuple[int, int]] = []
-    start = 0
-    while start < n:
-        end = min(start + size, n)
-        while end < n and recorded[end][0].mentor_id == recorded[end - 1][0].mentor_id:
-            end += 1
-        out.append((start, end))
-        start = end
-    return out
-
-
 async def _enqueue(
     conn: Conn,
     rule: Rule,
@@ -139,43 +111,23 @@ async def _enqueue(
     rules: Rules | None = None,
 ) -> dict[str, int]:
     """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
-    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call.
-
-    Written in parts (``ENQUEUE_PART``): while the server runs one part's statement, the next
-    part's texts and parameters are prepared. All in the caller's transaction: a failing part
-    fails the whole write, as one statement did. The digest locks of every part are taken
-    first, in one statement (one lock order, whatever the parts)."""
+    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call. One
+    statement for the rule's batch (issue 18: parts of ~1k candidates, each written while
+    Python prepared the next, cost more on the server than the overlap saved)."""
     delivery = await _delivery(conn, rule, rules, recorded, states, as_of)
     windowed = [c.mentor_id for (c, _), d in zip(recorded, delivery, strict=True) if d.digest]
     if windowed:  # one digest window per mentor, however many processes enqueue at once
         await execute(conn, "lock_digest_windows", mentor_ids=windowed)
-    prepare = _Prepare(rule, rules, recorded, as_of, states, experiment_id, delivery)
-    created: dict[str, int] = {}
-    running: asyncio.Task[list[Any]] | None = None
-    try:
-        for start, end in parts(recorded, ENQUEUE_PART):
-            params = prepare.part(start, end)
-            if running is not None:
-                created.update((r["dedup_key"], r["id"]) for r in await running)
-            running = asyncio.ensure_future(fetch(conn, "enqueue_batch", **params))
-            await asyncio.sleep(0)  # the statement goes out before the next part is prepared
-        if running is not None:
-            created.update((r["dedup_key"], r["id"]) for r in await running)
-            running = None
-    finally:
-        if running is not None and not running.done():  # preparing a part failed: let it finish
-            with contextlib.suppress(BaseException):
-                await running
-        elif running is not None and not running.cancelled():
-            running.exception()  # retrieved: the preparing error is the one raised
-    if any(d.allowed for _, d in recorded) and created:  # wake the dispatchers (at commit)
+    params = _Prepare(rule, rules, recorded, as_of, states, experiment_id, delivery).part(0, len(recorded))
+    rows = await fetch(conn, "enqueue_batch", **params)
+    if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))
-    return created
+    return {r["dedup_key"]: r["id"] for r in rows}
 
 
 class _Prepare:
-    """One part's enqueue_batch parameters: contexts, texts in the mentor's language, the
-    effective parameters, windows and delivery of candidates [start, end)."""
+    """The enqueue_batch parameters of candidates [start, end): contexts, texts in the mentor's
+    language (each distinct text filled once), the effective parameters, windows, delivery."""
 
     def __init__(
         self,
