@@ -130,7 +130,8 @@ def _diagnostic_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="diagnostics: cProfile the first sweep (inflates its time) into bench/results/",
+        help="diagnostics: cProfile the first and the steady (second) sweep (inflates their "
+        "time) into the results directory",
     )
     p.add_argument(
         "--quiet-below",
@@ -200,6 +201,7 @@ def _plans_folder(results: Path, mentors: int) -> Path:
 
 def _write_profile(profiler: cProfile.Profile, out_file: Path) -> None:
     out_file.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(out_file.with_suffix(".prof"))  # for pstats: callers, callees
     with open(out_file, "w", encoding="utf-8") as fh:
         pstats.Stats(profiler, stream=fh).sort_stats("tottime").print_stats(40)
         pstats.Stats(profiler, stream=fh).sort_stats("cumulative").print_stats(60)
@@ -261,7 +263,9 @@ async def _one_sweep(
     load = os.getloadavg()
     cpu0 = time.process_time()
     log(f"sweep {label} at {at.isoformat()} …")
-    profiler = cProfile.Profile() if args.profile and label == "first" else None
+    # The first sweep (everything to send) and the steady one (nothing to send).
+    profiled = label.split(" ", 1)[0] if label.startswith(("first", "second")) else None
+    profiler = cProfile.Profile() if args.profile and profiled is not None else None
     if profiler is not None:
         profiler.enable()
     if since is not None:
@@ -271,7 +275,8 @@ async def _one_sweep(
     peak = peak_rss_mb()
     if profiler is not None:
         profiler.disable()
-        out_file = args.results_dir / f"profile-first-sweep-{args.mentors}.txt"
+        name = "first" if profiled == "first" else "steady"
+        out_file = args.results_dir / f"profile-{name}-sweep-{args.mentors}.txt"
         _write_profile(profiler, out_file)
         log(f"profile written to {out_file}")
     record = _sweep_record(label, res, peak, before)

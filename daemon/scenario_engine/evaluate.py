@@ -265,15 +265,22 @@ async def evaluate_set_based(
     last], which reads the mentors' organisations as one index range (baseline_moves)."""
     enabled = rules.enabled()
     wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
-    everyone = list(dict.fromkeys(m for ms in wanted.values() for m in ms))
-    if not everyone:
-        return Outcomes()
-    by_type = {t: set(ms) for t, ms in wanted.items()}
+    lists = list(wanted.values())
     # A sweep batch concerns every scenario type: then each rule's mentors are the group itself
     # (the group is a subset of everyone, so equal lengths mean the same mentors) and every
     # mentor of a group is complete — no per-rule filtering of the batch (issue 18: it was a
-    # tenth of a full sweep's Python time).
-    uniform = all(len(ms) == len(everyone) for ms in by_type.values())
+    # tenth of a full sweep's Python time). A sweep passes one list for every type: then
+    # neither the union nor the per-type sets are built.
+    by_type: dict[str, set[uuid.UUID]] = {}
+    if lists and all(ms is lists[0] for ms in lists):
+        everyone = list(dict.fromkeys(lists[0]))
+        uniform = True
+    else:
+        everyone = list(dict.fromkeys(m for ms in lists for m in ms))
+        by_type = {t: set(ms) for t, ms in wanted.items()}
+        uniform = all(len(ms) == len(everyone) for ms in by_type.values())
+    if not everyone:
+        return Outcomes()
 
     # With programmes, a full sweep's batch starts its reads before the moves statement on the
     # writer (issue 20: it had them wait for it), reading the organisations of the mentors it
@@ -402,25 +409,44 @@ def effective(rule: RuleBase, rules: Rules, org: uuid.UUID | None) -> tuple[Rule
     return rules.variants(rule.name).for_org(org) or rule, programme
 
 
+class _Programmes:
+    """``effective`` per organisation of one rule's batch, with what policy and the write ask
+    of it (cooldown, cap, experiment key): the same few programmes for thousands of candidates
+    (issue 18: asked per candidate, twice, it was a tenth of a first sweep's Python)."""
+
+    def __init__(self, rule: RuleBase, rules: Rules) -> None:
+        self.rule = rule
+        self.rules = rules
+        self._found: dict[uuid.UUID | None, tuple[RuleBase, Rules, dt.timedelta, int, ExperimentKey]] = {}
+
+    def of(self, org: uuid.UUID | None) -> tuple[RuleBase, Rules, dt.timedelta, int, ExperimentKey]:
+        found = self._found.get(org)
+        if found is None:
+            own, programme = effective(self.rule, self.rules, org)
+            found = (own, programme, own.cooldown, programme.daily_cap, experiment_key(own, programme))
+            self._found[org] = found
+        return found
+
+
 def apply_policy(
     candidates: Sequence[Candidate],
     states: dict[uuid.UUID, PolicyState],
     rule: RuleBase,
     rules: Rules,
     as_of: dt.datetime,
+    programmes: _Programmes | None = None,
 ) -> list[tuple[Candidate, PolicyDecision]]:
     """Pure: decide each candidate in order; earlier allowed ones count toward the cap. The
     cooldown and the cap are those of the mentor's organisation's programme."""
+    known = programmes if programmes is not None else _Programmes(rule, rules)
     pending: Counter[uuid.UUID] = Counter()
     out: list[tuple[Candidate, PolicyDecision]] = []
     for cand in candidates:
         state = states.get(cand.mentor_id)
         if state is None:  # mentor deleted between the two reads
             continue
-        own, programme = effective(rule, rules, state.organization_id)
-        decision = decide_policy(
-            state, cand.scenario_type, own.cooldown, programme.daily_cap, as_of, pending[cand.mentor_id]
-        )
+        _, _, cooldown, cap, _ = known.of(state.organization_id)
+        decision = decide_policy(state, cand.scenario_type, cooldown, cap, as_of, pending[cand.mentor_id])
         if decision.allowed:
             pending[cand.mentor_id] += 1
         out.append((cand, decision))
@@ -446,14 +472,14 @@ async def decide_and_write(
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
-    decided = apply_policy(candidates, states, rule, rules, as_of)
+    known = _Programmes(rule, rules)
+    decided = apply_policy(candidates, states, rule, rules, as_of, known)
     groups: dict[
         tuple[ExperimentKey, int],
         tuple[ExperimentKey, RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]],
     ] = {}
     for cand, decision in decided:
-        own, programme = effective(rule, rules, states[cand.mentor_id].organization_id)
-        key = experiment_key(own, programme)
+        own, programme, _, _, key = known.of(states[cand.mentor_id].organization_id)
         groups.setdefault((key, id(own)), (key, own, programme, []))[3].append((cand, decision))
     out: list[Outcome] = []
     for key, own, programme, part in groups.values():

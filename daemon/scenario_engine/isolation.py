@@ -109,9 +109,7 @@ async def evaluate_isolated(
         try:
             async with conn.transaction():
                 got = await evaluate(group)
-                await execute(
-                    conn, "clear_quarantine", mentors=group if complete is None else complete(group)
-                )
+                await clear_quarantine(conn, group if complete is None else complete(group))
         except MentorDataError as exc:
             members = set(group)
             named = {m: why for m, why in exc.problems.items() if m in members}
@@ -139,6 +137,20 @@ async def evaluate_isolated(
         outcomes.quarantined = tuple(Quarantined(m, why) for m, why in found.items())
         await record_quarantine(conn, outcomes.quarantined, on_quarantine)
     return outcomes
+
+
+async def clear_quarantine(conn: Conn, mentors: list[uuid.UUID]) -> None:
+    """After a clean evaluation: its mentors are no longer quarantined. The open entries of the
+    group's id range are looked up first (normally none), and only those of the group cleared."""
+    if not mentors:
+        return
+    rows = await fetch(conn, "open_quarantine_between", first=min(mentors), last=max(mentors))
+    if not rows:
+        return
+    members = set(mentors)
+    found = sorted(r["mentor_id"] for r in rows if r["mentor_id"] in members)
+    if found:
+        await execute(conn, "clear_quarantine", mentors=found)
 
 
 async def record_quarantine(

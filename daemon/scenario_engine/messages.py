@@ -288,25 +288,36 @@ def _number(value: Any) -> float | int | None:
 
 
 def _value(name: str, value: Any, kind: str, how: Rendering) -> str:
-    loc = locale(how.locale)
+    locale(how.locale)  # an unknown locale fails whatever the value (render_message: as written)
     if kind == "date":
-        return _date(value, how)
+        return _date(str(value), how.timezone, how.locale)
     number = _number(value)
     if kind == "number" or (kind == "" and number is not None and not isinstance(value, str)):
-        return format_decimal(number, locale=loc) if number is not None else str(value)
+        return _decimal(repr(number), how.locale) if number is not None else str(value)
     text = str(value)
     return how.display.get(name, {}).get(text, text)
 
 
-def _date(value: Any, how: Rendering) -> str:
+# A sweep writes the same few numbers and dates in the same few locales over and over: Babel's
+# formatting was a quarter of the rendering time of a first sweep (issue 18). Keyed by the
+# number's repr (1 and 1.0, 0.0 and -0.0 are equal keys but may not format alike).
+@lru_cache(maxsize=8192)
+def _decimal(number: str, loc: str) -> str:
+    """``number``: the repr of an int or a float (which tells 1 from 1.0 and -0.0 from 0.0)."""
+    value = float(number) if any(c in number for c in ".enainf") else int(number)
+    return str(format_decimal(value, locale=locale(loc)))
+
+
+@lru_cache(maxsize=8192)
+def _date(value: str, timezone: str | None, loc: str) -> str:
     try:
-        parsed = dt.datetime.fromisoformat(str(value))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        return str(value)
-    if parsed.tzinfo is not None and how.timezone:
+        return value
+    if parsed.tzinfo is not None and timezone:
         with contextlib.suppress(zoneinfo.ZoneInfoNotFoundError, ValueError):
-            parsed = parsed.astimezone(zoneinfo.ZoneInfo(how.timezone))
-    return format_date(parsed.date(), format="long", locale=locale(how.locale))
+            parsed = parsed.astimezone(zoneinfo.ZoneInfo(timezone))
+    return str(format_date(parsed.date(), format="long", locale=locale(loc)))
 
 
 def _render(nodes: list[Node], context: Mapping[str, Any], how: Rendering, count: Any = None) -> str:
@@ -399,6 +410,52 @@ def fill(chosen: Chosen, context: Mapping[str, Any], how: Rendering) -> tuple[st
     return render_message(chosen.title, context, how, title=True), render_message(
         chosen.body, context, how, title=False
     )
+
+
+@lru_cache(maxsize=4096)
+def _referenced(title: str, body: str) -> tuple[tuple[str, ...], bool]:
+    """The placeholders two texts read (sorted) and whether one is a date (which the mentor's
+    time zone shapes). A text that cannot be parsed reads none (it is used as written)."""
+    names: set[str] = set()
+    dated = False
+    for text in (title, body):
+        try:
+            nodes = parse(text)
+        except MessageError:
+            continue
+        names |= placeholders(nodes)
+        dated = dated or _dated(nodes)
+    return tuple(sorted(names)), dated
+
+
+def _dated(nodes: list[Node]) -> bool:
+    return any(
+        isinstance(n, tuple) and (n[2] == "date" or any(_dated(sub) for sub in n[3].values())) for n in nodes
+    )
+
+
+def fill_key(chosen: Chosen, context: Mapping[str, Any], how: Rendering) -> tuple[Any, ...] | None:
+    """What ``fill`` of a (non-legacy) text depends on besides the text and the display names:
+    the values (and their types: 1, 1.0 and True format apart) of the placeholders it reads, and
+    the time zone if it shows a date. None: not to be memoised (a legacy text, a value that
+    cannot be a key). A sweep fills the same few texts with the same few values thousands of
+    times (issue 18: rendering was a fifth of a first sweep's Python)."""
+    if chosen.legacy:
+        return None
+    names, dated = _referenced(chosen.title, chosen.body)
+    values: list[Any] = [how.locale, how.timezone if dated else None]
+    for name in names:
+        value = context.get(name, _MISSING)
+        kind = type(value)
+        if kind not in _KEYED:
+            return None
+        values += (name, kind, repr(value) if kind is float else value)  # -0.0 == 0.0
+    return tuple(values)
+
+
+_MISSING = object()
+# Types whose equal values render alike (a float by its repr): the values a key may hold.
+_KEYED = frozenset({str, int, float, bool, type(None), object})
 
 
 # --- check-config -------------------------------------------------------------------------

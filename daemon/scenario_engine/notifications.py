@@ -10,6 +10,7 @@ candidates leave one decision row each.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import asyncpg
 from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
-from scenario_engine.messages import Rendering, fill
+from scenario_engine.messages import Chosen, Rendering, fill, fill_key
 from scenario_engine.policy import PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Candidate
 from scenario_engine.scenarios.registry import scenario_of
@@ -110,47 +111,81 @@ async def _enqueue(
     rules: Rules | None = None,
 ) -> dict[str, int]:
     """The ledger rows, cooldowns, decisions and outcome rows of sent and held-out candidates,
-    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call."""
-    contexts = [
-        {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
-        for c, _ in recorded
-    ]
-    scenario = scenario_of(rule)
-    texts = [
-        _texts(rule, rules, states.get(c.mentor_id), ctx)
-        for (c, _), ctx in zip(recorded, contexts, strict=True)
-    ]
-    for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
-        if loc is not None:
-            ctx["locale"] = loc  # the decision log's context records the language used
-    known = _Effective(rule, rules)
+    and the pushes of the sent ones; dedup key → ledger id of the rows new in this call. One
+    statement for the rule's batch (issue 18: parts of ~1k candidates, each written while
+    Python prepared the next, cost more on the server than the overlap saved)."""
     delivery = await _delivery(conn, rule, rules, recorded, states, as_of)
     windowed = [c.mentor_id for (c, _), d in zip(recorded, delivery, strict=True) if d.digest]
     if windowed:  # one digest window per mentor, however many processes enqueue at once
         await execute(conn, "lock_digest_windows", mentor_ids=windowed)
-    rows = await fetch(
-        conn,
-        "enqueue_batch",
-        **_decision_columns(recorded, as_of, states, experiment_id),
-        subjects=[c.subject for c, _ in recorded],
-        seqs=[c.seq for c, _ in recorded],
-        contexts=contexts,
-        effective_params=[known.params(_organization(states, c.mentor_id)) for c, _ in recorded],
-        titles=[t for t, _, _ in texts],
-        bodies=[b for _, b, _ in texts],
-        held_out=[d.outcome == "holdout" for _, d in recorded],
-        window_ends=[scenario.window_end(c, rule, as_of) for c, _ in recorded],
-        fallbacks=[d.fallback for d in delivery],
-        hold_untils=[d.hold.until for d in delivery],
-        hold_reasons=[d.hold.reason for d in delivery],
-        timing_arms=[d.hold.arm for d in delivery],
-        digests=[d.digest for d in delivery],
-        digest_arms=[d.digest_arm for d in delivery],
-        digest_secs=[d.digest_secs for d in delivery],
-    )
+    params = _Prepare(rule, rules, recorded, as_of, states, experiment_id, delivery).part(0, len(recorded))
+    rows = await fetch(conn, "enqueue_batch", **params)
     if any(d.allowed for _, d in recorded) and rows:  # wake the dispatchers (delivered at commit)
         await conn.execute(query("wake_dispatchers"))
     return {r["dedup_key"]: r["id"] for r in rows}
+
+
+class _Prepare:
+    """The enqueue_batch parameters of candidates [start, end): contexts, texts in the mentor's
+    language (each distinct text filled once), the effective parameters, windows, delivery."""
+
+    def __init__(
+        self,
+        rule: Rule,
+        rules: Rules | None,
+        recorded: Sequence[tuple[Candidate, PolicyDecision]],
+        as_of: dt.datetime,
+        states: Mapping[uuid.UUID, PolicyState],
+        experiment_id: int,
+        delivery: Sequence[_Delivery],
+    ) -> None:
+        self.rule = rule
+        self.rules = rules
+        self.recorded = recorded
+        self.as_of = as_of
+        self.states = states
+        self.experiment_id = experiment_id
+        self.delivery = delivery
+        self.scenario = scenario_of(rule)
+        self.known = _Effective(rule, rules)
+        self.chosen: dict[tuple[int, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
+        self.filled: dict[tuple[Any, ...], tuple[str, str]] = {}
+
+    def part(self, start: int, end: int) -> dict[str, Any]:
+        recorded = self.recorded[start:end]
+        delivery = self.delivery[start:end]
+        states, rule, rules = self.states, self.rule, self.rules
+        contexts = [
+            {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
+            for c, _ in recorded
+        ]
+        texts = [
+            _texts(rule, rules, states.get(c.mentor_id), ctx, self.chosen, self.filled)
+            for (c, _), ctx in zip(recorded, contexts, strict=True)
+        ]
+        for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
+            if loc is not None:
+                ctx["locale"] = loc  # the decision log's context records the language used
+        return {
+            **_decision_columns(recorded, self.as_of, states, self.experiment_id),
+            "subjects": [c.subject for c, _ in recorded],
+            "seqs": [c.seq for c, _ in recorded],
+            "contexts": contexts,
+            "effective_params": [
+                self.known.params_json(_organization(states, c.mentor_id)) for c, _ in recorded
+            ],
+            "titles": [t for t, _, _ in texts],
+            "bodies": [b for _, b, _ in texts],
+            "held_out": [d.outcome == "holdout" for _, d in recorded],
+            "window_ends": [self.scenario.window_end(c, rule, self.as_of) for c, _ in recorded],
+            "fallbacks": [d.fallback for d in delivery],
+            "hold_untils": [d.hold.until for d in delivery],
+            "hold_reasons": [d.hold.reason for d in delivery],
+            "timing_arms": [d.hold.arm for d in delivery],
+            "digests": [d.digest for d in delivery],
+            "digest_arms": [d.digest_arm for d in delivery],
+            "digest_secs": [d.digest_secs for d in delivery],
+        }
 
 
 @dataclass(frozen=True)
@@ -184,16 +219,19 @@ async def _delivery(
     for programme, members in groups.values():
         sent = [i for i in members if recorded[i][1].allowed]
         holds = await plan_holds(conn, rule, programme, [recorded[i][0] for i in sent], as_of)
-        held = dict(zip(sent, holds, strict=True))
+        held = {i: h for i, h in zip(sent, holds, strict=True) if h is not NOT_TIMED}
+        fallback, secs = ",".join(programme.fallback), 60.0 * programme.digest_minutes
+        # Without digests or a hold (the common case) every member's delivery is the same value.
+        plain = _Delivery(fallback, NOT_TIMED, False, None, secs)
+        digests = programme.digest_minutes > 0
         for i in members:
             c, d = recorded[i]
-            digest, arm = digested(rule, programme, c) if d.allowed else (False, None)
-            out[i] = _Delivery(
-                ",".join(programme.fallback),
-                held.get(i, NOT_TIMED),
-                digest,
-                arm,
-                60.0 * programme.digest_minutes,
+            digest, arm = digested(rule, programme, c) if d.allowed and digests else (False, None)
+            hold = held.get(i, NOT_TIMED)
+            out[i] = (
+                plain
+                if not digest and arm is None and hold is NOT_TIMED
+                else _Delivery(fallback, hold, digest, arm, secs)
             )
     return out
 
@@ -209,24 +247,35 @@ class _Effective:
     def __init__(self, rule: Rule, rules: Rules | None) -> None:
         self.rule = rule
         self.rules = rules
-        self._params: dict[uuid.UUID | None, dict[str, Any]] = {}
-        self._locales: dict[tuple[uuid.UUID | None, str | None], str | None] = {}
+        # By programme (its id: the programmes live as long as ``rules``), not by organisation:
+        # thousands of organisations share a handful of programmes.
+        self._params: dict[int, tuple[dict[str, Any], str]] = {}
+        self._locales: dict[tuple[int, str | None], str | None] = {}
+
+    def _of(self, org: uuid.UUID | None) -> tuple[dict[str, Any], str]:
+        programme = self.rules.organization(org) if self.rules is not None else None
+        found = self._params.get(id(programme))
+        if found is None:
+            params = decision_params(self.rule, programme)
+            found = self._params[id(programme)] = (params, json.dumps(params))
+        return found
 
     def params(self, org: uuid.UUID | None) -> dict[str, Any]:
-        found = self._params.get(org)
-        if found is None:
-            programme = self.rules.organization(org) if self.rules is not None else None
-            found = self._params[org] = decision_params(self.rule, programme)
-        return found
+        return self._of(org)[0]
+
+    def params_json(self, org: uuid.UUID | None) -> str:
+        """``params`` as the JSON text the jsonb codec would send (json.dumps), made once."""
+        return self._of(org)[1]
 
     def locale(self, state: PolicyState | None) -> str | None:
         if self.rules is None:
             return None
         org, mentor_locale = (state.organization_id, state.locale) if state else (None, None)
-        if (org, mentor_locale) not in self._locales:
+        which = (id(self.rules.organization(org)), mentor_locale)
+        if which not in self._locales:
             chosen, _ = self.rules.message(self.rule, org, mentor_locale)
-            self._locales[(org, mentor_locale)] = chosen.locale
-        return self._locales[(org, mentor_locale)]
+            self._locales[which] = chosen.locale
+        return self._locales[which]
 
     def inputs(self, cand: Candidate, state: PolicyState | None) -> dict[str, Any]:
         """A suppressed candidate's decision inputs: its own, the locale and the parameters."""
@@ -257,15 +306,40 @@ def decision_params(rule: Rule, programme: Rules | None) -> dict[str, Any]:
 
 
 def _texts(
-    rule: Rule, rules: Rules | None, state: PolicyState | None, ctx: dict[str, Any]
+    rule: Rule,
+    rules: Rules | None,
+    state: PolicyState | None,
+    ctx: dict[str, Any],
+    memo: dict[tuple[int, str | None], tuple[Chosen, dict[str, dict[str, str]]]] | None = None,
+    filled: dict[tuple[Any, ...], tuple[str, str]] | None = None,
 ) -> tuple[str, str, str | None]:
     """Title, body and the locale used: the mentor's language through the programmes, or the
-    rule's own texts exactly as before when no programmes are given."""
+    rule's own texts exactly as before when no programmes are given. ``memo``: the text chosen
+    per (organisation, mentor locale) of one rule's batch (Rules.message depends on nothing
+    else; issue 18: it was asked per candidate). ``filled``: the texts filled so far in the
+    batch, by what they depend on (messages.fill_key)."""
     if rules is None:
         return render_title(rule.title, ctx), render_body(rule.body, ctx), None
     org = state.organization_id if state else None
-    chosen, names = rules.message(rule, org, state.locale if state else None)
+    mentor_locale = state.locale if state else None
+    # Rules.message depends on the organisation only through its programme: thousands of
+    # organisations, a handful of programmes.
+    which = (id(rules.organization(org)), mentor_locale)
+    found = memo.get(which) if memo is not None else None
+    if found is None:
+        found = rules.message(rule, org, mentor_locale)
+        if memo is not None:
+            memo[which] = found
+    chosen, names = found
     how = Rendering(chosen.locale, state.timezone if state else None, names)
+    if filled is not None:
+        key = fill_key(chosen, ctx, how)
+        if key is not None:
+            key = (*which, *key)  # the text and display names chosen for these
+            done = filled.get(key)
+            if done is None:
+                done = filled[key] = fill(chosen, ctx, how)
+            return done[0], done[1], chosen.locale
     title, body = fill(chosen, ctx, how)
     return title, body, chosen.locale
 

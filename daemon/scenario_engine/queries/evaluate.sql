@@ -118,6 +118,15 @@ LEFT JOIN old ON old.mentor_id = up.mentor_id;
 UPDATE scenario_engine.scenario_quarantine SET cleared_at = now()
 WHERE mentor_id = ANY($1::uuid[]) AND cleared_at IS NULL;
 
+-- name: open_quarantine_between
+-- params: first, last
+-- The open quarantine entries of an id range (the partial index: normally none). Before
+-- clear_quarantine, so that a clean evaluation of a sweep batch sends its 20k ids only when
+-- one of them has an open entry (issue 18: the ids of every batch went to the server once
+-- more for an UPDATE that found nothing, a quarter of a steady sweep's Python).
+SELECT q.mentor_id FROM scenario_engine.scenario_quarantine q
+WHERE q.cleared_at IS NULL AND q.mentor_id >= $1::uuid AND q.mentor_id <= $2::uuid;
+
 -- name: mentor_organizations
 -- params: mentors
 -- Each mentor's organisation: which programme's rule applies (evaluate.set_based_candidates).

@@ -14,12 +14,13 @@
 -- digest experiment's arm; digest_secs: per row, the window of the mentor's programme. A digest push joins the mentor's open
 -- window (a pending digest push not yet due: the same next_attempt_at), else opens one.
 -- effective_params: per row, the effective parameters of the decision (notifications.decision_params),
--- kept in the decision log's inputs only (not in the push's data).
+-- kept in the decision log's inputs only (not in the push's data). JSON text, made once per
+-- programme (a jsonb[] parameter had the client encode the same object for every row).
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
                          $7::jsonb[], $8::text[], $9::text[], $11::boolean[], $12::uuid[], $14::timestamptz[],
                          $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[],
-                         $20::boolean[], $21::text[], $22::float8[], $23::jsonb[])
+                         $20::boolean[], $21::text[], $22::float8[], $23::text[])
         AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body, held_out,
              organization_id, window_ends_at, reason, fallback, hold_until, hold_reason, timing_arm,
              digest, digest_arm, digest_secs, params)
@@ -66,7 +67,7 @@ WITH input AS (
     SELECT ins.mentor_id, ins.scenario_type, ins.rule_name, ins.dedup_key,
            CASE WHEN ins.held_out THEN 'holdout' ELSE 'sent' END,
            CASE WHEN ins.held_out OR i.hold_reason IS NULL THEN i.reason ELSE i.reason || '; ' || i.hold_reason END,
-           i.context || jsonb_build_object('params', i.params), $10::timestamptz, ins.id, i.organization_id, $13::bigint
+           i.context || jsonb_build_object('params', i.params::jsonb), $10::timestamptz, ins.id, i.organization_id, $13::bigint
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
     RETURNING id, dedup_key

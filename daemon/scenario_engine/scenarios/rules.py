@@ -337,8 +337,13 @@ class Rules(_PerType):
         return list(self._orgs)
 
     def organization(self, org: uuid.UUID | None) -> Rules:
-        """The effective programme of ``org``'s mentors: its own, or the default (self)."""
-        found = self._orgs.get(org) if org is not None else None
+        """The effective programme of ``org``'s mentors: its own, or the default (self). Asked
+        per candidate: reads the private attribute from pydantic's slot, not through
+        ``BaseModel.__getattr__`` (issue 18: 0.5 s of a profiled first sweep at 100k)."""
+        if org is None:
+            return self
+        private = self.__pydantic_private__
+        found = private["_orgs"].get(org) if private is not None else None
         return found[1] if found is not None else self
 
     def organization_name(self, org: uuid.UUID | None) -> str | None:
