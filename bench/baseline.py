@@ -20,7 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import string
 
-from bench.harness.engine import CertificationExpiryRule, InactivityRule, MilestoneRule, Rule, Rules
+from bench.harness.engine import (
+    CertificationExpiryRule,
+    InactivityRule,
+    MilestoneRule,
+    Rule,
+    Rules,
+    decision_record,
+)
 
 
 def _lit(text: str) -> str:
@@ -240,14 +247,18 @@ FROM d
 """
 
 
-def _writes(rule: Rule, at: str) -> list[str]:
+def _writes(rule: Rule, at: str, locale: str, params: str) -> list[str]:
     """What the engine writes for one rule: achievements; for each sent candidate its
     notification, cooldown, push, decision (superseding the key's earlier suppressions) and
-    pending outcome; for each suppressed one a decision, final unless the key was sent."""
+    pending outcome; for each suppressed one a decision, final unless the key was sent. A
+    context carries the text's locale, a decision's inputs also the effective parameters
+    (``locale`` and ``params``: ``bench.harness.engine.decision_record``)."""
     name, stype = _lit(rule.name), _lit(rule.scenario_type)
     ctx = (
-        f"(d.inputs || jsonb_build_object('rule', {name}, 'display_name', coalesce(d.display_name, 'there')))"
+        f"(d.inputs || jsonb_build_object('rule', {name}, 'display_name', coalesce(d.display_name, 'there'), "
+        f"'locale', {_lit(locale)}))"
     )
+    recorded = f"jsonb_build_object('locale', {_lit(locale)}, 'params', {_lit(params)}::jsonb)"
     experiment = f"(SELECT max(id) FROM scenario_engine.scenario_experiment WHERE rule_name = {name})"
     out: list[str] = []
     if isinstance(rule, MilestoneRule):
@@ -294,7 +305,8 @@ WITH input AS (
     INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
                                                    reason, inputs, as_of, notification_id, organization_id,
                                                    experiment_id)
-    SELECT ins.mentor_id, {stype}, {name}, ins.dedup_key, 'sent', 'all checks passed', i.context, {at},
+    SELECT ins.mentor_id, {stype}, {name}, ins.dedup_key, 'sent', 'all checks passed',
+           i.context || {recorded}, {at},
            ins.id, i.organization_id, {experiment}
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
@@ -310,7 +322,8 @@ FROM log JOIN ins USING (dedup_key) JOIN input i USING (dedup_key)
     out.append(f"""
 INSERT INTO scenario_engine.scenario_decision (mentor_id, scenario_type, rule_name, dedup_key, outcome,
                                                reason, inputs, as_of, organization_id, experiment_id, final)
-SELECT d.mentor_id, {stype}, {name}, d.dedup_key, d.outcome, d.reason, d.inputs, {at}, d.organization_id,
+SELECT d.mentor_id, {stype}, {name}, d.dedup_key, d.outcome, d.reason, d.inputs || {recorded}, {at},
+       d.organization_id,
        {experiment},
        NOT EXISTS (SELECT 1 FROM scenario_engine.scenario_decision s
                    WHERE s.dedup_key = d.dedup_key AND s.outcome IN ('sent', 'holdout'))
@@ -372,6 +385,6 @@ def statements(rules: Rules, as_of: dt.datetime) -> list[tuple[str, str]]:
             cand = _candidates_certification(rule, at)
         out.append((f"{rule.name}: candidates", cand))
         out.append((f"{rule.name}: policy", _policy(rule, rules, at)))
-        for i, sql in enumerate(_writes(rule, at)):
+        for i, sql in enumerate(_writes(rule, at, *decision_record(rules, rule))):
             out.append((f"{rule.name}: write {i + 1}", sql))
     return out + _resolution(at)

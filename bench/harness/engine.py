@@ -10,6 +10,7 @@ here too): when the engine moves a rule class or a helper, this file is the one 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from scenario_engine.db.queries import all_queries, bind, query
 from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.evaluate import SeenRules
 from scenario_engine.evaluate import ensure_rules_seen as _ensure_rules_seen
+from scenario_engine.notifications import decision_params
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
@@ -74,6 +76,14 @@ def benchmark_rules() -> Rules:
         milestone=rules.of_type("milestone"),
         certification_expiry=rules.of_type("certification_expiry"),
     )
+
+
+def decision_record(rules: Rules, rule: Rule) -> tuple[str, str]:
+    """What the engine adds to a decision of ``rule`` for a mentor of no programme of its own and
+    no locale (the benchmark's population): the chosen text's locale and the effective
+    parameters, as JSON text (the yardstick writes them as literals)."""
+    chosen, _ = rules.message(rule, None, None)
+    return chosen.locale, json.dumps(decision_params(rule, rules.organization(None)))
 
 
 async def ensure_rules_seen(conn: Any, rules: Rules, as_of: dt.datetime) -> None:

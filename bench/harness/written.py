@@ -100,10 +100,14 @@ async def sample_keys(conn: Conn, size: int) -> list[str]:
 
 
 async def sample_contents(conn: Conn, keys: list[str]) -> dict[str, Any]:
-    """dedup key → (context, push title, push body, decision inputs), compared as values."""
+    """dedup key → (context, push data, whether the push has a title and a body, decision
+    inputs), compared as values. The texts themselves are left out: the engine renders them
+    per locale through Babel ("first aid", "June 19, 2025"), which hand-written SQL cannot; the
+    yardstick still renders a text of its own, so it pays for writing one."""
     rows = await conn.fetch(
         """
-        SELECT n.dedup_key, n.context, p.title, p.body, d.inputs
+        SELECT n.dedup_key, n.context, p.data - 'notification_id' AS data,
+               p.title <> '' AS title, p.body <> '' AS body, d.inputs
         FROM scenario_engine.scenario_notification n
         LEFT JOIN scenario_engine.push_notification p ON p.idempotency_key = n.dedup_key
         LEFT JOIN scenario_engine.scenario_decision d ON d.dedup_key = n.dedup_key AND d.outcome = 'sent'
@@ -111,7 +115,7 @@ async def sample_contents(conn: Conn, keys: list[str]) -> dict[str, Any]:
         """,
         keys,
     )
-    return {r["dedup_key"]: (r["context"], r["title"], r["body"], r["inputs"]) for r in rows}
+    return {r["dedup_key"]: (r["context"], r["data"], r["title"], r["body"], r["inputs"]) for r in rows}
 
 
 async def decisions_per_rule(conn: Conn) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,8 @@ every table the sweep changes — outcome rows included (issue 18, item 2).
 
 A small generated population (bench/harness/population.py) is swept by the engine on one
 database and by the yardstick on a copy; then (1) every table whose contents the sweep changed
-is one the fingerprint covers, and (2) both fingerprints are equal.
+is one the fingerprint covers, (2) both fingerprints are equal, and (3) a sample of notifications
+has the same context, push data and decision inputs (locale and effective parameters included).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ async def test_yardstick_writes_what_the_sweep_writes(pg_server: pg.TestServer, 
             assert 0 < result.resolve_seconds <= result.seconds
             after = await _contents(engine_conn)
             engine_fp = await written.fingerprint(engine_conn)
+            keys = await written.sample_keys(engine_conn, 200)
+            engine_sample = await written.sample_contents(engine_conn, keys)
         finally:
             await engine_conn.close()
         yardstick = await connect(pg_server.url(copy))
@@ -80,6 +83,7 @@ async def test_yardstick_writes_what_the_sweep_writes(pg_server: pg.TestServer, 
                 for _label, sql in baseline.statements(rules, as_of):
                     await yardstick.execute(sql)
             yardstick_fp = await written.fingerprint(yardstick)
+            yardstick_sample = await written.sample_contents(yardstick, keys)
         finally:
             await yardstick.close()
     finally:
@@ -91,3 +95,7 @@ async def test_yardstick_writes_what_the_sweep_writes(pg_server: pg.TestServer, 
     assert changed <= set(engine_fp), f"the same-rows check misses {sorted(changed - set(engine_fp))}"
     for table in engine_fp:
         assert yardstick_fp[table] == engine_fp[table], table
+    # and the contents: contexts with their locale, push data, decision inputs with the locale and
+    # the effective parameters (the texts are Babel's, see written.sample_contents)
+    assert keys and set(engine_sample) == set(keys)
+    assert yardstick_sample == engine_sample
