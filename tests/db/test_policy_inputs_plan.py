@@ -38,10 +38,13 @@ SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name, p.organization_i
         ORDER BY np.scenario_type = 'all' DESC LIMIT 1) AS opted_out_scope,
        cd.last_triggered_at, cd.last_rule_name,
        (SELECT count(*) FROM scenario_engine.scenario_notification sn
-        WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int
-       - (SELECT count(*) - count(DISTINCT pn.digest_window) FROM scenario_engine.push_notification pn
+        WHERE sn.mentor_id = p.id
+          AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int
+       - (SELECT count(*) - count(DISTINCT pn.digest_window)
+          FROM scenario_engine.push_notification pn
           WHERE pn.mentor_id = p.id AND pn.digest_window IS NOT NULL
-            AND pn.decided_at > $3::timestamptz - interval '24 hours' AND pn.decided_at <= $3::timestamptz)::int
+            AND pn.decided_at > $3::timestamptz - interval '24 hours'
+            AND pn.decided_at <= $3::timestamptz)::int
        AS sent_24h
 FROM public.peer_mentor p
 LEFT JOIN scenario_engine.scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
@@ -51,7 +54,8 @@ WHERE p.id = ANY($1::uuid[])
 PUSH = """
 INSERT INTO scenario_engine.push_notification (mentor_id, scenario_type, title, body, idempotency_key,
                                                decided_at, digest, digest_window)
-SELECT m, 'inactivity', 't', 'b', gen_random_uuid()::text, $2::timestamptz, $3::timestamptz IS NOT NULL, $3::timestamptz
+SELECT m, 'inactivity', 't', 'b', gen_random_uuid()::text, $2::timestamptz,
+       $3::timestamptz IS NOT NULL, $3::timestamptz
 FROM unnest($1::uuid[]) AS m
 """
 
@@ -75,7 +79,9 @@ async def test_the_generic_plan_reads_pushes_by_mentor_only(conn: asyncpg.Connec
     await conn.execute("ANALYZE scenario_engine.push_notification, public.peer_mentor")
     # the sweep so far: one push per mentor, all at its as_of, not yet analysed
     await conn.execute(PUSH, mentors, AS_OF, None)
-    sql, args = bind("policy_inputs", {"mentors": mentors[:500], "scenario_type": "inactivity", "as_of": AS_OF})
+    sql, args = bind(
+        "policy_inputs", {"mentors": mentors[:500], "scenario_type": "inactivity", "as_of": AS_OF}
+    )
     # EXPLAIN of a bound statement plans it for its values; EXECUTE of a prepared one shows
     # the plan the server caches (here forced generic, as after five executions).
     async with conn.transaction():
@@ -99,15 +105,23 @@ async def test_the_rows_are_those_of_the_previous_statement(conn: asyncpg.Connec
     rng = random.Random(18)
     mentors = await _mentors(conn, 200)
     windows = [AS_OF + k * HOUR for k in (-30, -5, 1, 3)]
-    decided = [AS_OF - 24 * HOUR, AS_OF - 24 * HOUR + US, AS_OF - 3 * HOUR, AS_OF, AS_OF + US, AS_OF - 40 * HOUR]
+    decided = [
+        AS_OF - 24 * HOUR,
+        AS_OF - 24 * HOUR + US,
+        AS_OF - 3 * HOUR,
+        AS_OF,
+        AS_OF + US,
+        AS_OF - 40 * HOUR,
+    ]
     for m in mentors:
         for _ in range(rng.choice((0, 1, 2, 4, 6))):
             window = rng.choice([None, *windows])
             await conn.execute(PUSH, [m], rng.choice(decided), window)
         for k in range(rng.choice((0, 1, 3))):
             await conn.execute(
-                "INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject,"
-                " seq, dedup_key, as_of) VALUES ($1, 'inactivity', 'r', 's', $2, $3, $4)",
+                "INSERT INTO scenario_engine.scenario_notification"
+                " (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, as_of)"
+                " VALUES ($1, 'inactivity', 'r', 's', $2, $3, $4)",
                 m,
                 k,
                 f"{m}:{k}",
