@@ -6,6 +6,7 @@ active_mentor_batch used to read as ``other: …`` in ``by_query``."""
 from __future__ import annotations
 
 from bench.harness.statements import query_name
+
 from scenario_engine.db.queries import query
 
 
