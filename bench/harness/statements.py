@@ -25,9 +25,30 @@ def _normal(sql: str) -> str:
     return re.sub(r"\s+", " ", "\n".join(lines)).strip().rstrip(";").rstrip()
 
 
+def _shape(sql: str) -> str:
+    """A statement text without comments, with its constants and parameters alike:
+    pg_stat_statements keeps the text of a statement it first saw parsed with its constants as
+    ``$n`` (`'locale'`, `interval '24 hours'`, `LIMIT 1`), so a first sweep's policy_inputs and
+    active_mentor_batch read as ``other``."""
+    text = re.sub(r"--[^\n]*", " ", sql)  # comments first: "the mentor's" is no quote
+    text = re.sub(r"'(?:[^']|'')*'", "?", text)
+    text = re.sub(r"\$\d+|\b\d+(?:\.\d+)?\b", "?", text)
+    # PostgreSQL 18 squashes a list of constants: "IN ('all', $2::text)" -> "IN ($5 /*, ... */)"
+    text = re.sub(r"/\*.*?\*/", " ", text)
+    text = re.sub(r"::[\w.]+(?:\[\])?", "", text)
+    text = re.sub(r"\?(?:\s*,\s*\?)+", "?", text)
+    text = re.sub(r"\s+", " ", text)
+    return re.sub(r"\s*([(),])\s*", r"\1", text).strip().rstrip(";").rstrip()
+
+
 @functools.cache
 def _names() -> dict[str, str]:
     return {_normal(sql): name for name, sql in all_queries().items()}
+
+
+@functools.cache
+def _shapes() -> dict[str, str]:
+    return {_shape(sql): name for name, sql in all_queries().items()}
 
 
 def query_name(text: str) -> str:
@@ -36,6 +57,9 @@ def query_name(text: str) -> str:
     norm = _normal(text)
     if norm in names:
         return names[norm]
+    shape = _shape(text)
+    if shape in _shapes():
+        return _shapes()[shape]
     for sql, name in names.items():
         if norm[:120] == sql[:120]:
             return name

@@ -82,9 +82,16 @@ SELECT p.id AS mentor_id, p.status, p.timezone, p.display_name, p.organization_i
         WHERE sn.mentor_id = p.id AND sn.as_of > $3::timestamptz - interval '24 hours' AND sn.as_of <= $3::timestamptz)::int
        -- A digest counts once against the cap: its pushes (one digest window each) beyond the
        -- first are taken off again (docs/CHANNELS.md). Pushes copy their decision's instant.
-       - (SELECT count(*) - count(DISTINCT pn.digest_window) FROM scenario_engine.push_notification pn
-          WHERE pn.mentor_id = p.id AND pn.digest_window IS NOT NULL
-            AND pn.decided_at > $3::timestamptz - interval '24 hours' AND pn.decided_at <= $3::timestamptz)::int
+       -- The mentor's digest pushes are read through the mentor's index alone and the 24 hours
+       -- filtered after (OFFSET 0 keeps the range out of the index scan): otherwise the generic
+       -- plan (asyncpg re-executes prepared statements; statistics of an emptier table) ANDs
+       -- the mentor's index with push_notification_decided_idx, whose range holds every push of
+       -- the sweep so far (one decided_at per sweep) — 1.2 ms per mentor, quadratic over a
+       -- first sweep: 13–56 s of it at 1M instead of ≈ 2 s (issue 18, docs/BENCHMARKS.md).
+       - (SELECT count(*) - count(DISTINCT pn.digest_window)
+          FROM (SELECT q.digest_window, q.decided_at FROM scenario_engine.push_notification q
+                WHERE q.mentor_id = p.id AND q.digest_window IS NOT NULL OFFSET 0) pn
+          WHERE pn.decided_at > $3::timestamptz - interval '24 hours' AND pn.decided_at <= $3::timestamptz)::int
        AS sent_24h
 FROM public.peer_mentor p
 LEFT JOIN scenario_engine.scenario_cooldown cd ON cd.mentor_id = p.id AND cd.scenario_type = $2::text
