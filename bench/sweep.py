@@ -409,7 +409,7 @@ async def run_baseline(
         "seconds": round(sum(r["seconds"] for r in runs) / len(runs), 3),
         "runs_s": [r["seconds"] for r in runs],
         "runs": runs,
-        "fingerprint": fp,
+        "fingerprint": written.for_the_record(fp),
         "same_rows_as_first_sweep": {table: fp.get(table) == engine_fp.get(table) for table in engine_fp},
         "notifications_per_rule": {k: int(v[0]) for k, v in fp["scenario_notification"].items()},
         "decisions_per_rule": per_rule,
@@ -663,6 +663,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
                 conn, cluster, rules, args, result["first_sweep_fingerprint"], runs
             )
             await drop_database(conn, BASELINE_DB)
+        result["first_sweep_fingerprint"] = written.for_the_record(result["first_sweep_fingerprint"])
         if not args.no_explain:
             result["explain_ms"] = await explain_both(cluster, rules, args)
         if not args.skip_per_mentor:
