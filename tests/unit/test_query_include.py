@@ -40,3 +40,23 @@ def test_the_renewal_definition_is_written_once_and_read_by_its_three_statements
     )
     for reader in ("certification_outcomes", "certification_renewals"):
         assert definition in query(reader) and "-- include:" not in query(reader)
+
+
+def test_a_fragment_with_parameters_fits_a_statement_that_declares_them_first() -> None:
+    """A fragment may read $n when it declares its parameters and the including statement's
+    declaration starts with the same names (so $n means the same on both sides): the outcome
+    counts' rows are written once for outcome_counts and arm_outcome_counts."""
+    raw = {
+        "outer": "-- params: since, until, org\nWITH f AS (\n-- include: rows\n)\nSELECT * FROM f",
+        "rows": "-- params: since, until\nSELECT $1::date AS a, $2::date AS b",
+    }
+    assert _expand("outer", raw).endswith(
+        "WITH f AS (\nSELECT $1::date AS a, $2::date AS b\n)\nSELECT * FROM f"
+    )
+    for host in ("-- params: until, since, org", "-- params: since", ""):
+        with pytest.raises(ValueError, match="does not declare first"):
+            _expand("outer", {**raw, "outer": raw["outer"].replace("-- params: since, until, org", host)})
+    for name in ("outcome_counts", "arm_outcome_counts"):
+        assert "-- include:" not in query(name) and "o.window_ends_at <= (SELECT cutoff FROM c)" in query(
+            name
+        )

@@ -42,9 +42,20 @@ def parse_named_queries(text: str, source: str = "<string>") -> dict[str, str]:
 
 # A line ``-- include: other_query`` stands for the whole text of that named query: one
 # definition (a renewal in time, say) is written once and read by every statement that needs
-# it, not copied into each. The included text is a fragment without parameters ($n), so it
-# fits any statement; includes may nest, and a cycle or an unknown name fails at load.
+# it, not copied into each. A fragment without parameters ($n) fits any statement; one with
+# parameters declares them (``-- params:``) and fits only a statement whose declaration starts
+# with the same names, so that each $n means the same on both sides. Includes may nest, and a
+# cycle, an unknown name or a parameter mismatch fails at load.
 _INCLUDE = re.compile(r"^[ \t]*--\s*include:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_PARAMS = re.compile(r"^--\s*params:\s*(.*)$", re.MULTILINE)
+
+
+def _declared(sql: str) -> tuple[str, ...] | None:
+    """The names of a query's ``-- params:`` line, in ``$n`` order (None: no such line)."""
+    match = _PARAMS.search(sql)
+    if match is None:
+        return None
+    return tuple(p.strip() for p in match.group(1).split(",") if p.strip())
 
 
 def _expand(name: str, raw: dict[str, str], seen: tuple[str, ...] = ()) -> str:
@@ -57,7 +68,13 @@ def _expand(name: str, raw: dict[str, str], seen: tuple[str, ...] = ()) -> str:
             raise ValueError(f"query {name!r} includes {included!r}, which no .sql file defines")
         body = _expand(included, raw, (*seen, name))
         if re.search(r"\$\d", body):
-            raise ValueError(f"query {included!r} is included by {name!r} but takes parameters")
+            wanted, host = _declared(body), _declared(raw[name])
+            if wanted is None or host is None or host[: len(wanted)] != wanted:
+                raise ValueError(
+                    f"query {included!r} is included by {name!r} but takes parameters "
+                    f"({', '.join(wanted or ('undeclared',))}) that {name!r} does not declare first"
+                )
+            body = _PARAMS.sub("", body, count=1).strip()
         return body
 
     return _INCLUDE.sub(one, raw[name])
@@ -93,16 +110,11 @@ def query(name: str) -> str:
 # and a missing, extra or misspelt one fails at the call, naming the query, instead of shifting
 # every later argument by one. tests/unit/test_registry.py checks each declaration against the SQL.
 
-_PARAMS = re.compile(r"^--\s*params:\s*(.*)$", re.MULTILINE)
-
 
 @cache
 def query_params(name: str) -> tuple[str, ...] | None:
     """The declared parameter names of a query, in ``$n`` order (None: not declared)."""
-    match = _PARAMS.search(query(name))
-    if match is None:
-        return None
-    return tuple(p.strip() for p in match.group(1).split(",") if p.strip())
+    return _declared(query(name))
 
 
 def bind(name: str, params: dict[str, Any]) -> tuple[str, list[Any]]:

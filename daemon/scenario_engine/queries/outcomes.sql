@@ -95,26 +95,13 @@ FROM (
     ) y
 ) x
 
--- name: outcome_counts
+-- name: outcome_counted
 -- params: since, until, as_of, organization_id, rule_name
--- The one count of outcomes behind `report` and the programme page (outcomes/model.py): the
--- outcomes of the sent and held-out decisions with decided_at in [since, until), per
--- organisation, rule, scenario type, experiment, arm and UTC week (Monday) of the decision;
--- organization_id and rule_name may be NULL (all). Each outcome row copies its decision's
--- instant, organisation, rule and experiment. Read from the daily roll-up report_outcome_day
--- (sql/0032) for the whole days of the period and, from the rows, for its partial ends and for
--- the outcomes whose window ends on the cutoff's day on the shorter side of the cutoff (the
--- roll-up cannot tell which of that day's windows had closed by the instant).
--- The mature cohort, judged at the end of the reporting range, never later than now
--- (cutoff = least(until, as_of)), so that a report of a closed range gives the same figures
--- whenever it is taken:
---   achieved, missed: the window closed by the cutoff (window_ends_at <= cutoff) and the
---     outcome is resolved — only these are in a rate or a lift, in both arms alike;
---   measuring: all the others, still being measured: the window is open at the cutoff, or it
---     has closed but no resolution has run since (resolve.py runs after every sweep);
---   measuring_achieved: of those, already achieved (an early success, not yet in a rate:
---     counting it would count early successes without the failures still to come).
--- achieved + missed + measuring is every outcome of the group.
+-- The head of outcome_counts and arm_outcome_counts, written once: the period, its days
+-- (report_period_days, b), the cutoff (report_outcome_cutoff, c), and `counted`: each group of
+-- outcomes with whether its window had closed by the cutoff and its count n (negative where a
+-- base row corrects its day's roll-up), from the roll-up for whole days and from the rows for
+-- the partial days and the cutoff's day.
 WITH period AS (
     SELECT $1::timestamptz AS since, $2::timestamptz AS until, $3::timestamptz AS as_of
 ), b AS (
@@ -155,6 +142,28 @@ WITH period AS (
       AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
       AND ($5::text IS NULL OR o.rule_name = $5::text)
 )
+
+-- name: outcome_counts
+-- params: since, until, as_of, organization_id, rule_name
+-- The one count of outcomes behind `report` and the programme page (outcomes/model.py): the
+-- outcomes of the sent and held-out decisions with decided_at in [since, until), per
+-- organisation, rule, scenario type, experiment, arm and UTC week (Monday) of the decision;
+-- organization_id and rule_name may be NULL (all). Each outcome row copies its decision's
+-- instant, organisation, rule and experiment. Read from the daily roll-up report_outcome_day
+-- (sql/0032) for the whole days of the period and, from the rows, for its partial ends and for
+-- the outcomes whose window ends on the cutoff's day on the shorter side of the cutoff (the
+-- roll-up cannot tell which of that day's windows had closed by the instant).
+-- The mature cohort, judged at the end of the reporting range, never later than now
+-- (cutoff = least(until, as_of)), so that a report of a closed range gives the same figures
+-- whenever it is taken:
+--   achieved, missed: the window closed by the cutoff (window_ends_at <= cutoff) and the
+--     outcome is resolved — only these are in a rate or a lift, in both arms alike;
+--   measuring: all the others, still being measured: the window is open at the cutoff, or it
+--     has closed but no resolution has run since (resolve.py runs after every sweep);
+--   measuring_achieved: of those, already achieved (an early success, not yet in a rate:
+--     counting it would count early successes without the failures still to come).
+-- achieved + missed + measuring is every outcome of the group.
+-- include: outcome_counted
 SELECT organization_id, rule_name, scenario_type, experiment_id, arm, week,
        coalesce(sum(n) FILTER (WHERE closed AND status = 'achieved'), 0)::bigint AS achieved,
        coalesce(sum(n) FILTER (WHERE closed AND status = 'missed'), 0)::bigint AS missed,
@@ -233,46 +242,7 @@ GROUP BY e.organization_id, week, after_split;
 -- decisions in [since, until) that were in a timing experiment, per rule and arm ('usual_hour'
 -- or 'immediate'), and in the digest experiment ('digest' or 'separate'), with the mature-cohort
 -- columns and cutoff of outcome_counts, read as outcome_counts reads them.
-WITH period AS (
-    SELECT $1::timestamptz AS since, $2::timestamptz AS until, $3::timestamptz AS as_of
-), b AS (
-    -- include: report_period_days
-), c AS (
-    -- include: report_outcome_cutoff
-), counted AS (
-    -- whole days of decisions, windows ending before or after the cutoff's day
-    SELECT r.organization_id, r.rule_name, r.scenario_type, r.experiment_id, r.arm, r.timing_arm,
-           r.digest_arm, date_trunc('week', r.day::timestamp)::date AS week, r.status,
-           CASE WHEN r.window_day = (SELECT cutoff_day FROM c) THEN (SELECT closed_mode FROM c)
-                ELSE r.window_day < (SELECT cutoff_day FROM c) END AS closed, r.n
-    FROM scenario_engine.report_outcome_day r
-    WHERE r.day >= (SELECT lo FROM b) AND r.day < (SELECT hi FROM b)
-      AND ($4::uuid IS NULL OR r.organization_id = $4::uuid)
-      AND ($5::text IS NULL OR r.rule_name = $5::text)
-    UNION ALL
-    -- the rows themselves: decided in the partial days at the ends of the period; and those
-    -- decided in its whole days whose window ends on the shorter side of the cutoff, moved
-    SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
-           o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
-           o.window_ends_at <= (SELECT cutoff FROM c),
-           CASE WHEN o.decided_at < (SELECT r1_to FROM b) THEN (SELECT s1 FROM b) ELSE (SELECT s2 FROM b) END
-    FROM scenario_engine.scenario_outcome o
-    WHERE (o.decided_at >= (SELECT r1_from FROM b) AND o.decided_at < (SELECT r1_to FROM b)
-           OR o.decided_at >= (SELECT r2_from FROM b) AND o.decided_at < (SELECT r2_to FROM b))
-      AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
-      AND ($5::text IS NULL OR o.rule_name = $5::text)
-    UNION ALL
-    SELECT o.organization_id, o.rule_name, o.scenario_type, o.experiment_id, o.arm, o.timing_arm,
-           o.digest_arm, date_trunc('week', o.decided_at AT TIME ZONE 'UTC')::date, o.status,
-           v.closed, v.n
-    FROM scenario_engine.scenario_outcome o
-    CROSS JOIN LATERAL (VALUES (o.window_ends_at <= (SELECT cutoff FROM c), 1),
-                               ((SELECT closed_mode FROM c), -1)) AS v (closed, n)
-    WHERE o.window_ends_at >= (SELECT w_from FROM c) AND o.window_ends_at < (SELECT w_to FROM c)
-      AND o.decided_at >= (SELECT lo_at FROM b) AND o.decided_at < (SELECT hi_at FROM b)
-      AND ($4::uuid IS NULL OR o.organization_id = $4::uuid)
-      AND ($5::text IS NULL OR o.rule_name = $5::text)
-)
+-- include: outcome_counted
 SELECT rule_name, 'timing'::text AS experiment, timing_arm AS arm,
        coalesce(sum(n) FILTER (WHERE closed AND status = 'achieved'), 0)::bigint AS achieved,
        coalesce(sum(n) FILTER (WHERE closed AND status = 'missed'), 0)::bigint AS missed,
