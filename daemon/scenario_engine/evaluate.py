@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from scenario_engine.db.clock import database_now
 from scenario_engine.db.connect import Conn, mark_engine_write
@@ -409,21 +410,34 @@ def effective(rule: RuleBase, rules: Rules, org: uuid.UUID | None) -> tuple[Rule
     return rules.variants(rule.name).for_org(org) or rule, programme
 
 
-class _Programmes:
-    """``effective`` per organisation of one rule's batch, with what policy and the write ask
-    of it (cooldown, cap, experiment key): the same few programmes for thousands of candidates
-    (issue 18: asked per candidate, twice, it was a tenth of a first sweep's Python)."""
+class Effective(NamedTuple):
+    """What one organisation's programme makes of a rule: the rule as it applies, the programme,
+    and what policy and the write read of them."""
+
+    rule: RuleBase
+    programme: Rules
+    cooldown: dt.timedelta
+    daily_cap: int
+    experiment: ExperimentKey
+
+
+class Programmes:
+    """``effective`` per organisation of one rule's batch, worked out once: the same few
+    programmes serve thousands of candidates (issue 18: asked per candidate, twice, it was a
+    tenth of a first sweep's Python)."""
 
     def __init__(self, rule: RuleBase, rules: Rules) -> None:
         self.rule = rule
         self.rules = rules
-        self._found: dict[uuid.UUID | None, tuple[RuleBase, Rules, dt.timedelta, int, ExperimentKey]] = {}
+        self._found: dict[uuid.UUID | None, Effective] = {}
 
-    def of(self, org: uuid.UUID | None) -> tuple[RuleBase, Rules, dt.timedelta, int, ExperimentKey]:
+    def of(self, org: uuid.UUID | None) -> Effective:
         found = self._found.get(org)
         if found is None:
             own, programme = effective(self.rule, self.rules, org)
-            found = (own, programme, own.cooldown, programme.daily_cap, experiment_key(own, programme))
+            found = Effective(
+                own, programme, own.cooldown, programme.daily_cap, experiment_key(own, programme)
+            )
             self._found[org] = found
         return found
 
@@ -434,19 +448,21 @@ def apply_policy(
     rule: RuleBase,
     rules: Rules,
     as_of: dt.datetime,
-    programmes: _Programmes | None = None,
+    programmes: Programmes | None = None,
 ) -> list[tuple[Candidate, PolicyDecision]]:
     """Pure: decide each candidate in order; earlier allowed ones count toward the cap. The
     cooldown and the cap are those of the mentor's organisation's programme."""
-    known = programmes if programmes is not None else _Programmes(rule, rules)
+    known = programmes if programmes is not None else Programmes(rule, rules)
     pending: Counter[uuid.UUID] = Counter()
     out: list[tuple[Candidate, PolicyDecision]] = []
     for cand in candidates:
         state = states.get(cand.mentor_id)
         if state is None:  # mentor deleted between the two reads
             continue
-        _, _, cooldown, cap, _ = known.of(state.organization_id)
-        decision = decide_policy(state, cand.scenario_type, cooldown, cap, as_of, pending[cand.mentor_id])
+        found = known.of(state.organization_id)
+        decision = decide_policy(
+            state, cand.scenario_type, found.cooldown, found.daily_cap, as_of, pending[cand.mentor_id]
+        )
         if decision.allowed:
             pending[cand.mentor_id] += 1
         out.append((cand, decision))
@@ -472,15 +488,18 @@ async def decide_and_write(
         return []
     mentors = list(dict.fromkeys(c.mentor_id for c in candidates))
     states = await policy_states(conn, mentors, rule.scenario_type, as_of)
-    known = _Programmes(rule, rules)
+    known = Programmes(rule, rules)
     decided = apply_policy(candidates, states, rule, rules, as_of, known)
     groups: dict[
         tuple[ExperimentKey, int],
         tuple[ExperimentKey, RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]],
     ] = {}
     for cand, decision in decided:
-        own, programme, _, _, key = known.of(states[cand.mentor_id].organization_id)
-        groups.setdefault((key, id(own)), (key, own, programme, []))[3].append((cand, decision))
+        found = known.of(states[cand.mentor_id].organization_id)
+        slot = (found.experiment, id(found.rule))
+        if slot not in groups:
+            groups[slot] = (found.experiment, found.rule, found.programme, [])
+        groups[slot][3].append((cand, decision))
     out: list[Outcome] = []
     for key, own, programme, part in groups.values():
         if isinstance(experiments, int):
