@@ -59,7 +59,8 @@ async def _population(conn: asyncpg.Connection[Any]) -> tuple[list[uuid.UUID], l
     """Mentors each of whom is a candidate of every rule (inactive for 30 days, three sessions
     this year, a certification expiring in 5 days, joined a year ago today), and as many paused
     ones with the same rows; returns (active, paused), each in id order."""
-    active, paused = [], []
+    active: list[uuid.UUID] = []
+    paused: list[uuid.UUID] = []
     for i in range(24):
         status = "active" if i % 2 == 0 else "paused"
         mentor = await add_mentor(conn, joined_at=AS_OF - dt.timedelta(days=365, hours=2), status=status)
