@@ -89,6 +89,9 @@ async def _both(conn: asyncpg.Connection[Any], batch: list[uuid.UUID]) -> list[l
 
 async def test_a_span_finds_what_the_array_finds(conn: asyncpg.Connection[Any]) -> None:
     active, paused = await _population(conn)
+    # A sweep lists its batch in the server's uuid order; in_span bisects it in Python's.
+    listed = await conn.fetch("SELECT id FROM peer_mentor WHERE status = 'active' ORDER BY id")
+    assert [r["id"] for r in listed] == active
     everyone = await _both(conn, active)
     for found in everyone:  # every active mentor is a candidate of every rule; no paused one
         assert sorted({k[0] for k in found}) == active
