@@ -90,6 +90,7 @@ async def set_based_candidates(
     as_of: dt.datetime,
     rules: Rules | None = None,
     orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
+    span: bool = False,
 ) -> list[Candidate]:
     """The rule's candidates for a batch of mentors, each under the effective rule of the
     mentor's organisation. When every organisation runs the same rule (today's files) this is
@@ -97,7 +98,9 @@ async def set_based_candidates(
     programme's rule still get that statement, and all the others one more: the distinct
     parameter sets (variants) and the organisation → variant map reach SQL as data
     (scenarios/programmes.py) — two statements for the batch, whatever the number of
-    organisations. ``orgs_of`` (mentor → organisation) saves reading the organisations again."""
+    organisations. ``orgs_of`` (mentor → organisation) saves reading the organisations again.
+    ``span``: ``mentors`` are a full sweep's whole batch, which the scenario's own statement
+    then reads as an id range (scenarios/common.py, ``range_statement``)."""
     if not mentors:
         return []
     scenario = scenario_of(rule)
@@ -105,7 +108,7 @@ async def set_based_candidates(
     if variants is None or variants.uniform:
         if variants is not None and variants.default is not None and not variants.default.enabled:
             return []
-        return await scenario.candidates(conn, rule, mentors, as_of)
+        return await scenario.candidates(conn, rule, mentors, as_of, span)
     if orgs_of is None:
         rows = await fetch(conn, "mentor_organizations", mentors=mentors)
         orgs_of = {r["id"]: r["organization_id"] for r in rows}
@@ -173,6 +176,7 @@ class _Prefetch:
         programmes: Rules | None = None,
         orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
         org_range: tuple[uuid.UUID | None, uuid.UUID] | None = None,
+        span: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._results: dict[str, asyncio.Future[list[Candidate]]] = {
@@ -182,7 +186,7 @@ class _Prefetch:
         # id range) read first on the reader, for the caller to check against its own read.
         self.orgs: asyncio.Future[Mapping[uuid.UUID, uuid.UUID] | None] = loop.create_future()
         self._task = asyncio.create_task(
-            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, org_range)
+            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, org_range, span)
         )
 
     async def _run(
@@ -194,6 +198,7 @@ class _Prefetch:
         programmes: Rules | None,
         orgs_of: Mapping[uuid.UUID, uuid.UUID] | None,
         org_range: tuple[uuid.UUID | None, uuid.UUID] | None,
+        span: bool,
     ) -> None:
         if org_range is not None and programmes is not None:
             try:
@@ -213,7 +218,7 @@ class _Prefetch:
             future = self._results[rule.name]
             try:
                 found = await set_based_candidates(
-                    reader, rule, mentors_of(rule.scenario_type), as_of, programmes, orgs_of
+                    reader, rule, mentors_of(rule.scenario_type), as_of, programmes, orgs_of, span
                 )
             except Exception as exc:  # read again on the writing connection, which isolates
                 future.set_exception(exc)
@@ -274,7 +279,9 @@ async def evaluate_set_based(
     # neither the union nor the per-type sets are built.
     by_type: dict[str, set[uuid.UUID]] = {}
     if lists and all(ms is lists[0] for ms in lists):
-        everyone = list(dict.fromkeys(lists[0]))
+        # A full sweep's batch (``bounds``) is distinct ids already: hashing 20k of them to
+        # drop duplicates was ≈ 9 ms of a batch's Python (issue 18).
+        everyone = list(lists[0]) if bounds is not None else list(dict.fromkeys(lists[0]))
         uniform = True
     else:
         everyone = list(dict.fromkeys(m for ms in lists for m in ms))
@@ -287,8 +294,13 @@ async def evaluate_set_based(
     # writer (issue 20: it had them wait for it), reading the organisations of the mentors it
     # needs on the reader; they are kept only if the writer then found no move and the same
     # organisations for those mentors (else a move between the two reads could go unbaselined).
+    # A full sweep's batch is every active mentor of its id range, in id order: the scenarios'
+    # statements read it as the range from its first to its last mentor (``span``), not as an
+    # array of ids (scenarios/common.py, range_statement) — for the whole batch only: a retry of
+    # part of it (isolation.py) names its mentors.
+    span = bounds is not None and uniform
     early = (
-        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, org_range=bounds)
+        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, org_range=bounds, span=span)
         if reader is not None and uniform and bounds is not None and rules.organization_ids()
         else None
     )
@@ -313,7 +325,7 @@ async def evaluate_set_based(
         else:
             await early.close()
     elif reader is not None and uniform and not moved:
-        prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of)
+        prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of, span=span)
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         of_type = wanted[rule.scenario_type]
@@ -321,7 +333,7 @@ async def evaluate_set_based(
             found = None if prefetch is None else await prefetch.take(rule)
             if found is not None:
                 return found
-            return await set_based_candidates(conn, rule, of_type, as_of, rules, orgs_of)
+            return await set_based_candidates(conn, rule, of_type, as_of, rules, orgs_of, span)
         members = set(group)
         return await set_based_candidates(
             conn, rule, [m for m in of_type if m in members], as_of, rules, orgs_of
@@ -339,6 +351,7 @@ async def evaluate_set_based(
             lambda group: rule_loop(conn, enabled, rules, experiments, group, candidates, as_of),
             complete,
             on_quarantine,
+            distinct=True,  # ``everyone`` has no duplicates
         )
     finally:
         if prefetch is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from bench.harness.statements import query_name
 
 from scenario_engine.db.queries import query
+from scenario_engine.scenarios.common import range_statement
+from scenario_engine.scenarios.registry import SCENARIOS
 
 
 def test_the_engine_text_is_named() -> None:
@@ -30,3 +32,11 @@ def test_a_text_with_its_constants_as_parameters_is_named() -> None:
 
 def test_another_statement_is_not_named() -> None:
     assert query_name("SELECT p.id, p.status FROM public.peer_mentor p WHERE p.id = $1").startswith("other: ")
+
+
+def test_a_sweep_batch_read_as_its_id_range_is_named() -> None:
+    """A full sweep's candidate statements are the named queries with the batch as an id range
+    (scenarios/common.py, range_statement): their time is the named query's."""
+    for scenario in SCENARIOS:
+        name = scenario.candidate_query
+        assert query_name(range_statement(name)) == name

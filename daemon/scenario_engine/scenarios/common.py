@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import re
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, Generic, TypeVar
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import bind, execute
+from scenario_engine.db.queries import bind, execute, query, query_params
 from scenario_engine.db.records import TypedRow
 from scenario_engine.domain.rule import RuleBase
 from scenario_engine.scenarios.base import Candidate, collect_candidates
@@ -21,6 +24,35 @@ Row = TypeVar("Row", bound=TypedRow)
 # The outcome "an activity within the window after the decision" (inactivity: re-activated;
 # milestone, anniversary: kept going). queries/outcomes.sql.
 ACTIVITY_OUTCOME = "outcome_activity_after"
+
+_BATCH_ARRAY = re.compile(r"([\w.]+) = ANY\(\$1::uuid\[\]\)")
+
+
+@cache
+def range_statement(candidate_query: str) -> str:
+    """The candidate query with its batch given as an id range instead of an id array: each
+    ``x = ANY($1::uuid[])`` becomes ``x >= $1::uuid AND x <= $n::uuid``, ``$n`` one more than
+    the declared parameters (the batch's last id; ``$1`` its first). Nothing else changes.
+
+    For a full sweep's batch (sweep.py: the active mentors of an id range, in id order), whose
+    ids asyncpg would otherwise encode in Python for every statement (issue 18: most of a steady
+    sweep's client time) and the server would read and sort. The range may hold more mentors than
+    the batch (one who became active after the batch was listed): ``SetBased.candidates`` keeps
+    only the batch's rows, so the result is the array form's."""
+    declared = query_params(candidate_query)
+    assert declared is not None and declared[0] == "mentors", candidate_query
+    text = query(candidate_query)
+    last = len(declared) + 1
+    out = _BATCH_ARRAY.sub(lambda m: f"{m[1]} >= $1::uuid AND {m[1]} <= ${last}::uuid", text)
+    if out == text or re.search(r"\$1(?![0-9])(?!::uuid\b)", out):
+        raise ValueError(f"{candidate_query}: the batch ($1) is used other than as '= ANY($1::uuid[])'")
+    return out
+
+
+def in_span(mentors: Sequence[uuid.UUID], mentor_id: uuid.UUID) -> bool:
+    """Whether ``mentor_id`` is one of ``mentors`` (ascending, as a sweep batch is listed)."""
+    i = bisect.bisect_left(mentors, mentor_id)
+    return i < len(mentors) and mentors[i] == mentor_id
 
 
 class SetBased(ABC, Generic[R, Row]):
@@ -50,10 +82,20 @@ class SetBased(ABC, Generic[R, Row]):
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
 
     async def candidates(
-        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime
+        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime, span: bool = False
     ) -> list[Candidate]:
+        """``span``: ``mentors`` are a full sweep's batch — ascending, and every mentor of the
+        id range from the first to the last that was active when the batch was listed — and are
+        sent as that range (``range_statement``); rows of mentors outside the batch (active
+        since) are dropped."""
         sql, args = bind(self.candidate_query, self.candidate_params(rule, mentors, as_of))
-        rows = await conn.fetch(sql, *args, record_class=self.row_class)
+        if span and mentors:
+            sql = range_statement(self.candidate_query)
+            args = [mentors[0], *args[1:], mentors[-1]]
+            rows = await conn.fetch(sql, *args, record_class=self.row_class)
+            rows = [r for r in rows if in_span(mentors, r["mentor_id"])]
+        else:
+            rows = await conn.fetch(sql, *args, record_class=self.row_class)
         return collect_candidates(rows, lambda row: self.from_row(row, rule, as_of))
 
     async def candidates_across(

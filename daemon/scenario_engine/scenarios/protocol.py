@@ -95,10 +95,11 @@ class Scenario(Protocol[R, S]):
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
 
     async def candidates(
-        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime
+        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime, span: bool = False
     ) -> list[Candidate]:
         """Set-based: one statement for the batch. Rows that cannot be evaluated raise one
-        ``MentorDataError`` naming every such mentor (isolation.py quarantines them)."""
+        ``MentorDataError`` naming every such mentor (isolation.py quarantines them). ``span``:
+        ``mentors`` are a full sweep's batch, read as the id range they span (common.py)."""
         ...
 
     async def candidates_across(

@@ -25,40 +25,49 @@ WITH zones AS (
                 ELSE '-infinity'::timestamptz END AS since,
            (SELECT min(t.v) FROM unnest($6::float8[]) AS t(v)) AS lowest
 ), bound AS MATERIALIZED (
-    -- An upper bound of each mentor's value, from one index-only scan over the batch's sorted
-    -- ids (PostgreSQL 17+ walks the leaves of a dense batch instead of descending once per
-    -- mentor; a sparse list, as an incremental sweep's, still descends per mentor): the loose window holds the period, and
+    -- The mentors who may have crossed a threshold: an upper bound of each mentor's value, from
+    -- one index-only scan over the batch's ids in id order (PostgreSQL 17+ walks the leaves of a
+    -- dense batch instead of descending once per mentor; a sparse list, as an incremental
+    -- sweep's, still descends per mentor; a full sweep's batch is read as its id range,
+    -- scenarios/common.py), aggregated in that order. The loose window holds the period, and
     -- negative minutes or contacts (excluded by CHECKs, but a platform may lack them) count as
     -- 0, so the bound is never below the exact value. A mentor whose bound is under the lowest
-    -- threshold cannot cross one (a missing mentor's bound is 0), so only the others get the
-    -- exact per-mentor value below: in a steady sweep most mentors are pruned here.
-    SELECT a.mentor_id, count(*)::float8 AS value
-    FROM span JOIN public.activity a
-      ON a.mentor_id = ANY($1::uuid[])
-     AND a.occurred_at >= span.since AND a.occurred_at <= $2::timestamptz
+    -- threshold cannot cross one (nor can a mentor with no row, unless a threshold were not
+    -- positive — rules forbid it, `m` allows for it), so only the others are kept (HAVING) and
+    -- get the exact per-mentor value below: in a steady
+    -- sweep most mentors are pruned here. The window is read from `span` as a value, not
+    -- joined: the scan's order then reaches the aggregate (a GroupAggregate, not a hash of
+    -- every mentor of the batch; issue 18).
+    SELECT a.mentor_id
+    FROM public.activity a
     WHERE $4::text = 'sessions' AND a.kind = 'session'
+      AND a.mentor_id = ANY($1::uuid[])
+      AND a.occurred_at >= (SELECT span.since FROM span) AND a.occurred_at <= $2::timestamptz
     GROUP BY a.mentor_id
+    HAVING count(*)::float8 >= (SELECT span.lowest FROM span)
     UNION ALL
-    SELECT a.mentor_id, sum(greatest(a.duration_minutes, 0))::float8 / 60
-    FROM span JOIN public.activity a
-      ON a.mentor_id = ANY($1::uuid[])
-     AND a.occurred_at >= span.since AND a.occurred_at <= $2::timestamptz
+    SELECT a.mentor_id
+    FROM public.activity a
     WHERE $4::text = 'hours'
+      AND a.mentor_id = ANY($1::uuid[])
+      AND a.occurred_at >= (SELECT span.since FROM span) AND a.occurred_at <= $2::timestamptz
     GROUP BY a.mentor_id
+    HAVING sum(greatest(a.duration_minutes, 0))::float8 / 60 >= (SELECT span.lowest FROM span)
     UNION ALL
-    SELECT a.mentor_id, sum(greatest(a.contacts, 0))::float8
-    FROM span JOIN public.activity a
-      ON a.mentor_id = ANY($1::uuid[])
-     AND a.occurred_at >= span.since AND a.occurred_at <= $2::timestamptz
+    SELECT a.mentor_id
+    FROM public.activity a
     WHERE $4::text IS DISTINCT FROM 'sessions' AND $4::text IS DISTINCT FROM 'hours'
+      AND a.mentor_id = ANY($1::uuid[])
+      AND a.occurred_at >= (SELECT span.since FROM span) AND a.occurred_at <= $2::timestamptz
     GROUP BY a.mentor_id
+    HAVING sum(greatest(a.contacts, 0))::float8 >= (SELECT span.lowest FROM span)
 ), m AS MATERIALIZED (
-    -- Materialized: the exact values below are computed for the survivors only.
+    -- Materialized: the exact values below are computed for the survivors only. A hashed
+    -- look-up of the few survivors per batch mentor, not a hash of the whole batch.
     SELECT b.id, per.period, per.period_start
     FROM batch b
-    LEFT JOIN bound u ON u.mentor_id = b.id
     CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, b.timezone) AS per
-    WHERE coalesce(u.value, 0) >= (SELECT span.lowest FROM span)
+    WHERE (b.id IN (SELECT u.mentor_id FROM bound u) OR (SELECT span.lowest FROM span) <= 0)
       AND NOT EXISTS (SELECT 1 FROM bad_zone z WHERE z.id = b.id)
 ), agg AS MATERIALIZED (
     -- Materialized: each surviving mentor's exact value is computed once, not per threshold.
