@@ -515,4 +515,5 @@ class Scheduler:
             mentors=result.mentors,
             seconds=round(result.seconds, 3),
             sent=result.sent,
+            lanes=result.lanes,
         )
