@@ -120,6 +120,13 @@ class Engine:
         finally:
             await self.pool.release(reader)
 
+    def spare_connections(self) -> int:
+        """How many more connections the pool can give at once (idle ones, or free slots to
+        open one in) and still keep one free for whoever asks next: what a sweep may take for
+        lanes without ever making the event drain or the dispatcher wait."""
+        pool = self.pool
+        return max(0, pool.get_max_size() - (pool.get_size() - pool.get_idle_size()) - 1)
+
     @contextlib.asynccontextmanager
     async def _lanes(self, wanted: int) -> AsyncIterator[list[Conn]]:
         """Up to ``wanted`` more connections for a full sweep's lanes, each only if the pool
@@ -131,8 +138,7 @@ class Engine:
         try:
             for _ in range(wanted):
                 pool = self.pool
-                free = pool.get_max_size() - (pool.get_size() - pool.get_idle_size())
-                if free < 2:
+                if self.spare_connections() < 1:
                     break
                 wait = READER_WAIT_S if pool.get_idle_size() > 0 else LANE_CONNECT_WAIT_S
                 try:
