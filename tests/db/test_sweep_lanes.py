@@ -345,3 +345,57 @@ async def test_a_shared_full_sweep_works_its_ranges_in_lanes(
         await lock_conn.close()
         await many_pool.close()
         await one_pool.close()
+
+
+class StoppingScheduler(Scheduler):
+    """Asked to stop before the sweep's fourth batch; notes what was written when it let the
+    period's lease go."""
+
+    written_at_give_up: int | None = None
+
+    async def _before_batch(
+        self, claim: Any, lock_conn: asyncpg.Connection[Any], mentors: list[uuid.UUID]
+    ) -> bool:
+        if claim.batches == 3:
+            self.state.stopping.set()
+        await asyncio.sleep(0.01)  # the lanes' batches in hand go on meanwhile
+        return await super()._before_batch(claim, lock_conn, mentors)
+
+    async def _give_up(self, claim: Any) -> None:
+        self.written_at_give_up = await self.pool.fetchval("SELECT count(*) FROM scenario_decision")
+        await super()._give_up(claim)
+
+
+async def test_a_leader_only_sweep_lets_its_lease_go_after_the_lanes_batches_in_hand(
+    databases: tuple[str, str], rules: Rules
+) -> None:
+    """Stopping mid-sweep: every lane finishes its batch before the lease is released, so the
+    instance that takes the period over never overlaps them; it then completes the period."""
+    many_url, one_url = databases
+    many_pool = await create_pool(many_url, min_size=1, max_size=5)
+    one_pool = await create_pool(one_url, min_size=1, max_size=4)
+    lock_conn = await connect(many_url)
+    try:
+        settings = Settings(
+            full_sweep_interval_hours=24, sweep_batch_size=BATCH, sweep_shared=False, sweep_lanes=3
+        )
+        engine = Engine(many_pool, rules, sweep_batch=BATCH, sweep_lanes=3)
+        stopping = StoppingScheduler(many_url, many_pool, engine, RuntimeState(instance_id="a"), settings)
+        assert await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY)
+        await stopping._sweep_period("p", lock_conn, AS_OF)
+        written = await many_pool.fetchval("SELECT count(*) FROM scenario_decision")
+        assert stopping.written_at_give_up == written > 0, "nothing written after the lease was let go"
+        row: Any = await many_pool.fetchrow("SELECT finished_at FROM scenario_sweep WHERE sweep_key = 'p'")
+        assert row["finished_at"] is None
+        # Another instance claims the period at once (the lease was let go) and completes it.
+        other = Scheduler(many_url, many_pool, engine, RuntimeState(instance_id="b"), settings)
+        await other._sweep_period("p", lock_conn, AS_OF + dt.timedelta(minutes=1))
+        row = await many_pool.fetchrow("SELECT finished_at FROM scenario_sweep WHERE sweep_key = 'p'")
+        assert row["finished_at"] is not None
+        await Engine(one_pool, rules, sweep_batch=BATCH, sweep_lanes=1).run_scheduled_evaluation(AS_OF)
+        _same(await _rows(many_pool), await _rows(one_pool), "after the period was taken over")
+        await _once_per_key(many_pool)
+    finally:
+        await lock_conn.close()
+        await many_pool.close()
+        await one_pool.close()
