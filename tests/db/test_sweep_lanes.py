@@ -296,57 +296,6 @@ async def test_dry_run_and_incremental_sweeps_keep_one_lane(engine: Engine, pool
     assert incremental.lanes == 1
 
 
-class CountingScheduler(Scheduler):
-    """Counts the shared ranges it works at once."""
-
-    running = 0
-    peak = 0
-
-    async def _work_shared(self, rules: Rules) -> bool:
-        self.running += 1
-        self.peak = max(self.peak, self.running)
-        try:
-            return await super()._work_shared(rules)
-        finally:
-            self.running -= 1
-
-
-async def test_a_shared_full_sweep_works_its_ranges_in_lanes(
-    databases: tuple[str, str], rules: Rules
-) -> None:
-    """The daemon's full sweep (shared, runtime/shared_sweep.py): one instance works several
-    ranges at once, each in its own transaction under its own claim; the rows are one lane's."""
-    many_url, one_url = databases
-    many_pool = await create_pool(many_url, min_size=1, max_size=4)
-    one_pool = await create_pool(one_url, min_size=1, max_size=4)
-    lock_conn = await connect(many_url)
-    try:
-        engine = Engine(many_pool, rules, sweep_batch=BATCH, sweep_lanes=3)
-        settings = Settings(
-            full_sweep_interval_hours=24, sweep_batch_size=BATCH, sweep_shared=True, sweep_lanes=3
-        )
-        scheduler = CountingScheduler(
-            many_url, many_pool, engine, RuntimeState(instance_id="lanes"), settings
-        )
-        assert await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY)
-        await scheduler._sweep_period("first", lock_conn, AS_OF)
-        assert scheduler.peak == 3, "three ranges at once: the pool of four keeps one free"
-        row: Any = await many_pool.fetchrow(
-            "SELECT stats, finished_at FROM scenario_sweep WHERE sweep_key = 'first'"
-        )
-        assert row["finished_at"] is not None and row["stats"]["mode"] == "full"
-        ranges = await many_pool.fetch("SELECT state FROM scenario_sweep_range WHERE sweep_key = 'first'")
-        assert len(ranges) > 3 and {r["state"] for r in ranges} == {"done"}
-        want = await Engine(one_pool, rules, sweep_batch=BATCH, sweep_lanes=1).run_scheduled_evaluation(AS_OF)
-        assert row["stats"]["per_rule"] == {r: dict(c) for r, c in want.per_rule.items()}
-        _same(await _rows(many_pool), await _rows(one_pool), "after a shared sweep in lanes")
-        await _once_per_key(many_pool)
-    finally:
-        await lock_conn.close()
-        await many_pool.close()
-        await one_pool.close()
-
-
 class StoppingScheduler(Scheduler):
     """Asked to stop before the sweep's fourth batch; notes what was written when it let the
     period's lease go."""

@@ -32,7 +32,6 @@ long shared sweep does not keep a reconnected daemon unready until the sweep end
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import time
@@ -330,7 +329,7 @@ class Scheduler:
             if not guard["renewed"]:
                 claim.stopped = "lease_lost"
                 break
-            if not await self._work_shared_lanes(rules):
+            if not await self._work_shared(rules):
                 await sleep_or_stop(self.state.stopping, idle)  # ranges in flight elsewhere
         await self._give_up(claim)
         if claim.stopped == "stopping":
@@ -353,26 +352,8 @@ class Scheduler:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if not await self._work_shared_lanes(self.engine.rules):
+            if not await self._work_shared(self.engine.rules):
                 await sleep_or_stop(self.state.stopping, min(1.0, left))
-
-    async def _work_shared_lanes(self, rules: Rules) -> bool:
-        """Ranges of a shared period, as many at once as ``sweep_lanes`` and the pool's spare
-        connections allow (``Engine.spare_connections``; one range holds one connection while
-        it runs): one range's Python runs while another's statements do, as in a leader-only
-        sweep's lanes (sweep.py). Each range is its own transaction under its own claim, so a
-        failing range leaves the others to complete; its error is then raised as one range's
-        would be. True if any range was worked."""
-        lanes = 1 + min(self.settings.sweep_lanes - 1, self.engine.spare_connections())
-        if lanes <= 1:
-            return await self._work_shared(rules)
-        results = await asyncio.gather(
-            *(self._work_shared(rules) for _ in range(lanes)), return_exceptions=True
-        )
-        for got in results:
-            if isinstance(got, BaseException):
-                raise got
-        return any(results)
 
     async def _work_shared(self, rules: Rules) -> bool:
         """One range, if there is one; records the period if this range closed it."""
