@@ -209,14 +209,28 @@ async def _run_lanes(
                     dispenser.done = True
                     raise task.exception()  # type: ignore[misc]
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks)  # every lane lets go of its connection before the caller does
-        for task in tasks:  # retrieved: another lane's error (or cancellation) is not logged
-            if not task.cancelled():
-                task.exception()
+        await _settle(tasks)
     if plan.collect:
         result.outcomes += [o for i in sorted(collected) for o in collected[i]]
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels the lanes and waits until every one has ended — even when this task is itself
+    being cancelled (a stopping daemon: its cancellation is re-raised after), so that no lane
+    still runs a statement on a connection the caller gives back to the pool."""
+    for task in tasks:
+        task.cancel()
+    interrupted: asyncio.CancelledError | None = None
+    while not all(task.done() for task in tasks):
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    for task in tasks:  # retrieved: another lane's error (or cancellation) is not logged
+        if not task.cancelled():
+            task.exception()
+    if interrupted is not None:
+        raise interrupted
 
 
 def _everyone(mentors: list[uuid.UUID]) -> Callable[[str], list[uuid.UUID]]:

@@ -348,3 +348,40 @@ async def test_a_leader_only_sweep_lets_its_lease_go_after_the_lanes_batches_in_
         await lock_conn.close()
         await many_pool.close()
         await one_pool.close()
+
+
+async def test_a_cancelled_sweep_waits_for_its_lanes_before_giving_their_connections_back(
+    databases: tuple[str, str], rules: Rules
+) -> None:
+    """A daemon stopping mid-sweep cancels it: every lane ends (its batch rolled back) before
+    the sweep's connections go back to the pool, and the cancellation is what the caller sees."""
+    many_url, _ = databases
+    pool = await create_pool(many_url, min_size=1, max_size=4, application_name="lanes-cancelled")
+    blocker = await asyncpg.connect(many_url)
+    observer = await asyncpg.connect(many_url)
+    try:
+        engine = Engine(pool, rules, sweep_batch=BATCH, sweep_lanes=3)
+        async with pool.acquire() as conn:
+            await engine.see_rules(conn, AS_OF)
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE scenario_engine.scenario_notification IN ACCESS EXCLUSIVE MODE")
+            sweep = asyncio.create_task(engine.run_scheduled_evaluation(AS_OF))
+            for _ in range(500):
+                waiting = await observer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lanes-cancelled' "
+                    "AND wait_event_type = 'Lock'"
+                )
+                if waiting == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting == 3
+            sweep.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sweep
+            assert pool.get_idle_size() == pool.get_size(), "every connection back, none in use"
+        assert await pool.fetchval("SELECT count(*) FROM scenario_decision") == 0
+        assert (await engine.run_scheduled_evaluation(AS_OF)).lanes == 3, "the pool is usable after"
+    finally:
+        await observer.close()
+        await blocker.close()
+        await pool.close()
