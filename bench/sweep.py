@@ -159,6 +159,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rules first seen (milestone baseline taken) this long before as_of",
     )
     p.add_argument("--sweep-batch", type=int, default=None, help="Engine sweep batch (default: engine's)")
+    p.add_argument(
+        "--sweep-lanes", type=int, default=None, help="Engine full-sweep lanes (default: engine's, 2)"
+    )
     p.add_argument("--per-mentor-sample", type=int, default=10_000)
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--skip-per-mentor", action="store_true")
@@ -308,7 +311,13 @@ async def run_sweeps(
     if args.auto_explain_ms is not None:
         await _auto_explain(admin, args.auto_explain_ms)
     kwargs = {} if args.sweep_batch is None else {"sweep_batch": args.sweep_batch}
-    pool = await create_pool(cluster.url(SWEEP_DB), min_size=1, max_size=2, application_name="bench sweep")
+    if args.sweep_lanes is not None:
+        kwargs["sweep_lanes"] = args.sweep_lanes
+    # The sweep's connection, its lanes (or its reader) and the one a lane leaves free.
+    lanes = args.sweep_lanes or 2
+    pool = await create_pool(
+        cluster.url(SWEEP_DB), min_size=1, max_size=max(3, lanes + 1), application_name="bench sweep"
+    )
     first_fp: dict[str, Any] = {}
     out: list[dict[str, Any]] = []
     try:
@@ -685,6 +694,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "ledger_age_days": args.ledger_age_days,
         "sweep_batch": args.sweep_batch,
+        "sweep_lanes": args.sweep_lanes,
         "per_mentor_sample": args.per_mentor_sample,
         "auto_explain_ms": args.auto_explain_ms,
         "profile": args.profile,

@@ -48,6 +48,8 @@ __all__ = ["Engine", "EnqueueResult", "SweepResult"]
 R = TypeVar("R", bound=Rule)
 # How long a sweep waits for a second connection (its candidate reads ahead) before going without.
 READER_WAIT_S = 0.05
+# How long a full sweep waits for a lane's connection to be opened in a free slot of the pool.
+LANE_CONNECT_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,16 @@ class Engine:
         *,
         sweep_batch: int = 20_000,
         on_quarantine: QuarantineCounter | None = None,
+        sweep_lanes: int = 2,
     ):
         """``on_quarantine(n)``: told how many mentors each evaluation quarantined (the daemon
-        passes its Prometheus counter; isolation.py)."""
+        passes its Prometheus counter; isolation.py). ``sweep_lanes``: how many batches a full
+        sweep evaluates at once, each on its own pool connection (sweep.py ``_run_lanes``)."""
         self.pool = pool
         self.on_quarantine = on_quarantine
         self.rules = rules
         self.sweep_batch = sweep_batch
+        self.sweep_lanes = sweep_lanes
         self._seen = SeenRules()
 
     def replace_rules(self, rules: Rules) -> None:
@@ -114,6 +119,36 @@ class Engine:
             yield reader
         finally:
             await self.pool.release(reader)
+
+    def spare_connections(self) -> int:
+        """How many more connections the pool can give at once (idle ones, or free slots to
+        open one in) and still keep one free for whoever asks next: what a sweep may take for
+        lanes without ever making the event drain or the dispatcher wait."""
+        pool = self.pool
+        return max(0, pool.get_max_size() - (pool.get_size() - pool.get_idle_size()) - 1)
+
+    @contextlib.asynccontextmanager
+    async def _lanes(self, wanted: int) -> AsyncIterator[list[Conn]]:
+        """Up to ``wanted`` more connections for a full sweep's lanes, each only if the pool
+        can spare it now and still keep one free for whoever asks next (the event drain, the
+        dispatcher): an idle connection (``READER_WAIT_S``), or a free slot to open one in
+        (``LANE_CONNECT_WAIT_S``). A sweep never queues behind the pool's other users: without
+        a spare connection it runs with fewer lanes (one: none here)."""
+        got: list[Any] = []  # pool connections (asyncpg's PoolConnectionProxy)
+        try:
+            for _ in range(wanted):
+                pool = self.pool
+                if self.spare_connections() < 1:
+                    break
+                wait = READER_WAIT_S if pool.get_idle_size() > 0 else LANE_CONNECT_WAIT_S
+                try:
+                    got.append(await pool.acquire(timeout=wait))
+                except TimeoutError:
+                    break
+            yield got
+        finally:
+            for lane in got:
+                await self.pool.release(lane)
 
     # -- single-mentor detectors -----------------------------------------------------------
 
@@ -342,7 +377,15 @@ class Engine:
         """The sweep over all active mentors (sweep.py); incremental with ``since``. ``rules``:
         the rules to run (default: those loaded now); the scheduler passes the rules it records."""
         run_rules = self.rules if rules is None else rules
-        async with self._session(dry_run) as (conn, seen), self._reader(dry_run) as reader:
+        # A full sweep's lanes, not a dry run's (one transaction, rolled back) nor an incremental
+        # sweep's (a few due mentors). With lanes, the one-lane loop's reader is not taken: on
+        # two cores the lanes overlap reads and Python already (docs/BENCHMARKS.md).
+        wanted = self.sweep_lanes - 1 if not dry_run and since is None else 0
+        async with (
+            self._session(dry_run) as (conn, seen),
+            self._lanes(wanted) as lanes,
+            self._reader(dry_run or bool(lanes)) as reader,
+        ):
             at = await instant(conn, as_of)
             plan = SweepPlan(
                 at,
@@ -353,6 +396,7 @@ class Engine:
                 progress,
                 reader,
                 self.on_quarantine,
+                lanes,
             )
             experiments = await ensure_rules_seen(conn, run_rules, at, seen)
             result = await run_sweep(

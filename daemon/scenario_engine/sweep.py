@@ -11,11 +11,12 @@ still runs a full sweep now and then.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ from scenario_engine.scenarios.rules import Rules
 
 BeforeBatch = Callable[[list[uuid.UUID]], Awaitable[bool]]
 Progress = Callable[[int, int], None]
+# A full sweep's batch as a lane takes it: its number (from 1), its mentors, its id range.
+Batch = tuple[int, list[uuid.UUID], tuple[uuid.UUID | None, uuid.UUID]]
 
 
 @dataclass
@@ -47,6 +50,7 @@ class SweepResult:
     # Outcomes that became final (or were seen achieved) after the sweep (outcomes/resolve.py).
     resolved: list[ResolvedCount] = field(default_factory=list)
     resolve_seconds: float = 0.0  # of ``seconds``: the outcome resolution after the sweep
+    lanes: int = 1  # batches evaluated at once (a full sweep's lanes, sweep.py ``_run_lanes``)
 
     def count(self, outcomes: Outcomes) -> None:
         self.quarantined.update((q.mentor_id, q.reason) for q in outcomes.quarantined)
@@ -70,6 +74,9 @@ class SweepPlan:
     progress: Progress | None = None
     reader: Conn | None = None  # a second connection: candidate reads ahead (evaluate._Prefetch)
     on_quarantine: QuarantineCounter | None = None  # told how many mentors a batch quarantined
+    # More connections for a full sweep's concurrent lanes (``_run_lanes``): each evaluates the
+    # next batch while the others evaluate theirs. None: the sweep runs on ``conn`` alone.
+    lanes: Sequence[Conn] = ()
 
 
 async def run_sweep(
@@ -81,6 +88,10 @@ async def run_sweep(
     daemon shutting down, a leader that lost its lock or its lease must not evaluate another
     batch): the result says ``interrupted`` and a later sweep of the period finishes the job."""
     started = time.perf_counter()
+    if plan.since is None and plan.lanes:
+        await _run_lanes(conn, rules, experiments, plan, result)
+        result.seconds = time.perf_counter() - started
+        return result
     due = await due_mentors(conn, rules, plan.since, plan.as_of) if plan.since is not None else None
     total = len(due) if due is not None else await _count(conn, plan.progress is not None)
     after: uuid.UUID | None = None
@@ -115,6 +126,111 @@ async def run_sweep(
             plan.progress(result.mentors, max(total, result.mentors))
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _Dispenser:
+    """A full sweep's batches for its lanes, one after the other in id order: the next keyset
+    batch is read and ``before_batch`` asked under one lock, so the scheduler's fence (lease
+    renewal, lock check, batch number) runs exactly as with one lane, one batch at a time.
+    Once a batch is refused, or a lane failed, no lane is given another."""
+
+    def __init__(self, plan: SweepPlan, result: SweepResult) -> None:
+        self.plan = plan
+        self.result = result
+        self.after: uuid.UUID | None = None
+        self.done = False
+        self.batches = 0
+        self._lock = asyncio.Lock()
+
+    async def next(self, conn: Conn) -> Batch | None:
+        async with self._lock:
+            if self.done:
+                return None
+            rows = await fetch(conn, "active_mentor_batch", after=self.after, batch_size=self.plan.batch_size)
+            mentors = [r["id"] for r in rows]
+            if not mentors:
+                self.done = True
+                return None
+            if self.plan.before_batch is not None and not await self.plan.before_batch(mentors):
+                self.result.interrupted = True
+                self.done = True
+                return None
+            bounds = (self.after, mentors[-1])
+            self.after = mentors[-1]
+            self.result.mentors += len(mentors)
+            self.batches += 1
+            return self.batches, mentors, bounds
+
+
+async def _run_lanes(
+    conn: Conn, rules: Rules, experiments: Experiments, plan: SweepPlan, result: SweepResult
+) -> None:
+    """A full sweep in concurrent lanes, one per connection (``conn`` and ``plan.lanes``): each
+    lane takes the next batch from the dispenser and evaluates it as the one-lane loop does (one
+    transaction per batch, isolation.py), so one lane's Python runs while another's statements
+    do — one connection alone leaves its backend idle while Python decides (issue 18). An error
+    in a lane stops the dispenser, cancels the other lanes (their batches roll back whole) and
+    is raised as it came; a refused batch lets every lane finish the batch in hand."""
+    total = await _count(conn, plan.progress is not None)
+    dispenser = _Dispenser(plan, result)
+    collected: dict[int, list[Outcome]] = {}  # batch number → outcomes, kept in id order
+
+    async def lane(own: Conn, reader: Conn | None) -> None:
+        while (batch := await dispenser.next(own)) is not None:
+            number, mentors, bounds = batch
+            outcomes = await evaluate_set_based(
+                own,
+                rules,
+                experiments,
+                plan.as_of,
+                _everyone(mentors),
+                reader=reader,
+                on_quarantine=plan.on_quarantine,
+                bounds=bounds,
+            )
+            result.count(outcomes)
+            if plan.collect:
+                collected[number] = outcomes
+            if plan.progress is not None:
+                plan.progress(result.mentors, max(total, result.mentors))
+
+    conns = [conn, *plan.lanes]
+    result.lanes = len(conns)
+    tasks = [
+        asyncio.create_task(lane(c, plan.reader if i == 0 else None), name=f"sweep-lane-{i}")
+        for i, c in enumerate(conns)
+    ]
+    try:
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in tasks:  # the first lane (in lane order) that failed in this round
+                if task in finished and not task.cancelled() and task.exception() is not None:
+                    dispenser.done = True
+                    raise task.exception()  # type: ignore[misc]
+    finally:
+        await _settle(tasks)
+    if plan.collect:
+        result.outcomes += [o for i in sorted(collected) for o in collected[i]]
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels the lanes and waits until every one has ended — even when this task is itself
+    being cancelled (a stopping daemon: its cancellation is re-raised after), so that no lane
+    still runs a statement on a connection the caller gives back to the pool."""
+    for task in tasks:
+        task.cancel()
+    interrupted: asyncio.CancelledError | None = None
+    while not all(task.done() for task in tasks):
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError as exc:
+            interrupted = exc
+    for task in tasks:  # retrieved: another lane's error (or cancellation) is not logged
+        if not task.cancelled():
+            task.exception()
+    if interrupted is not None:
+        raise interrupted
 
 
 def _everyone(mentors: list[uuid.UUID]) -> Callable[[str], list[uuid.UUID]]:

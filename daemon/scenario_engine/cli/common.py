@@ -111,10 +111,12 @@ async def engine_for(settings: Settings) -> AsyncIterator[Engine]:
     """An engine on a small pool, with the configured rules (sweep, explain)."""
     rules = load_rules(settings.rules_file)
     pool = await create_pool(
-        settings.require_database_url(), max_size=4, application_name="scenario-engine cli"
+        settings.require_database_url(),
+        max_size=max(4, settings.sweep_lanes + 1),  # the sweep's lanes and one kept free
+        application_name="scenario-engine cli",
     )
     try:
-        yield Engine(pool, rules)
+        yield Engine(pool, rules, sweep_lanes=settings.sweep_lanes)
     finally:
         await pool.close()
 

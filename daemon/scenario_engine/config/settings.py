@@ -141,6 +141,14 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Mentors evaluated per sweep batch (memory vs round trips).",
     )
+    sweep_lanes: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Batches one instance's full sweep evaluates at once, each on its own pool "
+        "connection (taken only if the pool can spare it at once, else fewer): one batch's Python "
+        "work overlaps another's queries. 1: one batch at a time.",
+    )
     leader_retry_seconds: float = Field(
         default=5.0, ge=0.1, le=3600, description="How often a follower tries to become leader."
     )

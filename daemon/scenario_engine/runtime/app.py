@@ -98,6 +98,7 @@ class Daemon:
             pool,
             self.rules,
             sweep_batch=s.sweep_batch_size,
+            sweep_lanes=s.sweep_lanes,
             on_quarantine=self.state.metrics.count_quarantined,
         )
         self.state.organization_names = self.rules.organization_names()

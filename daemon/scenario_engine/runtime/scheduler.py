@@ -226,10 +226,18 @@ class Scheduler:
         async def before_batch(mentors: list[uuid.UUID]) -> bool:
             return await self._before_batch(claim, lock_conn, mentors)
 
-        result = await self.engine.run_scheduled_evaluation(
-            as_of, rules=rules, before_batch=before_batch, since=since
-        )
+        try:
+            result = await self.engine.run_scheduled_evaluation(
+                as_of, rules=rules, before_batch=before_batch, since=since
+            )
+        except BaseException:
+            if claim.stopped is not None:  # refused a batch, then a lane failed: give up all the same
+                await self._give_up(claim)
+            raise
         if result.interrupted:
+            # The lease is let go only now that no lane has a batch in hand (a refused batch
+            # stops the lanes after theirs): the next owner never overlaps this one's batches.
+            await self._give_up(claim)
             if claim.stopped == "stopping":
                 self.state.metrics.sweeps.labels("interrupted").inc()
                 log.info("sweep_interrupted", sweep_key=key, mentors=result.mentors)
@@ -415,8 +423,7 @@ class Scheduler:
                 claim.batches += 1
                 return True
             claim.stopped = "lease_lost"
-        await self._give_up(claim)
-        return False
+        return False  # the caller gives the lease up once the batches in hand are done
 
     async def _holds_lock(self, lock_conn: asyncpg.Connection[Any]) -> bool:
         """Asks the server; any error on the lock connection (closed, terminated, a timeout)
@@ -515,4 +522,5 @@ class Scheduler:
             mentors=result.mentors,
             seconds=round(result.seconds, 3),
             sent=result.sent,
+            lanes=result.lanes,
         )
