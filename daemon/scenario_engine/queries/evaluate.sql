@@ -35,11 +35,12 @@ WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::times
 -- params: mentors
 -- The active ones of a set of mentor ids, in id order (the incremental sweep's work list;
 -- an index probe per id on the primary key), and whether each has an open quarantine entry
--- (the partial index of open entries, normally empty): such a mentor is evaluated for every
--- scenario type, as a full sweep would (sweep.due_mentors).
-SELECT p.id, q.mentor_id IS NOT NULL AS quarantined
+-- (one hashed read of the partial index of open entries, normally empty): such a mentor is
+-- evaluated for every scenario type, as a full sweep would (sweep.due_mentors).
+SELECT p.id,
+       p.id IN (SELECT q.mentor_id FROM scenario_engine.scenario_quarantine q WHERE q.cleared_at IS NULL)
+       AS quarantined
 FROM public.peer_mentor p
-LEFT JOIN scenario_engine.scenario_quarantine q ON q.mentor_id = p.id AND q.cleared_at IS NULL
 WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' ORDER BY p.id;
 
 -- name: active_mentor_count
