@@ -324,12 +324,15 @@ async def evaluate_set_based(
             prefetch = early
         else:
             await early.close()
-    elif reader is not None and uniform and not moved:
+    elif reader is not None and not moved:
+        # (An incremental sweep's batch too, whose types have lists of their own: the reads are
+        # each type's list, taken only for the whole batch, as here below; ``span`` only for a
+        # full sweep's uniform batch.)
         prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of, span=span)
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         of_type = wanted[rule.scenario_type]
-        if len(group) == len(everyone) and len(of_type) == len(everyone):
+        if len(group) == len(everyone):  # the whole batch: the type's own list, as prefetched
             found = None if prefetch is None else await prefetch.take(rule)
             if found is not None:
                 return found

@@ -4,9 +4,12 @@ A full sweep pages through all active mentors; an *incremental* one (``since`` =
 of the previous completed sweep under the same rules) evaluates only the mentors for whom a
 time-driven condition may have become true in (since, as_of] — each scenario names its own
 (its ``due_query`` with ``due_params``, scenarios/protocol.py), policy adds ended cooldowns
-and the 24-hour cap window. Every data change is an event that the event path has evaluated
-already; the result equals a full sweep's (tests/db/test_equivalence.py), and the scheduler
-still runs a full sweep now and then.
+and the 24-hour cap window — and each of them only for the scenario types it is due for
+(``Due``): its own scenario's window, an ended cooldown's type; the cap window and a mentor in
+quarantine, every type. Every data change is an event that the event path has evaluated
+already; the result equals a full sweep's (tests/db/test_equivalence.py; why per type is
+enough: docs/SCENARIOS.md, "Incremental sweeps"), and the scheduler still runs a full sweep now
+and then.
 """
 
 from __future__ import annotations
@@ -93,11 +96,11 @@ async def run_sweep(
         result.seconds = time.perf_counter() - started
         return result
     due = await due_mentors(conn, rules, plan.since, plan.as_of) if plan.since is not None else None
-    total = len(due) if due is not None else await _count(conn, plan.progress is not None)
+    total = len(due.mentors) if due is not None else await _count(conn, plan.progress is not None)
     after: uuid.UUID | None = None
     while True:
         if due is not None:
-            mentors = due[result.mentors : result.mentors + plan.batch_size]
+            mentors = due.mentors[result.mentors : result.mentors + plan.batch_size]
         else:
             rows = await fetch(conn, "active_mentor_batch", after=after, batch_size=plan.batch_size)
             mentors = [r["id"] for r in rows]
@@ -114,7 +117,7 @@ async def run_sweep(
             rules,
             experiments,
             plan.as_of,
-            _everyone(mentors),
+            _everyone(mentors) if due is None else due.batch(mentors),
             reader=plan.reader,
             on_quarantine=plan.on_quarantine,
             bounds=bounds,
@@ -246,21 +249,74 @@ def due_statements(rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list
     """The named statements (and their parameters) of the incremental sweep's work list for
     (since, as_of]: each scenario's due window for its enabled rules, and what policy adds (an
     ended cooldown, the cap window). bench/ times exactly these. Every organisation's variant
-    of a rule takes part (its own threshold, cooldown): the list is a superset, never short."""
+    of a rule takes part (its own threshold, cooldown): the list is a superset, never short.
+    ``due_mentors`` tells which scenario types each row is due for."""
     enabled = [v for r in rules.enabled() for v in rules.variants(r.name).distinct()]
     out: list[tuple[str, dict[str, Any]]] = []
     for scenario in SCENARIOS:
         of_type = [r for r in enabled if r.scenario_type == scenario.type]
         if of_type:
             out.append((scenario.due_query, scenario.due_params(of_type, since, as_of)))
-    cooldowns = sorted({r.cooldown.total_seconds() for r in enabled if r.cooldown_days > 0})
-    out.append(("policy_due", {"since": since, "as_of": as_of, "cooldown_secs": cooldowns}))
+    cooldowns = sorted(
+        {(r.scenario_type, r.cooldown.total_seconds()) for r in enabled if r.cooldown_days > 0}
+    )
+    out.append(
+        (
+            "policy_due",
+            {
+                "since": since,
+                "as_of": as_of,
+                "cooldown_types": [t for t, _ in cooldowns],
+                "cooldown_secs": [secs for _, secs in cooldowns],
+            },
+        )
+    )
     return out
 
 
-async def due_mentors(conn: Conn, rules: Rules, since: dt.datetime, as_of: dt.datetime) -> list[uuid.UUID]:
-    """The incremental sweep's work list, limited to active mentors, in id order."""
-    due: set[uuid.UUID] = set()
+@dataclass(frozen=True)
+class Due:
+    """The incremental sweep's work list: the active mentors due for some scenario type, in id
+    order (batched as a full sweep's are), and what each is due for — a scenario type's own due
+    window (``of_type``) concerns that type alone, and so does the end of a cooldown (a
+    cooldown is per scenario type); a notification leaving the 24-hour cap window concerns
+    every type (``everywhere``: the cap counts all of them), and so does a mentor in quarantine.
+    Why that finds what a full sweep finds: docs/SCENARIOS.md, "Incremental sweeps"."""
+
+    mentors: list[uuid.UUID]
+    of_type: dict[str, set[uuid.UUID]] = field(default_factory=dict)
+    everywhere: set[uuid.UUID] = field(default_factory=set)
+
+    def batch(self, mentors: list[uuid.UUID]) -> Callable[[str], list[uuid.UUID]]:
+        """For ``evaluate_set_based``: the mentors of a batch due for a scenario type, in the
+        batch's order (a type none of them is due for runs no statement)."""
+
+        def of(scenario_type: str) -> list[uuid.UUID]:
+            wanted = self.of_type.get(scenario_type, set())
+            return [m for m in mentors if m in wanted or m in self.everywhere]
+
+        return of
+
+
+async def due_mentors(conn: Conn, rules: Rules, since: dt.datetime, as_of: dt.datetime) -> Due:
+    """The incremental sweep's work list, limited to active mentors, in id order, with the
+    scenario types each mentor is due for (``Due``)."""
+    types = {s.due_query: s.type for s in SCENARIOS}
+    of_type: dict[str, set[uuid.UUID]] = {}
+    everywhere: set[uuid.UUID] = set()
     for name, params in due_statements(rules, since, as_of):
-        due |= {r["mentor_id"] for r in await fetch(conn, name, **params)}
-    return [r["id"] for r in await fetch(conn, "active_among", mentors=sorted(due))]
+        rows = await fetch(conn, name, **params)
+        if name in types:
+            of_type.setdefault(types[name], set()).update(r["mentor_id"] for r in rows)
+            continue
+        for r in rows:  # policy_due: an ended cooldown names its type, the cap window none
+            if r["scenario_type"] is None:
+                everywhere.add(r["mentor_id"])
+            else:
+                of_type.setdefault(r["scenario_type"], set()).add(r["mentor_id"])
+    rows = await fetch(conn, "active_among", mentors=sorted(everywhere.union(*of_type.values())))
+    # A quarantined mentor is evaluated for every type: one scenario it cannot be evaluated for
+    # withholds the others too in a full sweep (isolation.py), and only an evaluation of every
+    # type clears the entry.
+    everywhere.update(r["id"] for r in rows if r["quarantined"])
+    return Due([r["id"] for r in rows], of_type, everywhere)

@@ -17,22 +17,31 @@ ORDER BY id
 LIMIT $2::int;
 
 -- name: policy_due
--- params: since, as_of, cooldown_secs
+-- params: since, as_of, cooldown_types, cooldown_secs
 -- The incremental sweep's work list that policy adds, whatever the scenario, for (since, as_of]:
--- a cooldown ended (a candidate suppressed by it may go out now), or a notification left the
--- 24-hour cap window.
-SELECT cd.mentor_id FROM unnest($3::float8[]) AS k(secs)
+-- a cooldown ended (a candidate suppressed by it may go out now) — for its scenario type only,
+-- under the cooldowns of that type's rules (a cooldown is per type, and only that type's
+-- decisions read it) — or a notification left the 24-hour cap window: scenario_type NULL, every
+-- type (the cap counts the notifications of all of them).
+SELECT cd.mentor_id, cd.scenario_type FROM unnest($3::text[], $4::float8[]) AS k(scenario_type, secs)
 JOIN scenario_engine.scenario_cooldown cd ON cd.last_triggered_at > $1::timestamptz - make_interval(secs => k.secs)
                          AND cd.last_triggered_at <= $2::timestamptz - make_interval(secs => k.secs)
+                         AND cd.scenario_type = k.scenario_type
 UNION
-SELECT sn.mentor_id FROM scenario_engine.scenario_notification sn
+SELECT sn.mentor_id, NULL::text FROM scenario_engine.scenario_notification sn
 WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::timestamptz - interval '24 hours';
 
 -- name: active_among
 -- params: mentors
 -- The active ones of a set of mentor ids, in id order (the incremental sweep's work list;
--- an index probe per id on the primary key).
-SELECT p.id FROM public.peer_mentor p WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' ORDER BY p.id;
+-- an index probe per id on the primary key), and whether each has an open quarantine entry
+-- (one hashed read of the partial index of open entries, normally empty): such a mentor is
+-- evaluated for every scenario type, as a full sweep would (sweep.due_mentors).
+SELECT p.id,
+       p.id IN (SELECT q.mentor_id FROM scenario_engine.scenario_quarantine q WHERE q.cleared_at IS NULL)
+       AS quarantined
+FROM public.peer_mentor p
+WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' ORDER BY p.id;
 
 -- name: active_mentor_count
 SELECT count(*) FROM public.peer_mentor WHERE status = 'active';
