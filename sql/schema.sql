@@ -1358,12 +1358,6 @@ CREATE INDEX peer_mentor_organization_idx ON public.peer_mentor USING btree (id)
 CREATE INDEX push_notification_claim_order_idx ON scenario_engine.push_notification USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
 
 --
--- Name: push_notification_created_idx; Type: INDEX; Schema: scenario_engine; Owner: -
---
-
-CREATE INDEX push_notification_created_idx ON scenario_engine.push_notification USING btree (created_at);
-
---
 -- Name: push_notification_dead_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -1374,12 +1368,6 @@ CREATE INDEX push_notification_dead_idx ON scenario_engine.push_notification USI
 --
 
 CREATE INDEX push_notification_decided_idx ON scenario_engine.push_notification USING btree (decided_at);
-
---
--- Name: push_notification_due_idx; Type: INDEX; Schema: scenario_engine; Owner: -
---
-
-CREATE INDEX push_notification_due_idx ON scenario_engine.push_notification USING btree (next_attempt_at) WHERE (status = 'pending'::text);
 
 --
 -- Name: push_notification_finished_idx; Type: INDEX; Schema: scenario_engine; Owner: -
@@ -1458,12 +1446,6 @@ CREATE INDEX scenario_notification_as_of_idx ON scenario_engine.scenario_notific
 --
 
 CREATE INDEX scenario_notification_mentor_as_of_idx ON scenario_engine.scenario_notification USING btree (mentor_id, as_of);
-
---
--- Name: scenario_notification_mentor_created_idx; Type: INDEX; Schema: scenario_engine; Owner: -
---
-
-CREATE INDEX scenario_notification_mentor_created_idx ON scenario_engine.scenario_notification USING btree (mentor_id, created_at);
 
 --
 -- Name: scenario_notification_subject_idx; Type: INDEX; Schema: scenario_engine; Owner: -
