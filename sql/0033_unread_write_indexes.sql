@@ -20,9 +20,22 @@
 --   status IN ('pending', 'sending'), which push_notification_claim_order_idx
 --   (next_attempt_at, id) covers; a pending-only condition implies its predicate too.
 --
+-- The report roll-ups (0032) get free space on their pages. A batch's statements upsert one row
+-- per (day, organisation, rule, …) group, so a first sweep updates each group's row once per
+-- batch and rule (50 batches at 1M). At fillfactor 100 the first update on a full page cannot be
+-- HOT: a new index entry in the 7–10-column key, and the page's row versions spill to new pages
+-- (1,000 groups updated 50 times: 55 % of updates not HOT, 2.4 MB of heap for 1,000 live rows).
+-- At 50 nearly every update is HOT and pruned in place (0.2 MB), and the grouped upsert of
+-- 1,000 groups took 20 % less time (docs/BENCHMARKS.md). New pages only: a day's groups are new
+-- rows, so they land on pages with the free space; a VACUUM FULL would repack the old ones.
+--
 -- tests/db/test_write_indexes.py checks that the per-mentor and outbox readers still take an
--- index. Re-runnable.
+-- index, and the roll-ups' fillfactor. Re-runnable.
 
 DROP INDEX IF EXISTS scenario_engine.scenario_notification_mentor_created_idx;
 DROP INDEX IF EXISTS scenario_engine.push_notification_created_idx;
 DROP INDEX IF EXISTS scenario_engine.push_notification_due_idx;
+
+ALTER TABLE scenario_engine.report_decision_day SET (fillfactor = 50);
+ALTER TABLE scenario_engine.report_push_day SET (fillfactor = 50);
+ALTER TABLE scenario_engine.report_outcome_day SET (fillfactor = 50);

@@ -645,7 +645,8 @@ CREATE TABLE scenario_engine.report_decision_day (
     outcome text NOT NULL,
     final boolean NOT NULL,
     n bigint NOT NULL
-);
+)
+WITH (fillfactor='50');
 
 --
 -- Name: report_outcome_day; Type: TABLE; Schema: scenario_engine; Owner: -
@@ -663,7 +664,8 @@ CREATE TABLE scenario_engine.report_outcome_day (
     digest_arm text,
     status text NOT NULL,
     n bigint NOT NULL
-);
+)
+WITH (fillfactor='50');
 
 --
 -- Name: report_push_day; Type: TABLE; Schema: scenario_engine; Owner: -
@@ -681,7 +683,8 @@ CREATE TABLE scenario_engine.report_push_day (
     merged boolean NOT NULL,
     notified boolean NOT NULL,
     n bigint NOT NULL
-);
+)
+WITH (fillfactor='50');
 
 --
 -- Name: scenario_cooldown; Type: TABLE; Schema: scenario_engine; Owner: -

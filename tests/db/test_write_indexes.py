@@ -45,6 +45,16 @@ async def test_the_unread_indexes_are_gone(conn: asyncpg.Connection[Any]) -> Non
     assert present == []
 
 
+async def test_the_rollups_leave_room_for_hot_updates(conn: asyncpg.Connection[Any]) -> None:
+    options = await conn.fetch(
+        "SELECT relname, reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'scenario_engine' AND relname LIKE 'report\\_%\\_day' ORDER BY relname"
+    )
+    assert [(r["relname"], r["reloptions"]) for r in options] == [
+        (name, ["fillfactor=50"]) for name in ("report_decision_day", "report_outcome_day", "report_push_day")
+    ]
+
+
 @pytest.mark.parametrize(
     ("sql", "args", "index"),
     [
