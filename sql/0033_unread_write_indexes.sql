@@ -24,7 +24,7 @@
 -- per (day, organisation, rule, …) group, so a first sweep updates each group's row once per
 -- batch and rule (50 batches at 1M). At fillfactor 100 the first update on a full page cannot be
 -- HOT: a new index entry in the 7–10-column key, and the page's row versions spill to new pages
--- (1,000 groups updated 50 times: 55 % of updates not HOT, 2.4 MB of heap for 1,000 live rows).
+-- (1,000 groups updated 50 times: 53–60 % of updates not HOT, 2.4 MB of heap for 1,000 live rows).
 -- At 50 nearly every update is HOT and pruned in place (0.2 MB), and the grouped upsert of
 -- 1,000 groups took 20 % less time (docs/BENCHMARKS.md). New pages only: a day's groups are new
 -- rows, so they land on pages with the free space; a VACUUM FULL would repack the old ones.
