@@ -645,7 +645,8 @@ CREATE TABLE scenario_engine.report_decision_day (
     outcome text NOT NULL,
     final boolean NOT NULL,
     n bigint NOT NULL
-);
+)
+WITH (fillfactor='50');
 
 --
 -- Name: report_outcome_day; Type: TABLE; Schema: scenario_engine; Owner: -
@@ -663,7 +664,8 @@ CREATE TABLE scenario_engine.report_outcome_day (
     digest_arm text,
     status text NOT NULL,
     n bigint NOT NULL
-);
+)
+WITH (fillfactor='50');
 
 --
 -- Name: report_push_day; Type: TABLE; Schema: scenario_engine; Owner: -
@@ -681,7 +683,8 @@ CREATE TABLE scenario_engine.report_push_day (
     merged boolean NOT NULL,
     notified boolean NOT NULL,
     n bigint NOT NULL
-);
+)
+WITH (fillfactor='50');
 
 --
 -- Name: scenario_cooldown; Type: TABLE; Schema: scenario_engine; Owner: -
@@ -1358,12 +1361,6 @@ CREATE INDEX peer_mentor_organization_idx ON public.peer_mentor USING btree (id)
 CREATE INDEX push_notification_claim_order_idx ON scenario_engine.push_notification USING btree (next_attempt_at, id) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
 
 --
--- Name: push_notification_created_idx; Type: INDEX; Schema: scenario_engine; Owner: -
---
-
-CREATE INDEX push_notification_created_idx ON scenario_engine.push_notification USING btree (created_at);
-
---
 -- Name: push_notification_dead_idx; Type: INDEX; Schema: scenario_engine; Owner: -
 --
 
@@ -1374,12 +1371,6 @@ CREATE INDEX push_notification_dead_idx ON scenario_engine.push_notification USI
 --
 
 CREATE INDEX push_notification_decided_idx ON scenario_engine.push_notification USING btree (decided_at);
-
---
--- Name: push_notification_due_idx; Type: INDEX; Schema: scenario_engine; Owner: -
---
-
-CREATE INDEX push_notification_due_idx ON scenario_engine.push_notification USING btree (next_attempt_at) WHERE (status = 'pending'::text);
 
 --
 -- Name: push_notification_finished_idx; Type: INDEX; Schema: scenario_engine; Owner: -
@@ -1458,12 +1449,6 @@ CREATE INDEX scenario_notification_as_of_idx ON scenario_engine.scenario_notific
 --
 
 CREATE INDEX scenario_notification_mentor_as_of_idx ON scenario_engine.scenario_notification USING btree (mentor_id, as_of);
-
---
--- Name: scenario_notification_mentor_created_idx; Type: INDEX; Schema: scenario_engine; Owner: -
---
-
-CREATE INDEX scenario_notification_mentor_created_idx ON scenario_engine.scenario_notification USING btree (mentor_id, created_at);
 
 --
 -- Name: scenario_notification_subject_idx; Type: INDEX; Schema: scenario_engine; Owner: -
