@@ -228,8 +228,8 @@ class SharedSweeper:
         while self._lost:
             ident, lost = next(iter(self._lost.items()))
             del self._lost[ident]  # asked once: taken back now, or no longer ours to take back early
-            async with self._conn(conn) as c:
-                try:
+            try:
+                async with self._conn(conn) as c:
                     row = await fetchrow(
                         c,
                         "reclaim_sweep_range",
@@ -239,9 +239,9 @@ class SharedSweeper:
                         lease_secs=self.lease_seconds,
                         rules_fingerprint=rules_fingerprint(rules),
                     )
-                except BaseException:
-                    self._lost[ident] = lost  # not asked after all: still ours to take back
-                    raise
+            except BaseException:
+                self._lost[ident] = lost  # not asked after all: still ours to take back
+                raise
             if row is None:
                 self._unsettled.discard(ident)
                 log.info("sweep_range_not_reclaimed", sweep_key=lost.key, batch_no=lost.batch_no)
