@@ -32,11 +32,11 @@ class CountingScheduler(Scheduler):
     running = 0
     peak = 0
 
-    async def _work_shared(self, rules: Rules, conn: Any | None = None, claimed: Any = None) -> bool:
+    async def _work_shared(self, rules: Rules) -> bool:
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
-            return await super()._work_shared(rules, conn, claimed)
+            return await super()._work_shared(rules)
         finally:
             self.running -= 1
 

@@ -94,7 +94,7 @@ async def test_a_restart_with_two_ranges_in_flight_takes_both_back_and_is_ready_
         # Both taken back at once: range 2 commits on its second attempt, range 3 hangs on its.
         async def range_3_retaken() -> bool:
             two, three = await state(2), await state(3)
-            return two["state"] == "done" and three["state"] == "claimed" and three["attempts"] == 2
+            return bool(two["state"] == "done" and three["state"] == "claimed" and three["attempts"] == 2)
 
         await eventually(range_3_retaken, LEASE / 4, "both lost ranges taken back", d)
         for _ in range(10):  # one of two lost ranges committed: not ready yet

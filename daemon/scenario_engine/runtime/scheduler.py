@@ -39,6 +39,7 @@ does not keep a reconnected daemon unready until the sweep ends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import math
 import time
@@ -71,6 +72,11 @@ log = get_logger("scenario_engine.scheduler")
 
 LEASE_HINT = "a batch outlasted SCENARIO_SWEEP_LEASE_SECONDS: raise it or lower SCENARIO_SWEEP_BATCH_SIZE"
 StopReason = Literal["stopping", "leadership_lost", "lease_lost"]
+# A shared-sweep lane's own connection and its "has a range" event, seen by ``_work_shared`` in
+# that lane's task (each task runs in its own copy of the context).
+_LANE: contextvars.ContextVar[tuple[Any, asyncio.Event] | None] = contextvars.ContextVar(
+    "shared_sweep_lane", default=None
+)
 
 
 class LeadershipLost(Exception):
@@ -400,12 +406,13 @@ class Scheduler:
 
         async def lane(conn: Any) -> None:
             nonlocal failed, worked
+            _LANE.set((conn, claimed))
             try:
                 while True:
                     async with gate:
                         if failed or not await before_range(conn):
                             return
-                    if not await self._work_shared(rules, conn, claimed):
+                    if not await self._work_shared(rules):
                         return
                     worked = True
             except BaseException:
@@ -456,13 +463,12 @@ class Scheduler:
                 raise error
         return worked
 
-    async def _work_shared(
-        self, rules: Rules, conn: Any | None = None, claimed: asyncio.Event | None = None
-    ) -> bool:
-        """One range, if there is one (on ``conn``, a lane's own connection, if given; setting
-        ``claimed`` once it has one); records the period if this range closed it."""
+    async def _work_shared(self, rules: Rules) -> bool:
+        """One range, if there is one (in a lane: on the lane's own connection, telling the lane
+        once it has a range); records the period if this range closed it."""
         if self.state.stopping.is_set():
             return False
+        conn, claimed = _LANE.get() or (None, None)
         work = await self.shared.work_one(rules, conn, claimed)
         if work.recovered:
             # The ranges this instance lost to the database are settled, at least one of them
