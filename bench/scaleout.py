@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.scaleout                    # 300k mentors, 1/2/3 daemons
     .venv/bin/python -m bench.scaleout --mentors 1000000
+    .venv/bin/python -m bench.scaleout --mentors 200000 --counts 1 --sweep-lanes 1 2   # lanes, back to back
 
 Setup: a private cluster, a database populated by ``bench.harness.population`` (10 activities
 per mentor, one certification per mentor, as of now), cloned fresh for each daemon count.
@@ -219,7 +220,11 @@ async def one_sweep(
     }
 
 
-async def run_count(cluster: LocalCluster, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+async def run_count(
+    cluster: LocalCluster, n: int, args: argparse.Namespace, workdir: Path, lanes: int | None = None
+) -> dict[str, Any]:
+    """One count of daemons; ``lanes``: their ``SCENARIO_SWEEP_LANES`` (None: the default) — how
+    many ranges each works at once."""
     url = await create_database(cluster, RUN_DB, template=TEMPLATE_DB)
     conn = await asyncpg.connect(url)
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -232,8 +237,11 @@ async def run_count(cluster: LocalCluster, n: int, args: argparse.Namespace, wor
             "push_rate_per_second": 1,
             "leader_retry_seconds": 0.2,
             "full_sweep_interval_hours": 0,  # every sweep full
+            **({"sweep_lanes": lanes} if lanes is not None else {}),
         }
-        daemons = [DaemonProc(url, workdir, name=f"d{i}-of-{n}", **settings).start() for i in range(n)]
+        daemons = [
+            DaemonProc(url, workdir, name=f"d{i}-of-{n}-lanes{lanes}", **settings).start() for i in range(n)
+        ]
         for d in daemons:
             await d.wait_ready(limit_s=60)
         load = load_average()
@@ -263,6 +271,7 @@ async def run_count(cluster: LocalCluster, n: int, args: argparse.Namespace, wor
         errors = [e for d in daemons for e in d.log_errors()]
         return {
             "daemons": n,
+            "sweep_lanes": lanes,
             "load_at_start": load,
             "first": first,
             "steady": steady,
@@ -293,7 +302,8 @@ def summary(result: dict[str, Any]) -> list[str]:
             s = r[kind]
             base.setdefault(kind, s["seconds"])
             lines.append(
-                f"  {r['daemons']} daemon(s) {kind:<6} {s['seconds']:>7.2f} s  "
+                f"  {r['daemons']} daemon(s) lanes {r.get('sweep_lanes') or 'default'} {kind:<6} "
+                f"{s['seconds']:>7.2f} s  load {r['load_at_start']}  "
                 f"speed-up {base[kind] / s['seconds']:.2f}×  cpu postgres {s['cpu_s']['postgres']:.1f} s "
                 f"daemons {s['cpu_s']['daemons_total']:.1f} s  machine busy {s['machine_busy_pct']} %  "
                 f"active backends {s['pg_stat_activity']['mean_active_backends']}  "
@@ -304,14 +314,24 @@ def summary(result: dict[str, Any]) -> list[str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     result = run_header(
-        "scaleout", {"mentors": args.mentors, "batch_size": args.batch_size, "counts": args.counts}
+        "scaleout",
+        {
+            "mentors": args.mentors,
+            "batch_size": args.batch_size,
+            "counts": args.counts,
+            "sweep_lanes": args.sweep_lanes,
+        },
     )
     workdir = scratch_dir("scaleout")
     with private_cluster() as cluster:
         result["machine"] = machine_facts(server_version(cluster.bin_dir))
         log(f"population: {args.mentors:,} mentors …")
         result["setup"] = await prepare_template(cluster, args.mentors)
-        result["runs"] = [await run_count(cluster, n, args, workdir) for n in args.counts]
+        result["runs"] = [
+            await run_count(cluster, n, args, workdir, lanes)
+            for n in args.counts
+            for lanes in (args.sweep_lanes or [None])
+        ]
     return result
 
 
@@ -322,6 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mentors", type=int, default=300_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--sweep-lanes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="SCENARIO_SWEEP_LANES of the daemons, each run back to back per count (default: the daemon's)",
+    )
     parser.add_argument("--limit", type=float, default=900.0, help="seconds allowed per sweep")
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "scaleout.json")
     args = parser.parse_args(argv)

@@ -127,6 +127,10 @@ class Engine:
         pool = self.pool
         return max(0, pool.get_max_size() - (pool.get_size() - pool.get_idle_size()) - 1)
 
+    def spare_lanes(self, wanted: int) -> contextlib.AbstractAsyncContextManager[list[Conn]]:
+        """``_lanes`` for a shared full sweep's ranges (runtime/scheduler.py): the same rule."""
+        return self._lanes(wanted)
+
     @contextlib.asynccontextmanager
     async def _lanes(self, wanted: int) -> AsyncIterator[list[Conn]]:
         """Up to ``wanted`` more connections for a full sweep's lanes, each only if the pool

@@ -157,6 +157,9 @@ async def test_a_restart_mid_shared_sweep_leaves_the_daemon_ready_well_within_th
         tmp_path,
         "mid-sweep",
         rules_file=rules_path,
+        # One range in flight (this test's premise: range 3 must not be claimed while range 2
+        # stalls); two ranges in flight at once: tests/faults/test_pg_restart_lanes.py.
+        sweep_lanes=1,
         sweep_interval_seconds=86_400,
         sweep_batch_size=100,
         sweep_lease_seconds=MID_SWEEP_LEASE,

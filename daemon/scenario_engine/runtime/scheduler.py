@@ -22,20 +22,29 @@ writes the period's mentor ranges and then works them like every other instance 
 claim ranges between their tries for the lock — while it keeps its period lease renewed.
 Each range is fenced on its own claim token, so losing leadership or the period lease only
 stops the owner from watching the period; the completion of the last range closes it.
-Incremental periods (small due sets) stay with the leader.
+Incremental periods (small due sets) stay with the leader. An instance works up to
+``SCENARIO_SWEEP_LANES`` ranges at once (``_work_shared_lanes``), each lane on its own pool
+connection — taken only if the pool can spare it (``Engine.spare_connections``) — and each
+range its own transaction under its own claim, so one range's Python runs while another's
+statements do. Before each range a lane asks the same gate the one-range loop asked: the
+stop flag, and for the period's owner its leader lock and period lease.
 
 The scheduler's database condition (on /readyz) clears when a round succeeds: a period swept
-or closed, a follower's lock try, or the commit of a range this instance had lost to the
-database and took back at once (runtime/shared_sweep.py) — so a restart in the middle of a
-long shared sweep does not keep a reconnected daemon unready until the sweep ends.
+or closed, a follower's lock try, or the commit that settles the ranges this instance had
+lost to the database and took back at once (runtime/shared_sweep.py: every one of them
+committed, or definitely no longer ours) — so a restart in the middle of a long shared sweep
+does not keep a reconnected daemon unready until the sweep ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,6 +72,11 @@ log = get_logger("scenario_engine.scheduler")
 
 LEASE_HINT = "a batch outlasted SCENARIO_SWEEP_LEASE_SECONDS: raise it or lower SCENARIO_SWEEP_BATCH_SIZE"
 StopReason = Literal["stopping", "leadership_lost", "lease_lost"]
+# A shared-sweep lane's own connection and its "has a range" event, seen by ``_work_shared`` in
+# that lane's task (each task runs in its own copy of the context).
+_LANE: contextvars.ContextVar[tuple[Any, asyncio.Event] | None] = contextvars.ContextVar(
+    "shared_sweep_lane", default=None
+)
 
 
 class LeadershipLost(Exception):
@@ -307,29 +321,45 @@ class Scheduler:
         }
         await self.shared.open(claim.key, claim.token, self.settings.sweep_batch_size, plan)
         idle = min(0.5, self.settings.sweep_lease_seconds / 4)
-        while True:
+        closed = False
+
+        async def before_range(lane: Any) -> bool:
+            """Whether a lane may take another range: as before each range of the one-range
+            loop — not stopping, the leader lock held, the period open and its lease renewed
+            (asked on the lane's own connection)."""
+            nonlocal closed
+            if claim.stopped is not None or closed:
+                return False
             if self.state.stopping.is_set():
                 claim.stopped = "stopping"
-                break
+                return False
             if not await self._holds_lock(lock_conn):
                 claim.stopped = "leadership_lost"
-                break
-            async with self.pool.acquire() as conn:
-                guard = await fetchrow(
-                    conn,
-                    "guard_shared_sweep",
-                    sweep_key=claim.key,
-                    claim_token=claim.token,
-                    lease_secs=self.settings.sweep_lease_seconds,
-                )
+                return False
+            guard = await fetchrow(
+                lane,
+                "guard_shared_sweep",
+                sweep_key=claim.key,
+                claim_token=claim.token,
+                lease_secs=self.settings.sweep_lease_seconds,
+            )
             if guard is None or guard["finished"]:
+                closed = True
+                return False
+            if not guard["renewed"]:
+                claim.stopped = "lease_lost"
+                return False
+            return True
+
+        while True:
+            worked = await self._work_shared_lanes(rules, before_range)
+            if closed and claim.stopped is None:
                 if claim.key != self._closed_here:  # the instance that closed it recorded it
                     log.info("sweep_closed_elsewhere", sweep_key=claim.key)
                 return
-            if not guard["renewed"]:
-                claim.stopped = "lease_lost"
+            if claim.stopped is not None:
                 break
-            if not await self._work_shared(rules):
+            if not worked:
                 await sleep_or_stop(self.state.stopping, idle)  # ranges in flight elsewhere
         await self._give_up(claim)
         if claim.stopped == "stopping":
@@ -348,23 +378,104 @@ class Scheduler:
             await sleep_or_stop(self.state.stopping, seconds)
             return
         deadline = time.monotonic() + seconds
+
+        async def before_range(_lane: Any) -> bool:
+            return not self.state.stopping.is_set() and time.monotonic() < deadline
+
         while not self.state.stopping.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            if not await self._work_shared(self.engine.rules):
-                await sleep_or_stop(self.state.stopping, min(1.0, left))
+            if not await self._work_shared_lanes(self.engine.rules, before_range):
+                await sleep_or_stop(self.state.stopping, min(1.0, deadline - time.monotonic()))
+
+    async def _work_shared_lanes(self, rules: Rules, before_range: Callable[[Any], Awaitable[bool]]) -> bool:
+        """Ranges of shared periods until none is left to claim or ``before_range`` refuses, up
+        to ``sweep_lanes`` at once: each lane on its own connection, the extra ones only if the
+        pool can spare them now and still keep one free (``Engine.spare_connections``; else
+        fewer lanes, one at least). Each lane asks ``before_range`` (one lane at a time) before
+        each range it takes. An error in a lane stops the others from taking another range; they
+        finish (commit or roll back) the range in hand — each is its own transaction under its
+        own claim — and the first error is then raised. Cancelled (the daemon stopping hard),
+        the lanes are cancelled and waited for, so no connection goes back to the pool still
+        running a statement. True if any range was worked."""
+        gate = asyncio.Lock()
+        failed = False
+        worked = False
+        claimed = asyncio.Event()  # a lane has a range: the others may be worth their connections
+
+        async def lane(conn: Any) -> None:
+            nonlocal failed, worked
+            _LANE.set((conn, claimed))
+            try:
+                while True:
+                    async with gate:
+                        if failed or not await before_range(conn):
+                            return
+                    if not await self._work_shared(rules):
+                        return
+                    worked = True
+            except BaseException:
+                failed = True
+                raise
+
+        async def more_lanes() -> None:
+            """The extra lanes, once the first has a range (an idle poll takes no more)."""
+            got = asyncio.ensure_future(claimed.wait())
+            try:  # (asyncio.wait never cancels what it waits for)
+                await asyncio.wait([first_lane, got], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                got.cancel()
+            if first_lane.done() or failed:
+                return
+            async with self.engine.spare_lanes(self.settings.sweep_lanes - 1) as more:
+                extra = [
+                    asyncio.create_task(lane(c), name=f"shared-sweep-lane-{i}")
+                    for i, c in enumerate(more, start=1)
+                ]
+                lanes.extend(extra)
+                if not extra:
+                    return
+                try:
+                    await asyncio.wait(extra)
+                except asyncio.CancelledError:
+                    for task in extra:
+                        task.cancel()
+                    await _wait_all(extra)
+                    raise
+
+        async with self.pool.acquire() as first:
+            first_lane = asyncio.create_task(lane(first), name="shared-sweep-lane-0")
+            lanes: list[asyncio.Task[None]] = [first_lane]
+            tasks = [first_lane]
+            if self.settings.sweep_lanes > 1:
+                tasks.append(asyncio.create_task(more_lanes(), name="shared-sweep-lanes"))
+            try:
+                await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                for task in tasks:
+                    task.cancel()
+                await _wait_all(tasks)
+                raise
+        failures = [t.exception() for t in [*lanes, *tasks[1:]] if not t.cancelled()]
+        for error in failures:  # the first lane (in lane order) that failed; else the extras' start
+            if error is not None:
+                raise error
+        return worked
 
     async def _work_shared(self, rules: Rules) -> bool:
-        """One range, if there is one; records the period if this range closed it."""
+        """One range, if there is one (in a lane: on the lane's own connection, telling the lane
+        once it has a range); records the period if this range closed it."""
         if self.state.stopping.is_set():
             return False
-        work = await self.shared.work_one(rules)
+        conn, claimed = _LANE.get() or (None, None)
+        work = await self.shared.work_one(rules, conn, claimed)
         if work.recovered:
-            # The range this instance lost to the database committed when taken back: the
-            # condition that failed it has cleared, though the period may run on for a while.
-            # (Not merely reconnecting or leading again: under a lasting lock or statement
-            # timeout those go through between failures, and /readyz must not flicker to 200.)
+            # The ranges this instance lost to the database are settled, at least one of them
+            # committed when taken back: the condition that failed them has cleared, though the
+            # period may run on for a while. (Not merely reconnecting or leading again: under a
+            # lasting lock or statement timeout those go through between failures, and /readyz
+            # must not flicker to 200.)
             self._succeeded()
         if work.closed is not None:
             await self._record_shared(work.closed, rules)
@@ -524,3 +635,15 @@ class Scheduler:
             sent=result.sent,
             lanes=result.lanes,
         )
+
+
+async def _wait_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Waits until every task has ended, even while this task is being cancelled again."""
+    while not all(task.done() for task in tasks):
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            continue
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()

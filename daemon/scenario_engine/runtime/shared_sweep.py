@@ -18,13 +18,18 @@ claimed and recorded:
 * **a dead instance's range** — killed between its claim and its commit, it leaves the range
   ``claimed``: its transaction died with its connection, and the range is claimed again once
   the lease (``SCENARIO_SWEEP_LEASE_SECONDS``) has lapsed.
-* **a range this instance lost to the database** — its evaluation's connection died (a
+* **ranges this instance lost to the database** — an evaluation's connection died (a
   restart, a terminated backend) or the server refused a statement: the range stays
   ``claimed`` under this instance's token, so the instance takes it back at once
   (``reclaim_sweep_range``) when it next works ranges, rather than waiting out its own lease
   (which kept a reconnected leader unready that long, its period held open by one range).
-  Only the holder of that token can; any other claim still waits for the lease, and the fresh
-  token fences the lost transaction as a takeover would.
+  An instance works up to ``SCENARIO_SWEEP_LANES`` ranges at once (runtime/scheduler.py), so
+  it remembers every range it lost (``_lost``), and each is taken back first, by whichever
+  lane asks next. Only the holder of that token can; any other claim still waits for the
+  lease, and the fresh token fences the lost transaction as a takeover would. The lost ranges
+  are *settled* once each has committed when taken back, or is definitely no longer ours
+  (taken over, its period closed: ``reclaim_sweep_range`` returns nothing); the commit that
+  settles the last of them is the scheduler's sign that the condition has cleared.
 * **closed and counted once** — each completion then locks the period row
   (``lock_shared_sweep``) and reads what remains (``shared_sweep_totals``, a fresh snapshot
   after the lock): the completion that leaves nothing remaining closes the period with the
@@ -34,9 +39,12 @@ claimed and recorded:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,8 +113,9 @@ def period_rules(plan: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class Worked:
     """What one ``work_one`` did: whether it had a range, the period its completion closed, and
-    whether that range was one this instance had lost to a database error and took back (its
-    commit is the scheduler's sign that the condition which failed it has cleared)."""
+    whether it settled the last of the ranges this instance had lost to database errors, at
+    least one of which it took back and committed (that commit is the scheduler's sign that
+    the condition which failed them has cleared)."""
 
     worked: bool
     closed: ClosedPeriod | None = None
@@ -129,9 +138,39 @@ class SharedSweeper:
         self.instance_id = instance_id
         self.lease_seconds = lease_seconds
         self.retention = retention
-        # The claim whose evaluation last failed with an error (not a takeover): its range
-        # stays claimed under this token, and this instance takes it back first, at once.
-        self._lost: RangeClaim | None = None
+        # Claims whose evaluation failed with an error (not a takeover), by range: each range
+        # stays claimed under that token, and this instance takes it back first, at once.
+        self._lost: dict[tuple[str, int], RangeClaim] = {}
+        # Ranges lost and not yet settled: in ``_lost``, or taken back and not yet committed.
+        self._unsettled: set[tuple[str, int]] = set()
+        # Whether a range taken back has committed since the last settlement.
+        self._recommitted = False
+
+    @property
+    def lost(self) -> list[RangeClaim]:
+        """The ranges lost to database errors and not yet taken back (oldest first)."""
+        return list(self._lost.values())
+
+    @property
+    def unsettled(self) -> int:
+        """How many lost ranges are neither committed since nor definitely not ours."""
+        return len(self._unsettled)
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, conn: Any | None) -> AsyncIterator[Any]:
+        """``conn`` (a lane's own connection), or one from the pool for the statement."""
+        if conn is not None:
+            yield conn
+            return
+        async with self.pool.acquire() as acquired:
+            yield acquired
+
+    def _settled(self) -> bool:
+        """True once, when no lost range is left unsettled and one of them was committed."""
+        if self._unsettled or not self._recommitted:
+            return False
+        self._recommitted = False
+        return True
 
     async def open(
         self, key: str, claim_token: uuid.UUID, batch_size: int, plan: dict[str, Any]
@@ -170,8 +209,8 @@ class SharedSweeper:
         )
         return stored
 
-    async def claim(self, rules: Rules) -> RangeClaim | None:
-        async with self.pool.acquire() as conn:
+    async def claim(self, rules: Rules, conn: Any | None = None) -> RangeClaim | None:
+        async with self._conn(conn) as conn:
             row = await fetchrow(
                 conn,
                 "claim_sweep_range",
@@ -181,56 +220,79 @@ class SharedSweeper:
             )
         return None if row is None else _range_claim(row)
 
-    async def reclaim(self, rules: Rules) -> RangeClaim | None:
-        """The range this instance lost to a database error, claimed again under a fresh token if
-        it still holds that claim (nobody took it over, the period is open and the latest, the
-        rules are the same); else None, and the range is left to its lease."""
-        lost = self._lost
-        if lost is None:
-            return None
-        async with self.pool.acquire() as conn:
-            row = await fetchrow(
-                conn,
-                "reclaim_sweep_range",
-                sweep_key=lost.key,
-                batch_no=lost.batch_no,
-                claim_token=lost.token,
-                lease_secs=self.lease_seconds,
-                rules_fingerprint=rules_fingerprint(rules),
+    async def reclaim(self, rules: Rules, conn: Any | None = None) -> RangeClaim | None:
+        """A range this instance lost to a database error (the oldest first), claimed again under
+        a fresh token if it still holds that claim (nobody took it over, the period is open and
+        the latest, the rules are the same). A lost range that is no longer ours is settled
+        and left to its lease, and the next one asked for; None when none is left to take."""
+        while self._lost:
+            ident, lost = next(iter(self._lost.items()))
+            del self._lost[ident]  # asked once: taken back now, or no longer ours to take back early
+            try:
+                async with self._conn(conn) as c:
+                    row = await fetchrow(
+                        c,
+                        "reclaim_sweep_range",
+                        sweep_key=lost.key,
+                        batch_no=lost.batch_no,
+                        claim_token=lost.token,
+                        lease_secs=self.lease_seconds,
+                        rules_fingerprint=rules_fingerprint(rules),
+                    )
+            except BaseException:
+                self._lost[ident] = lost  # not asked after all: still ours to take back
+                raise
+            if row is None:
+                self._unsettled.discard(ident)
+                log.info("sweep_range_not_reclaimed", sweep_key=lost.key, batch_no=lost.batch_no)
+                continue
+            claim = _range_claim(row)
+            log.info(
+                "sweep_range_reclaimed",
+                sweep_key=claim.key,
+                batch_no=claim.batch_no,
+                attempts=claim.attempts,
+                lost=len(self._lost),
             )
-        self._lost = None  # asked once: taken back now, or no longer ours to take back early
-        if row is None:
-            log.info("sweep_range_not_reclaimed", sweep_key=lost.key, batch_no=lost.batch_no)
-            return None
-        claim = _range_claim(row)
-        log.info(
-            "sweep_range_reclaimed", sweep_key=claim.key, batch_no=claim.batch_no, attempts=claim.attempts
-        )
-        return claim
+            return claim
+        return None
 
-    async def work_one(self, rules: Rules) -> Worked:
-        """Claims and evaluates one range under ``rules`` — first the one this instance lost to a
-        database error, if it can still take it back."""
-        recovered = await self.reclaim(rules)
-        claim = recovered or await self.claim(rules)
+    async def work_one(
+        self, rules: Rules, conn: Any | None = None, claimed: asyncio.Event | None = None
+    ) -> Worked:
+        """Claims and evaluates one range under ``rules`` — first one this instance lost to a
+        database error, if it can still take one back. ``conn``: the lane's own connection
+        (else the pool's, statement by statement); ``claimed`` is set once there is a range."""
+        recovered = await self.reclaim(rules, conn)
+        claim = recovered or await self.claim(rules, conn)
         if claim is None:
-            return Worked(False)
+            return Worked(False, recovered=self._settled())
+        if claimed is not None:
+            claimed.set()
+        ident = (claim.key, claim.batch_no)
         try:
-            closed = await self.evaluate(claim, rules)
+            closed = await self.evaluate(claim, rules, conn)
         except _TakenOver:
             log.warning("sweep_range_taken_over", sweep_key=claim.key, batch_no=claim.batch_no)
-            return Worked(True)
-        except Exception:
+            self._unsettled.discard(ident)  # definitely not ours
+            return Worked(True, recovered=self._settled())
+        except BaseException as exc:
             # The transaction rolled back (or died with its connection): nothing was written and
             # the range is still claimed under this token. Ours to take back at the next try.
-            self._lost = claim
+            # (A cancelled evaluation — the daemon stopping — is left to its lease, as before.)
+            if isinstance(exc, Exception):
+                self._lost[ident] = claim
+                self._unsettled.add(ident)
             raise
-        return Worked(True, closed, recovered is not None)
+        if recovered is not None and ident in self._unsettled:
+            self._unsettled.discard(ident)
+            self._recommitted = True
+        return Worked(True, closed, self._settled())
 
-    async def evaluate(self, claim: RangeClaim, rules: Rules) -> ClosedPeriod | None:
-        """The range in one transaction: lock and check the claim, evaluate, complete; and, if
-        it was the last one, close the period."""
-        async with self.pool.acquire() as conn, conn.transaction():
+    async def evaluate(self, claim: RangeClaim, rules: Rules, lane: Any | None = None) -> ClosedPeriod | None:
+        """The range in one transaction (on ``lane``, else a pool connection): lock and check
+        the claim, evaluate, complete; and, if it was the last one, close the period."""
+        async with self._conn(lane) as conn, conn.transaction():
             if (
                 await fetchval(
                     conn,
