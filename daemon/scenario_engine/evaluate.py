@@ -121,7 +121,12 @@ async def set_based_candidates(
     other = [m for m in mentors if orgs_of.get(m) in own]
     found: list[Candidate] = []
     if plain and default is not None:
-        found += await scenario.candidates(conn, default, plain, as_of)
+        # A full sweep's batch: the default programme's mentors are read as the id range from
+        # the first to the last of them, the other organisations' mentors in it dropped by
+        # ``candidates`` (as it drops a mentor active since the batch was listed): without it
+        # the range form made one programme's sweep faster and left this one on 20k-uuid
+        # arrays (issue 20's bar, 200 organisations ÷ one programme, went 1.25 → 1.50×).
+        found += await scenario.candidates(conn, default, plain, as_of, span)
     if other:
         distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
         orgs: dict[uuid.UUID, int] = {}

@@ -417,3 +417,29 @@ quiet_hours = "22:00-07:00"
     assert two_orgs(policy_only).differing_organizations() == {OSLO}
     assert two_orgs(OWN_RULE).differing_organizations() == {OSLO, BERGEN}
     assert default_rules().differing_organizations() == frozenset()
+
+
+async def test_interleaved_organisations_decide_alike_in_a_sweep_batch_and_per_mentor(pool: Any) -> None:
+    """A full sweep's batch reads the default programme's mentors as one id range with the other
+    organisation's mentors inside it (evaluate.set_based_candidates): those are dropped from the
+    default rule's rows, so each mentor is decided under its own programme only — as the
+    single-mentor path decides it. Both organisations' mentors are candidates of the default
+    rule here (a certification expiring in a day is in its 1-day tier), so a leak would show."""
+    mentors: dict[uuid.UUID, str] = {}
+    for i in range(20):
+        org, kind = (ORG, "default") if i % 2 == 0 else (OSLO, "oslo")
+        m = await _mentor(pool, org, f"M{i}", tz="UTC" if org == ORG else "Europe/Oslo")
+        await add_activity(pool, m, T0 - 15 * DAY)
+        await add_certification(pool, m, expires_at=T0 + DAY - dt.timedelta(hours=1))
+        mentors[m] = kind
+    rules = two_orgs()
+    by_mentor = {m: await Engine(pool, rules).evaluate_mentor(m, as_of=T0, dry_run=True) for m in mentors}
+    result = await Engine(pool, rules, sweep_batch=8).run_scheduled_evaluation(T0, collect=True)
+    swept: dict[uuid.UUID, list[tuple[str, str]]] = {m: [] for m in mentors}
+    for o in result.outcomes:
+        swept[o.candidate.mentor_id].append((o.candidate.rule_name, o.decision.outcome))
+    for m, kind in mentors.items():
+        alone = sorted((o.candidate.rule_name, o.decision.outcome) for o in by_mentor[m])
+        assert sorted(swept[m]) == alone, (kind, swept[m], alone)
+    oslo = [m for m, k in mentors.items() if k == "oslo"]
+    assert all(len(swept[m]) == 2 for m in oslo), {m: swept[m] for m in oslo}

@@ -84,10 +84,11 @@ class SetBased(ABC, Generic[R, Row]):
     async def candidates(
         self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime, span: bool = False
     ) -> list[Candidate]:
-        """``span``: ``mentors`` are a full sweep's batch — ascending, and every mentor of the
-        id range from the first to the last that was active when the batch was listed — and are
-        sent as that range (``range_statement``); rows of mentors outside the batch (active
-        since) are dropped."""
+        """``span``: ``mentors`` are a full sweep's batch, or the part of it one programme runs
+        (evaluate.set_based_candidates) — ascending, every mentor wanted inside the id range
+        from the first to the last — and are sent as that range (``range_statement``); rows of
+        the range's other mentors (another programme's, or active since the batch was listed)
+        are dropped before any candidate is built."""
         sql, args = bind(self.candidate_query, self.candidate_params(rule, mentors, as_of))
         if span and mentors:
             sql = range_statement(self.candidate_query)
