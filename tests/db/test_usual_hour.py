@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -187,6 +188,14 @@ async def test_a_held_push_is_not_sent_before_its_hour(pool: asyncpg.Pool[Any]) 
         assert (await d.dispatch_once()).claimed == 0
 
 
+def _off_the_usual_hour(now: dt.datetime) -> dt.datetime:
+    """An evaluation instant at or just before ``now`` that is not within an hour of the
+    programme's usual hour (18:00 in Oslo, where these mentors live): in that hour a timed push
+    goes out at once, so a test run then (17:00–18:00 UTC in winter) saw no hold."""
+    oslo = now.astimezone(ZoneInfo("Europe/Oslo"))
+    return now - dt.timedelta(hours=3) if oslo.hour in (17, 18) else now
+
+
 async def test_last_tier_certification_reminder_is_never_held(pool: asyncpg.Pool[Any]) -> None:
     r = Rules(
         daily_cap=5,
@@ -200,7 +209,7 @@ async def test_last_tier_certification_reminder_is_never_held(pool: asyncpg.Pool
     await add_certification(pool, urgent, expires_at=now + dt.timedelta(hours=12))
     early = await add_mentor(pool, timezone="Europe/Oslo")
     await add_certification(pool, early, expires_at=now + dt.timedelta(days=20))
-    await Engine(pool, r).run_scheduled_evaluation()
+    await Engine(pool, r).run_scheduled_evaluation(_off_the_usual_hour(now))
     rows = {
         r["mentor_id"]: r
         for r in await pool.fetch(
@@ -309,7 +318,7 @@ async def test_each_organisation_s_variant_decides_its_own_hold_in_a_batch(pool:
                 await pool.execute("UPDATE peer_mentor SET organization_id = $2 WHERE id = $1", mentor, org)
             await add_certification(pool, mentor, expires_at=now + dt.timedelta(days=20))
             group.append(mentor)
-    await Engine(pool, r).run_scheduled_evaluation()
+    await Engine(pool, r).run_scheduled_evaluation(_off_the_usual_hour(now))
     rows = {
         row["mentor_id"]: row
         for row in await pool.fetch(
