@@ -208,17 +208,18 @@ async def _run_lanes(
         while pending:
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
             for task in tasks:  # the first lane (in lane order) that failed in this round
-                if task in finished and not task.cancelled() and task.exception() is not None:
+                if task in finished and not task.cancelled() and (error := task.exception()) is not None:
                     dispenser.done = True
-                    raise task.exception()  # type: ignore[misc]
+                    raise error
     finally:
-        await _settle(tasks)
+        await settle_lanes(tasks)
     if plan.collect:
         result.outcomes += [o for i in sorted(collected) for o in collected[i]]
 
 
-async def _settle(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancels the lanes and waits until every one has ended — even when this task is itself
+async def settle_lanes(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancels the lanes (a full sweep's, or a shared period's: runtime/scheduler.py) and
+    waits until every one has ended — even when this task is itself
     being cancelled (a stopping daemon: its cancellation is re-raised after), so that no lane
     still runs a statement on a connection the caller gives back to the pool."""
     for task in tasks:

@@ -64,6 +64,7 @@ from scenario_engine.runtime.shared_sweep import ClosedPeriod, SharedSweeper
 from scenario_engine.runtime.state import RuntimeState
 from scenario_engine.runtime.worker import sleep_or_stop
 from scenario_engine.scenarios.rules import Rules
+from scenario_engine.sweep import settle_lanes
 
 LEADER_LOCK_KEY = 0x5CE7_1EAD  # any fixed positive bigint shared by all engines
 # How long the per-batch sweep ledger is kept: long enough to investigate an incident.
@@ -446,9 +447,7 @@ class Scheduler:
                 try:
                     await asyncio.wait(extra)
                 except asyncio.CancelledError:
-                    for task in extra:
-                        task.cancel()
-                    await _wait_all(extra)
+                    await settle_lanes(extra)
                     raise
 
         async with self.pool.acquire() as first:
@@ -460,9 +459,7 @@ class Scheduler:
             try:
                 await asyncio.wait(tasks)
             except asyncio.CancelledError:
-                for task in tasks:
-                    task.cancel()
-                await _wait_all(tasks)
+                await settle_lanes(tasks)
                 raise
         failures = [t.exception() for t in [*lanes, *tasks[1:]] if not t.cancelled()]
         for error in failures:  # the first lane (in lane order) that failed; else the extras' start
@@ -642,15 +639,3 @@ class Scheduler:
             sent=result.sent,
             lanes=result.lanes,
         )
-
-
-async def _wait_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Waits until every task has ended, even while this task is being cancelled again."""
-    while not all(task.done() for task in tasks):
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:
-            continue
-    for task in tasks:
-        if not task.cancelled():
-            task.exception()
