@@ -374,14 +374,6 @@ def assert_same(
 STATS = {"examples": 0, "rounds": 0, "notifications": 0, "suppressed": 0, "achievements": 0}
 
 
-async def _admin(server: pg.TestServer, sql: str) -> None:
-    admin = await asyncpg.connect(server.admin_dsn)
-    try:
-        await admin.execute(sql)
-    finally:
-        await admin.close()
-
-
 @settings(
     max_examples=25,
     deadline=None,
@@ -395,17 +387,19 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
     sweep_db, single_db, incr_db = f"equiv_{tag}_sweep", f"equiv_{tag}_single", f"equiv_{tag}_incr"
     pools: list[asyncpg.Pool[Any]] = []
     try:
-        await _admin(pg_server, f'CREATE DATABASE "{sweep_db}" TEMPLATE "{template_db}"')
-        await _admin(pg_server, f'ALTER DATABASE "{sweep_db}" SET search_path = {SEARCH_PATH}')  # test SQL
+        await pg_server.admin_execute(f'CREATE DATABASE "{sweep_db}" TEMPLATE "{template_db}"')
+        await pg_server.admin_execute(
+            f'ALTER DATABASE "{sweep_db}" SET search_path = {SEARCH_PATH}'
+        )  # test SQL
         conn = await asyncpg.connect(pg_server.url(sweep_db))
         try:
             mentors = await populate(conn, case)
         finally:
             await conn.close()  # CREATE DATABASE … TEMPLATE needs the template to be idle
-        await _admin(pg_server, f'CREATE DATABASE "{single_db}" TEMPLATE "{sweep_db}"')
-        await _admin(pg_server, f'CREATE DATABASE "{incr_db}" TEMPLATE "{sweep_db}"')
+        await pg_server.admin_execute(f'CREATE DATABASE "{single_db}" TEMPLATE "{sweep_db}"')
+        await pg_server.admin_execute(f'CREATE DATABASE "{incr_db}" TEMPLATE "{sweep_db}"')
         for db in (single_db, incr_db):
-            await _admin(pg_server, f'ALTER DATABASE "{db}" SET search_path = {SEARCH_PATH}')
+            await pg_server.admin_execute(f'ALTER DATABASE "{db}" SET search_path = {SEARCH_PATH}')
         incr_pool = await create_pool(pg_server.url(incr_db), min_size=1, max_size=2)
         pools.append(incr_pool)
         rules = programme(case)
@@ -455,7 +449,7 @@ async def test_sweep_and_single_mentor_interfaces_decide_the_same(
         for p in pools:
             await p.close()
         for name in (single_db, sweep_db, incr_db):
-            await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await pg_server.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 PROPERTY = "test_sweep_and_single_mentor_interfaces_decide_the_same"

@@ -37,14 +37,6 @@ ROLLUPS = {
 }
 
 
-async def _admin(server: pg.TestServer, sql: str) -> None:
-    admin = await asyncpg.connect(server.admin_dsn)
-    try:
-        await admin.execute(sql)
-    finally:
-        await admin.close()
-
-
 async def _populate(conn: asyncpg.Connection[Any]) -> list[uuid.UUID]:
     """Mentors with something for every rule: inactive ones, some with sessions this year (the
     milestone), certifications expiring within the tiers, a few opted out, one not active."""
@@ -71,19 +63,19 @@ async def databases(pg_server: pg.TestServer, template_db: str) -> AsyncIterator
     tag = uuid.uuid4().hex[:12]
     names = (f"lanes_{tag}_many", f"lanes_{tag}_one")
     try:
-        await _admin(pg_server, f'CREATE DATABASE "{names[0]}" TEMPLATE "{template_db}"')
-        await _admin(pg_server, f'ALTER DATABASE "{names[0]}" SET search_path = {SEARCH_PATH}')
+        await pg_server.admin_execute(f'CREATE DATABASE "{names[0]}" TEMPLATE "{template_db}"')
+        await pg_server.admin_execute(f'ALTER DATABASE "{names[0]}" SET search_path = {SEARCH_PATH}')
         conn = await asyncpg.connect(pg_server.url(names[0]))
         try:
             await _populate(conn)
         finally:
             await conn.close()  # CREATE DATABASE … TEMPLATE needs the template to be idle
-        await _admin(pg_server, f'CREATE DATABASE "{names[1]}" TEMPLATE "{names[0]}"')
-        await _admin(pg_server, f'ALTER DATABASE "{names[1]}" SET search_path = {SEARCH_PATH}')
+        await pg_server.admin_execute(f'CREATE DATABASE "{names[1]}" TEMPLATE "{names[0]}"')
+        await pg_server.admin_execute(f'ALTER DATABASE "{names[1]}" SET search_path = {SEARCH_PATH}')
         yield pg_server.url(names[0]), pg_server.url(names[1])
     finally:
         for name in names:
-            await _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await pg_server.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _rows(pool: asyncpg.Pool[Any]) -> dict[str, set[tuple[Any, ...]]]:

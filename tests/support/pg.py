@@ -32,6 +32,17 @@ class TestServer:
             query = "?" + self.admin_dsn.split("?", 1)[1]
         return f"{base}/{database}{query}"
 
+    async def admin_execute(self, sql: str) -> None:
+        """One statement as the server's admin, outside any test database (CREATE/DROP DATABASE
+        of the tests that clone databases of their own)."""
+        import asyncpg
+
+        admin = await asyncpg.connect(self.admin_dsn)
+        try:
+            await admin.execute(sql)
+        finally:
+            await admin.close()
+
 
 def _docker_answers() -> bool:
     """Is a Docker engine reachable? (The docker CLI on PATH says nothing about that.)"""
