@@ -414,13 +414,24 @@ class Engine:
                 result.seconds += result.resolve_seconds
             return result
 
+    def provisional_seen(self) -> SeenRules:
+        """What this engine has seen, for a transaction that may yet roll back: pass it to
+        ``evaluate_sweep_range`` and ``adopt_seen`` it once that transaction has committed."""
+        return self._seen.copy()
+
+    def adopt_seen(self, seen: SeenRules) -> None:
+        self._seen.merge(seen)
+
     async def evaluate_sweep_range(
-        self, conn: Conn, rules: Rules, as_of: dt.datetime, mentors: list[uuid.UUID]
+        self, conn: Conn, rules: Rules, as_of: dt.datetime, mentors: list[uuid.UUID], seen: SeenRules
     ) -> Outcomes:
         """One range of a shared full sweep (runtime/shared_sweep.py): the very evaluation of a
         sweep batch (``run_sweep``'s), inside the caller's transaction, so that the range's
-        completion commits with its decisions or not at all."""
-        experiments = await ensure_rules_seen(conn, rules, as_of, self._seen)
+        completion commits with its decisions or not at all. A rule's first sighting or an
+        experiment this range records is cached in ``seen`` (``provisional_seen``) only: the
+        range's other lanes wait on its row locks instead of writing under an uncommitted
+        experiment."""
+        experiments = await ensure_rules_seen(conn, rules, as_of, seen)
         return await evaluate_set_based(
             conn, rules, experiments, as_of, lambda _scenario_type: mentors, on_quarantine=self.on_quarantine
         )

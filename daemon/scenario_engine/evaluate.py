@@ -49,7 +49,9 @@ Experiments = Mapping[str | ExperimentKey, int]
 @dataclass
 class SeenRules:
     """What an engine has recorded already: rule names seen, experiment ids. A cache: a dry
-    run works on a copy, so that nothing it created (and rolled back) is remembered."""
+    run works on a copy, so that nothing it created (and rolled back) is remembered; so does a
+    shared sweep's range, whose copy is ``merge``d once its transaction has committed (another
+    lane must not write under an experiment that is not committed yet, or never will be)."""
 
     names: set[str] = field(default_factory=set)
     experiments: dict[ExperimentKey, int] = field(default_factory=dict)
@@ -58,6 +60,11 @@ class SeenRules:
 
     def copy(self) -> SeenRules:
         return SeenRules(set(self.names), dict(self.experiments), set(self.variants))
+
+    def merge(self, other: SeenRules) -> None:
+        self.names |= other.names
+        self.experiments.update(other.experiments)
+        self.variants |= other.variants
 
 
 async def instant(conn: Conn, as_of: dt.datetime | None) -> dt.datetime:

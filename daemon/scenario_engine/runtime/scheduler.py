@@ -75,7 +75,7 @@ LEASE_HINT = "a batch outlasted SCENARIO_SWEEP_LEASE_SECONDS: raise it or lower 
 StopReason = Literal["stopping", "leadership_lost", "lease_lost"]
 # A shared-sweep lane's own connection and its "has a range" event, seen by ``_work_shared`` in
 # that lane's task (each task runs in its own copy of the context).
-_LANE: contextvars.ContextVar[tuple[Any, asyncio.Event | None] | None] = contextvars.ContextVar(
+_LANE: contextvars.ContextVar[tuple[Any, asyncio.Event] | None] = contextvars.ContextVar(
     "shared_sweep_lane", default=None
 )
 
@@ -403,16 +403,15 @@ class Scheduler:
         gate = asyncio.Lock()
         failed = False
         worked = False
-        # The first lane committed a range: the others may be worth their connections, and they
-        # may use what that range recorded. The engine caches a rule's first sighting and its
-        # experiment (evaluate.SeenRules) when a range's transaction creates them; another lane
-        # writing under that experiment before the commit violates its foreign key
-        # (tests/db/test_sweep_reload.py, a rule first seen in a shared period).
+        # A lane has a range: the others may be worth their connections. (Not "has committed
+        # one": after a restart the first range taken back may be one that hangs, and the other
+        # lost ranges must not wait for it. What a range records of the rules — a first sighting,
+        # an experiment — another lane sees only once it has committed: shared_sweep.py.)
         claimed = asyncio.Event()
 
         async def lane(conn: Any) -> None:
             nonlocal failed, worked
-            _LANE.set((conn, None))
+            _LANE.set((conn, claimed))
             try:
                 while True:
                     async with gate:
@@ -421,14 +420,12 @@ class Scheduler:
                     if not await self._work_shared(rules):
                         return
                     worked = True
-                    claimed.set()
             except BaseException:
                 failed = True
                 raise
 
         async def more_lanes() -> None:
-            """The extra lanes, once the first has committed a range (an idle poll takes no
-            more)."""
+            """The extra lanes, once the first has a range (an idle poll takes no more)."""
             got = asyncio.ensure_future(claimed.wait())
             try:  # (asyncio.wait never cancels what it waits for)
                 await asyncio.wait([first_lane, got], return_when=asyncio.FIRST_COMPLETED)

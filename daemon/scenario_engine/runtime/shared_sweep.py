@@ -52,6 +52,7 @@ import asyncpg
 
 from scenario_engine.db.queries import fetch, fetchrow, fetchval
 from scenario_engine.engine import Engine
+from scenario_engine.evaluate import SeenRules
 from scenario_engine.logs import get_logger
 from scenario_engine.runtime.fleet import rules_fingerprint
 from scenario_engine.scenarios.rules import Rules
@@ -291,74 +292,83 @@ class SharedSweeper:
 
     async def evaluate(self, claim: RangeClaim, rules: Rules, lane: Any | None = None) -> ClosedPeriod | None:
         """The range in one transaction (on ``lane``, else a pool connection): lock and check
-        the claim, evaluate, complete; and, if it was the last one, close the period."""
-        async with self._conn(lane) as conn, conn.transaction():
-            if (
-                await fetchval(
-                    conn,
-                    "lock_sweep_range",
-                    sweep_key=claim.key,
-                    batch_no=claim.batch_no,
-                    claim_token=claim.token,
-                )
-                is None
-            ):
-                raise _TakenOver
-            rows = await fetch(
-                conn, "active_mentor_range", lower_mentor=claim.lower, upper_mentor=claim.upper
-            )
-            mentors = [r["id"] for r in rows]
-            part = SweepResult(as_of=claim.as_of, dry_run=False, mentors=len(mentors))
-            if mentors:
-                part.count(await self.engine.evaluate_sweep_range(conn, rules, claim.as_of, mentors))
-            done = await fetchval(
+        the claim, evaluate, complete; and, if it was the last one, close the period. What the
+        range records of the rules (a first sighting, an experiment) the engine remembers only
+        once it has committed (``Engine.provisional_seen``)."""
+        seen = self.engine.provisional_seen()
+        async with self._conn(lane) as conn:
+            async with conn.transaction():
+                closed = await self._evaluate_in(conn, claim, rules, seen)
+            self.engine.adopt_seen(seen)
+            return closed
+
+    async def _evaluate_in(
+        self, conn: Any, claim: RangeClaim, rules: Rules, seen: SeenRules
+    ) -> ClosedPeriod | None:
+        if (
+            await fetchval(
                 conn,
-                "complete_sweep_range",
+                "lock_sweep_range",
                 sweep_key=claim.key,
                 batch_no=claim.batch_no,
                 claim_token=claim.token,
-                mentors=len(mentors),
-                stats=range_stats(part),
-                instance_id=self.instance_id,
-                first_mentor=mentors[0] if mentors else None,
-                last_mentor=mentors[-1] if mentors else None,
             )
-            if not done:  # cannot happen while lock_sweep_range's row lock holds; never commit then
-                raise _TakenOver
-            log.debug("sweep_range_done", sweep_key=claim.key, batch_no=claim.batch_no, mentors=len(mentors))
-            if not await fetchval(conn, "lock_shared_sweep", sweep_key=claim.key):
-                return None  # closed already (cannot happen while a range was not done)
-            totals = await fetchrow(conn, "shared_sweep_totals", sweep_key=claim.key)
-            assert totals is not None
-            if totals["remaining"]:
-                return None
-            plan = await fetchval(conn, "shared_sweep_plan", sweep_key=claim.key) or claim.plan
-            per_rule = summed(list(totals["stats"]))
-            record = {
-                "mode": "full",
-                "rules": period_rules(plan),
-                "full_as_of": plan.get("full_as_of", claim.as_of.isoformat()),
-                "per_rule": {r: dict(c) for r, c in per_rule.items()},
-                "shared": {"instances": int(totals["instances"]), "mentors": int(totals["mentors"])},
-            }
-            closed = await fetchrow(
-                conn,
-                "close_shared_sweep",
-                sweep_key=claim.key,
-                stats=record,
-                retention_secs=self.retention.total_seconds(),
-            )
-            if closed is None:
-                return None
-            return ClosedPeriod(
-                key=claim.key,
-                as_of=closed["as_of"],
-                seconds=float(closed["seconds"]),
-                mentors=int(totals["mentors"]),
-                plan=plan,
-                record=record,
-                per_rule=per_rule,
-            )
+            is None
+        ):
+            raise _TakenOver
+        rows = await fetch(conn, "active_mentor_range", lower_mentor=claim.lower, upper_mentor=claim.upper)
+        mentors = [r["id"] for r in rows]
+        part = SweepResult(as_of=claim.as_of, dry_run=False, mentors=len(mentors))
+        if mentors:
+            part.count(await self.engine.evaluate_sweep_range(conn, rules, claim.as_of, mentors, seen))
+        done = await fetchval(
+            conn,
+            "complete_sweep_range",
+            sweep_key=claim.key,
+            batch_no=claim.batch_no,
+            claim_token=claim.token,
+            mentors=len(mentors),
+            stats=range_stats(part),
+            instance_id=self.instance_id,
+            first_mentor=mentors[0] if mentors else None,
+            last_mentor=mentors[-1] if mentors else None,
+        )
+        if not done:  # cannot happen while lock_sweep_range's row lock holds; never commit then
+            raise _TakenOver
+        log.debug("sweep_range_done", sweep_key=claim.key, batch_no=claim.batch_no, mentors=len(mentors))
+        if not await fetchval(conn, "lock_shared_sweep", sweep_key=claim.key):
+            return None  # closed already (cannot happen while a range was not done)
+        totals = await fetchrow(conn, "shared_sweep_totals", sweep_key=claim.key)
+        assert totals is not None
+        if totals["remaining"]:
+            return None
+        plan = await fetchval(conn, "shared_sweep_plan", sweep_key=claim.key) or claim.plan
+        per_rule = summed(list(totals["stats"]))
+        record = {
+            "mode": "full",
+            "rules": period_rules(plan),
+            "full_as_of": plan.get("full_as_of", claim.as_of.isoformat()),
+            "per_rule": {r: dict(c) for r, c in per_rule.items()},
+            "shared": {"instances": int(totals["instances"]), "mentors": int(totals["mentors"])},
+        }
+        closed = await fetchrow(
+            conn,
+            "close_shared_sweep",
+            sweep_key=claim.key,
+            stats=record,
+            retention_secs=self.retention.total_seconds(),
+        )
+        if closed is None:
+            return None
+        return ClosedPeriod(
+            key=claim.key,
+            as_of=closed["as_of"],
+            seconds=float(closed["seconds"]),
+            mentors=int(totals["mentors"]),
+            plan=plan,
+            record=record,
+            per_rule=per_rule,
+        )
 
 
 def _range_claim(row: Any) -> RangeClaim:
