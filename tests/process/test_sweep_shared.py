@@ -11,6 +11,7 @@ there are, and how many times the period was counted.
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -148,15 +149,23 @@ async def test_sigkilled_replica_range_is_reclaimed_after_its_lease(
             )
         )
 
-    await eventually(victim_has_a_range, 120, "the follower evaluating a range")
+    held = (
+        "SELECT batch_no, lease_until FROM scenario_sweep_range WHERE state = 'claimed' AND claimed_by = $1"
+    )
+    for _ in range(20):
+        await eventually(victim_has_a_range, 120, "the follower evaluating a range")
+        # Frozen first: a commit already on its way lands, and the ranges still claimed now are
+        # the ones the kill takes with it (killed unfrozen, it might land between two ranges).
+        victim.signal(signal.SIGSTOP)
+        await anyio.sleep(0.3)
+        if await pool.fetch(held, victim_id):
+            break
+        victim.signal(signal.SIGCONT)
     victim.kill()
     killed_at = await pool.fetchval("SELECT now()")
     await anyio.sleep(0.5)  # the killed backend's transaction is rolled back
-    dead = await pool.fetch(
-        "SELECT batch_no, lease_until FROM scenario_sweep_range WHERE state = 'claimed' AND claimed_by = $1",
-        victim_id,
-    )
-    assert dead, "the kill landed between two ranges; the victim held none"
+    dead = await pool.fetch(held, victim_id)
+    assert dead, "the victim was never frozen holding a range"
     assert await pool.fetchval("SELECT finished_at IS NULL FROM scenario_sweep"), "the kill landed mid-sweep"
     alive = [d for d in (a, b, c) if d is not victim]
     await eventually(
