@@ -23,7 +23,7 @@ from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.messages import Chosen, Rendering, fill, fill_key
 from scenario_engine.policy import PolicyDecision, PolicyState
-from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.base import Achievement, Candidate
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.scenarios.rules import Rules
 from scenario_engine.templates import render, render_body, render_title
@@ -57,9 +57,13 @@ async def write_outcomes(
     (messages.py), and each push takes the delivery settings of its mentor's organisation's
     programme — its ``fallback`` channels, digest window and the usual-hour settings of a rule
     with ``send_at = "usual_hour"`` (timing.py)."""
-    recorded = [(c, d) for c, d in decided if d.recorded]
-    suppressed = [(c, d) for c, d in decided if not d.recorded]
-    achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
+    recorded: list[tuple[Candidate, PolicyDecision]] = []
+    suppressed: list[tuple[Candidate, PolicyDecision]] = []
+    achievements: list[tuple[uuid.UUID, Achievement]] = []
+    for c, d in decided:  # one pass (PolicyDecision.recorded, inlined: a call per candidate)
+        (recorded if d.outcome in _RECORDED else suppressed).append((c, d))
+        if c.achievements:
+            achievements += ((c.mentor_id, a) for a in c.achievements)
     created: dict[str, int] = {}
     existing: dict[str, int] = {}
     async with conn.transaction():
@@ -91,14 +95,18 @@ async def write_outcomes(
             )
     out: list[Outcome] = []
     for c, d in decided:
-        org = _organization(states, c.mentor_id)
-        if not d.recorded:
-            out.append(Outcome(c, d, organization_id=org))
-        elif c.dedup_key in created:
-            out.append(Outcome(c, d, created[c.dedup_key], organization_id=org))
+        state = states.get(c.mentor_id)
+        org = state.organization_id if state is not None else None
+        if d.outcome not in _RECORDED:
+            out.append(Outcome(c, d, None, False, org))
+        elif (notification := created.get(c.dedup_key)) is not None:
+            out.append(Outcome(c, d, notification, False, org))
         else:
-            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True, organization_id=org))
+            out.append(Outcome(c, d, existing.get(c.dedup_key), True, org))
     return out
+
+
+_RECORDED = ("sent", "holdout")  # PolicyDecision.recorded
 
 
 async def _enqueue(
