@@ -83,8 +83,9 @@ SENT = PolicyDecision("sent", "all checks passed")
 def state_from_row(row: Any) -> PolicyState:
     """As ``records.from_row`` (every field from the column of its name, a missing one failing
     with its name), but through one itemgetter: a first sweep makes a state per candidate."""
-    values = _state_columns(row)
-    return PolicyState(*values[:_SENT_24H], int(values[_SENT_24H]), *values[_SENT_24H + 1 :])
+    values = list(_state_columns(row))
+    values[_SENT_24H] = int(values[_SENT_24H])
+    return PolicyState(*values)
 
 
 _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyState))
