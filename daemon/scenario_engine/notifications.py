@@ -243,10 +243,11 @@ _Filled = dict[tuple[Any, ...], tuple[str, str]]
 # the next: a sweep's batches fill the same texts with the same values (issue 18: a memo per
 # batch filled 18 % of a first sweep's texts afresh, the same ones in every batch). Each entry
 # holds its programmes and rule, so that their ids, the key, are not reused while it is kept
-# (both are frozen: the same objects always choose and fill alike). Bounded: the oldest pair
-# goes first, and a pair's filled texts start over past ``_MEMO_TEXTS``.
-_MEMO_PAIRS = 32
-_MEMO_TEXTS = 50_000
+# (both are frozen: the same objects always choose and fill alike). Bounded, for texts that read
+# a value of every mentor's own (a display name: nothing to share): the oldest pair goes first,
+# and a pair's filled texts start over past ``_MEMO_TEXTS`` (≈ 0.5 kB each) at a batch's start.
+_MEMO_PAIRS = 8
+_MEMO_TEXTS = 4096
 _memos: dict[tuple[int, int], tuple[Rules, Rule, _Chosen, _Filled]] = {}
 
 
