@@ -52,10 +52,11 @@ READER_WAIT_S = 0.05
 # How long a full sweep waits for a lane's connection to be opened in a free slot of the pool.
 LANE_CONNECT_WAIT_S = 2.0
 # The cyclic collector's first threshold while an engine exists (Python's default is 700). A
-# sweep batch keeps ~10^5 objects alive (rows, candidates, contexts, parameters), nearly all
-# freed by reference counting and none in a cycle; at 700, the full collections that their
-# number sets off traversed them all again and again: 9 per first sweep of 100k mentors,
-# 0.3–0.45 s, 15–20 % of its client CPU (issue 18, docs/BENCHMARKS.md).
+# sweep batch keeps ~10^5 objects alive (rows, candidates, contexts, parameters), freed by
+# reference counting when the batch ends; at 700, the full collections that their number sets
+# off traversed them all again and again: 9 per first sweep of 100k mentors, 0.3–0.45 s,
+# 15–20 % of its client CPU (issue 18, docs/BENCHMARKS.md). Cyclic garbage is still collected,
+# every 10,000 allocations net instead of 700.
 GC_GEN0_THRESHOLD = 10_000
 
 
