@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -50,6 +51,20 @@ R = TypeVar("R", bound=Rule)
 READER_WAIT_S = 0.05
 # How long a full sweep waits for a lane's connection to be opened in a free slot of the pool.
 LANE_CONNECT_WAIT_S = 2.0
+# The cyclic collector's first threshold while an engine exists (Python's default is 700). A
+# sweep batch keeps ~10^5 objects alive (rows, candidates, contexts, parameters), freed by
+# reference counting when the batch ends; at 700, the full collections that their number sets
+# off traversed them all again and again: 9 per first sweep of 100k mentors, 0.3–0.45 s,
+# 15–20 % of its client CPU (issue 18, docs/BENCHMARKS.md). Cyclic garbage is still collected,
+# every 10,000 allocations net instead of 700.
+GC_GEN0_THRESHOLD = 10_000
+
+
+def batch_sized_gc() -> None:
+    """Raise the collector's first threshold to ``GC_GEN0_THRESHOLD`` (never lower it)."""
+    first, second, third = gc.get_threshold()
+    if 0 < first < GC_GEN0_THRESHOLD:  # 0: collection turned off, left so
+        gc.set_threshold(GC_GEN0_THRESHOLD, second, third)
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,7 @@ class Engine:
         self.sweep_batch = sweep_batch
         self.sweep_lanes = sweep_lanes
         self._seen = SeenRules()
+        batch_sized_gc()
 
     def replace_rules(self, rules: Rules) -> None:
         self.rules = rules

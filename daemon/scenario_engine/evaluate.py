@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -481,18 +480,17 @@ def apply_policy(
     """Pure: decide each candidate in order; earlier allowed ones count toward the cap. The
     cooldown and the cap are those of the mentor's organisation's programme."""
     known = programmes if programmes is not None else Programmes(rule, rules)
-    pending: Counter[uuid.UUID] = Counter()
+    pending: dict[uuid.UUID, int] = {}  # not a Counter: its __missing__ is a call per candidate
     out: list[tuple[Candidate, PolicyDecision]] = []
     for cand in candidates:
         state = states.get(cand.mentor_id)
         if state is None:  # mentor deleted between the two reads
             continue
         found = known.of(state.organization_id)
-        decision = decide_policy(
-            state, cand.scenario_type, found.cooldown, found.daily_cap, as_of, pending[cand.mentor_id]
-        )
-        if decision.allowed:
-            pending[cand.mentor_id] += 1
+        before = pending.get(cand.mentor_id, 0)
+        decision = decide_policy(state, cand.scenario_type, found.cooldown, found.daily_cap, as_of, before)
+        if decision.outcome == "sent":
+            pending[cand.mentor_id] = before + 1
         out.append((cand, decision))
     return out
 
@@ -522,12 +520,16 @@ async def decide_and_write(
         tuple[ExperimentKey, int],
         tuple[ExperimentKey, RuleBase, Rules, list[tuple[Candidate, PolicyDecision]]],
     ] = {}
+    members: dict[int, list[tuple[Candidate, PolicyDecision]]] = {}  # id(Effective) → its group's
     for cand, decision in decided:
         found = known.of(states[cand.mentor_id].organization_id)
-        slot = (found.experiment, id(found.rule))
-        if slot not in groups:
-            groups[slot] = (found.experiment, found.rule, found.programme, [])
-        groups[slot][3].append((cand, decision))
+        part = members.get(id(found))  # the key's dataclass hash once per programme, not per candidate
+        if part is None:
+            slot = (found.experiment, id(found.rule))
+            if slot not in groups:
+                groups[slot] = (found.experiment, found.rule, found.programme, [])
+            part = members[id(found)] = groups[slot][3]
+        part.append((cand, decision))
     out: list[Outcome] = []
     for key, own, programme, part in groups.values():
         if isinstance(experiments, int):

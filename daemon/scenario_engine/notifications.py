@@ -23,7 +23,7 @@ from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.messages import Chosen, Rendering, fill, fill_key
 from scenario_engine.policy import PolicyDecision, PolicyState
-from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.base import Achievement, Candidate
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.scenarios.rules import Rules
 from scenario_engine.templates import render, render_body, render_title
@@ -57,9 +57,13 @@ async def write_outcomes(
     (messages.py), and each push takes the delivery settings of its mentor's organisation's
     programme — its ``fallback`` channels, digest window and the usual-hour settings of a rule
     with ``send_at = "usual_hour"`` (timing.py)."""
-    recorded = [(c, d) for c, d in decided if d.recorded]
-    suppressed = [(c, d) for c, d in decided if not d.recorded]
-    achievements = [(c.mentor_id, a) for c, _ in decided for a in c.achievements]
+    recorded: list[tuple[Candidate, PolicyDecision]] = []
+    suppressed: list[tuple[Candidate, PolicyDecision]] = []
+    achievements: list[tuple[uuid.UUID, Achievement]] = []
+    for c, d in decided:  # one pass (PolicyDecision.recorded, inlined: a call per candidate)
+        (recorded if d.outcome in _RECORDED else suppressed).append((c, d))
+        if c.achievements:
+            achievements += ((c.mentor_id, a) for a in c.achievements)
     created: dict[str, int] = {}
     existing: dict[str, int] = {}
     async with conn.transaction():
@@ -91,14 +95,18 @@ async def write_outcomes(
             )
     out: list[Outcome] = []
     for c, d in decided:
-        org = _organization(states, c.mentor_id)
-        if not d.recorded:
-            out.append(Outcome(c, d, organization_id=org))
-        elif c.dedup_key in created:
-            out.append(Outcome(c, d, created[c.dedup_key], organization_id=org))
+        state = states.get(c.mentor_id)
+        org = state.organization_id if state is not None else None
+        if d.outcome not in _RECORDED:
+            out.append(Outcome(c, d, None, False, org))
+        elif (notification := created.get(c.dedup_key)) is not None:
+            out.append(Outcome(c, d, notification, False, org))
         else:
-            out.append(Outcome(c, d, existing.get(c.dedup_key), duplicate=True, organization_id=org))
+            out.append(Outcome(c, d, existing.get(c.dedup_key), True, org))
     return out
+
+
+_RECORDED = ("sent", "holdout")  # PolicyDecision.recorded
 
 
 async def _enqueue(
@@ -127,7 +135,8 @@ async def _enqueue(
 
 class _Prepare:
     """The enqueue_batch parameters of candidates [start, end): contexts, texts in the mentor's
-    language (each distinct text filled once), the effective parameters, windows, delivery."""
+    language (each distinct text filled once), the effective parameters, windows, delivery —
+    each shared value once per shape (the statement's ``shapes``)."""
 
     def __init__(
         self,
@@ -148,44 +157,112 @@ class _Prepare:
         self.delivery = delivery
         self.scenario = scenario_of(rule)
         self.known = _Effective(rule, rules)
-        self.chosen: dict[tuple[int, str | None], tuple[Chosen, dict[str, dict[str, str]]]] = {}
-        self.filled: dict[tuple[Any, ...], tuple[str, str]] = {}
+        self.chosen, self.filled = _text_memo(rules, rule)
 
     def part(self, start: int, end: int) -> dict[str, Any]:
-        recorded = self.recorded[start:end]
-        delivery = self.delivery[start:end]
-        states, rule, rules = self.states, self.rule, self.rules
-        contexts = [
-            {**c.inputs, "rule": c.rule_name, "display_name": _display_name(states, c.mentor_id)}
-            for c, _ in recorded
-        ]
-        texts = [
-            _texts(rule, rules, states.get(c.mentor_id), ctx, self.chosen, self.filled)
-            for (c, _), ctx in zip(recorded, contexts, strict=True)
-        ]
-        for ctx, (_, _, loc) in zip(contexts, texts, strict=True):
+        """One pass over the candidates: what differs per candidate goes in one array each, the
+        rest once per distinct shape (the statement's ``shapes``) — a batch's thousands of
+        notifications share a handful of reasons, texts, windows, deliveries and parameters."""
+        states, rule, rules, known = self.states, self.rule, self.rules, self.known
+        as_of, window_end = self.as_of, self.scenario.window_end
+        chosen, filled = self.chosen, self.filled
+        mentor_ids: list[uuid.UUID] = []
+        subjects: list[str] = []
+        seqs: list[int] = []
+        dedup_keys: list[str] = []
+        contexts: list[str] = []
+        organization_ids: list[uuid.UUID | None] = []
+        shapes: list[int] = []
+        found: dict[tuple[Any, ...], int] = {}
+        kept: list[tuple[Any, ...]] = []  # each shape's key, in index order
+        deliveries: list[_Delivery] = []  # and its delivery
+        for (c, d), how in zip(self.recorded[start:end], self.delivery[start:end], strict=True):
+            state = states.get(c.mentor_id)
+            org = state.organization_id if state is not None else None
+            ctx = {
+                **c.inputs,
+                "rule": c.rule_name,
+                "display_name": (state.display_name if state is not None else None) or "there",
+            }
+            title, body, loc = _texts(rule, rules, state, ctx, chosen, filled)
             if loc is not None:
                 ctx["locale"] = loc  # the decision log's context records the language used
+            held_out = d.outcome == "holdout"
+            ends = window_end(c, rule, as_of)
+            params = known.params_json(org)
+            # The delivery by identity: its values are shared by the candidates that share it.
+            key = (c.scenario_type, c.rule_name, d.reason, held_out, ends, title, body, id(how), params)
+            shape = found.get(key)
+            if shape is None:
+                shape = found[key] = len(found) + 1
+                kept.append(key)
+                deliveries.append(how)
+            mentor_ids.append(c.mentor_id)
+            subjects.append(c.subject)
+            seqs.append(c.seq)
+            dedup_keys.append(c.dedup_key)
+            contexts.append(_json(ctx))
+            organization_ids.append(org)
+            shapes.append(shape)
         return {
-            **_decision_columns(recorded, self.as_of, states, self.experiment_id),
-            "subjects": [c.subject for c, _ in recorded],
-            "seqs": [c.seq for c, _ in recorded],
+            "mentor_ids": mentor_ids,
+            "subjects": subjects,
+            "seqs": seqs,
+            "dedup_keys": dedup_keys,
             "contexts": contexts,
-            "effective_params": [
-                self.known.params_json(_organization(states, c.mentor_id)) for c, _ in recorded
-            ],
-            "titles": [t for t, _, _ in texts],
-            "bodies": [b for _, b, _ in texts],
-            "held_out": [d.outcome == "holdout" for _, d in recorded],
-            "window_ends": [self.scenario.window_end(c, rule, self.as_of) for c, _ in recorded],
-            "fallbacks": [d.fallback for d in delivery],
-            "hold_untils": [d.hold.until for d in delivery],
-            "hold_reasons": [d.hold.reason for d in delivery],
-            "timing_arms": [d.hold.arm for d in delivery],
-            "digests": [d.digest for d in delivery],
-            "digest_arms": [d.digest_arm for d in delivery],
-            "digest_secs": [d.digest_secs for d in delivery],
+            "organization_ids": organization_ids,
+            "shapes": shapes,
+            "as_of": as_of,
+            "experiment_id": self.experiment_id,
+            "scenario_types": [k[0] for k in kept],
+            "rule_names": [k[1] for k in kept],
+            "reasons": [k[2] for k in kept],
+            "held_out": [k[3] for k in kept],
+            "window_ends": [k[4] for k in kept],
+            "titles": [k[5] for k in kept],
+            "bodies": [k[6] for k in kept],
+            "fallbacks": [x.fallback for x in deliveries],
+            "hold_untils": [x.hold.until for x in deliveries],
+            "hold_reasons": [x.hold.reason for x in deliveries],
+            "timing_arms": [x.hold.arm for x in deliveries],
+            "digests": [x.digest for x in deliveries],
+            "digest_arms": [x.digest_arm for x in deliveries],
+            "digest_secs": [x.digest_secs for x in deliveries],
+            "effective_params": [k[8] for k in kept],
         }
+
+
+# The jsonb codec's encoding (json.dumps' defaults) without its check for circular references,
+# which a context — flat values from our own queries — cannot have; the text is the same.
+_json = json.JSONEncoder(check_circular=False).encode
+
+
+_Chosen = dict[tuple[int, str | None], tuple[Chosen, dict[str, dict[str, str]]]]
+_Filled = dict[tuple[Any, ...], tuple[str, str]]
+# The texts chosen and filled (``_texts``' memos) per programmes and rule, kept from one batch to
+# the next: a sweep's batches fill the same texts with the same values (issue 18: a memo per
+# batch filled 18 % of a first sweep's texts afresh, the same ones in every batch). Each entry
+# holds its programmes and rule, so that their ids, the key, are not reused while it is kept
+# (both are frozen: the same objects always choose and fill alike). Bounded, for texts that read
+# a value of every mentor's own (a display name: nothing to share): the oldest pair goes first,
+# and a pair's filled texts start over past ``_MEMO_TEXTS`` (≈ 0.5 kB each) at a batch's start.
+_MEMO_PAIRS = 8
+_MEMO_TEXTS = 4096
+_memos: dict[tuple[int, int], tuple[Rules, Rule, _Chosen, _Filled]] = {}
+
+
+def _text_memo(rules: Rules | None, rule: Rule) -> tuple[_Chosen, _Filled]:
+    if rules is None:  # the rule's own texts, rendered as before (no memo)
+        return {}, {}
+    key = (id(rules), id(rule))
+    found = _memos.get(key)
+    if found is None:
+        while len(_memos) >= _MEMO_PAIRS:
+            del _memos[next(iter(_memos))]
+        found = _memos[key] = (rules, rule, {}, {})
+    if len(found[3]) > _MEMO_TEXTS:
+        found[3].clear()
+    return found[2], found[3]
 
 
 @dataclass(frozen=True)
@@ -315,9 +392,9 @@ def _texts(
 ) -> tuple[str, str, str | None]:
     """Title, body and the locale used: the mentor's language through the programmes, or the
     rule's own texts exactly as before when no programmes are given. ``memo``: the text chosen
-    per (organisation, mentor locale) of one rule's batch (Rules.message depends on nothing
-    else; issue 18: it was asked per candidate). ``filled``: the texts filled so far in the
-    batch, by what they depend on (messages.fill_key)."""
+    per (organisation, mentor locale) of one rule (Rules.message depends on nothing else;
+    issue 18: it was asked per candidate). ``filled``: the texts of the rule filled so far, by
+    what they depend on (messages.fill_key); both kept across batches (``_text_memo``)."""
     if rules is None:
         return render_title(rule.title, ctx), render_body(rule.body, ctx), None
     org = state.organization_id if state else None

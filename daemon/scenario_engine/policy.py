@@ -7,12 +7,12 @@ decision with its reason, never a bare bool.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import operator
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
-
-from scenario_engine.db.records import from_row
 
 # "holdout" is decided after policy (outcomes/holdout.py): allowed, but kept back as a control.
 Outcome = Literal["sent", "holdout", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
@@ -73,11 +73,24 @@ def decide_policy(
     used = state.sent_24h + pending
     if used >= daily_cap:
         return PolicyDecision("daily_cap", f"{used} notifications in the last 24 h, cap is {daily_cap}")
-    return PolicyDecision("sent", "all checks passed")
+    return SENT
+
+
+# Every allowed decision is this one (frozen): a first sweep allows most of its candidates.
+SENT = PolicyDecision("sent", "all checks passed")
 
 
 def state_from_row(row: Any) -> PolicyState:
-    return from_row(PolicyState, row, sent_24h=int(row["sent_24h"]))
+    """As ``records.from_row`` (every field from the column of its name, a missing one failing
+    with its name), but through one itemgetter: a first sweep makes a state per candidate."""
+    values = list(_state_columns(row))
+    values[_SENT_24H] = int(values[_SENT_24H])
+    return PolicyState(*values)
+
+
+_STATE_FIELDS = tuple(f.name for f in dataclasses.fields(PolicyState))
+_state_columns = operator.itemgetter(*_STATE_FIELDS)
+_SENT_24H = _STATE_FIELDS.index("sent_24h")
 
 
 def _fmt(delta: dt.timedelta) -> str:

@@ -2,36 +2,48 @@
 -- (scenario_engine.origin = 'engine') so that the triggers do not turn it into events.
 
 -- name: enqueue_batch
--- params: mentor_ids, scenario_types, rule_names, subjects, seqs, dedup_keys, contexts, titles, bodies, as_of, held_out, organization_ids, experiment_id, window_ends, reasons, fallbacks, hold_untils, hold_reasons, timing_arms, digests, digest_arms, digest_secs, effective_params
+-- params: mentor_ids, subjects, seqs, dedup_keys, contexts, organization_ids, shapes, as_of, experiment_id, scenario_types, rule_names, reasons, held_out, window_ends, titles, bodies, fallbacks, hold_untils, hold_reasons, timing_arms, digests, digest_arms, digest_secs, effective_params
 -- One scenario_notification per dedup key (a repeat is a no-op), and for each new one: the
 -- cooldown state, a 'sent' or 'holdout' decision-log row with its pending outcome, and — unless
--- held out — a pending push. Parallel arrays but for as_of (the evaluation instant) and
--- experiment_id (the rule's experiment). fallbacks: per row, the channels its programme allows
--- when the push cannot be delivered, comma-separated ('' for none; docs/CHANNELS.md).
--- hold_untils, hold_reasons, timing_arms: per row, the usual-hour hold (NULL: due at once), why,
--- and the timing experiment's arm (timing.py); the reason is appended to the decision's.
--- digests, digest_arms: per row, whether the push waits for the mentor's digest window and the
--- digest experiment's arm; digest_secs: per row, the window of the mentor's programme. A digest push joins the mentor's open
--- window (a pending digest push not yet due: the same next_attempt_at), else opens one.
--- effective_params: per row, the effective parameters of the decision (notifications.decision_params),
--- kept in the decision log's inputs only (not in the push's data). JSON text, made once per
--- programme (a jsonb[] parameter had the client encode the same object for every row).
-WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[],
-                         $7::jsonb[], $8::text[], $9::text[], $11::boolean[], $12::uuid[], $14::timestamptz[],
-                         $15::text[], $16::text[], $17::timestamptz[], $18::text[], $19::text[],
-                         $20::boolean[], $21::text[], $22::float8[], $23::text[])
-        AS t(mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, title, body, held_out,
-             organization_id, window_ends_at, reason, fallback, hold_until, hold_reason, timing_arm,
-             digest, digest_arm, digest_secs, params)
+-- held out — a pending push. $1–$7 are parallel arrays, one element per candidate; contexts
+-- are JSON text. What candidates share comes once per distinct combination (a "shape"):
+-- shapes[i] is the 1-based index of candidate i's shape in the parallel arrays $10–$24
+-- (issue 18: 21 arrays of one element per candidate cost the client ≈ 33 element checks and
+-- encodings per notification, and the server a parse of the same parameters' JSON per row).
+-- as_of: the evaluation instant; experiment_id: the rule's experiment. fallbacks: the channels
+-- the candidate's programme allows when the push cannot be delivered, comma-separated ('' for
+-- none; docs/CHANNELS.md). hold_untils, hold_reasons, timing_arms: the usual-hour hold (NULL:
+-- due at once), why, and the timing experiment's arm (timing.py); the reason is appended to the
+-- decision's. digests, digest_arms: whether the push waits for the mentor's digest window and
+-- the digest experiment's arm; digest_secs: the window of the mentor's programme. A digest push
+-- joins the mentor's open window (a pending digest push not yet due: the same
+-- next_attempt_at), else opens one. effective_params: the effective parameters of the decision
+-- (notifications.decision_params), JSON text, kept in the decision log's inputs only (not in
+-- the push's data); parsed once per shape.
+WITH shape AS MATERIALIZED (
+    SELECT n::int AS shape, scenario_type, rule_name, reason, held_out, window_ends_at, title, body, fallback,
+           hold_until, hold_reason, timing_arm, digest, digest_arm, digest_secs, params::jsonb AS params
+    FROM unnest($10::text[], $11::text[], $12::text[], $13::boolean[], $14::timestamptz[], $15::text[],
+                $16::text[], $17::text[], $18::timestamptz[], $19::text[], $20::text[], $21::boolean[],
+                $22::text[], $23::float8[], $24::text[]) WITH ORDINALITY
+        AS s(scenario_type, rule_name, reason, held_out, window_ends_at, title, body, fallback, hold_until,
+             hold_reason, timing_arm, digest, digest_arm, digest_secs, params, n)
+), input AS (
+    SELECT t.mentor_id, s.scenario_type, s.rule_name, t.subject, t.seq, t.dedup_key, t.context::jsonb AS context,
+           s.title, s.body, s.held_out, t.organization_id, s.window_ends_at, s.reason, s.fallback, s.hold_until,
+           s.hold_reason, s.timing_arm, s.digest, s.digest_arm, s.digest_secs, s.params
+    FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::uuid[], $7::int[]) WITH ORDINALITY
+        AS t(mentor_id, subject, seq, dedup_key, context, organization_id, shape, n)
+    JOIN shape s USING (shape)
+    ORDER BY t.n  -- the candidates' order, whatever the join's: the ledger ids follow it
 ), ins AS (
     INSERT INTO scenario_engine.scenario_notification (mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, as_of, held_out)
-    SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $10::timestamptz, held_out FROM input
+    SELECT mentor_id, scenario_type, rule_name, subject, seq, dedup_key, context, $8::timestamptz, held_out FROM input
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING id, mentor_id, scenario_type, rule_name, subject, dedup_key, held_out
 ), cooldown AS (
     INSERT INTO scenario_engine.scenario_cooldown (mentor_id, scenario_type, last_triggered_at, last_rule_name, last_notification_id)
-    SELECT DISTINCT ON (mentor_id, scenario_type) mentor_id, scenario_type, $10::timestamptz, rule_name, id
+    SELECT DISTINCT ON (mentor_id, scenario_type) mentor_id, scenario_type, $8::timestamptz, rule_name, id
     FROM ins ORDER BY mentor_id, scenario_type, id DESC
     ON CONFLICT (mentor_id, scenario_type) DO UPDATE
     SET last_triggered_at = excluded.last_triggered_at,
@@ -44,7 +56,7 @@ WITH input AS (
                                    next_attempt_at, held_until, hold_reason, digest, digest_window)
     SELECT ins.id, ins.mentor_id, ins.scenario_type, i.title, i.body,
            jsonb_build_object('rule', ins.rule_name, 'notification_id', ins.id, 'context', i.context),
-           ins.dedup_key, i.organization_id, $13::bigint, $10::timestamptz,
+           ins.dedup_key, i.organization_id, $9::bigint, $8::timestamptz,
            coalesce(string_to_array(nullif(i.fallback, ''), ','), '{}'),
            w.due, i.hold_until, i.hold_reason, i.digest, CASE WHEN i.digest THEN w.due END
     FROM ins JOIN input i USING (dedup_key)
@@ -67,15 +79,15 @@ WITH input AS (
     SELECT ins.mentor_id, ins.scenario_type, ins.rule_name, ins.dedup_key,
            CASE WHEN ins.held_out THEN 'holdout' ELSE 'sent' END,
            CASE WHEN ins.held_out OR i.hold_reason IS NULL THEN i.reason ELSE i.reason || '; ' || i.hold_reason END,
-           i.context || jsonb_build_object('params', i.params::jsonb), $10::timestamptz, ins.id, i.organization_id, $13::bigint
+           i.context || jsonb_build_object('params', i.params), $8::timestamptz, ins.id, i.organization_id, $9::bigint
     FROM ins JOIN input i USING (dedup_key)
     ON CONFLICT ON CONSTRAINT scenario_decision_once DO NOTHING
     RETURNING id, dedup_key
 ), outcome AS (
     INSERT INTO scenario_engine.scenario_outcome (decision_id, mentor_id, organization_id, scenario_type, rule_name, experiment_id,
                                   arm, subject, decided_at, window_ends_at, timing_arm, digest_arm)
-    SELECT log.id, ins.mentor_id, i.organization_id, ins.scenario_type, ins.rule_name, $13::bigint,
-           CASE WHEN ins.held_out THEN 'holdout' ELSE 'treated' END, ins.subject, $10::timestamptz, i.window_ends_at,
+    SELECT log.id, ins.mentor_id, i.organization_id, ins.scenario_type, ins.rule_name, $9::bigint,
+           CASE WHEN ins.held_out THEN 'holdout' ELSE 'treated' END, ins.subject, $8::timestamptz, i.window_ends_at,
            CASE WHEN NOT ins.held_out THEN i.timing_arm END, CASE WHEN NOT ins.held_out THEN i.digest_arm END
     FROM log JOIN ins USING (dedup_key) JOIN input i USING (dedup_key)
 )
