@@ -33,6 +33,7 @@ from scenario_engine.notifications import Outcome, write_outcomes
 from scenario_engine.outcomes.holdout import ExperimentKey, experiment_key, hold_out
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
 from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.common import in_span
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.scenarios.rules import Rules
 
@@ -121,28 +122,39 @@ async def set_based_candidates(
         orgs_of = {r["id"]: r["organization_id"] for r in rows}
     default = variants.default if variants.default_runs else None
     own = {org for org, _ in variants.orgs if variants.for_org(org) != default}
+    distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
+    orgs: dict[uuid.UUID, int] = {}
+    for org in own:
+        effective = variants.for_org(org)
+        if effective not in distinct:
+            distinct.append(effective)
+        orgs[org] = 1 + distinct.index(effective)
+    found: list[Candidate] = []
+    if span:
+        # A full sweep's batch: the default rule's statement reads it as its id range, without
+        # the rows of the mentors of organisations that run the rule otherwise (issue 20). Those
+        # are picked out of ``orgs_of`` — a sweep's holds only the mentors of
+        # Rules.differing_organizations, a few hundred of 20k — not out of the batch: two passes
+        # over the batch's 20k ids per rule were the largest part of the programmes' extra
+        # client time in a steady sweep. They go to the other statement as an array (a few
+        # hundred ids cost less so than the statement finding them in the range itself: it
+        # would read the range's 20k index entries). Each mentor is decided by exactly one of
+        # the two, as ``orgs_of`` says.
+        other = sorted(m for m, o in orgs_of.items() if o in own and in_span(mentors, m))
+        if default is not None:
+            found += await scenario.candidates(conn, default, mentors, as_of, True, frozenset(other))
+        if other:
+            found += await scenario.candidates_across(conn, distinct, orgs, other, as_of)
+        return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
     # A mentor missing from orgs_of runs the default programme's rule: one whose organisation
     # runs the rule as the default does (baseline_moves leaves them out in a sweep), or one not
     # active (every candidate statement leaves those out itself).
     plain = [m for m in mentors if orgs_of.get(m) not in own]
-    other = [m for m in mentors if orgs_of.get(m) in own]
-    found: list[Candidate] = []
+    others = [m for m in mentors if orgs_of.get(m) in own]
     if plain and default is not None:
-        # A full sweep's batch: the default programme's mentors are read as the id range from
-        # the first to the last of them, the other organisations' mentors in it dropped by
-        # ``candidates`` (as it drops a mentor active since the batch was listed): without it
-        # the range form made one programme's sweep faster and left this one on 20k-uuid
-        # arrays (issue 20's bar, 200 organisations ÷ one programme, went 1.25 → 1.50×).
-        found += await scenario.candidates(conn, default, plain, as_of, span)
-    if other:
-        distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
-        orgs: dict[uuid.UUID, int] = {}
-        for org in own:
-            effective = variants.for_org(org)
-            if effective not in distinct:
-                distinct.append(effective)
-            orgs[org] = 1 + distinct.index(effective)
-        found += await scenario.candidates_across(conn, distinct, orgs, other, as_of)
+        found += await scenario.candidates(conn, default, plain, as_of)
+    if others:
+        found += await scenario.candidates_across(conn, distinct, orgs, others, as_of)
     return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
 
 
@@ -195,8 +207,11 @@ class _Prefetch:
             r.name: loop.create_future() for r in rules
         }
         # The organisations the reads go by: ``orgs_of``, or with ``org_range`` (a sweep batch's
-        # id range) read first on the reader, for the caller to check against its own read.
+        # id range) read first on the reader, with whether any mentor of the range is unseen
+        # (new, or moved since the engine last saw them): if none is, the caller has nothing to
+        # record; else it checks them against its own read (``read_orgs``).
         self.orgs: asyncio.Future[Mapping[uuid.UUID, uuid.UUID] | None] = loop.create_future()
+        self.unseen = False
         self._task = asyncio.create_task(
             self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, org_range, span)
         )
@@ -214,17 +229,19 @@ class _Prefetch:
     ) -> None:
         if org_range is not None and programmes is not None:
             try:
+                differing = programmes.differing_organizations()
                 rows = await fetch(
                     reader,
-                    "mentor_organizations_range",
+                    "mentor_programme_check_range",
                     after=org_range[0],
                     last=org_range[1],
-                    organizations=list(programmes.differing_organizations()),
+                    organizations=list(differing),
                 )
             except Exception as exc:  # nothing read ahead: the caller reads on the writer
                 self.orgs.set_exception(exc)
                 return
-            orgs_of = {r["id"]: r["organization_id"] for r in rows}
+            self.unseen = any(r["unseen"] for r in rows)
+            orgs_of = {r["id"]: r["organization_id"] for r in rows if r["organization_id"] in differing}
         self.orgs.set_result(orgs_of)
         for rule in rules:
             future = self._results[rule.name]
@@ -316,27 +333,41 @@ async def evaluate_set_based(
         if reader is not None and uniform and bounds is not None and rules.organization_ids()
         else None
     )
-    try:
-        orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
-    except BaseException:
-        if early is not None:
-            await early.close()
-        raise
+    # When the reads ahead found every mentor of the range in the organisation the engine last
+    # saw them in, there is nothing to record or baseline: the moves statement is skipped and
+    # the reads go by the organisations read there (issue 20: it was the largest part of the
+    # programmes' extra database time in a steady sweep, and the writer waited for it). A move
+    # after that read is one made after the batch: the next sweep finds it, as it would one
+    # made just after the moves statement.
+    prefetch: _Prefetch | None = None
+    orgs_of: dict[uuid.UUID, uuid.UUID] | None = None
+    moved = False
+    settled = False
+    if early is not None:
+        read = await early.read_orgs()
+        if read is not None and not isinstance(read, Exception) and not early.unseen:
+            orgs_of, prefetch, settled = dict(read), early, True
+    if not settled:
+        try:
+            orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
+        except BaseException:
+            if early is not None:
+                await early.close()
+            raise
     # Not when a mentor of the batch moved to another organisation: then the candidates depend
     # on this batch's own uncommitted writes (the baselines baseline_moves took), which a second
     # connection cannot see. Otherwise the batch wrote nothing a candidate statement reads (the
     # first-seen rows of scenario_mentor_programme are read by none), and the reads go ahead
     # with each mentor's organisation as read here (issue 20: without the prefetch the
     # programmes' sweep lost the overlap of reads and writes the single programme has).
-    prefetch: _Prefetch | None = None
-    if early is not None:
+    if early is not None and not settled:
         differing = rules.differing_organizations()
         mine = {m: o for m, o in (orgs_of or {}).items() if o in differing}
         if not moved and await early.read_orgs() == mine:
             prefetch = early
         else:
             await early.close()
-    elif reader is not None and not moved:
+    elif early is None and reader is not None and not moved:
         # (An incremental sweep's batch too, whose types have lists of their own: the reads are
         # each type's list, taken only for the whole batch, as here below; ``span`` only for a
         # full sweep's uniform batch.)
