@@ -129,6 +129,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
     result["timings"] = timings.steps
     conn = await admin(cluster)
     try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")  # stats per sweep
         shape = Shape(args.mentors, 10.0, args.mentors, DEFAULT_AS_OF)
         result["data"] = await populate(conn, cluster, shape, 30.0, timings)
         with timings.step(f"spread mentors over {ORGANISATIONS} organisations"):
