@@ -140,7 +140,7 @@ async def set_based_candidates(
         # Rules.differing_organizations, a few hundred of 20k — not out of the batch: two passes
         # over the batch's 20k ids per rule were the largest part of the programmes' extra
         # client time in a steady sweep. They go to the other statement as an array (a few
-        # hundred ids cost less so than the statement finding them in the range itself: it
+        # hundred ids sent cost less than the statement finding them in the range itself: it
         # would read the range's 20k index entries). Each mentor is decided by exactly one of
         # the two, as ``orgs_of`` says.
         picked: list[list[uuid.UUID]] = []
