@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.harness import statements
 from bench.harness.cluster import (
     BENCH_PG_SETTINGS,
     LocalCluster,
@@ -92,7 +93,10 @@ async def spread_over_organisations(cluster: LocalCluster) -> None:
 
 
 async def sweep(cluster: LocalCluster, db: str, rules: Rules, as_of: dt.datetime) -> dict[str, Any]:
+    """One full sweep of ``db``: wall seconds, the client's CPU seconds, and where the database
+    time went per named query (pg_stat_statements, reset just before)."""
     pool = await create_pool(cluster.url(db), min_size=1, max_size=2, application_name="bench programmes")
+    stats_conn = await admin(cluster)
     try:
         async with pool.acquire() as conn:
             await prewarm(conn)
@@ -102,13 +106,22 @@ async def sweep(cluster: LocalCluster, db: str, rules: Rules, as_of: dt.datetime
                 "SELECT pg_prewarm(c.oid) FROM pg_class c "
                 "WHERE c.relnamespace = 'scenario_engine'::regnamespace AND c.relkind IN ('r', 'i')"
             )
-        started = time.perf_counter()
+        await statements.stats_reset(stats_conn)
+        started, cpu = time.perf_counter(), time.process_time()
         result = await Engine(pool, rules).run_scheduled_evaluation(as_of)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        by_query = await statements.stats(stats_conn, db)
     finally:
+        await stats_conn.close()
         await pool.close()
     sent = sum(c.get("sent", 0) for c in result.per_rule.values())
-    return {"seconds": round(seconds, 2), "sent": sent, "per_rule": result.per_rule}
+    return {
+        "seconds": round(seconds, 2),
+        "client_cpu_seconds": round(cpu, 2),
+        "sent": sent,
+        "per_rule": result.per_rule,
+        "statements": by_query,
+    }
 
 
 async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -116,6 +129,7 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
     result["timings"] = timings.steps
     conn = await admin(cluster)
     try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")  # stats per sweep
         shape = Shape(args.mentors, 10.0, args.mentors, DEFAULT_AS_OF)
         result["data"] = await populate(conn, cluster, shape, 30.0, timings)
         with timings.step(f"spread mentors over {ORGANISATIONS} organisations"):
@@ -137,6 +151,9 @@ async def run(cluster: LocalCluster, args: argparse.Namespace, result: dict[str,
         result["ratio"] = round(steady[MANY] / steady[ONE], 3)
         result["bar"] = 1.2
         result["verdict"] = "ok" if result["ratio"] <= 1.2 else "over the bar"
+        result["steady_median_client_cpu_seconds"] = {
+            name: statistics.median(r["client_cpu_seconds"] for r in runs[name][1:]) for name in runs
+        }
         for name in (ONE, MANY, POP_DB):
             await drop_database(conn, name)
     finally:

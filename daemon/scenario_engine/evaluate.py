@@ -32,6 +32,7 @@ from scenario_engine.notifications import Outcome, write_outcomes
 from scenario_engine.outcomes.holdout import ExperimentKey, experiment_key, hold_out
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
 from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.common import in_span
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.scenarios.rules import Rules
 
@@ -95,7 +96,7 @@ async def set_based_candidates(
     mentors: list[uuid.UUID],
     as_of: dt.datetime,
     rules: Rules | None = None,
-    orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
+    orgs_of: Mapping[uuid.UUID, uuid.UUID] | asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None = None,
     span: bool = False,
 ) -> list[Candidate]:
     """The rule's candidates for a batch of mentors, each under the effective rule of the
@@ -106,7 +107,9 @@ async def set_based_candidates(
     (scenarios/programmes.py) — two statements for the batch, whatever the number of
     organisations. ``orgs_of`` (mentor → organisation) saves reading the organisations again.
     ``span``: ``mentors`` are a full sweep's whole batch, which the scenario's own statement
-    then reads as an id range (scenarios/common.py, ``range_statement``)."""
+    then reads as an id range (scenarios/common.py, ``range_statement``); then ``orgs_of`` may
+    be a future (a sweep's reads ahead, evaluate_set_based), awaited only once the default
+    rule's statement is in."""
     if not mentors:
         return []
     scenario = scenario_of(rule)
@@ -118,30 +121,50 @@ async def set_based_candidates(
     if orgs_of is None:
         rows = await fetch(conn, "mentor_organizations", mentors=mentors)
         orgs_of = {r["id"]: r["organization_id"] for r in rows}
+    known = orgs_of
     default = variants.default if variants.default_runs else None
     own = {org for org, _ in variants.orgs if variants.for_org(org) != default}
+    distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
+    orgs: dict[uuid.UUID, int] = {}
+    for org in own:
+        effective = variants.for_org(org)
+        if effective not in distinct:
+            distinct.append(effective)
+        orgs[org] = 1 + distinct.index(effective)
+    found: list[Candidate] = []
+    if span:
+        # A full sweep's batch: the default rule's statement reads it as its id range, without
+        # the rows of the mentors of organisations that run the rule otherwise (issue 20). Those
+        # are picked out of ``orgs_of`` — a sweep's holds only the mentors of
+        # Rules.differing_organizations, a few hundred of 20k — not out of the batch: two passes
+        # over the batch's 20k ids per rule were the largest part of the programmes' extra
+        # client time in a steady sweep. They go to the other statement as an array (a few
+        # hundred ids sent cost less than the statement finding them in the range itself: it
+        # would read the range's 20k index entries). Each mentor is decided by exactly one of
+        # the two, as ``orgs_of`` says.
+        picked: list[list[uuid.UUID]] = []
+
+        async def other_mentors() -> frozenset[uuid.UUID]:
+            if not picked:
+                found_orgs = await known if isinstance(known, asyncio.Future) else known
+                picked.append(sorted(m for m, o in found_orgs.items() if o in own and in_span(mentors, m)))
+            return frozenset(picked[0])
+
+        if default is not None:
+            found += await scenario.candidates(conn, default, mentors, as_of, True, other_mentors)
+        if await other_mentors():
+            found += await scenario.candidates_across(conn, distinct, orgs, picked[0], as_of)
+        return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
     # A mentor missing from orgs_of runs the default programme's rule: one whose organisation
     # runs the rule as the default does (baseline_moves leaves them out in a sweep), or one not
     # active (every candidate statement leaves those out itself).
-    plain = [m for m in mentors if orgs_of.get(m) not in own]
-    other = [m for m in mentors if orgs_of.get(m) in own]
-    found: list[Candidate] = []
+    assert not isinstance(known, asyncio.Future)  # a future only with ``span``
+    plain = [m for m in mentors if known.get(m) not in own]
+    others = [m for m in mentors if known.get(m) in own]
     if plain and default is not None:
-        # A full sweep's batch: the default programme's mentors are read as the id range from
-        # the first to the last of them, the other organisations' mentors in it dropped by
-        # ``candidates`` (as it drops a mentor active since the batch was listed): without it
-        # the range form made one programme's sweep faster and left this one on 20k-uuid
-        # arrays (issue 20's bar, 200 organisations ÷ one programme, went 1.25 → 1.50×).
-        found += await scenario.candidates(conn, default, plain, as_of, span)
-    if other:
-        distinct: list[RuleBase | None] = [None]  # every mentor here is in a listed organisation
-        orgs: dict[uuid.UUID, int] = {}
-        for org in own:
-            effective = variants.for_org(org)
-            if effective not in distinct:
-                distinct.append(effective)
-            orgs[org] = 1 + distinct.index(effective)
-        found += await scenario.candidates_across(conn, distinct, orgs, other, as_of)
+        found += await scenario.candidates(conn, default, plain, as_of)
+    if others:
+        found += await scenario.candidates_across(conn, distinct, orgs, others, as_of)
     return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
 
 
@@ -185,19 +208,18 @@ class _Prefetch:
         mentors_of: Callable[[str], list[uuid.UUID]],
         as_of: dt.datetime,
         programmes: Rules | None = None,
-        orgs_of: Mapping[uuid.UUID, uuid.UUID] | None = None,
-        org_range: tuple[uuid.UUID | None, uuid.UUID] | None = None,
+        orgs_of: Mapping[uuid.UUID, uuid.UUID] | asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None = None,
         span: bool = False,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._results: dict[str, asyncio.Future[list[Candidate]]] = {
             r.name: loop.create_future() for r in rules
         }
-        # The organisations the reads go by: ``orgs_of``, or with ``org_range`` (a sweep batch's
-        # id range) read first on the reader, for the caller to check against its own read.
-        self.orgs: asyncio.Future[Mapping[uuid.UUID, uuid.UUID] | None] = loop.create_future()
+        # ``orgs_of`` may be a future the caller resolves (a sweep batch's organisations, read on
+        # the writing connection while these reads start): a rule that needs them waits for it
+        # after its default statement; one whose organisations all run it alike does not.
         self._task = asyncio.create_task(
-            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, org_range, span)
+            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, span)
         )
 
     async def _run(
@@ -207,24 +229,9 @@ class _Prefetch:
         mentors_of: Callable[[str], list[uuid.UUID]],
         as_of: dt.datetime,
         programmes: Rules | None,
-        orgs_of: Mapping[uuid.UUID, uuid.UUID] | None,
-        org_range: tuple[uuid.UUID | None, uuid.UUID] | None,
+        orgs_of: Mapping[uuid.UUID, uuid.UUID] | asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None,
         span: bool,
     ) -> None:
-        if org_range is not None and programmes is not None:
-            try:
-                rows = await fetch(
-                    reader,
-                    "mentor_organizations_range",
-                    after=org_range[0],
-                    last=org_range[1],
-                    organizations=list(programmes.differing_organizations()),
-                )
-            except Exception as exc:  # nothing read ahead: the caller reads on the writer
-                self.orgs.set_exception(exc)
-                return
-            orgs_of = {r["id"]: r["organization_id"] for r in rows}
-        self.orgs.set_result(orgs_of)
         for rule in rules:
             future = self._results[rule.name]
             try:
@@ -245,19 +252,10 @@ class _Prefetch:
         except Exception:
             return None
 
-    async def read_orgs(self) -> Mapping[uuid.UUID, uuid.UUID] | Exception | None:
-        """The organisations the reads go by (an exception if they could not be read)."""
-        try:
-            return await self.orgs
-        except Exception as exc:
-            return exc
-
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        if self.orgs.done() and not self.orgs.cancelled():
-            self.orgs.exception()
         for future in self._results.values():  # unused: retrieve, so nothing is logged
             if future.done() and not future.cancelled():
                 future.exception()
@@ -310,13 +308,40 @@ async def evaluate_set_based(
     # array of ids (scenarios/common.py, range_statement) — for the whole batch only: a retry of
     # part of it (isolation.py) names its mentors.
     span = bounds is not None and uniform
-    early = (
-        _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, org_range=bounds, span=span)
-        if reader is not None and uniform and bounds is not None and rules.organization_ids()
-        else None
-    )
+    # With programmes, a full sweep's batch starts its reads on the reader at once, and the
+    # writer meanwhile checks the batch's id range (mentor_programme_check_range): the
+    # organisations of the mentors whose candidates need theirs, and whether any mentor is
+    # unseen — seen for the first time, or in another organisation than the engine last saw
+    # them in. A rule whose organisations run it otherwise waits for that map after its default
+    # statement (set_based_candidates). When no mentor is unseen there is nothing to record or
+    # baseline, and the moves statement is skipped (issue 20: it was the largest part of the
+    # programmes' extra database time in a steady sweep, on the writer before its first rule).
+    # A move after the check is one made after the batch: the next sweep finds it, as it
+    # would one made just after the moves statement.
+    orgs_ready: asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None = None
+    early: _Prefetch | None = None
+    if reader is not None and span and bounds is not None and rules.organization_ids():
+        orgs_ready = asyncio.get_running_loop().create_future()
+        early = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_ready, span=True)
+    prefetch: _Prefetch | None = None
+    orgs_of: dict[uuid.UUID, uuid.UUID] | None = None
+    moved = False
     try:
-        orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
+        if orgs_ready is not None and bounds is not None:
+            differing = rules.differing_organizations()
+            rows = await fetch(
+                conn,
+                "mentor_programme_check_range",
+                after=bounds[0],
+                last=bounds[1],
+                organizations=list(differing),
+            )
+            if any(r["unseen"] for r in rows):
+                orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
+            else:
+                orgs_of = {r["id"]: r["organization_id"] for r in rows if r["organization_id"] in differing}
+        else:
+            orgs_of, moved = await baseline_moves(conn, rules, everyone, as_of, bounds)
     except BaseException:
         if early is not None:
             await early.close()
@@ -324,17 +349,16 @@ async def evaluate_set_based(
     # Not when a mentor of the batch moved to another organisation: then the candidates depend
     # on this batch's own uncommitted writes (the baselines baseline_moves took), which a second
     # connection cannot see. Otherwise the batch wrote nothing a candidate statement reads (the
-    # first-seen rows of scenario_mentor_programme are read by none), and the reads go ahead
-    # with each mentor's organisation as read here (issue 20: without the prefetch the
-    # programmes' sweep lost the overlap of reads and writes the single programme has).
-    prefetch: _Prefetch | None = None
-    if early is not None:
-        differing = rules.differing_organizations()
-        mine = {m: o for m, o in (orgs_of or {}).items() if o in differing}
-        if not moved and await early.read_orgs() == mine:
-            prefetch = early
-        else:
+    # first-seen rows of scenario_mentor_programme are read by none), and the reads go by each
+    # mentor's organisation as read here (issue 20: without the prefetch the programmes' sweep
+    # lost the overlap of reads and writes the single programme has).
+    if early is not None and orgs_ready is not None:
+        if moved:
             await early.close()
+        else:
+            differing = rules.differing_organizations()
+            orgs_ready.set_result({m: o for m, o in (orgs_of or {}).items() if o in differing})
+            prefetch = early
     elif reader is not None and not moved:
         # (An incremental sweep's batch too, whose types have lists of their own: the reads are
         # each type's list, taken only for the whole batch, as here below; ``span`` only for a

@@ -210,15 +210,24 @@ WITH cur AS (
 SELECT id, organization_id, (was_in IS NOT NULL AND was_in <> organization_id) AS moved FROM cur
 WHERE was_in IS DISTINCT FROM organization_id OR organization_id = ANY($4::uuid[]);
 
--- name: mentor_organizations_range
+-- name: mentor_programme_check_range
 -- params: after, last, organizations
--- The active mentors of a sweep batch's id range (after, last] who belong to ``organizations``
--- (Rules.differing_organizations), with their organisation: what a sweep's reads ahead on the
--- second connection go by (evaluate._Prefetch), checked against mentor_programme_moves_range.
-SELECT p.id, p.organization_id FROM public.peer_mentor p
+-- What a sweep's reads ahead on the second connection go by (evaluate._Prefetch): the active
+-- mentors of a batch's id range (after, last] who belong to ``organizations``
+-- (Rules.differing_organizations), with their organisation, and every mentor of the range whose
+-- organisation is not the one the engine last saw them in (``unseen``: seen for the first time,
+-- or moved). When none is unseen the batch has nothing for mentor_programme_moves_range to
+-- record or baseline, and the writer skips it (issue 20: it and a separate read of the
+-- organisations were a third of the programmes' extra database time in a steady sweep).
+SELECT p.id, p.organization_id, s.organization_id IS DISTINCT FROM p.organization_id AS unseen
+FROM public.peer_mentor p
+LEFT JOIN scenario_engine.scenario_mentor_programme s
+       ON s.mentor_id = p.id
+      AND s.mentor_id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid)
+      AND s.mentor_id <= $2::uuid
 WHERE p.status = 'active'
   AND p.id > coalesce($1::uuid, '00000000-0000-0000-0000-000000000000'::uuid) AND p.id <= $2::uuid
-  AND p.organization_id = ANY($3::uuid[]);
+  AND (p.organization_id = ANY($3::uuid[]) OR s.organization_id IS DISTINCT FROM p.organization_id);
 
 -- name: organisations_with_mentors
 -- params: organizations

@@ -7,7 +7,7 @@ import datetime as dt
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from functools import cache
 from typing import Any, Generic, TypeVar
 
@@ -82,19 +82,27 @@ class SetBased(ABC, Generic[R, Row]):
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
 
     async def candidates(
-        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime, span: bool = False
+        self,
+        conn: Conn,
+        rule: R,
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+        span: bool = False,
+        others: Set[uuid.UUID] | Callable[[], Awaitable[Set[uuid.UUID]]] = frozenset(),
     ) -> list[Candidate]:
-        """``span``: ``mentors`` are a full sweep's batch, or the part of it one programme runs
-        (evaluate.set_based_candidates) — ascending, every mentor wanted inside the id range
-        from the first to the last — and are sent as that range (``range_statement``); rows of
-        the range's other mentors (another programme's, or active since the batch was listed)
-        are dropped before any candidate is built."""
+        """``span``: ``mentors`` are a full sweep's batch — ascending, every mentor wanted inside
+        the id range from the first to the last — and are sent as that range
+        (``range_statement``); rows of the range's other mentors (active since the batch was
+        listed) and of ``others`` (the batch's mentors of organisations that run the rule
+        otherwise: evaluate.set_based_candidates; a function when they are known only once the
+        statement has run) are dropped before any candidate is built."""
         sql, args = bind(self.candidate_query, self.candidate_params(rule, mentors, as_of))
         if span and mentors:
             sql = range_statement(self.candidate_query)
             args = [mentors[0], *args[1:], mentors[-1]]
             rows = await conn.fetch(sql, *args, record_class=self.row_class)
-            rows = [r for r in rows if in_span(mentors, r["mentor_id"])]
+            drop = others if isinstance(others, Set) else await others()
+            rows = [r for r in rows if in_span(mentors, r["mentor_id"]) and r["mentor_id"] not in drop]
         else:
             rows = await conn.fetch(sql, *args, record_class=self.row_class)
         return collect_candidates(rows, lambda row: self.from_row(row, rule, as_of))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -95,11 +95,18 @@ class Scenario(Protocol[R, S]):
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
 
     async def candidates(
-        self, conn: Conn, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime, span: bool = False
+        self,
+        conn: Conn,
+        rule: R,
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+        span: bool = False,
+        others: Set[uuid.UUID] | Callable[[], Awaitable[Set[uuid.UUID]]] = frozenset(),
     ) -> list[Candidate]:
         """Set-based: one statement for the batch. Rows that cannot be evaluated raise one
         ``MentorDataError`` naming every such mentor (isolation.py quarantines them). ``span``:
-        ``mentors`` are a full sweep's batch, read as the id range they span (common.py)."""
+        ``mentors`` are a full sweep's batch, read as the id range they span, without the
+        mentors of ``others`` (or of what it returns once the rows are in: common.py)."""
         ...
 
     async def candidates_across(
