@@ -41,7 +41,9 @@ class Recheck:
 @dataclass(frozen=True)
 class OutcomeSpec:
     """How the scenario's outcome is judged (docs/OUTCOMES.md): the words for it, and the named
-    set-based statement that resolves the pending outcomes of this scenario type."""
+    set-based statement that resolves the pending outcomes of this scenario type (params
+    scenario_types, as_of: every type that names the same statement is resolved by one run of
+    it, outcomes/resolve.py)."""
 
     achieved: str  # "re-activated" (reports)
     missed: str  # "still inactive"
@@ -51,7 +53,7 @@ class OutcomeSpec:
     @property
     def resolve_since_query(self) -> str:
         """The same statement judging only what may have changed since the previous resolution
-        (params scenario_type, as_of, since, after_decision; outcomes/resolve.py)."""
+        (params scenario_types, as_of, since, after_decision; outcomes/resolve.py)."""
         return f"{self.resolve_query}_since"
 
 
