@@ -34,8 +34,8 @@ ORDER BY c.mentor_id, c.id;
 -- name: certification_due
 -- params: since, as_of, tiers_days
 -- The incremental sweep's certification work list for (since, as_of]: a certification entered
--- a reminder tier.
-SELECT DISTINCT c.mentor_id FROM unnest($3::int[]) AS t(days)
+-- a reminder tier. A mentor may be listed more than once (inactivity_due says why).
+SELECT c.mentor_id FROM unnest($3::int[]) AS t(days)
 JOIN public.certification c ON c.revoked_at IS NULL
                     AND c.expires_at > $1::timestamptz + make_interval(secs => t.days * 86400.0)
                     AND c.expires_at <= $2::timestamptz + make_interval(secs => t.days * 86400.0);
