@@ -37,7 +37,9 @@ def _rules() -> Rules:
             InactivityRule(name="inactive_21d", threshold_days=21, cooldown_days=7),
             InactivityRule(name="inactive_7d", threshold_days=7, cooldown_days=7),
         ],
-        milestone=[MilestoneRule(name="sessions_year", metric="sessions", thresholds=[2, 3], cooldown_days=2)],
+        milestone=[
+            MilestoneRule(name="sessions_year", metric="sessions", thresholds=[2, 3], cooldown_days=2)
+        ],
         certification_expiry=[CertificationExpiryRule(name="cert_expiry", tiers_days=[30, 7, 1])],
         anniversary=[AnniversaryRule(name="anniversary")],
     )
@@ -77,7 +79,11 @@ async def test_a_mentor_listed_more_than_once_is_evaluated_once(pool: asyncpg.Po
         due = await due_mentors(conn, rules, T0, T1)
     assert listed["inactivity_due"] >= 2 and listed["milestone_due"] == 2 and listed["certification_due"] == 2
     assert due.mentors == [m]
-    assert {t for t, ms in due.of_type.items() if m in ms} == {"inactivity", "milestone", "certification_expiry"}
+    assert {t for t, ms in due.of_type.items() if m in ms} == {
+        "inactivity",
+        "milestone",
+        "certification_expiry",
+    }
     assert due.everywhere == set()
 
 
