@@ -81,7 +81,9 @@ class Scenario(Protocol[R, S]):
     #: (since, as_of]. A condition tied to a local calendar day (anniversary) must stay true
     #: for a grace after the day ends — a day can be 23 hours long, shorter than the sweep
     #: interval — and its due query must select the days that *began* in (since, as_of], not
-    #: the day that contains as_of (issue 16, item 8; docs/SCENARIOS.md, Anniversary).
+    #: the day that contains as_of (issue 16, item 8; docs/SCENARIOS.md, Anniversary). It may
+    #: list a mentor more than once and should not deduplicate (issue 18: a UNION or DISTINCT over
+    #: a window the planner cannot estimate sized a hash table for a million rows at 1M).
     candidate_query: str
     due_query: str
 
