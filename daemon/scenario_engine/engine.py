@@ -51,6 +51,10 @@ R = TypeVar("R", bound=Rule)
 READER_WAIT_S = 0.05
 # How long a full sweep waits for a lane's connection to be opened in a free slot of the pool.
 LANE_CONNECT_WAIT_S = 2.0
+# How long giving a reader or a lane back may take (asyncpg resets the connection). Not the short
+# wait it was acquired with, which asyncpg would apply: on a loaded machine the reset took more
+# than READER_WAIT_S and a sweep that had finished raised TimeoutError (tests/db/test_sweep_release.py).
+RELEASE_WAIT_S = 30.0
 # The cyclic collector's first threshold while an engine exists (Python's default is 700). A
 # sweep batch keeps ~10^5 objects alive (rows, candidates, contexts, parameters), freed by
 # reference counting when the batch ends; at 700, the full collections that their number sets
@@ -134,7 +138,7 @@ class Engine:
         try:
             yield reader
         finally:
-            await self.pool.release(reader)
+            await self.pool.release(reader, timeout=RELEASE_WAIT_S)
 
     def spare_connections(self) -> int:
         """How many more connections the pool can give at once (idle ones, or free slots to
@@ -168,7 +172,7 @@ class Engine:
             yield got
         finally:
             for lane in got:
-                await self.pool.release(lane)
+                await self.pool.release(lane, timeout=RELEASE_WAIT_S)
 
     # -- single-mentor detectors -----------------------------------------------------------
 

@@ -30,6 +30,17 @@ class ResolvedCount:
     n: int
 
 
+def _resolve_statements(full: bool) -> list[tuple[str, list[str]]]:
+    """Each resolving statement once, with every scenario type that names it, in registry order
+    (inactivity, milestone and anniversary share outcome_activity_after: issue 18, run once per
+    type they were three statements per incremental sweep, each reading the same activities)."""
+    out: dict[str, list[str]] = {}
+    for scenario in SCENARIOS:
+        name = scenario.outcome.resolve_query if full else scenario.outcome.resolve_since_query
+        out.setdefault(name, []).append(scenario.type)
+    return list(out.items())
+
+
 async def resolve_outcomes(conn: Conn, as_of: dt.datetime) -> list[ResolvedCount]:
     out: list[ResolvedCount] = []
     async with conn.transaction():
@@ -40,16 +51,14 @@ async def resolve_outcomes(conn: Conn, as_of: dt.datetime) -> list[ResolvedCount
         newest = int(mark["newest_decision"] or 0)
         if since is not None and as_of < since:  # back in time: judge everything again
             since = None
-        for scenario in SCENARIOS:
+        for name, types in _resolve_statements(since is None):
             if since is None:
-                rows = await fetch(
-                    conn, scenario.outcome.resolve_query, scenario_type=scenario.type, as_of=as_of
-                )
+                rows = await fetch(conn, name, scenario_types=types, as_of=as_of)
             else:
                 rows = await fetch(
                     conn,
-                    scenario.outcome.resolve_since_query,
-                    scenario_type=scenario.type,
+                    name,
+                    scenario_types=types,
                     as_of=as_of,
                     since=since,
                     after_decision=int(mark["last_decision_id"]),

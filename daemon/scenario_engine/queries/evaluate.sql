@@ -22,12 +22,13 @@ LIMIT $2::int;
 -- a cooldown ended (a candidate suppressed by it may go out now) — for its scenario type only,
 -- under the cooldowns of that type's rules (a cooldown is per type, and only that type's
 -- decisions read it) — or a notification left the 24-hour cap window: scenario_type NULL, every
--- type (the cap counts the notifications of all of them).
+-- type (the cap counts the notifications of all of them). A mentor may be listed more than once
+-- (inactivity_due says why).
 SELECT cd.mentor_id, cd.scenario_type FROM unnest($3::text[], $4::float8[]) AS k(scenario_type, secs)
 JOIN scenario_engine.scenario_cooldown cd ON cd.last_triggered_at > $1::timestamptz - make_interval(secs => k.secs)
                          AND cd.last_triggered_at <= $2::timestamptz - make_interval(secs => k.secs)
                          AND cd.scenario_type = k.scenario_type
-UNION
+UNION ALL
 SELECT sn.mentor_id, NULL::text FROM scenario_engine.scenario_notification sn
 WHERE sn.as_of > $1::timestamptz - interval '24 hours' AND sn.as_of <= $2::timestamptz - interval '24 hours';
 

@@ -4,13 +4,14 @@
 -- is still open, not the history.
 
 -- name: outcome_activity_after
--- params: scenario_type, as_of
+-- params: scenario_types, as_of
 -- Achieved when the mentor logged an activity after the decision and within its window
 -- (inactivity: re-activated; milestone and anniversary: kept going). Activities dated after
--- as_of do not count yet.
+-- as_of do not count yet. One statement for every scenario type that resolves so
+-- (scenario_types; resolve.py).
 WITH done AS (
     UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[])
       AND EXISTS (
           SELECT 1 FROM public.activity a
           WHERE a.mentor_id = o.mentor_id AND a.occurred_at > o.decided_at
@@ -20,7 +21,7 @@ WITH done AS (
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
 
 -- name: outcome_activity_after_since
--- params: scenario_type, as_of, since, after_decision
+-- params: scenario_types, as_of, since, after_decision
 -- outcome_activity_after, judging only the pending outcomes that may have changed since the
 -- previous resolution (at `since`, having seen decisions up to `after_decision`; resolve.py):
 -- those decided since (decision id above it), those whose window has closed (judged in full
@@ -28,20 +29,21 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 -- in (since, as_of] (activity_occurred_idx, index-only). Any other pending outcome had no
 -- activity in its window up to `since` and has none after it, so its status cannot change —
 -- but for an activity inserted after the previous resolution yet dated before it, which this
--- sees when the outcome's window closes (docs/OUTCOMES.md).
+-- sees when the outcome's window closes (docs/OUTCOMES.md). One statement for all the types
+-- that resolve so (issue 18: one per type read the activities of (since, as_of] three times).
 WITH touched AS (
     SELECT DISTINCT a.mentor_id FROM public.activity a
     WHERE a.occurred_at > $3::timestamptz AND a.occurred_at <= $2::timestamptz
 ), todo AS (
     SELECT o.decision_id FROM scenario_engine.scenario_outcome o
-    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = $1::text
+    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = ANY($1::text[])
     UNION
     SELECT o.decision_id FROM scenario_engine.scenario_outcome o
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.window_ends_at <= $2::timestamptz
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[]) AND o.window_ends_at <= $2::timestamptz
     UNION
     SELECT o.decision_id FROM touched t
     JOIN scenario_engine.scenario_outcome o ON o.mentor_id = t.mentor_id
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[])
 ), done AS (
     UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
     FROM todo

@@ -41,7 +41,9 @@ class Recheck:
 @dataclass(frozen=True)
 class OutcomeSpec:
     """How the scenario's outcome is judged (docs/OUTCOMES.md): the words for it, and the named
-    set-based statement that resolves the pending outcomes of this scenario type."""
+    set-based statement that resolves the pending outcomes of this scenario type (params
+    scenario_types, as_of: every type that names the same statement is resolved by one run of
+    it, outcomes/resolve.py)."""
 
     achieved: str  # "re-activated" (reports)
     missed: str  # "still inactive"
@@ -51,7 +53,7 @@ class OutcomeSpec:
     @property
     def resolve_since_query(self) -> str:
         """The same statement judging only what may have changed since the previous resolution
-        (params scenario_type, as_of, since, after_decision; outcomes/resolve.py)."""
+        (params scenario_types, as_of, since, after_decision; outcomes/resolve.py)."""
         return f"{self.resolve_query}_since"
 
 
@@ -79,7 +81,9 @@ class Scenario(Protocol[R, S]):
     #: (since, as_of]. A condition tied to a local calendar day (anniversary) must stay true
     #: for a grace after the day ends — a day can be 23 hours long, shorter than the sweep
     #: interval — and its due query must select the days that *began* in (since, as_of], not
-    #: the day that contains as_of (issue 16, item 8; docs/SCENARIOS.md, Anniversary).
+    #: the day that contains as_of (issue 16, item 8; docs/SCENARIOS.md, Anniversary). It may
+    #: list a mentor more than once and should not deduplicate (issue 18: a UNION or DISTINCT over
+    #: a window the planner cannot estimate sized a hash table for a million rows at 1M).
     candidate_query: str
     due_query: str
 

@@ -34,8 +34,8 @@ ORDER BY c.mentor_id, c.id;
 -- name: certification_due
 -- params: since, as_of, tiers_days
 -- The incremental sweep's certification work list for (since, as_of]: a certification entered
--- a reminder tier.
-SELECT DISTINCT c.mentor_id FROM unnest($3::int[]) AS t(days)
+-- a reminder tier. A mentor may be listed more than once (inactivity_due says why).
+SELECT c.mentor_id FROM unnest($3::int[]) AS t(days)
 JOIN public.certification c ON c.revoked_at IS NULL
                     AND c.expires_at > $1::timestamptz + make_interval(secs => t.days * 86400.0)
                     AND c.expires_at <= $2::timestamptz + make_interval(secs => t.days * 86400.0);
@@ -79,7 +79,7 @@ WHERE n.revoked_at IS NULL
   AND n.issued_at <= e.as_of
 
 -- name: certification_outcomes
--- params: scenario_type, as_of
+-- params: scenario_types, as_of
 -- Achieved: the reminded certification (the outcome's subject) was renewed in time
 -- (certification_renewed_in_time), judged at as_of. The window of a certification outcome ends
 -- at its expiry, so outcome_close makes the rest lapsed ('missed') once that has passed.
@@ -87,19 +87,19 @@ WITH expiring AS (
     SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, $2::timestamptz AS as_of
     FROM scenario_engine.scenario_outcome o
     JOIN public.certification c ON c.id = o.subject::bigint
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[])
 ), renewed AS (
     -- include: certification_renewed_in_time
 ), done AS (
     UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
     FROM renewed r
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.subject = r.id::text
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[]) AND o.subject = r.id::text
     RETURNING o.rule_name, o.arm, o.status
 )
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
 
 -- name: certification_outcomes_since
--- params: scenario_type, as_of, since, after_decision
+-- params: scenario_types, as_of, since, after_decision
 -- certification_outcomes, judging only the pending outcomes that may have changed since the
 -- previous resolution (outcome_activity_after_since says which and why): decided since, window
 -- (the expiry) closed, or the mentor has a certification issued in (since, as_of]
@@ -109,14 +109,14 @@ WITH touched AS (
     WHERE n.issued_at > $3::timestamptz AND n.issued_at <= $2::timestamptz
 ), todo AS (
     SELECT o.subject FROM scenario_engine.scenario_outcome o
-    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = $1::text
+    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = ANY($1::text[])
     UNION
     SELECT o.subject FROM scenario_engine.scenario_outcome o
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.window_ends_at <= $2::timestamptz
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[]) AND o.window_ends_at <= $2::timestamptz
     UNION
     SELECT o.subject FROM touched t
     JOIN scenario_engine.scenario_outcome o ON o.mentor_id = t.mentor_id
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[])
 ), expiring AS (
     SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, $2::timestamptz AS as_of
     FROM public.certification c
@@ -126,7 +126,7 @@ WITH touched AS (
 ), done AS (
     UPDATE scenario_engine.scenario_outcome o SET status = 'achieved', resolved_at = $2::timestamptz
     FROM renewed r
-    WHERE o.status = 'pending' AND o.scenario_type = $1::text AND o.subject = r.id::text
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[]) AND o.subject = r.id::text
     RETURNING o.rule_name, o.arm, o.status
 )
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;

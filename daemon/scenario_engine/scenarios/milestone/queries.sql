@@ -147,6 +147,6 @@ ON CONFLICT (mentor_id, md5(milestone), md5(trim_scale(threshold)::text), md5(pe
 -- params: since, as_of
 -- The incremental sweep's milestone work list for (since, as_of]: an activity dated after the
 -- previous sweep now lies in the past and counts. (Crossing a threshold needs new activity;
--- a new year only resets the counts.)
-SELECT DISTINCT a.mentor_id FROM public.activity a
+-- a new year only resets the counts.) A mentor may be listed more than once (inactivity_due).
+SELECT a.mentor_id FROM public.activity a
 WHERE a.occurred_at > $1::timestamptz AND a.occurred_at <= $2::timestamptz;
