@@ -62,6 +62,7 @@ async def resolve_outcomes(conn: Conn, as_of: dt.datetime) -> list[ResolvedCount
                     as_of=as_of,
                     since=since,
                     after_decision=int(mark["last_decision_id"]),
+                    up_to_decision=newest,
                 )
             out += [ResolvedCount(r["rule_name"], r["arm"], r["status"], int(r["n"])) for r in rows]
         rows = await fetch(conn, "outcome_close", as_of=as_of)

@@ -21,7 +21,7 @@ WITH done AS (
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
 
 -- name: outcome_activity_after_since
--- params: scenario_types, as_of, since, after_decision
+-- params: scenario_types, as_of, since, after_decision, up_to_decision
 -- outcome_activity_after, judging only the pending outcomes that may have changed since the
 -- previous resolution (at `since`, having seen decisions up to `after_decision`; resolve.py):
 -- those decided since (decision id above it), those whose window has closed (judged in full
@@ -31,12 +31,23 @@ SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_nam
 -- but for an activity inserted after the previous resolution yet dated before it, which this
 -- sees when the outcome's window closes (docs/OUTCOMES.md). One statement for all the types
 -- that resolve so (issue 18: one per type read the activities of (since, as_of] three times).
+-- "Decided since" is read on the primary key alone, bounded on both sides: (after_decision,
+-- up_to_decision], the newest decision this resolution saw, which the next one starts after.
+-- With the outcome table's statistics stale — right after a first sweep wrote its outcomes,
+-- before autovacuum's ANALYZE — the planner took the pending index (its statistics said it
+-- was nearly empty) and scanned every pending outcome of these types for the few decided
+-- since (6,540 buffers, 25 ms at 1M, docs/BENCHMARKS.md). Behind OFFSET 0 the status and type
+-- filters cannot reach the scan, and a two-sided range is estimated small without statistics.
 WITH touched AS (
     SELECT DISTINCT a.mentor_id FROM public.activity a
     WHERE a.occurred_at > $3::timestamptz AND a.occurred_at <= $2::timestamptz
 ), todo AS (
-    SELECT o.decision_id FROM scenario_engine.scenario_outcome o
-    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = ANY($1::text[])
+    SELECT o.decision_id FROM (  -- on the primary key, whatever the statistics say (outcomes.sql)
+        SELECT d.decision_id, d.status, d.scenario_type FROM scenario_engine.scenario_outcome d
+        WHERE d.decision_id > $4::bigint AND d.decision_id <= $5::bigint
+        OFFSET 0
+    ) o
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[])
     UNION
     SELECT o.decision_id FROM scenario_engine.scenario_outcome o
     WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[]) AND o.window_ends_at <= $2::timestamptz

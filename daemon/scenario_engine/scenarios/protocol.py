@@ -53,7 +53,7 @@ class OutcomeSpec:
     @property
     def resolve_since_query(self) -> str:
         """The same statement judging only what may have changed since the previous resolution
-        (params scenario_types, as_of, since, after_decision; outcomes/resolve.py)."""
+        (params scenario_types, as_of, since, after_decision, up_to_decision; outcomes/resolve.py)."""
         return f"{self.resolve_query}_since"
 
 

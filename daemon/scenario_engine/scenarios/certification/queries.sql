@@ -99,7 +99,7 @@ WITH expiring AS (
 SELECT rule_name, arm, status, count(*)::bigint AS n FROM done GROUP BY rule_name, arm, status;
 
 -- name: certification_outcomes_since
--- params: scenario_types, as_of, since, after_decision
+-- params: scenario_types, as_of, since, after_decision, up_to_decision
 -- certification_outcomes, judging only the pending outcomes that may have changed since the
 -- previous resolution (outcome_activity_after_since says which and why): decided since, window
 -- (the expiry) closed, or the mentor has a certification issued in (since, as_of]
@@ -108,8 +108,12 @@ WITH touched AS (
     SELECT DISTINCT n.mentor_id FROM public.certification n
     WHERE n.issued_at > $3::timestamptz AND n.issued_at <= $2::timestamptz
 ), todo AS (
-    SELECT o.subject FROM scenario_engine.scenario_outcome o
-    WHERE o.decision_id > $4::bigint AND o.status = 'pending' AND o.scenario_type = ANY($1::text[])
+    SELECT o.subject FROM (  -- on the primary key, whatever the statistics say (outcomes.sql)
+        SELECT d.subject, d.status, d.scenario_type FROM scenario_engine.scenario_outcome d
+        WHERE d.decision_id > $4::bigint AND d.decision_id <= $5::bigint
+        OFFSET 0
+    ) o
+    WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[])
     UNION
     SELECT o.subject FROM scenario_engine.scenario_outcome o
     WHERE o.status = 'pending' AND o.scenario_type = ANY($1::text[]) AND o.window_ends_at <= $2::timestamptz
