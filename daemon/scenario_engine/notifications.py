@@ -22,7 +22,7 @@ from scenario_engine.db.connect import Conn, mark_engine_write
 from scenario_engine.db.queries import bind, execute, fetch, query
 from scenario_engine.domain.rule import RuleBase as Rule
 from scenario_engine.messages import Chosen, Rendering, fill, fill_key
-from scenario_engine.policy import PolicyDecision, PolicyState
+from scenario_engine.policy import RECORDED, PolicyDecision, PolicyState
 from scenario_engine.scenarios.base import Achievement, Candidate
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.scenarios.rules import Rules
@@ -61,7 +61,7 @@ async def write_outcomes(
     suppressed: list[tuple[Candidate, PolicyDecision]] = []
     achievements: list[tuple[uuid.UUID, Achievement]] = []
     for c, d in decided:  # one pass (PolicyDecision.recorded, inlined: a call per candidate)
-        (recorded if d.outcome in _RECORDED else suppressed).append((c, d))
+        (recorded if d.outcome in RECORDED else suppressed).append((c, d))
         if c.achievements:
             achievements += ((c.mentor_id, a) for a in c.achievements)
     created: dict[str, int] = {}
@@ -97,16 +97,13 @@ async def write_outcomes(
     for c, d in decided:
         state = states.get(c.mentor_id)
         org = state.organization_id if state is not None else None
-        if d.outcome not in _RECORDED:
+        if d.outcome not in RECORDED:
             out.append(Outcome(c, d, None, False, org))
         elif (notification := created.get(c.dedup_key)) is not None:
             out.append(Outcome(c, d, notification, False, org))
         else:
             out.append(Outcome(c, d, existing.get(c.dedup_key), True, org))
     return out
-
-
-_RECORDED = ("sent", "holdout")  # PolicyDecision.recorded
 
 
 async def _enqueue(
@@ -444,11 +441,6 @@ def _decision_columns(
 def _organization(states: Mapping[uuid.UUID, PolicyState], mentor_id: uuid.UUID) -> uuid.UUID | None:
     state = states.get(mentor_id)
     return state.organization_id if state else None
-
-
-def _display_name(states: Mapping[uuid.UUID, PolicyState], mentor_id: uuid.UUID) -> str:
-    state = states.get(mentor_id)
-    return (state.display_name if state else None) or "there"
 
 
 async def record_last_triggered(

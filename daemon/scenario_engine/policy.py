@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 # "holdout" is decided after policy (outcomes/holdout.py): allowed, but kept back as a control.
 Outcome = Literal["sent", "holdout", "opted_out", "cooldown", "daily_cap", "mentor_not_active"]
+# The outcomes written as if sent (ledger, cooldown, cap, outcome). Hot loops test it directly
+# instead of calling ``PolicyDecision.recorded`` per candidate (notifications.write_outcomes).
+RECORDED: tuple[Outcome, ...] = ("sent", "holdout")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class PolicyDecision:
     @property
     def recorded(self) -> bool:
         """Written as if sent (ledger, cooldown, cap, outcome): sent or held out."""
-        return self.outcome in ("sent", "holdout")
+        return self.outcome in RECORDED
 
 
 def decide_policy(
