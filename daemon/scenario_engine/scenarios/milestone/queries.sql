@@ -8,14 +8,22 @@
 -- whether or not a threshold would be crossed, exactly as the single-mentor path fails.
 WITH zones AS (
     SELECT z.name FROM unnest($8::text[]) AS z(name)
-), batch AS MATERIALIZED (
-    -- The batch's active mentors, read once (their zone is in the heap row only).
+), bad_zone AS MATERIALIZED (
+    -- A yearly rule's batch mentors whose zone Python cannot load, read from the zone's
+    -- covering index (peer_mentor_active_zone_idx), not the heap: a batch's mentors are spread
+    -- over most of the table's pages (ids are random), so reading every batch mentor's heap
+    -- row for its zone touched 10k of 13k pages per batch at 1M, half the statement's time and
+    -- a cost per mentor that grew with the table (issue 18). A zone too long for that index
+    -- (it cannot be a zone name) is found on its own small index (…_odd_zone_idx).
     SELECT p.id, p.timezone FROM public.peer_mentor p
-    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
-), bad_zone AS (
-    SELECT b.id, b.timezone FROM batch b
-    WHERE $5::text = 'year'
-      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = b.timezone)
+    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND octet_length(p.timezone) <= 200
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
+    UNION ALL
+    SELECT p.id, p.timezone FROM public.peer_mentor p
+    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND octet_length(p.timezone) > 200
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
 ), span AS (
     -- The earliest instant any mentor's period can start, and the lowest threshold. A zone's
     -- local time is within a day of UTC, so its calendar year starts after 00:00 UTC on
@@ -62,13 +70,22 @@ WITH zones AS (
     GROUP BY a.mentor_id
     HAVING sum(greatest(a.contacts, 0))::float8 >= (SELECT span.lowest FROM span)
 ), m AS MATERIALIZED (
-    -- Materialized: the exact values below are computed for the survivors only. A hashed
-    -- look-up of the few survivors per batch mentor, not a hash of the whole batch.
-    SELECT b.id, per.period, per.period_start
-    FROM batch b
-    CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, b.timezone) AS per
-    WHERE (b.id IN (SELECT u.mentor_id FROM bound u) OR (SELECT span.lowest FROM span) <= 0)
-      AND NOT EXISTS (SELECT 1 FROM bad_zone z WHERE z.id = b.id)
+    -- Materialized: the exact values below are computed for the survivors only, each read
+    -- from its own row (its zone names its period); the batch is not read again.
+    SELECT p.id, per.period, per.period_start
+    FROM bound u
+    JOIN public.peer_mentor p ON p.id = u.mentor_id
+    CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, p.timezone) AS per
+    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM bad_zone z WHERE z.id = p.id)
+    UNION ALL
+    -- Every batch mentor when the lowest threshold is not positive (rules forbid it).
+    SELECT p.id, per.period, per.period_start
+    FROM public.peer_mentor p
+    CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, p.timezone) AS per
+    WHERE (SELECT span.lowest FROM span) <= 0
+      AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM bad_zone z WHERE z.id = p.id)
 ), agg AS MATERIALIZED (
     -- Materialized: each surviving mentor's exact value is computed once, not per threshold.
     SELECT m.id, m.period, m.period_start, coalesce(v.value, 0)::float8 AS value
@@ -98,9 +115,13 @@ WITH zones AS (
     CROSS JOIN LATERAL unnest($6::float8[], $7::text[]) AS t(threshold, label)
     WHERE agg.value >= t.threshold
       AND NOT EXISTS (
+          -- OFFSET 0: probed per crossed threshold (the achievement key's mentor_id), not
+          -- joined — the planner's guess of thousands of crossings made it hash every
+          -- achievement of the rule for every batch (a cost growing with the population).
           SELECT 1 FROM public.achievement ac
           WHERE ac.mentor_id = agg.id AND ac.milestone = $3::text
-            AND ac.threshold = t.threshold::numeric AND ac.period = agg.period)
+            AND ac.threshold = t.threshold::numeric AND ac.period = agg.period
+          OFFSET 0)
 )
 SELECT id AS mentor_id, period, value,
        array_agg(threshold ORDER BY threshold) AS new_thresholds,
