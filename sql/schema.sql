@@ -1343,18 +1343,6 @@ CREATE INDEX peer_mentor_active_idx ON public.peer_mentor USING btree (id) WHERE
 CREATE INDEX peer_mentor_active_joined_idx ON public.peer_mentor USING btree (id) INCLUDE (joined_at) WHERE (status = 'active'::text);
 
 --
--- Name: peer_mentor_active_odd_zone_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX peer_mentor_active_odd_zone_idx ON public.peer_mentor USING btree (id) WHERE ((status = 'active'::text) AND (octet_length(timezone) > 200));
-
---
--- Name: peer_mentor_active_zone_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX peer_mentor_active_zone_idx ON public.peer_mentor USING btree (id) INCLUDE (timezone) WHERE ((status = 'active'::text) AND (octet_length(timezone) <= 200));
-
---
 -- Name: peer_mentor_joined_idx; Type: INDEX; Schema: public; Owner: -
 --
 

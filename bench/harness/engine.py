@@ -19,6 +19,7 @@ from scenario_engine.engine import Engine, SweepResult
 from scenario_engine.evaluate import SeenRules
 from scenario_engine.evaluate import ensure_rules_seen as _ensure_rules_seen
 from scenario_engine.notifications import decision_params
+from scenario_engine.scenarios.base import SweepHints
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
@@ -54,9 +55,12 @@ def bound_args(name: str, **params: Any) -> tuple[Any, ...]:
 
 
 def candidate_query(rule: Rule, mentors: list[uuid.UUID], as_of: dt.datetime) -> tuple[str, tuple[Any, ...]]:
-    """The named candidate query of ``rule``'s scenario and its arguments for one batch."""
+    """The named candidate query of ``rule``'s scenario and its arguments for one batch, with a
+    scheduled sweep's hint to leave out opted-out decisions on record (scenarios/base.py); the
+    zones are read by the statement itself (an id array, not a sweep's range)."""
     scenario = scenario_of(rule)
-    _, args = bind(scenario.candidate_query, scenario.candidate_params(rule, mentors, as_of))
+    params = scenario.candidate_params(rule, mentors, as_of, SweepHints(skip_logged_opt_outs=True))
+    _, args = bind(scenario.candidate_query, params)
     return scenario.candidate_query, tuple(args)
 
 

@@ -37,7 +37,7 @@ from scenario_engine.isolation import Outcomes, QuarantineCounter
 from scenario_engine.notifications import Outcome, record_last_triggered, write_outcomes
 from scenario_engine.outcomes.resolve import ResolvedCount, resolve_outcomes
 from scenario_engine.policy import PolicyDecision, decide_policy
-from scenario_engine.scenarios.base import Candidate, dedup_key
+from scenario_engine.scenarios.base import Candidate, SweepHints, dedup_key
 from scenario_engine.scenarios.certification import CertificationExpiryRule
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
@@ -55,6 +55,10 @@ LANE_CONNECT_WAIT_S = 2.0
 # wait it was acquired with, which asyncpg would apply: on a loaded machine the reset took more
 # than READER_WAIT_S and a sweep that had finished raised TimeoutError (tests/db/test_sweep_release.py).
 RELEASE_WAIT_S = 30.0
+# What a shared sweep's range tells its candidate statements (scenarios/base.py): a scheduled
+# sweep's, without the zone suspects (each range would read them for itself, as a batch does).
+SHARED_RANGE_HINTS = SweepHints(skip_logged_opt_outs=True)
+
 # The cyclic collector's first threshold while an engine exists (Python's default is 700). A
 # sweep batch keeps ~10^5 objects alive (rows, candidates, contexts, parameters), freed by
 # reference counting when the batch ends; at 700, the full collections that their number sets
@@ -453,7 +457,13 @@ class Engine:
         experiment."""
         experiments = await ensure_rules_seen(conn, rules, as_of, seen)
         return await evaluate_set_based(
-            conn, rules, experiments, as_of, lambda _scenario_type: mentors, on_quarantine=self.on_quarantine
+            conn,
+            rules,
+            experiments,
+            as_of,
+            lambda _scenario_type: mentors,
+            on_quarantine=self.on_quarantine,
+            hints=SHARED_RANGE_HINTS,
         )
 
     async def resolve_after_sweep(self, as_of: dt.datetime) -> list[ResolvedCount]:

@@ -31,7 +31,7 @@ from scenario_engine.isolation import Outcomes, QuarantineCounter, evaluate_isol
 from scenario_engine.notifications import Outcome, write_outcomes
 from scenario_engine.outcomes.holdout import ExperimentKey, experiment_key, hold_out
 from scenario_engine.policy import PolicyDecision, PolicyState, decide_policy, state_from_row
-from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.base import NO_HINTS, Candidate, SweepHints
 from scenario_engine.scenarios.common import in_span
 from scenario_engine.scenarios.registry import scenario_of
 from scenario_engine.scenarios.rules import Rules
@@ -98,6 +98,7 @@ async def set_based_candidates(
     rules: Rules | None = None,
     orgs_of: Mapping[uuid.UUID, uuid.UUID] | asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None = None,
     span: bool = False,
+    hints: SweepHints = NO_HINTS,
 ) -> list[Candidate]:
     """The rule's candidates for a batch of mentors, each under the effective rule of the
     mentor's organisation. When every organisation runs the same rule (today's files) this is
@@ -109,7 +110,7 @@ async def set_based_candidates(
     ``span``: ``mentors`` are a full sweep's whole batch, which the scenario's own statement
     then reads as an id range (scenarios/common.py, ``range_statement``); then ``orgs_of`` may
     be a future (a sweep's reads ahead, evaluate_set_based), awaited only once the default
-    rule's statement is in."""
+    rule's statement is in. ``hints``: a scheduled sweep's (scenarios/base.py, ``SweepHints``)."""
     if not mentors:
         return []
     scenario = scenario_of(rule)
@@ -117,7 +118,7 @@ async def set_based_candidates(
     if variants is None or variants.uniform:
         if variants is not None and variants.default is not None and not variants.default.enabled:
             return []
-        return await scenario.candidates(conn, rule, mentors, as_of, span)
+        return await scenario.candidates(conn, rule, mentors, as_of, span, hints=hints)
     if orgs_of is None:
         rows = await fetch(conn, "mentor_organizations", mentors=mentors)
         orgs_of = {r["id"]: r["organization_id"] for r in rows}
@@ -151,9 +152,9 @@ async def set_based_candidates(
             return frozenset(picked[0])
 
         if default is not None:
-            found += await scenario.candidates(conn, default, mentors, as_of, True, other_mentors)
+            found += await scenario.candidates(conn, default, mentors, as_of, True, other_mentors, hints)
         if await other_mentors():
-            found += await scenario.candidates_across(conn, distinct, orgs, picked[0], as_of)
+            found += await scenario.candidates_across(conn, distinct, orgs, picked[0], as_of, hints)
         return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
     # A mentor missing from orgs_of runs the default programme's rule: one whose organisation
     # runs the rule as the default does (baseline_moves leaves them out in a sweep), or one not
@@ -162,9 +163,9 @@ async def set_based_candidates(
     plain = [m for m in mentors if known.get(m) not in own]
     others = [m for m in mentors if known.get(m) in own]
     if plain and default is not None:
-        found += await scenario.candidates(conn, default, plain, as_of)
+        found += await scenario.candidates(conn, default, plain, as_of, hints=hints)
     if others:
-        found += await scenario.candidates_across(conn, distinct, orgs, others, as_of)
+        found += await scenario.candidates_across(conn, distinct, orgs, others, as_of, hints)
     return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
 
 
@@ -210,6 +211,7 @@ class _Prefetch:
         programmes: Rules | None = None,
         orgs_of: Mapping[uuid.UUID, uuid.UUID] | asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None = None,
         span: bool = False,
+        hints: SweepHints = NO_HINTS,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._results: dict[str, asyncio.Future[list[Candidate]]] = {
@@ -219,7 +221,7 @@ class _Prefetch:
         # the writing connection while these reads start): a rule that needs them waits for it
         # after its default statement; one whose organisations all run it alike does not.
         self._task = asyncio.create_task(
-            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, span)
+            self._run(reader, rules, mentors_of, as_of, programmes, orgs_of, span, hints)
         )
 
     async def _run(
@@ -231,12 +233,20 @@ class _Prefetch:
         programmes: Rules | None,
         orgs_of: Mapping[uuid.UUID, uuid.UUID] | asyncio.Future[Mapping[uuid.UUID, uuid.UUID]] | None,
         span: bool,
+        hints: SweepHints,
     ) -> None:
         for rule in rules:
             future = self._results[rule.name]
             try:
                 found = await set_based_candidates(
-                    reader, rule, mentors_of(rule.scenario_type), as_of, programmes, orgs_of, span
+                    reader,
+                    rule,
+                    mentors_of(rule.scenario_type),
+                    as_of,
+                    programmes,
+                    orgs_of,
+                    span,
+                    hints,
                 )
             except Exception as exc:  # read again on the writing connection, which isolates
                 future.set_exception(exc)
@@ -270,6 +280,7 @@ async def evaluate_set_based(
     reader: Conn | None = None,
     on_quarantine: QuarantineCounter | None = None,
     bounds: tuple[uuid.UUID | None, uuid.UUID] | None = None,
+    hints: SweepHints = NO_HINTS,
 ) -> Outcomes:
     """Each enabled rule, in rule order, over the mentors ``mentors_for`` names for its scenario
     type: one candidate query, one policy query and one write per rule. The whole batch is one
@@ -277,7 +288,8 @@ async def evaluate_set_based(
     isolated and quarantined, the others are written (isolation.py). With a ``reader``
     connection (a sweep), the candidate statements run on it ahead of the rule loop
     (``_Prefetch``). ``bounds``: a full sweep's batch as its id range of active mentors (after,
-    last], which reads the mentors' organisations as one index range (baseline_moves)."""
+    last], which reads the mentors' organisations as one index range (baseline_moves).
+    ``hints``: a scheduled sweep's (scenarios/base.py, ``SweepHints``)."""
     enabled = rules.enabled()
     wanted = {t: mentors_for(t) for t in dict.fromkeys(r.scenario_type for r in enabled)}
     lists = list(wanted.values())
@@ -322,7 +334,7 @@ async def evaluate_set_based(
     early: _Prefetch | None = None
     if reader is not None and span and bounds is not None and rules.organization_ids():
         orgs_ready = asyncio.get_running_loop().create_future()
-        early = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_ready, span=True)
+        early = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_ready, True, hints)
     prefetch: _Prefetch | None = None
     orgs_of: dict[uuid.UUID, uuid.UUID] | None = None
     moved = False
@@ -363,7 +375,7 @@ async def evaluate_set_based(
         # (An incremental sweep's batch too, whose types have lists of their own: the reads are
         # each type's list, taken only for the whole batch, as here below; ``span`` only for a
         # full sweep's uniform batch.)
-        prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of, span=span)
+        prefetch = _Prefetch(reader, enabled, wanted.__getitem__, as_of, rules, orgs_of, span, hints)
 
     async def candidates(rule: RuleBase, group: list[uuid.UUID]) -> list[Candidate]:
         of_type = wanted[rule.scenario_type]
@@ -371,10 +383,16 @@ async def evaluate_set_based(
             found = None if prefetch is None else await prefetch.take(rule)
             if found is not None:
                 return found
-            return await set_based_candidates(conn, rule, of_type, as_of, rules, orgs_of, span)
+            return await set_based_candidates(conn, rule, of_type, as_of, rules, orgs_of, span, hints)
         members = set(group)
         return await set_based_candidates(
-            conn, rule, [m for m in of_type if m in members], as_of, rules, orgs_of
+            conn,
+            rule,
+            [m for m in of_type if m in members],
+            as_of,
+            rules,
+            orgs_of,
+            hints=hints,
         )
 
     def complete(group: list[uuid.UUID]) -> list[uuid.UUID]:

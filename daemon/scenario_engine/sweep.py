@@ -29,8 +29,10 @@ from scenario_engine.evaluate import Experiments, evaluate_set_based
 from scenario_engine.isolation import Outcomes, QuarantineCounter
 from scenario_engine.notifications import Outcome
 from scenario_engine.outcomes.resolve import ResolvedCount
-from scenario_engine.scenarios.registry import SCENARIOS
+from scenario_engine.scenarios.base import SweepHints
+from scenario_engine.scenarios.registry import SCENARIOS, scenario_of
 from scenario_engine.scenarios.rules import Rules
+from scenario_engine.scenarios.zones import known_zones
 
 BeforeBatch = Callable[[list[uuid.UUID]], Awaitable[bool]]
 Progress = Callable[[int, int], None]
@@ -90,6 +92,23 @@ class SweepPlan:
     lanes: Sequence[Conn] = ()
 
 
+async def sweep_hints(conn: Conn, rules: Rules, plan: SweepPlan) -> SweepHints:
+    """What this sweep tells the candidate statements (scenarios/base.py, ``SweepHints``): to
+    leave out opted-out decisions already on record — unless its decisions are listed
+    (``collect``: `scenario-engine sweep` shows every decision, these included) — and, for a
+    full sweep with a rule that needs the mentors' zones, the mentors whose zone Python cannot
+    load, read once. A mentor whose zone turns unloadable during the sweep is found by the
+    statement only if it would be decided (its own row is read then); the others at the next
+    sweep, or by the event its update raises."""
+    suspects: tuple[uuid.UUID, ...] | None = None
+    if plan.since is None and any(
+        scenario_of(v).needs_zones(v) for r in rules.enabled() for v in rules.variants(r.name).distinct()
+    ):
+        rows = await fetch(conn, "zone_suspects", zones=list(known_zones()))
+        suspects = tuple(r["id"] for r in rows)
+    return SweepHints(skip_logged_opt_outs=not plan.collect, zone_suspects=suspects)
+
+
 async def run_sweep(
     conn: Conn, rules: Rules, experiments: Experiments, plan: SweepPlan, result: SweepResult
 ) -> SweepResult:
@@ -99,8 +118,9 @@ async def run_sweep(
     daemon shutting down, a leader that lost its lock or its lease must not evaluate another
     batch): the result says ``interrupted`` and a later sweep of the period finishes the job."""
     started = time.perf_counter()
+    hints = await sweep_hints(conn, rules, plan)
     if plan.since is None and plan.lanes:
-        await _run_lanes(conn, rules, experiments, plan, result)
+        await _run_lanes(conn, rules, experiments, plan, result, hints)
         result.seconds = time.perf_counter() - started
         return result
     due = await due_mentors(conn, rules, plan.since, plan.as_of) if plan.since is not None else None
@@ -129,6 +149,7 @@ async def run_sweep(
             reader=plan.reader,
             on_quarantine=plan.on_quarantine,
             bounds=bounds,
+            hints=hints,
         )
         result.count(outcomes)
         if plan.collect:
@@ -174,7 +195,12 @@ class _Dispenser:
 
 
 async def _run_lanes(
-    conn: Conn, rules: Rules, experiments: Experiments, plan: SweepPlan, result: SweepResult
+    conn: Conn,
+    rules: Rules,
+    experiments: Experiments,
+    plan: SweepPlan,
+    result: SweepResult,
+    hints: SweepHints,
 ) -> None:
     """A full sweep in concurrent lanes, one per connection (``conn`` and ``plan.lanes``): each
     lane takes the next batch from the dispenser and evaluates it as the one-lane loop does (one
@@ -198,6 +224,7 @@ async def _run_lanes(
                 reader=reader,
                 on_quarantine=plan.on_quarantine,
                 bounds=bounds,
+                hints=hints,
             )
             result.count(outcomes)
             if plan.collect:

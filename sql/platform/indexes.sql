@@ -27,24 +27,6 @@ DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_covering_idx;
 DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_organization_idx;
 CREATE INDEX CONCURRENTLY peer_mentor_organization_idx ON public.peer_mentor (id) INCLUDE (organization_id);
 
--- unit: peer_mentor_active_zone_idx
--- A yearly milestone rule checks the zone of every mentor of a sweep's batch (one Python cannot
--- load is quarantined). A batch's ids are random, so their heap rows lie on most of the table's
--- pages: reading them for the zone was half of the statement at 1M and grew with the table
--- (issue 18). Here the zone is read index-only. It is included only where it is at most 200
--- bytes, so that no row can make the platform's write fail (B-tree entries are limited to about
--- 2.7 kB); a longer one, which no zone name is, is in peer_mentor_active_odd_zone_idx.
--- milestone_candidates states the same predicates.
--- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_active_zone_idx')), false)
-DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_zone_idx;
-CREATE INDEX CONCURRENTLY peer_mentor_active_zone_idx ON public.peer_mentor (id) INCLUDE (timezone) WHERE status = 'active' AND octet_length(timezone) <= 200;
-
--- unit: peer_mentor_active_odd_zone_idx
--- The active mentors whose zone is too long for peer_mentor_active_zone_idx (normally none).
--- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_active_odd_zone_idx')), false)
-DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_active_odd_zone_idx;
-CREATE INDEX CONCURRENTLY peer_mentor_active_odd_zone_idx ON public.peer_mentor (id) WHERE status = 'active' AND octet_length(timezone) > 200;
-
 -- unit: peer_mentor_joined_idx
 -- present: SELECT coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('public.peer_mentor_joined_idx')), false)
 DROP INDEX CONCURRENTLY IF EXISTS public.peer_mentor_joined_idx;

@@ -6,12 +6,13 @@ Two statements read the whole batch although only a few of its mentors matter in
   activity; now only the mentors with no activity inside the threshold window (a third of a
   steady population) get that descent — the others are found by one merge over the window;
 * ``milestone_candidates`` read every batch mentor's heap row for the zone check of a yearly
-  rule (a batch's random ids touch most of the table's pages); now the zone comes from
-  ``peer_mentor_active_zone_idx``, and a zone too long for that index from its own small index.
+  rule (a batch's random ids touch most of the table's pages); now a full sweep reads the
+  mentors whose zone Python cannot load once (``zone_suspects``, a ``SweepHints``) and the
+  statement reads the rows of those and of the bound's survivors only.
 
-The decisions must not change: every zone Python cannot load is still found (short, exactly at
-the index's 200-byte limit, just over it, multi-byte, 1 MB), in a sweep's id range as in an id
-array, and the inactivity candidates are the oracle's."""
+The decisions must not change: every zone Python cannot load is still found (short, long,
+multi-byte, 1 MB, and one that turned bad after the hint was read), in a sweep's id range as in
+an id array, with and without the hint, and the inactivity candidates are the oracle's."""
 
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ import asyncpg
 import pytest
 
 from scenario_engine.db.connect import Conn
-from scenario_engine.db.queries import bind
+from scenario_engine.db.queries import bind, fetch
 from scenario_engine.evaluate import set_based_candidates, single_mentor_candidates
-from scenario_engine.scenarios.base import MentorDataError
+from scenario_engine.scenarios.base import NO_HINTS, MentorDataError, SweepHints
 from scenario_engine.scenarios.common import range_statement
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
 from scenario_engine.scenarios.registry import scenario_of
-from tests.support.factories import add_activity, add_mentor
+from scenario_engine.scenarios.zones import known_zones
+from tests.support.factories import ORG, add_activity, add_mentor
 
 UTC = dt.UTC
 AS_OF = dt.datetime(2026, 6, 15, 12, tzinfo=UTC)
@@ -65,7 +67,12 @@ async def _explain(conn: Conn, sql: str, args: list[Any], analyze: bool) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw  # the pool may decode json
 
 
-async def test_a_yearly_rule_finds_every_unloadable_zone_in_a_range_and_an_array(
+async def _suspects(conn: Conn) -> SweepHints:
+    rows = await fetch(conn, "zone_suspects", zones=list(known_zones()))
+    return SweepHints(zone_suspects=tuple(r["id"] for r in rows))
+
+
+async def test_a_yearly_rule_finds_every_unloadable_zone_with_and_without_the_hint(
     pool: asyncpg.Pool[Any],
 ) -> None:
     await pool.execute("ALTER TABLE peer_mentor DROP CONSTRAINT IF EXISTS peer_mentor_timezone_valid")
@@ -74,45 +81,75 @@ async def test_a_yearly_rule_finds_every_unloadable_zone_in_a_range_and_an_array
         label: await add_mentor(pool, joined_at=joined, timezone=zone) for label, zone in BAD_ZONES.items()
     }
     good = await add_mentor(pool, joined_at=joined, timezone="Pacific/Auckland")
-    for days in (1, 2):  # crosses the lowest threshold (2): a survivor, read for its period
-        await add_activity(pool, good, AS_OF - dt.timedelta(days=days))
+    late = await add_mentor(pool, joined_at=joined, timezone="Europe/Oslo")  # turns bad after the hint
+    for mentor in (good, late):
+        for days in (1, 2):  # crosses the lowest threshold (2): a survivor, its row read for its period
+            await add_activity(pool, mentor, AS_OF - dt.timedelta(days=days))
     paused = await add_mentor(pool, joined_at=joined, status="paused", timezone="Mars/Olympus")
-    everyone = sorted([*bad.values(), good, paused])
+    everyone = sorted([*bad.values(), good, late, paused])
     scenario = scenario_of(YEARLY)
     async with pool.acquire() as conn:
-        for span in (True, False):
+        hints = await _suspects(conn)
+        assert set(hints.zone_suspects or ()) == set(bad.values())  # active mentors only, in id order
+        assert list(hints.zone_suspects or ()) == sorted(bad.values())
+        await conn.execute("UPDATE peer_mentor SET timezone = 'Moon/Tycho' WHERE id = $1", late)
+        for span, given in ((True, hints), (True, NO_HINTS), (False, hints), (False, NO_HINTS)):
             with pytest.raises(MentorDataError) as caught:
-                await scenario.candidates(conn, YEARLY, everyone, AS_OF, span)
-            # every active mentor with an unloadable zone, named; the paused one is not evaluated
-            assert set(caught.value.problems) == set(bad.values()), span
-        for mentor in bad.values():  # the single-mentor path fails alike
+                await scenario.candidates(conn, YEARLY, everyone, AS_OF, span, hints=given)
+            # every active mentor with an unloadable zone, named — the one that turned bad after
+            # the hint too (a survivor: its row is read); the paused one is not evaluated
+            assert set(caught.value.problems) == {*bad.values(), late}, (span, given)
+        for mentor in [*bad.values(), late]:  # the single-mentor path fails alike
             with pytest.raises(MentorDataError):
                 await single_mentor_candidates(conn, YEARLY, mentor, AS_OF)
         # without them, the survivor is decided as the oracle decides it
-        rest = [good]
-        assert await set_based_candidates(conn, YEARLY, rest, AS_OF) == await single_mentor_candidates(
-            conn, YEARLY, good, AS_OF
+        assert await scenario.candidates(conn, YEARLY, [good], AS_OF, True, hints=hints) == (
+            await single_mentor_candidates(conn, YEARLY, good, AS_OF)
         )
-        assert len(await scenario.candidates(conn, YEARLY, rest, AS_OF, True)) == 1
 
 
-async def test_the_batch_zones_are_read_from_the_zone_index(pool: asyncpg.Pool[Any]) -> None:
-    """The statement states the zone index's predicate exactly (else PostgreSQL cannot prove the
-    partial index applies and reads the heap rows again). Sequential and bitmap scans are off
-    so that a few test rows plan as a batch of 20k does."""
-    mentors = sorted([await add_mentor(pool, joined_at=AS_OF - dt.timedelta(days=400)) for _ in range(20)])
+def _rows_read(plan: Any, relation: str) -> int:
+    return sum(
+        int(n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * int(n["Actual Loops"])
+        for n in _nodes(plan)
+        if n.get("Relation Name") == relation
+    )
+
+
+async def test_with_the_hint_only_the_survivors_rows_are_read(pool: asyncpg.Pool[Any]) -> None:
+    """Hash, merge and sequential reads are off so that 2,000 test rows plan as a batch of 20k
+    at 1M does (the plans themselves are the benchmark's: docs/BENCHMARKS.md)."""
+    joined = AS_OF - dt.timedelta(days=400)
+    await pool.execute(
+        "INSERT INTO peer_mentor (organization_id, status, timezone, joined_at) "
+        "SELECT $1, 'active', 'Europe/Oslo', $2 FROM generate_series(1, 2000)",
+        ORG,
+        joined,
+    )
+    await pool.execute("ANALYZE peer_mentor")
+    mentors = sorted(r["id"] for r in await pool.fetch("SELECT id FROM peer_mentor"))
+    for mentor in mentors[:3]:  # three survivors
+        for days in (1, 2):
+            await add_activity(pool, mentor, AS_OF - dt.timedelta(days=days))
     scenario = scenario_of(YEARLY)
-    _, args = bind("milestone_candidates", scenario.candidate_params(YEARLY, mentors, AS_OF))
+    sql = range_statement("milestone_candidates")
+    read: dict[str, int] = {}
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
-        plan = await _explain(
-            conn, range_statement("milestone_candidates"), [mentors[0], *args[1:], mentors[-1]], False
+        await conn.execute(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
         )
-    on_peer_mentor = {
-        (n["Node Type"], n.get("Index Name")) for n in _nodes(plan) if n.get("Relation Name") == "peer_mentor"
-    }
-    assert ("Index Only Scan", "peer_mentor_active_zone_idx") in on_peer_mentor, on_peer_mentor
-    assert any(name == "peer_mentor_active_odd_zone_idx" for _, name in on_peer_mentor), on_peer_mentor
+        hints = await _suspects(conn)
+        for label, given in (("hint", hints), ("none", NO_HINTS)):
+            _, args = bind(
+                "milestone_candidates", scenario.candidate_params(YEARLY, mentors, AS_OF, given, True)
+            )
+            plan = await _explain(conn, sql, [mentors[0], *args[1:], mentors[-1]], True)
+            read[label] = _rows_read(plan, "peer_mentor")
+    assert hints.zone_suspects == ()
+    # the three survivors' rows, for their period and the zone check; without the hint, every
+    # batch mentor's row as well
+    assert read["hint"] <= 2 * 3 and read["none"] >= len(mentors), read
 
 
 async def test_inactivity_descends_only_for_mentors_quiet_inside_the_window(pool: asyncpg.Pool[Any]) -> None:

@@ -7,6 +7,7 @@ plain data so that the set-based sweep and the single-mentor path can be compare
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import uuid
@@ -97,6 +98,35 @@ def dedup_key(scenario_type: str, rule_name: str, mentor_id: uuid.UUID, subject:
 
 
 Row = TypeVar("Row")
+
+
+@dataclass(frozen=True)
+class SweepHints:
+    """What a scheduled sweep tells the candidate statements that one statement alone does not
+    know (issue 18: a steady sweep evaluates every mentor, and most need nothing). A statement
+    takes a hint only if it declares the parameter of that name (scenarios/common.py,
+    ``SetBased.candidate_params``); without hints (an event, a single mentor, a sweep whose
+    decisions are listed) every statement decides everything itself.
+
+    ``skip_logged_opt_outs``: leave out a candidate whose mentor has opted out and whose
+    opted-out decision is on record already (deciding it again would write nothing).
+    ``zone_suspects``: the active mentors, in id order, whose zone Python cannot load, read
+    once for the sweep (sweep.zone_suspects); None: a statement reads the zones of its batch
+    itself."""
+
+    skip_logged_opt_outs: bool = False
+    zone_suspects: tuple[uuid.UUID, ...] | None = None
+
+    def suspects_within(self, first: uuid.UUID, last: uuid.UUID) -> list[uuid.UUID] | None:
+        """The zone suspects in the id range [first, last] (a full sweep's batch)."""
+        if self.zone_suspects is None:
+            return None
+        lo = bisect.bisect_left(self.zone_suspects, first)
+        hi = bisect.bisect_right(self.zone_suspects, last)
+        return list(self.zone_suspects[lo:hi])
+
+
+NO_HINTS = SweepHints()
 
 
 def collect_candidates(rows: Iterable[Row], build: Callable[[Row], Candidate]) -> list[Candidate]:

@@ -15,7 +15,7 @@ from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import bind, execute, query, query_params
 from scenario_engine.db.records import TypedRow
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.scenarios.base import Candidate, collect_candidates
+from scenario_engine.scenarios.base import NO_HINTS, Candidate, SweepHints, collect_candidates
 from scenario_engine.scenarios.programmes import VARIANT_COLUMN, programme_statement
 
 R = TypeVar("R", bound=RuleBase)
@@ -24,6 +24,9 @@ Row = TypeVar("Row", bound=TypedRow)
 # The outcome "an activity within the window after the decision" (inactivity: re-activated;
 # milestone, anniversary: kept going). queries/outcomes.sql.
 ACTIVITY_OUTCOME = "outcome_activity_after"
+
+_SKIP = "skip_logged_opt_outs"
+_SUSPECTS = "zone_suspects"
 
 _BATCH_ARRAY = re.compile(r"([\w.]+) = ANY\(\$1::uuid\[\]\)")
 
@@ -66,10 +69,27 @@ class SetBased(ABC, Generic[R, Row]):
     due_query: str
     row_class: type[Row]  # the candidate query's columns, typed
 
-    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]:
+    def candidate_params(
+        self,
+        rule: R,
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+        hints: SweepHints = NO_HINTS,
+        span: bool = False,
+    ) -> dict[str, Any]:
         """Every candidate query is asked about a batch at an instant for one rule (whose ledger
-        rows it reads); what else it takes comes from the rule alone."""
-        return {"mentors": mentors, "as_of": as_of, "rule_name": rule.name, **self.rule_params(rule)}
+        rows it reads); what else it takes comes from the rule alone, and from a scheduled
+        sweep's ``hints`` if the query declares their parameters (base.py, ``SweepHints``):
+        ``skip_logged_opt_outs``, and ``zone_suspects`` — the hint's suspects inside a full
+        sweep's batch (``span``), else NULL (the statement reads the zones itself)."""
+        params = {"mentors": mentors, "as_of": as_of, "rule_name": rule.name, **self.rule_params(rule)}
+        declared = query_params(self.candidate_query) or ()
+        if _SKIP in declared:
+            params[_SKIP] = hints.skip_logged_opt_outs
+        if _SUSPECTS in declared:
+            within = hints.suspects_within(mentors[0], mentors[-1]) if span and mentors else None
+            params[_SUSPECTS] = within
+        return params
 
     @abstractmethod
     def rule_params(self, rule: R) -> dict[str, Any]:
@@ -89,14 +109,17 @@ class SetBased(ABC, Generic[R, Row]):
         as_of: dt.datetime,
         span: bool = False,
         others: Set[uuid.UUID] | Callable[[], Awaitable[Set[uuid.UUID]]] = frozenset(),
+        hints: SweepHints = NO_HINTS,
     ) -> list[Candidate]:
-        """``span``: ``mentors`` are a full sweep's batch — ascending, every mentor wanted inside
+        """``hints``: see ``candidate_params``.
+        ``span``: ``mentors`` are a full sweep's batch — ascending, every mentor wanted inside
         the id range from the first to the last — and are sent as that range
         (``range_statement``); rows of the range's other mentors (active since the batch was
         listed) and of ``others`` (the batch's mentors of organisations that run the rule
         otherwise: evaluate.set_based_candidates; a function when they are known only once the
         statement has run) are dropped before any candidate is built."""
-        sql, args = bind(self.candidate_query, self.candidate_params(rule, mentors, as_of))
+        params = self.candidate_params(rule, mentors, as_of, hints, span)
+        sql, args = bind(self.candidate_query, params)
         if span and mentors:
             sql = range_statement(self.candidate_query)
             args = [mentors[0], *args[1:], mentors[-1]]
@@ -114,6 +137,7 @@ class SetBased(ABC, Generic[R, Row]):
         orgs: Mapping[uuid.UUID, int],
         mentors: list[uuid.UUID],
         as_of: dt.datetime,
+        hints: SweepHints = NO_HINTS,
     ) -> list[Candidate]:
         """The candidates of one rule run with different parameters per organisation, in one
         statement (scenarios/programmes.py): ``variants[0]`` is the default programme's rule
@@ -126,7 +150,9 @@ class SetBased(ABC, Generic[R, Row]):
         names = tuple(self.rule_params(present[0]))
         sql, kept = programme_statement(self.candidate_query, names)
         shared = {
-            k: v for k, v in self.candidate_params(present[0], mentors, as_of).items() if k not in names
+            k: v
+            for k, v in self.candidate_params(present[0], mentors, as_of, hints).items()
+            if k not in names
         }
         args = [
             mentors,
@@ -144,6 +170,11 @@ class SetBased(ABC, Generic[R, Row]):
 
         found = collect_candidates(rows, build)
         return sorted(found, key=lambda c: c.mentor_id)  # stable: one mentor's order is kept
+
+    def needs_zones(self, rule: R) -> bool:
+        """Whether the rule's candidates need every mentor's zone (a full sweep then reads the
+        mentors whose zone Python cannot load once: sweep.sweep_hints)."""
+        return False
 
     #: The no-flood baseline run when a rule is first seen: what already happened is recorded
     #: without a push. None: nothing that already happened can flood.

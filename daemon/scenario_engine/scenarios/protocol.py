@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.records import MentorRecord
 from scenario_engine.domain.rule import RuleBase
-from scenario_engine.scenarios.base import Candidate
+from scenario_engine.scenarios.base import NO_HINTS, Candidate, SweepHints
 
 R = TypeVar("R", bound=RuleBase, contravariant=True)
 S = TypeVar("S")
@@ -94,7 +94,14 @@ class Scenario(Protocol[R, S]):
 
     def baseline_params(self, rule: R) -> dict[str, Any]: ...
 
-    def candidate_params(self, rule: R, mentors: list[uuid.UUID], as_of: dt.datetime) -> dict[str, Any]: ...
+    def candidate_params(
+        self,
+        rule: R,
+        mentors: list[uuid.UUID],
+        as_of: dt.datetime,
+        hints: SweepHints = NO_HINTS,
+        span: bool = False,
+    ) -> dict[str, Any]: ...
 
     def due_params(self, rules: Sequence[R], since: dt.datetime, as_of: dt.datetime) -> dict[str, Any]: ...
 
@@ -106,11 +113,17 @@ class Scenario(Protocol[R, S]):
         as_of: dt.datetime,
         span: bool = False,
         others: Set[uuid.UUID] | Callable[[], Awaitable[Set[uuid.UUID]]] = frozenset(),
+        hints: SweepHints = NO_HINTS,
     ) -> list[Candidate]:
         """Set-based: one statement for the batch. Rows that cannot be evaluated raise one
         ``MentorDataError`` naming every such mentor (isolation.py quarantines them). ``span``:
         ``mentors`` are a full sweep's batch, read as the id range they span, without the
-        mentors of ``others`` (or of what it returns once the rows are in: common.py)."""
+        mentors of ``others`` (or of what it returns once the rows are in: common.py).
+        ``hints``: a scheduled sweep's (base.py, ``SweepHints``)."""
+        ...
+
+    def needs_zones(self, rule: R) -> bool:
+        """Whether the rule's candidates need every mentor's zone (sweep.sweep_hints)."""
         ...
 
     async def candidates_across(
@@ -120,6 +133,7 @@ class Scenario(Protocol[R, S]):
         orgs: Mapping[uuid.UUID, int],
         mentors: list[uuid.UUID],
         as_of: dt.datetime,
+        hints: SweepHints = NO_HINTS,
     ) -> list[Candidate]:
         """Set-based over several programmes: the rule's variants as data, one statement."""
         ...

@@ -1,29 +1,16 @@
 -- The milestone scenario's set-based statements (scenarios/milestone/scenario.py).
 
 -- name: milestone_candidates
--- params: mentors, as_of, rule_name, metric, period, thresholds, labels, zones
+-- params: mentors, as_of, rule_name, metric, period, thresholds, labels, zones, zone_suspects
 -- period is 'year' or 'all_time'; thresholds ascend; labels spell them as the dedup key does;
 -- zones are the names Python can load (scenarios/zones.py). A yearly rule needs the mentor's calendar: a mentor
 -- whose zone Python cannot load gets a row that names the `problem` (and is quarantined),
 -- whether or not a threshold would be crossed, exactly as the single-mentor path fails.
+-- zone_suspects: a full sweep's hint (scenarios/base.py, SweepHints), the batch's mentors whose
+-- zone Python could not load when the sweep began; NULL: the statement reads every batch
+-- mentor's zone itself.
 WITH zones AS (
     SELECT z.name FROM unnest($8::text[]) AS z(name)
-), bad_zone AS MATERIALIZED (
-    -- A yearly rule's batch mentors whose zone Python cannot load, read from the zone's
-    -- covering index (peer_mentor_active_zone_idx), not the heap: a batch's mentors are spread
-    -- over most of the table's pages (ids are random), so reading every batch mentor's heap
-    -- row for its zone touched 10k of 13k pages per batch at 1M, half the statement's time and
-    -- a cost per mentor that grew with the table (issue 18). A zone too long for that index
-    -- (it cannot be a zone name) is found on its own small index (…_odd_zone_idx).
-    SELECT p.id, p.timezone FROM public.peer_mentor p
-    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
-      AND octet_length(p.timezone) <= 200
-      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
-    UNION ALL
-    SELECT p.id, p.timezone FROM public.peer_mentor p
-    WHERE $5::text = 'year' AND p.id = ANY($1::uuid[]) AND p.status = 'active'
-      AND octet_length(p.timezone) > 200
-      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
 ), span AS (
     -- The earliest instant any mentor's period can start, and the lowest threshold. A zone's
     -- local time is within a day of UTC, so its calendar year starts after 00:00 UTC on
@@ -69,14 +56,38 @@ WITH zones AS (
       AND a.occurred_at >= (SELECT span.since FROM span) AND a.occurred_at <= $2::timestamptz
     GROUP BY a.mentor_id
     HAVING sum(greatest(a.contacts, 0))::float8 >= (SELECT span.lowest FROM span)
+), bad_zone AS MATERIALIZED (
+    -- A yearly rule's batch mentors whose zone Python cannot load. Without a hint, read from
+    -- every batch mentor's row. With a full sweep's hint, only the suspects' rows and the
+    -- survivors' (whose rows are read for their period anyway: a zone that turned unloadable
+    -- after the hint was read is found there) — a batch's ids are random, so reading every
+    -- batch mentor's row touched 10k of 13k heap pages per batch at 1M, half the statement
+    -- and a cost per mentor that grew with the table (issue 18).
+    SELECT p.id, p.timezone FROM public.peer_mentor p
+    WHERE $5::text = 'year' AND $9::uuid[] IS NULL
+      AND p.id = ANY($1::uuid[]) AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
+    UNION
+    SELECT p.id, p.timezone FROM unnest($9::uuid[]) AS s(id)
+    JOIN public.peer_mentor p ON p.id = s.id
+    WHERE $5::text = 'year' AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
+    UNION
+    SELECT p.id, p.timezone FROM bound u
+    JOIN public.peer_mentor p ON p.id = u.mentor_id
+    WHERE $5::text = 'year' AND $9::uuid[] IS NOT NULL AND p.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM zones WHERE zones.name = p.timezone)
 ), m AS MATERIALIZED (
     -- Materialized: the exact values below are computed for the survivors only, each read
-    -- from its own row (its zone names its period); the batch is not read again.
+    -- from its own row (its zone names its period). The survivors and the suspects are the
+    -- batch's own (the bound reads the batch's activities; SweepHints.suspects_within): the
+    -- batch's condition is not repeated on their rows, so that the planner reads each row by
+    -- its id rather than the batch's whole range for them.
     SELECT p.id, per.period, per.period_start
     FROM bound u
     JOIN public.peer_mentor p ON p.id = u.mentor_id
     CROSS JOIN LATERAL scenario_engine.milestone_period($5::text, $2::timestamptz, p.timezone) AS per
-    WHERE p.id = ANY($1::uuid[]) AND p.status = 'active'
+    WHERE p.status = 'active'
       AND NOT EXISTS (SELECT 1 FROM bad_zone z WHERE z.id = p.id)
     UNION ALL
     -- Every batch mentor when the lowest threshold is not positive (rules forbid it).

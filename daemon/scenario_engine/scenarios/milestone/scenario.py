@@ -57,6 +57,9 @@ class MilestoneScenario(SetBased[MilestoneRule, MilestoneRow]):
             "zones": list(known_zones()),
         }
 
+    def needs_zones(self, rule: MilestoneRule) -> bool:
+        return rule.period == "year"  # a zone Python cannot load has no calendar year
+
     def from_row(self, row: MilestoneRow, rule: MilestoneRule, as_of: dt.datetime) -> Candidate:
         problem, period, value, crossed = row.problem, row.period, row.value, row.new_thresholds
         if problem is not None:
