@@ -57,6 +57,13 @@ SELECT p.id,
 FROM public.peer_mentor p
 WHERE p.id = ANY($1::uuid[]) AND p.status = 'active' ORDER BY p.id;
 
+-- name: active_mentor_estimate
+-- The planner's count of active mentors (the active-mentor index's, as of the last VACUUM or
+-- ANALYZE; -1 if never counted): sizes a full sweep's batches so that its lanes get as many
+-- (sweep.balanced_batch), without counting a million index entries.
+SELECT coalesce((SELECT reltuples::bigint FROM pg_class
+                 WHERE oid = to_regclass('public.peer_mentor_active_idx')), -1);
+
 -- name: active_mentor_count
 SELECT count(*) FROM public.peer_mentor WHERE status = 'active';
 
