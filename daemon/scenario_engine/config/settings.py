@@ -139,7 +139,10 @@ class Settings(BaseSettings):
         default=20_000,
         ge=1,
         le=1_000_000,
-        description="Mentors evaluated per sweep batch (memory vs round trips).",
+        description=(
+            "Mentors evaluated per sweep batch (memory vs round trips); a full sweep in lanes "
+            "may take smaller ones so that each lane gets as many."
+        ),
     )
     sweep_lanes: int = Field(
         default=2,
