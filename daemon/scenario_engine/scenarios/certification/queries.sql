@@ -1,9 +1,14 @@
 -- The certification-expiry scenario's set-based statements (scenarios/certification/scenario.py).
 
 -- name: certification_candidates
--- params: mentors, as_of, rule_name, tiers_days, types
+-- params: mentors, as_of, rule_name, tiers_days, types, lead_days
 -- types: the watched certification types (empty = all). "Superseded" (a newer unrevoked
 -- certification of the same type) is also stated in certification_recheck and oracle.py.
+-- lead_days: the longest tier (the rule's lead time), a parameter of its own so that the
+-- planner knows the reminder window when it plans: with the window's end computed from the
+-- tiers in the statement it guessed 5k certifications for it (38k at 1M) and ANDed the whole
+-- population's window with each batch's mentors — a read that grew with the population, per
+-- batch — instead of reading the batch's own entries (certification_mentor_expiring_v2_idx).
 WITH c AS (
     SELECT c.id, c.mentor_id, c.type, c.issued_at, c.expires_at, p.timezone,
            (SELECT min(t) FROM unnest($4::int[]) AS t
@@ -13,7 +18,7 @@ WITH c AS (
     WHERE c.mentor_id = ANY($1::uuid[])
       AND c.revoked_at IS NULL
       AND c.expires_at > $2::timestamptz
-      AND c.expires_at <= $2::timestamptz + make_interval(secs => (SELECT max(t) FROM unnest($4::int[]) AS t) * 86400.0)
+      AND c.expires_at <= $2::timestamptz + make_interval(secs => $6::int * 86400.0)
       AND (cardinality($5::text[]) = 0 OR c.type = ANY($5::text[]))
       AND NOT EXISTS (
           SELECT 1 FROM public.certification n

@@ -49,6 +49,7 @@ class CertificationScenario(SetBased[CertificationExpiryRule, CertificationRow])
         return {
             "tiers_days": list(rule.tiers_days),
             "types": list(rule.certification_types),
+            "lead_days": rule.lead_time_days,
         }
 
     def from_row(self, row: CertificationRow, rule: CertificationExpiryRule, as_of: dt.datetime) -> Candidate:
