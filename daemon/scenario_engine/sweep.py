@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 import time
 import uuid
 from collections import Counter
@@ -280,19 +279,13 @@ def balanced_batch(mentors: int, cap: int, lanes: int) -> int:
     full sweep ends when its last lane does, so 5 batches of 20k over two lanes (a 100k sweep)
     took as long as 6 — the last batch ran alone (issue 18: the steady sweep's cost per mentor
     was 25 % higher at 100k than at 1M). ``mentors``: an estimate (the planner's count of the
-    active-mentor index, as of the last VACUUM or ANALYZE), or 0 or less when unknown (then
-    ``cap``). The batches are sized for ``ESTIMATE_SLACK`` more mentors than estimated: an
-    estimate a little low (95k for 96k) would otherwise leave a seventh, short batch — and the
-    odd one out again."""
+    active-mentor index), or 0 or less when unknown (then ``cap``); a few mentors more or less
+    only make one batch a little larger or smaller."""
     if mentors <= 0 or lanes <= 1:
         return cap
     batches = -(-mentors // cap)
     batches = -(-batches // lanes) * lanes
-    return max(1, min(cap, math.ceil(mentors * (1 + ESTIMATE_SLACK) / batches)))
-
-
-# How far the planner's count of active mentors may fall short of the sweep's (balanced_batch).
-ESTIMATE_SLACK = 0.05
+    return max(1, -(-mentors // batches))
 
 
 def _everyone(mentors: list[uuid.UUID]) -> Callable[[str], list[uuid.UUID]]:
