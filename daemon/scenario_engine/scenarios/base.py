@@ -111,7 +111,7 @@ class SweepHints:
     ``skip_logged_opt_outs``: leave out a candidate whose mentor has opted out and whose
     opted-out decision is on record already (deciding it again would write nothing).
     ``zone_suspects``: the active mentors, in id order, whose zone Python cannot load, read
-    once for the sweep (sweep.zone_suspects); None: a statement reads the zones of its batch
+    once for the sweep (sweep.sweep_hints); None: a statement reads the zones of its batch
     itself."""
 
     skip_logged_opt_outs: bool = False
