@@ -284,6 +284,10 @@ def balanced_batch(mentors: int, cap: int, lanes: int) -> int:
     if mentors <= 0 or lanes <= 1:
         return cap
     batches = -(-mentors // cap)
+    if batches == 1 or batches % lanes == 0:
+        # One batch (a small population: the sweep's output and ledger order stay as they
+        # were), or every lane gets as many already: the configured size, unchanged.
+        return cap
     batches = -(-batches // lanes) * lanes
     return max(1, -(-mentors // batches))
 

@@ -18,7 +18,13 @@ def test_a_100k_sweep_over_two_lanes_gets_six_batches_not_five() -> None:
 
 
 def test_a_1m_sweep_keeps_its_batches() -> None:
-    assert balanced_batch(959_891, 20_000, 2) == 19_998  # 48 batches, 24 per lane
+    assert balanced_batch(959_891, 20_000, 2) == 20_000  # 48 batches, 24 per lane
+
+
+def test_batches_that_already_share_out_evenly_keep_the_configured_size() -> None:
+    assert balanced_batch(6, 5, 2) == 5  # 5 + 1: one batch per lane, as before
+    assert balanced_batch(6, 20_000, 2) == 20_000  # one batch: not split
+    assert balanced_batch(80_000, 20_000, 2) == 20_000
 
 
 def test_unknown_count_or_one_lane_keeps_the_configured_size() -> None:
