@@ -104,9 +104,16 @@ async def sweep_hints(conn: Conn, rules: Rules, plan: SweepPlan) -> SweepHints:
     if plan.since is None and any(
         scenario_of(v).needs_zones(v) for r in rules.enabled() for v in rules.variants(r.name).distinct()
     ):
-        rows = await fetch(conn, "zone_suspects", zones=list(known_zones()))
-        suspects = tuple(r["id"] for r in rows)
+        rows = await fetch(conn, "zone_suspects", zones=list(known_zones()), most=ZONE_SUSPECTS_MAX + 1)
+        if len(rows) <= ZONE_SUSPECTS_MAX:
+            suspects = tuple(r["id"] for r in rows)
     return SweepHints(skip_logged_opt_outs=not plan.collect, zone_suspects=suspects)
+
+
+# The most zone suspects a sweep keeps (sweep_hints): a platform whose every mentor has a zone
+# Python cannot load (say 'utc' from before the reference CHECK) would otherwise hold a million
+# ids for the sweep; past this, each statement reads its batch's zones, as it did before.
+ZONE_SUSPECTS_MAX = 10_000
 
 
 async def run_sweep(

@@ -24,14 +24,17 @@ from typing import Any
 import asyncpg
 import pytest
 
+from scenario_engine import sweep
 from scenario_engine.db.connect import Conn
 from scenario_engine.db.queries import bind, fetch
+from scenario_engine.engine import Engine
 from scenario_engine.evaluate import set_based_candidates, single_mentor_candidates
 from scenario_engine.scenarios.base import NO_HINTS, MentorDataError, SweepHints
 from scenario_engine.scenarios.common import range_statement
 from scenario_engine.scenarios.inactivity import InactivityRule
 from scenario_engine.scenarios.milestone import MilestoneRule
 from scenario_engine.scenarios.registry import scenario_of
+from scenario_engine.scenarios.rules import Rules
 from scenario_engine.scenarios.zones import known_zones
 from tests.support.factories import ORG, add_activity, add_mentor
 
@@ -68,7 +71,7 @@ async def _explain(conn: Conn, sql: str, args: list[Any], analyze: bool) -> Any:
 
 
 async def _suspects(conn: Conn) -> SweepHints:
-    rows = await fetch(conn, "zone_suspects", zones=list(known_zones()))
+    rows = await fetch(conn, "zone_suspects", zones=list(known_zones()), most=1000)
     return SweepHints(zone_suspects=tuple(r["id"] for r in rows))
 
 
@@ -193,3 +196,27 @@ async def test_inactivity_descends_only_for_mentors_quiet_inside_the_window(pool
     # The newest activity is looked up once per quiet mentor (it was once per batch mentor, 33);
     # the window is read once for the whole batch.
     assert max(loops) == quiet and min(loops) == 1, loops
+
+
+async def test_too_many_zone_suspects_fall_back_to_each_batch_reading_its_zones(
+    pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform whose mentors mostly have zones Python cannot load ('utc' from before the
+    reference CHECK) must not make a sweep hold a million ids: past ZONE_SUSPECTS_MAX the hint
+    is dropped, and every bad zone is still found — by each batch, as before."""
+    monkeypatch.setattr(sweep, "ZONE_SUSPECTS_MAX", 2)
+    await pool.execute("ALTER TABLE peer_mentor DROP CONSTRAINT IF EXISTS peer_mentor_timezone_valid")
+    joined = AS_OF - dt.timedelta(days=400)
+    bad = {await add_mentor(pool, joined_at=joined, timezone=zone) for zone in ("utc", "gmt", "Mars/Olympus")}
+    await add_mentor(pool, joined_at=joined, timezone="Europe/Oslo")
+    async with pool.acquire() as conn:
+        plan = sweep.SweepPlan(AS_OF, 2)
+        assert (await sweep.sweep_hints(conn, Rules(milestone=[YEARLY]), plan)).zone_suspects is None
+        monkeypatch.setattr(sweep, "ZONE_SUSPECTS_MAX", 3)
+        assert (
+            set((await sweep.sweep_hints(conn, Rules(milestone=[YEARLY]), plan)).zone_suspects or ()) == bad
+        )
+    monkeypatch.setattr(sweep, "ZONE_SUSPECTS_MAX", 2)
+    await Engine(pool, Rules(milestone=[YEARLY]), sweep_batch=2).run_scheduled_evaluation(AS_OF)
+    quarantined = {r["mentor_id"] for r in await pool.fetch("SELECT mentor_id FROM scenario_quarantine")}
+    assert quarantined == bad

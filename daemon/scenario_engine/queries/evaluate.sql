@@ -17,17 +17,19 @@ ORDER BY id
 LIMIT $2::int;
 
 -- name: zone_suspects
--- params: zones
+-- params: zones, most
 -- The active mentors whose zone Python cannot load (``zones``: the names it can), in id order:
 -- read once per full sweep (sweep.py, SweepHints.zone_suspects) so that a yearly milestone
 -- rule's statement need not read every batch mentor's heap row for the zone. A batch's ids are
 -- random, so their rows lie on most of the table's pages: 10k of 13k per batch of 20k at 1M,
 -- half the statement and a cost per mentor that grew with the table (issue 18). One
--- sequential pass instead.
+-- sequential pass instead. At most ``most`` rows (sweep.ZONE_SUSPECTS_MAX): more, and the
+-- statements read the zones themselves, as before.
 SELECT p.id FROM public.peer_mentor p
 WHERE p.status = 'active'
   AND NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS z(name) WHERE z.name = p.timezone)
-ORDER BY p.id;
+ORDER BY p.id
+LIMIT $2::int;
 
 -- name: policy_due
 -- params: since, as_of, cooldown_types, cooldown_secs
