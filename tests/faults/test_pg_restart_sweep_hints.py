@@ -54,7 +54,7 @@ async def test_a_restart_mid_sweep_is_finished_by_the_next_sweep(own_cluster: Lo
             assert not sweep.done(), "the sweep ended before the restart"
             await asyncio.sleep(0.01)
         await anyio.to_thread.run_sync(pg_ctl, own_cluster, "-m", "immediate", "-w", "stop")
-        with pytest.raises(Exception) as failed:
+        with pytest.raises((asyncpg.InterfaceError, asyncpg.PostgresError, OSError)) as failed:
             await sweep
         assert is_database_error(failed.value) or isinstance(failed.value, OSError), repr(failed.value)
         await anyio.to_thread.run_sync(own_cluster.start)
